@@ -1,0 +1,453 @@
+// Package netpoll is the baseline transport: a goroutine per connection on Go's
+// runtime poller. It drives the transport.Handler callbacks from that goroutine
+// and does its own non-blocking vectored writes through syscall.RawConn, so a
+// write never parks the caller (which is usually the peer connection's reader).
+//
+// An idle connection holds its read goroutine but no read buffer: the buffer is
+// taken from the pool only once the socket is readable.
+package netpoll
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/proxylab/proxylab/core/buffer"
+	"github.com/proxylab/proxylab/transport"
+)
+
+// Name is the registered name.
+const Name = "netpoll"
+
+// Transport is the netpoll transport.
+type Transport struct {
+	opts transport.Options
+}
+
+var _ transport.Transport = (*Transport)(nil)
+
+// New builds a netpoll transport.
+func New(opts transport.Options) (transport.Transport, error) {
+	if opts.ReadBufferSize <= 0 {
+		opts.ReadBufferSize = 16 << 10
+	}
+	return &Transport{opts: opts}, nil
+}
+
+func (t *Transport) Name() string { return Name }
+func (t *Transport) Close() error { return nil }
+
+// Listen binds address.
+func (t *Transport) Listen(network, address string) (transport.Listener, error) {
+	l, err := (&net.ListenConfig{}).Listen(context.Background(), network, address)
+	if err != nil {
+		return nil, fmt.Errorf("netpoll: listen %s: %w", address, err)
+	}
+	return &listener{l: l.(*net.TCPListener), t: t}, nil
+}
+
+// Dial connects in a new goroutine and reports through done.
+func (t *Transport) Dial(network, address string, timeout time.Duration, done func(transport.Conn, error)) {
+	go func() {
+		d := net.Dialer{Timeout: timeout}
+		c, err := d.Dial(network, address)
+		if err != nil {
+			done(nil, fmt.Errorf("netpoll: dial %s: %w", address, err))
+			return
+		}
+		nc, err := newConn(c.(*net.TCPConn), t.opts.ReadBufferSize)
+		if err != nil {
+			c.Close()
+			done(nil, err)
+			return
+		}
+		done(nc, nil)
+	}()
+}
+
+type listener struct {
+	l      *net.TCPListener
+	t      *Transport
+	closed atomic.Bool
+}
+
+func (l *listener) Addr() net.Addr { return l.l.Addr() }
+
+func (l *listener) Close() error {
+	l.closed.Store(true)
+	return l.l.Close()
+}
+
+func (l *listener) Start(accept func(transport.Conn)) {
+	go func() {
+		var backoff time.Duration
+		for {
+			c, err := l.l.AcceptTCP()
+			if err != nil {
+				if l.closed.Load() || errors.Is(err, net.ErrClosed) {
+					return
+				}
+				// EMFILE and friends: back off instead of spinning.
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				time.Sleep(backoff)
+				continue
+			}
+			backoff = 0
+			nc, err := newConn(c, l.t.opts.ReadBufferSize)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			accept(nc)
+		}
+	}()
+}
+
+// maxIov bounds one writev call (IOV_MAX is 1024 on Linux).
+const maxIov = 64
+
+type conn struct {
+	tc       *net.TCPConn
+	rc       syscall.RawConn
+	h        transport.Handler
+	readSize int
+
+	// Read side: touched only by the read goroutine.
+	rbuf   *buffer.Buf
+	rn     int
+	rerr   error
+	readFn func(fd uintptr) bool
+
+	rdMu    sync.Mutex
+	rdCount int
+	rdWake  chan struct{}
+
+	// Write side, guarded by wmu. While flushing is true the flusher goroutine
+	// owns the socket's write direction and iov; Write only appends.
+	wmu        sync.Mutex
+	queue      []*buffer.Buf
+	queued     int
+	flushing   bool
+	shutAfter  bool
+	werr       error
+	iov        [maxIov]unix.Iovec
+	niov       int
+	wn         int
+	wErrno     error
+	tryWriteFn func(fd uintptr) bool
+	waitFn     func(fd uintptr) bool
+
+	closed  atomic.Bool
+	closeCh chan struct{}
+}
+
+var (
+	_ transport.Conn          = (*conn)(nil)
+	_ transport.SyscallConner = (*conn)(nil)
+)
+
+func newConn(tc *net.TCPConn, readSize int) (*conn, error) {
+	rc, err := tc.SyscallConn()
+	if err != nil {
+		return nil, fmt.Errorf("netpoll: %w", err)
+	}
+	c := &conn{tc: tc, rc: rc, readSize: readSize, rdWake: make(chan struct{}, 1), closeCh: make(chan struct{})}
+	c.readFn = c.doRead
+	c.tryWriteFn = func(fd uintptr) bool { c.writev(fd); return true }
+	c.waitFn = func(fd uintptr) bool { return c.writev(fd) }
+	return c, nil
+}
+
+func (c *conn) LocalAddr() net.Addr                           { return c.tc.LocalAddr() }
+func (c *conn) RemoteAddr() net.Addr                          { return c.tc.RemoteAddr() }
+func (c *conn) SyscallConn() (syscall.RawConn, error)         { return c.rc, nil }
+func (c *conn) Start(h transport.Handler)                     { c.h = h; go c.readLoop() }
+func (c *conn) String() string                                { return fmt.Sprintf("netpoll %s->%s", c.RemoteAddr(), c.LocalAddr()) }
+func (c *conn) setReadResult(b *buffer.Buf, n int, err error) { c.rbuf, c.rn, c.rerr = b, n, err }
+
+// doRead runs inside RawConn.Read; returning false parks until readable. The
+// buffer is taken only when a read may succeed and given back on EAGAIN.
+func (c *conn) doRead(fd uintptr) bool {
+	b := buffer.Get(c.readSize)
+	for {
+		n, err := unix.Read(int(fd), b.Free())
+		switch err {
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			b.Release()
+			return false
+		}
+		if err != nil {
+			n = 0
+		}
+		c.setReadResult(b, n, err)
+		return true
+	}
+}
+
+func (c *conn) readLoop() {
+	var err error
+	for c.waitReadEnabled() {
+		if rerr := c.rc.Read(c.readFn); rerr != nil {
+			err = rerr
+			break
+		}
+		b := c.rbuf
+		c.rbuf = nil
+		if c.rerr != nil {
+			b.Release()
+			err = c.rerr
+			break
+		}
+		if c.rn == 0 {
+			b.Release()
+			c.h.OnReadEOF(c)
+			<-c.closeCh
+			break
+		}
+		b.Commit(c.rn)
+		c.h.OnData(c, b)
+	}
+	if c.closed.Load() {
+		err = nil // a local Close is not an error, but a failed write is
+	}
+	c.Close()
+	c.wmu.Lock()
+	if err == nil {
+		err = c.werr
+	}
+	c.wmu.Unlock()
+	c.h.OnClose(c, err)
+}
+
+func (c *conn) waitReadEnabled() bool {
+	for {
+		if c.closed.Load() {
+			return false
+		}
+		c.rdMu.Lock()
+		n := c.rdCount
+		c.rdMu.Unlock()
+		if n == 0 {
+			return true
+		}
+		select {
+		case <-c.rdWake:
+		case <-c.closeCh:
+			return false
+		}
+	}
+}
+
+// ReadDisable nests; a read already parked in the poller may still deliver
+// one OnData after ReadDisable(true).
+func (c *conn) ReadDisable(disable bool) {
+	c.rdMu.Lock()
+	if disable {
+		c.rdCount++
+	} else if c.rdCount > 0 {
+		c.rdCount--
+		if c.rdCount == 0 {
+			select {
+			case c.rdWake <- struct{}{}:
+			default:
+			}
+		}
+	}
+	c.rdMu.Unlock()
+}
+
+// fillIov points iov at the head of the queue. Caller holds wmu.
+func (c *conn) fillIov() {
+	c.niov = 0
+	for _, b := range c.queue {
+		if c.niov == maxIov {
+			break
+		}
+		p := b.Bytes()
+		c.iov[c.niov].Base = &p[0]
+		c.iov[c.niov].SetLen(len(p))
+		c.niov++
+	}
+}
+
+// writev writes iov[:niov]; returns false on EAGAIN so a blocking caller waits.
+func (c *conn) writev(fd uintptr) bool {
+	for {
+		n, _, e := unix.Syscall(unix.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&c.iov[0])), uintptr(c.niov))
+		switch e {
+		case 0:
+			c.wn, c.wErrno = int(n), nil
+			return true
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			c.wn, c.wErrno = 0, nil
+			return false
+		default:
+			c.wn, c.wErrno = 0, e
+			return true
+		}
+	}
+}
+
+// consume drops n written bytes from the queue front. Caller holds wmu.
+func (c *conn) consume(n int) {
+	c.queued -= n
+	i := 0
+	for ; i < len(c.queue) && n > 0; i++ {
+		b := c.queue[i]
+		if l := b.Len(); l <= n {
+			n -= l
+			b.Release()
+			c.queue[i] = nil
+			continue
+		}
+		b.Consume(n)
+		break
+	}
+	c.queue = c.queue[i:]
+	if len(c.queue) == 0 {
+		c.queue = c.queue[:0:0]
+	}
+}
+
+func (c *conn) Write(bufs ...*buffer.Buf) (int, error) {
+	c.wmu.Lock()
+	if c.closed.Load() || c.werr != nil {
+		err := c.werr
+		c.wmu.Unlock()
+		for _, b := range bufs {
+			b.Release()
+		}
+		if err == nil {
+			err = transport.ErrClosed
+		}
+		return 0, err
+	}
+	for _, b := range bufs {
+		if b.Len() == 0 {
+			b.Release()
+			continue
+		}
+		c.queue = append(c.queue, b)
+		c.queued += b.Len()
+	}
+	if c.flushing || c.queued == 0 {
+		q := c.queued
+		c.wmu.Unlock()
+		return q, nil
+	}
+	for c.queued > 0 {
+		c.fillIov()
+		if err := c.rc.Write(c.tryWriteFn); err != nil {
+			c.wErrno = err
+		}
+		if c.wErrno != nil {
+			return 0, c.failWriteLocked(c.wErrno)
+		}
+		if c.wn == 0 {
+			break
+		}
+		c.consume(c.wn)
+	}
+	if c.queued > 0 {
+		c.flushing = true
+		go c.flush()
+	}
+	q := c.queued
+	c.wmu.Unlock()
+	return q, nil
+}
+
+// failWriteLocked records a write error, drops the queue and closes the
+// socket; the read goroutine then reports OnClose. Unlocks wmu.
+func (c *conn) failWriteLocked(err error) error {
+	err = fmt.Errorf("netpoll: write: %w", err)
+	c.werr = err
+	for _, b := range c.queue {
+		b.Release()
+	}
+	c.queue, c.queued = nil, 0
+	c.wmu.Unlock()
+	c.Close()
+	return err
+}
+
+// flush runs while the socket is full, parking in the poller until writable.
+func (c *conn) flush() {
+	for {
+		c.wmu.Lock()
+		if c.closed.Load() || c.werr != nil {
+			for _, b := range c.queue {
+				b.Release()
+			}
+			c.queue, c.queued, c.flushing = nil, 0, false
+			c.wmu.Unlock()
+			return
+		}
+		if c.queued == 0 {
+			c.flushing = false
+			shut := c.shutAfter
+			c.wmu.Unlock()
+			if shut {
+				c.tc.CloseWrite()
+			}
+			c.h.OnDrained(c)
+			return
+		}
+		c.fillIov()
+		c.wmu.Unlock()
+		err := c.rc.Write(c.waitFn)
+		c.wmu.Lock()
+		if err == nil {
+			err = c.wErrno
+		}
+		if err != nil {
+			if !c.closed.Load() {
+				c.failWriteLocked(err)
+			} else {
+				c.wmu.Unlock()
+			}
+			continue
+		}
+		c.consume(c.wn)
+		c.wmu.Unlock()
+	}
+}
+
+func (c *conn) CloseWrite() error {
+	c.wmu.Lock()
+	if c.queued > 0 {
+		c.shutAfter = true
+		c.wmu.Unlock()
+		return nil
+	}
+	c.wmu.Unlock()
+	return c.tc.CloseWrite()
+}
+
+func (c *conn) Close() error {
+	if c.closed.Swap(true) {
+		return nil
+	}
+	close(c.closeCh)
+	c.wmu.Lock()
+	if !c.flushing {
+		for _, b := range c.queue {
+			b.Release()
+		}
+		c.queue, c.queued = nil, 0
+	}
+	c.wmu.Unlock()
+	return c.tc.Close()
+}

@@ -1,0 +1,187 @@
+// Package transport is the contract between the proxy core and the ways bytes
+// move: Go's runtime poller (netpoll), an own epoll reactor (rawepoll), eBPF
+// sockmap, or a userspace TCP stack over DPDK. Nothing above this package knows
+// which transport runs.
+//
+// The contract is readiness-driven: a transport calls a Handler when a
+// connection has bytes, and Write never blocks. A goroutine-per-connection
+// transport fits it by calling the same callbacks from its read loop; a reactor
+// fits it without holding a goroutine or a read buffer per idle connection.
+//
+// Handler lifecycle for one Conn (callbacks are never invoked from inside a Conn
+// method, so a handler may hold its own lock while it calls Write or Close):
+//
+//	callback    | when                               | may be followed by
+//	------------+------------------------------------+--------------------------------
+//	OnData      | bytes arrived (handler owns buf)   | OnData, OnReadEOF, OnClose
+//	OnReadEOF   | peer shut down its write side      | OnClose (writes still allowed)
+//	OnDrained   | write queue became empty           | anything; may run concurrently
+//	            | after a Write returned queued > 0  | with read-side callbacks
+//	OnClose     | closed by either side or an error  | nothing (exactly once)
+//
+// OnData, OnReadEOF and OnClose of one Conn are serialized. A handler must not
+// block in a callback: a reactor runs many connections on few workers.
+package transport
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"slices"
+	"sort"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/proxylab/proxylab/core/buffer"
+)
+
+// Transport makes listeners and outbound connections. It is a value built from
+// Options, never a process-global mode: two transports may coexist in one
+// process (tests do this).
+type Transport interface {
+	// Name is the registered name, e.g. "netpoll".
+	Name() string
+	// Listen binds a TCP listener. Accepting starts with Listener.Start.
+	Listen(network, address string) (Listener, error)
+	// Dial connects asynchronously and calls done exactly once, from a
+	// transport goroutine and never from inside Dial, with a connection that is
+	// not yet started or with an error. timeout bounds the connect.
+	Dial(network, address string, timeout time.Duration, done func(Conn, error))
+	// Close releases the transport's own resources (reactors, worker pools).
+	// Listeners and connections should be closed first.
+	Close() error
+}
+
+// Listener accepts connections for one bound address.
+type Listener interface {
+	Addr() net.Addr
+	// Start begins accepting; accept is called for every new connection from a
+	// transport goroutine and must not block (it starts the Conn and returns).
+	// Start is called once.
+	Start(accept func(Conn))
+	// Close stops accepting; established connections are unaffected.
+	Close() error
+}
+
+// Conn is one established connection. The core's network.Conn owns it.
+type Conn interface {
+	LocalAddr() net.Addr
+	RemoteAddr() net.Addr
+	// Start begins delivering events to h. Called once, before any other
+	// method except the address getters.
+	Start(h Handler)
+	// Write takes ownership of every buffer (they are released when written or
+	// when the connection closes) and never blocks: what the socket does not
+	// take at once is queued and flushed when it becomes writable, in order,
+	// with as few syscalls as the platform allows (vectored writes). It returns
+	// the bytes still queued after the call; when that is > 0 the handler gets
+	// OnDrained once the queue empties. Callers apply backpressure by reading
+	// less from the peer until then.
+	Write(bufs ...*buffer.Buf) (queued int, err error)
+	// ReadDisable(true) stops delivering OnData until a matching
+	// ReadDisable(false); calls nest (a counter), so two reasons to stop reading
+	// do not cancel each other.
+	ReadDisable(disable bool)
+	// CloseWrite sends FIN once the write queue has drained (half-close).
+	CloseWrite() error
+	// Close closes both directions at once, dropping queued writes, and leads
+	// to OnClose. Calling it again is a no-op.
+	Close() error
+}
+
+// Handler receives a connection's events; see the lifecycle table above.
+type Handler interface {
+	// OnData hands over ownership of b, which holds at least one byte.
+	OnData(c Conn, b *buffer.Buf)
+	OnReadEOF(c Conn)
+	OnDrained(c Conn)
+	// OnClose reports why the connection ended: nil for a local Close.
+	OnClose(c Conn, err error)
+}
+
+// NopHandler implements every callback as a no-op (releasing data); embed it
+// to override only what matters.
+type NopHandler struct{}
+
+func (NopHandler) OnData(_ Conn, b *buffer.Buf) { b.Release() }
+func (NopHandler) OnReadEOF(Conn)               {}
+func (NopHandler) OnDrained(Conn)               {}
+func (NopHandler) OnClose(Conn, error)          {}
+
+var _ Handler = NopHandler{}
+
+// Optional capabilities, discovered with a type assertion and never assumed:
+// a userspace-stack connection has no file descriptor.
+
+// SyscallConner exposes the OS socket (sockmap needs the fd; hot upgrade
+// passes fds).
+type SyscallConner interface {
+	SyscallConn() (syscall.RawConn, error)
+}
+
+// Options configure a transport instance.
+type Options struct {
+	// Workers is the number of event-loop workers for reactor transports;
+	// 0 means one per usable CPU.
+	Workers int
+	// CPUs the process is pinned to, if any; reactors may pin loops to them.
+	CPUs []int
+	// ReadBufferSize is the buffer size taken from the pool for each read.
+	ReadBufferSize int
+}
+
+// Factory builds a transport from options.
+type Factory func(Options) (Transport, error)
+
+var (
+	regMu    sync.RWMutex
+	registry = map[string]Factory{}
+)
+
+// Register makes a transport available by name. Registering a name twice panics.
+func Register(name string, f Factory) {
+	regMu.Lock()
+	defer regMu.Unlock()
+	if _, dup := registry[name]; dup {
+		panic(fmt.Sprintf("transport: %q registered twice", name))
+	}
+	registry[name] = f
+}
+
+// ErrUnknown is wrapped by New for a name that is not registered.
+var ErrUnknown = errors.New("transport: unknown transport")
+
+// New builds the transport registered under name.
+func New(name string, opts Options) (Transport, error) {
+	regMu.RLock()
+	f, ok := registry[name]
+	regMu.RUnlock()
+	if !ok {
+		return nil, fmt.Errorf("%w %q (available: %v)", ErrUnknown, name, Names())
+	}
+	if opts.ReadBufferSize <= 0 {
+		opts.ReadBufferSize = 16 << 10
+	}
+	return f(opts)
+}
+
+// Names lists the registered transports, sorted.
+func Names() []string {
+	regMu.RLock()
+	defer regMu.RUnlock()
+	names := make([]string, 0, len(registry))
+	for n := range registry {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Registered reports whether name is registered.
+func Registered(name string) bool {
+	return slices.Contains(Names(), name)
+}
+
+// ErrClosed is returned by Write on a closed connection.
+var ErrClosed = errors.New("transport: connection closed")
