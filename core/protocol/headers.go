@@ -136,3 +136,33 @@ type Head struct {
 	ExpectContinue bool
 	Upgrade        bool // Connection: upgrade
 }
+
+// Append adds a field whose name is already bytes (no conversion).
+func (h *Headers) Append(name, value []byte) {
+	h.Fields = append(h.Fields, Field{Name: name, Value: value})
+}
+
+// CloneInto copies h into dst so that dst owns every byte (one arena
+// allocation); dst's field slice is reused.
+func (h *Head) CloneInto(dst *Head) {
+	n := len(h.Method) + len(h.Target) + len(h.Reason)
+	for _, f := range h.Headers.Fields {
+		n += len(f.Name) + len(f.Value)
+	}
+	arena := make([]byte, 0, n)
+	cp := func(b []byte) []byte {
+		if b == nil {
+			return nil
+		}
+		s := len(arena)
+		arena = append(arena, b...)
+		return arena[s:len(arena):len(arena)]
+	}
+	fields := dst.Headers.Fields[:0]
+	*dst = *h
+	dst.Method, dst.Target, dst.Reason = cp(h.Method), cp(h.Target), cp(h.Reason)
+	for _, f := range h.Headers.Fields {
+		fields = append(fields, Field{Name: cp(f.Name), Value: cp(f.Value)})
+	}
+	dst.Headers.Fields = fields
+}

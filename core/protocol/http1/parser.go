@@ -86,6 +86,10 @@ func (p *Parser) Reset() {
 // Done reports whether a whole message has been parsed since Reset.
 func (p *Parser) Done() bool { return p.st == stDone }
 
+// LastBody reports, during OnBody, whether this piece ends a
+// Content-Length body (so the consumer can mark it as the end of the stream).
+func (p *Parser) LastBody() bool { return p.st == stBodyLength && p.remain == 0 }
+
 // Idle reports whether no byte of a message has been consumed since Reset.
 func (p *Parser) Idle() bool { return p.st == stHead && p.scanned == 0 }
 
@@ -130,11 +134,11 @@ func (p *Parser) Parse(in []byte) (int, error) {
 			n += k
 		case stBodyLength:
 			k := min(int64(len(in)-n), p.remain)
+			p.remain -= k // before OnBody, so LastBody is true during the last piece
 			if err := p.cb.OnBody(in[n : n+int(k)]); err != nil {
 				return n, err
 			}
 			n += int(k)
-			p.remain -= k
 			if p.remain == 0 {
 				if err := p.complete(); err != nil {
 					return n, err

@@ -1,0 +1,16 @@
+package main
+
+import (
+	"github.com/proxylab/proxylab/core/upstream"
+	"github.com/proxylab/proxylab/transport"
+	"github.com/proxylab/proxylab/transport/netpoll"
+)
+
+// registerBuiltins is the one list of what this binary ships: transports and
+// load-balancing policies. A new transport is one package plus one line here.
+func registerBuiltins() {
+	transport.Register(netpoll.Name, netpoll.New)
+
+	upstream.RegisterLB("round_robin", upstream.NewRoundRobin)
+	upstream.RegisterLB("random", upstream.NewRandom)
+}

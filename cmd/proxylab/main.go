@@ -1,0 +1,195 @@
+// Command proxylab is the proxy: `proxylab run`, `proxylab validate`,
+// `proxylab version`.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime"
+	"strings"
+	"syscall"
+
+	"github.com/proxylab/proxylab/core/config"
+	"github.com/proxylab/proxylab/core/server"
+	"github.com/proxylab/proxylab/core/upstream"
+	"github.com/proxylab/proxylab/transport"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	registerBuiltins()
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+const usage = `proxylab — a Go L4/L7 proxy built as a performance lab
+
+usage:
+  proxylab run [-c FILE] [--transport NAME] [--cpus LIST] [--workers N] [--log-level LEVEL]
+  proxylab validate -c FILE
+  proxylab version
+
+With no -c, run serves the embedded default config (127.0.0.1:8080 in front of
+a built-in demo upstream).
+`
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	switch args[0] {
+	case "run":
+		return cmdRun(args[1:], stderr)
+	case "validate":
+		return cmdValidate(args[1:], stdout, stderr)
+	case "version":
+		fmt.Fprintf(stdout, "proxylab %s %s %s/%s\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+		return 0
+	case "-h", "--help", "help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	fmt.Fprintf(stderr, "proxylab: unknown command %q\n\n%s", args[0], usage)
+	return 2
+}
+
+func known() config.Known {
+	return config.Known{Transports: transport.Names(), LBs: upstream.LBNames()}
+}
+
+func cmdValidate(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("validate", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	file := fs.String("c", "", "config file")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *file == "" {
+		fmt.Fprintln(stderr, "proxylab validate: -c FILE is required")
+		return 2
+	}
+	if _, err := config.Load(*file, known()); err != nil {
+		var es config.Errors
+		if errors.As(err, &es) {
+			for _, e := range es {
+				fmt.Fprintf(stderr, "%s: %s\n", *file, e.Error())
+			}
+		} else {
+			fmt.Fprintln(stderr, err)
+		}
+		return 1
+	}
+	fmt.Fprintf(stdout, "%s: ok\n", *file)
+	return 0
+}
+
+func cmdRun(args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	file := fs.String("c", "", "config file (default: the embedded config)")
+	tname := fs.String("transport", "", "transport, overriding the file: "+strings.Join(transport.Names(), ", "))
+	cpus := fs.String("cpus", "", "pin the process to these CPUs, e.g. 0-1 or 2,4 (sets GOMAXPROCS to match)")
+	workers := fs.Int("workers", -1, "event-loop workers for reactor transports (0: one per CPU)")
+	level := fs.String("log-level", "info", "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(*level)); err != nil {
+		fmt.Fprintf(stderr, "proxylab: --log-level: %v\n", err)
+		return 2
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl}))
+	slog.SetDefault(log)
+
+	cfg, err := config.Load(*file, known())
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	if *tname != "" {
+		if !transport.Registered(*tname) {
+			fmt.Fprintf(stderr, "proxylab: --transport: unknown transport %q (available: %s)\n", *tname, strings.Join(transport.Names(), ", "))
+			return 2
+		}
+		cfg.Transport = *tname
+	}
+	if *cpus != "" {
+		cfg.CPUs = *cpus
+	}
+	if *workers >= 0 {
+		cfg.Workers = *workers
+	}
+	var pinned []int
+	if cfg.CPUs != "" {
+		list, err := config.ParseCPUList(cfg.CPUs)
+		if err == nil {
+			pinned, err = pinCPUs(list)
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "proxylab: --cpus: %v\n", err)
+			return 1
+		}
+	}
+	tr, err := transport.New(cfg.Transport, transport.Options{Workers: cfg.Workers, CPUs: pinned})
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	defer tr.Close()
+	srv, err := server.New(cfg, tr, log)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	// Signals are watched before accepting, so a SIGTERM right after start
+	// is a graceful stop and never the default kill.
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	if err := srv.Start(); err != nil {
+		fmt.Fprintln(stderr, err)
+		srv.Close()
+		return 1
+	}
+	names := make([]string, 0, len(srv.Listeners()))
+	for _, l := range srv.Listeners() {
+		names = append(names, l.Name+"="+l.Addr().String())
+	}
+	log.Info("proxylab started", "version", version, "transport", tr.Name(), "engine", "none",
+		"cpus", cpuString(pinned), "gomaxprocs", runtime.GOMAXPROCS(0), "listeners", strings.Join(names, ","))
+
+	sig := <-sigs
+	if sig == syscall.SIGINT {
+		log.Info("SIGINT: stopping now")
+		srv.Close()
+		return 0
+	}
+	log.Info("SIGTERM: draining", "timeout", cfg.DrainTimeout.D().String())
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.DrainTimeout.D())
+	defer cancel()
+	go func() {
+		// A second signal during the drain means: now.
+		<-sigs
+		cancel()
+	}()
+	if err := srv.Drain(ctx); err != nil {
+		log.Warn(err.Error())
+	}
+	log.Info("stopped")
+	return 0
+}
+
+func cpuString(cpus []int) string {
+	if len(cpus) == 0 {
+		return "all"
+	}
+	return strings.Trim(fmt.Sprint(cpus), "[]")
+}

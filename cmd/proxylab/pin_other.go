@@ -1,0 +1,9 @@
+//go:build !linux
+
+package main
+
+import "errors"
+
+func pinCPUs([]int) ([]int, error) {
+	return nil, errors.New("CPU pinning is only supported on Linux")
+}

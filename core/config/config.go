@@ -1,0 +1,371 @@
+// Package config is proxylab's YAML schema: its defaults, its validation
+// (every error reported with its path in the file, unknown fields included)
+// and the embedded default config that `proxylab run` serves with no file.
+package config
+
+import (
+	_ "embed"
+	"fmt"
+	"net"
+	"os"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+//go:embed default.yaml
+var defaultYAML []byte
+
+// DefaultYAML is the embedded default config.
+func DefaultYAML() []byte { return slices.Clone(defaultYAML) }
+
+// Config is the whole file.
+type Config struct {
+	// Transport moves the bytes: netpoll (default) or another registered one.
+	Transport string `yaml:"transport"`
+	// Workers for reactor transports; 0 means one per usable CPU.
+	Workers int `yaml:"workers"`
+	// CPUs pins the process, e.g. "0-1" or "2,4"; empty means no pinning.
+	CPUs string `yaml:"cpus"`
+	// DrainTimeout bounds a graceful stop (SIGTERM).
+	DrainTimeout Duration `yaml:"drain_timeout"`
+	// DemoUpstream, when set, starts a small built-in HTTP server there,
+	// so the embedded config answers with no other process running.
+	DemoUpstream *DemoUpstream `yaml:"demo_upstream"`
+	Listeners    []Listener    `yaml:"listeners"`
+	Routes       []VirtualHost `yaml:"routes"`
+	Clusters     []Cluster     `yaml:"clusters"`
+}
+
+func (c *Config) setDefaults() {
+	c.Transport = "netpoll"
+	c.DrainTimeout = Duration(30 * time.Second)
+}
+
+// DemoUpstream is the built-in demo HTTP server.
+type DemoUpstream struct {
+	Address string `yaml:"address"`
+}
+
+// Listener is one bound address with its network filter.
+type Listener struct {
+	Name    string `yaml:"name"`
+	Address string `yaml:"address"`
+	// Exactly one of the network filters.
+	HTTP *HTTPProxy `yaml:"http_proxy"`
+	TCP  *TCPProxy  `yaml:"tcp_proxy"`
+}
+
+// HTTPProxy configures the http_proxy filter.
+type HTTPProxy struct {
+	// VirtualHosts names entries of the top-level routes; empty means all.
+	VirtualHosts      []string `yaml:"virtual_hosts"`
+	HeaderReadTimeout Duration `yaml:"header_read_timeout"`
+	IdleTimeout       Duration `yaml:"idle_timeout"`
+	MaxRequestLine    int      `yaml:"max_request_line"`
+	MaxHeaderBytes    int      `yaml:"max_header_bytes"`
+	MaxHeaders        int      `yaml:"max_headers"`
+	// MaxRequestBuffer bounds body bytes held while the upstream connects.
+	MaxRequestBuffer int `yaml:"max_request_buffer"`
+	// HighWatermark is the per-connection write queue size that pauses the
+	// other side.
+	HighWatermark int `yaml:"high_watermark"`
+}
+
+func (h *HTTPProxy) setDefaults() {
+	h.HeaderReadTimeout = Duration(10 * time.Second)
+	h.IdleTimeout = Duration(60 * time.Second)
+	h.MaxRequestLine = 8 << 10
+	h.MaxHeaderBytes = 64 << 10
+	h.MaxHeaders = 100
+	h.MaxRequestBuffer = 64 << 10
+	h.HighWatermark = 256 << 10
+}
+
+// TCPProxy configures the tcp_proxy filter.
+type TCPProxy struct {
+	Cluster       string `yaml:"cluster"`
+	HighWatermark int    `yaml:"high_watermark"`
+}
+
+func (t *TCPProxy) setDefaults() { t.HighWatermark = 256 << 10 }
+
+// VirtualHost groups routes by Host header.
+type VirtualHost struct {
+	Name    string   `yaml:"name"`
+	Domains []string `yaml:"domains"`
+	Routes  []Route  `yaml:"routes"`
+}
+
+// Route is match → cluster.
+type Route struct {
+	Prefix        string   `yaml:"prefix"`
+	Path          string   `yaml:"path"`
+	Cluster       string   `yaml:"cluster"`
+	Timeout       Duration `yaml:"timeout"`
+	PrefixRewrite string   `yaml:"prefix_rewrite"`
+}
+
+func (r *Route) setDefaults() { r.Timeout = Duration(15 * time.Second) }
+
+// Cluster is a named group of upstream hosts.
+type Cluster struct {
+	Name                     string   `yaml:"name"`
+	LB                       string   `yaml:"lb"`
+	ConnectTimeout           Duration `yaml:"connect_timeout"`
+	MaxConnections           int      `yaml:"max_connections"`
+	MaxPending               int      `yaml:"max_pending"`
+	MaxRequestsPerConnection int      `yaml:"max_requests_per_connection"`
+	Hosts                    []Host   `yaml:"hosts"`
+}
+
+func (c *Cluster) setDefaults() {
+	c.LB = "round_robin"
+	c.ConnectTimeout = Duration(5 * time.Second)
+	c.MaxConnections = 1024
+	c.MaxPending = 1024
+}
+
+// Host is one static upstream endpoint.
+type Host struct {
+	Address string `yaml:"address"`
+	Weight  uint32 `yaml:"weight"`
+}
+
+func (h *Host) setDefaults() { h.Weight = 1 }
+
+// Known lists the names registered in this binary, for validation.
+type Known struct {
+	Transports []string
+	LBs        []string
+}
+
+// Parse decodes and validates a config; the error is an Errors listing every
+// problem found.
+func Parse(data []byte, known Known) (*Config, error) {
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return nil, Errors{{Path: "(file)", Msg: err.Error()}}
+	}
+	cfg := &Config{}
+	cfg.setDefaults()
+	d := &decoder{}
+	if root.Kind != 0 {
+		d.decode(&root, reflect.ValueOf(cfg).Elem(), "")
+	}
+	d.errs = append(d.errs, cfg.validate(known)...)
+	if len(d.errs) > 0 {
+		return nil, d.errs
+	}
+	return cfg, nil
+}
+
+// Load reads and parses a file; an empty path means the embedded default.
+func Load(path string, known Known) (*Config, error) {
+	if path == "" {
+		return Parse(defaultYAML, known)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return Parse(data, known)
+}
+
+func (c *Config) validate(k Known) Errors {
+	var es Errors
+	add := func(path, format string, args ...any) {
+		es = append(es, FieldError{Path: path, Msg: fmt.Sprintf(format, args...)})
+	}
+	if !slices.Contains(k.Transports, c.Transport) {
+		add("transport", "unknown transport %q (available: %s)", c.Transport, strings.Join(k.Transports, ", "))
+	}
+	if c.Workers < 0 {
+		add("workers", "must be >= 0")
+	}
+	if c.CPUs != "" {
+		if _, err := ParseCPUList(c.CPUs); err != nil {
+			add("cpus", "%v", err)
+		}
+	}
+	if c.DemoUpstream != nil {
+		checkAddr(c.DemoUpstream.Address, "demo_upstream.address", add)
+	}
+
+	clusters := map[string]bool{}
+	for i, cl := range c.Clusters {
+		p := fmt.Sprintf("clusters[%d]", i)
+		switch {
+		case cl.Name == "":
+			add(p+".name", "required")
+		case clusters[cl.Name]:
+			add(p+".name", "duplicate cluster name %q", cl.Name)
+		}
+		clusters[cl.Name] = true
+		if !slices.Contains(k.LBs, cl.LB) {
+			add(p+".lb", "unknown policy %q (available: %s)", cl.LB, strings.Join(k.LBs, ", "))
+		}
+		if cl.ConnectTimeout <= 0 {
+			add(p+".connect_timeout", "must be > 0")
+		}
+		for _, f := range []struct {
+			name string
+			v    int
+		}{{"max_connections", cl.MaxConnections}, {"max_pending", cl.MaxPending}, {"max_requests_per_connection", cl.MaxRequestsPerConnection}} {
+			if f.v < 0 {
+				add(p+"."+f.name, "must be >= 0 (0 means unlimited)")
+			}
+		}
+		if len(cl.Hosts) == 0 {
+			add(p+".hosts", "at least one host is required")
+		}
+		for j, h := range cl.Hosts {
+			hp := fmt.Sprintf("%s.hosts[%d]", p, j)
+			checkAddr(h.Address, hp+".address", add)
+			if h.Weight == 0 {
+				add(hp+".weight", "must be >= 1")
+			}
+		}
+	}
+
+	vhosts := map[string]bool{}
+	for i, vh := range c.Routes {
+		p := fmt.Sprintf("routes[%d]", i)
+		switch {
+		case vh.Name == "":
+			add(p+".name", "required")
+		case vhosts[vh.Name]:
+			add(p+".name", "duplicate virtual host name %q", vh.Name)
+		}
+		vhosts[vh.Name] = true
+		if len(vh.Domains) == 0 {
+			add(p+".domains", "at least one domain is required (\"*\" matches any)")
+		}
+		for j, d := range vh.Domains {
+			if d == "" || (strings.Count(d, "*") > 0 && d != "*" && !strings.HasPrefix(d, "*") && !strings.HasSuffix(d, "*")) || strings.Count(d, "*") > 1 {
+				add(fmt.Sprintf("%s.domains[%d]", p, j), "invalid domain %q (exact, *.suffix, prefix.* or *)", d)
+			}
+		}
+		for j, r := range vh.Routes {
+			rp := fmt.Sprintf("%s.routes[%d]", p, j)
+			switch {
+			case (r.Prefix == "") == (r.Path == ""):
+				add(rp, "exactly one of prefix or path is required")
+			case r.Prefix != "" && !strings.HasPrefix(r.Prefix, "/"):
+				add(rp+".prefix", "must start with /")
+			case r.Path != "" && !strings.HasPrefix(r.Path, "/"):
+				add(rp+".path", "must start with /")
+			}
+			if r.PrefixRewrite != "" && r.Prefix == "" {
+				add(rp+".prefix_rewrite", "needs prefix")
+			}
+			if r.Cluster == "" {
+				add(rp+".cluster", "required")
+			} else if !clusters[r.Cluster] {
+				add(rp+".cluster", "unknown cluster %q", r.Cluster)
+			}
+		}
+	}
+
+	if len(c.Listeners) == 0 {
+		add("listeners", "at least one listener is required")
+	}
+	names, addrs := map[string]bool{}, map[string]bool{}
+	for i, l := range c.Listeners {
+		p := fmt.Sprintf("listeners[%d]", i)
+		switch {
+		case l.Name == "":
+			add(p+".name", "required")
+		case names[l.Name]:
+			add(p+".name", "duplicate listener name %q", l.Name)
+		}
+		names[l.Name] = true
+		if checkAddr(l.Address, p+".address", add) && addrs[l.Address] {
+			add(p+".address", "%s is used by another listener", l.Address)
+		}
+		addrs[l.Address] = true
+		if (l.HTTP == nil) == (l.TCP == nil) {
+			add(p, "exactly one of http_proxy or tcp_proxy is required")
+		}
+		if h := l.HTTP; h != nil {
+			hp := p + ".http_proxy"
+			for j, v := range h.VirtualHosts {
+				if !vhosts[v] {
+					add(fmt.Sprintf("%s.virtual_hosts[%d]", hp, j), "unknown virtual host %q", v)
+				}
+			}
+			if len(c.Routes) == 0 {
+				add(hp, "no routes are configured (top-level routes)")
+			}
+			for _, f := range []struct {
+				name string
+				v    int
+			}{{"max_request_line", h.MaxRequestLine}, {"max_header_bytes", h.MaxHeaderBytes}, {"max_headers", h.MaxHeaders}, {"max_request_buffer", h.MaxRequestBuffer}, {"high_watermark", h.HighWatermark}} {
+				if f.v <= 0 {
+					add(hp+"."+f.name, "must be > 0")
+				}
+			}
+			if h.MaxRequestLine > h.MaxHeaderBytes {
+				add(hp+".max_request_line", "must not exceed max_header_bytes")
+			}
+		}
+		if t := l.TCP; t != nil {
+			tp := p + ".tcp_proxy"
+			if t.Cluster == "" {
+				add(tp+".cluster", "required")
+			} else if !clusters[t.Cluster] {
+				add(tp+".cluster", "unknown cluster %q", t.Cluster)
+			}
+			if t.HighWatermark <= 0 {
+				add(tp+".high_watermark", "must be > 0")
+			}
+		}
+	}
+	return es
+}
+
+func checkAddr(a, path string, add func(string, string, ...any)) bool {
+	host, port, err := net.SplitHostPort(a)
+	if err != nil {
+		add(path, "invalid address %q: want host:port", a)
+		return false
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		add(path, "invalid port %q", port)
+		return false
+	}
+	if host != "" && net.ParseIP(host) == nil && host != "localhost" {
+		add(path, "host %q must be an IP address or localhost", host)
+		return false
+	}
+	return true
+}
+
+// ParseCPUList parses "0-3,6,8-9" into CPU numbers.
+func ParseCPUList(s string) ([]int, error) {
+	var out []int
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		lo, hi, isRange := strings.Cut(part, "-")
+		a, err := strconv.Atoi(lo)
+		if err != nil || a < 0 {
+			return nil, fmt.Errorf("invalid CPU list %q", s)
+		}
+		b := a
+		if isRange {
+			if b, err = strconv.Atoi(hi); err != nil || b < a {
+				return nil, fmt.Errorf("invalid CPU range %q", part)
+			}
+		}
+		for i := a; i <= b; i++ {
+			if !slices.Contains(out, i) {
+				out = append(out, i)
+			}
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,118 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+)
+
+var known = Known{Transports: []string{"netpoll"}, LBs: []string{"random", "round_robin"}}
+
+func TestDefaultConfigIsValid(t *testing.T) {
+	cfg, err := Load("", known)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Listeners[0].Address != "127.0.0.1:8080" || cfg.Listeners[0].HTTP == nil {
+		t.Fatalf("default listener: %+v", cfg.Listeners[0])
+	}
+	// Defaults filled under values the file did not set.
+	if h := cfg.Listeners[0].HTTP; h.MaxHeaderBytes != 64<<10 || h.IdleTimeout.D() != 60*time.Second {
+		t.Fatalf("http defaults: %+v", h)
+	}
+	if c := cfg.Clusters[0]; c.MaxConnections != 1024 || c.Hosts[0].Weight != 1 || c.ConnectTimeout.D() != 2*time.Second {
+		t.Fatalf("cluster defaults: %+v", c)
+	}
+}
+
+func TestEveryErrorHasItsPath(t *testing.T) {
+	in := `
+transport: turbo
+cpus: "3-1"
+listeners:
+  - name: a
+    address: 127.0.0.1:80800
+    http_proxy:
+      virtual_hosts: [nope]
+      idle_timeout: soon
+  - name: a
+    address: 127.0.0.1:9000
+    tcp_proxy: {cluster: missing}
+    udp: true
+routes:
+  - name: v
+    domains: ["a.*.b"]
+    routes:
+      - prefix: nope
+        cluster: c
+      - prefix: /
+        path: /x
+        cluster: ghost
+clusters:
+  - name: c
+    lb: rr2
+    hosts: []
+  - name: c
+    hosts:
+      - address: "not-an-address"
+        weight: 0
+    max_connections: many
+`
+	_, err := Parse([]byte(in), known)
+	var es Errors
+	if !errors.As(err, &es) {
+		t.Fatalf("want Errors, got %v", err)
+	}
+	got := err.Error()
+	for _, want := range []string{
+		`transport: unknown transport "turbo"`,
+		`cpus: invalid CPU range "3-1"`,
+		`listeners[0].address: invalid port "80800"`,
+		`listeners[0].http_proxy.virtual_hosts[0]: unknown virtual host "nope"`,
+		`listeners[0].http_proxy.idle_timeout: invalid duration "soon"`,
+		`listeners[1].name: duplicate listener name "a"`,
+		`listeners[1].tcp_proxy.cluster: unknown cluster "missing"`,
+		`listeners[1].udp: unknown field`,
+		`routes[0].domains[0]: invalid domain "a.*.b"`,
+		`routes[0].routes[0].prefix: must start with /`,
+		`routes[0].routes[1]: exactly one of prefix or path is required`,
+		`routes[0].routes[1].cluster: unknown cluster "ghost"`,
+		`clusters[0].lb: unknown policy "rr2"`,
+		`clusters[0].hosts: at least one host is required`,
+		`clusters[1].name: duplicate cluster name "c"`,
+		`clusters[1].hosts[0].address: invalid address "not-an-address"`,
+		`clusters[1].hosts[0].weight: must be >= 1`,
+		`clusters[1].max_connections: expected a whole number, got "many"`,
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("missing %q", want)
+		}
+	}
+	// Decode errors carry the line number.
+	if !strings.Contains(got, `listeners[1].udp: unknown field (known: name, address, http_proxy, tcp_proxy) (line 13)`) {
+		t.Errorf("unknown field error lacks line: %s", got)
+	}
+}
+
+func TestCPUList(t *testing.T) {
+	for in, want := range map[string]string{"0": "[0]", "0-2,5": "[0 1 2 5]", "1,1": "[1]"} {
+		got, err := ParseCPUList(in)
+		if err != nil || fmt.Sprint(got) != want {
+			t.Errorf("%q → %v %v, want %s", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "a", "-1", "2-1", "1-x"} {
+		if _, err := ParseCPUList(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+func TestEmptyFileNeedsListeners(t *testing.T) {
+	_, err := Parse([]byte(""), known)
+	if err == nil || !strings.Contains(err.Error(), "listeners: at least one listener is required") {
+		t.Fatalf("got %v", err)
+	}
+}

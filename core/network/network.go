@@ -1,0 +1,351 @@
+// Package network is the connection layer: a Conn wraps a transport.Conn and
+// runs its read and write filter chains; a Listener accepts through a
+// transport, runs listener filters and builds each connection's filter chain.
+//
+// Locking: every event of a downstream Conn (its transport callbacks, and any
+// event of upstream connections serving its streams) runs holding the Conn's
+// session lock (Lock/Unlock). Code holding it may call Write, Close and
+// ReadDisable on any connection, because transports never call back from
+// inside those methods; it must not block.
+package network
+
+import (
+	"net"
+	"sync"
+	"sync/atomic"
+
+	"github.com/proxylab/proxylab/core/buffer"
+	"github.com/proxylab/proxylab/transport"
+)
+
+// FilterStatus says whether a filter chain goes on to the next filter.
+type FilterStatus int
+
+const (
+	// Continue passes the data (and its ownership) to the next filter.
+	Continue FilterStatus = iota
+	// StopIteration ends the chain; the filter now owns the data.
+	StopIteration
+)
+
+// ReadFilter sees the bytes read from a connection, in chain order. The last
+// filter of a chain is terminal (http_proxy, tcp_proxy) and consumes them.
+type ReadFilter interface {
+	// OnNewConnection runs once, before any data; StopIteration here means
+	// the filter closed or took over the connection.
+	OnNewConnection(c *Conn) FilterStatus
+	// OnData gets ownership of b; Continue hands it on.
+	OnData(c *Conn, b *buffer.Buf) FilterStatus
+}
+
+// WriteFilter sees bytes before they are written, in chain order.
+type WriteFilter interface {
+	// OnWrite may inspect or replace bufs; StopIteration means it took
+	// ownership of them and nothing is written now.
+	OnWrite(c *Conn, bufs []*buffer.Buf) FilterStatus
+}
+
+// ConnCallbacks are the rest of a connection's events, for filters that want
+// them (terminal filters do).
+type ConnCallbacks interface {
+	OnReadEOF(c *Conn)
+	OnDrained(c *Conn)
+	OnClose(c *Conn, err error)
+}
+
+// Drainer is implemented by filters that can wind a connection down
+// gracefully: finish what is in flight, accept nothing new, then close.
+type Drainer interface {
+	Drain(c *Conn)
+}
+
+// ListenerFilter runs on an accepted connection before it gets a filter
+// chain; returning false rejects (closes) it.
+type ListenerFilter interface {
+	OnAccept(tc transport.Conn) bool
+}
+
+// BaseFilter implements ReadFilter and ConnCallbacks with no-ops (OnData
+// passes data on); embed it to override only what matters.
+type BaseFilter struct{}
+
+func (BaseFilter) OnNewConnection(*Conn) FilterStatus     { return Continue }
+func (BaseFilter) OnData(*Conn, *buffer.Buf) FilterStatus { return Continue }
+func (BaseFilter) OnReadEOF(*Conn)                        {}
+func (BaseFilter) OnDrained(*Conn)                        {}
+func (BaseFilter) OnClose(*Conn, error)                   {}
+
+var (
+	_ ReadFilter    = BaseFilter{}
+	_ ConnCallbacks = BaseFilter{}
+)
+
+var connIDs atomic.Uint64
+
+// Conn is a downstream connection with its filter chains.
+type Conn struct {
+	mu sync.Mutex
+	tc transport.Conn
+	id uint64
+	l  *Listener
+
+	read     []ReadFilter
+	write    []WriteFilter
+	events   []ConnCallbacks
+	closed   bool
+	flushers []Flusher
+}
+
+var _ transport.Handler = (*Conn)(nil)
+
+// NewConn wraps tc; Start begins delivering its events to the filters.
+func NewConn(tc transport.Conn, read []ReadFilter, write []WriteFilter) *Conn {
+	c := &Conn{tc: tc, id: connIDs.Add(1), read: read, write: write}
+	for _, f := range read {
+		if cb, ok := f.(ConnCallbacks); ok {
+			c.events = append(c.events, cb)
+		}
+	}
+	return c
+}
+
+// ID is unique per process.
+func (c *Conn) ID() uint64                { return c.id }
+func (c *Conn) RemoteAddr() net.Addr      { return c.tc.RemoteAddr() }
+func (c *Conn) LocalAddr() net.Addr       { return c.tc.LocalAddr() }
+func (c *Conn) Transport() transport.Conn { return c.tc }
+
+// Lock takes the session lock; see the package comment.
+func (c *Conn) Lock() { c.mu.Lock() }
+
+// Unlock runs the deferred flushes, then releases the session lock.
+func (c *Conn) Unlock() {
+	for len(c.flushers) > 0 {
+		f := c.flushers[len(c.flushers)-1]
+		c.flushers[len(c.flushers)-1] = nil
+		c.flushers = c.flushers[:len(c.flushers)-1]
+		f.Flush()
+	}
+	c.mu.Unlock()
+}
+
+// DeferFlush queues f to run at Unlock. Call with the lock held.
+func (c *Conn) DeferFlush(f Flusher) { c.flushers = append(c.flushers, f) }
+
+var _ Session = (*Conn)(nil)
+
+// Start runs OnNewConnection on the chain, then starts the transport.
+func (c *Conn) Start() {
+	c.mu.Lock()
+	for _, f := range c.read {
+		if f.OnNewConnection(c) == StopIteration {
+			break
+		}
+	}
+	c.Unlock()
+	c.tc.Start(c)
+}
+
+// Write runs the write filters and hands bufs to the transport; see
+// transport.Conn.Write for ownership and the queued result.
+func (c *Conn) Write(bufs ...*buffer.Buf) (int, error) {
+	for _, f := range c.write {
+		if f.OnWrite(c, bufs) == StopIteration {
+			return 0, nil
+		}
+	}
+	return c.tc.Write(bufs...)
+}
+
+func (c *Conn) ReadDisable(d bool) { c.tc.ReadDisable(d) }
+func (c *Conn) CloseWrite() error  { return c.tc.CloseWrite() }
+func (c *Conn) Close() error       { return c.tc.Close() }
+
+// Closed reports whether OnClose has run. Call with the lock held.
+func (c *Conn) Closed() bool { return c.closed }
+
+func (c *Conn) OnData(_ transport.Conn, b *buffer.Buf) {
+	c.mu.Lock()
+	for _, f := range c.read {
+		if f.OnData(c, b) == StopIteration {
+			c.Unlock()
+			return
+		}
+	}
+	c.Unlock()
+	b.Release() // no filter wanted it
+}
+
+func (c *Conn) OnReadEOF(transport.Conn) {
+	c.mu.Lock()
+	for _, cb := range c.events {
+		cb.OnReadEOF(c)
+	}
+	c.Unlock()
+}
+
+func (c *Conn) OnDrained(transport.Conn) {
+	c.mu.Lock()
+	if !c.closed {
+		for _, cb := range c.events {
+			cb.OnDrained(c)
+		}
+	}
+	c.Unlock()
+}
+
+func (c *Conn) OnClose(_ transport.Conn, err error) {
+	c.mu.Lock()
+	c.closed = true
+	for _, cb := range c.events {
+		cb.OnClose(c, err)
+	}
+	c.Unlock()
+	if c.l != nil {
+		c.l.remove(c)
+	}
+}
+
+// drain asks the chain's Drainers to wind down.
+func (c *Conn) drain() {
+	c.mu.Lock()
+	if !c.closed {
+		for _, f := range c.read {
+			if d, ok := f.(Drainer); ok {
+				d.Drain(c)
+			}
+		}
+	}
+	c.Unlock()
+}
+
+// Session serializes the events of one downstream connection and the
+// upstream connections serving it. Writes made while it is held are queued by
+// the encoders and flushed when it is released, so a head and the body bytes
+// that arrived with it leave in one vectored write.
+type Session interface {
+	sync.Locker
+	// DeferFlush arranges f.Flush to run before the lock is released.
+	DeferFlush(f Flusher)
+}
+
+// Flusher writes what an encoder has queued.
+type Flusher interface {
+	Flush()
+}
+
+// ChainFactory builds a fresh filter chain for each accepted connection.
+type ChainFactory func() ([]ReadFilter, []WriteFilter)
+
+// Listener accepts connections through a transport.
+type Listener struct {
+	Name    string
+	tl      transport.Listener
+	filters []ListenerFilter
+	chain   ChainFactory
+
+	mu       sync.Mutex
+	conns    map[*Conn]struct{}
+	draining bool
+	empty    chan struct{} // closed when draining and no connection is left
+	accepted atomic.Uint64
+}
+
+// NewListener binds address with tr.
+func NewListener(name string, tr transport.Transport, address string, filters []ListenerFilter, chain ChainFactory) (*Listener, error) {
+	tl, err := tr.Listen("tcp", address)
+	if err != nil {
+		return nil, err
+	}
+	return &Listener{Name: name, tl: tl, filters: filters, chain: chain, conns: map[*Conn]struct{}{}, empty: make(chan struct{})}, nil
+}
+
+// Addr is the bound address.
+func (l *Listener) Addr() net.Addr { return l.tl.Addr() }
+
+// Accepted counts accepted connections.
+func (l *Listener) Accepted() uint64 { return l.accepted.Load() }
+
+// Start begins accepting.
+func (l *Listener) Start() { l.tl.Start(l.accept) }
+
+func (l *Listener) accept(tc transport.Conn) {
+	for _, f := range l.filters {
+		if !f.OnAccept(tc) {
+			tc.Close()
+			return
+		}
+	}
+	read, write := l.chain()
+	c := NewConn(tc, read, write)
+	c.l = l
+	l.mu.Lock()
+	if l.draining {
+		l.mu.Unlock()
+		tc.Close()
+		return
+	}
+	l.conns[c] = struct{}{}
+	l.mu.Unlock()
+	l.accepted.Add(1)
+	c.Start()
+}
+
+func (l *Listener) remove(c *Conn) {
+	l.mu.Lock()
+	delete(l.conns, c)
+	if l.draining && len(l.conns) == 0 {
+		select {
+		case <-l.empty:
+		default:
+			close(l.empty)
+		}
+	}
+	l.mu.Unlock()
+}
+
+// Active is the number of open connections.
+func (l *Listener) Active() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.conns)
+}
+
+// Drain stops accepting and asks every connection to finish gracefully. The
+// returned channel closes when none is left.
+func (l *Listener) Drain() <-chan struct{} {
+	l.tl.Close()
+	l.mu.Lock()
+	l.draining = true
+	conns := make([]*Conn, 0, len(l.conns))
+	for c := range l.conns {
+		conns = append(conns, c)
+	}
+	if len(l.conns) == 0 {
+		select {
+		case <-l.empty:
+		default:
+			close(l.empty)
+		}
+	}
+	l.mu.Unlock()
+	for _, c := range conns {
+		c.drain()
+	}
+	return l.empty
+}
+
+// Close stops accepting and closes every connection at once.
+func (l *Listener) Close() {
+	l.tl.Close()
+	l.mu.Lock()
+	l.draining = true
+	conns := make([]*Conn, 0, len(l.conns))
+	for c := range l.conns {
+		conns = append(conns, c)
+	}
+	l.mu.Unlock()
+	for _, c := range conns {
+		c.Close()
+	}
+}

@@ -1,0 +1,463 @@
+// Package proxy is the forwarding state machine: a downstream stream is
+// routed, a host is picked from the route's cluster, a stream is opened on that
+// host's connection pool, and the two are spliced with backpressure both ways.
+// The network filters "http_proxy" and "tcp_proxy" live here.
+package proxy
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync/atomic"
+	"time"
+
+	"github.com/proxylab/proxylab/core/buffer"
+	"github.com/proxylab/proxylab/core/network"
+	"github.com/proxylab/proxylab/core/protocol"
+	"github.com/proxylab/proxylab/core/router"
+	"github.com/proxylab/proxylab/core/stream"
+	h1s "github.com/proxylab/proxylab/core/stream/http1"
+	"github.com/proxylab/proxylab/core/upstream"
+)
+
+// HTTPConfig is the shared, read-only configuration of an http_proxy filter.
+type HTTPConfig struct {
+	Router   *router.Router
+	Clusters *upstream.Manager
+	Server   h1s.ServerSettings
+	// Scheme is the downstream scheme for X-Forwarded-Proto.
+	Scheme string
+	// MaxRequestBuffer bounds request body bytes held while no upstream
+	// connection is ready yet; beyond it reading pauses.
+	MaxRequestBuffer int
+	Stats            *HTTPStats
+	Log              *slog.Logger
+}
+
+// HTTPStats are the http_proxy counters.
+type HTTPStats struct {
+	Requests, LocalReplies, UpstreamResets, Retries       atomic.Uint64
+	Status1xx, Status2xx, Status3xx, Status4xx, Status5xx atomic.Uint64
+}
+
+func (s *HTTPStats) countStatus(code int) {
+	switch code / 100 {
+	case 1:
+		s.Status1xx.Add(1)
+	case 2:
+		s.Status2xx.Add(1)
+	case 3:
+		s.Status3xx.Add(1)
+	case 4:
+		s.Status4xx.Add(1)
+	default:
+		s.Status5xx.Add(1)
+	}
+}
+
+var (
+	hdrXFF   = []byte("X-Forwarded-For")
+	hdrXFP   = []byte("X-Forwarded-Proto")
+	hdrXFFs  = "x-forwarded-for"
+	hdrXFPs  = "x-forwarded-proto"
+	hdrHosts = "host"
+)
+
+// NewHTTPFilter returns the per-connection http_proxy filter: an HTTP/1
+// server codec whose streams this package forwards.
+func NewHTTPFilter(cfg *HTTPConfig) network.ReadFilter {
+	cm := &connManager{cfg: cfg}
+	cm.sc = h1s.NewServerConn(&cfg.Server, cm)
+	return &httpFilter{ServerConn: cm.sc, cm: cm}
+}
+
+// httpFilter learns the client address at connection start.
+type httpFilter struct {
+	*h1s.ServerConn
+	cm *connManager
+}
+
+func (f *httpFilter) OnNewConnection(c *network.Conn) network.FilterStatus {
+	if ta, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		f.cm.clientIP = []byte(ta.IP.String())
+	}
+	return f.ServerConn.OnNewConnection(c)
+}
+
+// connManager is the per-connection state shared by its streams.
+type connManager struct {
+	cfg      *HTTPConfig
+	sc       *h1s.ServerConn
+	clientIP []byte
+	xffBuf   []byte
+}
+
+// NewStream implements stream.ServerCallbacks.
+func (cm *connManager) NewStream(enc stream.ResponseEncoder) stream.RequestDecoder {
+	cm.cfg.Stats.Requests.Add(1)
+	s := &httpStream{cm: cm, enc: enc}
+	s.up.s = s
+	return s
+}
+
+// httpStream forwards one request. Every method runs under the downstream
+// session.
+type httpStream struct {
+	cm  *connManager
+	enc stream.ResponseEncoder
+
+	route *router.Route
+	host  *upstream.Host
+	up    upstreamRequest
+
+	head        protocol.Head // owned copy, kept while the upstream is not ready or for a retry
+	headSaved   bool
+	reqEnd      bool // downstream request complete
+	pending     []*buffer.Buf
+	pendingLen  int
+	pendingEnd  bool
+	pendingTrl  *protocol.Headers
+	bufDisabled bool
+	retried     bool
+
+	respStarted bool
+	done        bool
+	timer       *time.Timer
+	timerArmed  bool
+}
+
+// upstreamRequest is the httpStream's upstream half: pool callbacks and the
+// response decoder.
+type upstreamRequest struct {
+	s        *httpStream
+	enc      stream.RequestEncoder
+	cancel   stream.Cancellable
+	reused   bool
+	gotHead  bool
+	disabled bool // we paused the downstream because this side is full
+}
+
+var (
+	_ stream.RequestDecoder  = (*httpStream)(nil)
+	_ stream.ResponseDecoder = (*upstreamRequest)(nil)
+	_ stream.PoolCallbacks   = (*upstreamRequest)(nil)
+)
+
+func (s *httpStream) localReply(status int, reason string) {
+	if s.done {
+		return
+	}
+	s.cm.cfg.Stats.LocalReplies.Add(1)
+	s.cm.cfg.Stats.countStatus(status)
+	s.finish()
+	s.enc.LocalReply(status, reason)
+}
+
+// finish releases what the stream holds; the response is (being) completed.
+func (s *httpStream) finish() {
+	s.done = true
+	if s.timer != nil {
+		s.timer.Stop()
+	}
+	for _, b := range s.pending {
+		b.Release()
+	}
+	s.pending = nil
+	if s.up.cancel != nil {
+		s.up.cancel.Cancel()
+		s.up.cancel = nil
+	}
+	if s.host != nil {
+		s.host.ActiveRequests.Add(-1)
+		s.host = nil
+	}
+}
+
+func (s *httpStream) DecodeHead(h *stream.Head, end bool) {
+	s.reqEnd = end
+	cfg := s.cm.cfg
+	s.route = cfg.Router.Route(h.Headers.Get(hdrHosts), h.Target)
+	if s.route == nil {
+		s.localReply(404, "no route for this host and path")
+		return
+	}
+	cl := cfg.Clusters.Get(s.route.Cluster)
+	if cl == nil {
+		s.localReply(503, fmt.Sprintf("cluster %q not found", s.route.Cluster))
+		return
+	}
+	host := cl.Choose(&upstream.LBContext{})
+	if host == nil {
+		s.localReply(503, "no healthy upstream")
+		return
+	}
+	s.host = host
+	host.ActiveRequests.Add(1)
+	s.rewrite(h)
+	if end {
+		s.armTimer()
+	}
+	s.openUpstream(h)
+}
+
+// rewrite applies the proxy's request header changes in place.
+func (s *httpStream) rewrite(h *stream.Head) {
+	cm := s.cm
+	if len(cm.clientIP) > 0 {
+		if prev := h.Headers.Get(hdrXFFs); prev != nil {
+			cm.xffBuf = append(append(append(cm.xffBuf[:0], prev...), ", "...), cm.clientIP...)
+			h.Headers.Del(hdrXFFs)
+			h.Headers.Append(hdrXFF, cm.xffBuf)
+		} else {
+			h.Headers.Append(hdrXFF, cm.clientIP)
+		}
+	}
+	h.Headers.Del(hdrXFPs)
+	h.Headers.Append(hdrXFP, []byte(cm.cfg.Scheme))
+	if p := s.route.PrefixRewrite; p != "" && s.route.Prefix != "" {
+		t := make([]byte, 0, len(h.Target)+len(p))
+		t = append(append(t, p...), h.Target[len(s.route.Prefix):]...)
+		h.Target = t
+	}
+}
+
+func (s *httpStream) openUpstream(h *stream.Head) {
+	s.up.cancel = s.host.HTTP1Pool().NewStream(&s.up, s.enc.Session(), &s.up)
+	switch {
+	case s.done: // the pool failed synchronously and replied
+	case s.up.enc == nil:
+		// Not ready yet: keep an owned copy of the head for OnPoolReady.
+		h.CloneInto(&s.head)
+		s.headSaved = true
+	default:
+		if s.up.reused && s.reqEnd {
+			// A reused connection may have been closed by the server while
+			// idle; keep the head so a reset before any response byte can be
+			// retried on another connection.
+			h.CloneInto(&s.head)
+			s.headSaved = true
+		}
+		s.up.enc.EncodeHead(h, s.reqEnd)
+	}
+}
+
+func (s *httpStream) DecodeData(p []byte, end bool) {
+	if s.done {
+		return
+	}
+	if end {
+		s.reqEnd = true
+		s.armTimer()
+	}
+	if s.up.enc != nil {
+		s.up.enc.EncodeData(p, end)
+		return
+	}
+	if len(p) > 0 {
+		s.pending = append(s.pending, buffer.From(p))
+		s.pendingLen += len(p)
+	}
+	s.pendingEnd = s.pendingEnd || end
+	if s.pendingLen > s.cm.cfg.MaxRequestBuffer && !s.bufDisabled {
+		s.bufDisabled = true
+		s.enc.ReadDisable(true)
+	}
+}
+
+func (s *httpStream) DecodeTrailers(t *protocol.Headers) {
+	if s.done {
+		return
+	}
+	s.reqEnd = true
+	s.armTimer()
+	if s.up.enc != nil {
+		s.up.enc.EncodeTrailers(t)
+		return
+	}
+	var h protocol.Head
+	(&protocol.Head{Headers: *t}).CloneInto(&h)
+	s.pendingTrl = &h.Headers
+}
+
+func (s *httpStream) OnAboveWriteHighWatermark() {
+	if s.up.enc != nil {
+		s.up.enc.ReadDisable(true)
+	}
+}
+
+func (s *httpStream) OnBelowWriteLowWatermark() {
+	if s.up.enc != nil {
+		s.up.enc.ReadDisable(false)
+	}
+}
+
+// OnReset: the downstream went away or sent garbage mid-request.
+func (s *httpStream) OnReset(error) {
+	if s.done {
+		return
+	}
+	enc := s.up.enc
+	s.finish()
+	if enc != nil {
+		enc.Reset()
+	}
+}
+
+func (s *httpStream) armTimer() {
+	d := s.route.Timeout
+	if d <= 0 || s.timerArmed || s.up.gotHead || s.done {
+		return
+	}
+	s.timerArmed = true
+	s.timer = time.AfterFunc(d, s.onTimeout)
+}
+
+func (s *httpStream) onTimeout() {
+	sess := s.enc.Session()
+	sess.Lock()
+	defer sess.Unlock()
+	if s.done || s.up.gotHead {
+		return
+	}
+	enc := s.up.enc
+	s.localReply(504, "upstream response timeout")
+	if enc != nil {
+		enc.Reset()
+	}
+}
+
+// OnPoolReady sends the request on the new upstream stream.
+func (u *upstreamRequest) OnPoolReady(enc stream.RequestEncoder, reused bool) {
+	s := u.s
+	u.cancel = nil
+	if s.done {
+		enc.Reset()
+		return
+	}
+	u.enc, u.reused = enc, reused
+	if !s.headSaved {
+		return // synchronous first try: openUpstream encodes the live head
+	}
+	enc.EncodeHead(&s.head, s.reqEnd && len(s.pending) == 0 && s.pendingTrl == nil && !s.pendingEnd)
+	for _, b := range s.pending {
+		enc.EncodeData(b.Bytes(), false)
+		b.Release()
+	}
+	s.pending, s.pendingLen = nil, 0
+	switch {
+	case s.pendingTrl != nil:
+		enc.EncodeTrailers(s.pendingTrl)
+	case s.pendingEnd:
+		enc.EncodeData(nil, true)
+	}
+	if s.bufDisabled {
+		s.bufDisabled = false
+		s.enc.ReadDisable(false)
+	}
+	if !reused || !s.reqEnd {
+		s.headSaved = false // no retry: the copy is no longer needed
+	}
+}
+
+func (u *upstreamRequest) OnPoolFailure(f stream.PoolFailure, err error) {
+	u.cancel = nil
+	s := u.s
+	slog.Debug("proxy: upstream pool failure", "host", s.host.Address, "err", err)
+	s.localReply(503, f.String())
+}
+
+func (u *upstreamRequest) DecodeInterim(h *stream.Head) {
+	if !u.s.done {
+		u.s.enc.EncodeInterim(h)
+	}
+}
+
+func (u *upstreamRequest) DecodeHead(h *stream.Head, end bool) {
+	s := u.s
+	if s.done {
+		return
+	}
+	u.gotHead = true
+	s.respStarted = true
+	s.headSaved = false
+	if s.timer != nil {
+		s.timer.Stop()
+	}
+	s.cm.cfg.Stats.countStatus(h.Status)
+	if end {
+		s.finish()
+	}
+	s.enc.EncodeHead(h, end)
+}
+
+func (u *upstreamRequest) DecodeData(p []byte, end bool) {
+	s := u.s
+	if s.done {
+		return
+	}
+	if end {
+		s.finish()
+	}
+	s.enc.EncodeData(p, end)
+}
+
+func (u *upstreamRequest) DecodeTrailers(t *protocol.Headers) {
+	s := u.s
+	if s.done {
+		return
+	}
+	s.finish()
+	s.enc.EncodeTrailers(t)
+}
+
+func (u *upstreamRequest) OnAboveWriteHighWatermark() {
+	if !u.disabled && !u.s.done {
+		u.disabled = true
+		u.s.enc.ReadDisable(true)
+	}
+}
+
+func (u *upstreamRequest) OnBelowWriteLowWatermark() {
+	if u.disabled {
+		u.disabled = false
+		u.s.enc.ReadDisable(false)
+	}
+}
+
+// OnReset: the upstream failed. Before any response byte a stale reused
+// connection is retried once on the pool; otherwise the client gets a 502, or
+// a reset if the response had started.
+func (u *upstreamRequest) OnReset(reason error) {
+	s := u.s
+	s.cm.cfg.Stats.UpstreamResets.Add(1)
+	if s.done {
+		if s.respStarted {
+			s.enc.Reset()
+		}
+		return
+	}
+	if u.disabled {
+		u.disabled = false
+		s.enc.ReadDisable(false)
+	}
+	u.enc = nil
+	if !u.gotHead && u.reused && s.headSaved && !s.retried && errors.Is(reason, stream.ErrUpstreamReset) {
+		s.retried = true
+		s.cm.cfg.Stats.Retries.Add(1)
+		u.reused = false
+		u.cancel = s.host.HTTP1Pool().NewStream(u, s.enc.Session(), u)
+		return
+	}
+	if u.gotHead {
+		s.finish()
+		s.enc.Reset()
+		return
+	}
+	var pe *protocol.Error
+	if errors.As(reason, &pe) {
+		s.localReply(502, "upstream protocol error: "+pe.Reason)
+		return
+	}
+	s.localReply(502, "upstream connection reset before response")
+}

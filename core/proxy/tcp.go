@@ -1,0 +1,268 @@
+package proxy
+
+import (
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/proxylab/proxylab/core/buffer"
+	"github.com/proxylab/proxylab/core/network"
+	"github.com/proxylab/proxylab/core/upstream"
+	"github.com/proxylab/proxylab/transport"
+)
+
+// TCPConfig is the shared configuration of a tcp_proxy filter.
+type TCPConfig struct {
+	Cluster        *upstream.Cluster
+	Transport      transport.Transport
+	ConnectTimeout time.Duration
+	// ConnectAttempts is how many hosts are tried before giving up.
+	ConnectAttempts int
+	// HighWatermark: queued bytes on one side above which the other side
+	// stops being read.
+	HighWatermark int
+	Stats         *TCPStats
+}
+
+// TCPStats are the tcp_proxy counters.
+type TCPStats struct {
+	Connections, ConnectFailures, BytesUp, BytesDown atomic.Uint64
+}
+
+// NewTCPFilter returns the per-connection tcp_proxy filter.
+func NewTCPFilter(cfg *TCPConfig) network.ReadFilter {
+	f := &tcpFilter{cfg: cfg}
+	f.upH.f = f
+	return f
+}
+
+const (
+	down = 0 // the downstream (client) side
+	up   = 1 // the upstream side
+)
+
+// tcpFilter splices a downstream connection with an upstream one. Bytes are
+// forwarded without copying: the buffer read on one side is the one written
+// on the other. Every event of both sides runs under the downstream session.
+type tcpFilter struct {
+	network.BaseFilter
+	cfg *TCPConfig
+	c   *network.Conn
+	u   transport.Conn
+	upH tcpUpstream
+
+	attempts int
+	pending  []*buffer.Buf // read before the upstream connected
+	eof      [2]bool       // side sent FIN
+	queued   [2]int        // bytes queued for writing to side
+	paused   [2]bool       // reading side paused by backpressure
+	closed   [2]bool
+}
+
+func (f *tcpFilter) OnNewConnection(c *network.Conn) network.FilterStatus {
+	f.c = c
+	f.cfg.Stats.Connections.Add(1)
+	f.connect()
+	return network.StopIteration
+}
+
+func (f *tcpFilter) connect() {
+	h := f.cfg.Cluster.Choose(&upstream.LBContext{})
+	if h == nil {
+		slog.Debug("tcp_proxy: no upstream host", "cluster", f.cfg.Cluster.Name)
+		f.c.Close()
+		return
+	}
+	f.attempts++
+	f.cfg.Transport.Dial("tcp", h.Address, f.cfg.ConnectTimeout, f.onConnect)
+}
+
+func (f *tcpFilter) onConnect(tc transport.Conn, err error) {
+	f.c.Lock()
+	defer f.c.Unlock()
+	if f.closed[down] {
+		if tc != nil {
+			tc.Close()
+		}
+		return
+	}
+	if err != nil {
+		f.cfg.Stats.ConnectFailures.Add(1)
+		if f.attempts < max(f.cfg.ConnectAttempts, 1) {
+			f.connect()
+			return
+		}
+		slog.Debug("tcp_proxy: upstream connect failed", "err", err)
+		f.c.Close()
+		return
+	}
+	f.u = tc
+	tc.Start(&f.upH)
+	if len(f.pending) > 0 {
+		f.write(up, f.pending...)
+		clear(f.pending)
+		f.pending = nil
+	}
+	if f.paused[down] && f.queued[up] <= f.cfg.HighWatermark {
+		f.paused[down] = false
+		f.c.ReadDisable(false)
+	}
+	if f.eof[down] {
+		f.u.CloseWrite()
+	}
+}
+
+// write sends bufs to side and pauses the other side when it backs up.
+func (f *tcpFilter) write(side int, bufs ...*buffer.Buf) {
+	var q int
+	if side == up {
+		for _, b := range bufs {
+			f.cfg.Stats.BytesUp.Add(uint64(b.Len()))
+		}
+		q, _ = f.u.Write(bufs...)
+	} else {
+		for _, b := range bufs {
+			f.cfg.Stats.BytesDown.Add(uint64(b.Len()))
+		}
+		q, _ = f.c.Write(bufs...)
+	}
+	f.queued[side] = q
+	if q > f.cfg.HighWatermark && !f.paused[1-side] {
+		f.paused[1-side] = true
+		f.readDisable(1-side, true)
+	}
+}
+
+func (f *tcpFilter) readDisable(side int, d bool) {
+	if side == down {
+		f.c.ReadDisable(d)
+	} else if f.u != nil {
+		f.u.ReadDisable(d)
+	}
+}
+
+func (f *tcpFilter) onData(side int, b *buffer.Buf) {
+	other := 1 - side
+	if f.closed[other] {
+		b.Release()
+		return
+	}
+	if other == up && f.u == nil {
+		f.pending = append(f.pending, b)
+		f.queued[up] += b.Len()
+		if f.queued[up] > f.cfg.HighWatermark && !f.paused[down] {
+			f.paused[down] = true
+			f.c.ReadDisable(true)
+		}
+		return
+	}
+	f.write(other, b)
+}
+
+func (f *tcpFilter) onEOF(side int) {
+	f.eof[side] = true
+	other := 1 - side
+	if other == up && f.u == nil {
+		return // sent once connected
+	}
+	if !f.closed[other] {
+		if other == up {
+			f.u.CloseWrite()
+		} else {
+			f.c.CloseWrite()
+		}
+	}
+	f.maybeClose()
+}
+
+func (f *tcpFilter) onDrained(side int) {
+	f.queued[side] = 0
+	if f.closed[1-side] {
+		// The other side is gone and what it sent has now been delivered.
+		f.closeSide(side)
+		return
+	}
+	if f.paused[1-side] {
+		f.paused[1-side] = false
+		f.readDisable(1-side, false)
+	}
+	f.maybeClose()
+}
+
+// maybeClose closes both sides once each has sent FIN and everything
+// forwarded (including our FIN) has been written: no byte is lost.
+func (f *tcpFilter) maybeClose() {
+	if f.eof[down] && f.eof[up] && f.queued[down] == 0 && f.queued[up] == 0 {
+		f.closeSide(down)
+		f.closeSide(up)
+	}
+}
+
+func (f *tcpFilter) closeSide(side int) {
+	if f.closed[side] {
+		return
+	}
+	if side == down {
+		f.c.Close()
+	} else if f.u != nil {
+		f.u.Close()
+	}
+}
+
+// onClose: one side is gone (reset, error or our close). What was already
+// forwarded to the other side is still delivered: it is half-closed and
+// closes when drained.
+func (f *tcpFilter) onClose(side int) {
+	f.closed[side] = true
+	other := 1 - side
+	if f.closed[other] {
+		return
+	}
+	if other == up && f.u == nil {
+		return // onConnect sees the closed downstream
+	}
+	if f.queued[other] == 0 {
+		f.closeSide(other)
+		return
+	}
+	f.eof[side] = true
+	if other == up {
+		f.u.CloseWrite()
+	} else {
+		f.c.CloseWrite()
+	}
+}
+
+// network callbacks for the downstream side.
+func (f *tcpFilter) OnData(_ *network.Conn, b *buffer.Buf) network.FilterStatus {
+	f.onData(down, b)
+	return network.StopIteration
+}
+func (f *tcpFilter) OnReadEOF(*network.Conn) { f.onEOF(down) }
+func (f *tcpFilter) OnDrained(*network.Conn) { f.onDrained(down) }
+func (f *tcpFilter) OnClose(*network.Conn, error) {
+	for _, b := range f.pending {
+		b.Release()
+	}
+	f.pending = nil
+	f.onClose(down)
+}
+
+// tcpUpstream receives the upstream connection's events and runs them under
+// the downstream session.
+type tcpUpstream struct{ f *tcpFilter }
+
+var _ transport.Handler = (*tcpUpstream)(nil)
+
+func (h *tcpUpstream) OnData(_ transport.Conn, b *buffer.Buf) {
+	h.f.c.Lock()
+	h.f.onData(up, b)
+	h.f.c.Unlock()
+}
+func (h *tcpUpstream) OnReadEOF(transport.Conn) { h.f.c.Lock(); h.f.onEOF(up); h.f.c.Unlock() }
+func (h *tcpUpstream) OnDrained(transport.Conn) { h.f.c.Lock(); h.f.onDrained(up); h.f.c.Unlock() }
+func (h *tcpUpstream) OnClose(transport.Conn, error) {
+	h.f.c.Lock()
+	h.f.onClose(up)
+	h.f.c.Unlock()
+}

@@ -1,0 +1,594 @@
+package http1
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/proxylab/proxylab/core/buffer"
+	"github.com/proxylab/proxylab/core/protocol"
+	h1 "github.com/proxylab/proxylab/core/protocol/http1"
+	"github.com/proxylab/proxylab/core/stream"
+	"github.com/proxylab/proxylab/transport"
+)
+
+// ClientSettings configure the connections of one upstream pool.
+type ClientSettings struct {
+	Limits         h1.Limits
+	ConnectTimeout time.Duration
+	// MaxConnections bounds open connections to the host (0: unlimited).
+	MaxConnections int
+	// MaxPending bounds requests waiting for a connection (0: unlimited).
+	MaxPending int
+	// MaxRequestsPerConn closes a connection after that many requests (0: no limit).
+	MaxRequestsPerConn int
+	HighWatermark      int
+}
+
+// PoolStats are a pool's counters.
+type PoolStats struct {
+	ConnectsTotal, ConnectFailures, Reuses atomic.Uint64
+	Active                                 atomic.Int64
+}
+
+// Pool keeps keep-alive HTTP/1 connections to one upstream address. Idle
+// connections stay registered with the transport, so one the server closes
+// leaves the pool at once instead of failing the next request.
+type Pool struct {
+	tr   transport.Transport
+	addr string
+	set  *ClientSettings
+
+	mu       sync.Mutex
+	idle     []*ClientConn // LIFO: the warmest connection first
+	total    int           // open or connecting
+	waiters  []*waiter
+	draining bool
+
+	Stats PoolStats
+}
+
+var _ stream.Pool = (*Pool)(nil)
+
+// NewPool returns an empty pool for addr.
+func NewPool(tr transport.Transport, addr string, set *ClientSettings) *Pool {
+	return &Pool{tr: tr, addr: addr, set: set}
+}
+
+type waiter struct {
+	p         *Pool
+	dec       stream.ResponseDecoder
+	sess      stream.Session
+	cb        stream.PoolCallbacks
+	cancelled bool // guarded by sess
+}
+
+// Cancel withdraws a pending request; call it under the session.
+func (w *waiter) Cancel() {
+	w.cancelled = true
+	w.p.mu.Lock()
+	for i, x := range w.p.waiters {
+		if x == w {
+			w.p.waiters = append(w.p.waiters[:i], w.p.waiters[i+1:]...)
+			break
+		}
+	}
+	w.p.mu.Unlock()
+}
+
+// NewStream implements stream.Pool.
+func (p *Pool) NewStream(dec stream.ResponseDecoder, sess stream.Session, cb stream.PoolCallbacks) stream.Cancellable {
+	p.mu.Lock()
+	if n := len(p.idle); n > 0 {
+		cc := p.idle[n-1]
+		p.idle[n-1] = nil
+		p.idle = p.idle[:n-1]
+		p.mu.Unlock()
+		p.Stats.Reuses.Add(1)
+		cb.OnPoolReady(cc.attach(dec, sess), true)
+		return nil
+	}
+	if p.set.MaxPending > 0 && len(p.waiters) >= p.set.MaxPending {
+		p.mu.Unlock()
+		cb.OnPoolFailure(stream.Overflow, fmt.Errorf("http1: %d requests already wait for %s", len(p.waiters), p.addr))
+		return nil
+	}
+	w := &waiter{p: p, dec: dec, sess: sess, cb: cb}
+	p.waiters = append(p.waiters, w)
+	dial := p.set.MaxConnections <= 0 || p.total < p.set.MaxConnections
+	if dial {
+		p.total++
+	}
+	p.mu.Unlock()
+	if dial {
+		p.Stats.ConnectsTotal.Add(1)
+		p.tr.Dial("tcp", p.addr, p.set.ConnectTimeout, p.onConnect)
+	}
+	return w
+}
+
+func (p *Pool) popWaiter() *waiter {
+	if len(p.waiters) == 0 {
+		return nil
+	}
+	w := p.waiters[0]
+	p.waiters[0] = nil
+	p.waiters = p.waiters[1:]
+	return w
+}
+
+func (p *Pool) onConnect(tc transport.Conn, err error) {
+	if err != nil {
+		p.Stats.ConnectFailures.Add(1)
+		p.mu.Lock()
+		p.total--
+		w := p.popWaiter()
+		p.mu.Unlock()
+		if w != nil {
+			f := stream.ConnectFailure
+			var ne interface{ Timeout() bool }
+			if errors.As(err, &ne) && ne.Timeout() {
+				f = stream.ConnectTimeout
+			}
+			w.sess.Lock()
+			if !w.cancelled {
+				w.cb.OnPoolFailure(f, err)
+			}
+			w.sess.Unlock()
+		}
+		return
+	}
+	cc := &ClientConn{pool: p, tc: tc}
+	cc.p = h1.NewResponseParser(p.set.Limits, cc)
+	p.Stats.Active.Add(1)
+	tc.Start(cc)
+	p.assign(cc)
+}
+
+// assign gives cc to the first live waiter or parks it as idle.
+func (p *Pool) assign(cc *ClientConn) {
+	for {
+		p.mu.Lock()
+		if cc.closed {
+			p.mu.Unlock()
+			return
+		}
+		w := p.popWaiter()
+		if w == nil {
+			if p.draining {
+				p.mu.Unlock()
+				cc.tc.Close()
+				return
+			}
+			p.idle = append(p.idle, cc)
+			p.mu.Unlock()
+			return
+		}
+		p.mu.Unlock()
+		w.sess.Lock()
+		if w.cancelled {
+			w.sess.Unlock()
+			continue
+		}
+		w.cb.OnPoolReady(cc.attach(w.dec, w.sess), cc.requests > 0)
+		w.sess.Unlock()
+		return
+	}
+}
+
+// release returns a connection that finished a request cleanly. Called under
+// the finishing stream's session, so handing it to another session's waiter
+// happens on a new goroutine (no two sessions are ever locked together).
+func (p *Pool) release(cc *ClientConn) {
+	p.mu.Lock()
+	if len(p.waiters) > 0 {
+		p.mu.Unlock()
+		go p.assign(cc)
+		return
+	}
+	if p.draining || cc.closed {
+		p.mu.Unlock()
+		cc.tc.Close()
+		return
+	}
+	p.idle = append(p.idle, cc)
+	p.mu.Unlock()
+}
+
+func (p *Pool) removeClosed(cc *ClientConn) {
+	p.mu.Lock()
+	cc.closed = true
+	p.total--
+	for i, x := range p.idle {
+		if x == cc {
+			p.idle = append(p.idle[:i], p.idle[i+1:]...)
+			break
+		}
+	}
+	// A slot opened: start a connection for a waiter, if any.
+	dial := len(p.waiters) > 0 && !p.draining && (p.set.MaxConnections <= 0 || p.total < p.set.MaxConnections)
+	if dial {
+		p.total++
+	}
+	p.mu.Unlock()
+	p.Stats.Active.Add(-1)
+	if dial {
+		p.Stats.ConnectsTotal.Add(1)
+		p.tr.Dial("tcp", p.addr, p.set.ConnectTimeout, p.onConnect)
+	}
+}
+
+// Drain closes idle connections; busy ones close when their request ends.
+func (p *Pool) Drain() {
+	p.mu.Lock()
+	p.draining = true
+	idle := p.idle
+	p.idle = nil
+	p.mu.Unlock()
+	for _, cc := range idle {
+		cc.tc.Close()
+	}
+}
+
+// Idle is the number of idle connections (for tests and stats).
+func (p *Pool) Idle() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.idle)
+}
+
+// ClientConn is one upstream HTTP/1 connection; it serves one stream at a
+// time. Its transport events run under the session of the stream it serves.
+type ClientConn struct {
+	pool     *Pool
+	tc       transport.Conn
+	p        *h1.Parser
+	in       inbuf
+	owner    atomic.Pointer[clientStream]
+	requests int
+	closed   bool // guarded by pool.mu
+}
+
+var (
+	_ transport.Handler = (*ClientConn)(nil)
+	_ h1.Callbacks      = (*ClientConn)(nil)
+)
+
+func (cc *ClientConn) attach(dec stream.ResponseDecoder, sess stream.Session) *clientStream {
+	s := &clientStream{cc: cc, dec: dec, sess: sess}
+	cc.p.Reset()
+	cc.owner.Store(s)
+	return s
+}
+
+// lockOwner returns the current stream with its session held, or nil.
+func (cc *ClientConn) lockOwner() *clientStream {
+	for {
+		s := cc.owner.Load()
+		if s == nil {
+			return nil
+		}
+		s.sess.Lock()
+		if cc.owner.Load() == s {
+			return s
+		}
+		s.sess.Unlock()
+	}
+}
+
+func (cc *ClientConn) OnData(_ transport.Conn, b *buffer.Buf) {
+	s := cc.lockOwner()
+	if s == nil {
+		// Bytes on an idle connection: the server broke the protocol.
+		b.Release()
+		cc.tc.Close()
+		return
+	}
+	s.gotBytes = true
+	cc.in.add(b)
+	for cc.in.len() > 0 && !s.done() {
+		n, err := cc.p.Parse(cc.in.bytes())
+		cc.in.consume(n)
+		if err != nil {
+			s.fail(fmt.Errorf("http1: upstream response: %w", err))
+			break
+		}
+		if cc.p.Done() && s.interim {
+			s.interim = false
+			cc.p.Reset()
+			cc.p.NoBody = s.headReq
+			continue
+		}
+		if n == 0 {
+			break
+		}
+	}
+	if s.respDone && cc.in.len() > 0 {
+		cc.in.reset()
+		s.reusable = false // bytes after a complete response
+	}
+	s.maybeFinish()
+	s.sess.Unlock()
+}
+
+func (cc *ClientConn) OnReadEOF(transport.Conn) {
+	s := cc.lockOwner()
+	if s == nil {
+		cc.tc.Close()
+		return
+	}
+	s.reusable = false
+	if !s.respDone {
+		if err := cc.p.EOF(); err != nil {
+			s.fail(fmt.Errorf("http1: upstream closed mid-response: %w", err))
+		}
+	}
+	s.maybeFinish()
+	s.sess.Unlock()
+	cc.tc.Close()
+}
+
+func (cc *ClientConn) OnDrained(transport.Conn) {
+	if s := cc.lockOwner(); s != nil {
+		if s.aboveHW && !s.done() {
+			s.aboveHW = false
+			s.dec.OnBelowWriteLowWatermark()
+		}
+		s.sess.Unlock()
+	}
+}
+
+func (cc *ClientConn) OnClose(_ transport.Conn, err error) {
+	if s := cc.lockOwner(); s != nil {
+		if !s.done() {
+			if err == nil {
+				err = stream.ErrUpstreamReset
+			} else {
+				err = fmt.Errorf("%w: %w", stream.ErrUpstreamReset, err)
+			}
+			s.fail(err)
+		}
+		s.sess.Unlock()
+	}
+	cc.in.reset()
+	cc.pool.removeClosed(cc)
+}
+
+// h1.Callbacks for the response, delivered under the owner's session.
+
+func (cc *ClientConn) OnHead(h *h1.Head) error {
+	s := cc.owner.Load()
+	if h.Status == 101 {
+		return &protocol.Error{Status: 502, Reason: "unexpected 101 Switching Protocols"}
+	}
+	if h.Status < 200 {
+		s.interim = true
+		s.dec.DecodeInterim(h)
+		return nil
+	}
+	if h.Close {
+		s.reusable = false
+	}
+	s.respHead = true
+	end := s.headReq || h.Status == 204 || h.Status == 304 || (!h.Chunked && h.ContentLength == 0)
+	s.respEnded = end
+	s.dec.DecodeHead(h, end)
+	return nil
+}
+
+func (cc *ClientConn) OnBody(p []byte) error {
+	s := cc.owner.Load()
+	if s.respEnded || s.failed {
+		return nil
+	}
+	last := cc.p.LastBody()
+	s.respEnded = last
+	s.dec.DecodeData(p, last)
+	return nil
+}
+
+func (cc *ClientConn) OnTrailers(t *protocol.Headers) error {
+	s := cc.owner.Load()
+	if !s.respEnded && !s.failed {
+		s.respEnded = true
+		s.dec.DecodeTrailers(t)
+	}
+	return nil
+}
+
+func (cc *ClientConn) OnComplete() error {
+	s := cc.owner.Load()
+	if s.interim {
+		return nil
+	}
+	if !s.respEnded && !s.failed {
+		s.respEnded = true
+		s.dec.DecodeData(nil, true)
+	}
+	s.respDone = true
+	return nil
+}
+
+// clientStream is one request on a ClientConn: the stream.RequestEncoder.
+type clientStream struct {
+	cc   *ClientConn
+	dec  stream.ResponseDecoder
+	sess stream.Session
+
+	headReq   bool
+	chunked   bool
+	reqDone   bool
+	interim   bool
+	respHead  bool
+	respEnded bool // end delivered to the decoder
+	respDone  bool // parser finished the message
+	failed    bool
+	reset     bool
+	finished  bool
+	reusable  bool
+	gotBytes  bool
+	aboveHW   bool
+	disabled  int
+	out       outq
+}
+
+var _ stream.RequestEncoder = (*clientStream)(nil)
+
+func (s *clientStream) done() bool { return s.finished || s.failed || s.reset }
+
+func (s *clientStream) queue(b *buffer.Buf) {
+	s.out.bufs = append(s.out.bufs, b)
+	s.scheduleFlush()
+}
+
+func (s *clientStream) scheduleFlush() {
+	if !s.out.queued {
+		s.out.queued = true
+		s.sess.DeferFlush(s)
+	}
+}
+
+// Flush writes the queued request bytes (stream.Flusher).
+func (s *clientStream) Flush() {
+	s.out.queued = false
+	if len(s.out.bufs) == 0 {
+		return
+	}
+	if s.done() {
+		s.out.drop()
+		return
+	}
+	q, _ := s.cc.tc.Write(s.out.bufs...)
+	clear(s.out.bufs)
+	s.out.bufs = s.out.bufs[:0]
+	if q > s.cc.pool.set.HighWatermark && !s.aboveHW {
+		s.aboveHW = true
+		s.dec.OnAboveWriteHighWatermark()
+	}
+}
+
+func (s *clientStream) EncodeHead(h *stream.Head, end bool) {
+	if s.done() {
+		return
+	}
+	s.reusable = true
+	s.headReq = string(h.Method) == "HEAD"
+	s.cc.p.NoBody = s.headReq
+	fr := h1.Framing{ContentLength: -1}
+	switch {
+	case h.Chunked && !end:
+		fr.Chunked, s.chunked = true, true
+	case h.ContentLength >= 0:
+		fr.ContentLength = h.ContentLength
+	case !end:
+		fr.Chunked, s.chunked = true, true // length unknown (e.g. from HTTP/2)
+	}
+	s.queue(h1.EncodeRequestHead(h, nil, fr))
+	if end {
+		s.reqDone = true
+	}
+}
+
+func (s *clientStream) EncodeData(p []byte, end bool) {
+	if s.done() || s.reqDone {
+		return
+	}
+	if len(p) > 0 {
+		if s.chunked {
+			s.queue(h1.EncodeChunk(p))
+		} else {
+			s.out.appendBytes(p)
+			s.scheduleFlush()
+		}
+	}
+	if end {
+		if s.chunked {
+			s.queue(h1.EncodeLastChunk(nil))
+		}
+		s.reqDone = true
+		s.maybeFinish()
+	}
+}
+
+func (s *clientStream) EncodeTrailers(t *protocol.Headers) {
+	if s.done() || s.reqDone {
+		return
+	}
+	if s.chunked {
+		s.queue(h1.EncodeLastChunk(t))
+	}
+	s.reqDone = true
+	s.maybeFinish()
+}
+
+// Reset abandons the request; the connection is closed, never reused.
+func (s *clientStream) Reset() {
+	if s.done() {
+		return
+	}
+	s.reset = true
+	s.out.drop()
+	s.detach()
+	s.cc.tc.Close()
+}
+
+func (s *clientStream) ReadDisable(d bool) {
+	if s.done() {
+		return
+	}
+	if d {
+		s.disabled++
+	} else if s.disabled > 0 {
+		s.disabled--
+	} else {
+		return
+	}
+	s.cc.tc.ReadDisable(d)
+}
+
+// fail reports an upstream failure to the decoder once.
+func (s *clientStream) fail(err error) {
+	if s.done() {
+		return
+	}
+	s.failed = true
+	s.out.drop()
+	s.detach()
+	s.cc.tc.Close()
+	s.dec.OnReset(err)
+}
+
+func (s *clientStream) detach() {
+	for ; s.disabled > 0; s.disabled-- {
+		s.cc.tc.ReadDisable(false)
+	}
+	s.cc.owner.CompareAndSwap(s, nil)
+}
+
+// maybeFinish returns the connection once both directions are complete.
+func (s *clientStream) maybeFinish() {
+	if s.done() || !s.respDone {
+		return
+	}
+	if !s.reqDone {
+		// The response ended before the request: the connection is
+		// mid-message and cannot be reused.
+		s.finished = true
+		s.out.drop()
+		s.detach()
+		s.cc.tc.Close()
+		return
+	}
+	s.Flush()
+	s.finished = true
+	s.detach()
+	s.cc.requests++
+	max := s.cc.pool.set.MaxRequestsPerConn
+	if !s.reusable || (max > 0 && s.cc.requests >= max) {
+		s.cc.tc.Close()
+		return
+	}
+	s.cc.pool.release(s.cc)
+}

@@ -1,0 +1,476 @@
+package http1
+
+import (
+	"errors"
+	"time"
+
+	"github.com/proxylab/proxylab/core/buffer"
+	"github.com/proxylab/proxylab/core/network"
+	"github.com/proxylab/proxylab/core/protocol"
+	h1 "github.com/proxylab/proxylab/core/protocol/http1"
+	"github.com/proxylab/proxylab/core/stream"
+)
+
+// ServerSettings configure downstream HTTP/1 connections.
+type ServerSettings struct {
+	Limits h1.Limits
+	// HeaderTimeout bounds the time from a request's first byte to the end
+	// of its head (408 when exceeded).
+	HeaderTimeout time.Duration
+	// IdleTimeout closes a keep-alive connection with no request in flight.
+	IdleTimeout time.Duration
+	// HighWatermark is the queued-write size above which the stream asks the
+	// upstream side to stop reading.
+	HighWatermark int
+	// Linger bounds how long a closing connection waits for the client's FIN
+	// after the last response, so an unread request body does not turn the
+	// close into a reset that destroys the response.
+	Linger time.Duration
+}
+
+type timerKind uint8
+
+const (
+	timerNone timerKind = iota
+	timerIdle
+	timerHeader
+	timerLinger
+)
+
+// ServerConn is the terminal read filter of an HTTP/1 connection: it parses
+// requests and runs one stream at a time. Pipelined requests wait in the input
+// buffer (reading paused) until the response before them is complete, so
+// responses go out in order.
+type ServerConn struct {
+	network.BaseFilter
+	set *ServerSettings
+	cbs stream.ServerCallbacks
+	c   *network.Conn
+	p   *h1.Parser
+	in  inbuf
+	cur *serverStream
+
+	dispatching      bool
+	pipelineDisabled bool
+	draining         bool
+	lingering        bool
+	peerEOF          bool
+
+	timer     *time.Timer
+	tkind     timerKind
+	tdeadline time.Time
+}
+
+var (
+	_ network.ReadFilter    = (*ServerConn)(nil)
+	_ network.ConnCallbacks = (*ServerConn)(nil)
+	_ network.Drainer       = (*ServerConn)(nil)
+	_ h1.Callbacks          = (*ServerConn)(nil)
+)
+
+// NewServerConn returns the filter for one connection.
+func NewServerConn(set *ServerSettings, cbs stream.ServerCallbacks) *ServerConn {
+	sc := &ServerConn{set: set, cbs: cbs}
+	sc.p = h1.NewRequestParser(set.Limits, sc)
+	return sc
+}
+
+func (sc *ServerConn) OnNewConnection(c *network.Conn) network.FilterStatus {
+	sc.c = c
+	sc.timer = time.AfterFunc(time.Hour, sc.onTimer)
+	sc.timer.Stop()
+	sc.updateTimer()
+	return network.Continue
+}
+
+func (sc *ServerConn) OnData(_ *network.Conn, b *buffer.Buf) network.FilterStatus {
+	if sc.lingering {
+		b.Release()
+		return network.StopIteration
+	}
+	sc.in.add(b)
+	sc.dispatch()
+	return network.StopIteration
+}
+
+// dispatch parses buffered input until it runs out, a request is waiting for
+// its response, or the connection is closing. Not re-entrant: a stream that
+// completes inside a parser callback leaves the next request to this loop.
+func (sc *ServerConn) dispatch() {
+	if sc.dispatching {
+		return
+	}
+	sc.dispatching = true
+	for sc.in.len() > 0 && !sc.lingering {
+		if sc.p.Done() {
+			if sc.cur != nil {
+				if !sc.pipelineDisabled {
+					sc.pipelineDisabled = true
+					sc.c.ReadDisable(true)
+				}
+				break
+			}
+			sc.p.Reset()
+			if sc.draining {
+				sc.c.Close()
+				break
+			}
+		}
+		n, err := sc.p.Parse(sc.in.bytes())
+		sc.in.consume(n)
+		if err != nil {
+			sc.protocolError(err)
+			break
+		}
+		if n == 0 && !sc.p.Done() {
+			break
+		}
+	}
+	if sc.p.Done() && sc.cur == nil {
+		sc.p.Reset()
+	}
+	sc.dispatching = false
+	sc.updateTimer()
+}
+
+// OnHead starts a stream (h1.Callbacks).
+func (sc *ServerConn) OnHead(h *h1.Head) error {
+	if string(h.Method) == "CONNECT" {
+		return &protocol.Error{Status: 501, Reason: "CONNECT is not supported"}
+	}
+	s := &serverStream{sc: sc, minor: h.Minor, headReq: string(h.Method) == "HEAD", reqClose: h.Close}
+	// A request without a body ends with its head; mark it now so a reply
+	// made while decoding the head keeps the connection alive.
+	end := !h.Chunked && h.ContentLength <= 0
+	s.reqDone = end
+	sc.cur = s
+	sc.setTimer(timerNone, 0)
+	s.dec = sc.cbs.NewStream(s)
+	s.dec.DecodeHead(h, end)
+	return nil
+}
+
+func (sc *ServerConn) active() *serverStream {
+	if s := sc.cur; s != nil && !s.finished && !s.reqDone {
+		return s
+	}
+	return nil
+}
+
+func (sc *ServerConn) OnBody(p []byte) error {
+	if s := sc.active(); s != nil {
+		last := sc.p.LastBody()
+		s.reqDone = last
+		s.dec.DecodeData(p, last)
+	}
+	return nil
+}
+
+func (sc *ServerConn) OnTrailers(t *protocol.Headers) error {
+	if s := sc.active(); s != nil {
+		s.reqDone = true
+		s.dec.DecodeTrailers(t)
+	}
+	return nil
+}
+
+func (sc *ServerConn) OnComplete() error {
+	if s := sc.active(); s != nil {
+		s.reqDone = true
+		s.dec.DecodeData(nil, true)
+	}
+	return nil
+}
+
+func (sc *ServerConn) protocolError(err error) {
+	pe := &protocol.Error{Status: 400, Reason: err.Error()}
+	errors.As(err, &pe)
+	if s := sc.cur; s != nil && !s.finished {
+		s.finished = true
+		s.dec.OnReset(err)
+		if s.respHeadSent {
+			sc.c.Close()
+			return
+		}
+	}
+	sc.cur = nil
+	sc.c.Write(h1.EncodeLocalReply(pe.Status, pe.Reason, true, false))
+	sc.closeGracefully()
+}
+
+// closeGracefully sends FIN after the queued response and waits (bounded)
+// for the client's FIN, discarding what it still sends.
+func (sc *ServerConn) closeGracefully() {
+	if sc.lingering {
+		return
+	}
+	sc.lingering = true
+	sc.in.reset()
+	sc.c.CloseWrite()
+	sc.tkind = timerNone
+	sc.setTimer(timerLinger, sc.set.Linger)
+}
+
+func (sc *ServerConn) OnReadEOF(*network.Conn) {
+	sc.peerEOF = true
+	switch s := sc.cur; {
+	case sc.lingering || s == nil:
+		sc.c.Close()
+	case !s.reqDone:
+		s.finished = true
+		s.dec.OnReset(stream.ErrDownstreamReset)
+		sc.c.Close()
+	}
+	// Otherwise the request is complete: answer it, then close.
+}
+
+func (sc *ServerConn) OnDrained(*network.Conn) {
+	if s := sc.cur; s != nil && s.aboveHW && !s.finished {
+		s.aboveHW = false
+		s.dec.OnBelowWriteLowWatermark()
+	}
+}
+
+func (sc *ServerConn) OnClose(*network.Conn, error) {
+	sc.timer.Stop()
+	sc.tkind = timerNone
+	if s := sc.cur; s != nil && !s.finished {
+		s.finished = true
+		s.out.drop()
+		s.dec.OnReset(stream.ErrDownstreamReset)
+	}
+	sc.cur = nil
+	sc.in.reset()
+}
+
+// Drain closes an idle connection now, a busy one after its response.
+func (sc *ServerConn) Drain(*network.Conn) {
+	sc.draining = true
+	if sc.cur == nil {
+		sc.c.Close()
+	}
+}
+
+func (sc *ServerConn) onResponseComplete(s *serverStream) {
+	if !s.reqDone || sc.peerEOF || sc.draining {
+		s.closeAfter = true
+	}
+	s.Flush()
+	s.finished = true
+	sc.cur = nil
+	for ; s.disabled > 0; s.disabled-- {
+		sc.c.ReadDisable(false)
+	}
+	if s.closeAfter {
+		sc.closeGracefully()
+		return
+	}
+	if sc.pipelineDisabled {
+		sc.pipelineDisabled = false
+		sc.c.ReadDisable(false)
+	}
+	sc.dispatch()
+}
+
+func (sc *ServerConn) updateTimer() {
+	switch {
+	case sc.lingering:
+	case sc.cur != nil:
+		sc.setTimer(timerNone, 0)
+	case !sc.p.Idle():
+		sc.setTimer(timerHeader, sc.set.HeaderTimeout)
+	default:
+		sc.setTimer(timerIdle, sc.set.IdleTimeout)
+	}
+}
+
+// setTimer arms the connection timer for kind; re-arming the kind already
+// armed keeps the original deadline (a slow head cannot extend its own).
+func (sc *ServerConn) setTimer(kind timerKind, d time.Duration) {
+	if sc.tkind == kind {
+		return
+	}
+	sc.tkind = kind
+	if kind == timerNone || d <= 0 {
+		sc.tkind = timerNone
+		sc.timer.Stop()
+		return
+	}
+	sc.tdeadline = time.Now().Add(d)
+	sc.timer.Reset(d)
+}
+
+func (sc *ServerConn) onTimer() {
+	sc.c.Lock()
+	defer sc.c.Unlock()
+	if sc.tkind == timerNone || sc.c.Closed() || time.Now().Before(sc.tdeadline) {
+		return
+	}
+	kind := sc.tkind
+	sc.tkind = timerNone
+	switch kind {
+	case timerIdle, timerLinger:
+		sc.c.Close()
+	case timerHeader:
+		sc.c.Write(h1.EncodeLocalReply(408, "request header read timeout", true, false))
+		sc.closeGracefully()
+	}
+}
+
+// serverStream is one request/response exchange on a ServerConn; it is the
+// stream.ResponseEncoder the proxy writes the response to.
+type serverStream struct {
+	sc       *ServerConn
+	dec      stream.RequestDecoder
+	minor    int
+	headReq  bool
+	reqClose bool
+
+	reqDone      bool
+	respHeadSent bool
+	finished     bool
+	chunked      bool
+	closeAfter   bool
+	aboveHW      bool
+	disabled     int
+	out          outq
+}
+
+var _ stream.ResponseEncoder = (*serverStream)(nil)
+
+func (s *serverStream) Session() stream.Session { return s.sc.c }
+
+func (s *serverStream) queue(b *buffer.Buf) {
+	s.out.bufs = append(s.out.bufs, b)
+	s.scheduleFlush()
+}
+
+func (s *serverStream) scheduleFlush() {
+	if !s.out.queued {
+		s.out.queued = true
+		s.sc.c.DeferFlush(s)
+	}
+}
+
+// Flush writes the queued response bytes (stream.Flusher).
+func (s *serverStream) Flush() {
+	s.out.queued = false
+	if len(s.out.bufs) == 0 {
+		return
+	}
+	q, _ := s.sc.c.Write(s.out.bufs...)
+	clear(s.out.bufs)
+	s.out.bufs = s.out.bufs[:0]
+	if q > s.sc.set.HighWatermark && !s.aboveHW && !s.finished {
+		s.aboveHW = true
+		s.dec.OnAboveWriteHighWatermark()
+	}
+}
+
+func (s *serverStream) EncodeInterim(h *stream.Head) {
+	if s.finished || s.respHeadSent || s.minor == 0 {
+		return // HTTP/1.0 clients do not understand 1xx
+	}
+	s.queue(h1.EncodeResponseHead(h, nil, h1.Framing{ContentLength: -1}))
+}
+
+func (s *serverStream) EncodeHead(h *stream.Head, end bool) {
+	if s.finished || s.respHeadSent {
+		return
+	}
+	s.respHeadSent = true
+	fr := h1.Framing{ContentLength: -1}
+	switch {
+	case s.headReq || h.Status == 304:
+		// The upstream's length describes the representation, not this
+		// (empty) body: pass it on as it was.
+		fr.ContentLength = h.ContentLength
+	case h.Status == 204 || h.Status < 200:
+	case end:
+		fr.ContentLength = 0
+	case h.ContentLength >= 0 && !h.Chunked:
+		fr.ContentLength = h.ContentLength
+	case s.minor >= 1:
+		fr.Chunked, s.chunked = true, true
+	default:
+		s.closeAfter = true // HTTP/1.0 without a length: delimit by close
+	}
+	if s.sc.draining || s.reqClose || s.sc.peerEOF || s.closeAfter {
+		fr.Connection, s.closeAfter = "close", true
+	} else if s.minor == 0 {
+		fr.Connection = "keep-alive"
+	}
+	s.queue(h1.EncodeResponseHead(h, nil, fr))
+	if end {
+		s.sc.onResponseComplete(s)
+	}
+}
+
+func (s *serverStream) EncodeData(p []byte, end bool) {
+	if s.finished || !s.respHeadSent {
+		return
+	}
+	if len(p) > 0 && !s.headReq {
+		if s.chunked {
+			s.queue(h1.EncodeChunk(p))
+		} else {
+			s.out.appendBytes(p)
+			s.scheduleFlush()
+		}
+	}
+	if end {
+		if s.chunked {
+			s.queue(h1.EncodeLastChunk(nil))
+		}
+		s.sc.onResponseComplete(s)
+	}
+}
+
+func (s *serverStream) EncodeTrailers(t *protocol.Headers) {
+	if s.finished || !s.respHeadSent {
+		return
+	}
+	if s.chunked {
+		s.queue(h1.EncodeLastChunk(t))
+	}
+	s.sc.onResponseComplete(s)
+}
+
+func (s *serverStream) LocalReply(status int, reason string) {
+	if s.finished {
+		return
+	}
+	if s.respHeadSent {
+		s.Reset()
+		return
+	}
+	s.respHeadSent = true
+	s.closeAfter = s.sc.draining || s.reqClose || !s.reqDone || s.sc.peerEOF
+	s.queue(h1.EncodeLocalReply(status, reason, s.closeAfter, s.headReq))
+	s.sc.onResponseComplete(s)
+}
+
+// Reset aborts the exchange; HTTP/1 can only do that by closing.
+func (s *serverStream) Reset() {
+	if s.finished {
+		return
+	}
+	s.finished = true
+	s.out.drop()
+	s.sc.cur = nil
+	s.sc.c.Close()
+}
+
+func (s *serverStream) ReadDisable(d bool) {
+	if s.finished {
+		return
+	}
+	if d {
+		s.disabled++
+	} else if s.disabled > 0 {
+		s.disabled--
+	} else {
+		return
+	}
+	s.sc.c.ReadDisable(d)
+}

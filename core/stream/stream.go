@@ -1,0 +1,148 @@
+// Package stream turns a connection's codec events into request/response
+// streams. A codec (HTTP/1 now; HTTP/2 and RPC codecs later) implements the
+// encoders and calls the decoders; the proxy implements the decoders.
+//
+// Order of calls on one stream, each direction independently:
+//
+//	Head [Data…] [Trailers]      end is signalled by the last call's end flag
+//	                             (Trailers always ends the direction)
+//	OnReset                      instead of, or in the middle of, the above;
+//	                             nothing follows it
+//
+// All calls for the streams of one downstream connection run holding its
+// session lock (network.Conn.Lock); none may block.
+package stream
+
+import (
+	"errors"
+
+	"github.com/proxylab/proxylab/core/network"
+	"github.com/proxylab/proxylab/core/protocol"
+)
+
+// Head is the codec-neutral message head.
+type Head = protocol.Head
+
+// RequestDecoder receives a downstream request. Implemented by the proxy.
+type RequestDecoder interface {
+	// DecodeHead: h and its slices are valid only during the call.
+	DecodeHead(h *Head, end bool)
+	// DecodeData: p is valid only during the call.
+	DecodeData(p []byte, end bool)
+	DecodeTrailers(t *protocol.Headers)
+	WatermarkCallbacks
+	// OnReset: the downstream went away or broke the protocol; the stream
+	// is finished and its encoder must not be used.
+	OnReset(reason error)
+}
+
+// ResponseEncoder sends the response of a downstream stream. Implemented by
+// the server codec.
+type ResponseEncoder interface {
+	// EncodeInterim sends a 1xx response (e.g. 100 Continue).
+	EncodeInterim(h *Head)
+	EncodeHead(h *Head, end bool)
+	EncodeData(p []byte, end bool)
+	EncodeTrailers(t *protocol.Headers)
+	// LocalReply sends a whole response made by the proxy; reason goes in
+	// the body. If a head was already sent, the stream is reset instead.
+	LocalReply(status int, reason string)
+	// Reset aborts the stream (for HTTP/1: closes the connection).
+	Reset()
+	// ReadDisable stops/resumes reading the downstream for this stream
+	// (backpressure from a slow upstream); calls nest.
+	ReadDisable(disable bool)
+	// Session is what every event of this stream runs under.
+	Session() Session
+}
+
+// Session serializes a downstream connection's events; see network.Session.
+type Session = network.Session
+
+// Flusher writes what an encoder has queued.
+type Flusher = network.Flusher
+
+// ResponseDecoder receives an upstream response. Implemented by the proxy.
+type ResponseDecoder interface {
+	DecodeInterim(h *Head)
+	DecodeHead(h *Head, end bool)
+	DecodeData(p []byte, end bool)
+	DecodeTrailers(t *protocol.Headers)
+	WatermarkCallbacks
+	// OnReset: the upstream connection failed or broke the protocol.
+	OnReset(reason error)
+}
+
+// RequestEncoder sends a request upstream. Implemented by the client codec.
+type RequestEncoder interface {
+	EncodeHead(h *Head, end bool)
+	EncodeData(p []byte, end bool)
+	EncodeTrailers(t *protocol.Headers)
+	// Reset aborts the upstream request; the connection is not reused.
+	Reset()
+	// ReadDisable stops/resumes reading the upstream for this stream.
+	ReadDisable(disable bool)
+}
+
+// WatermarkCallbacks tell a stream that the connection it writes to has too
+// much queued (stop reading the other side) or has drained (resume).
+type WatermarkCallbacks interface {
+	OnAboveWriteHighWatermark()
+	OnBelowWriteLowWatermark()
+}
+
+// ServerCallbacks make a decoder for each new downstream stream.
+type ServerCallbacks interface {
+	NewStream(enc ResponseEncoder) RequestDecoder
+}
+
+// PoolFailure says why a pool could not give a stream.
+type PoolFailure int
+
+const (
+	ConnectFailure PoolFailure = iota
+	ConnectTimeout
+	Overflow
+)
+
+func (f PoolFailure) String() string {
+	switch f {
+	case ConnectFailure:
+		return "upstream connect error"
+	case ConnectTimeout:
+		return "upstream connect timeout"
+	case Overflow:
+		return "upstream connection pool overflow"
+	}
+	return "upstream pool failure"
+}
+
+// PoolCallbacks receive the result of Pool.NewStream, under the session the
+// caller passed.
+type PoolCallbacks interface {
+	// OnPoolReady: enc is ready; reused says the connection served before
+	// (so a failure before any response byte may be a stale connection).
+	OnPoolReady(enc RequestEncoder, reused bool)
+	OnPoolFailure(f PoolFailure, err error)
+}
+
+// Cancellable cancels a pending pool request.
+type Cancellable interface {
+	Cancel()
+}
+
+// Pool hands out request encoders on upstream connections to one host.
+type Pool interface {
+	// NewStream calls cb.OnPoolReady or cb.OnPoolFailure exactly once, under
+	// s (which the caller already holds if the call is synchronous). The
+	// returned Cancellable is nil when the call completed synchronously.
+	NewStream(dec ResponseDecoder, s Session, cb PoolCallbacks) Cancellable
+	// Drain closes idle connections and lets busy ones finish, then close.
+	Drain()
+}
+
+// Reset reasons shared by codecs.
+var (
+	ErrUpstreamReset   = errors.New("stream: upstream connection reset")
+	ErrDownstreamReset = errors.New("stream: downstream connection reset")
+)

@@ -1,0 +1,184 @@
+// Package upstream holds clusters of hosts, the load balancers that pick
+// among them, and each host's connection pools.
+package upstream
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"sort"
+	"sync"
+	"sync/atomic"
+
+	h1s "github.com/proxylab/proxylab/core/stream/http1"
+	"github.com/proxylab/proxylab/transport"
+)
+
+// Host is one upstream endpoint.
+type Host struct {
+	Address string
+	Weight  uint32
+	cluster *Cluster
+	http1   *h1s.Pool
+
+	ActiveRequests atomic.Int64
+}
+
+// Cluster returns the cluster the host belongs to.
+func (h *Host) Cluster() *Cluster { return h.cluster }
+
+// HTTP1Pool is the host's HTTP/1 connection pool.
+func (h *Host) HTTP1Pool() *h1s.Pool { return h.http1 }
+
+// LBContext carries what a load balancer may hash or look at.
+type LBContext struct {
+	// Hash is a request hash for consistent policies (0: none).
+	Hash uint64
+}
+
+// LoadBalancer picks a host. Implementations must be safe for concurrent use.
+type LoadBalancer interface {
+	Choose(ctx *LBContext) *Host
+}
+
+// LBFactory builds a policy over a fixed host set.
+type LBFactory func(hosts []*Host) LoadBalancer
+
+var (
+	lbMu       sync.RWMutex
+	lbRegistry = map[string]LBFactory{}
+)
+
+// RegisterLB makes a load-balancing policy available by name; duplicates panic.
+func RegisterLB(name string, f LBFactory) {
+	lbMu.Lock()
+	defer lbMu.Unlock()
+	if _, dup := lbRegistry[name]; dup {
+		panic(fmt.Sprintf("upstream: load balancer %q registered twice", name))
+	}
+	lbRegistry[name] = f
+}
+
+// LBNames lists the registered policies, sorted.
+func LBNames() []string {
+	lbMu.RLock()
+	defer lbMu.RUnlock()
+	out := make([]string, 0, len(lbRegistry))
+	for n := range lbRegistry {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func lookupLB(name string) (LBFactory, bool) {
+	lbMu.RLock()
+	defer lbMu.RUnlock()
+	f, ok := lbRegistry[name]
+	return f, ok
+}
+
+type roundRobin struct {
+	hosts []*Host
+	next  atomic.Uint64
+}
+
+// NewRoundRobin cycles through the hosts in order.
+func NewRoundRobin(hosts []*Host) LoadBalancer { return &roundRobin{hosts: hosts} }
+
+func (r *roundRobin) Choose(*LBContext) *Host {
+	if len(r.hosts) == 0 {
+		return nil
+	}
+	return r.hosts[(r.next.Add(1)-1)%uint64(len(r.hosts))]
+}
+
+type random struct{ hosts []*Host }
+
+// NewRandom picks a host uniformly at random.
+func NewRandom(hosts []*Host) LoadBalancer { return &random{hosts: hosts} }
+
+func (r *random) Choose(*LBContext) *Host {
+	if len(r.hosts) == 0 {
+		return nil
+	}
+	return r.hosts[rand.IntN(len(r.hosts))]
+}
+
+// ClusterConfig is what the config layer hands over to build a cluster.
+type ClusterConfig struct {
+	Name  string
+	LB    string
+	Hosts []HostConfig
+	HTTP1 h1s.ClientSettings
+}
+
+// HostConfig is one static host.
+type HostConfig struct {
+	Address string
+	Weight  uint32
+}
+
+// Cluster is a named set of hosts with a load balancer.
+type Cluster struct {
+	Name  string
+	hosts []*Host
+	lb    LoadBalancer
+}
+
+// Choose picks a host, or nil when there is none.
+func (c *Cluster) Choose(ctx *LBContext) *Host { return c.lb.Choose(ctx) }
+
+// Hosts returns the cluster's hosts.
+func (c *Cluster) Hosts() []*Host { return c.hosts }
+
+// NewCluster builds a cluster whose pools dial through tr.
+func NewCluster(cfg ClusterConfig, tr transport.Transport) (*Cluster, error) {
+	name := cfg.LB
+	if name == "" {
+		name = "round_robin"
+	}
+	f, ok := lookupLB(name)
+	if !ok {
+		return nil, fmt.Errorf("upstream: cluster %q: unknown load balancer %q (have %v)", cfg.Name, name, LBNames())
+	}
+	c := &Cluster{Name: cfg.Name}
+	set := cfg.HTTP1
+	for _, hc := range cfg.Hosts {
+		h := &Host{Address: hc.Address, Weight: hc.Weight, cluster: c}
+		h.http1 = h1s.NewPool(tr, hc.Address, &set)
+		c.hosts = append(c.hosts, h)
+	}
+	c.lb = f(c.hosts)
+	return c, nil
+}
+
+// Drain winds down every host's pools.
+func (c *Cluster) Drain() {
+	for _, h := range c.hosts {
+		h.http1.Drain()
+	}
+}
+
+// Manager owns the clusters by name.
+type Manager struct {
+	clusters map[string]*Cluster
+}
+
+// NewManager returns a manager over clusters.
+func NewManager(clusters []*Cluster) *Manager {
+	m := &Manager{clusters: make(map[string]*Cluster, len(clusters))}
+	for _, c := range clusters {
+		m.clusters[c.Name] = c
+	}
+	return m
+}
+
+// Get returns the named cluster or nil.
+func (m *Manager) Get(name string) *Cluster { return m.clusters[name] }
+
+// Drain winds down every cluster.
+func (m *Manager) Drain() {
+	for _, c := range m.clusters {
+		c.Drain()
+	}
+}
