@@ -62,12 +62,13 @@ var (
 	hdrXFFs  = "x-forwarded-for"
 	hdrXFPs  = "x-forwarded-proto"
 	hdrHosts = "host"
+	hdrHost  = []byte("Host")
 )
 
 // NewHTTPFilter returns the per-connection http_proxy filter: an HTTP/1
 // server codec whose streams this package forwards.
 func NewHTTPFilter(cfg *HTTPConfig) network.ReadFilter {
-	cm := &connManager{cfg: cfg}
+	cm := &connManager{cfg: cfg, scheme: []byte(cfg.Scheme)}
 	cm.sc = h1s.NewServerConn(&cfg.Server, cm)
 	return &httpFilter{ServerConn: cm.sc, cm: cm}
 }
@@ -90,6 +91,7 @@ type connManager struct {
 	cfg      *HTTPConfig
 	sc       *h1s.ServerConn
 	clientIP []byte
+	scheme   []byte
 	xffBuf   []byte
 }
 
@@ -214,7 +216,11 @@ func (s *httpStream) rewrite(h *stream.Head) {
 		}
 	}
 	h.Headers.Del(hdrXFPs)
-	h.Headers.Append(hdrXFP, []byte(cm.cfg.Scheme))
+	h.Headers.Append(hdrXFP, cm.scheme)
+	if !h.Headers.Has(hdrHosts) {
+		// HTTP/1.0 requests may lack Host; HTTP/1.1 upstreams require it.
+		h.Headers.Append(hdrHost, s.host.AddressBytes)
+	}
 	if p := s.route.PrefixRewrite; p != "" && s.route.Prefix != "" {
 		t := make([]byte, 0, len(h.Target)+len(p))
 		t = append(append(t, p...), h.Target[len(s.route.Prefix):]...)

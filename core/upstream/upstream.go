@@ -15,10 +15,11 @@ import (
 
 // Host is one upstream endpoint.
 type Host struct {
-	Address string
-	Weight  uint32
-	cluster *Cluster
-	http1   *h1s.Pool
+	Address      string
+	AddressBytes []byte // Address, for headers without a conversion per request
+	Weight       uint32
+	cluster      *Cluster
+	http1        *h1s.Pool
 
 	ActiveRequests atomic.Int64
 }
@@ -144,7 +145,7 @@ func NewCluster(cfg ClusterConfig, tr transport.Transport) (*Cluster, error) {
 	c := &Cluster{Name: cfg.Name}
 	set := cfg.HTTP1
 	for _, hc := range cfg.Hosts {
-		h := &Host{Address: hc.Address, Weight: hc.Weight, cluster: c}
+		h := &Host{Address: hc.Address, AddressBytes: []byte(hc.Address), Weight: hc.Weight, cluster: c}
 		h.http1 = h1s.NewPool(tr, hc.Address, &set)
 		c.hosts = append(c.hosts, h)
 	}
