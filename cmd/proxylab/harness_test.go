@@ -122,6 +122,9 @@ func startProxy(t *testing.T, config string, args ...string) *proc {
 			p.cmd.Process.Kill()
 			<-p.done
 		}
+		if strings.Contains(p.logs(), "WARNING: DATA RACE") {
+			t.Errorf("the race detector fired in proxylab")
+		}
 		if t.Failed() {
 			t.Logf("proxylab log:\n%s", p.logs())
 		}
