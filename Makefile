@@ -1,0 +1,57 @@
+# proxylab — see README.md. Every target works on a fresh Debian 12 clone.
+GO        ?= go
+BIN       := bin/proxylab
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS   := -X main.version=$(VERSION)
+FUZZTIME  ?= 20s
+PKGS      := ./...
+
+.PHONY: all build run test unit integration fuzz race bench bench-go deps vet clean
+
+all: build
+
+build:
+	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/proxylab
+
+# The proxy on its embedded default config: curl -i 127.0.0.1:8080/
+run: build
+	./$(BIN) run
+
+deps:
+	./scripts/install-deps.sh
+
+vet:
+	$(GO) vet $(PKGS)
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+# Everything: dependencies, vet, unit and integration tests, a race pass over
+# the integration suite, and a bounded run of every fuzz target.
+test: deps vet
+	$(GO) test -count=1 -timeout 20m $(PKGS)
+	$(MAKE) race
+	$(MAKE) fuzz
+
+# The integration suite against a race-detector build of the binary.
+race:
+	$(GO) build -race -o bin/proxylab-race ./cmd/proxylab
+	PROXYLAB_BIN=$(CURDIR)/bin/proxylab-race $(GO) test -count=1 -short -timeout 10m ./cmd/proxylab/
+	$(GO) test -race -count=1 -timeout 10m ./core/... ./transport/...
+
+fuzz:
+	@set -e; for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+	    echo "fuzz $$pkg $$f ($(FUZZTIME))"; \
+	    $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
+	  done; \
+	done
+
+# Micro-benchmarks next to the hot code, allocs/op included.
+bench-go:
+	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./core/... ./transport/...
+
+# Whole-system comparison against haproxy (and nginx) on this host.
+bench: build deps
+	./scripts/bench-h1.sh
+
+clean:
+	rm -rf bin

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs what the tests and benchmarks need, if missing: Debian packages
+# (when root) and nothing else. Prints what it does; safe to run repeatedly.
+set -euo pipefail
+
+need=()
+have() { command -v "$1" >/dev/null 2>&1; }
+have haproxy || need+=(haproxy)
+have nginx || need+=(nginx)
+have wrk || need+=(wrk)
+have curl || need+=(curl)
+[ -f /usr/lib/nginx/modules/ngx_stream_module.so ] || need+=(libnginx-mod-stream)
+
+if [ ${#need[@]} -eq 0 ]; then
+  echo "install-deps: all present (haproxy nginx nginx-stream wrk curl)"
+  exit 0
+fi
+if [ "$(id -u)" != 0 ]; then
+  echo "install-deps: missing ${need[*]}; not root, so tests that need them will skip" >&2
+  exit 0
+fi
+if ! have go; then
+  echo "install-deps: go is not on PATH" >&2
+  exit 1
+fi
+echo "install-deps: installing ${need[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+# The Debian packages start system services; the tests run their own.
+for svc in nginx haproxy; do
+  if have systemctl; then systemctl stop "$svc" >/dev/null 2>&1 || true; fi
+  service "$svc" stop >/dev/null 2>&1 || true
+done
+echo "install-deps: done"
