@@ -142,14 +142,19 @@ func (h *Headers) Append(name, value []byte) {
 	h.Fields = append(h.Fields, Field{Name: name, Value: value})
 }
 
-// CloneInto copies h into dst so that dst owns every byte (one arena
-// allocation); dst's field slice is reused.
-func (h *Head) CloneInto(dst *Head) {
+// CloneInto copies h into dst so that dst owns every byte. The bytes go
+// into arena (grown if needed) and dst's field slice is reused, so a caller
+// that keeps both across messages allocates nothing in the steady state. It
+// returns the arena, which dst now aliases.
+func (h *Head) CloneInto(dst *Head, arena []byte) []byte {
 	n := len(h.Method) + len(h.Target) + len(h.Reason)
 	for _, f := range h.Headers.Fields {
 		n += len(f.Name) + len(f.Value)
 	}
-	arena := make([]byte, 0, n)
+	if cap(arena) < n {
+		arena = make([]byte, 0, n)
+	}
+	arena = arena[:0]
 	cp := func(b []byte) []byte {
 		if b == nil {
 			return nil
@@ -165,4 +170,5 @@ func (h *Head) CloneInto(dst *Head) {
 		fields = append(fields, Field{Name: cp(f.Name), Value: cp(f.Value)})
 	}
 	dst.Headers.Fields = fields
+	return arena
 }

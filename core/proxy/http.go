@@ -93,12 +93,51 @@ type connManager struct {
 	clientIP []byte
 	scheme   []byte
 	xffBuf   []byte
+
+	// Storage a finished stream hands to the next one, so saving a head
+	// allocates nothing in the steady state.
+	spareArena  []byte
+	spareFields []protocol.Field
+
+	// One response timer per connection, re-armed per stream: HTTP/1 runs
+	// one stream at a time. (A shared timer wheel replaces it for
+	// multiplexed protocols.)
+	timer *time.Timer
+	timed *httpStream
+}
+
+func (cm *connManager) arm(s *httpStream, d time.Duration) {
+	cm.timed = s
+	if cm.timer == nil {
+		cm.timer = time.AfterFunc(d, cm.onTimer)
+		return
+	}
+	cm.timer.Reset(d)
+}
+
+func (cm *connManager) disarm(s *httpStream) {
+	if cm.timed == s {
+		cm.timed = nil
+		cm.timer.Stop()
+	}
+}
+
+func (cm *connManager) onTimer() {
+	sess := cm.sc.Session()
+	sess.Lock()
+	defer sess.Unlock()
+	if s := cm.timed; s != nil {
+		cm.timed = nil
+		s.onTimeout()
+	}
 }
 
 // NewStream implements stream.ServerCallbacks.
 func (cm *connManager) NewStream(enc stream.ResponseEncoder) stream.RequestDecoder {
 	cm.cfg.Stats.Requests.Add(1)
-	s := &httpStream{cm: cm, enc: enc}
+	s := &httpStream{cm: cm, enc: enc, arena: cm.spareArena}
+	s.head.Headers.Fields = cm.spareFields
+	cm.spareArena, cm.spareFields = nil, nil
 	s.up.s = s
 	return s
 }
@@ -114,7 +153,9 @@ type httpStream struct {
 	up    upstreamRequest
 
 	head        protocol.Head // owned copy, kept while the upstream is not ready or for a retry
+	arena       []byte        // the bytes head aliases
 	headSaved   bool
+	lb          upstream.LBContext
 	reqEnd      bool // downstream request complete
 	pending     []*buffer.Buf
 	pendingLen  int
@@ -125,7 +166,6 @@ type httpStream struct {
 
 	respStarted bool
 	done        bool
-	timer       *time.Timer
 	timerArmed  bool
 }
 
@@ -159,9 +199,10 @@ func (s *httpStream) localReply(status int, reason string) {
 // finish releases what the stream holds; the response is (being) completed.
 func (s *httpStream) finish() {
 	s.done = true
-	if s.timer != nil {
-		s.timer.Stop()
-	}
+	s.cm.disarm(s)
+	s.headSaved = false
+	s.cm.spareArena, s.cm.spareFields = s.arena, s.head.Headers.Fields[:0]
+	s.arena, s.head = nil, protocol.Head{}
 	for _, b := range s.pending {
 		b.Release()
 	}
@@ -189,7 +230,7 @@ func (s *httpStream) DecodeHead(h *stream.Head, end bool) {
 		s.localReply(503, fmt.Sprintf("cluster %q not found", s.route.Cluster))
 		return
 	}
-	host := cl.Choose(&upstream.LBContext{})
+	host := cl.Choose(&s.lb)
 	if host == nil {
 		s.localReply(503, "no healthy upstream")
 		return
@@ -234,18 +275,21 @@ func (s *httpStream) openUpstream(h *stream.Head) {
 	case s.done: // the pool failed synchronously and replied
 	case s.up.enc == nil:
 		// Not ready yet: keep an owned copy of the head for OnPoolReady.
-		h.CloneInto(&s.head)
-		s.headSaved = true
+		s.saveHead(h)
 	default:
 		if s.up.reused && s.reqEnd {
 			// A reused connection may have been closed by the server while
 			// idle; keep the head so a reset before any response byte can be
 			// retried on another connection.
-			h.CloneInto(&s.head)
-			s.headSaved = true
+			s.saveHead(h)
 		}
 		s.up.enc.EncodeHead(h, s.reqEnd)
 	}
+}
+
+func (s *httpStream) saveHead(h *stream.Head) {
+	s.arena = h.CloneInto(&s.head, s.arena)
+	s.headSaved = true
 }
 
 func (s *httpStream) DecodeData(p []byte, end bool) {
@@ -282,7 +326,7 @@ func (s *httpStream) DecodeTrailers(t *protocol.Headers) {
 		return
 	}
 	var h protocol.Head
-	(&protocol.Head{Headers: *t}).CloneInto(&h)
+	(&protocol.Head{Headers: *t}).CloneInto(&h, nil)
 	s.pendingTrl = &h.Headers
 }
 
@@ -316,13 +360,11 @@ func (s *httpStream) armTimer() {
 		return
 	}
 	s.timerArmed = true
-	s.timer = time.AfterFunc(d, s.onTimeout)
+	s.cm.arm(s, d)
 }
 
+// onTimeout runs under the session (connManager.onTimer).
 func (s *httpStream) onTimeout() {
-	sess := s.enc.Session()
-	sess.Lock()
-	defer sess.Unlock()
 	if s.done || s.up.gotHead {
 		return
 	}
@@ -387,9 +429,7 @@ func (u *upstreamRequest) DecodeHead(h *stream.Head, end bool) {
 	u.gotHead = true
 	s.respStarted = true
 	s.headSaved = false
-	if s.timer != nil {
-		s.timer.Stop()
-	}
+	s.cm.disarm(s)
 	s.cm.cfg.Stats.countStatus(h.Status)
 	if end {
 		s.finish()

@@ -315,10 +315,11 @@ func (c *conn) consume(n int) {
 		b.Consume(n)
 		break
 	}
-	c.queue = c.queue[i:]
-	if len(c.queue) == 0 {
-		c.queue = c.queue[:0:0]
-	}
+	// Shift the rest down so the slice keeps its backing array (and the
+	// steady state allocates nothing).
+	k := copy(c.queue, c.queue[i:])
+	clear(c.queue[k:])
+	c.queue = c.queue[:k]
 }
 
 func (c *conn) Write(bufs ...*buffer.Buf) (int, error) {

@@ -439,7 +439,7 @@ var _ stream.RequestEncoder = (*clientStream)(nil)
 func (s *clientStream) done() bool { return s.finished || s.failed || s.reset }
 
 func (s *clientStream) queue(b *buffer.Buf) {
-	s.out.bufs = append(s.out.bufs, b)
+	s.out.push(b)
 	s.scheduleFlush()
 }
 

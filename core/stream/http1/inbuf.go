@@ -61,7 +61,15 @@ func (in *inbuf) reset() {
 // outq collects an encoder's writes until its session flushes them.
 type outq struct {
 	bufs   []*buffer.Buf
-	queued bool // registered with the session for a flush
+	arr    [4]*buffer.Buf // backing for bufs in the common case
+	queued bool           // registered with the session for a flush
+}
+
+func (o *outq) push(b *buffer.Buf) {
+	if o.bufs == nil {
+		o.bufs = o.arr[:0]
+	}
+	o.bufs = append(o.bufs, b)
 }
 
 // appendBytes copies p, into the last buffer if it has room.
@@ -73,7 +81,7 @@ func (o *outq) appendBytes(p []byte) {
 			return
 		}
 	}
-	o.bufs = append(o.bufs, buffer.From(p))
+	o.push(buffer.From(p))
 }
 
 func (o *outq) drop() {

@@ -75,6 +75,9 @@ func NewServerConn(set *ServerSettings, cbs stream.ServerCallbacks) *ServerConn 
 	return sc
 }
 
+// Session is the connection's session (valid after OnNewConnection).
+func (sc *ServerConn) Session() stream.Session { return sc.c }
+
 func (sc *ServerConn) OnNewConnection(c *network.Conn) network.FilterStatus {
 	sc.c = c
 	sc.timer = time.AfterFunc(time.Hour, sc.onTimer)
@@ -341,7 +344,7 @@ var _ stream.ResponseEncoder = (*serverStream)(nil)
 func (s *serverStream) Session() stream.Session { return s.sc.c }
 
 func (s *serverStream) queue(b *buffer.Buf) {
-	s.out.bufs = append(s.out.bufs, b)
+	s.out.push(b)
 	s.scheduleFlush()
 }
 

@@ -1,0 +1,129 @@
+package server
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strconv"
+	"testing"
+
+	"github.com/proxylab/proxylab/core/config"
+	"github.com/proxylab/proxylab/core/upstream"
+	"github.com/proxylab/proxylab/transport"
+	"github.com/proxylab/proxylab/transport/netpoll"
+)
+
+func init() {
+	// Test binaries register what the proxylab binary registers in cmd/.
+	transport.Register(netpoll.Name, netpoll.New)
+	upstream.RegisterLB("round_robin", upstream.NewRoundRobin)
+}
+
+// rawHTTPUpstream answers every request on a connection with a fixed
+// 20-byte response, parsing only enough to find each request's end.
+func rawHTTPUpstream(tb testing.TB) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { ln.Close() })
+	resp := []byte("HTTP/1.1 200 OK\r\nContent-Length: 20\r\n\r\n01234567890123456789")
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				r := bufio.NewReader(c)
+				for {
+					for {
+						line, err := r.ReadSlice('\n')
+						if err != nil {
+							return
+						}
+						if len(line) <= 2 {
+							break
+						}
+					}
+					if _, err := c.Write(resp); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+func startBenchProxy(tb testing.TB, up string) (*Server, string) {
+	yml := fmt.Sprintf(`listeners:
+  - {name: http, address: "127.0.0.1:0", http_proxy: {}}
+routes:
+  - {name: all, domains: ["*"], routes: [{prefix: /, cluster: up}]}
+clusters:
+  - {name: up, hosts: [{address: %q}]}
+`, up)
+	cfg, err := config.Parse([]byte(yml), config.Known{Transports: transport.Names(), LBs: upstream.LBNames()})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tr, _ := transport.New("netpoll", transport.Options{})
+	s, err := New(cfg, tr, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := s.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(s.Close)
+	return s, s.Listeners()[0].Addr().String()
+}
+
+// BenchmarkProxyHTTP1KeepAlive is one full proxied request per op over a
+// keep-alive connection on loopback: client → proxylab → upstream → back.
+// allocs/op counts the whole process, but the raw client and upstream
+// allocate nothing per request, so they are the proxy's.
+func BenchmarkProxyHTTP1KeepAlive(b *testing.B) {
+	_, addr := startBenchProxy(b, rawHTTPUpstream(b))
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	req := []byte("GET /bench HTTP/1.1\r\nHost: bench\r\nUser-Agent: bench\r\n\r\n")
+	buf := make([]byte, 4096)
+	readResponse := func() {
+		got := 0
+		for {
+			n, err := c.Read(buf[got:])
+			if err != nil {
+				b.Fatal(err)
+			}
+			got += n
+			if i := bytes.Index(buf[:got], []byte("\r\n\r\n")); i >= 0 {
+				cl := bytes.Index(buf[:i], []byte("Content-Length: "))
+				n, _ := strconv.Atoi(string(buf[cl+16 : cl+16+bytes.IndexByte(buf[cl+16:], '\r')]))
+				if got >= i+4+n {
+					return
+				}
+			}
+		}
+	}
+	for i := 0; i < 100; i++ { // warm the pools
+		c.Write(req)
+		readResponse()
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := c.Write(req); err != nil {
+			b.Fatal(err)
+		}
+		readResponse()
+	}
+}
