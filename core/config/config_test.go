@@ -116,3 +116,24 @@ func TestEmptyFileNeedsListeners(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+// FuzzParse: no input panics the decoder, and every rejection carries at
+// least one located error.
+func FuzzParse(f *testing.F) {
+	f.Add(DefaultYAML())
+	f.Add([]byte("listeners: [{name: a, address: '127.0.0.1:1', tcp_proxy: {cluster: c}}]\nclusters: [{name: c, hosts: [{address: '127.0.0.1:2'}]}]"))
+	f.Add([]byte("routes: &a [*a]"))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		cfg, err := Parse(in, known)
+		if err == nil {
+			if cfg == nil || len(cfg.Listeners) == 0 {
+				t.Fatal("accepted a config without listeners")
+			}
+			return
+		}
+		var es Errors
+		if !errors.As(err, &es) || len(es) == 0 {
+			t.Fatalf("error without field errors: %v", err)
+		}
+	})
+}
