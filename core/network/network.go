@@ -53,6 +53,14 @@ type ConnCallbacks interface {
 	OnClose(c *Conn, err error)
 }
 
+// HalfCloser is implemented by filters that take charge of the peer's
+// half-close (FIN) themselves. Without one in the chain a connection is
+// closed when its peer sends FIN, as in Envoy, so a chain that ignores
+// OnReadEOF cannot leak half-open connections.
+type HalfCloser interface {
+	HandlesHalfClose() bool
+}
+
 // Drainer is implemented by filters that can wind a connection down
 // gracefully: finish what is in flight, accept nothing new, then close.
 type Drainer interface {
@@ -178,8 +186,17 @@ func (c *Conn) OnData(_ transport.Conn, b *buffer.Buf) {
 
 func (c *Conn) OnReadEOF(transport.Conn) {
 	c.mu.Lock()
+	handled := false
 	for _, cb := range c.events {
 		cb.OnReadEOF(c)
+	}
+	for _, f := range c.read {
+		if h, ok := f.(HalfCloser); ok && h.HandlesHalfClose() {
+			handled = true
+		}
+	}
+	if !handled {
+		c.tc.Close()
 	}
 	c.Unlock()
 }

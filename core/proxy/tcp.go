@@ -233,6 +233,9 @@ func (f *tcpFilter) onClose(side int) {
 	}
 }
 
+// HandlesHalfClose: a FIN is forwarded, not a reason to close.
+func (f *tcpFilter) HandlesHalfClose() bool { return true }
+
 // network callbacks for the downstream side.
 func (f *tcpFilter) OnData(_ *network.Conn, b *buffer.Buf) network.FilterStatus {
 	f.onData(down, b)

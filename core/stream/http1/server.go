@@ -65,6 +65,7 @@ var (
 	_ network.ReadFilter    = (*ServerConn)(nil)
 	_ network.ConnCallbacks = (*ServerConn)(nil)
 	_ network.Drainer       = (*ServerConn)(nil)
+	_ network.HalfCloser    = (*ServerConn)(nil)
 	_ h1.Callbacks          = (*ServerConn)(nil)
 )
 
@@ -213,6 +214,10 @@ func (sc *ServerConn) closeGracefully() {
 	sc.tkind = timerNone
 	sc.setTimer(timerLinger, sc.set.Linger)
 }
+
+// HandlesHalfClose: a client may half-close after its request and still
+// wait for the response.
+func (sc *ServerConn) HandlesHalfClose() bool { return true }
 
 func (sc *ServerConn) OnReadEOF(*network.Conn) {
 	sc.peerEOF = true
