@@ -121,6 +121,9 @@ declare -A SYS=( [proxylab-http]="$PROXYLAB_PID 19080" [haproxy-http]="$HAPROXY_
 ORDER=(proxylab-http haproxy-http nginx-http proxylab-tcp haproxy-tcp nginx-tcp)
 OUT=$W/rows
 : > "$OUT"
+RESULTS=${RESULTS:-results/$(date +%F)-$(hostname -s)}
+mkdir -p "$RESULTS"
+REPORT=$RESULTS/bench-h1.md
 for name in "${ORDER[@]}"; do   # warm-up
   set -- ${SYS[$name]}
   curl -sf "http://127.0.0.1:$2/" >/dev/null || { echo "bench: $name not answering on :$2, skipped"; SYS[$name]=""; continue; }
@@ -143,8 +146,24 @@ for r in $(seq 1 "$ROUNDS"); do
   done
 done
 
+{
+echo "# proxy CPU per request: proxylab vs haproxy vs nginx"
 echo
-echo "| system | rounds | req/s (median) | proxy CPU µs/req (median) | p99 (median) | ratio vs haproxy |"
+echo "- date: $(date -u +%FT%TZ); host: $(hostname -s); kernel: $(uname -r)"
+echo "- CPU: $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo); $(nproc) CPUs; governor: $(cat /sys/devices/system/cpu/cpu0/cpufreq/scaling_governor 2>/dev/null || echo n/a)"
+echo "- proxy pinned to CPU $PROXY_CPU; wrk and nginx upstream on CPU $LOAD_CPU; $CONNS connections; ${SECS}s per cell; $ROUNDS rounds interleaved"
+echo "- proxylab $("$BIN" version | awk '{print $2}'); $(haproxy -v 2>/dev/null | head -1); $(nginx -v 2>&1)"
+echo "- command: scripts/bench-h1.sh $ROUNDS $SECS"
+echo
+echo "Raw rows (round system req/s cpu-us/req p99 errors):"
+echo
+echo '```'
+cat "$OUT"
+echo '```'
+echo
+echo "Ratios are paired within each round (system / haproxy, same round), then the median and range over rounds."
+echo
+echo "| system | rounds | req/s (median) | proxy CPU µs/req (median) | p99 (median) | CPU ratio vs haproxy: median (min–max) |"
 echo "|---|---|---|---|---|---|"
 for name in "${ORDER[@]}"; do
   grep -q " $name " "$OUT" || continue
@@ -152,7 +171,13 @@ for name in "${ORDER[@]}"; do
   med() { grep " $1 " "$OUT" | awk -v c="$2" '{print $c}' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
   us=$(med "$name" 4); rps=$(med "$name" 3)
   p99=$(grep " $name " "$OUT" | awk '{print $5}' | sort -h | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
-  hus=$(med "haproxy-$mode" 4)
-  ratio=$(awk -v a="$us" -v b="$hus" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }')
+  ratio=$(awk -v s="$name" -v b="haproxy-$mode" '
+      $2 == s {x[$1] = $4} $2 == b {y[$1] = $4}
+      END { n = 0; for (r in x) if (r in y && y[r] > 0) v[++n] = x[r] / y[r];
+            if (n == 0) { print "-"; exit }
+            for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (v[j] < v[i]) { t = v[i]; v[i] = v[j]; v[j] = t }
+            printf "%.2f (%.2f–%.2f)", v[int((n + 1) / 2)], v[1], v[n] }' "$OUT")
   echo "| $name | $ROUNDS | $rps | $us | $p99 | $ratio |"
 done
+} | tee "$REPORT"
+echo "bench: report written to $REPORT"

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 
@@ -32,7 +33,7 @@ func main() {
 const usage = `proxylab — a Go L4/L7 proxy built as a performance lab
 
 usage:
-  proxylab run [-c FILE] [--transport NAME] [--cpus LIST] [--workers N] [--log-level LEVEL]
+  proxylab run [-c FILE] [--transport NAME] [--cpus LIST] [--workers N] [--log-level LEVEL] [--cpuprofile FILE]
   proxylab validate -c FILE
   proxylab version
 
@@ -99,6 +100,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 	cpus := fs.String("cpus", "", "pin the process to these CPUs, e.g. 0-1 or 2,4 (sets GOMAXPROCS to match)")
 	workers := fs.Int("workers", -1, "event-loop workers for reactor transports (0: one per CPU)")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
+	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -114,6 +116,19 @@ func cmdRun(args []string, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
+	}
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			fmt.Fprintf(stderr, "proxylab: --cpuprofile: %v\n", err)
+			return 1
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintf(stderr, "proxylab: --cpuprofile: %v\n", err)
+			return 1
+		}
+		defer pprof.StopCPUProfile()
 	}
 	if *tname != "" {
 		if !transport.Registered(*tname) {
