@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"testing"
 
+	"github.com/proxylab/proxylab/core/buffer"
 	"github.com/proxylab/proxylab/core/config"
 	"github.com/proxylab/proxylab/core/upstream"
 	"github.com/proxylab/proxylab/transport"
@@ -118,6 +119,7 @@ func BenchmarkProxyHTTP1KeepAlive(b *testing.B) {
 		c.Write(req)
 		readResponse()
 	}
+	g0, a0 := buffer.PoolStats()
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
@@ -125,5 +127,12 @@ func BenchmarkProxyHTTP1KeepAlive(b *testing.B) {
 			b.Fatal(err)
 		}
 		readResponse()
+	}
+	b.StopTimer()
+	g1, a1 := buffer.PoolStats()
+	if g1 > g0 {
+		// Share of buffer requests served from the pool instead of allocated.
+		b.ReportMetric(100*(1-float64(a1-a0)/float64(g1-g0)), "%buf-reuse")
+		b.ReportMetric(float64(g1-g0)/float64(b.N), "bufs/op")
 	}
 }

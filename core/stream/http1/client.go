@@ -41,11 +41,12 @@ type Pool struct {
 	addr string
 	set  *ClientSettings
 
-	mu       sync.Mutex
-	idle     []*ClientConn // LIFO: the warmest connection first
-	total    int           // open or connecting
-	waiters  []*waiter
-	draining bool
+	mu         sync.Mutex
+	idle       []*ClientConn // LIFO: the warmest connection first
+	total      int           // open or connecting
+	connecting int           // dials in flight
+	waiters    []*waiter
+	draining   bool
 
 	Stats PoolStats
 }
@@ -97,16 +98,21 @@ func (p *Pool) NewStream(dec stream.ResponseDecoder, sess stream.Session, cb str
 	}
 	w := &waiter{p: p, dec: dec, sess: sess, cb: cb}
 	p.waiters = append(p.waiters, w)
-	dial := p.set.MaxConnections <= 0 || p.total < p.set.MaxConnections
-	if dial {
-		p.total++
-	}
+	p.maybeDialLocked()
 	p.mu.Unlock()
-	if dial {
-		p.Stats.ConnectsTotal.Add(1)
-		p.tr.Dial("tcp", p.addr, p.set.ConnectTimeout, p.onConnect)
-	}
 	return w
+}
+
+// maybeDialLocked starts a connection when waiters outnumber the dials in
+// flight and the connection limit allows. Caller holds p.mu.
+func (p *Pool) maybeDialLocked() {
+	if len(p.waiters) <= p.connecting || p.draining || (p.set.MaxConnections > 0 && p.total >= p.set.MaxConnections) {
+		return
+	}
+	p.total++
+	p.connecting++
+	p.Stats.ConnectsTotal.Add(1)
+	p.tr.Dial("tcp", p.addr, p.set.ConnectTimeout, p.onConnect)
 }
 
 func (p *Pool) popWaiter() *waiter {
@@ -124,6 +130,7 @@ func (p *Pool) onConnect(tc transport.Conn, err error) {
 		p.Stats.ConnectFailures.Add(1)
 		p.mu.Lock()
 		p.total--
+		p.connecting--
 		w := p.popWaiter()
 		p.mu.Unlock()
 		if w != nil {
@@ -140,6 +147,9 @@ func (p *Pool) onConnect(tc transport.Conn, err error) {
 		}
 		return
 	}
+	p.mu.Lock()
+	p.connecting--
+	p.mu.Unlock()
 	cc := &ClientConn{pool: p, tc: tc}
 	cc.p = h1.NewResponseParser(p.set.Limits, cc)
 	p.Stats.Active.Add(1)
@@ -208,16 +218,9 @@ func (p *Pool) removeClosed(cc *ClientConn) {
 		}
 	}
 	// A slot opened: start a connection for a waiter, if any.
-	dial := len(p.waiters) > 0 && !p.draining && (p.set.MaxConnections <= 0 || p.total < p.set.MaxConnections)
-	if dial {
-		p.total++
-	}
+	p.maybeDialLocked()
 	p.mu.Unlock()
 	p.Stats.Active.Add(-1)
-	if dial {
-		p.Stats.ConnectsTotal.Add(1)
-		p.tr.Dial("tcp", p.addr, p.set.ConnectTimeout, p.onConnect)
-	}
 }
 
 // Drain closes idle connections; busy ones close when their request ends.
