@@ -18,6 +18,7 @@ import (
 	"github.com/proxylab/proxylab/core/router"
 	"github.com/proxylab/proxylab/core/stream"
 	h1s "github.com/proxylab/proxylab/core/stream/http1"
+	"github.com/proxylab/proxylab/core/timer"
 	"github.com/proxylab/proxylab/core/upstream"
 )
 
@@ -99,18 +100,19 @@ type connManager struct {
 	spareArena  []byte
 	spareFields []protocol.Field
 
-	// One response timer per connection, re-armed per stream: HTTP/1 runs
-	// one stream at a time. (A shared timer wheel replaces it for
-	// multiplexed protocols.)
-	timer *time.Timer
-	timed *httpStream
+	// One response timer per connection on the shared wheel, re-armed per
+	// stream: HTTP/1 runs one stream at a time. (Multiplexed protocols give
+	// each stream its own wheel timer.)
+	timer     timer.Timer
+	timerInit bool
+	timed     *httpStream
 }
 
 func (cm *connManager) arm(s *httpStream, d time.Duration) {
 	cm.timed = s
-	if cm.timer == nil {
-		cm.timer = time.AfterFunc(d, cm.onTimer)
-		return
+	if !cm.timerInit {
+		cm.timerInit = true
+		cm.timer.Init(cm.cfg.Server.Timers, cm.onTimer)
 	}
 	cm.timer.Reset(d)
 }

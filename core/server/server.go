@@ -17,6 +17,7 @@ import (
 	"github.com/proxylab/proxylab/core/proxy"
 	"github.com/proxylab/proxylab/core/router"
 	h1s "github.com/proxylab/proxylab/core/stream/http1"
+	"github.com/proxylab/proxylab/core/timer"
 	"github.com/proxylab/proxylab/core/upstream"
 	"github.com/proxylab/proxylab/transport"
 )
@@ -29,6 +30,7 @@ type Server struct {
 	listeners []*network.Listener
 	demo      *http.Server
 	log       *slog.Logger
+	timers    *timer.Wheel
 
 	HTTPStats proxy.HTTPStats
 	TCPStats  proxy.TCPStats
@@ -37,7 +39,7 @@ type Server struct {
 // New builds everything the config describes and binds the listeners (so a
 // port conflict fails here), without accepting yet.
 func New(cfg *config.Config, tr transport.Transport, log *slog.Logger) (*Server, error) {
-	s := &Server{cfg: cfg, tr: tr, log: log}
+	s := &Server{cfg: cfg, tr: tr, log: log, timers: timer.New(10 * time.Millisecond)}
 	var clusters []*upstream.Cluster
 	for _, cc := range cfg.Clusters {
 		ucfg := upstream.ClusterConfig{
@@ -101,6 +103,7 @@ func (s *Server) chainFor(lc config.Listener) (network.ChainFactory, error) {
 				IdleTimeout:   h.IdleTimeout.D(),
 				HighWatermark: h.HighWatermark,
 				Linger:        2 * time.Second,
+				Timers:        s.timers,
 			},
 			Scheme:           "http",
 			MaxRequestBuffer: h.MaxRequestBuffer,

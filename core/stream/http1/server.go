@@ -9,6 +9,7 @@ import (
 	"github.com/proxylab/proxylab/core/protocol"
 	h1 "github.com/proxylab/proxylab/core/protocol/http1"
 	"github.com/proxylab/proxylab/core/stream"
+	"github.com/proxylab/proxylab/core/timer"
 )
 
 // ServerSettings configure downstream HTTP/1 connections.
@@ -26,6 +27,8 @@ type ServerSettings struct {
 	// after the last response, so an unread request body does not turn the
 	// close into a reset that destroys the response.
 	Linger time.Duration
+	// Timers is the shared wheel every connection's timeouts run on.
+	Timers *timer.Wheel
 }
 
 type timerKind uint8
@@ -56,7 +59,7 @@ type ServerConn struct {
 	lingering        bool
 	peerEOF          bool
 
-	timer     *time.Timer
+	timer     timer.Timer
 	tkind     timerKind
 	tdeadline time.Time
 }
@@ -81,8 +84,7 @@ func (sc *ServerConn) Session() stream.Session { return sc.c }
 
 func (sc *ServerConn) OnNewConnection(c *network.Conn) network.FilterStatus {
 	sc.c = c
-	sc.timer = time.AfterFunc(time.Hour, sc.onTimer)
-	sc.timer.Stop()
+	sc.timer.Init(sc.set.Timers, sc.onTimer)
 	sc.updateTimer()
 	return network.Continue
 }
@@ -311,7 +313,11 @@ func (sc *ServerConn) setTimer(kind timerKind, d time.Duration) {
 func (sc *ServerConn) onTimer() {
 	sc.c.Lock()
 	defer sc.c.Unlock()
-	if sc.tkind == timerNone || sc.c.Closed() || time.Now().Before(sc.tdeadline) {
+	if sc.tkind == timerNone || sc.c.Closed() {
+		return
+	}
+	if left := time.Until(sc.tdeadline); left > 0 {
+		sc.timer.Reset(left) // re-armed for a later deadline while firing
 		return
 	}
 	kind := sc.tkind
