@@ -10,6 +10,7 @@ import (
 // load-balancing policies. A new transport is one package plus one line here.
 func registerBuiltins() {
 	transport.Register(netpoll.Name, netpoll.New)
+	registerPlatformBuiltins() // rawepoll on Linux
 
 	upstream.RegisterLB("round_robin", upstream.NewRoundRobin)
 	upstream.RegisterLB("random", upstream.NewRandom)

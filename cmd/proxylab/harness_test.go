@@ -25,7 +25,7 @@ var binPath string
 // transports lists every transport the integration suite runs against; a
 // new transport adds its name here (or via PROXYLAB_TRANSPORTS) and the whole
 // suite runs over it from the same test code.
-var transports = []string{"netpoll"}
+var transports = append([]string{"netpoll"}, platformTransports...)
 
 func TestMain(m *testing.M) {
 	if v := os.Getenv("PROXYLAB_TRANSPORTS"); v != "" {
