@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Proxy CPU per request, proxylab vs haproxy (and nginx), measured in one run.
 #
+# Systems: proxylab-* is proxylab on the netpoll transport, rawepoll-* the same
+# binary with --transport rawepoll.
+#
 # Setup (the DESIGN.md reference): HTTP/1.1 keep-alive, 50 connections, 20-byte
 # response; the proxy pinned to one CPU, wrk and the upstream (nginx) on
 # another. Rounds are interleaved (A B C A B C …) so drift hits all alike.
@@ -102,6 +105,12 @@ clusters:
 YML
 "$BIN" run -c "$W/proxylab.yaml" --cpus "$PROXY_CPU" --log-level warn & pids+=($!)
 PROXYLAB_PID=$!
+# The same proxy on the rawepoll transport (Linux), on its own ports.
+sed 's/19080/19086/; s/19083/19087/' "$W/proxylab.yaml" > "$W/proxylab-re.yaml"
+RAWEPOLL_PID=""
+if "$BIN" run -c "$W/proxylab-re.yaml" --cpus "$PROXY_CPU" --transport rawepoll --log-level warn & then
+  pids+=($!); RAWEPOLL_PID=$!
+fi
 sleep 1
 
 # The process's CPU time in clock ticks, summed over the master's children
@@ -116,9 +125,9 @@ ticks() {
 }
 HZ=$(getconf CLK_TCK)
 
-declare -A SYS=( [proxylab-http]="$PROXYLAB_PID 19080" [haproxy-http]="$HAPROXY_PID 19081" [nginx-http]="$NGINX_PID 19084"
-                 [proxylab-tcp]="$PROXYLAB_PID 19083" [haproxy-tcp]="$HAPROXY_PID 19082" [nginx-tcp]="$NGINX_PID 19085" )
-ORDER=(proxylab-http haproxy-http nginx-http proxylab-tcp haproxy-tcp nginx-tcp)
+declare -A SYS=( [proxylab-http]="$PROXYLAB_PID 19080" [rawepoll-http]="$RAWEPOLL_PID 19086" [haproxy-http]="$HAPROXY_PID 19081" [nginx-http]="$NGINX_PID 19084"
+                 [proxylab-tcp]="$PROXYLAB_PID 19083" [rawepoll-tcp]="$RAWEPOLL_PID 19087" [haproxy-tcp]="$HAPROXY_PID 19082" [nginx-tcp]="$NGINX_PID 19085" )
+ORDER=(proxylab-http rawepoll-http haproxy-http nginx-http proxylab-tcp rawepoll-tcp haproxy-tcp nginx-tcp)
 OUT=$W/rows
 : > "$OUT"
 RESULTS=${RESULTS:-results/$(date +%F)-$(hostname -s)}

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"runtime/debug"
 	"runtime/pprof"
 	"strings"
 	"syscall"
@@ -169,6 +170,14 @@ func cmdRun(args []string, stderr io.Writer) int {
 	// is a graceful stop and never the default kill.
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	usr1 := make(chan os.Signal, 1)
+	signal.Notify(usr1, syscall.SIGUSR1)
+	defer signal.Stop(usr1)
+	go func() {
+		for range usr1 {
+			logMemory(log)
+		}
+	}()
 	if err := srv.Start(); err != nil {
 		fmt.Fprintln(stderr, err)
 		srv.Close()
@@ -200,6 +209,25 @@ func cmdRun(args []string, stderr io.Writer) int {
 	}
 	log.Info("stopped")
 	return 0
+}
+
+// logMemory (SIGUSR1) collects garbage, returns freed memory to the OS and
+// logs what the process holds, so memory per connection can be measured
+// without counting garbage not yet collected.
+func logMemory(log *slog.Logger) {
+	runtime.GC()
+	debug.FreeOSMemory()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	rss := int64(-1)
+	if data, err := os.ReadFile("/proc/self/statm"); err == nil {
+		var size, res int64
+		if _, err := fmt.Sscan(string(data), &size, &res); err == nil {
+			rss = res * int64(os.Getpagesize())
+		}
+	}
+	log.Info("memory", "rss_bytes", rss, "heap_inuse_bytes", ms.HeapInuse, "stack_inuse_bytes", ms.StackInuse,
+		"sys_bytes", ms.Sys, "goroutines", runtime.NumGoroutine())
 }
 
 func cpuString(cpus []int) string {

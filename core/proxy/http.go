@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -95,11 +96,6 @@ type connManager struct {
 	scheme   []byte
 	xffBuf   []byte
 
-	// Storage a finished stream hands to the next one, so saving a head
-	// allocates nothing in the steady state.
-	spareArena  []byte
-	spareFields []protocol.Field
-
 	// One response timer per connection on the shared wheel, re-armed per
 	// stream: HTTP/1 runs one stream at a time. (Multiplexed protocols give
 	// each stream its own wheel timer.)
@@ -112,7 +108,7 @@ func (cm *connManager) arm(s *httpStream, d time.Duration) {
 	cm.timed = s
 	if !cm.timerInit {
 		cm.timerInit = true
-		cm.timer.Init(cm.cfg.Server.Timers, cm.onTimer)
+		cm.timer.Init(cm.cfg.Server.Timers, cm)
 	}
 	cm.timer.Reset(d)
 }
@@ -124,7 +120,8 @@ func (cm *connManager) disarm(s *httpStream) {
 	}
 }
 
-func (cm *connManager) onTimer() {
+// Expire runs the response timeout (timer.Expirer).
+func (cm *connManager) Expire() {
 	sess := cm.sc.Session()
 	sess.Lock()
 	defer sess.Unlock()
@@ -137,9 +134,7 @@ func (cm *connManager) onTimer() {
 // NewStream implements stream.ServerCallbacks.
 func (cm *connManager) NewStream(enc stream.ResponseEncoder) stream.RequestDecoder {
 	cm.cfg.Stats.Requests.Add(1)
-	s := &httpStream{cm: cm, enc: enc, arena: cm.spareArena}
-	s.head.Headers.Fields = cm.spareFields
-	cm.spareArena, cm.spareFields = nil, nil
+	s := &httpStream{cm: cm, enc: enc}
 	s.up.s = s
 	return s
 }
@@ -155,7 +150,7 @@ type httpStream struct {
 	up    upstreamRequest
 
 	head        protocol.Head // owned copy, kept while the upstream is not ready or for a retry
-	arena       []byte        // the bytes head aliases
+	store       *headStore    // the bytes head aliases, from a pool
 	headSaved   bool
 	lb          upstream.LBContext
 	reqEnd      bool // downstream request complete
@@ -203,8 +198,12 @@ func (s *httpStream) finish() {
 	s.done = true
 	s.cm.disarm(s)
 	s.headSaved = false
-	s.cm.spareArena, s.cm.spareFields = s.arena, s.head.Headers.Fields[:0]
-	s.arena, s.head = nil, protocol.Head{}
+	if st := s.store; st != nil {
+		st.fields = s.head.Headers.Fields[:0]
+		clear(st.fields[:cap(st.fields)])
+		headStores.Put(st)
+		s.store, s.head = nil, protocol.Head{}
+	}
 	for _, b := range s.pending {
 		b.Release()
 	}
@@ -289,8 +288,22 @@ func (s *httpStream) openUpstream(h *stream.Head) {
 	}
 }
 
+// headStore is reusable storage for a saved request head.
+type headStore struct {
+	arena  []byte
+	fields []protocol.Field
+}
+
+// headStores keeps saved-head storage between requests without tying it to
+// a connection, so idle connections hold none.
+var headStores = sync.Pool{New: func() any { return new(headStore) }}
+
 func (s *httpStream) saveHead(h *stream.Head) {
-	s.arena = h.CloneInto(&s.head, s.arena)
+	if s.store == nil {
+		s.store = headStores.Get().(*headStore)
+		s.head.Headers.Fields = s.store.fields
+	}
+	s.store.arena = h.CloneInto(&s.head, s.store.arena)
 	s.headSaved = true
 }
 

@@ -35,18 +35,25 @@ func New(resolution time.Duration) *Wheel {
 // Resolution is the tick length.
 func (w *Wheel) Resolution() time.Duration { return w.res }
 
+// Expirer is what a Timer calls when it fires, on the wheel's goroutine; it
+// must not block. (An interface rather than a func value: binding a method
+// to a func allocates, and timers are embedded per connection.)
+type Expirer interface {
+	Expire()
+}
+
 // Timer is one schedulable callback; embed it and Init it once.
 type Timer struct {
 	w          *Wheel
-	f          func()
+	e          Expirer
 	prev, next *Timer
 	at         int64 // tick at which it fires
 	armed      bool
 }
 
-// Init binds t to w and f. f runs on the wheel's goroutine and must not block.
-func (t *Timer) Init(w *Wheel, f func()) {
-	t.w, t.f = w, f
+// Init binds t to w and e.
+func (t *Timer) Init(w *Wheel, e Expirer) {
+	t.w, t.e = w, e
 }
 
 // Reset schedules t to fire after d, replacing any earlier schedule.
@@ -149,7 +156,7 @@ func (w *Wheel) run() {
 		}
 		w.mu.Unlock()
 		for i, t := range due {
-			t.f()
+			t.e.Expire()
 			due[i] = nil
 		}
 		due = due[:0]

@@ -7,12 +7,17 @@ import (
 	"time"
 )
 
+// fn adapts a func to Expirer for tests.
+type fn func()
+
+func (f fn) Expire() { f() }
+
 func TestFiresNotEarlyNotMuchLate(t *testing.T) {
 	w := New(5 * time.Millisecond)
 	for _, d := range []time.Duration{time.Millisecond, 30 * time.Millisecond, 3 * time.Second} {
 		fired := make(chan time.Time, 1)
 		var tm Timer
-		tm.Init(w, func() { fired <- time.Now() })
+		tm.Init(w, fn(func() { fired <- time.Now() }))
 		start := time.Now()
 		tm.Reset(d)
 		at := <-fired
@@ -26,7 +31,7 @@ func TestStopAndReset(t *testing.T) {
 	w := New(5 * time.Millisecond)
 	var n atomic.Int32
 	var tm Timer
-	tm.Init(w, func() { n.Add(1) })
+	tm.Init(w, fn(func() { n.Add(1) }))
 	tm.Reset(20 * time.Millisecond)
 	if !tm.Stop() {
 		t.Fatal("Stop of a pending timer returned false")
@@ -57,7 +62,7 @@ func TestManyTimersFireOnceEach(t *testing.T) {
 	timers := make([]Timer, n)
 	wg.Add(n)
 	for i := range timers {
-		timers[i].Init(w, func() { fired.Add(1); wg.Done() })
+		timers[i].Init(w, fn(func() { fired.Add(1); wg.Done() }))
 		timers[i].Reset(time.Duration(i%700) * time.Millisecond) // wraps the wheel
 	}
 	done := make(chan struct{})
@@ -76,7 +81,7 @@ func TestManyTimersFireOnceEach(t *testing.T) {
 func BenchmarkResetStop(b *testing.B) {
 	w := New(10 * time.Millisecond)
 	var tm Timer
-	tm.Init(w, func() {})
+	tm.Init(w, fn(func() {}))
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
 		tm.Reset(time.Minute)
@@ -97,12 +102,12 @@ func TestNeverEarly(t *testing.T) {
 		start := time.Now()
 		d := 25 * time.Millisecond
 		tm := new(Timer)
-		tm.Init(w, func() {
+		tm.Init(w, fn(func() {
 			if got := time.Since(start); got < d {
 				early <- got
 			}
 			wg.Done()
-		})
+		}))
 		tm.Reset(d)
 	}
 	wg.Wait()

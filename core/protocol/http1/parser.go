@@ -78,6 +78,15 @@ func NewResponseParser(lim Limits, cb Callbacks) *Parser {
 	return &Parser{resp: true, lim: lim, cb: cb}
 }
 
+// Rebind gives a pooled parser new limits and callbacks (nil to drop the
+// reference while pooled) and resets it. Decoded field storage is kept.
+func (p *Parser) Rebind(lim Limits, cb Callbacks) {
+	p.lim, p.cb = lim, cb
+	p.Reset()
+	p.head.Headers.Reset()
+	p.trail.Reset()
+}
+
 // Reset readies the parser for the next message.
 func (p *Parser) Reset() {
 	p.st, p.scanned, p.remain, p.NoBody = stHead, 0, 0, false

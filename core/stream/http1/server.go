@@ -2,6 +2,7 @@ package http1
 
 import (
 	"errors"
+	"sync"
 	"time"
 
 	"github.com/proxylab/proxylab/core/buffer"
@@ -74,17 +75,44 @@ var (
 
 // NewServerConn returns the filter for one connection.
 func NewServerConn(set *ServerSettings, cbs stream.ServerCallbacks) *ServerConn {
-	sc := &ServerConn{set: set, cbs: cbs}
-	sc.p = h1.NewRequestParser(set.Limits, sc)
-	return sc
+	return &ServerConn{set: set, cbs: cbs}
 }
+
+// Parsers are pooled: an idle keep-alive connection holds none (nor its
+// header-field array), which is most of what idle connections would cost.
+var parsers sync.Pool
+
+func (sc *ServerConn) parser() *h1.Parser {
+	if sc.p == nil {
+		if v := parsers.Get(); v != nil {
+			sc.p = v.(*h1.Parser)
+			sc.p.Rebind(sc.set.Limits, sc)
+		} else {
+			sc.p = h1.NewRequestParser(sc.set.Limits, sc)
+		}
+	}
+	return sc.p
+}
+
+// releaseParser returns the parser when the connection is between requests
+// with nothing buffered.
+func (sc *ServerConn) releaseParser() {
+	if sc.p != nil && sc.cur == nil && sc.p.Idle() && sc.in.len() == 0 {
+		sc.p.Rebind(sc.set.Limits, nil)
+		parsers.Put(sc.p)
+		sc.p = nil
+	}
+}
+
+// parserIdle reports whether no request byte is pending.
+func (sc *ServerConn) parserIdle() bool { return sc.p == nil || sc.p.Idle() }
 
 // Session is the connection's session (valid after OnNewConnection).
 func (sc *ServerConn) Session() stream.Session { return sc.c }
 
 func (sc *ServerConn) OnNewConnection(c *network.Conn) network.FilterStatus {
 	sc.c = c
-	sc.timer.Init(sc.set.Timers, sc.onTimer)
+	sc.timer.Init(sc.set.Timers, sc)
 	sc.updateTimer()
 	return network.Continue
 }
@@ -108,7 +136,8 @@ func (sc *ServerConn) dispatch() {
 	}
 	sc.dispatching = true
 	for sc.in.len() > 0 && !sc.lingering {
-		if sc.p.Done() {
+		p := sc.parser()
+		if p.Done() {
 			if sc.cur != nil {
 				if !sc.pipelineDisabled {
 					sc.pipelineDisabled = true
@@ -116,25 +145,26 @@ func (sc *ServerConn) dispatch() {
 				}
 				break
 			}
-			sc.p.Reset()
+			p.Reset()
 			if sc.draining {
 				sc.c.Close()
 				break
 			}
 		}
-		n, err := sc.p.Parse(sc.in.bytes())
+		n, err := p.Parse(sc.in.bytes())
 		sc.in.consume(n)
 		if err != nil {
 			sc.protocolError(err)
 			break
 		}
-		if n == 0 && !sc.p.Done() {
+		if n == 0 && !p.Done() {
 			break
 		}
 	}
-	if sc.p.Done() && sc.cur == nil {
+	if sc.p != nil && sc.p.Done() && sc.cur == nil {
 		sc.p.Reset()
 	}
+	sc.releaseParser()
 	sc.dispatching = false
 	sc.updateTimer()
 }
@@ -251,6 +281,7 @@ func (sc *ServerConn) OnClose(*network.Conn, error) {
 	}
 	sc.cur = nil
 	sc.in.reset()
+	sc.releaseParser()
 }
 
 // Drain closes an idle connection now, a busy one after its response.
@@ -287,7 +318,7 @@ func (sc *ServerConn) updateTimer() {
 	case sc.lingering:
 	case sc.cur != nil:
 		sc.setTimer(timerNone, 0)
-	case !sc.p.Idle():
+	case !sc.parserIdle():
 		sc.setTimer(timerHeader, sc.set.HeaderTimeout)
 	default:
 		sc.setTimer(timerIdle, sc.set.IdleTimeout)
@@ -310,7 +341,8 @@ func (sc *ServerConn) setTimer(kind timerKind, d time.Duration) {
 	sc.timer.Reset(d)
 }
 
-func (sc *ServerConn) onTimer() {
+// Expire runs the connection timer's action (timer.Expirer).
+func (sc *ServerConn) Expire() {
 	sc.c.Lock()
 	defer sc.c.Unlock()
 	if sc.tkind == timerNone || sc.c.Closed() {
