@@ -328,11 +328,11 @@ func (l *Listener) Active() int {
 	return len(l.conns)
 }
 
-// Drain stops accepting and asks every connection to finish gracefully. The
-// returned channel closes when none is left.
-func (l *Listener) Drain() <-chan struct{} {
+// stop stops accepting and returns the connections open at that moment.
+func (l *Listener) stop() []*Conn {
 	l.tl.Close()
 	l.mu.Lock()
+	defer l.mu.Unlock()
 	l.draining = true
 	conns := make([]*Conn, 0, len(l.conns))
 	for c := range l.conns {
@@ -345,8 +345,13 @@ func (l *Listener) Drain() <-chan struct{} {
 			close(l.empty)
 		}
 	}
-	l.mu.Unlock()
-	for _, c := range conns {
+	return conns
+}
+
+// Drain stops accepting and asks every connection to finish gracefully. The
+// returned channel closes when none is left.
+func (l *Listener) Drain() <-chan struct{} {
+	for _, c := range l.stop() {
 		c.drain()
 	}
 	return l.empty
@@ -354,15 +359,7 @@ func (l *Listener) Drain() <-chan struct{} {
 
 // Close stops accepting and closes every connection at once.
 func (l *Listener) Close() {
-	l.tl.Close()
-	l.mu.Lock()
-	l.draining = true
-	conns := make([]*Conn, 0, len(l.conns))
-	for c := range l.conns {
-		conns = append(conns, c)
-	}
-	l.mu.Unlock()
-	for _, c := range conns {
+	for _, c := range l.stop() {
 		c.Close()
 	}
 }

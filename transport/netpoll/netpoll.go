@@ -16,12 +16,12 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/proxylab/proxylab/core/buffer"
 	"github.com/proxylab/proxylab/transport"
+	"github.com/proxylab/proxylab/transport/internal/writeq"
 )
 
 // Name is the registered name.
@@ -111,8 +111,8 @@ func (l *listener) Start(accept func(transport.Conn)) {
 	}()
 }
 
-// maxIov bounds one writev call (IOV_MAX is 1024 on Linux).
-const maxIov = 64
+// iovs lends iovec arrays to writes, so a connection does not carry one.
+var iovs = sync.Pool{New: func() any { return new([writeq.MaxIov]unix.Iovec) }}
 
 type conn struct {
 	tc       *net.TCPConn
@@ -133,13 +133,11 @@ type conn struct {
 	// Write side, guarded by wmu. While flushing is true the flusher goroutine
 	// owns the socket's write direction and iov; Write only appends.
 	wmu        sync.Mutex
-	queue      []*buffer.Buf
-	queued     int
+	q          writeq.Queue
 	flushing   bool
 	shutAfter  bool
 	werr       error
-	iov        [maxIov]unix.Iovec
-	niov       int
+	iov        []unix.Iovec // borrowed from iovs while a write is under way
 	wn         int
 	wErrno     error
 	tryWriteFn func(fd uintptr) bool
@@ -266,60 +264,20 @@ func (c *conn) ReadDisable(disable bool) {
 	c.rdMu.Unlock()
 }
 
-// fillIov points iov at the head of the queue. Caller holds wmu.
-func (c *conn) fillIov() {
-	c.niov = 0
-	for _, b := range c.queue {
-		if c.niov == maxIov {
-			break
-		}
-		p := b.Bytes()
-		c.iov[c.niov].Base = &p[0]
-		c.iov[c.niov].SetLen(len(p))
-		c.niov++
-	}
-}
-
-// writev writes iov[:niov]; returns false on EAGAIN so a blocking caller waits.
+// writev writes c.iov; returns false on EAGAIN so a blocking caller waits.
 func (c *conn) writev(fd uintptr) bool {
-	for {
-		n, _, e := unix.Syscall(unix.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&c.iov[0])), uintptr(c.niov))
-		switch e {
-		case 0:
-			c.wn, c.wErrno = int(n), nil
-			return true
-		case unix.EINTR:
-			continue
-		case unix.EAGAIN:
-			c.wn, c.wErrno = 0, nil
-			return false
-		default:
-			c.wn, c.wErrno = 0, e
-			return true
-		}
+	n, e := writeq.Writev(fd, c.iov)
+	switch e {
+	case 0:
+		c.wn, c.wErrno = n, nil
+		return true
+	case unix.EAGAIN:
+		c.wn, c.wErrno = 0, nil
+		return false
+	default:
+		c.wn, c.wErrno = 0, e
+		return true
 	}
-}
-
-// consume drops n written bytes from the queue front. Caller holds wmu.
-func (c *conn) consume(n int) {
-	c.queued -= n
-	i := 0
-	for ; i < len(c.queue) && n > 0; i++ {
-		b := c.queue[i]
-		if l := b.Len(); l <= n {
-			n -= l
-			b.Release()
-			c.queue[i] = nil
-			continue
-		}
-		b.Consume(n)
-		break
-	}
-	// Shift the rest down so the slice keeps its backing array (and the
-	// steady state allocates nothing).
-	k := copy(c.queue, c.queue[i:])
-	clear(c.queue[k:])
-	c.queue = c.queue[:k]
 }
 
 func (c *conn) Write(bufs ...*buffer.Buf) (int, error) {
@@ -335,37 +293,36 @@ func (c *conn) Write(bufs ...*buffer.Buf) (int, error) {
 		}
 		return 0, err
 	}
-	for _, b := range bufs {
-		if b.Len() == 0 {
-			b.Release()
-			continue
-		}
-		c.queue = append(c.queue, b)
-		c.queued += b.Len()
-	}
-	if c.flushing || c.queued == 0 {
-		q := c.queued
+	c.q.Push(bufs)
+	if c.flushing || c.q.Len() == 0 {
+		q := c.q.Len()
 		c.wmu.Unlock()
 		return q, nil
 	}
-	for c.queued > 0 {
-		c.fillIov()
+	iov := iovs.Get().(*[writeq.MaxIov]unix.Iovec)
+	for c.q.Len() > 0 {
+		n, _ := c.q.Iov(iov[:])
+		c.iov = iov[:n]
 		if err := c.rc.Write(c.tryWriteFn); err != nil {
 			c.wErrno = err
 		}
 		if c.wErrno != nil {
+			c.iov = nil
+			iovs.Put(iov)
 			return 0, c.failWriteLocked(c.wErrno)
 		}
 		if c.wn == 0 {
 			break
 		}
-		c.consume(c.wn)
+		c.q.Consume(c.wn)
 	}
-	if c.queued > 0 {
+	c.iov = nil
+	iovs.Put(iov)
+	if c.q.Len() > 0 {
 		c.flushing = true
 		go c.flush()
 	}
-	q := c.queued
+	q := c.q.Len()
 	c.wmu.Unlock()
 	return q, nil
 }
@@ -375,10 +332,7 @@ func (c *conn) Write(bufs ...*buffer.Buf) (int, error) {
 func (c *conn) failWriteLocked(err error) error {
 	err = fmt.Errorf("netpoll: write: %w", err)
 	c.werr = err
-	for _, b := range c.queue {
-		b.Release()
-	}
-	c.queue, c.queued = nil, 0
+	c.q.Drop()
 	c.wmu.Unlock()
 	c.Close()
 	return err
@@ -386,17 +340,17 @@ func (c *conn) failWriteLocked(err error) error {
 
 // flush runs while the socket is full, parking in the poller until writable.
 func (c *conn) flush() {
+	iov := iovs.Get().(*[writeq.MaxIov]unix.Iovec)
+	defer iovs.Put(iov)
 	for {
 		c.wmu.Lock()
 		if c.closed.Load() || c.werr != nil {
-			for _, b := range c.queue {
-				b.Release()
-			}
-			c.queue, c.queued, c.flushing = nil, 0, false
+			c.q.Drop()
+			c.flushing = false
 			c.wmu.Unlock()
 			return
 		}
-		if c.queued == 0 {
+		if c.q.Len() == 0 {
 			c.flushing = false
 			shut := c.shutAfter
 			c.wmu.Unlock()
@@ -406,7 +360,8 @@ func (c *conn) flush() {
 			c.h.OnDrained(c)
 			return
 		}
-		c.fillIov()
+		n, _ := c.q.Iov(iov[:])
+		c.iov = iov[:n]
 		c.wmu.Unlock()
 		err := c.rc.Write(c.waitFn)
 		c.wmu.Lock()
@@ -421,14 +376,14 @@ func (c *conn) flush() {
 			}
 			continue
 		}
-		c.consume(c.wn)
+		c.q.Consume(c.wn)
 		c.wmu.Unlock()
 	}
 }
 
 func (c *conn) CloseWrite() error {
 	c.wmu.Lock()
-	if c.queued > 0 {
+	if c.q.Len() > 0 {
 		c.shutAfter = true
 		c.wmu.Unlock()
 		return nil
@@ -444,10 +399,7 @@ func (c *conn) Close() error {
 	close(c.closeCh)
 	c.wmu.Lock()
 	if !c.flushing {
-		for _, b := range c.queue {
-			b.Release()
-		}
-		c.queue, c.queued = nil, 0
+		c.q.Drop()
 	}
 	c.wmu.Unlock()
 	return c.tc.Close()

@@ -35,12 +35,12 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/proxylab/proxylab/core/buffer"
 	"github.com/proxylab/proxylab/transport"
+	"github.com/proxylab/proxylab/transport/internal/writeq"
 )
 
 // Name is the registered name.
@@ -49,7 +49,6 @@ const Name = "rawepoll"
 const (
 	maxEvents        = 256
 	maxReadsPerEvent = 16 // then the loop moves on and comes back (fairness)
-	maxIov           = 64
 	listenerMark     = -1 // epoll data pad value of a listening socket
 	wakeMark         = -2 // epoll data pad value of the loop's eventfd
 )
@@ -333,8 +332,7 @@ type conn struct {
 	// closed is false.
 	wmu       sync.Mutex
 	closed    bool
-	queue     []*buffer.Buf
-	queued    int
+	q         writeq.Queue
 	shutAfter bool
 	werr      error
 }
@@ -447,62 +445,24 @@ func (c *conn) ReadDisable(disable bool) {
 // writeLocked writes the queue until it is empty or the socket is full.
 // Caller holds wmu and closed is false.
 func (c *conn) writeLocked() error {
-	var iov [maxIov]unix.Iovec
-	for c.queued > 0 {
-		n, total := 0, 0
-		for _, b := range c.queue {
-			if n == maxIov {
-				break
-			}
-			p := b.Bytes()
-			iov[n].Base = &p[0]
-			iov[n].SetLen(len(p))
-			total += len(p)
-			n++
-		}
-		w, _, e := unix.Syscall(unix.SYS_WRITEV, uintptr(c.fd), uintptr(unsafe.Pointer(&iov[0])), uintptr(n))
+	var iov [writeq.MaxIov]unix.Iovec
+	for c.q.Len() > 0 {
+		n, total := c.q.Iov(iov[:])
+		w, e := writeq.Writev(uintptr(c.fd), iov[:n])
 		writevs.Add(1)
 		switch e {
 		case 0:
-		case unix.EINTR:
-			continue
 		case unix.EAGAIN:
 			return nil
 		default:
 			return fmt.Errorf("rawepoll: write: %w", e)
 		}
-		c.consume(int(w))
-		if int(w) < total {
+		c.q.Consume(w)
+		if w < total {
 			return nil // partial: the socket is full; EPOLLOUT follows
 		}
 	}
 	return nil
-}
-
-func (c *conn) consume(n int) {
-	c.queued -= n
-	i := 0
-	for ; i < len(c.queue) && n > 0; i++ {
-		b := c.queue[i]
-		if l := b.Len(); l <= n {
-			n -= l
-			b.Release()
-			continue
-		}
-		b.Consume(n)
-		break
-	}
-	k := copy(c.queue, c.queue[i:])
-	clear(c.queue[k:])
-	c.queue = c.queue[:k]
-}
-
-func (c *conn) dropQueueLocked() {
-	for _, b := range c.queue {
-		b.Release()
-	}
-	clear(c.queue)
-	c.queue, c.queued = c.queue[:0], 0
 }
 
 // Write never blocks: what the socket does not take is queued and flushed by
@@ -520,25 +480,18 @@ func (c *conn) Write(bufs ...*buffer.Buf) (int, error) {
 		}
 		return 0, err
 	}
-	wasEmpty := c.queued == 0
-	for _, b := range bufs {
-		if b.Len() == 0 {
-			b.Release()
-			continue
-		}
-		c.queue = append(c.queue, b)
-		c.queued += b.Len()
-	}
-	if wasEmpty && c.queued > 0 {
+	wasEmpty := c.q.Len() == 0
+	c.q.Push(bufs)
+	if wasEmpty && c.q.Len() > 0 {
 		if err := c.writeLocked(); err != nil {
 			c.werr = err
-			c.dropQueueLocked()
+			c.q.Drop()
 			c.wmu.Unlock()
 			c.Close()
 			return 0, err
 		}
 	}
-	q := c.queued
+	q := c.q.Len()
 	c.wmu.Unlock()
 	return q, nil
 }
@@ -546,18 +499,18 @@ func (c *conn) Write(bufs ...*buffer.Buf) (int, error) {
 // flushWritable runs on EPOLLOUT.
 func (c *conn) flushWritable() {
 	c.wmu.Lock()
-	if c.closed || c.queued == 0 {
+	if c.closed || c.q.Len() == 0 {
 		c.wmu.Unlock()
 		return
 	}
 	if err := c.writeLocked(); err != nil {
 		c.werr = err
-		c.dropQueueLocked()
+		c.q.Drop()
 		c.wmu.Unlock()
 		c.finalize(err)
 		return
 	}
-	drained := c.queued == 0
+	drained := c.q.Len() == 0
 	if drained && c.shutAfter {
 		c.shutAfter = false
 		unix.Shutdown(c.fd, unix.SHUT_WR)
@@ -574,7 +527,7 @@ func (c *conn) CloseWrite() error {
 	if c.closed {
 		return transport.ErrClosed
 	}
-	if c.queued > 0 {
+	if c.q.Len() > 0 {
 		c.shutAfter = true
 		return nil
 	}
@@ -592,7 +545,7 @@ func (c *conn) Close() error {
 		return nil
 	}
 	c.closed = true
-	c.dropQueueLocked()
+	c.q.Drop()
 	c.wmu.Unlock()
 	c.l.post(task{kind: taskClose, c: c})
 	return nil
@@ -609,7 +562,7 @@ func (c *conn) finalize(err error) {
 		err = c.werr
 	}
 	c.closed = true
-	c.dropQueueLocked()
+	c.q.Drop()
 	unix.EpollCtl(c.l.epfd, unix.EPOLL_CTL_DEL, c.fd, nil)
 	unix.Close(c.fd)
 	c.t.table[c.fd].CompareAndSwap(c, nil)

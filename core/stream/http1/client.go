@@ -260,7 +260,8 @@ var (
 )
 
 func (cc *ClientConn) attach(dec stream.ResponseDecoder, sess stream.Session) *clientStream {
-	s := &clientStream{cc: cc, dec: dec, sess: sess}
+	s := &clientStream{cc: cc, dec: dec}
+	s.encoder = encoder{sess: sess, self: s, conn: cc.tc, hw: cc.pool.set.HighWatermark}
 	cc.p.Reset()
 	cc.owner.Store(s)
 	return s
@@ -335,8 +336,7 @@ func (cc *ClientConn) OnReadEOF(transport.Conn) {
 
 func (cc *ClientConn) OnDrained(transport.Conn) {
 	if s := cc.lockOwner(); s != nil {
-		if s.aboveHW && !s.done() {
-			s.aboveHW = false
+		if !s.done() && s.drained() {
 			s.dec.OnBelowWriteLowWatermark()
 		}
 		s.sess.Unlock()
@@ -416,12 +416,10 @@ func (cc *ClientConn) OnComplete() error {
 
 // clientStream is one request on a ClientConn: the stream.RequestEncoder.
 type clientStream struct {
-	cc   *ClientConn
-	dec  stream.ResponseDecoder
-	sess stream.Session
+	cc  *ClientConn
+	dec stream.ResponseDecoder
 
 	headReq   bool
-	chunked   bool
 	reqDone   bool
 	interim   bool
 	respHead  bool
@@ -432,42 +430,21 @@ type clientStream struct {
 	finished  bool
 	reusable  bool
 	gotBytes  bool
-	aboveHW   bool
-	disabled  int
-	out       outq
+	encoder
 }
 
 var _ stream.RequestEncoder = (*clientStream)(nil)
 
 func (s *clientStream) done() bool { return s.finished || s.failed || s.reset }
 
-func (s *clientStream) queue(b *buffer.Buf) {
-	s.out.push(b)
-	s.scheduleFlush()
-}
-
-func (s *clientStream) scheduleFlush() {
-	if !s.out.queued {
-		s.out.queued = true
-		s.sess.DeferFlush(s)
-	}
-}
-
 // Flush writes the queued request bytes (stream.Flusher).
 func (s *clientStream) Flush() {
-	s.out.queued = false
-	if len(s.out.bufs) == 0 {
-		return
-	}
 	if s.done() {
 		s.out.drop()
+		s.out.queued = false
 		return
 	}
-	q, _ := s.cc.tc.Write(s.out.bufs...)
-	clear(s.out.bufs)
-	s.out.bufs = s.out.bufs[:0]
-	if q > s.cc.pool.set.HighWatermark && !s.aboveHW {
-		s.aboveHW = true
+	if s.flush() {
 		s.dec.OnAboveWriteHighWatermark()
 	}
 }
@@ -498,18 +475,9 @@ func (s *clientStream) EncodeData(p []byte, end bool) {
 	if s.done() || s.reqDone {
 		return
 	}
-	if len(p) > 0 {
-		if s.chunked {
-			s.queue(h1.EncodeChunk(p))
-		} else {
-			s.out.appendBytes(p)
-			s.scheduleFlush()
-		}
-	}
+	s.body(p)
 	if end {
-		if s.chunked {
-			s.queue(h1.EncodeLastChunk(nil))
-		}
+		s.end(nil)
 		s.reqDone = true
 		s.maybeFinish()
 	}
@@ -519,9 +487,7 @@ func (s *clientStream) EncodeTrailers(t *protocol.Headers) {
 	if s.done() || s.reqDone {
 		return
 	}
-	if s.chunked {
-		s.queue(h1.EncodeLastChunk(t))
-	}
+	s.end(t)
 	s.reqDone = true
 	s.maybeFinish()
 }
@@ -538,17 +504,9 @@ func (s *clientStream) Reset() {
 }
 
 func (s *clientStream) ReadDisable(d bool) {
-	if s.done() {
-		return
+	if !s.done() {
+		s.readDisable(d)
 	}
-	if d {
-		s.disabled++
-	} else if s.disabled > 0 {
-		s.disabled--
-	} else {
-		return
-	}
-	s.cc.tc.ReadDisable(d)
 }
 
 // fail reports an upstream failure to the decoder once.
@@ -564,9 +522,7 @@ func (s *clientStream) fail(err error) {
 }
 
 func (s *clientStream) detach() {
-	for ; s.disabled > 0; s.disabled-- {
-		s.cc.tc.ReadDisable(false)
-	}
+	s.undoReadDisable()
 	s.cc.owner.CompareAndSwap(s, nil)
 }
 

@@ -175,6 +175,7 @@ func (sc *ServerConn) OnHead(h *h1.Head) error {
 		return &protocol.Error{Status: 501, Reason: "CONNECT is not supported"}
 	}
 	s := &serverStream{sc: sc, minor: h.Minor, headReq: string(h.Method) == "HEAD", reqClose: h.Close}
+	s.encoder = encoder{sess: sc.c, self: s, conn: sc.c, hw: sc.set.HighWatermark}
 	// A request without a body ends with its head; mark it now so a reply
 	// made while decoding the head keeps the connection alive.
 	end := !h.Chunked && h.ContentLength <= 0
@@ -265,8 +266,7 @@ func (sc *ServerConn) OnReadEOF(*network.Conn) {
 }
 
 func (sc *ServerConn) OnDrained(*network.Conn) {
-	if s := sc.cur; s != nil && s.aboveHW && !s.finished {
-		s.aboveHW = false
+	if s := sc.cur; s != nil && !s.finished && s.drained() {
 		s.dec.OnBelowWriteLowWatermark()
 	}
 }
@@ -299,9 +299,7 @@ func (sc *ServerConn) onResponseComplete(s *serverStream) {
 	s.Flush()
 	s.finished = true
 	sc.cur = nil
-	for ; s.disabled > 0; s.disabled-- {
-		sc.c.ReadDisable(false)
-	}
+	s.undoReadDisable()
 	if s.closeAfter {
 		sc.closeGracefully()
 		return
@@ -375,40 +373,17 @@ type serverStream struct {
 	reqDone      bool
 	respHeadSent bool
 	finished     bool
-	chunked      bool
 	closeAfter   bool
-	aboveHW      bool
-	disabled     int
-	out          outq
+	encoder
 }
 
 var _ stream.ResponseEncoder = (*serverStream)(nil)
 
 func (s *serverStream) Session() stream.Session { return s.sc.c }
 
-func (s *serverStream) queue(b *buffer.Buf) {
-	s.out.push(b)
-	s.scheduleFlush()
-}
-
-func (s *serverStream) scheduleFlush() {
-	if !s.out.queued {
-		s.out.queued = true
-		s.sc.c.DeferFlush(s)
-	}
-}
-
 // Flush writes the queued response bytes (stream.Flusher).
 func (s *serverStream) Flush() {
-	s.out.queued = false
-	if len(s.out.bufs) == 0 {
-		return
-	}
-	q, _ := s.sc.c.Write(s.out.bufs...)
-	clear(s.out.bufs)
-	s.out.bufs = s.out.bufs[:0]
-	if q > s.sc.set.HighWatermark && !s.aboveHW && !s.finished {
-		s.aboveHW = true
+	if s.flush() && !s.finished {
 		s.dec.OnAboveWriteHighWatermark()
 	}
 }
@@ -456,18 +431,11 @@ func (s *serverStream) EncodeData(p []byte, end bool) {
 	if s.finished || !s.respHeadSent {
 		return
 	}
-	if len(p) > 0 && !s.headReq {
-		if s.chunked {
-			s.queue(h1.EncodeChunk(p))
-		} else {
-			s.out.appendBytes(p)
-			s.scheduleFlush()
-		}
+	if !s.headReq {
+		s.body(p)
 	}
 	if end {
-		if s.chunked {
-			s.queue(h1.EncodeLastChunk(nil))
-		}
+		s.end(nil)
 		s.sc.onResponseComplete(s)
 	}
 }
@@ -476,9 +444,7 @@ func (s *serverStream) EncodeTrailers(t *protocol.Headers) {
 	if s.finished || !s.respHeadSent {
 		return
 	}
-	if s.chunked {
-		s.queue(h1.EncodeLastChunk(t))
-	}
+	s.end(t)
 	s.sc.onResponseComplete(s)
 }
 
@@ -508,15 +474,7 @@ func (s *serverStream) Reset() {
 }
 
 func (s *serverStream) ReadDisable(d bool) {
-	if s.finished {
-		return
+	if !s.finished {
+		s.readDisable(d)
 	}
-	if d {
-		s.disabled++
-	} else if s.disabled > 0 {
-		s.disabled--
-	} else {
-		return
-	}
-	s.sc.c.ReadDisable(d)
 }
