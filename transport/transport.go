@@ -120,6 +120,20 @@ type SyscallConner interface {
 	SyscallConn() (syscall.RawConn, error)
 }
 
+// Stats are a transport's own counters, for metrics (zero where a transport
+// does not have the notion: netpoll has no loops or wakeups of its own).
+type Stats struct {
+	Loops                        int
+	Accepts, Dials, DialFailures uint64
+	Reads, EAGAINReads, Writes   uint64
+	Wakeups, Events              uint64
+}
+
+// StatsReporter is implemented by transports that count their work.
+type StatsReporter interface {
+	Stats() Stats
+}
+
 // Options configure a transport instance.
 type Options struct {
 	// Workers is the number of event-loop workers for reactor transports;

@@ -17,6 +17,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/proxylab/proxylab/core/admin"
 	"github.com/proxylab/proxylab/core/config"
 	"github.com/proxylab/proxylab/core/server"
 	"github.com/proxylab/proxylab/core/upstream"
@@ -100,17 +101,19 @@ func cmdRun(args []string, stderr io.Writer) int {
 	tname := fs.String("transport", "", "transport, overriding the file: "+strings.Join(transport.Names(), ", "))
 	cpus := fs.String("cpus", "", "pin the process to these CPUs, e.g. 0-1 or 2,4 (sets GOMAXPROCS to match)")
 	workers := fs.Int("workers", -1, "event-loop workers for reactor transports (0: one per CPU)")
-	level := fs.String("log-level", "info", "debug, info, warn or error")
+	levelFlag := fs.String("log-level", "info", "debug, info, warn or error")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	var lvl slog.Level
-	if err := lvl.UnmarshalText([]byte(*level)); err != nil {
+	if err := lvl.UnmarshalText([]byte(*levelFlag)); err != nil {
 		fmt.Fprintf(stderr, "proxylab: --log-level: %v\n", err)
 		return 2
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl}))
+	level := new(slog.LevelVar) // /logging on the admin API changes it live
+	level.Set(lvl)
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	slog.SetDefault(log)
 
 	cfg, err := config.Load(*file, known())
@@ -178,10 +181,23 @@ func cmdRun(args []string, stderr io.Writer) int {
 			logMemory(log)
 		}
 	}()
+	var adm *admin.Server
+	if cfg.Admin != nil {
+		if adm, err = admin.New(cfg.Admin, srv, level); err != nil {
+			fmt.Fprintln(stderr, err)
+			srv.Close()
+			return 1
+		}
+		defer adm.Close()
+	}
 	if err := srv.Start(); err != nil {
 		fmt.Fprintln(stderr, err)
 		srv.Close()
 		return 1
+	}
+	if adm != nil {
+		adm.Start()
+		log.Info("admin ready", "address", adm.Addr().String())
 	}
 	names := make([]string, 0, len(srv.Listeners()))
 	for _, l := range srv.Listeners() {

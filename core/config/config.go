@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/proxylab/proxylab/core/accesslog"
 )
 
 //go:embed default.yaml
@@ -35,16 +37,66 @@ type Config struct {
 	DrainTimeout Duration `yaml:"drain_timeout"`
 	// DemoUpstream, when set, starts a small built-in HTTP server there,
 	// so the embedded config answers with no other process running.
-	DemoUpstream *DemoUpstream `yaml:"demo_upstream"`
-	Listeners    []Listener    `yaml:"listeners"`
-	Routes       []VirtualHost `yaml:"routes"`
-	Clusters     []Cluster     `yaml:"clusters"`
+	DemoUpstream *DemoUpstream `yaml:"demo_upstream,omitempty"`
+	// Admin, when set, serves the admin API (metrics, config dump, health).
+	Admin     *Admin        `yaml:"admin,omitempty"`
+	Stats     Stats         `yaml:"stats"`
+	Listeners []Listener    `yaml:"listeners"`
+	Routes    []VirtualHost `yaml:"routes"`
+	Clusters  []Cluster     `yaml:"clusters"`
 }
 
 func (c *Config) setDefaults() {
 	c.Transport = "netpoll"
 	c.DrainTimeout = Duration(30 * time.Second)
+	c.Stats.Enabled = true
 }
+
+// Admin configures the admin HTTP server.
+type Admin struct {
+	// Address defaults to 127.0.0.1:9901: loopback unless said otherwise.
+	Address string `yaml:"address"`
+	// Token, when set, is required as "Authorization: Bearer <token>" by
+	// every endpoint except /ready. It is never shown in /config_dump.
+	Token Secret `yaml:"token,omitempty"`
+}
+
+func (a *Admin) setDefaults() { a.Address = "127.0.0.1:9901" }
+
+// Stats switches the hot-path metrics; on by default.
+type Stats struct {
+	Enabled bool `yaml:"enabled"`
+}
+
+// Secret is a string that never leaves the process through a dump.
+type Secret string
+
+const redacted = "[redacted]"
+
+func (s Secret) MarshalYAML() (any, error) {
+	if s == "" {
+		return "", nil
+	}
+	return redacted, nil
+}
+
+func (s Secret) MarshalJSON() ([]byte, error) {
+	if s == "" {
+		return []byte(`""`), nil
+	}
+	return []byte(`"` + redacted + `"`), nil
+}
+
+// String redacts, so a Secret printed by mistake does not leak either.
+func (s Secret) String() string {
+	if s == "" {
+		return ""
+	}
+	return redacted
+}
+
+// Dump renders the effective config as YAML with secrets redacted.
+func (c *Config) Dump() ([]byte, error) { return yaml.Marshal(c) }
 
 // DemoUpstream is the built-in demo HTTP server.
 type DemoUpstream struct {
@@ -56,14 +108,14 @@ type Listener struct {
 	Name    string `yaml:"name"`
 	Address string `yaml:"address"`
 	// Exactly one of the network filters.
-	HTTP *HTTPProxy `yaml:"http_proxy"`
-	TCP  *TCPProxy  `yaml:"tcp_proxy"`
+	HTTP *HTTPProxy `yaml:"http_proxy,omitempty"`
+	TCP  *TCPProxy  `yaml:"tcp_proxy,omitempty"`
 }
 
 // HTTPProxy configures the http_proxy filter.
 type HTTPProxy struct {
 	// VirtualHosts names entries of the top-level routes; empty means all.
-	VirtualHosts      []string `yaml:"virtual_hosts"`
+	VirtualHosts      []string `yaml:"virtual_hosts,omitempty"`
 	HeaderReadTimeout Duration `yaml:"header_read_timeout"`
 	IdleTimeout       Duration `yaml:"idle_timeout"`
 	MaxRequestLine    int      `yaml:"max_request_line"`
@@ -74,7 +126,22 @@ type HTTPProxy struct {
 	// HighWatermark is the per-connection write queue size that pauses the
 	// other side.
 	HighWatermark int `yaml:"high_watermark"`
+	// AccessLog, when set, writes one line per request.
+	AccessLog *AccessLog `yaml:"access_log,omitempty"`
 }
+
+// AccessLog configures a listener's request log.
+type AccessLog struct {
+	// Path is "stdout", "stderr" or a file (appended to).
+	Path string `yaml:"path"`
+	// Format uses Envoy command operators; empty means Envoy's default.
+	Format string `yaml:"format,omitempty"`
+	// Buffer is how many entries may wait for the writer before new ones
+	// are dropped (and counted).
+	Buffer int `yaml:"buffer"`
+}
+
+func (a *AccessLog) setDefaults() { a.Buffer = 4096 }
 
 func (h *HTTPProxy) setDefaults() {
 	h.HeaderReadTimeout = Duration(10 * time.Second)
@@ -103,11 +170,11 @@ type VirtualHost struct {
 
 // Route is match → cluster.
 type Route struct {
-	Prefix        string   `yaml:"prefix"`
-	Path          string   `yaml:"path"`
+	Prefix        string   `yaml:"prefix,omitempty"`
+	Path          string   `yaml:"path,omitempty"`
 	Cluster       string   `yaml:"cluster"`
 	Timeout       Duration `yaml:"timeout"`
-	PrefixRewrite string   `yaml:"prefix_rewrite"`
+	PrefixRewrite string   `yaml:"prefix_rewrite,omitempty"`
 }
 
 func (r *Route) setDefaults() { r.Timeout = Duration(15 * time.Second) }
@@ -194,6 +261,9 @@ func (c *Config) validate(k Known) Errors {
 	}
 	if c.DemoUpstream != nil {
 		checkAddr(c.DemoUpstream.Address, "demo_upstream.address", add)
+	}
+	if c.Admin != nil {
+		checkAddr(c.Admin.Address, "admin.address", add)
 	}
 
 	clusters := map[string]bool{}
@@ -311,6 +381,19 @@ func (c *Config) validate(k Known) Errors {
 			}
 			if h.MaxRequestLine > h.MaxHeaderBytes {
 				add(hp+".max_request_line", "must not exceed max_header_bytes")
+			}
+			if al := h.AccessLog; al != nil {
+				if al.Path == "" {
+					add(hp+".access_log.path", "required (stdout, stderr or a file)")
+				}
+				if al.Buffer <= 0 {
+					add(hp+".access_log.buffer", "must be > 0")
+				}
+				if al.Format != "" {
+					if _, err := accesslog.ParseFormat(al.Format); err != nil {
+						add(hp+".access_log.format", "%v", err)
+					}
+				}
 			}
 		}
 		if t := l.TCP; t != nil {

@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 
 	"github.com/proxylab/proxylab/core/buffer"
+	"github.com/proxylab/proxylab/core/stats"
 	"github.com/proxylab/proxylab/transport"
 )
 
@@ -90,6 +91,15 @@ var (
 
 var connIDs atomic.Uint64
 
+// ListenerStats are a listener's connection metrics (Envoy's
+// listener.downstream_cx_* and the connection byte counters). A nil
+// *ListenerStats disables them.
+type ListenerStats struct {
+	CxTotal, CxDestroyLocal, CxDestroyRemote stats.Counter
+	CxActive                                 stats.Gauge
+	RxBytes, TxBytes                         stats.Counter
+}
+
 // Conn is a downstream connection with its filter chains.
 type Conn struct {
 	mu sync.Mutex
@@ -97,11 +107,13 @@ type Conn struct {
 	id uint64
 	l  *Listener
 
-	read     []ReadFilter
-	write    []WriteFilter
-	events   []ConnCallbacks
-	closed   bool
-	flushers []Flusher
+	read       []ReadFilter
+	write      []WriteFilter
+	events     []ConnCallbacks
+	closed     bool
+	peerClosed bool // the peer sent FIN or reset before we closed
+	flushers   []Flusher
+	stats      *ListenerStats
 }
 
 var _ transport.Handler = (*Conn)(nil)
@@ -157,6 +169,13 @@ func (c *Conn) Start() {
 // Write runs the write filters and hands bufs to the transport; see
 // transport.Conn.Write for ownership and the queued result.
 func (c *Conn) Write(bufs ...*buffer.Buf) (int, error) {
+	if c.stats != nil {
+		n := 0
+		for _, b := range bufs {
+			n += b.Len()
+		}
+		c.stats.TxBytes.Add(c.id, uint64(n))
+	}
 	for _, f := range c.write {
 		if f.OnWrite(c, bufs) == StopIteration {
 			return 0, nil
@@ -174,6 +193,9 @@ func (c *Conn) Closed() bool { return c.closed }
 
 func (c *Conn) OnData(_ transport.Conn, b *buffer.Buf) {
 	c.mu.Lock()
+	if c.stats != nil {
+		c.stats.RxBytes.Add(c.id, uint64(b.Len()))
+	}
 	for _, f := range c.read {
 		if f.OnData(c, b) == StopIteration {
 			c.Unlock()
@@ -186,6 +208,7 @@ func (c *Conn) OnData(_ transport.Conn, b *buffer.Buf) {
 
 func (c *Conn) OnReadEOF(transport.Conn) {
 	c.mu.Lock()
+	c.peerClosed = true
 	handled := false
 	for _, cb := range c.events {
 		cb.OnReadEOF(c)
@@ -214,6 +237,17 @@ func (c *Conn) OnDrained(transport.Conn) {
 func (c *Conn) OnClose(_ transport.Conn, err error) {
 	c.mu.Lock()
 	c.closed = true
+	if err != nil {
+		c.peerClosed = true
+	}
+	if st := c.stats; st != nil {
+		st.CxActive.Add(c.id, -1)
+		if c.peerClosed {
+			st.CxDestroyRemote.Inc(c.id)
+		} else {
+			st.CxDestroyLocal.Inc(c.id)
+		}
+	}
 	for _, cb := range c.events {
 		cb.OnClose(c, err)
 	}
@@ -266,6 +300,9 @@ type Listener struct {
 	draining bool
 	empty    chan struct{} // closed when draining and no connection is left
 	accepted atomic.Uint64
+
+	// Stats, when not nil, counts this listener's connections.
+	Stats *ListenerStats
 }
 
 // NewListener binds address with tr.
@@ -304,6 +341,11 @@ func (l *Listener) accept(tc transport.Conn) {
 	}
 	l.conns[c] = struct{}{}
 	l.mu.Unlock()
+	if st := l.Stats; st != nil {
+		c.stats = st
+		st.CxTotal.Inc(c.id)
+		st.CxActive.Add(c.id, 1)
+	}
 	l.accepted.Add(1)
 	c.Start()
 }

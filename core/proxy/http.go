@@ -10,13 +10,14 @@ import (
 	"log/slog"
 	"net"
 	"sync"
-	"sync/atomic"
 	"time"
 
+	"github.com/proxylab/proxylab/core/accesslog"
 	"github.com/proxylab/proxylab/core/buffer"
 	"github.com/proxylab/proxylab/core/network"
 	"github.com/proxylab/proxylab/core/protocol"
 	"github.com/proxylab/proxylab/core/router"
+	"github.com/proxylab/proxylab/core/stats"
 	"github.com/proxylab/proxylab/core/stream"
 	h1s "github.com/proxylab/proxylab/core/stream/http1"
 	"github.com/proxylab/proxylab/core/timer"
@@ -33,28 +34,25 @@ type HTTPConfig struct {
 	// MaxRequestBuffer bounds request body bytes held while no upstream
 	// connection is ready yet; beyond it reading pauses.
 	MaxRequestBuffer int
-	Stats            *HTTPStats
-	Log              *slog.Logger
+	// Stats, when not nil, counts this listener's requests.
+	Stats *HTTPStats
+	// AccessLog, when not nil, gets one entry per request.
+	AccessLog *accesslog.Logger
+	Log       *slog.Logger
 }
 
-// HTTPStats are the http_proxy counters.
+// HTTPStats are a listener's request metrics (Envoy's http.downstream_rq_*).
 type HTTPStats struct {
-	Requests, LocalReplies, UpstreamResets, Retries       atomic.Uint64
-	Status1xx, Status2xx, Status3xx, Status4xx, Status5xx atomic.Uint64
+	RqTotal      stats.Counter
+	RqActive     stats.Gauge
+	RqXX         [6]stats.Counter // by status class: RqXX[2] counts 2xx
+	RqTime       stats.Histogram  // request head received → response complete
+	LocalReplies stats.Counter
 }
 
-func (s *HTTPStats) countStatus(code int) {
-	switch code / 100 {
-	case 1:
-		s.Status1xx.Add(1)
-	case 2:
-		s.Status2xx.Add(1)
-	case 3:
-		s.Status3xx.Add(1)
-	case 4:
-		s.Status4xx.Add(1)
-	default:
-		s.Status5xx.Add(1)
+func (st *HTTPStats) countStatus(key uint64, code int) {
+	if st != nil && code >= 100 && code < 600 {
+		st.RqXX[code/100].Inc(key)
 	}
 }
 
@@ -82,7 +80,9 @@ type httpFilter struct {
 }
 
 func (f *httpFilter) OnNewConnection(c *network.Conn) network.FilterStatus {
-	if ta, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+	f.cm.id = c.ID()
+	f.cm.remote = c.RemoteAddr()
+	if ta, ok := f.cm.remote.(*net.TCPAddr); ok {
 		f.cm.clientIP = []byte(ta.IP.String())
 	}
 	return f.ServerConn.OnNewConnection(c)
@@ -90,11 +90,14 @@ func (f *httpFilter) OnNewConnection(c *network.Conn) network.FilterStatus {
 
 // connManager is the per-connection state shared by its streams.
 type connManager struct {
-	cfg      *HTTPConfig
-	sc       *h1s.ServerConn
-	clientIP []byte
-	scheme   []byte
-	xffBuf   []byte
+	cfg       *HTTPConfig
+	sc        *h1s.ServerConn
+	id        uint64 // the connection's ID: the shard key of its metrics
+	remote    net.Addr
+	remoteStr string // remote.String(), made once if the access log needs it
+	clientIP  []byte
+	scheme    []byte
+	xffBuf    []byte
 
 	// One response timer per connection on the shared wheel, re-armed per
 	// stream: HTTP/1 runs one stream at a time. (Multiplexed protocols give
@@ -133,8 +136,14 @@ func (cm *connManager) Expire() {
 
 // NewStream implements stream.ServerCallbacks.
 func (cm *connManager) NewStream(enc stream.ResponseEncoder) stream.RequestDecoder {
-	cm.cfg.Stats.Requests.Add(1)
+	if st := cm.cfg.Stats; st != nil {
+		st.RqTotal.Inc(cm.id)
+		st.RqActive.Add(cm.id, 1)
+	}
 	s := &httpStream{cm: cm, enc: enc}
+	if cm.cfg.Stats != nil || cm.cfg.AccessLog != nil {
+		s.start = time.Now()
+	}
 	s.up.s = s
 	return s
 }
@@ -164,6 +173,17 @@ type httpStream struct {
 	respStarted bool
 	done        bool
 	timerArmed  bool
+
+	// For metrics and the access log.
+	start   time.Time
+	upStart time.Time
+	status  int
+	flags   string // Envoy response flags
+	rxBytes int64  // request body bytes
+	txBytes int64  // response body bytes
+	log     *accesslog.Entry
+	cluster *upstream.Cluster
+	upHost  *upstream.Host
 }
 
 // upstreamRequest is the httpStream's upstream half: pool callbacks and the
@@ -183,19 +203,58 @@ var (
 	_ stream.PoolCallbacks   = (*upstreamRequest)(nil)
 )
 
-func (s *httpStream) localReply(status int, reason string) {
+// localReply answers with a response of the proxy's own; flags are the
+// Envoy response flags that say why (NR, UH, UF, UO, UT, UC, UPE …).
+func (s *httpStream) localReply(status int, flags, reason string) {
 	if s.done {
 		return
 	}
-	s.cm.cfg.Stats.LocalReplies.Add(1)
-	s.cm.cfg.Stats.countStatus(status)
+	if st := s.cm.cfg.Stats; st != nil {
+		st.LocalReplies.Inc(s.cm.id)
+	}
+	s.status, s.flags = status, flags
 	s.finish()
 	s.enc.LocalReply(status, reason)
 }
 
-// finish releases what the stream holds; the response is (being) completed.
+// record counts the finished stream and hands its access log entry over.
+func (s *httpStream) record() {
+	cm := s.cm
+	if cm.cfg.Stats == nil && s.log == nil {
+		return
+	}
+	now := time.Now()
+	if st := cm.cfg.Stats; st != nil {
+		st.RqActive.Add(cm.id, -1)
+		st.countStatus(cm.id, s.status)
+		st.RqTime.Observe(cm.id, now.Sub(s.start))
+	}
+	if s.cluster != nil && s.cluster.Stats != nil && s.respStarted {
+		s.cluster.Stats.UpstreamRqTime.Observe(cm.id, now.Sub(s.upStart))
+	}
+	if e := s.log; e != nil {
+		s.log = nil
+		e.Start, e.Status, e.Flags = s.start, s.status, s.flags
+		e.BytesReceived, e.BytesSent, e.Duration = s.rxBytes, s.txBytes, now.Sub(s.start)
+		if s.upHost != nil {
+			e.UpstreamHost = s.upHost.Address
+		}
+		if s.cluster != nil {
+			e.Cluster = s.cluster.Name
+		}
+		if cm.remoteStr == "" && cm.remote != nil {
+			cm.remoteStr = cm.remote.String()
+		}
+		e.RemoteAddr = cm.remoteStr
+		cm.cfg.AccessLog.Log(e)
+	}
+}
+
+// finish releases what the stream holds and records it; the response is
+// (being) completed, or the stream was reset.
 func (s *httpStream) finish() {
 	s.done = true
+	s.record()
 	s.cm.disarm(s)
 	s.headSaved = false
 	if st := s.store; st != nil {
@@ -221,23 +280,33 @@ func (s *httpStream) finish() {
 func (s *httpStream) DecodeHead(h *stream.Head, end bool) {
 	s.reqEnd = end
 	cfg := s.cm.cfg
+	if al := cfg.AccessLog; al != nil {
+		s.log = al.Get()
+		s.log.SetRequest(h.Method, h.Target, h.Headers.Get(hdrHosts), h.Minor, h.Headers.Get, al.Format().Headers)
+	}
 	s.route = cfg.Router.Route(h.Headers.Get(hdrHosts), h.Target)
 	if s.route == nil {
-		s.localReply(404, "no route for this host and path")
+		s.localReply(404, "NR", "no route for this host and path")
 		return
 	}
 	cl := cfg.Clusters.Get(s.route.Cluster)
 	if cl == nil {
-		s.localReply(503, fmt.Sprintf("cluster %q not found", s.route.Cluster))
+		s.localReply(503, "NC", fmt.Sprintf("cluster %q not found", s.route.Cluster))
 		return
 	}
+	s.cluster = cl
 	host := cl.Choose(&s.lb)
 	if host == nil {
-		s.localReply(503, "no healthy upstream")
+		s.localReply(503, "UH", "no healthy upstream")
 		return
 	}
-	s.host = host
+	s.host, s.upHost = host, host
 	host.ActiveRequests.Add(1)
+	host.RqTotal.Inc(s.cm.id)
+	if st := cl.Stats; st != nil {
+		st.UpstreamRqTotal.Inc(s.cm.id)
+		s.upStart = time.Now()
+	}
 	s.rewrite(h)
 	if end {
 		s.armTimer()
@@ -311,6 +380,7 @@ func (s *httpStream) DecodeData(p []byte, end bool) {
 	if s.done {
 		return
 	}
+	s.rxBytes += int64(len(p))
 	if end {
 		s.reqEnd = true
 		s.armTimer()
@@ -362,6 +432,7 @@ func (s *httpStream) OnReset(error) {
 	if s.done {
 		return
 	}
+	s.flags = "DC"
 	enc := s.up.enc
 	s.finish()
 	if enc != nil {
@@ -384,7 +455,10 @@ func (s *httpStream) onTimeout() {
 		return
 	}
 	enc := s.up.enc
-	s.localReply(504, "upstream response timeout")
+	if st := s.cluster.Stats; st != nil {
+		st.UpstreamRqTimeout.Inc(s.cm.id)
+	}
+	s.localReply(504, "UT", "upstream response timeout")
 	if enc != nil {
 		enc.Reset()
 	}
@@ -427,7 +501,14 @@ func (u *upstreamRequest) OnPoolFailure(f stream.PoolFailure, err error) {
 	u.cancel = nil
 	s := u.s
 	slog.Debug("proxy: upstream pool failure", "host", s.host.Address, "err", err)
-	s.localReply(503, f.String())
+	flags := "UF"
+	if f == stream.Overflow {
+		flags = "UO"
+		if st := s.cluster.Stats; st != nil {
+			st.UpstreamRqPendingOverflow.Inc(s.cm.id)
+		}
+	}
+	s.localReply(503, flags, f.String())
 }
 
 func (u *upstreamRequest) DecodeInterim(h *stream.Head) {
@@ -445,7 +526,10 @@ func (u *upstreamRequest) DecodeHead(h *stream.Head, end bool) {
 	s.respStarted = true
 	s.headSaved = false
 	s.cm.disarm(s)
-	s.cm.cfg.Stats.countStatus(h.Status)
+	s.status = h.Status
+	if st := s.cluster.Stats; st != nil && h.Status >= 100 && h.Status < 600 {
+		st.UpstreamRqXX[h.Status/100].Inc(s.cm.id)
+	}
 	if end {
 		s.finish()
 	}
@@ -457,6 +541,7 @@ func (u *upstreamRequest) DecodeData(p []byte, end bool) {
 	if s.done {
 		return
 	}
+	s.txBytes += int64(len(p))
 	if end {
 		s.finish()
 	}
@@ -491,7 +576,7 @@ func (u *upstreamRequest) OnBelowWriteLowWatermark() {
 // a reset if the response had started.
 func (u *upstreamRequest) OnReset(reason error) {
 	s := u.s
-	s.cm.cfg.Stats.UpstreamResets.Add(1)
+	s.flags = "UC"
 	if s.done {
 		if s.respStarted {
 			s.enc.Reset()
@@ -505,7 +590,9 @@ func (u *upstreamRequest) OnReset(reason error) {
 	u.enc = nil
 	if !u.gotHead && u.reused && s.headSaved && !s.retried && errors.Is(reason, stream.ErrUpstreamReset) {
 		s.retried = true
-		s.cm.cfg.Stats.Retries.Add(1)
+		if st := s.cluster.Stats; st != nil {
+			st.UpstreamRqRetry.Inc(s.cm.id)
+		}
 		u.reused = false
 		u.cancel = s.host.HTTP1Pool().NewStream(u, s.enc.Session(), u)
 		return
@@ -517,8 +604,8 @@ func (u *upstreamRequest) OnReset(reason error) {
 	}
 	var pe *protocol.Error
 	if errors.As(reason, &pe) {
-		s.localReply(502, "upstream protocol error: "+pe.Reason)
+		s.localReply(502, "UPE", "upstream protocol error: "+pe.Reason)
 		return
 	}
-	s.localReply(502, "upstream connection reset before response")
+	s.localReply(502, "UC", "upstream connection reset before response")
 }

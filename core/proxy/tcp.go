@@ -2,11 +2,11 @@ package proxy
 
 import (
 	"log/slog"
-	"sync/atomic"
 	"time"
 
 	"github.com/proxylab/proxylab/core/buffer"
 	"github.com/proxylab/proxylab/core/network"
+	"github.com/proxylab/proxylab/core/stats"
 	"github.com/proxylab/proxylab/core/upstream"
 	"github.com/proxylab/proxylab/transport"
 )
@@ -24,9 +24,11 @@ type TCPConfig struct {
 	Stats         *TCPStats
 }
 
-// TCPStats are the tcp_proxy counters.
+// TCPStats are a tcp_proxy listener's upstream-side metrics (Envoy's
+// tcp.<prefix>.*); downstream connections and bytes are the listener's.
 type TCPStats struct {
-	Connections, ConnectFailures, BytesUp, BytesDown atomic.Uint64
+	UpstreamCxTotal, UpstreamCxConnectFail stats.Counter
+	UpstreamTxBytes, UpstreamRxBytes       stats.Counter
 }
 
 // NewTCPFilter returns the per-connection tcp_proxy filter.
@@ -61,7 +63,6 @@ type tcpFilter struct {
 
 func (f *tcpFilter) OnNewConnection(c *network.Conn) network.FilterStatus {
 	f.c = c
-	f.cfg.Stats.Connections.Add(1)
 	f.connect()
 	return network.StopIteration
 }
@@ -74,6 +75,9 @@ func (f *tcpFilter) connect() {
 		return
 	}
 	f.attempts++
+	if st := f.cfg.Stats; st != nil {
+		st.UpstreamCxTotal.Inc(f.c.ID())
+	}
 	f.cfg.Transport.Dial("tcp", h.Address, f.cfg.ConnectTimeout, f.onConnect)
 }
 
@@ -87,7 +91,9 @@ func (f *tcpFilter) onConnect(tc transport.Conn, err error) {
 		return
 	}
 	if err != nil {
-		f.cfg.Stats.ConnectFailures.Add(1)
+		if st := f.cfg.Stats; st != nil {
+			st.UpstreamCxConnectFail.Inc(f.c.ID())
+		}
 		if f.attempts < max(f.cfg.ConnectAttempts, 1) {
 			f.connect()
 			return
@@ -116,13 +122,13 @@ func (f *tcpFilter) onConnect(tc transport.Conn, err error) {
 func (f *tcpFilter) write(side int, bufs ...*buffer.Buf) {
 	var q int
 	if side == up {
-		for _, b := range bufs {
-			f.cfg.Stats.BytesUp.Add(uint64(b.Len()))
+		if st := f.cfg.Stats; st != nil {
+			st.UpstreamTxBytes.Add(f.c.ID(), uint64(bufsLen(bufs)))
 		}
 		q, _ = f.u.Write(bufs...)
 	} else {
-		for _, b := range bufs {
-			f.cfg.Stats.BytesDown.Add(uint64(b.Len()))
+		if st := f.cfg.Stats; st != nil {
+			st.UpstreamRxBytes.Add(f.c.ID(), uint64(bufsLen(bufs)))
 		}
 		q, _ = f.c.Write(bufs...)
 	}
@@ -131,6 +137,15 @@ func (f *tcpFilter) write(side int, bufs ...*buffer.Buf) {
 		f.paused[1-side] = true
 		f.readDisable(1-side, true)
 	}
+}
+
+// bufsLen sums the bytes in bufs.
+func bufsLen(bufs []*buffer.Buf) int {
+	n := 0
+	for _, b := range bufs {
+		n += b.Len()
+	}
+	return n
 }
 
 func (f *tcpFilter) readDisable(side int, d bool) {

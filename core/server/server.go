@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/proxylab/proxylab/core/accesslog"
 	"github.com/proxylab/proxylab/core/config"
 	"github.com/proxylab/proxylab/core/network"
 	h1 "github.com/proxylab/proxylab/core/protocol/http1"
@@ -28,12 +29,22 @@ type Server struct {
 	tr        transport.Transport
 	clusters  *upstream.Manager
 	listeners []*network.Listener
+	infos     []*ListenerInfo
 	demo      *http.Server
 	log       *slog.Logger
 	timers    *timer.Wheel
+}
 
-	HTTPStats proxy.HTTPStats
-	TCPStats  proxy.TCPStats
+// ListenerInfo is what the admin API shows of a listener.
+type ListenerInfo struct {
+	Name     string
+	Filter   string // "http_proxy" or "tcp_proxy"
+	Listener *network.Listener
+	// Stats are nil when metrics are disabled; HTTP or TCP by filter.
+	Conn      *network.ListenerStats
+	HTTP      *proxy.HTTPStats
+	TCP       *proxy.TCPStats
+	AccessLog *accesslog.Logger
 }
 
 // New builds everything the config describes and binds the listeners (so a
@@ -43,8 +54,9 @@ func New(cfg *config.Config, tr transport.Transport, log *slog.Logger) (*Server,
 	var clusters []*upstream.Cluster
 	for _, cc := range cfg.Clusters {
 		ucfg := upstream.ClusterConfig{
-			Name: cc.Name,
-			LB:   cc.LB,
+			Name:  cc.Name,
+			LB:    cc.LB,
+			Stats: cfg.Stats.Enabled,
 			HTTP1: h1s.ClientSettings{
 				Limits:             h1.DefaultLimits,
 				ConnectTimeout:     cc.ConnectTimeout.D(),
@@ -66,7 +78,11 @@ func New(cfg *config.Config, tr transport.Transport, log *slog.Logger) (*Server,
 	s.clusters = upstream.NewManager(clusters)
 
 	for _, lc := range cfg.Listeners {
-		chain, err := s.chainFor(lc)
+		info := &ListenerInfo{Name: lc.Name}
+		if cfg.Stats.Enabled {
+			info.Conn = &network.ListenerStats{}
+		}
+		chain, err := s.chainFor(lc, info)
 		if err != nil {
 			s.Close()
 			return nil, err
@@ -76,12 +92,27 @@ func New(cfg *config.Config, tr transport.Transport, log *slog.Logger) (*Server,
 			s.Close()
 			return nil, fmt.Errorf("server: listener %q: %w", lc.Name, err)
 		}
+		l.Stats = info.Conn
+		info.Listener = l
 		s.listeners = append(s.listeners, l)
+		s.infos = append(s.infos, info)
 	}
 	return s, nil
 }
 
-func (s *Server) chainFor(lc config.Listener) (network.ChainFactory, error) {
+// Infos describes the listeners for the admin API.
+func (s *Server) Infos() []*ListenerInfo { return s.infos }
+
+// Clusters is the cluster manager.
+func (s *Server) Clusters() *upstream.Manager { return s.clusters }
+
+// Transport is the transport the server runs on.
+func (s *Server) Transport() transport.Transport { return s.tr }
+
+// Config is the effective config.
+func (s *Server) Config() *config.Config { return s.cfg }
+
+func (s *Server) chainFor(lc config.Listener, info *ListenerInfo) (network.ChainFactory, error) {
 	if h := lc.HTTP; h != nil {
 		var vhosts []router.VirtualHost
 		for _, vh := range s.cfg.Routes {
@@ -107,8 +138,27 @@ func (s *Server) chainFor(lc config.Listener) (network.ChainFactory, error) {
 			},
 			Scheme:           "http",
 			MaxRequestBuffer: h.MaxRequestBuffer,
-			Stats:            &s.HTTPStats,
 			Log:              s.log,
+		}
+		info.Filter = "http_proxy"
+		if s.cfg.Stats.Enabled {
+			hc.Stats = &proxy.HTTPStats{}
+			info.HTTP = hc.Stats
+		}
+		if al := h.AccessLog; al != nil {
+			format := al.Format
+			if format == "" {
+				format = accesslog.DefaultFormat
+			}
+			f, err := accesslog.ParseFormat(format)
+			if err != nil {
+				return nil, fmt.Errorf("server: listener %q: %w", lc.Name, err)
+			}
+			lg, err := accesslog.Open(al.Path, f, al.Buffer)
+			if err != nil {
+				return nil, fmt.Errorf("server: listener %q: %w", lc.Name, err)
+			}
+			hc.AccessLog, info.AccessLog = lg, lg
 		}
 		return func() ([]network.ReadFilter, []network.WriteFilter) {
 			return []network.ReadFilter{proxy.NewHTTPFilter(hc)}, nil
@@ -122,7 +172,11 @@ func (s *Server) chainFor(lc config.Listener) (network.ChainFactory, error) {
 		ConnectTimeout:  s.connectTimeout(t.Cluster),
 		ConnectAttempts: min(len(cl.Hosts()), 3),
 		HighWatermark:   t.HighWatermark,
-		Stats:           &s.TCPStats,
+	}
+	info.Filter = "tcp_proxy"
+	if s.cfg.Stats.Enabled {
+		tc.Stats = &proxy.TCPStats{}
+		info.TCP = tc.Stats
 	}
 	return func() ([]network.ReadFilter, []network.WriteFilter) {
 		return []network.ReadFilter{proxy.NewTCPFilter(tc)}, nil
@@ -199,6 +253,11 @@ func (s *Server) Drain(ctx context.Context) error {
 func (s *Server) Close() {
 	for _, l := range s.listeners {
 		l.Close()
+	}
+	for _, info := range s.infos {
+		if info.AccessLog != nil {
+			info.AccessLog.Close()
+		}
 	}
 	if s.clusters != nil {
 		s.clusters.Drain()

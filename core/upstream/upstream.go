@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/proxylab/proxylab/core/stats"
 	h1s "github.com/proxylab/proxylab/core/stream/http1"
 	"github.com/proxylab/proxylab/transport"
 )
@@ -22,6 +23,7 @@ type Host struct {
 	http1        *h1s.Pool
 
 	ActiveRequests atomic.Int64
+	RqTotal        stats.Counter
 }
 
 // Cluster returns the cluster the host belongs to.
@@ -111,6 +113,8 @@ type ClusterConfig struct {
 	LB    string
 	Hosts []HostConfig
 	HTTP1 h1s.ClientSettings
+	// Stats enables the cluster's metrics.
+	Stats bool
 }
 
 // HostConfig is one static host.
@@ -119,11 +123,24 @@ type HostConfig struct {
 	Weight  uint32
 }
 
+// ClusterStats are a cluster's upstream request metrics (Envoy's
+// cluster.<name>.upstream_rq_*). Connection counts come from the host pools.
+type ClusterStats struct {
+	UpstreamRqTotal           stats.Counter
+	UpstreamRqXX              [6]stats.Counter // by status class
+	UpstreamRqRetry           stats.Counter
+	UpstreamRqTimeout         stats.Counter
+	UpstreamRqPendingOverflow stats.Counter
+	UpstreamRqTime            stats.Histogram // request sent → response complete
+}
+
 // Cluster is a named set of hosts with a load balancer.
 type Cluster struct {
 	Name  string
 	hosts []*Host
 	lb    LoadBalancer
+	// Stats is nil when metrics are disabled.
+	Stats *ClusterStats
 }
 
 // Choose picks a host, or nil when there is none.
@@ -143,6 +160,9 @@ func NewCluster(cfg ClusterConfig, tr transport.Transport) (*Cluster, error) {
 		return nil, fmt.Errorf("upstream: cluster %q: unknown load balancer %q (have %v)", cfg.Name, name, LBNames())
 	}
 	c := &Cluster{Name: cfg.Name}
+	if cfg.Stats {
+		c.Stats = &ClusterStats{}
+	}
 	set := cfg.HTTP1
 	for _, hc := range cfg.Hosts {
 		h := &Host{Address: hc.Address, AddressBytes: []byte(hc.Address), Weight: hc.Weight, cluster: c}
@@ -172,6 +192,15 @@ func NewManager(clusters []*Cluster) *Manager {
 		m.clusters[c.Name] = c
 	}
 	return m
+}
+
+// Clusters lists the clusters (in no particular order).
+func (m *Manager) Clusters() []*Cluster {
+	out := make([]*Cluster, 0, len(m.clusters))
+	for _, c := range m.clusters {
+		out = append(out, c)
+	}
+	return out
 }
 
 // Get returns the named cluster or nil.

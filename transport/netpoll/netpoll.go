@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/proxylab/proxylab/core/buffer"
+	"github.com/proxylab/proxylab/core/stats"
 	"github.com/proxylab/proxylab/transport"
 	"github.com/proxylab/proxylab/transport/internal/writeq"
 )
@@ -30,9 +31,22 @@ const Name = "netpoll"
 // Transport is the netpoll transport.
 type Transport struct {
 	opts transport.Options
+
+	accepts, dials, dialFails atomic.Uint64
+	reads, eagain, writes     stats.Counter // sharded by connection
+	ids                       atomic.Uint64
 }
 
-var _ transport.Transport = (*Transport)(nil)
+var (
+	_ transport.Transport     = (*Transport)(nil)
+	_ transport.StatsReporter = (*Transport)(nil)
+)
+
+// Stats reports the transport's counters (transport.StatsReporter).
+func (t *Transport) Stats() transport.Stats {
+	return transport.Stats{Accepts: t.accepts.Load(), Dials: t.dials.Load(), DialFailures: t.dialFails.Load(),
+		Reads: t.reads.Value(), EAGAINReads: t.eagain.Value(), Writes: t.writes.Value()}
+}
 
 // New builds a netpoll transport.
 func New(opts transport.Options) (transport.Transport, error) {
@@ -56,14 +70,16 @@ func (t *Transport) Listen(network, address string) (transport.Listener, error) 
 
 // Dial connects in a new goroutine and reports through done.
 func (t *Transport) Dial(network, address string, timeout time.Duration, done func(transport.Conn, error)) {
+	t.dials.Add(1)
 	go func() {
 		d := net.Dialer{Timeout: timeout}
 		c, err := d.Dial(network, address)
 		if err != nil {
+			t.dialFails.Add(1)
 			done(nil, fmt.Errorf("netpoll: dial %s: %w", address, err))
 			return
 		}
-		nc, err := newConn(c.(*net.TCPConn), t.opts.ReadBufferSize)
+		nc, err := t.newConn(c.(*net.TCPConn))
 		if err != nil {
 			c.Close()
 			done(nil, err)
@@ -101,7 +117,8 @@ func (l *listener) Start(accept func(transport.Conn)) {
 				continue
 			}
 			backoff = 0
-			nc, err := newConn(c, l.t.opts.ReadBufferSize)
+			l.t.accepts.Add(1)
+			nc, err := l.t.newConn(c)
 			if err != nil {
 				c.Close()
 				continue
@@ -115,6 +132,8 @@ func (l *listener) Start(accept func(transport.Conn)) {
 var iovs = sync.Pool{New: func() any { return new([writeq.MaxIov]unix.Iovec) }}
 
 type conn struct {
+	t        *Transport
+	id       uint64 // shard key for the transport's counters
 	tc       *net.TCPConn
 	rc       syscall.RawConn
 	h        transport.Handler
@@ -152,12 +171,12 @@ var (
 	_ transport.SyscallConner = (*conn)(nil)
 )
 
-func newConn(tc *net.TCPConn, readSize int) (*conn, error) {
+func (t *Transport) newConn(tc *net.TCPConn) (*conn, error) {
 	rc, err := tc.SyscallConn()
 	if err != nil {
 		return nil, fmt.Errorf("netpoll: %w", err)
 	}
-	c := &conn{tc: tc, rc: rc, readSize: readSize, rdWake: make(chan struct{}, 1), closeCh: make(chan struct{})}
+	c := &conn{t: t, id: t.ids.Add(1), tc: tc, rc: rc, readSize: t.opts.ReadBufferSize, rdWake: make(chan struct{}, 1), closeCh: make(chan struct{})}
 	c.readFn = c.doRead
 	c.tryWriteFn = func(fd uintptr) bool { c.writev(fd); return true }
 	c.waitFn = func(fd uintptr) bool { return c.writev(fd) }
@@ -177,10 +196,12 @@ func (c *conn) doRead(fd uintptr) bool {
 	b := buffer.Get(c.readSize)
 	for {
 		n, err := unix.Read(int(fd), b.Free())
+		c.t.reads.Inc(c.id)
 		switch err {
 		case unix.EINTR:
 			continue
 		case unix.EAGAIN:
+			c.t.eagain.Inc(c.id)
 			b.Release()
 			return false
 		}
@@ -266,6 +287,7 @@ func (c *conn) ReadDisable(disable bool) {
 
 // writev writes c.iov; returns false on EAGAIN so a blocking caller waits.
 func (c *conn) writev(fd uintptr) bool {
+	c.t.writes.Inc(c.id)
 	n, e := writeq.Writev(fd, c.iov)
 	switch e {
 	case 0:

@@ -39,6 +39,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/proxylab/proxylab/core/buffer"
+	"github.com/proxylab/proxylab/core/stats"
 	"github.com/proxylab/proxylab/transport"
 	"github.com/proxylab/proxylab/transport/internal/writeq"
 )
@@ -60,9 +61,15 @@ type Transport struct {
 	next  atomic.Uint32
 	table []atomic.Pointer[conn] // by fd
 	gen   atomic.Int32
+
+	accepts, dials, dialFails atomic.Uint64
+	writevs                   stats.Counter // writes come from any goroutine: sharded
 }
 
-var _ transport.Transport = (*Transport)(nil)
+var (
+	_ transport.Transport     = (*Transport)(nil)
+	_ transport.StatsReporter = (*Transport)(nil)
+)
 
 // New starts the reactor: Options.Workers loops, default one per pinned CPU
 // (or per GOMAXPROCS when not pinned).
@@ -109,26 +116,18 @@ func (t *Transport) pick() *loop {
 	return t.loops[int(t.next.Add(1))%len(t.loops)]
 }
 
-// Stats reports reactor counters (for tests and metrics).
-type Stats struct {
-	Loops                                        int
-	Wakeups, Events, Reads, EAGAINReads, Writevs uint64
-}
-
-// Stats sums the loops' counters.
-func (t *Transport) Stats() Stats {
-	s := Stats{Loops: len(t.loops)}
+// Stats sums the loops' counters (transport.StatsReporter).
+func (t *Transport) Stats() transport.Stats {
+	s := transport.Stats{Loops: len(t.loops), Accepts: t.accepts.Load(), Dials: t.dials.Load(), DialFailures: t.dialFails.Load()}
 	for _, l := range t.loops {
 		s.Wakeups += l.nWakeups.Load()
 		s.Events += l.nEvents.Load()
 		s.Reads += l.nReads.Load()
 		s.EAGAINReads += l.nEAGAIN.Load()
 	}
-	s.Writevs = writevs.Load()
+	s.Writes = t.writevs.Value()
 	return s
 }
-
-var writevs atomic.Uint64
 
 // timeoutError is a connect timeout: a net.Error whose Timeout is true.
 type timeoutError struct{}
@@ -449,7 +448,7 @@ func (c *conn) writeLocked() error {
 	for c.q.Len() > 0 {
 		n, total := c.q.Iov(iov[:])
 		w, e := writeq.Writev(uintptr(c.fd), iov[:n])
-		writevs.Add(1)
+		c.t.writevs.Inc(uint64(c.fd))
 		switch e {
 		case 0:
 		case unix.EAGAIN:
@@ -570,6 +569,7 @@ func (c *conn) finalize(err error) {
 	c.closeErr = err
 	switch {
 	case c.connecting:
+		c.t.dialFails.Add(1)
 		c.connecting = false
 		if c.dialTimer != nil {
 			c.dialTimer.Stop()
@@ -638,7 +638,11 @@ func resolve(address string) (netip.AddrPort, error) {
 
 // Dial connects without blocking; the loop reports the result.
 func (t *Transport) Dial(network, address string, timeout time.Duration, done func(transport.Conn, error)) {
-	fail := func(err error) { go done(nil, fmt.Errorf("rawepoll: dial %s: %w", address, err)) }
+	t.dials.Add(1)
+	fail := func(err error) {
+		t.dialFails.Add(1)
+		go done(nil, fmt.Errorf("rawepoll: dial %s: %w", address, err))
+	}
 	ap, err := resolve(address)
 	if err != nil {
 		fail(err)
@@ -775,6 +779,7 @@ func (ls *listener) acceptAll(l *loop) {
 			return
 		}
 		unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+		ls.t.accepts.Add(1)
 		target := ls.t.pick()
 		c := ls.t.newConn(fd, target)
 		c.raddr, c.laddr = addrPort(sa), ls.addr

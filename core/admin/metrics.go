@@ -1,0 +1,154 @@
+package admin
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/proxylab/proxylab/core/buffer"
+	"github.com/proxylab/proxylab/core/server"
+	"github.com/proxylab/proxylab/core/stats"
+	"github.com/proxylab/proxylab/transport"
+)
+
+// collector turns the server's hot-path counters into Prometheus metrics at
+// scrape time; nothing on the request path knows Prometheus exists.
+type collector struct{ srv *server.Server }
+
+func desc(name, help string, labels ...string) *prometheus.Desc {
+	return prometheus.NewDesc("proxylab_"+name, help, labels, nil)
+}
+
+var (
+	dCxTotal    = desc("listener_downstream_cx_total", "Downstream connections accepted.", "listener")
+	dCxActive   = desc("listener_downstream_cx_active", "Downstream connections open.", "listener")
+	dCxDestroy  = desc("listener_downstream_cx_destroy_total", "Downstream connections closed, by which side closed first.", "listener", "origin")
+	dCxRx       = desc("listener_downstream_cx_rx_bytes_total", "Bytes read from downstream connections.", "listener")
+	dCxTx       = desc("listener_downstream_cx_tx_bytes_total", "Bytes written to downstream connections.", "listener")
+	dRqTotal    = desc("http_downstream_rq_total", "Downstream HTTP requests.", "listener")
+	dRqActive   = desc("http_downstream_rq_active", "Downstream HTTP requests in flight.", "listener")
+	dRqXX       = desc("http_downstream_rq_xx_total", "Downstream HTTP responses by status class.", "listener", "code_class")
+	dRqTime     = desc("http_downstream_rq_time_seconds", "Time from a request head to its complete response.", "listener")
+	dLocal      = desc("http_local_replies_total", "Responses made by the proxy itself (404, 502, 503, 504 …).", "listener")
+	dTCPCx      = desc("tcp_upstream_cx_total", "Upstream connections opened by tcp_proxy.", "listener")
+	dTCPFail    = desc("tcp_upstream_cx_connect_fail_total", "tcp_proxy upstream connect failures.", "listener")
+	dTCPTx      = desc("tcp_upstream_tx_bytes_total", "Bytes tcp_proxy sent upstream.", "listener")
+	dTCPRx      = desc("tcp_upstream_rx_bytes_total", "Bytes tcp_proxy received from upstream.", "listener")
+	dALWritten  = desc("access_log_written_total", "Access log entries written.", "listener")
+	dALDropped  = desc("access_log_dropped_total", "Access log entries dropped because the writer fell behind.", "listener")
+	dUpRq       = desc("cluster_upstream_rq_total", "Upstream requests.", "cluster")
+	dUpRqXX     = desc("cluster_upstream_rq_xx_total", "Upstream responses by status class.", "cluster", "code_class")
+	dUpRetry    = desc("cluster_upstream_rq_retry_total", "Upstream request retries.", "cluster")
+	dUpTimeout  = desc("cluster_upstream_rq_timeout_total", "Upstream requests that timed out (504).", "cluster")
+	dUpOverflow = desc("cluster_upstream_rq_pending_overflow_total", "Requests refused because the pending queue was full (503).", "cluster")
+	dUpTime     = desc("cluster_upstream_rq_time_seconds", "Time from sending a request upstream to its complete response.", "cluster")
+	dUpCx       = desc("cluster_upstream_cx_total", "Upstream connections opened.", "cluster")
+	dUpCxFail   = desc("cluster_upstream_cx_connect_fail_total", "Upstream connect failures.", "cluster")
+	dUpCxActive = desc("cluster_upstream_cx_active", "Upstream connections open.", "cluster")
+	dHostRq     = desc("cluster_host_rq_total", "Requests sent to a host.", "cluster", "host")
+	dHostActive = desc("cluster_host_rq_active", "Requests in flight to a host.", "cluster", "host")
+	dHostCx     = desc("cluster_host_cx_active", "Connections open to a host.", "cluster", "host")
+	dHostFail   = desc("cluster_host_cx_connect_fail_total", "Connect failures to a host.", "cluster", "host")
+	dTrAccepts  = desc("transport_accepts_total", "Connections accepted by the transport.", "transport")
+	dTrDials    = desc("transport_dials_total", "Outbound connects started.", "transport")
+	dTrDialFail = desc("transport_dial_failures_total", "Outbound connects that failed.", "transport")
+	dTrReads    = desc("transport_reads_total", "read(2) calls.", "transport")
+	dTrEAGAIN   = desc("transport_eagain_reads_total", "read(2) calls that found nothing (EAGAIN).", "transport")
+	dTrWrites   = desc("transport_writes_total", "writev(2) calls.", "transport")
+	dTrWakeups  = desc("transport_wakeups_total", "Event-loop wakeups (epoll_wait returns).", "transport")
+	dTrEvents   = desc("transport_events_total", "Readiness events handled.", "transport")
+	dTrLoops    = desc("transport_loops", "Event loops (rawepoll workers).", "transport")
+	dBufGets    = desc("buffer_pool_gets_total", "Buffers taken from the pool.")
+	dBufAllocs  = desc("buffer_pool_allocs_total", "Buffers the pool had to allocate (the rest were reused).")
+)
+
+func (collector) Describe(chan<- *prometheus.Desc) {} // unchecked: the label sets follow the config
+
+func counter(ch chan<- prometheus.Metric, d *prometheus.Desc, v uint64, labels ...string) {
+	ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+}
+
+func gauge(ch chan<- prometheus.Metric, d *prometheus.Desc, v float64, labels ...string) {
+	ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+}
+
+func histogram(ch chan<- prometheus.Metric, d *prometheus.Desc, h *stats.Histogram, labels ...string) {
+	buckets, count, sum := h.Snapshot()
+	ch <- prometheus.MustNewConstHistogram(d, count, sum, buckets, labels...)
+}
+
+var classes = [...]string{1: "1xx", 2: "2xx", 3: "3xx", 4: "4xx", 5: "5xx"}
+
+func (c collector) Collect(ch chan<- prometheus.Metric) {
+	for _, l := range c.srv.Infos() {
+		if st := l.Conn; st != nil {
+			counter(ch, dCxTotal, st.CxTotal.Value(), l.Name)
+			gauge(ch, dCxActive, float64(st.CxActive.Value()), l.Name)
+			counter(ch, dCxDestroy, st.CxDestroyLocal.Value(), l.Name, "local")
+			counter(ch, dCxDestroy, st.CxDestroyRemote.Value(), l.Name, "remote")
+			counter(ch, dCxRx, st.RxBytes.Value(), l.Name)
+			counter(ch, dCxTx, st.TxBytes.Value(), l.Name)
+		}
+		if st := l.HTTP; st != nil {
+			counter(ch, dRqTotal, st.RqTotal.Value(), l.Name)
+			gauge(ch, dRqActive, float64(st.RqActive.Value()), l.Name)
+			for i := 1; i <= 5; i++ {
+				counter(ch, dRqXX, st.RqXX[i].Value(), l.Name, classes[i])
+			}
+			histogram(ch, dRqTime, &st.RqTime, l.Name)
+			counter(ch, dLocal, st.LocalReplies.Value(), l.Name)
+		}
+		if st := l.TCP; st != nil {
+			counter(ch, dTCPCx, st.UpstreamCxTotal.Value(), l.Name)
+			counter(ch, dTCPFail, st.UpstreamCxConnectFail.Value(), l.Name)
+			counter(ch, dTCPTx, st.UpstreamTxBytes.Value(), l.Name)
+			counter(ch, dTCPRx, st.UpstreamRxBytes.Value(), l.Name)
+		}
+		if al := l.AccessLog; al != nil {
+			counter(ch, dALWritten, al.Written(), l.Name)
+			counter(ch, dALDropped, al.Dropped(), l.Name)
+		}
+	}
+	for _, cl := range c.srv.Clusters().Clusters() {
+		n := cl.Name
+		var cx, fail uint64
+		var active int64
+		for _, h := range cl.Hosts() {
+			ps := &h.HTTP1Pool().Stats
+			cx += ps.ConnectsTotal.Load()
+			fail += ps.ConnectFailures.Load()
+			active += ps.Active.Load()
+			counter(ch, dHostRq, h.RqTotal.Value(), n, h.Address)
+			gauge(ch, dHostActive, float64(h.ActiveRequests.Load()), n, h.Address)
+			gauge(ch, dHostCx, float64(ps.Active.Load()), n, h.Address)
+			counter(ch, dHostFail, ps.ConnectFailures.Load(), n, h.Address)
+		}
+		counter(ch, dUpCx, cx, n)
+		counter(ch, dUpCxFail, fail, n)
+		gauge(ch, dUpCxActive, float64(active), n)
+		if st := cl.Stats; st != nil {
+			counter(ch, dUpRq, st.UpstreamRqTotal.Value(), n)
+			for i := 1; i <= 5; i++ {
+				counter(ch, dUpRqXX, st.UpstreamRqXX[i].Value(), n, classes[i])
+			}
+			counter(ch, dUpRetry, st.UpstreamRqRetry.Value(), n)
+			counter(ch, dUpTimeout, st.UpstreamRqTimeout.Value(), n)
+			counter(ch, dUpOverflow, st.UpstreamRqPendingOverflow.Value(), n)
+			histogram(ch, dUpTime, &st.UpstreamRqTime, n)
+		}
+	}
+	tr := c.srv.Transport()
+	if r, ok := tr.(transport.StatsReporter); ok {
+		s, name := r.Stats(), tr.Name()
+		counter(ch, dTrAccepts, s.Accepts, name)
+		counter(ch, dTrDials, s.Dials, name)
+		counter(ch, dTrDialFail, s.DialFailures, name)
+		counter(ch, dTrReads, s.Reads, name)
+		counter(ch, dTrEAGAIN, s.EAGAINReads, name)
+		counter(ch, dTrWrites, s.Writes, name)
+		counter(ch, dTrWakeups, s.Wakeups, name)
+		counter(ch, dTrEvents, s.Events, name)
+		gauge(ch, dTrLoops, float64(s.Loops), name)
+	}
+	gets, allocs := buffer.PoolStats()
+	counter(ch, dBufGets, gets)
+	counter(ch, dBufAllocs, allocs)
+}
