@@ -6,7 +6,7 @@ LDFLAGS   := -X main.version=$(VERSION)
 FUZZTIME  ?= 20s
 PKGS      := ./...
 
-.PHONY: all build run test unit integration fuzz race bench bench-go deps vet clean
+.PHONY: all build run test fuzz race bench bench-overhead bench-go deps vet clean
 
 all: build
 
@@ -52,6 +52,10 @@ bench-go:
 # Whole-system comparison against haproxy (and nginx) on this host.
 bench: build deps
 	./scripts/bench-h1.sh
+
+# What metrics and access logs cost, on vs off in one run.
+bench-overhead: build deps
+	./scripts/bench-overhead.sh
 
 clean:
 	rm -rf bin
