@@ -228,6 +228,11 @@ func Run(t *testing.T, newTransport func() transport.Transport) {
 		time.Sleep(20 * time.Millisecond)
 		peer.Close() // RST
 		r.waitFor(t, "OnClose", func() bool { return r.closes == 1 })
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if r.closeErr == nil {
+			t.Fatal("a reset by the peer was reported as a clean close")
+		}
 	})
 
 	t.Run("ReadDisablePausesDelivery", func(t *testing.T) {
