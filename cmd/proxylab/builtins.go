@@ -2,13 +2,18 @@ package main
 
 import (
 	"github.com/proxylab/proxylab/core/upstream"
+	"github.com/proxylab/proxylab/offload"
+	"github.com/proxylab/proxylab/offload/gotls"
 	"github.com/proxylab/proxylab/transport"
 	"github.com/proxylab/proxylab/transport/netpoll"
 )
 
-// registerBuiltins is the one list of what this binary ships: transports and
-// load-balancing policies. A new transport is one package plus one line here.
+// registerBuiltins is the one list of what this binary ships: transports,
+// crypto engines and load-balancing policies. A new transport or engine is
+// one package plus one line here.
 func registerBuiltins() {
+	offload.Register(gotls.Name, gotls.New)
+
 	transport.Register(netpoll.Name, netpoll.New)
 	registerPlatformBuiltins() // rawepoll on Linux
 

@@ -21,6 +21,7 @@ import (
 	"github.com/proxylab/proxylab/core/config"
 	"github.com/proxylab/proxylab/core/server"
 	"github.com/proxylab/proxylab/core/upstream"
+	"github.com/proxylab/proxylab/offload"
 	"github.com/proxylab/proxylab/transport"
 )
 
@@ -37,6 +38,7 @@ const usage = `proxylab — a Go L4/L7 proxy built as a performance lab
 usage:
   proxylab run [-c FILE] [--transport NAME] [--cpus LIST] [--workers N] [--log-level LEVEL] [--cpuprofile FILE]
   proxylab validate -c FILE
+  proxylab certs [-dir DIR] [-hosts a,b] [-key ecdsa|rsa]   (a test CA and certificates)
   proxylab version
 
 With no -c, run serves the embedded default config (127.0.0.1:8080 in front of
@@ -53,6 +55,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdRun(args[1:], stderr)
 	case "validate":
 		return cmdValidate(args[1:], stdout, stderr)
+	case "certs":
+		return cmdCerts(args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintf(stdout, "proxylab %s %s %s/%s\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 		return 0
@@ -65,7 +69,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 }
 
 func known() config.Known {
-	return config.Known{Transports: transport.Names(), LBs: upstream.LBNames()}
+	return config.Known{Transports: transport.Names(), LBs: upstream.LBNames(), Engines: offload.Names()}
 }
 
 func cmdValidate(args []string, stdout, stderr io.Writer) int {

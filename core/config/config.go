@@ -107,10 +107,70 @@ type DemoUpstream struct {
 type Listener struct {
 	Name    string `yaml:"name"`
 	Address string `yaml:"address"`
+	// TLS, when set, secures the listener's connections.
+	TLS *ListenerTLS `yaml:"tls,omitempty"`
 	// Exactly one of the network filters.
 	HTTP *HTTPProxy `yaml:"http_proxy,omitempty"`
 	TCP  *TCPProxy  `yaml:"tcp_proxy,omitempty"`
 }
+
+// CertFiles is one PEM certificate chain and its key.
+type CertFiles struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+}
+
+// ListenerTLS is a listener's TLS settings.
+type ListenerTLS struct {
+	// Engine secures the connections: gotls (crypto/tls) by default.
+	Engine string `yaml:"engine"`
+	// Certificates: the first is the default, the others chosen by SNI
+	// against the names in them (exact or wildcard).
+	Certificates []CertFiles `yaml:"certificates"`
+	ALPN         []string    `yaml:"alpn,omitempty"`
+	MinVersion   string      `yaml:"min_version,omitempty"`
+	MaxVersion   string      `yaml:"max_version,omitempty"`
+	CipherSuites []string    `yaml:"cipher_suites,omitempty"`
+	Curves       []string    `yaml:"curves,omitempty"`
+	// ClientAuth: none, request, or require (verified against ClientCA).
+	ClientAuth string   `yaml:"client_auth"`
+	ClientCA   string   `yaml:"client_ca,omitempty"`
+	ClientSANs []string `yaml:"client_sans,omitempty"`
+	// SessionTicketKeyFile shares ticket keys between instances (lines of
+	// 64 hex digits, the first encrypts); otherwise keys are random and
+	// rotate every TicketRotation.
+	SessionTicketKeyFile string   `yaml:"session_ticket_key_file,omitempty"`
+	TicketRotation       Duration `yaml:"ticket_rotation"`
+	ReloadInterval       Duration `yaml:"reload_interval"`
+	HandshakeTimeout     Duration `yaml:"handshake_timeout"`
+	// Inspector serves TLS and plaintext clients on the same port.
+	Inspector bool `yaml:"inspector"`
+}
+
+func (t *ListenerTLS) setDefaults() {
+	t.Engine = "gotls"
+	t.ALPN = []string{"http/1.1"}
+	t.ClientAuth = "none"
+	t.TicketRotation = Duration(time.Hour)
+	t.ReloadInterval = Duration(5 * time.Second)
+	t.HandshakeTimeout = Duration(10 * time.Second)
+}
+
+// ClusterTLS is how a cluster's upstream connections are secured.
+type ClusterTLS struct {
+	Engine string `yaml:"engine"`
+	// SNI to send; empty: the host's address without the port.
+	SNI string `yaml:"sni,omitempty"`
+	// CAFile verifies the upstream; empty: the system roots.
+	CAFile string `yaml:"ca_file,omitempty"`
+	// InsecureSkipVerify turns verification off (for tests; logged).
+	InsecureSkipVerify bool       `yaml:"insecure_skip_verify,omitempty"`
+	ClientCert         *CertFiles `yaml:"client_cert,omitempty"`
+	ALPN               []string   `yaml:"alpn,omitempty"`
+	MinVersion         string     `yaml:"min_version,omitempty"`
+}
+
+func (t *ClusterTLS) setDefaults() { t.Engine = "gotls" }
 
 // HTTPProxy configures the http_proxy filter.
 type HTTPProxy struct {
@@ -187,7 +247,9 @@ type Cluster struct {
 	MaxConnections           int      `yaml:"max_connections"`
 	MaxPending               int      `yaml:"max_pending"`
 	MaxRequestsPerConnection int      `yaml:"max_requests_per_connection"`
-	Hosts                    []Host   `yaml:"hosts"`
+	// TLS, when set, secures connections to the hosts (each may opt out).
+	TLS   *ClusterTLS `yaml:"tls,omitempty"`
+	Hosts []Host      `yaml:"hosts"`
 }
 
 func (c *Cluster) setDefaults() {
@@ -201,6 +263,8 @@ func (c *Cluster) setDefaults() {
 type Host struct {
 	Address string `yaml:"address"`
 	Weight  uint32 `yaml:"weight"`
+	// Plaintext opts this host out of the cluster's TLS.
+	Plaintext bool `yaml:"plaintext,omitempty"`
 }
 
 func (h *Host) setDefaults() { h.Weight = 1 }
@@ -209,6 +273,7 @@ func (h *Host) setDefaults() { h.Weight = 1 }
 type Known struct {
 	Transports []string
 	LBs        []string
+	Engines    []string
 }
 
 // Parse decodes and validates a config; the error is an Errors listing every
@@ -293,6 +358,18 @@ func (c *Config) validate(k Known) Errors {
 		if len(cl.Hosts) == 0 {
 			add(p+".hosts", "at least one host is required")
 		}
+		if t := cl.TLS; t != nil {
+			if !slices.Contains(k.Engines, t.Engine) {
+				add(p+".tls.engine", "unknown engine %q (available: %s)", t.Engine, strings.Join(k.Engines, ", "))
+			}
+			if t.CAFile != "" {
+				checkFile(t.CAFile, p+".tls.ca_file", add)
+			}
+			if c := t.ClientCert; c != nil {
+				checkFile(c.CertFile, p+".tls.client_cert.cert_file", add)
+				checkFile(c.KeyFile, p+".tls.client_cert.key_file", add)
+			}
+		}
 		for j, h := range cl.Hosts {
 			hp := fmt.Sprintf("%s.hosts[%d]", p, j)
 			checkAddr(h.Address, hp+".address", add)
@@ -361,6 +438,36 @@ func (c *Config) validate(k Known) Errors {
 		if (l.HTTP == nil) == (l.TCP == nil) {
 			add(p, "exactly one of http_proxy or tcp_proxy is required")
 		}
+		if t := l.TLS; t != nil {
+			tp := p + ".tls"
+			if !slices.Contains(k.Engines, t.Engine) {
+				add(tp+".engine", "unknown engine %q (available: %s)", t.Engine, strings.Join(k.Engines, ", "))
+			}
+			if len(t.Certificates) == 0 {
+				add(tp+".certificates", "at least one certificate is required")
+			}
+			for j, c := range t.Certificates {
+				checkFile(c.CertFile, fmt.Sprintf("%s.certificates[%d].cert_file", tp, j), add)
+				checkFile(c.KeyFile, fmt.Sprintf("%s.certificates[%d].key_file", tp, j), add)
+			}
+			switch t.ClientAuth {
+			case "none", "request":
+			case "require":
+				if t.ClientCA == "" {
+					add(tp+".client_ca", "required when client_auth is require")
+				}
+			default:
+				add(tp+".client_auth", "unknown policy %q (none, request, require)", t.ClientAuth)
+			}
+			if t.ClientCA != "" {
+				checkFile(t.ClientCA, tp+".client_ca", add)
+			}
+			for _, v := range []struct{ name, v string }{{"min_version", t.MinVersion}, {"max_version", t.MaxVersion}} {
+				if v.v != "" && v.v != "1.2" && v.v != "1.3" {
+					add(tp+"."+v.name, "must be 1.2 or 1.3")
+				}
+			}
+		}
 		if h := l.HTTP; h != nil {
 			hp := p + ".http_proxy"
 			for j, v := range h.VirtualHosts {
@@ -409,6 +516,16 @@ func (c *Config) validate(k Known) Errors {
 		}
 	}
 	return es
+}
+
+func checkFile(name, path string, add func(string, string, ...any)) {
+	if name == "" {
+		add(path, "required")
+		return
+	}
+	if _, err := os.Stat(name); err != nil {
+		add(path, "%v", err)
+	}
 }
 
 func checkAddr(a, path string, add func(string, string, ...any)) bool {

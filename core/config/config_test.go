@@ -8,7 +8,7 @@ import (
 	"time"
 )
 
-var known = Known{Transports: []string{"netpoll"}, LBs: []string{"random", "round_robin"}}
+var known = Known{Transports: []string{"netpoll"}, LBs: []string{"random", "round_robin"}, Engines: []string{"gotls"}}
 
 func TestDefaultConfigIsValid(t *testing.T) {
 	cfg, err := Load("", known)
@@ -91,7 +91,7 @@ clusters:
 		}
 	}
 	// Decode errors carry the line number.
-	if !strings.Contains(got, `listeners[1].udp: unknown field (known: name, address, http_proxy, tcp_proxy) (line 13)`) {
+	if !strings.Contains(got, `listeners[1].udp: unknown field (known: name, address, tls, http_proxy, tcp_proxy) (line 13)`) {
 		t.Errorf("unknown field error lacks line: %s", got)
 	}
 }

@@ -69,9 +69,11 @@ type Drainer interface {
 }
 
 // ListenerFilter runs on an accepted connection before it gets a filter
-// chain; returning false rejects (closes) it.
+// chain. It returns the connection to go on with: tc itself, or a wrapper
+// (a crypto engine's plaintext side, a protocol inspector); nil rejects
+// (closes) the connection.
 type ListenerFilter interface {
-	OnAccept(tc transport.Conn) bool
+	OnAccept(tc transport.Conn) transport.Conn
 }
 
 // BaseFilter implements ReadFilter and ConnCallbacks with no-ops (OnData
@@ -325,10 +327,12 @@ func (l *Listener) Start() { l.tl.Start(l.accept) }
 
 func (l *Listener) accept(tc transport.Conn) {
 	for _, f := range l.filters {
-		if !f.OnAccept(tc) {
+		next := f.OnAccept(tc)
+		if next == nil {
 			tc.Close()
 			return
 		}
+		tc = next
 	}
 	read, write := l.chain()
 	c := NewConn(tc, read, write)

@@ -56,7 +56,12 @@ func (suffixWriter) OnWrite(_ *network.Conn, bufs []*buffer.Buf) network.FilterS
 // denyAll is a listener filter rejecting connections from a marked port.
 type denyIf struct{ reject func(net.Addr) bool }
 
-func (d denyIf) OnAccept(tc transport.Conn) bool { return !d.reject(tc.RemoteAddr()) }
+func (d denyIf) OnAccept(tc transport.Conn) transport.Conn {
+	if d.reject(tc.RemoteAddr()) {
+		return nil
+	}
+	return tc
+}
 
 func TestFilterChains(t *testing.T) {
 	tr, _ := netpoll.New(transport.Options{})

@@ -22,6 +22,7 @@ import (
 	h1s "github.com/proxylab/proxylab/core/stream/http1"
 	"github.com/proxylab/proxylab/core/timer"
 	"github.com/proxylab/proxylab/core/upstream"
+	"github.com/proxylab/proxylab/offload"
 )
 
 // HTTPConfig is the shared, read-only configuration of an http_proxy filter.
@@ -29,8 +30,6 @@ type HTTPConfig struct {
 	Router   *router.Router
 	Clusters *upstream.Manager
 	Server   h1s.ServerSettings
-	// Scheme is the downstream scheme for X-Forwarded-Proto.
-	Scheme string
 	// MaxRequestBuffer bounds request body bytes held while no upstream
 	// connection is ready yet; beyond it reading pauses.
 	MaxRequestBuffer int
@@ -57,18 +56,20 @@ func (st *HTTPStats) countStatus(key uint64, code int) {
 }
 
 var (
-	hdrXFF   = []byte("X-Forwarded-For")
-	hdrXFP   = []byte("X-Forwarded-Proto")
-	hdrXFFs  = "x-forwarded-for"
-	hdrXFPs  = "x-forwarded-proto"
-	hdrHosts = "host"
-	hdrHost  = []byte("Host")
+	hdrXFF      = []byte("X-Forwarded-For")
+	hdrXFP      = []byte("X-Forwarded-Proto")
+	hdrXFFs     = "x-forwarded-for"
+	hdrXFPs     = "x-forwarded-proto"
+	hdrHosts    = "host"
+	schemeHTTP  = []byte("http")
+	schemeHTTPS = []byte("https")
+	hdrHost     = []byte("Host")
 )
 
 // NewHTTPFilter returns the per-connection http_proxy filter: an HTTP/1
 // server codec whose streams this package forwards.
 func NewHTTPFilter(cfg *HTTPConfig) network.ReadFilter {
-	cm := &connManager{cfg: cfg, scheme: []byte(cfg.Scheme)}
+	cm := &connManager{cfg: cfg}
 	cm.sc = h1s.NewServerConn(&cfg.Server, cm)
 	return &httpFilter{ServerConn: cm.sc, cm: cm}
 }
@@ -81,6 +82,7 @@ type httpFilter struct {
 
 func (f *httpFilter) OnNewConnection(c *network.Conn) network.FilterStatus {
 	f.cm.id = c.ID()
+	f.cm.conn = c
 	f.cm.remote = c.RemoteAddr()
 	if ta, ok := f.cm.remote.(*net.TCPAddr); ok {
 		f.cm.clientIP = []byte(ta.IP.String())
@@ -93,6 +95,7 @@ type connManager struct {
 	cfg       *HTTPConfig
 	sc        *h1s.ServerConn
 	id        uint64 // the connection's ID: the shard key of its metrics
+	conn      *network.Conn
 	remote    net.Addr
 	remoteStr string // remote.String(), made once if the access log needs it
 	clientIP  []byte
@@ -327,6 +330,14 @@ func (s *httpStream) rewrite(h *stream.Head) {
 		}
 	}
 	h.Headers.Del(hdrXFPs)
+	if cm.scheme == nil {
+		// Decided at the first request: an inspector only knows once the
+		// first bytes arrived.
+		cm.scheme = schemeHTTP
+		if sc, ok := cm.conn.Transport().(offload.Secure); ok && sc.IsSecure() {
+			cm.scheme = schemeHTTPS
+		}
+	}
 	h.Headers.Append(hdrXFP, cm.scheme)
 	if !h.Headers.Has(hdrHosts) {
 		// HTTP/1.0 requests may lack Host; HTTP/1.1 upstreams require it.

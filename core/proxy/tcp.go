@@ -54,6 +54,7 @@ type tcpFilter struct {
 	upH tcpUpstream
 
 	attempts int
+	upHost   *upstream.Host
 	pending  []*buffer.Buf // read before the upstream connected
 	eof      [2]bool       // side sent FIN
 	queued   [2]int        // bytes queued for writing to side
@@ -78,6 +79,7 @@ func (f *tcpFilter) connect() {
 	if st := f.cfg.Stats; st != nil {
 		st.UpstreamCxTotal.Inc(f.c.ID())
 	}
+	f.upHost = h
 	f.cfg.Transport.Dial("tcp", h.Address, f.cfg.ConnectTimeout, f.onConnect)
 }
 
@@ -101,6 +103,9 @@ func (f *tcpFilter) onConnect(tc transport.Conn, err error) {
 		slog.Debug("tcp_proxy: upstream connect failed", "err", err)
 		f.c.Close()
 		return
+	}
+	if h := f.upHost; h.TLS != nil {
+		tc = h.TLS.Wrap(tc, h.Address)
 	}
 	f.u = tc
 	tc.Start(&f.upH)

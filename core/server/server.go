@@ -20,19 +20,21 @@ import (
 	h1s "github.com/proxylab/proxylab/core/stream/http1"
 	"github.com/proxylab/proxylab/core/timer"
 	"github.com/proxylab/proxylab/core/upstream"
+	"github.com/proxylab/proxylab/offload"
 	"github.com/proxylab/proxylab/transport"
 )
 
 // Server is a built proxy.
 type Server struct {
-	cfg       *config.Config
-	tr        transport.Transport
-	clusters  *upstream.Manager
-	listeners []*network.Listener
-	infos     []*ListenerInfo
-	demo      *http.Server
-	log       *slog.Logger
-	timers    *timer.Wheel
+	cfg        *config.Config
+	tr         transport.Transport
+	clusters   *upstream.Manager
+	listeners  []*network.Listener
+	infos      []*ListenerInfo
+	demo       *http.Server
+	log        *slog.Logger
+	timers     *timer.Wheel
+	clusterTLS map[string]*offload.Stats
 }
 
 // ListenerInfo is what the admin API shows of a listener.
@@ -44,19 +46,42 @@ type ListenerInfo struct {
 	Conn      *network.ListenerStats
 	HTTP      *proxy.HTTPStats
 	TCP       *proxy.TCPStats
+	TLS       *offload.Stats // nil without TLS
+	Engine    string
 	AccessLog *accesslog.Logger
+	secure    offload.Server
 }
+
+// ClusterTLSStats are the handshake counts of clusters with TLS, by name.
+func (s *Server) ClusterTLSStats() map[string]*offload.Stats { return s.clusterTLS }
 
 // New builds everything the config describes and binds the listeners (so a
 // port conflict fails here), without accepting yet.
 func New(cfg *config.Config, tr transport.Transport, log *slog.Logger) (*Server, error) {
-	s := &Server{cfg: cfg, tr: tr, log: log, timers: timer.New(10 * time.Millisecond)}
+	s := &Server{cfg: cfg, tr: tr, log: log, timers: timer.New(10 * time.Millisecond), clusterTLS: map[string]*offload.Stats{}}
 	var clusters []*upstream.Cluster
 	for _, cc := range cfg.Clusters {
+		var secure offload.Client
+		if t := cc.TLS; t != nil {
+			eng, err := offload.New(t.Engine)
+			if err != nil {
+				return nil, fmt.Errorf("server: cluster %q: %w", cc.Name, err)
+			}
+			st := &offload.Stats{}
+			s.clusterTLS[cc.Name] = st
+			occ := &offload.ClientConfig{SNI: t.SNI, CAFile: t.CAFile, Insecure: t.InsecureSkipVerify, ALPN: t.ALPN, MinVersion: t.MinVersion, Stats: st}
+			if c := t.ClientCert; c != nil {
+				occ.Cert = &offload.CertFiles{CertFile: c.CertFile, KeyFile: c.KeyFile}
+			}
+			if secure, err = eng.NewClient(occ); err != nil {
+				return nil, fmt.Errorf("server: cluster %q: %w", cc.Name, err)
+			}
+		}
 		ucfg := upstream.ClusterConfig{
 			Name:  cc.Name,
 			LB:    cc.LB,
 			Stats: cfg.Stats.Enabled,
+			TLS:   secure,
 			HTTP1: h1s.ClientSettings{
 				Limits:             h1.DefaultLimits,
 				ConnectTimeout:     cc.ConnectTimeout.D(),
@@ -67,7 +92,7 @@ func New(cfg *config.Config, tr transport.Transport, log *slog.Logger) (*Server,
 			},
 		}
 		for _, h := range cc.Hosts {
-			ucfg.Hosts = append(ucfg.Hosts, upstream.HostConfig{Address: h.Address, Weight: h.Weight})
+			ucfg.Hosts = append(ucfg.Hosts, upstream.HostConfig{Address: h.Address, Weight: h.Weight, Plaintext: h.Plaintext})
 		}
 		c, err := upstream.NewCluster(ucfg, tr)
 		if err != nil {
@@ -87,7 +112,16 @@ func New(cfg *config.Config, tr transport.Transport, log *slog.Logger) (*Server,
 			s.Close()
 			return nil, err
 		}
-		l, err := network.NewListener(lc.Name, tr, lc.Address, nil, chain)
+		var filters []network.ListenerFilter
+		if t := lc.TLS; t != nil {
+			f, err := s.tlsFilter(lc.Name, t, info)
+			if err != nil {
+				s.Close()
+				return nil, err
+			}
+			filters = append(filters, f)
+		}
+		l, err := network.NewListener(lc.Name, tr, lc.Address, filters, chain)
 		if err != nil {
 			s.Close()
 			return nil, fmt.Errorf("server: listener %q: %w", lc.Name, err)
@@ -98,6 +132,29 @@ func New(cfg *config.Config, tr transport.Transport, log *slog.Logger) (*Server,
 		s.infos = append(s.infos, info)
 	}
 	return s, nil
+}
+
+func (s *Server) tlsFilter(name string, t *config.ListenerTLS, info *ListenerInfo) (network.ListenerFilter, error) {
+	eng, err := offload.New(t.Engine)
+	if err != nil {
+		return nil, fmt.Errorf("server: listener %q: %w", name, err)
+	}
+	sc := &offload.ServerConfig{
+		ALPN: t.ALPN, MinVersion: t.MinVersion, MaxVersion: t.MaxVersion, CipherSuites: t.CipherSuites, Curves: t.Curves,
+		ClientAuth: t.ClientAuth, ClientCA: t.ClientCA, ClientSANs: t.ClientSANs,
+		SessionTicketKeyFile: t.SessionTicketKeyFile, TicketRotation: t.TicketRotation.D(),
+		ReloadInterval: t.ReloadInterval.D(), HandshakeTimeout: t.HandshakeTimeout.D(),
+		Stats: &offload.Stats{},
+	}
+	for _, c := range t.Certificates {
+		sc.Certificates = append(sc.Certificates, offload.CertFiles{CertFile: c.CertFile, KeyFile: c.KeyFile})
+	}
+	srv, err := eng.NewServer(sc)
+	if err != nil {
+		return nil, fmt.Errorf("server: listener %q: %w", name, err)
+	}
+	info.TLS, info.Engine, info.secure = sc.Stats, eng.Name(), srv
+	return &offload.ListenerFilter{Server: srv, Inspect: t.Inspector}, nil
 }
 
 // Infos describes the listeners for the admin API.
@@ -136,7 +193,6 @@ func (s *Server) chainFor(lc config.Listener, info *ListenerInfo) (network.Chain
 				Linger:        2 * time.Second,
 				Timers:        s.timers,
 			},
-			Scheme:           "http",
 			MaxRequestBuffer: h.MaxRequestBuffer,
 			Log:              s.log,
 		}
@@ -257,6 +313,9 @@ func (s *Server) Close() {
 	for _, info := range s.infos {
 		if info.AccessLog != nil {
 			info.AccessLog.Close()
+		}
+		if info.secure != nil {
+			info.secure.Close()
 		}
 	}
 	if s.clusters != nil {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/proxylab/proxylab/core/stats"
 	h1s "github.com/proxylab/proxylab/core/stream/http1"
+	"github.com/proxylab/proxylab/offload"
 	"github.com/proxylab/proxylab/transport"
 )
 
@@ -24,6 +25,8 @@ type Host struct {
 
 	ActiveRequests atomic.Int64
 	RqTotal        stats.Counter
+	// TLS secures connections to the host; nil for plaintext.
+	TLS offload.Client
 }
 
 // Cluster returns the cluster the host belongs to.
@@ -115,12 +118,15 @@ type ClusterConfig struct {
 	HTTP1 h1s.ClientSettings
 	// Stats enables the cluster's metrics.
 	Stats bool
+	// TLS secures the hosts' connections (those not marked Plaintext).
+	TLS offload.Client
 }
 
 // HostConfig is one static host.
 type HostConfig struct {
-	Address string
-	Weight  uint32
+	Address   string
+	Weight    uint32
+	Plaintext bool // opts out of the cluster's TLS
 }
 
 // ClusterStats are a cluster's upstream request metrics (Envoy's
@@ -163,9 +169,13 @@ func NewCluster(cfg ClusterConfig, tr transport.Transport) (*Cluster, error) {
 	if cfg.Stats {
 		c.Stats = &ClusterStats{}
 	}
-	set := cfg.HTTP1
 	for _, hc := range cfg.Hosts {
 		h := &Host{Address: hc.Address, AddressBytes: []byte(hc.Address), Weight: hc.Weight, cluster: c}
+		set := cfg.HTTP1
+		if cfg.TLS != nil && !hc.Plaintext {
+			h.TLS = cfg.TLS
+			set.Wrap = func(conn transport.Conn, addr string) transport.Conn { return h.TLS.Wrap(conn, addr) }
+		}
 		h.http1 = h1s.NewPool(tr, hc.Address, &set)
 		c.hosts = append(c.hosts, h)
 	}

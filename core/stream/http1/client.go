@@ -25,6 +25,9 @@ type ClientSettings struct {
 	// MaxRequestsPerConn closes a connection after that many requests (0: no limit).
 	MaxRequestsPerConn int
 	HighWatermark      int
+	// Wrap, when set, secures each new connection (a crypto engine's client
+	// side); writes before its handshake completes are queued by it.
+	Wrap func(c transport.Conn, host string) transport.Conn
 }
 
 // PoolStats are a pool's counters.
@@ -150,6 +153,9 @@ func (p *Pool) onConnect(tc transport.Conn, err error) {
 	p.mu.Lock()
 	p.connecting--
 	p.mu.Unlock()
+	if p.set.Wrap != nil {
+		tc = p.set.Wrap(tc, p.addr)
+	}
 	cc := &ClientConn{pool: p, tc: tc}
 	cc.p = h1.NewResponseParser(p.set.Limits, cc)
 	p.Stats.Active.Add(1)

@@ -1,0 +1,405 @@
+package gotls
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/proxylab/proxylab/core/buffer"
+	"github.com/proxylab/proxylab/offload"
+	"github.com/proxylab/proxylab/transport"
+)
+
+// conn runs crypto/tls over a non-blocking transport.Conn.
+//
+// The handshake is a sequential function in crypto/tls that cannot be
+// resumed after a read error, so it runs on a goroutine of its own, reading
+// from ciphertext the transport hands over (the goroutine waits on a
+// condition variable, not a socket). Once established, records are decrypted
+// inline on each OnData: tls.Conn's reads are resumable after a temporary
+// "would block" error, so no goroutine stays with the connection.
+//
+// Locks: dmu serialises delivery to the plaintext handler (transport
+// callbacks and the handshake goroutine's final delivery); mu guards the
+// ciphertext input and the state, and is never held while calling out.
+type conn struct {
+	inner   transport.Conn
+	tls     *tls.Conn
+	h       transport.Handler
+	stats   *offload.Stats
+	server  bool
+	timeout time.Duration
+	id      uint64
+
+	dmu      sync.Mutex
+	mu       sync.Mutex
+	cond     *sync.Cond
+	state    int // handshaking, established, failed
+	in       []byte
+	eof      bool
+	gone     bool // OnClose delivered
+	hsErr    error
+	timedOut bool
+
+	// Plaintext written before the handshake completed.
+	pending []*buffer.Buf
+
+	wmu      sync.Mutex // serialises tls.Conn writes and the batch
+	batch    []*buffer.Buf
+	batching bool
+	queued   int
+
+	disabled atomic.Int32
+	alpn     atomic.Value // string
+}
+
+const (
+	handshaking = iota
+	established
+	failed
+)
+
+var connIDs atomic.Uint64
+
+func newConn(inner transport.Conn, server bool, timeout time.Duration, st *offload.Stats) *conn {
+	c := &conn{inner: inner, server: server, timeout: timeout, stats: st, id: connIDs.Add(1)}
+	c.cond = sync.NewCond(&c.mu)
+	c.alpn.Store("")
+	return c
+}
+
+var (
+	_ offload.Conn      = (*conn)(nil)
+	_ transport.Handler = (*cipherSide)(nil)
+	_ net.Conn          = (*adapter)(nil)
+)
+
+func (c *conn) LocalAddr() net.Addr        { return c.inner.LocalAddr() }
+func (c *conn) RemoteAddr() net.Addr       { return c.inner.RemoteAddr() }
+func (c *conn) NegotiatedProtocol() string { return c.alpn.Load().(string) }
+
+func (c *conn) Start(h transport.Handler) {
+	c.inner.Start(c.Attach(h))
+}
+
+func (c *conn) Attach(h transport.Handler) transport.Handler {
+	c.h = h
+	go c.handshake()
+	return (*cipherSide)(c)
+}
+
+func (c *conn) handshake() {
+	ctx := context.Background()
+	if c.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.timeout)
+		defer cancel()
+		stop := context.AfterFunc(ctx, func() {
+			c.mu.Lock()
+			c.timedOut = true
+			c.cond.Broadcast()
+			c.mu.Unlock()
+		})
+		defer stop()
+	}
+	err := c.tls.HandshakeContext(ctx)
+	c.dmu.Lock()
+	defer c.dmu.Unlock()
+	c.mu.Lock()
+	if err != nil {
+		c.state, c.hsErr = failed, err
+		c.mu.Unlock()
+		c.stats.Failed(failureReason(err))
+		c.inner.Close()
+		return
+	}
+	c.state = established
+	c.mu.Unlock()
+	cs := c.tls.ConnectionState()
+	c.alpn.Store(cs.NegotiatedProtocol)
+	c.stats.Negotiated(c.id, tls.VersionName(cs.Version), tls.CipherSuiteName(cs.CipherSuite), cs.DidResume)
+	c.wmu.Lock()
+	pending := c.pending
+	c.pending = nil
+	c.wmu.Unlock()
+	if len(pending) > 0 {
+		c.Write(pending...)
+	}
+	if !c.gone {
+		c.deliver()
+	}
+}
+
+func failureReason(err error) string {
+	var ae tls.AlertError
+	var rec tls.RecordHeaderError
+	var ce *tls.CertificateVerificationError
+	switch {
+	case errors.As(err, &ce):
+		return "certificate_verify_failed"
+	case errors.As(err, &rec):
+		return "not_tls"
+	case errors.As(err, &ae):
+		return "alert_" + ae.Error()
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, errTimeout):
+		return "timeout"
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed):
+		return "connection_closed"
+	}
+	return "handshake_error"
+}
+
+// deliver decrypts what has arrived and hands plaintext to the handler.
+// Caller holds dmu.
+func (c *conn) deliver() {
+	for !c.gone && c.disabled.Load() == 0 {
+		b := buffer.Get(16 << 10)
+		n, err := c.tls.Read(b.Free())
+		if n > 0 {
+			b.Commit(n)
+			c.h.OnData(c, b)
+		} else {
+			b.Release()
+		}
+		if err == nil {
+			continue
+		}
+		if errors.Is(err, errWouldBlock) {
+			return
+		}
+		if errors.Is(err, io.EOF) {
+			c.h.OnReadEOF(c)
+			return
+		}
+		// A bad record or an unexpected EOF: the connection is done.
+		c.hsErr = err
+		c.inner.Close()
+		return
+	}
+}
+
+// cipherSide is the handler of the inner connection.
+type cipherSide conn
+
+func (s *cipherSide) OnData(_ transport.Conn, b *buffer.Buf) {
+	c := (*conn)(s)
+	c.dmu.Lock()
+	c.mu.Lock()
+	c.in = append(c.in, b.Bytes()...)
+	st := c.state
+	if st == handshaking {
+		c.cond.Broadcast()
+	}
+	c.mu.Unlock()
+	b.Release()
+	if st == established {
+		c.deliver()
+	}
+	c.dmu.Unlock()
+}
+
+func (s *cipherSide) OnReadEOF(transport.Conn) {
+	c := (*conn)(s)
+	c.dmu.Lock()
+	c.mu.Lock()
+	c.eof = true
+	st := c.state
+	c.cond.Broadcast()
+	c.mu.Unlock()
+	if st == established {
+		c.deliver()
+	}
+	c.dmu.Unlock()
+}
+
+func (s *cipherSide) OnDrained(transport.Conn) {
+	c := (*conn)(s)
+	c.mu.Lock()
+	st := c.state
+	c.mu.Unlock()
+	if st == established {
+		c.h.OnDrained(c)
+	}
+}
+
+func (s *cipherSide) OnClose(_ transport.Conn, err error) {
+	c := (*conn)(s)
+	c.mu.Lock()
+	c.eof = true
+	c.cond.Broadcast()
+	if err == nil {
+		err = c.hsErr
+	}
+	c.mu.Unlock()
+	c.dmu.Lock()
+	defer c.dmu.Unlock()
+	c.gone = true
+	c.wmu.Lock()
+	for _, b := range c.pending {
+		b.Release()
+	}
+	c.pending = nil
+	c.wmu.Unlock()
+	c.h.OnClose(c, err)
+}
+
+// Write encrypts bufs (taking ownership). Before the handshake completes the
+// plaintext is queued; afterwards small buffers are coalesced into one
+// record and the records of one call leave in one vectored write.
+func (c *conn) Write(bufs ...*buffer.Buf) (int, error) {
+	c.mu.Lock()
+	st := c.state
+	c.mu.Unlock()
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	switch st {
+	case failed:
+		for _, b := range bufs {
+			b.Release()
+		}
+		return 0, transport.ErrClosed
+	case handshaking:
+		n := 0
+		for _, b := range bufs {
+			n += b.Len()
+		}
+		c.pending = append(c.pending, bufs...)
+		return n, nil
+	}
+	c.batching = true
+	var err error
+	total := 0
+	for _, b := range bufs {
+		total += b.Len()
+	}
+	if len(bufs) > 1 && total <= 16<<10 {
+		// A head and a short body: one record, not one per buffer.
+		scratch := buffer.Get(total)
+		for _, b := range bufs {
+			scratch.Append(b.Bytes())
+			b.Release()
+		}
+		_, err = c.tls.Write(scratch.Bytes())
+		scratch.Release()
+	} else {
+		for _, b := range bufs {
+			if err == nil {
+				_, err = c.tls.Write(b.Bytes())
+			}
+			b.Release()
+		}
+	}
+	c.batching = false
+	batch := c.batch
+	c.batch = c.batch[:0]
+	if len(batch) > 0 {
+		q, werr := c.inner.Write(batch...)
+		clear(batch)
+		c.queued = q
+		if werr != nil && err == nil {
+			err = werr
+		}
+	}
+	return c.queued, err
+}
+
+func (c *conn) ReadDisable(d bool) {
+	if d {
+		c.disabled.Add(1)
+		c.inner.ReadDisable(true)
+		return
+	}
+	if c.disabled.Add(-1) == 0 {
+		c.inner.ReadDisable(false)
+		// Plaintext may be waiting in tls.Conn's buffers with no new
+		// ciphertext to trigger it: deliver it off this caller's stack
+		// (callbacks never run inside a Conn method).
+		go func() {
+			c.dmu.Lock()
+			c.mu.Lock()
+			st := c.state
+			c.mu.Unlock()
+			if st == established {
+				c.deliver()
+			}
+			c.dmu.Unlock()
+		}()
+	}
+}
+
+// CloseWrite sends close_notify, then FIN.
+func (c *conn) CloseWrite() error {
+	c.mu.Lock()
+	st := c.state
+	c.mu.Unlock()
+	if st == established {
+		c.wmu.Lock()
+		c.tls.CloseWrite()
+		c.wmu.Unlock()
+	}
+	return c.inner.CloseWrite()
+}
+
+func (c *conn) Close() error { return c.inner.Close() }
+
+// errWouldBlock is the temporary net.Error the adapter returns when no
+// ciphertext is buffered; tls.Conn keeps its state and Read resumes later.
+var errWouldBlock = &netErr{msg: "gotls: would block", temporary: true}
+var errTimeout = &netErr{msg: "gotls: handshake timeout", timeout: true}
+
+type netErr struct {
+	msg                string
+	timeout, temporary bool
+}
+
+func (e *netErr) Error() string   { return e.msg }
+func (e *netErr) Timeout() bool   { return e.timeout }
+func (e *netErr) Temporary() bool { return e.temporary || e.timeout }
+
+// adapter is the net.Conn tls.Conn sees.
+type adapter struct{ c *conn }
+
+func (a adapter) Read(p []byte) (int, error) {
+	c := a.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for len(c.in) == 0 {
+		switch {
+		case c.timedOut && c.state == handshaking:
+			return 0, errTimeout
+		case c.eof:
+			return 0, io.EOF
+		case c.state != handshaking:
+			return 0, errWouldBlock
+		}
+		c.cond.Wait()
+	}
+	n := copy(p, c.in)
+	c.in = c.in[:copy(c.in, c.in[n:])]
+	return n, nil
+}
+
+func (a adapter) Write(p []byte) (int, error) {
+	c := a.c
+	b := buffer.From(p)
+	if c.batching {
+		c.batch = append(c.batch, b) // flushed by conn.Write in one writev
+		return len(p), nil
+	}
+	if _, err := c.inner.Write(b); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+func (a adapter) Close() error                     { return a.c.inner.Close() }
+func (a adapter) LocalAddr() net.Addr              { return a.c.inner.LocalAddr() }
+func (a adapter) RemoteAddr() net.Addr             { return a.c.inner.RemoteAddr() }
+func (a adapter) SetDeadline(time.Time) error      { return nil }
+func (a adapter) SetReadDeadline(time.Time) error  { return nil }
+func (a adapter) SetWriteDeadline(time.Time) error { return nil }

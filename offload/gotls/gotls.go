@@ -1,0 +1,442 @@
+// Package gotls is the crypto/tls engine ("gotls").
+package gotls
+
+import (
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/proxylab/proxylab/offload"
+	"github.com/proxylab/proxylab/transport"
+)
+
+// Name is the registered name.
+const Name = "gotls"
+
+// Engine is the crypto/tls engine.
+type Engine struct{}
+
+var _ offload.Engine = Engine{}
+
+// New returns the engine (the registry's factory).
+func New() (offload.Engine, error) { return Engine{}, nil }
+
+func (Engine) Name() string { return Name }
+
+// ParseVersion maps "1.0" … "1.3" to crypto/tls constants ("" → 0).
+func ParseVersion(v string) (uint16, error) {
+	switch v {
+	case "":
+		return 0, nil
+	case "1.2":
+		return tls.VersionTLS12, nil
+	case "1.3":
+		return tls.VersionTLS13, nil
+	case "1.0", "1.1":
+		return 0, fmt.Errorf("gotls: TLS %s is not offered (too weak); use 1.2 or 1.3", v)
+	}
+	return 0, fmt.Errorf("gotls: unknown TLS version %q (1.2 or 1.3)", v)
+}
+
+// ParseSuites maps IANA suite names to IDs, refusing insecure ones.
+func ParseSuites(names []string) ([]uint16, error) {
+	if len(names) == 0 {
+		return nil, nil
+	}
+	known := map[string]uint16{}
+	for _, s := range tls.CipherSuites() {
+		known[s.Name] = s.ID
+	}
+	var out []uint16
+	for _, n := range names {
+		id, ok := known[n]
+		if !ok {
+			return nil, fmt.Errorf("gotls: unknown or insecure cipher suite %q", n)
+		}
+		out = append(out, id)
+	}
+	return out, nil
+}
+
+// ParseCurves maps curve names (X25519MLKEM768, X25519, P256, P384, P521).
+func ParseCurves(names []string) ([]tls.CurveID, error) {
+	var out []tls.CurveID
+	for _, n := range names {
+		switch n {
+		case "X25519MLKEM768":
+			out = append(out, tls.X25519MLKEM768)
+		case "X25519":
+			out = append(out, tls.X25519)
+		case "P256":
+			out = append(out, tls.CurveP256)
+		case "P384":
+			out = append(out, tls.CurveP384)
+		case "P521":
+			out = append(out, tls.CurveP521)
+		default:
+			return nil, fmt.Errorf("gotls: unknown curve %q", n)
+		}
+	}
+	return out, nil
+}
+
+// certSet is the loaded certificates with their SNI index.
+type certSet struct {
+	def   *tls.Certificate
+	exact map[string]*tls.Certificate
+	wild  map[string]*tls.Certificate // "example.com" for *.example.com
+	stamp string                      // file sizes and times, to see changes
+}
+
+func fileStamp(paths ...string) string {
+	var b strings.Builder
+	for _, p := range paths {
+		if p == "" {
+			continue
+		}
+		if fi, err := os.Stat(p); err == nil {
+			fmt.Fprintf(&b, "%s:%d:%d;", p, fi.Size(), fi.ModTime().UnixNano())
+		} else {
+			fmt.Fprintf(&b, "%s:missing;", p)
+		}
+	}
+	return b.String()
+}
+
+func certPaths(files []offload.CertFiles) []string {
+	var out []string
+	for _, f := range files {
+		out = append(out, f.CertFile, f.KeyFile)
+	}
+	return out
+}
+
+func loadCerts(files []offload.CertFiles) (*certSet, error) {
+	if len(files) == 0 {
+		return nil, errors.New("gotls: a listener needs at least one certificate")
+	}
+	cs := &certSet{exact: map[string]*tls.Certificate{}, wild: map[string]*tls.Certificate{}, stamp: fileStamp(certPaths(files)...)}
+	for i, f := range files {
+		c, err := tls.LoadX509KeyPair(f.CertFile, f.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("gotls: certificate %s: %w", f.CertFile, err)
+		}
+		leaf := c.Leaf
+		if leaf == nil {
+			if leaf, err = x509.ParseCertificate(c.Certificate[0]); err != nil {
+				return nil, fmt.Errorf("gotls: certificate %s: %w", f.CertFile, err)
+			}
+			c.Leaf = leaf
+		}
+		cert := &c
+		if i == 0 {
+			cs.def = cert
+		}
+		for _, name := range leaf.DNSNames {
+			name = strings.ToLower(name)
+			if rest, ok := strings.CutPrefix(name, "*."); ok {
+				if _, dup := cs.wild[rest]; !dup {
+					cs.wild[rest] = cert
+				}
+			} else if _, dup := cs.exact[name]; !dup {
+				cs.exact[name] = cert
+			}
+		}
+	}
+	return cs, nil
+}
+
+// pick chooses by SNI: exact name, then a wildcard one label up, then the
+// default certificate.
+func (cs *certSet) pick(sni string) *tls.Certificate {
+	sni = strings.ToLower(strings.TrimSuffix(sni, "."))
+	if c, ok := cs.exact[sni]; ok {
+		return c
+	}
+	if i := strings.IndexByte(sni, '.'); i > 0 {
+		if c, ok := cs.wild[sni[i+1:]]; ok {
+			return c
+		}
+	}
+	return cs.def
+}
+
+type server struct {
+	cfg   offload.ServerConfig
+	tls   *tls.Config
+	certs atomic.Pointer[certSet]
+	stop  chan struct{}
+	once  sync.Once
+
+	ticketStamp string
+	ticketKeys  [][32]byte
+	lastRotate  time.Time
+}
+
+func (Engine) NewServer(cfg *offload.ServerConfig) (offload.Server, error) {
+	s := &server{cfg: *cfg, stop: make(chan struct{})}
+	cs, err := loadCerts(cfg.Certificates)
+	if err != nil {
+		return nil, err
+	}
+	s.certs.Store(cs)
+	minV, err := ParseVersion(cfg.MinVersion)
+	if err != nil {
+		return nil, err
+	}
+	maxV, err := ParseVersion(cfg.MaxVersion)
+	if err != nil {
+		return nil, err
+	}
+	if minV == 0 {
+		minV = tls.VersionTLS12
+	}
+	suites, err := ParseSuites(cfg.CipherSuites)
+	if err != nil {
+		return nil, err
+	}
+	curves, err := ParseCurves(cfg.Curves)
+	if err != nil {
+		return nil, err
+	}
+	t := &tls.Config{
+		MinVersion:       minV,
+		MaxVersion:       maxV,
+		CipherSuites:     suites,
+		CurvePreferences: curves, // nil keeps Go's default, post-quantum X25519MLKEM768 first
+		NextProtos:       cfg.ALPN,
+		GetCertificate: func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+			return s.certs.Load().pick(hello.ServerName), nil
+		},
+	}
+	switch cfg.ClientAuth {
+	case "", "none":
+	case "request":
+		t.ClientAuth = tls.RequestClientCert
+	case "require":
+		t.ClientAuth = tls.RequireAndVerifyClientCert
+		if cfg.ClientCA == "" {
+			return nil, errors.New("gotls: client_auth require needs client_ca")
+		}
+	default:
+		return nil, fmt.Errorf("gotls: unknown client_auth %q (none, request, require)", cfg.ClientAuth)
+	}
+	if cfg.ClientCA != "" {
+		pool, err := loadPool(cfg.ClientCA)
+		if err != nil {
+			return nil, err
+		}
+		t.ClientCAs = pool
+		if t.ClientAuth == tls.RequestClientCert {
+			t.ClientAuth = tls.VerifyClientCertIfGiven
+		}
+	}
+	if len(cfg.ClientSANs) > 0 {
+		t.VerifyPeerCertificate = sanMatcher(cfg.ClientSANs)
+	}
+	s.tls = t
+	if err := s.refreshTickets(time.Now()); err != nil {
+		return nil, err
+	}
+	go s.watch()
+	return s, nil
+}
+
+func loadPool(path string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("gotls: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("gotls: no certificate in %s", path)
+	}
+	return pool, nil
+}
+
+// sanMatcher accepts a verified client certificate only if it carries one of
+// the allowed SANs (DNS names, URIs such as SPIFFE IDs, emails, IPs).
+func sanMatcher(allowed []string) func([][]byte, [][]*x509.Certificate) error {
+	set := map[string]bool{}
+	for _, a := range allowed {
+		set[a] = true
+	}
+	return func(_ [][]byte, chains [][]*x509.Certificate) error {
+		if len(chains) == 0 || len(chains[0]) == 0 {
+			return nil // no certificate (client_auth request): nothing to match
+		}
+		leaf := chains[0][0]
+		var names []string
+		names = append(names, leaf.DNSNames...)
+		names = append(names, leaf.EmailAddresses...)
+		for _, u := range leaf.URIs {
+			names = append(names, u.String())
+		}
+		for _, ip := range leaf.IPAddresses {
+			names = append(names, ip.String())
+		}
+		for _, n := range names {
+			if set[n] {
+				return nil
+			}
+		}
+		return fmt.Errorf("gotls: client certificate SANs %v match none allowed", names)
+	}
+}
+
+// refreshTickets loads shared ticket keys when their file changed, or
+// rotates random ones on schedule (the previous key still decrypts).
+func (s *server) refreshTickets(now time.Time) error {
+	if path := s.cfg.SessionTicketKeyFile; path != "" {
+		stamp := fileStamp(path)
+		if stamp == s.ticketStamp {
+			return nil
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return fmt.Errorf("gotls: session ticket keys: %w", err)
+		}
+		var keys [][32]byte
+		for i, line := range strings.Fields(string(data)) {
+			raw, err := hex.DecodeString(line)
+			if err != nil || len(raw) != 32 {
+				return fmt.Errorf("gotls: session ticket key file %s line %d: want 64 hex digits", path, i+1)
+			}
+			keys = append(keys, [32]byte(raw))
+		}
+		if len(keys) == 0 {
+			return fmt.Errorf("gotls: session ticket key file %s has no key", path)
+		}
+		s.tls.SetSessionTicketKeys(keys)
+		s.ticketStamp = stamp
+		return nil
+	}
+	every := s.cfg.TicketRotation
+	if every <= 0 {
+		every = time.Hour
+	}
+	if s.ticketKeys != nil && now.Sub(s.lastRotate) < every {
+		return nil
+	}
+	var k [32]byte
+	if _, err := rand.Read(k[:]); err != nil {
+		return fmt.Errorf("gotls: ticket key: %w", err)
+	}
+	s.ticketKeys = append([][32]byte{k}, s.ticketKeys...)
+	if len(s.ticketKeys) > 2 {
+		s.ticketKeys = s.ticketKeys[:2]
+	}
+	s.tls.SetSessionTicketKeys(s.ticketKeys)
+	s.lastRotate = now
+	return nil
+}
+
+// watch reloads changed certificate files and ticket keys; a bad file is
+// refused with a log line and the material in use is kept.
+func (s *server) watch() {
+	every := s.cfg.ReloadInterval
+	if every <= 0 {
+		every = 5 * time.Second
+	}
+	tk := time.NewTicker(every)
+	defer tk.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case now := <-tk.C:
+			if fileStamp(certPaths(s.cfg.Certificates)...) != s.certs.Load().stamp {
+				cs, err := loadCerts(s.cfg.Certificates)
+				if err != nil {
+					slog.Warn("gotls: new certificate refused, keeping the current one", "err", err)
+					// Do not retry the same broken files every tick.
+					old := *s.certs.Load()
+					old.stamp = fileStamp(certPaths(s.cfg.Certificates)...)
+					s.certs.Store(&old)
+				} else {
+					s.certs.Store(cs)
+					slog.Info("gotls: certificates reloaded", "files", len(s.cfg.Certificates))
+				}
+			}
+			if err := s.refreshTickets(now); err != nil {
+				slog.Warn("gotls: session ticket keys not changed", "err", err)
+			}
+		}
+	}
+}
+
+func (s *server) Wrap(c transport.Conn) offload.Conn {
+	tc := newConn(c, true, s.cfg.HandshakeTimeout, s.cfg.Stats)
+	tc.tls = tls.Server(adapter{tc}, s.tls)
+	return tc
+}
+
+func (s *server) Close() { s.once.Do(func() { close(s.stop) }) }
+
+type client struct {
+	cfg   offload.ClientConfig
+	base  *tls.Config
+	mu    sync.Mutex
+	perSN map[string]*tls.Config
+}
+
+func (Engine) NewClient(cfg *offload.ClientConfig) (offload.Client, error) {
+	minV, err := ParseVersion(cfg.MinVersion)
+	if err != nil {
+		return nil, err
+	}
+	if minV == 0 {
+		minV = tls.VersionTLS12
+	}
+	t := &tls.Config{MinVersion: minV, NextProtos: cfg.ALPN, InsecureSkipVerify: cfg.Insecure,
+		ClientSessionCache: tls.NewLRUClientSessionCache(256)}
+	if cfg.CAFile != "" {
+		if t.RootCAs, err = loadPool(cfg.CAFile); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.Cert != nil {
+		c, err := tls.LoadX509KeyPair(cfg.Cert.CertFile, cfg.Cert.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("gotls: client certificate: %w", err)
+		}
+		t.Certificates = []tls.Certificate{c}
+	}
+	if cfg.Insecure {
+		slog.Warn("gotls: upstream certificate verification is OFF (insecure)")
+	}
+	return &client{cfg: *cfg, base: t, perSN: map[string]*tls.Config{}}, nil
+}
+
+// Wrap secures a connection dialled to host ("ip:port" or "name:port").
+func (cl *client) Wrap(c transport.Conn, host string) offload.Conn {
+	sni := cl.cfg.SNI
+	if sni == "" {
+		if h, _, err := net.SplitHostPort(host); err == nil {
+			sni = h
+		} else {
+			sni = host
+		}
+	}
+	cl.mu.Lock()
+	t, ok := cl.perSN[sni]
+	if !ok {
+		t = cl.base.Clone()
+		t.ServerName = sni
+		cl.perSN[sni] = t
+	}
+	cl.mu.Unlock()
+	tc := newConn(c, false, 10*time.Second, cl.cfg.Stats)
+	tc.tls = tls.Client(adapter{tc}, t)
+	return tc
+}

@@ -1,0 +1,112 @@
+package offload
+
+import (
+	"net"
+	"sync/atomic"
+
+	"github.com/proxylab/proxylab/core/buffer"
+	"github.com/proxylab/proxylab/core/network"
+	"github.com/proxylab/proxylab/transport"
+)
+
+// Secure is implemented by connections that can say whether they are
+// encrypted (the HTTP layer sets X-Forwarded-Proto from it).
+type Secure interface {
+	IsSecure() bool
+}
+
+// ListenerFilter secures a listener's connections with an engine. With
+// Inspect, one port serves TLS and plaintext clients: the first byte decides
+// (a TLS record starts with 0x16, no HTTP request does) and is not consumed.
+type ListenerFilter struct {
+	Server  Server
+	Inspect bool
+}
+
+var _ network.ListenerFilter = (*ListenerFilter)(nil)
+
+func (f *ListenerFilter) OnAccept(tc transport.Conn) transport.Conn {
+	if !f.Inspect {
+		return secured{f.Server.Wrap(tc)}
+	}
+	return &sniffConn{inner: tc, srv: f.Server}
+}
+
+// secured marks an engine connection as secure.
+type secured struct{ Conn }
+
+func (secured) IsSecure() bool { return true }
+
+// sniffConn waits for the first bytes, then routes everything either through
+// the engine or straight to the handler.
+type sniffConn struct {
+	inner  transport.Conn
+	srv    Server
+	h      transport.Handler
+	route  transport.Handler // where inner's events go once decided
+	target atomic.Pointer[transport.Conn]
+	tls    atomic.Bool
+}
+
+func (c *sniffConn) LocalAddr() net.Addr  { return c.inner.LocalAddr() }
+func (c *sniffConn) RemoteAddr() net.Addr { return c.inner.RemoteAddr() }
+func (c *sniffConn) IsSecure() bool       { return c.tls.Load() }
+
+func (c *sniffConn) Start(h transport.Handler) {
+	c.h = h
+	c.inner.Start((*sniffHandler)(c))
+}
+
+func (c *sniffConn) conn() transport.Conn {
+	if t := c.target.Load(); t != nil {
+		return *t
+	}
+	return c.inner
+}
+
+func (c *sniffConn) Write(bufs ...*buffer.Buf) (int, error) { return c.conn().Write(bufs...) }
+func (c *sniffConn) ReadDisable(d bool)                     { c.conn().ReadDisable(d) }
+func (c *sniffConn) CloseWrite() error                      { return c.conn().CloseWrite() }
+func (c *sniffConn) Close() error                           { return c.conn().Close() }
+
+// sniffHandler receives inner's events; they are serialized by the transport.
+type sniffHandler sniffConn
+
+func (s *sniffHandler) OnData(tc transport.Conn, b *buffer.Buf) {
+	c := (*sniffConn)(s)
+	if c.route == nil {
+		if b.Bytes()[0] == 0x16 { // TLS handshake record
+			sc := c.srv.Wrap(c.inner)
+			var t transport.Conn = sc
+			c.target.Store(&t)
+			c.tls.Store(true)
+			c.route = sc.Attach(plainSide{c})
+		} else {
+			var t transport.Conn = c.inner
+			c.target.Store(&t)
+			c.route = plainSide{c}
+		}
+	}
+	c.route.OnData(tc, b)
+}
+
+func (s *sniffHandler) OnReadEOF(tc transport.Conn) { s.routeOrPlain().OnReadEOF(tc) }
+func (s *sniffHandler) OnDrained(tc transport.Conn) { s.routeOrPlain().OnDrained(tc) }
+func (s *sniffHandler) OnClose(tc transport.Conn, err error) {
+	s.routeOrPlain().OnClose(tc, err)
+}
+
+func (s *sniffHandler) routeOrPlain() transport.Handler {
+	if s.route != nil {
+		return s.route
+	}
+	return plainSide{(*sniffConn)(s)}
+}
+
+// plainSide hands events to the upper handler as coming from the sniffConn.
+type plainSide struct{ c *sniffConn }
+
+func (p plainSide) OnData(_ transport.Conn, b *buffer.Buf) { p.c.h.OnData(p.c, b) }
+func (p plainSide) OnReadEOF(transport.Conn)               { p.c.h.OnReadEOF(p.c) }
+func (p plainSide) OnDrained(transport.Conn)               { p.c.h.OnDrained(p.c) }
+func (p plainSide) OnClose(_ transport.Conn, err error)    { p.c.h.OnClose(p.c, err) }
