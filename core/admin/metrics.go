@@ -6,6 +6,7 @@ import (
 	"github.com/proxylab/proxylab/core/buffer"
 	"github.com/proxylab/proxylab/core/server"
 	"github.com/proxylab/proxylab/core/stats"
+	"github.com/proxylab/proxylab/offload"
 	"github.com/proxylab/proxylab/transport"
 )
 
@@ -56,6 +57,11 @@ var (
 	dTrWakeups  = desc("transport_wakeups_total", "Event-loop wakeups (epoll_wait returns).", "transport")
 	dTrEvents   = desc("transport_events_total", "Readiness events handled.", "transport")
 	dTrLoops    = desc("transport_loops", "Event loops (rawepoll workers).", "transport")
+	dTLSHs      = desc("tls_handshakes_total", "Completed TLS handshakes.", "side", "name")
+	dTLSResume  = desc("tls_resumptions_total", "TLS handshakes that resumed a session.", "side", "name")
+	dTLSFail    = desc("tls_handshake_failures_total", "Failed TLS handshakes by reason.", "side", "name", "reason")
+	dTLSVersion = desc("tls_versions_total", "Completed TLS handshakes by negotiated version.", "side", "name", "version")
+	dTLSSuite   = desc("tls_suites_total", "Completed TLS handshakes by cipher suite.", "side", "name", "suite")
 	dBufGets    = desc("buffer_pool_gets_total", "Buffers taken from the pool.")
 	dBufAllocs  = desc("buffer_pool_allocs_total", "Buffers the pool had to allocate (the rest were reused).")
 )
@@ -135,6 +141,12 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 			histogram(ch, dUpTime, &st.UpstreamRqTime, n)
 		}
 	}
+	for _, l := range c.srv.Infos() {
+		tlsMetrics(ch, "listener", l.Name, l.TLS)
+	}
+	for name, st := range c.srv.ClusterTLSStats() {
+		tlsMetrics(ch, "cluster", name, st)
+	}
 	tr := c.srv.Transport()
 	if r, ok := tr.(transport.StatsReporter); ok {
 		s, name := r.Stats(), tr.Name()
@@ -151,4 +163,22 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	gets, allocs := buffer.PoolStats()
 	counter(ch, dBufGets, gets)
 	counter(ch, dBufAllocs, allocs)
+}
+
+func tlsMetrics(ch chan<- prometheus.Metric, side, name string, st *offload.Stats) {
+	if st == nil {
+		return
+	}
+	counter(ch, dTLSHs, st.Handshakes.Value(), side, name)
+	counter(ch, dTLSResume, st.Resumptions.Value(), side, name)
+	failures, versions, suites := st.Snapshot()
+	for k, v := range failures {
+		counter(ch, dTLSFail, v, side, name, k)
+	}
+	for k, v := range versions {
+		counter(ch, dTLSVersion, v, side, name, k)
+	}
+	for k, v := range suites {
+		counter(ch, dTLSSuite, v, side, name, k)
+	}
 }
