@@ -30,6 +30,7 @@ import (
 type conn struct {
 	inner   transport.Conn
 	tls     *tls.Conn
+	hs      *handshakers
 	h       transport.Handler
 	stats   *offload.Stats
 	server  bool
@@ -66,8 +67,8 @@ const (
 
 var connIDs atomic.Uint64
 
-func newConn(inner transport.Conn, server bool, timeout time.Duration, st *offload.Stats) *conn {
-	c := &conn{inner: inner, server: server, timeout: timeout, stats: st, id: connIDs.Add(1)}
+func newConn(inner transport.Conn, server bool, timeout time.Duration, st *offload.Stats, hs *handshakers) *conn {
+	c := &conn{inner: inner, server: server, timeout: timeout, stats: st, id: connIDs.Add(1), hs: hs}
 	c.cond = sync.NewCond(&c.mu)
 	c.alpn.Store("")
 	return c
@@ -89,7 +90,7 @@ func (c *conn) Start(h transport.Handler) {
 
 func (c *conn) Attach(h transport.Handler) transport.Handler {
 	c.h = h
-	go c.handshake()
+	c.hs.run(c)
 	return (*cipherSide)(c)
 }
 

@@ -172,6 +172,7 @@ func (cs *certSet) pick(sni string) *tls.Certificate {
 }
 
 type server struct {
+	hs    *handshakers
 	cfg   offload.ServerConfig
 	tls   *tls.Config
 	certs atomic.Pointer[certSet]
@@ -184,7 +185,7 @@ type server struct {
 }
 
 func (Engine) NewServer(cfg *offload.ServerConfig) (offload.Server, error) {
-	s := &server{cfg: *cfg, stop: make(chan struct{})}
+	s := &server{cfg: *cfg, stop: make(chan struct{}), hs: newHandshakers()}
 	cs, err := loadCerts(cfg.Certificates)
 	if err != nil {
 		return nil, err
@@ -376,7 +377,7 @@ func (s *server) watch() {
 }
 
 func (s *server) Wrap(c transport.Conn) offload.Conn {
-	tc := newConn(c, true, s.cfg.HandshakeTimeout, s.cfg.Stats)
+	tc := newConn(c, true, s.cfg.HandshakeTimeout, s.cfg.Stats, s.hs)
 	tc.tls = tls.Server(adapter{tc}, s.tls)
 	return tc
 }
@@ -384,6 +385,7 @@ func (s *server) Wrap(c transport.Conn) offload.Conn {
 func (s *server) Close() { s.once.Do(func() { close(s.stop) }) }
 
 type client struct {
+	hs    *handshakers
 	cfg   offload.ClientConfig
 	base  *tls.Config
 	mu    sync.Mutex
@@ -415,7 +417,7 @@ func (Engine) NewClient(cfg *offload.ClientConfig) (offload.Client, error) {
 	if cfg.Insecure {
 		slog.Warn("gotls: upstream certificate verification is OFF (insecure)")
 	}
-	return &client{cfg: *cfg, base: t, perSN: map[string]*tls.Config{}}, nil
+	return &client{cfg: *cfg, base: t, perSN: map[string]*tls.Config{}, hs: newHandshakers()}, nil
 }
 
 // Wrap secures a connection dialled to host ("ip:port" or "name:port").
@@ -436,7 +438,7 @@ func (cl *client) Wrap(c transport.Conn, host string) offload.Conn {
 		cl.perSN[sni] = t
 	}
 	cl.mu.Unlock()
-	tc := newConn(c, false, 10*time.Second, cl.cfg.Stats)
+	tc := newConn(c, false, 10*time.Second, cl.cfg.Stats, cl.hs)
 	tc.tls = tls.Client(adapter{tc}, t)
 	return tc
 }

@@ -40,25 +40,25 @@ ticks() {
   echo $total
 }
 
-# run_matrix: SYS (name → "pid port") and ORDER (names) must be set. Warms
+# run_matrix: SYS (name → "pid port [scheme]") and ORDER (names) must be set. Warms
 # each system up, then runs ROUNDS interleaved rounds; rows go to $OUT as
 # "round name req/s cpu-us/req p99 errors".
 run_matrix() {
   OUT=$W/rows
   : > "$OUT"
-  local name pid port res reqs errs p99 us rps t0 t1 r
+  local name pid port scheme res reqs errs p99 us rps t0 t1 r
   for name in "${ORDER[@]}"; do
     set -- ${SYS[$name]}
-    curl -sf "http://127.0.0.1:$2/" >/dev/null || { echo "bench: $name not answering on :$2, skipped"; SYS[$name]=""; continue; }
-    taskset -c "$LOAD_CPU" wrk -t1 -c$CONNS -d1s "http://127.0.0.1:$2/" >/dev/null
+    curl -skf "${3:-http}://127.0.0.1:$2/" >/dev/null || { echo "bench: $name not answering on :$2, skipped"; SYS[$name]=""; continue; }
+    taskset -c "$LOAD_CPU" wrk -t1 -c$CONNS -d1s "${3:-http}://127.0.0.1:$2/" >/dev/null
   done
   for r in $(seq 1 "$ROUNDS"); do
     for name in "${ORDER[@]}"; do
       [ -n "${SYS[$name]}" ] || continue
       set -- ${SYS[$name]}
-      pid=$1 port=$2
+      pid=$1 port=$2 scheme=${3:-http}
       t0=$(ticks "$pid")
-      res=$(taskset -c "$LOAD_CPU" wrk -t1 -c$CONNS -d${SECS}s --latency "http://127.0.0.1:$port/")
+      res=$(taskset -c "$LOAD_CPU" wrk -t1 -c$CONNS -d${SECS}s --latency "$scheme://127.0.0.1:$port/")
       t1=$(ticks "$pid")
       reqs=$(echo "$res" | awk '/requests in/ {print $1}')
       errs=$(echo "$res" | awk '/Socket errors|Non-2xx/ {e=e" "$0} END {print e}')
