@@ -473,3 +473,37 @@ func TestTLSBulkBothWays(t *testing.T) {
 }
 
 func sha256New() hashState { return sha256.New() }
+
+// TestTLSSharedTicketKeys: two instances with the same ticket key file
+// resume each other's sessions; an instance with other keys does not.
+func TestTLSSharedTicketKeys(t *testing.T) {
+	p := newPKI(t)
+	keyFile := filepath.Join(t.TempDir(), "tickets.keys")
+	os.WriteFile(keyFile, []byte(strings.Repeat("ab", 32)+"\n"+strings.Repeat("cd", 32)+"\n"), 0o600)
+	otherKeys := filepath.Join(t.TempDir(), "other.keys")
+	os.WriteFile(otherKeys, []byte(strings.Repeat("ef", 32)+"\n"), 0o600)
+	forEachTransport(t, func(t *testing.T, tr string) {
+		up := startUpstream(t, http.HandlerFunc(echoHandler))
+		a := startProxy(t, tlsListenerConfig(tr, p, up.addr, fmt.Sprintf("session_ticket_key_file: %q", keyFile)))
+		b := startProxy(t, tlsListenerConfig(tr, p, up.addr, fmt.Sprintf("session_ticket_key_file: %q", keyFile)))
+		c := startProxy(t, tlsListenerConfig(tr, p, up.addr, fmt.Sprintf("session_ticket_key_file: %q", otherKeys)))
+		cache := tls.NewLRUClientSessionCache(8)
+		connect := func(addr string) bool {
+			conn, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: p.pool, ServerName: "localhost", ClientSessionCache: cache})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			fmt.Fprint(conn, "GET /t HTTP/1.1\r\nHost: x\r\n\r\n")
+			conn.Read(make([]byte, 512)) // the TLS 1.3 ticket arrives with the response
+			return conn.ConnectionState().DidResume
+		}
+		connect(a.addr("web"))
+		if !connect(b.addr("web")) {
+			t.Error("instance b did not resume instance a's session with shared keys")
+		}
+		if connect(c.addr("web")) {
+			t.Error("instance c resumed with different keys")
+		}
+	})
+}
