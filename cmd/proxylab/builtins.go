@@ -17,6 +17,9 @@ func registerBuiltins() {
 	transport.Register(netpoll.Name, netpoll.New)
 	registerPlatformBuiltins() // rawepoll on Linux
 
-	upstream.RegisterLB("round_robin", upstream.NewRoundRobin)
+	upstream.RegisterLB("round_robin", upstream.NewWeightedRoundRobin) // smooth weighted; plain rotation when weights are equal
 	upstream.RegisterLB("random", upstream.NewRandom)
+	upstream.RegisterLB("least_request", upstream.NewLeastRequest)
+	upstream.RegisterLB("ring_hash", upstream.NewRingHash)
+	upstream.RegisterLB("maglev", upstream.NewMaglev)
 }

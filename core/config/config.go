@@ -235,6 +235,16 @@ type Route struct {
 	Cluster       string   `yaml:"cluster"`
 	Timeout       Duration `yaml:"timeout"`
 	PrefixRewrite string   `yaml:"prefix_rewrite,omitempty"`
+	// HashPolicy feeds ring_hash and maglev clusters; the first policy
+	// that finds a value in the request is used.
+	HashPolicy []HashPolicy `yaml:"hash_policy,omitempty"`
+}
+
+// HashPolicy names one thing to hash: exactly one of the fields.
+type HashPolicy struct {
+	Header   string `yaml:"header,omitempty"`
+	Cookie   string `yaml:"cookie,omitempty"`
+	SourceIP bool   `yaml:"source_ip,omitempty"`
 }
 
 func (r *Route) setDefaults() { r.Timeout = Duration(15 * time.Second) }
@@ -409,6 +419,17 @@ func (c *Config) validate(k Known) Errors {
 			}
 			if r.PrefixRewrite != "" && r.Prefix == "" {
 				add(rp+".prefix_rewrite", "needs prefix")
+			}
+			for h, hp := range r.HashPolicy {
+				n := 0
+				for _, set := range []bool{hp.Header != "", hp.Cookie != "", hp.SourceIP} {
+					if set {
+						n++
+					}
+				}
+				if n != 1 {
+					add(fmt.Sprintf("%s.hash_policy[%d]", rp, h), "exactly one of header, cookie or source_ip")
+				}
 			}
 			if r.Cluster == "" {
 				add(rp+".cluster", "required")

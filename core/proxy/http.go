@@ -5,6 +5,7 @@
 package proxy
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -298,6 +299,9 @@ func (s *httpStream) DecodeHead(h *stream.Head, end bool) {
 		return
 	}
 	s.cluster = cl
+	if len(s.route.HashPolicy) > 0 {
+		s.lb.Hash, s.lb.HasHash = s.requestHash(h)
+	}
 	host := cl.Choose(&s.lb)
 	if host == nil {
 		s.localReply(503, "UH", "no healthy upstream")
@@ -315,6 +319,45 @@ func (s *httpStream) DecodeHead(h *stream.Head, end bool) {
 		s.armTimer()
 	}
 	s.openUpstream(h)
+}
+
+// requestHash applies the route's hash policies: the first that finds a
+// value gives the hash consistent load balancers use.
+func (s *httpStream) requestHash(h *stream.Head) (uint64, bool) {
+	for _, p := range s.route.HashPolicy {
+		switch {
+		case p.Header != "":
+			if v := h.Headers.Get(p.Header); v != nil {
+				return upstream.HashKey(v), true
+			}
+		case p.Cookie != "":
+			if v := cookieValue(h.Headers.Get("cookie"), p.Cookie); v != nil {
+				return upstream.HashKey(v), true
+			}
+		case p.SourceIP:
+			if len(s.cm.clientIP) > 0 {
+				return upstream.HashKey(s.cm.clientIP), true
+			}
+		}
+	}
+	return 0, false
+}
+
+// cookieValue finds name's value in a Cookie header ("a=1; b=2").
+func cookieValue(header []byte, name string) []byte {
+	for len(header) > 0 {
+		var part []byte
+		if i := bytes.IndexByte(header, ';'); i >= 0 {
+			part, header = header[:i], header[i+1:]
+		} else {
+			part, header = header, nil
+		}
+		part = bytes.TrimSpace(part)
+		if len(part) > len(name) && part[len(name)] == '=' && string(part[:len(name)]) == name {
+			return part[len(name)+1:]
+		}
+	}
+	return nil
 }
 
 // rewrite applies the proxy's request header changes in place.

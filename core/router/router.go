@@ -18,6 +18,16 @@ type Route struct {
 	Timeout time.Duration // upstream response timeout; 0: none
 	// PrefixRewrite replaces the matched Prefix when forwarding.
 	PrefixRewrite string
+	// HashPolicy makes the request hash for consistent load balancers; the
+	// first policy that finds a value is used.
+	HashPolicy []HashPolicy
+}
+
+// HashPolicy says what to hash: a header, a cookie, or the client's IP.
+type HashPolicy struct {
+	Header   string
+	Cookie   string
+	SourceIP bool
 }
 
 // Matches reports whether path (without query) matches the route.

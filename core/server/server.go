@@ -178,7 +178,11 @@ func (s *Server) chainFor(lc config.Listener, info *ListenerInfo) (network.Chain
 			}
 			rv := router.VirtualHost{Name: vh.Name, Domains: vh.Domains}
 			for _, r := range vh.Routes {
-				rv.Routes = append(rv.Routes, router.Route{Prefix: r.Prefix, Path: r.Path, Cluster: r.Cluster, Timeout: r.Timeout.D(), PrefixRewrite: r.PrefixRewrite})
+				rr := router.Route{Prefix: r.Prefix, Path: r.Path, Cluster: r.Cluster, Timeout: r.Timeout.D(), PrefixRewrite: r.PrefixRewrite}
+				for _, hp := range r.HashPolicy {
+					rr.HashPolicy = append(rr.HashPolicy, router.HashPolicy{Header: hp.Header, Cookie: hp.Cookie, SourceIP: hp.SourceIP})
+				}
+				rv.Routes = append(rv.Routes, rr)
 			}
 			vhosts = append(vhosts, rv)
 		}

@@ -37,8 +37,9 @@ func (h *Host) HTTP1Pool() *h1s.Pool { return h.http1 }
 
 // LBContext carries what a load balancer may hash or look at.
 type LBContext struct {
-	// Hash is a request hash for consistent policies (0: none).
-	Hash uint64
+	// Hash is the request's hash for consistent policies, when HasHash.
+	Hash    uint64
+	HasHash bool
 }
 
 // LoadBalancer picks a host. Implementations must be safe for concurrent use.
