@@ -366,8 +366,14 @@ func (c *conn) Start(h transport.Handler) { c.l.post(task{kind: taskStart, c: c,
 
 func (c *conn) onEvents(ev uint32) {
 	if c.connecting {
-		if ev&unix.EPOLLIN != 0 {
+		// Bytes and even a FIN can come with the connect's own edge; note
+		// both, or the short-read rule would wait for an edge that never
+		// comes.
+		if ev&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP) != 0 {
 			c.readable = true
+		}
+		if ev&(unix.EPOLLRDHUP|unix.EPOLLHUP) != 0 {
+			c.rdhup = true
 		}
 		if ev&(unix.EPOLLOUT|unix.EPOLLERR|unix.EPOLLHUP) != 0 {
 			c.finishConnect()

@@ -266,6 +266,46 @@ func Run(t *testing.T, newTransport func() transport.Transport) {
 		r.waitFor(t, "delivery after re-enable", func() bool { return r.data.String() == "firstsecond" })
 	})
 
+	t.Run("DialedPeerSendsAndClosesAtOnce", func(t *testing.T) {
+		// The server writes and half-closes right after accepting, so data
+		// and FIN may arrive before the dial completes or the handler
+		// starts; both must still be delivered.
+		for i := 0; i < 20; i++ {
+			tr := newTransport()
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			go func() {
+				c, err := ln.Accept()
+				if err == nil {
+					c.Write([]byte("greeting"))
+					c.(*net.TCPConn).CloseWrite()
+					io.Copy(io.Discard, c)
+					c.Close()
+				}
+			}()
+			ch := make(chan transport.Conn, 1)
+			tr.Dial("tcp", ln.Addr().String(), time.Second, func(c transport.Conn, err error) {
+				if err != nil {
+					t.Error(err)
+				}
+				ch <- c
+			})
+			c := <-ch
+			if c == nil {
+				ln.Close()
+				return
+			}
+			time.Sleep(time.Duration(i%3) * 5 * time.Millisecond) // start late sometimes
+			r := newRecorder()
+			c.Start(r)
+			r.waitFor(t, "greeting and EOF", func() bool { return r.data.String() == "greeting" && r.eof })
+			c.Close()
+			ln.Close()
+		}
+	})
+
 	t.Run("DialConnectsAndFails", func(t *testing.T) {
 		tr := newTransport()
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
