@@ -12,10 +12,10 @@ package offload
 import (
 	"errors"
 	"fmt"
-	"sort"
 	"sync"
 	"time"
 
+	"github.com/proxylab/proxylab/core/registry"
 	"github.com/proxylab/proxylab/core/stats"
 	"github.com/proxylab/proxylab/transport"
 )
@@ -158,29 +158,17 @@ func (s *Stats) Snapshot() (failures, versions, suites map[string]uint64) {
 // Factory builds an engine.
 type Factory func() (Engine, error)
 
-var (
-	regMu    sync.RWMutex
-	registry = map[string]Factory{}
-)
+var engines = registry.New[Factory]("crypto engine")
 
 // Register makes an engine available by name; duplicates panic.
-func Register(name string, f Factory) {
-	regMu.Lock()
-	defer regMu.Unlock()
-	if _, dup := registry[name]; dup {
-		panic(fmt.Sprintf("offload: engine %q registered twice", name))
-	}
-	registry[name] = f
-}
+func Register(name string, f Factory) { engines.Register(name, f) }
 
 // ErrUnknown is wrapped by New for an unregistered name.
 var ErrUnknown = errors.New("offload: unknown engine")
 
 // New builds the named engine.
 func New(name string) (Engine, error) {
-	regMu.RLock()
-	f, ok := registry[name]
-	regMu.RUnlock()
+	f, ok := engines.Get(name)
 	if !ok {
 		return nil, fmt.Errorf("%w %q (available: %v)", ErrUnknown, name, Names())
 	}
@@ -188,13 +176,4 @@ func New(name string) (Engine, error) {
 }
 
 // Names lists the registered engines, sorted.
-func Names() []string {
-	regMu.RLock()
-	defer regMu.RUnlock()
-	out := make([]string, 0, len(registry))
-	for n := range registry {
-		out = append(out, n)
-	}
-	sort.Strings(out)
-	return out
-}
+func Names() []string { return engines.Names() }

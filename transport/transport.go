@@ -27,13 +27,11 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"slices"
-	"sort"
-	"sync"
 	"syscall"
 	"time"
 
 	"github.com/proxylab/proxylab/core/buffer"
+	"github.com/proxylab/proxylab/core/registry"
 )
 
 // Transport makes listeners and outbound connections. It is a value built from
@@ -148,29 +146,17 @@ type Options struct {
 // Factory builds a transport from options.
 type Factory func(Options) (Transport, error)
 
-var (
-	regMu    sync.RWMutex
-	registry = map[string]Factory{}
-)
+var factories = registry.New[Factory]("transport")
 
 // Register makes a transport available by name. Registering a name twice panics.
-func Register(name string, f Factory) {
-	regMu.Lock()
-	defer regMu.Unlock()
-	if _, dup := registry[name]; dup {
-		panic(fmt.Sprintf("transport: %q registered twice", name))
-	}
-	registry[name] = f
-}
+func Register(name string, f Factory) { factories.Register(name, f) }
 
 // ErrUnknown is wrapped by New for a name that is not registered.
 var ErrUnknown = errors.New("transport: unknown transport")
 
 // New builds the transport registered under name.
 func New(name string, opts Options) (Transport, error) {
-	regMu.RLock()
-	f, ok := registry[name]
-	regMu.RUnlock()
+	f, ok := factories.Get(name)
 	if !ok {
 		return nil, fmt.Errorf("%w %q (available: %v)", ErrUnknown, name, Names())
 	}
@@ -181,20 +167,12 @@ func New(name string, opts Options) (Transport, error) {
 }
 
 // Names lists the registered transports, sorted.
-func Names() []string {
-	regMu.RLock()
-	defer regMu.RUnlock()
-	names := make([]string, 0, len(registry))
-	for n := range registry {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
-}
+func Names() []string { return factories.Names() }
 
 // Registered reports whether name is registered.
 func Registered(name string) bool {
-	return slices.Contains(Names(), name)
+	_, ok := factories.Get(name)
+	return ok
 }
 
 // ErrClosed is returned by Write on a closed connection.

@@ -5,10 +5,9 @@ package upstream
 import (
 	"fmt"
 	"math/rand/v2"
-	"sort"
-	"sync"
 	"sync/atomic"
 
+	"github.com/proxylab/proxylab/core/registry"
 	"github.com/proxylab/proxylab/core/stats"
 	h1s "github.com/proxylab/proxylab/core/stream/http1"
 	"github.com/proxylab/proxylab/offload"
@@ -50,39 +49,15 @@ type LoadBalancer interface {
 // LBFactory builds a policy over a fixed host set.
 type LBFactory func(hosts []*Host) LoadBalancer
 
-var (
-	lbMu       sync.RWMutex
-	lbRegistry = map[string]LBFactory{}
-)
+var lbs = registry.New[LBFactory]("load balancer")
 
 // RegisterLB makes a load-balancing policy available by name; duplicates panic.
-func RegisterLB(name string, f LBFactory) {
-	lbMu.Lock()
-	defer lbMu.Unlock()
-	if _, dup := lbRegistry[name]; dup {
-		panic(fmt.Sprintf("upstream: load balancer %q registered twice", name))
-	}
-	lbRegistry[name] = f
-}
+func RegisterLB(name string, f LBFactory) { lbs.Register(name, f) }
 
 // LBNames lists the registered policies, sorted.
-func LBNames() []string {
-	lbMu.RLock()
-	defer lbMu.RUnlock()
-	out := make([]string, 0, len(lbRegistry))
-	for n := range lbRegistry {
-		out = append(out, n)
-	}
-	sort.Strings(out)
-	return out
-}
+func LBNames() []string { return lbs.Names() }
 
-func lookupLB(name string) (LBFactory, bool) {
-	lbMu.RLock()
-	defer lbMu.RUnlock()
-	f, ok := lbRegistry[name]
-	return f, ok
-}
+func lookupLB(name string) (LBFactory, bool) { return lbs.Get(name) }
 
 type roundRobin struct {
 	hosts []*Host
