@@ -23,7 +23,7 @@ func TestValidate(t *testing.T) {
 		t.Fatalf("exit %v, want 1\n%s", err, out)
 	}
 	for _, want := range []string{
-		`bad.yaml: clusters[0].lb: unknown policy "rr2" (available: random, round_robin)`,
+		`bad.yaml: clusters[0].lb: unknown policy "rr2" (available: least_request, maglev, random, ring_hash, round_robin)`,
 		`bad.yaml: listeners[0].tcp_proxy.cluster: unknown cluster "nope"`,
 	} {
 		if !strings.Contains(string(out), want) {
