@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"reflect"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -228,16 +229,32 @@ type VirtualHost struct {
 	Routes  []Route  `yaml:"routes"`
 }
 
-// Route is match → cluster.
+// Route is match → cluster. The path match is exactly one of Prefix, Path
+// or Regex; every other condition given must hold too. First match wins.
 type Route struct {
-	Prefix        string   `yaml:"prefix,omitempty"`
-	Path          string   `yaml:"path,omitempty"`
-	Cluster       string   `yaml:"cluster"`
-	Timeout       Duration `yaml:"timeout"`
-	PrefixRewrite string   `yaml:"prefix_rewrite,omitempty"`
+	Prefix          string         `yaml:"prefix,omitempty"`
+	Path            string         `yaml:"path,omitempty"`
+	Regex           string         `yaml:"regex,omitempty"` // RE2, matched against the whole path
+	Methods         []string       `yaml:"methods,omitempty"`
+	Headers         []ValueMatcher `yaml:"headers,omitempty"`
+	QueryParameters []ValueMatcher `yaml:"query_parameters,omitempty"`
+	Cluster         string         `yaml:"cluster"`
+	Timeout         Duration       `yaml:"timeout"`
+	PrefixRewrite   string         `yaml:"prefix_rewrite,omitempty"`
 	// HashPolicy feeds ring_hash and maglev clusters; the first policy
 	// that finds a value in the request is used.
 	HashPolicy []HashPolicy `yaml:"hash_policy,omitempty"`
+}
+
+// ValueMatcher matches a header or query parameter: exactly one of Exact,
+// Regex (RE2, whole value) or Present (true: present, false: absent);
+// Invert negates (headers only).
+type ValueMatcher struct {
+	Name    string `yaml:"name"`
+	Exact   string `yaml:"exact,omitempty"`
+	Regex   string `yaml:"regex,omitempty"`
+	Present *bool  `yaml:"present,omitempty"`
+	Invert  bool   `yaml:"invert,omitempty"`
 }
 
 // HashPolicy names one thing to hash: exactly one of the fields.
@@ -409,9 +426,27 @@ func (c *Config) validate(k Known) Errors {
 		}
 		for j, r := range vh.Routes {
 			rp := fmt.Sprintf("%s.routes[%d]", p, j)
+			nPath := 0
+			for _, v := range []string{r.Prefix, r.Path, r.Regex} {
+				if v != "" {
+					nPath++
+				}
+			}
+			if r.Regex != "" {
+				if _, err := regexp.Compile(r.Regex); err != nil {
+					add(rp+".regex", "%v", err)
+				}
+			}
+			for j, m := range r.Methods {
+				if m == "" || strings.ToUpper(m) != m {
+					add(fmt.Sprintf("%s.methods[%d]", rp, j), "method %q must be upper case, e.g. GET", m)
+				}
+			}
+			checkMatchers(r.Headers, rp+".headers", true, add)
+			checkMatchers(r.QueryParameters, rp+".query_parameters", false, add)
 			switch {
-			case (r.Prefix == "") == (r.Path == ""):
-				add(rp, "exactly one of prefix or path is required")
+			case nPath != 1:
+				add(rp, "exactly one of prefix, path or regex is required")
 			case r.Prefix != "" && !strings.HasPrefix(r.Prefix, "/"):
 				add(rp+".prefix", "must start with /")
 			case r.Path != "" && !strings.HasPrefix(r.Path, "/"):
@@ -537,6 +572,34 @@ func (c *Config) validate(k Known) Errors {
 		}
 	}
 	return es
+}
+
+func checkMatchers(ms []ValueMatcher, path string, invertOK bool, add func(string, string, ...any)) {
+	for i, m := range ms {
+		p := fmt.Sprintf("%s[%d]", path, i)
+		if m.Name == "" {
+			add(p+".name", "required")
+		}
+		n := 0
+		if m.Exact != "" {
+			n++
+		}
+		if m.Regex != "" {
+			n++
+			if _, err := regexp.Compile(m.Regex); err != nil {
+				add(p+".regex", "%v", err)
+			}
+		}
+		if m.Present != nil {
+			n++
+		}
+		if n != 1 {
+			add(p, "exactly one of exact, regex or present")
+		}
+		if m.Invert && !invertOK {
+			add(p+".invert", "not supported for query parameters")
+		}
+	}
 }
 
 func checkFile(name, path string, add func(string, string, ...any)) {

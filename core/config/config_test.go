@@ -77,7 +77,7 @@ clusters:
 		`listeners[1].udp: unknown field`,
 		`routes[0].domains[0]: invalid domain "a.*.b"`,
 		`routes[0].routes[0].prefix: must start with /`,
-		`routes[0].routes[1]: exactly one of prefix or path is required`,
+		`routes[0].routes[1]: exactly one of prefix, path or regex is required`,
 		`routes[0].routes[1].cluster: unknown cluster "ghost"`,
 		`clusters[0].lb: unknown policy "rr2"`,
 		`clusters[0].hosts: at least one host is required`,
@@ -136,4 +136,42 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("error without field errors: %v", err)
 		}
 	})
+}
+
+func TestRouteMatcherValidation(t *testing.T) {
+	in := `
+listeners: [{name: a, address: "127.0.0.1:1", http_proxy: {}}]
+clusters: [{name: c, hosts: [{address: "127.0.0.1:2"}]}]
+routes:
+  - name: v
+    domains: ["*"]
+    routes:
+      - regex: "^/(unclosed"
+        cluster: c
+      - prefix: /
+        methods: [get]
+        headers:
+          - {exact: x}
+          - {name: a, exact: x, present: true}
+          - {name: b, regex: "["}
+        query_parameters:
+          - {name: q, exact: x, invert: true}
+        cluster: c
+`
+	_, err := Parse([]byte(in), known)
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	for _, want := range []string{
+		"routes[0].routes[0].regex: error parsing regexp",
+		`routes[0].routes[1].methods[0]: method "get" must be upper case`,
+		"routes[0].routes[1].headers[0].name: required",
+		"routes[0].routes[1].headers[1]: exactly one of exact, regex or present",
+		"routes[0].routes[1].headers[2].regex: error parsing regexp",
+		"routes[0].routes[1].query_parameters[0].invert: not supported for query parameters",
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("missing %q in:\n%v", want, err)
+		}
+	}
 }

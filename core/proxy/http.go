@@ -288,7 +288,7 @@ func (s *httpStream) DecodeHead(h *stream.Head, end bool) {
 		s.log = al.Get()
 		s.log.SetRequest(h.Method, h.Target, h.Headers.Get(hdrHosts), h.Minor, h.Headers.Get, al.Format().Headers)
 	}
-	s.route = cfg.Router.Route(h.Headers.Get(hdrHosts), h.Target)
+	s.route = cfg.Router.Route(h.Headers.Get(hdrHosts), &router.Request{Method: h.Method, Target: h.Target, Headers: &h.Headers})
 	if s.route == nil {
 		s.localReply(404, "NR", "no route for this host and path")
 		return

@@ -4,15 +4,25 @@ package router
 
 import (
 	"bytes"
+	"regexp"
+	"sort"
+
+	"github.com/proxylab/proxylab/core/protocol"
 	"strings"
 	"time"
 )
 
 // Route is one match → action rule.
 type Route struct {
-	// Match: Prefix ("/" matches everything) or Path (exact).
+	// Path match: Prefix ("/" matches everything), Path (exact) or Regex
+	// (RE2, matched against the whole path).
 	Prefix string
 	Path   string
+	Regex  *regexp.Regexp
+	// Further conditions, all of which must hold.
+	Headers []HeaderMatcher
+	Query   []QueryMatcher
+	Methods []string
 	// Action.
 	Cluster string
 	Timeout time.Duration // upstream response timeout; 0: none
@@ -30,12 +40,122 @@ type HashPolicy struct {
 	SourceIP bool
 }
 
-// Matches reports whether path (without query) matches the route.
-func (r *Route) Matches(path []byte) bool {
-	if r.Path != "" {
+// StringMatcher matches a value exactly or by regex (RE2, whole value).
+type StringMatcher struct {
+	Exact string
+	Regex *regexp.Regexp
+}
+
+func (m *StringMatcher) match(v []byte) bool {
+	if m.Regex != nil {
+		return m.Regex.Match(v)
+	}
+	return string(v) == m.Exact
+}
+
+// HeaderMatcher matches one request header: its value (Value), or only
+// whether it is present (Present true) or absent (Present false). Invert
+// negates the result. RPC protocols route on their service/method headers
+// through the same matchers.
+type HeaderMatcher struct {
+	Name    string
+	Value   *StringMatcher
+	Present *bool
+	Invert  bool
+}
+
+// QueryMatcher matches one query parameter, like a HeaderMatcher.
+type QueryMatcher struct {
+	Name    string
+	Value   *StringMatcher
+	Present *bool
+}
+
+// Request is what routing looks at.
+type Request struct {
+	Method  []byte
+	Target  []byte // path with query
+	Headers *protocol.Headers
+}
+
+// matchPath reports whether path (without query) matches.
+func (r *Route) matchPath(path []byte) bool {
+	switch {
+	case r.Regex != nil:
+		return r.Regex.Match(path)
+	case r.Path != "":
 		return string(path) == r.Path
 	}
 	return bytes.HasPrefix(path, []byte(r.Prefix))
+}
+
+// Matches reports whether req matches every condition of the route.
+func (r *Route) Matches(req *Request, path, query []byte) bool {
+	if !r.matchPath(path) {
+		return false
+	}
+	if len(r.Methods) > 0 {
+		ok := false
+		for _, m := range r.Methods {
+			if string(req.Method) == m {
+				ok = true
+				break
+			}
+		}
+		if !ok {
+			return false
+		}
+	}
+	for i := range r.Headers {
+		h := &r.Headers[i]
+		var v []byte
+		if req.Headers != nil {
+			v = req.Headers.Get(h.Name)
+		}
+		var ok bool
+		switch {
+		case h.Present != nil:
+			ok = (v != nil) == *h.Present
+		default:
+			ok = v != nil && h.Value.match(v)
+		}
+		if ok == h.Invert {
+			return false
+		}
+	}
+	for i := range r.Query {
+		q := &r.Query[i]
+		v, found := queryParam(query, q.Name)
+		var ok bool
+		switch {
+		case q.Present != nil:
+			ok = found == *q.Present
+		default:
+			ok = found && q.Value.match(v)
+		}
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// queryParam finds name in a raw query string (no decoding: routes match
+// the bytes as sent, like Envoy's default).
+func queryParam(q []byte, name string) ([]byte, bool) {
+	for len(q) > 0 {
+		var part []byte
+		if i := bytes.IndexByte(q, '&'); i >= 0 {
+			part, q = q[:i], q[i+1:]
+		} else {
+			part, q = q, nil
+		}
+		k, v, _ := bytes.Cut(part, []byte("="))
+		if string(k) == name {
+			return v, true
+		}
+	}
+	return nil, false
 }
 
 // VirtualHost groups routes by domain.
@@ -43,6 +163,47 @@ type VirtualHost struct {
 	Name    string
 	Domains []string // exact, "*.suffix", "prefix.*" or "*"
 	Routes  []Route
+
+	idx *routeIndex
+}
+
+// routeIndex finds the first matching route without trying them all: routes
+// that match on the path alone are looked up by prefix (one map lookup per
+// distinct prefix length) or exact path; the others (regex, headers, query,
+// method) are tried in order, but only those before the best indexed match,
+// so the first match in config order still wins.
+type routeIndex struct {
+	prefixLens []int          // distinct lengths, ascending
+	prefix     map[string]int // prefix → first route index using it
+	exact      map[string]int
+	others     []int // indices needing a full check, ascending
+}
+
+func buildIndex(routes []Route) *routeIndex {
+	x := &routeIndex{prefix: map[string]int{}, exact: map[string]int{}}
+	lens := map[int]bool{}
+	for i := range routes {
+		r := &routes[i]
+		plain := r.Regex == nil && len(r.Headers) == 0 && len(r.Query) == 0 && len(r.Methods) == 0
+		switch {
+		case !plain:
+			x.others = append(x.others, i)
+		case r.Path != "":
+			if _, dup := x.exact[r.Path]; !dup {
+				x.exact[r.Path] = i
+			}
+		default:
+			if _, dup := x.prefix[r.Prefix]; !dup {
+				x.prefix[r.Prefix] = i
+				lens[len(r.Prefix)] = true
+			}
+		}
+	}
+	for l := range lens {
+		x.prefixLens = append(x.prefixLens, l)
+	}
+	sort.Ints(x.prefixLens)
+	return x
 }
 
 // Router selects a virtual host, then a route.
@@ -63,6 +224,7 @@ func New(vhosts []VirtualHost) *Router {
 	r := &Router{exact: map[string]*VirtualHost{}}
 	for i := range vhosts {
 		vh := &vhosts[i]
+		vh.idx = buildIndex(vh.Routes)
 		for _, d := range vh.Domains {
 			d = strings.ToLower(d)
 			switch {
@@ -131,20 +293,43 @@ func (r *Router) matchDomain(host []byte) *VirtualHost {
 	return nil
 }
 
-// Route finds the route for host and request target, or nil.
-func (r *Router) Route(host, target []byte) *Route {
+// Route finds the first route of the request's virtual host that matches.
+func (r *Router) Route(host []byte, req *Request) *Route {
 	vh := r.VirtualHost(host)
 	if vh == nil {
 		return nil
 	}
-	path := target
-	if i := bytes.IndexAny(path, "?#"); i >= 0 {
+	path, query := req.Target, []byte(nil)
+	if i := bytes.IndexByte(path, '#'); i >= 0 {
 		path = path[:i]
 	}
-	for i := range vh.Routes {
-		if vh.Routes[i].Matches(path) {
-			return &vh.Routes[i]
+	if i := bytes.IndexByte(path, '?'); i >= 0 {
+		path, query = path[:i], path[i+1:]
+	}
+	x := vh.idx
+	best := len(vh.Routes)
+	for _, l := range x.prefixLens {
+		if l > len(path) {
+			break
+		}
+		if i, ok := x.prefix[string(path[:l])]; ok && i < best {
+			best = i
 		}
 	}
-	return nil
+	if i, ok := x.exact[string(path)]; ok && i < best {
+		best = i
+	}
+	for _, i := range x.others {
+		if i >= best {
+			break
+		}
+		if vh.Routes[i].Matches(req, path, query) {
+			best = i
+			break
+		}
+	}
+	if best == len(vh.Routes) {
+		return nil
+	}
+	return &vh.Routes[best]
 }

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"regexp"
 	"time"
 
 	"github.com/proxylab/proxylab/core/accesslog"
@@ -178,7 +179,16 @@ func (s *Server) chainFor(lc config.Listener, info *ListenerInfo) (network.Chain
 			}
 			rv := router.VirtualHost{Name: vh.Name, Domains: vh.Domains}
 			for _, r := range vh.Routes {
-				rr := router.Route{Prefix: r.Prefix, Path: r.Path, Cluster: r.Cluster, Timeout: r.Timeout.D(), PrefixRewrite: r.PrefixRewrite}
+				rr := router.Route{Prefix: r.Prefix, Path: r.Path, Methods: r.Methods, Cluster: r.Cluster, Timeout: r.Timeout.D(), PrefixRewrite: r.PrefixRewrite}
+				if r.Regex != "" {
+					rr.Regex = regexp.MustCompile(r.Regex) // validated at load
+				}
+				for _, m := range r.Headers {
+					rr.Headers = append(rr.Headers, router.HeaderMatcher{Name: m.Name, Value: valueMatcher(m), Present: m.Present, Invert: m.Invert})
+				}
+				for _, m := range r.QueryParameters {
+					rr.Query = append(rr.Query, router.QueryMatcher{Name: m.Name, Value: valueMatcher(m), Present: m.Present})
+				}
 				for _, hp := range r.HashPolicy {
 					rr.HashPolicy = append(rr.HashPolicy, router.HashPolicy{Header: hp.Header, Cookie: hp.Cookie, SourceIP: hp.SourceIP})
 				}
@@ -241,6 +251,17 @@ func (s *Server) chainFor(lc config.Listener, info *ListenerInfo) (network.Chain
 	return func() ([]network.ReadFilter, []network.WriteFilter) {
 		return []network.ReadFilter{proxy.NewTCPFilter(tc)}, nil
 	}, nil
+}
+
+// valueMatcher converts a validated config matcher (nil for a presence test).
+func valueMatcher(m config.ValueMatcher) *router.StringMatcher {
+	switch {
+	case m.Regex != "":
+		return &router.StringMatcher{Regex: regexp.MustCompile(m.Regex)}
+	case m.Present == nil:
+		return &router.StringMatcher{Exact: m.Exact}
+	}
+	return nil
 }
 
 func (s *Server) connectTimeout(cluster string) time.Duration {
