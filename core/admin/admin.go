@@ -261,11 +261,13 @@ func (a *Server) clusters(w http.ResponseWriter, r *http.Request) {
 		cs := ClusterState{Name: cl.Name}
 		for _, h := range cl.Hosts() {
 			ps := &h.HTTP1Pool().Stats
+			health := "healthy"
+			if !h.Healthy() {
+				health = "/failed_active_hc" // Envoy's flag
+			}
 			cs.Hosts = append(cs.Hosts, ClusterHost{
 				Address: h.Address, Weight: h.Weight,
-				// Active health checks and outlier detection come with the
-				// traffic-management work; until then every host is healthy.
-				Health:         "healthy",
+				Health:         health,
 				ActiveRequests: h.ActiveRequests.Load(), Requests: h.RqTotal.Value(),
 				ActiveConns: ps.Active.Load(), IdleConns: h.HTTP1Pool().Idle(), ConnectFailures: ps.ConnectFailures.Load(),
 			})

@@ -62,6 +62,13 @@ var (
 	dTLSFail    = desc("tls_handshake_failures_total", "Failed TLS handshakes by reason.", "side", "name", "reason")
 	dTLSVersion = desc("tls_versions_total", "Completed TLS handshakes by negotiated version.", "side", "name", "version")
 	dTLSSuite   = desc("tls_suites_total", "Completed TLS handshakes by cipher suite.", "side", "name", "suite")
+	dHCAttempt  = desc("cluster_health_check_attempt_total", "Active health checks run.", "cluster")
+	dHCSuccess  = desc("cluster_health_check_success_total", "Active health checks passed.", "cluster")
+	dHCFailure  = desc("cluster_health_check_failure_total", "Active health checks failed.", "cluster")
+	dHCEject    = desc("cluster_health_check_ejections_total", "Hosts marked unhealthy by health checks.", "cluster")
+	dHCRecover  = desc("cluster_health_check_recoveries_total", "Hosts marked healthy again.", "cluster")
+	dHostHealth = desc("cluster_host_healthy", "1 when the host passes health checks (or none are configured).", "cluster", "host")
+	dPanic      = desc("cluster_lb_panic", "1 when too few hosts are healthy and traffic goes to all of them.", "cluster")
 	dBufGets    = desc("buffer_pool_gets_total", "Buffers taken from the pool.")
 	dBufAllocs  = desc("buffer_pool_allocs_total", "Buffers the pool had to allocate (the rest were reused).")
 )
@@ -126,6 +133,25 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 			gauge(ch, dHostActive, float64(h.ActiveRequests.Load()), n, h.Address)
 			gauge(ch, dHostCx, float64(ps.Active.Load()), n, h.Address)
 			counter(ch, dHostFail, ps.ConnectFailures.Load(), n, h.Address)
+		}
+		for _, h := range cl.Hosts() {
+			healthy := 0.0
+			if h.Healthy() {
+				healthy = 1
+			}
+			gauge(ch, dHostHealth, healthy, n, h.Address)
+		}
+		panicking := 0.0
+		if cl.Panic() {
+			panicking = 1
+		}
+		gauge(ch, dPanic, panicking, n)
+		if st := c.srv.HealthStats()[n]; st != nil {
+			counter(ch, dHCAttempt, st.Attempts.Value(), n)
+			counter(ch, dHCSuccess, st.Successes.Value(), n)
+			counter(ch, dHCFailure, st.Failures.Value(), n)
+			counter(ch, dHCEject, st.Ejections.Value(), n)
+			counter(ch, dHCRecover, st.Recoveries.Value(), n)
 		}
 		counter(ch, dUpCx, cx, n)
 		counter(ch, dUpCxFail, fail, n)

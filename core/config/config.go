@@ -244,7 +244,20 @@ type Route struct {
 	// HashPolicy feeds ring_hash and maglev clusters; the first policy
 	// that finds a value in the request is used.
 	HashPolicy []HashPolicy `yaml:"hash_policy,omitempty"`
+	// RetryPolicy retries failed upstream attempts on another host.
+	RetryPolicy *RetryPolicy `yaml:"retry_policy,omitempty"`
 }
+
+// RetryPolicy says which failures are retried and how often.
+type RetryPolicy struct {
+	// RetryOn: connect-failure (the request was never sent, so it is
+	// always safe, bodies included), reset (upstream closed before any
+	// response byte; body-less requests only).
+	RetryOn    []string `yaml:"retry_on"`
+	NumRetries int      `yaml:"num_retries"`
+}
+
+func (r *RetryPolicy) setDefaults() { r.NumRetries = 1 }
 
 // ValueMatcher matches a header or query parameter: exactly one of Exact,
 // Regex (RE2, whole value) or Present (true: present, false: absent);
@@ -275,8 +288,30 @@ type Cluster struct {
 	MaxPending               int      `yaml:"max_pending"`
 	MaxRequestsPerConnection int      `yaml:"max_requests_per_connection"`
 	// TLS, when set, secures connections to the hosts (each may opt out).
-	TLS   *ClusterTLS `yaml:"tls,omitempty"`
-	Hosts []Host      `yaml:"hosts"`
+	TLS *ClusterTLS `yaml:"tls,omitempty"`
+	// HealthCheck, when set, checks every host actively; failing hosts get
+	// no traffic (unless fewer than half are healthy: panic mode).
+	HealthCheck *HealthCheck `yaml:"health_check,omitempty"`
+	Hosts       []Host       `yaml:"hosts"`
+}
+
+// HealthCheck configures active health checks.
+type HealthCheck struct {
+	Type               string   `yaml:"type"` // tcp or http
+	Path               string   `yaml:"path,omitempty"`
+	Host               string   `yaml:"host,omitempty"`
+	ExpectedStatuses   []int    `yaml:"expected_statuses,omitempty"`
+	Interval           Duration `yaml:"interval"`
+	Jitter             Duration `yaml:"jitter"`
+	Timeout            Duration `yaml:"timeout"`
+	HealthyThreshold   int      `yaml:"healthy_threshold"`
+	UnhealthyThreshold int      `yaml:"unhealthy_threshold"`
+}
+
+func (h *HealthCheck) setDefaults() {
+	h.Type, h.Path = "tcp", "/"
+	h.Interval, h.Timeout = Duration(5*time.Second), Duration(time.Second)
+	h.HealthyThreshold, h.UnhealthyThreshold = 2, 3
 }
 
 func (c *Cluster) setDefaults() {
@@ -385,6 +420,21 @@ func (c *Config) validate(k Known) Errors {
 		if len(cl.Hosts) == 0 {
 			add(p+".hosts", "at least one host is required")
 		}
+		if hc := cl.HealthCheck; hc != nil {
+			hp := p + ".health_check"
+			if hc.Type != "tcp" && hc.Type != "http" {
+				add(hp+".type", "unknown type %q (tcp, http)", hc.Type)
+			}
+			if hc.Interval <= 0 || hc.Timeout <= 0 {
+				add(hp, "interval and timeout must be > 0")
+			}
+			if hc.HealthyThreshold < 1 || hc.UnhealthyThreshold < 1 {
+				add(hp, "healthy_threshold and unhealthy_threshold must be >= 1")
+			}
+			if hc.Type == "http" && !strings.HasPrefix(hc.Path, "/") {
+				add(hp+".path", "must start with /")
+			}
+		}
 		if t := cl.TLS; t != nil {
 			if !slices.Contains(k.Engines, t.Engine) {
 				add(p+".tls.engine", "unknown engine %q (available: %s)", t.Engine, strings.Join(k.Engines, ", "))
@@ -454,6 +504,16 @@ func (c *Config) validate(k Known) Errors {
 			}
 			if r.PrefixRewrite != "" && r.Prefix == "" {
 				add(rp+".prefix_rewrite", "needs prefix")
+			}
+			if rp2 := r.RetryPolicy; rp2 != nil {
+				for j, on := range rp2.RetryOn {
+					if on != "connect-failure" && on != "reset" {
+						add(fmt.Sprintf("%s.retry_policy.retry_on[%d]", rp, j), "unknown condition %q (connect-failure, reset)", on)
+					}
+				}
+				if rp2.NumRetries < 0 || rp2.NumRetries > 10 {
+					add(rp+".retry_policy.num_retries", "must be between 0 and 10")
+				}
 			}
 			for h, hp := range r.HashPolicy {
 				n := 0

@@ -172,7 +172,9 @@ type httpStream struct {
 	pendingEnd  bool
 	pendingTrl  *protocol.Headers
 	bufDisabled bool
-	retried     bool
+	retried     bool // the free stale-connection retry was used
+	retriesLeft int  // the route's retry policy budget for this request
+	bodyless    bool // the request ended with its head
 
 	respStarted bool
 	done        bool
@@ -299,6 +301,10 @@ func (s *httpStream) DecodeHead(h *stream.Head, end bool) {
 		return
 	}
 	s.cluster = cl
+	s.bodyless = end
+	if s.route.RetryOn != 0 {
+		s.retriesLeft = s.route.NumRetries
+	}
 	if len(s.route.HashPolicy) > 0 {
 		s.lb.Hash, s.lb.HasHash = s.requestHash(h)
 	}
@@ -401,7 +407,7 @@ func (s *httpStream) openUpstream(h *stream.Head) {
 		// Not ready yet: keep an owned copy of the head for OnPoolReady.
 		s.saveHead(h)
 	default:
-		if s.up.reused && s.reqEnd {
+		if s.reqEnd && (s.up.reused || s.route.RetryOn&router.RetryReset != 0) {
 			// A reused connection may have been closed by the server while
 			// idle; keep the head so a reset before any response byte can be
 			// retried on another connection.
@@ -546,15 +552,45 @@ func (u *upstreamRequest) OnPoolReady(enc stream.RequestEncoder, reused bool) {
 		s.bufDisabled = false
 		s.enc.ReadDisable(false)
 	}
-	if !reused || !s.reqEnd {
-		s.headSaved = false // no retry: the copy is no longer needed
+	if !s.reqEnd || !(reused || s.route.RetryOn&router.RetryReset != 0) {
+		s.headSaved = false // no retry possible: the copy is no longer needed
 	}
+}
+
+// retryElsewhere sends the held request to another host of the cluster (the
+// same one only if the balancer has no other to give), within the route's
+// retry budget.
+func (s *httpStream) retryElsewhere() bool {
+	if s.retriesLeft <= 0 || !s.headSaved || s.done {
+		return false
+	}
+	s.retriesLeft--
+	old, next := s.host, s.host
+	for i := 0; i < len(s.cluster.Hosts()) && next == old; i++ {
+		next = s.cluster.Choose(&s.lb)
+	}
+	if next == nil {
+		return false
+	}
+	if st := s.cluster.Stats; st != nil {
+		st.UpstreamRqRetry.Inc(s.cm.id)
+	}
+	old.ActiveRequests.Add(-1)
+	next.ActiveRequests.Add(1)
+	next.RqTotal.Inc(s.cm.id)
+	s.host, s.upHost = next, next
+	s.up.reused = false
+	s.up.cancel = next.HTTP1Pool().NewStream(&s.up, s.enc.Session(), &s.up)
+	return true
 }
 
 func (u *upstreamRequest) OnPoolFailure(f stream.PoolFailure, err error) {
 	u.cancel = nil
 	s := u.s
 	slog.Debug("proxy: upstream pool failure", "host", s.host.Address, "err", err)
+	if f != stream.Overflow && s.route.RetryOn&router.RetryConnectFailure != 0 && s.retryElsewhere() {
+		return // never sent: safe to send elsewhere, body included
+	}
 	flags := "UF"
 	if f == stream.Overflow {
 		flags = "UO"
@@ -654,6 +690,9 @@ func (u *upstreamRequest) OnReset(reason error) {
 	if u.gotHead {
 		s.finish()
 		s.enc.Reset()
+		return
+	}
+	if s.bodyless && s.route.RetryOn&router.RetryReset != 0 && s.retryElsewhere() {
 		return
 	}
 	var pe *protocol.Error

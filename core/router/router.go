@@ -31,7 +31,18 @@ type Route struct {
 	// HashPolicy makes the request hash for consistent load balancers; the
 	// first policy that finds a value is used.
 	HashPolicy []HashPolicy
+	// Retry: which failures are retried on another host, how many times.
+	RetryOn    RetryOn
+	NumRetries int
 }
+
+// RetryOn is a set of retriable failures.
+type RetryOn uint8
+
+const (
+	RetryConnectFailure RetryOn = 1 << iota
+	RetryReset
+)
 
 // HashPolicy says what to hash: a header, a cookie, or the client's IP.
 type HashPolicy struct {

@@ -36,7 +36,12 @@ type Server struct {
 	log        *slog.Logger
 	timers     *timer.Wheel
 	clusterTLS map[string]*offload.Stats
+	health     map[string]*upstream.HealthStats
+	stopHealth context.CancelFunc
 }
+
+// HealthStats are the health-check counters of clusters that check, by name.
+func (s *Server) HealthStats() map[string]*upstream.HealthStats { return s.health }
 
 // ListenerInfo is what the admin API shows of a listener.
 type ListenerInfo struct {
@@ -59,7 +64,7 @@ func (s *Server) ClusterTLSStats() map[string]*offload.Stats { return s.clusterT
 // New builds everything the config describes and binds the listeners (so a
 // port conflict fails here), without accepting yet.
 func New(cfg *config.Config, tr transport.Transport, log *slog.Logger) (*Server, error) {
-	s := &Server{cfg: cfg, tr: tr, log: log, timers: timer.New(10 * time.Millisecond), clusterTLS: map[string]*offload.Stats{}}
+	s := &Server{cfg: cfg, tr: tr, log: log, timers: timer.New(10 * time.Millisecond), clusterTLS: map[string]*offload.Stats{}, health: map[string]*upstream.HealthStats{}}
 	var clusters []*upstream.Cluster
 	for _, cc := range cfg.Clusters {
 		var secure offload.Client
@@ -180,6 +185,17 @@ func (s *Server) chainFor(lc config.Listener, info *ListenerInfo) (network.Chain
 			rv := router.VirtualHost{Name: vh.Name, Domains: vh.Domains}
 			for _, r := range vh.Routes {
 				rr := router.Route{Prefix: r.Prefix, Path: r.Path, Methods: r.Methods, Cluster: r.Cluster, Timeout: r.Timeout.D(), PrefixRewrite: r.PrefixRewrite}
+				if rp := r.RetryPolicy; rp != nil {
+					rr.NumRetries = rp.NumRetries
+					for _, on := range rp.RetryOn {
+						switch on {
+						case "connect-failure":
+							rr.RetryOn |= router.RetryConnectFailure
+						case "reset":
+							rr.RetryOn |= router.RetryReset
+						}
+					}
+				}
 				if r.Regex != "" {
 					rr.Regex = regexp.MustCompile(r.Regex) // validated at load
 				}
@@ -293,6 +309,19 @@ func (s *Server) Start() error {
 		go s.demo.Serve(ln)
 		s.log.Info("demo upstream ready", "address", ln.Addr().String())
 	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s.stopHealth = cancel
+	for _, cc := range s.cfg.Clusters {
+		if hc := cc.HealthCheck; hc != nil {
+			st := &upstream.HealthStats{}
+			s.health[cc.Name] = st
+			s.clusters.Get(cc.Name).StartHealthChecks(ctx, upstream.HealthCheck{
+				Type: hc.Type, Path: hc.Path, Host: hc.Host, ExpectedStatuses: hc.ExpectedStatuses,
+				Interval: hc.Interval.D(), Jitter: hc.Jitter.D(), Timeout: hc.Timeout.D(),
+				HealthyThreshold: hc.HealthyThreshold, UnhealthyThreshold: hc.UnhealthyThreshold,
+			}, st)
+		}
+	}
 	for _, l := range s.listeners {
 		l.Start()
 		s.log.Info("listener ready", "name", l.Name, "address", l.Addr().String())
@@ -332,6 +361,9 @@ func (s *Server) Drain(ctx context.Context) error {
 
 // Close stops everything at once.
 func (s *Server) Close() {
+	if s.stopHealth != nil {
+		s.stopHealth()
+	}
 	for _, l := range s.listeners {
 		l.Close()
 	}

@@ -161,3 +161,33 @@ func BenchmarkChoose(b *testing.B) {
 		})
 	}
 }
+
+func TestHealthAndPanicThreshold(t *testing.T) {
+	c := &Cluster{Name: "c", hosts: hostsOf(1, 1, 1, 1)}
+	c.lbf, c.panicAt = NewRoundRobin, PanicThreshold
+	c.rebalance()
+	chosen := func() map[*Host]bool {
+		m := map[*Host]bool{}
+		for i := 0; i < 40; i++ {
+			m[c.Choose(nil)] = true
+		}
+		return m
+	}
+	if !c.SetHealthy(c.hosts[0], false) || c.SetHealthy(c.hosts[0], false) {
+		t.Fatal("SetHealthy must report only changes")
+	}
+	if m := chosen(); m[c.hosts[0]] || len(m) != 3 || c.Panic() {
+		t.Fatalf("one unhealthy of four: chosen %d hosts (unhealthy chosen: %v), panic %v", len(m), m[c.hosts[0]], c.Panic())
+	}
+	c.SetHealthy(c.hosts[1], false)
+	c.SetHealthy(c.hosts[2], false) // 1 of 4 healthy: below 50%
+	if m := chosen(); len(m) != 4 || !c.Panic() {
+		t.Fatalf("panic mode should use all hosts: chose %d, panic %v", len(m), c.Panic())
+	}
+	for _, h := range c.hosts {
+		c.SetHealthy(h, true)
+	}
+	if m := chosen(); len(m) != 4 || c.Panic() {
+		t.Fatal("all healthy again")
+	}
+}

@@ -24,9 +24,14 @@ type Host struct {
 
 	ActiveRequests atomic.Int64
 	RqTotal        stats.Counter
+	// unhealthy is set by active health checks.
+	unhealthy atomic.Bool
 	// TLS secures connections to the host; nil for plaintext.
 	TLS offload.Client
 }
+
+// Healthy reports the host's health-check state (true until checked).
+func (h *Host) Healthy() bool { return !h.unhealthy.Load() }
 
 // Cluster returns the cluster the host belongs to.
 func (h *Host) Cluster() *Cluster { return h.cluster }
@@ -118,15 +123,58 @@ type ClusterStats struct {
 
 // Cluster is a named set of hosts with a load balancer.
 type Cluster struct {
-	Name  string
-	hosts []*Host
-	lb    LoadBalancer
+	Name    string
+	hosts   []*Host
+	lbf     LBFactory
+	lb      atomic.Pointer[lbState]
+	panicAt float64 // healthy share below which all hosts are used
 	// Stats is nil when metrics are disabled.
 	Stats *ClusterStats
 }
 
 // Choose picks a host, or nil when there is none.
-func (c *Cluster) Choose(ctx *LBContext) *Host { return c.lb.Choose(ctx) }
+func (c *Cluster) Choose(ctx *LBContext) *Host { return c.lb.Load().lb.Choose(ctx) }
+
+// lbState is the balancer over the hosts eligible now.
+type lbState struct {
+	lb    LoadBalancer
+	panic bool // too few healthy hosts: balancing over all of them
+}
+
+// PanicThreshold is Envoy's default: below 50% healthy hosts, traffic goes
+// to all hosts rather than overloading the few healthy ones.
+const PanicThreshold = 0.5
+
+// rebalance rebuilds the balancer over the healthy hosts (or all of them,
+// in panic mode). Called when a host's health changes.
+func (c *Cluster) rebalance() {
+	var healthy []*Host
+	for _, h := range c.hosts {
+		if h.Healthy() {
+			healthy = append(healthy, h)
+		}
+	}
+	st := &lbState{}
+	if len(c.hosts) > 0 && float64(len(healthy))/float64(len(c.hosts)) < c.panicAt {
+		st.lb, st.panic = c.lbf(c.hosts), true
+	} else {
+		st.lb = c.lbf(healthy)
+	}
+	c.lb.Store(st)
+}
+
+// Panic reports whether the cluster balances over all hosts because too few
+// are healthy.
+func (c *Cluster) Panic() bool { return c.lb.Load().panic }
+
+// SetHealthy records a health-check verdict and rebalances on a change.
+func (c *Cluster) SetHealthy(h *Host, healthy bool) (changed bool) {
+	if h.unhealthy.Swap(!healthy) == !healthy {
+		return false
+	}
+	c.rebalance()
+	return true
+}
 
 // Hosts returns the cluster's hosts.
 func (c *Cluster) Hosts() []*Host { return c.hosts }
@@ -155,7 +203,8 @@ func NewCluster(cfg ClusterConfig, tr transport.Transport) (*Cluster, error) {
 		h.http1 = h1s.NewPool(tr, hc.Address, &set)
 		c.hosts = append(c.hosts, h)
 	}
-	c.lb = f(c.hosts)
+	c.lbf, c.panicAt = f, PanicThreshold
+	c.rebalance()
 	return c, nil
 }
 

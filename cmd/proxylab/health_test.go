@@ -1,0 +1,153 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// killable is an upstream that can be stopped and restarted on its port.
+type killable struct {
+	addr string
+	mu   sync.Mutex
+	srv  *http.Server
+}
+
+func (k *killable) start(t *testing.T, id string) {
+	t.Helper()
+	var ln net.Listener
+	var err error
+	for i := 0; i < 50; i++ { // the port may linger briefly after a kill
+		if ln, err = net.Listen("tcp", k.addr); err == nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	k.addr = ln.Addr().String()
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, id) })}
+	k.mu.Lock()
+	k.srv = srv
+	k.mu.Unlock()
+	go srv.Serve(ln)
+}
+
+func (k *killable) kill() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.srv.Close() // listener and every connection
+}
+
+func TestUpstreamKilledUnderLoad(t *testing.T) {
+	forEachTransport(t, func(t *testing.T, tr string) {
+		ups := []*killable{{addr: "127.0.0.1:0"}, {addr: "127.0.0.1:0"}, {addr: "127.0.0.1:0"}}
+		for i, u := range ups {
+			u.start(t, fmt.Sprintf("up%d", i))
+			t.Cleanup(u.kill)
+		}
+		cfg := fmt.Sprintf(`transport: %s
+admin: {address: "127.0.0.1:0"}
+listeners:
+  - {name: web, address: "127.0.0.1:0", http_proxy: {}}
+routes:
+  - name: all
+    domains: ["*"]
+    routes:
+      - {prefix: /, cluster: up, retry_policy: {retry_on: [connect-failure, reset], num_retries: 2}}
+clusters:
+  - name: up
+    connect_timeout: 500ms
+    health_check: {type: http, path: /health, interval: 100ms, timeout: 200ms, healthy_threshold: 2, unhealthy_threshold: 2}
+    hosts: [{address: %q}, {address: %q}, {address: %q}]
+`, tr, ups[0].addr, ups[1].addr, ups[2].addr)
+		p := startProxy(t, cfg)
+		a := adminClient{t: t, base: "http://" + p.adminAddr()}
+		var ok, failed atomic.Int64
+		var seenMu sync.Mutex
+		seen := map[string]int{}
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		client := &http.Client{Timeout: 5 * time.Second}
+		for w := 0; w < 4; w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					resp, err := client.Get("http://" + p.addr("web") + "/load")
+					if err != nil {
+						failed.Add(1)
+						continue
+					}
+					b, _ := io.ReadAll(resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != 200 {
+						failed.Add(1)
+						t.Logf("%d %s", resp.StatusCode, b)
+						continue
+					}
+					ok.Add(1)
+					seenMu.Lock()
+					seen[string(b)]++
+					seenMu.Unlock()
+				}
+			}()
+		}
+		time.Sleep(300 * time.Millisecond)
+		ups[1].kill()
+		// Ejected by the health checks.
+		deadline := time.Now().Add(3 * time.Second)
+		for !strings.Contains(mustClusters(a), ups[1].addr+"::health_flags::/failed_active_hc") {
+			if time.Now().After(deadline) {
+				t.Fatalf("killed host not ejected:\n%s", mustClusters(a))
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		seenMu.Lock()
+		before := seen["up1"]
+		seenMu.Unlock()
+		time.Sleep(300 * time.Millisecond)
+		seenMu.Lock()
+		if seen["up1"] != before {
+			t.Errorf("ejected host still served %d requests", seen["up1"]-before)
+		}
+		seenMu.Unlock()
+		// Restarted on the same port: healthy again and back in rotation.
+		ups[1].start(t, "up1")
+		deadline = time.Now().Add(3 * time.Second)
+		for !strings.Contains(mustClusters(a), ups[1].addr+"::health_flags::healthy") {
+			if time.Now().After(deadline) {
+				t.Fatalf("restarted host not healthy again:\n%s", mustClusters(a))
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		time.Sleep(300 * time.Millisecond)
+		close(stop)
+		wg.Wait()
+		seenMu.Lock()
+		defer seenMu.Unlock()
+		if failed.Load() != 0 || seen["up1"] == before {
+			t.Fatalf("%d ok, %d failed; up1 served %d before the kill and %d in all", ok.Load(), failed.Load(), before, seen["up1"])
+		}
+		fams := a.scrape()
+		retries := value(t, fams, "proxylab_cluster_upstream_rq_retry_total", map[string]string{"cluster": "up"})
+		t.Logf("%s: %d requests, 0 failed, %v retries; per upstream %v", tr, ok.Load(), retries, seen)
+	})
+}
+
+func mustClusters(a adminClient) string {
+	_, body := a.do("GET", "/clusters")
+	return body
+}
