@@ -66,6 +66,7 @@ clusters:
   - name: up
     connect_timeout: 500ms
     health_check: {type: http, path: /health, interval: 100ms, timeout: 200ms, healthy_threshold: 2, unhealthy_threshold: 2}
+    circuit_breakers: {max_retries: 50}
     hosts: [{address: %q}, {address: %q}, {address: %q}]
 `, tr, ups[0].addr, ups[1].addr, ups[2].addr)
 		p := startProxy(t, cfg)
@@ -150,4 +151,88 @@ clusters:
 func mustClusters(a adminClient) string {
 	_, body := a.do("GET", "/clusters")
 	return body
+}
+
+// TestCircuitBreakers: max_requests overflow is an immediate, counted 503;
+// a retry budget keeps retries from multiplying load when every host fails.
+func TestCircuitBreakers(t *testing.T) {
+	forEachTransport(t, func(t *testing.T, tr string) {
+		release := make(chan struct{})
+		slow := startUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			<-release
+			io.WriteString(w, "ok")
+		}))
+		cfg := fmt.Sprintf(`transport: %s
+admin: {address: "127.0.0.1:0"}
+listeners:
+  - {name: web, address: "127.0.0.1:0", http_proxy: {}}
+routes:
+  - name: all
+    domains: ["*"]
+    routes:
+      - {prefix: /slow, cluster: slow}
+      - {prefix: /dead, cluster: dead, retry_policy: {retry_on: [connect-failure], num_retries: 5}}
+clusters:
+  - {name: slow, circuit_breakers: {max_requests: 2}, hosts: [{address: %q}]}
+  - name: dead
+    circuit_breakers: {max_retries: 100, retry_budget: {budget_percent: 20, min_retry_concurrency: 1}}
+    hosts: [{address: %q}, {address: %q}, {address: %q}]
+`, tr, slow.addr, closedPort(t), closedPort(t), closedPort(t))
+		p := startProxy(t, cfg)
+		a := adminClient{t: t, base: "http://" + p.adminAddr()}
+		codes := make(chan int, 3)
+		for i := 0; i < 3; i++ {
+			go func() {
+				resp, err := http.Get("http://" + p.addr("web") + "/slow")
+				if err != nil {
+					codes <- 0
+					return
+				}
+				io.ReadAll(resp.Body)
+				resp.Body.Close()
+				codes <- resp.StatusCode
+			}()
+		}
+		select {
+		case c := <-codes:
+			if c != 503 {
+				t.Fatalf("third concurrent request got %d, want 503 from the breaker", c)
+			}
+		case <-time.After(3 * time.Second):
+			t.Fatal("breaker overflow hangs")
+		}
+		close(release)
+		for i := 0; i < 2; i++ {
+			if c := <-codes; c != 200 {
+				t.Fatalf("admitted request got %d", c)
+			}
+		}
+
+		// Every host refuses: without a budget 30 requests × 6 attempts.
+		var wg sync.WaitGroup
+		for i := 0; i < 30; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				resp, err := http.Get("http://" + p.addr("web") + "/dead")
+				if err == nil {
+					io.ReadAll(resp.Body)
+					resp.Body.Close()
+				}
+			}()
+		}
+		wg.Wait()
+		fams := a.scrape()
+		slowL, deadL := map[string]string{"cluster": "slow"}, map[string]string{"cluster": "dead"}
+		if n := value(t, fams, "proxylab_cluster_upstream_rq_overflow_total", slowL); n != 1 {
+			t.Errorf("max_requests overflow counted %v, want 1", n)
+		}
+		attempts := value(t, fams, "proxylab_cluster_upstream_cx_connect_fail_total", deadL)
+		retries := value(t, fams, "proxylab_cluster_upstream_rq_retry_total", deadL)
+		denied := value(t, fams, "proxylab_cluster_upstream_rq_retry_overflow_total", deadL)
+		t.Logf("%s: 30 requests to a dead cluster: %v connect attempts, %v retries, %v retries denied by the budget", tr, attempts, retries, denied)
+		if denied == 0 || attempts >= 180 || attempts != 30+retries {
+			t.Errorf("retry budget did not cap amplification: %v attempts, %v retries, %v denied", attempts, retries, denied)
+		}
+	})
 }

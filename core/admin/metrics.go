@@ -40,6 +40,9 @@ var (
 	dUpRetry    = desc("cluster_upstream_rq_retry_total", "Upstream request retries.", "cluster")
 	dUpTimeout  = desc("cluster_upstream_rq_timeout_total", "Upstream requests that timed out (504).", "cluster")
 	dUpOverflow = desc("cluster_upstream_rq_pending_overflow_total", "Requests refused because the pending queue was full (503).", "cluster")
+	dUpRqOver   = desc("cluster_upstream_rq_overflow_total", "Requests refused by the max_requests circuit breaker (503).", "cluster")
+	dUpRetryOv  = desc("cluster_upstream_rq_retry_overflow_total", "Retries not made because of max_retries or the retry budget.", "cluster")
+	dUpCxOver   = desc("cluster_upstream_cx_overflow_total", "Requests refused by the max_connections circuit breaker (503).", "cluster")
 	dUpTime     = desc("cluster_upstream_rq_time_seconds", "Time from sending a request upstream to its complete response.", "cluster")
 	dUpCx       = desc("cluster_upstream_cx_total", "Upstream connections opened.", "cluster")
 	dUpCxFail   = desc("cluster_upstream_cx_connect_fail_total", "Upstream connect failures.", "cluster")
@@ -164,6 +167,9 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 			counter(ch, dUpRetry, st.UpstreamRqRetry.Value(), n)
 			counter(ch, dUpTimeout, st.UpstreamRqTimeout.Value(), n)
 			counter(ch, dUpOverflow, st.UpstreamRqPendingOverflow.Value(), n)
+			counter(ch, dUpRqOver, st.UpstreamRqOverflow.Value(), n)
+			counter(ch, dUpRetryOv, st.UpstreamRqRetryOverflow.Value(), n)
+			counter(ch, dUpCxOver, st.UpstreamCxOverflow.Value(), n)
 			histogram(ch, dUpTime, &st.UpstreamRqTime, n)
 		}
 	}

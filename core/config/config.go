@@ -292,8 +292,28 @@ type Cluster struct {
 	// HealthCheck, when set, checks every host actively; failing hosts get
 	// no traffic (unless fewer than half are healthy: panic mode).
 	HealthCheck *HealthCheck `yaml:"health_check,omitempty"`
-	Hosts       []Host       `yaml:"hosts"`
+	// CircuitBreakers are cluster-wide limits (Envoy's defaults apply when
+	// the block is absent); overflow is answered with 503 and counted.
+	CircuitBreakers CircuitBreakers `yaml:"circuit_breakers"`
+	Hosts           []Host          `yaml:"hosts"`
 }
+
+// CircuitBreakers limit what a cluster may have in flight.
+type CircuitBreakers struct {
+	MaxConnections     int          `yaml:"max_connections"`
+	MaxPendingRequests int          `yaml:"max_pending_requests"`
+	MaxRequests        int          `yaml:"max_requests"`
+	MaxRetries         int          `yaml:"max_retries"`
+	RetryBudget        *RetryBudget `yaml:"retry_budget,omitempty"`
+}
+
+// RetryBudget caps retries in flight at a share of requests in flight.
+type RetryBudget struct {
+	BudgetPercent       float64 `yaml:"budget_percent"`
+	MinRetryConcurrency int     `yaml:"min_retry_concurrency"`
+}
+
+func (r *RetryBudget) setDefaults() { r.BudgetPercent, r.MinRetryConcurrency = 20, 3 }
 
 // HealthCheck configures active health checks.
 type HealthCheck struct {
@@ -319,6 +339,7 @@ func (c *Cluster) setDefaults() {
 	c.ConnectTimeout = Duration(5 * time.Second)
 	c.MaxConnections = 1024
 	c.MaxPending = 1024
+	c.CircuitBreakers = CircuitBreakers{MaxConnections: 1024, MaxPendingRequests: 1024, MaxRequests: 1024, MaxRetries: 3}
 }
 
 // Host is one static upstream endpoint.
@@ -419,6 +440,18 @@ func (c *Config) validate(k Known) Errors {
 		}
 		if len(cl.Hosts) == 0 {
 			add(p+".hosts", "at least one host is required")
+		}
+		cb := cl.CircuitBreakers
+		for _, f := range []struct {
+			name string
+			v    int
+		}{{"max_connections", cb.MaxConnections}, {"max_pending_requests", cb.MaxPendingRequests}, {"max_requests", cb.MaxRequests}, {"max_retries", cb.MaxRetries}} {
+			if f.v < 0 {
+				add(p+".circuit_breakers."+f.name, "must be >= 0 (0 means unlimited)")
+			}
+		}
+		if rb := cb.RetryBudget; rb != nil && (rb.BudgetPercent <= 0 || rb.BudgetPercent > 100 || rb.MinRetryConcurrency < 0) {
+			add(p+".circuit_breakers.retry_budget", "budget_percent must be in (0, 100], min_retry_concurrency >= 0")
 		}
 		if hc := cl.HealthCheck; hc != nil {
 			hp := p + ".health_check"

@@ -175,6 +175,8 @@ type httpStream struct {
 	retried     bool // the free stale-connection retry was used
 	retriesLeft int  // the route's retry policy budget for this request
 	bodyless    bool // the request ended with its head
+	admitted    bool // holds a max_requests slot
+	retrySlot   bool // holds a max_retries / retry budget slot
 
 	respStarted bool
 	done        bool
@@ -281,6 +283,14 @@ func (s *httpStream) finish() {
 		s.host.ActiveRequests.Add(-1)
 		s.host = nil
 	}
+	if s.admitted {
+		s.admitted = false
+		s.cluster.ReleaseRequest()
+	}
+	if s.retrySlot {
+		s.retrySlot = false
+		s.cluster.ReleaseRetry()
+	}
 }
 
 func (s *httpStream) DecodeHead(h *stream.Head, end bool) {
@@ -300,7 +310,14 @@ func (s *httpStream) DecodeHead(h *stream.Head, end bool) {
 		s.localReply(503, "NC", fmt.Sprintf("cluster %q not found", s.route.Cluster))
 		return
 	}
-	s.cluster = cl
+	if !cl.AdmitRequest() {
+		if st := cl.Stats; st != nil {
+			st.UpstreamRqOverflow.Inc(s.cm.id)
+		}
+		s.localReply(503, "UO", "upstream max requests reached (circuit breaker)")
+		return
+	}
+	s.cluster, s.admitted = cl, true
 	s.bodyless = end
 	if s.route.RetryOn != 0 {
 		s.retriesLeft = s.route.NumRetries
@@ -564,6 +581,15 @@ func (s *httpStream) retryElsewhere() bool {
 	if s.retriesLeft <= 0 || !s.headSaved || s.done {
 		return false
 	}
+	if !s.retrySlot {
+		if !s.cluster.AdmitRetry() {
+			if st := s.cluster.Stats; st != nil {
+				st.UpstreamRqRetryOverflow.Inc(s.cm.id)
+			}
+			return false
+		}
+		s.retrySlot = true
+	}
 	s.retriesLeft--
 	old, next := s.host, s.host
 	for i := 0; i < len(s.cluster.Hosts()) && next == old; i++ {
@@ -588,14 +614,20 @@ func (u *upstreamRequest) OnPoolFailure(f stream.PoolFailure, err error) {
 	u.cancel = nil
 	s := u.s
 	slog.Debug("proxy: upstream pool failure", "host", s.host.Address, "err", err)
-	if f != stream.Overflow && s.route.RetryOn&router.RetryConnectFailure != 0 && s.retryElsewhere() {
+	if (f == stream.ConnectFailure || f == stream.ConnectTimeout) && s.route.RetryOn&router.RetryConnectFailure != 0 && s.retryElsewhere() {
 		return // never sent: safe to send elsewhere, body included
 	}
 	flags := "UF"
-	if f == stream.Overflow {
+	switch f {
+	case stream.Overflow:
 		flags = "UO"
 		if st := s.cluster.Stats; st != nil {
 			st.UpstreamRqPendingOverflow.Inc(s.cm.id)
+		}
+	case stream.CxOverflow:
+		flags = "UO"
+		if st := s.cluster.Stats; st != nil {
+			st.UpstreamCxOverflow.Inc(s.cm.id)
 		}
 	}
 	s.localReply(503, flags, f.String())

@@ -88,6 +88,10 @@ func New(cfg *config.Config, tr transport.Transport, log *slog.Logger) (*Server,
 			LB:    cc.LB,
 			Stats: cfg.Stats.Enabled,
 			TLS:   secure,
+			Breakers: upstream.Breakers{
+				MaxConnections: cc.CircuitBreakers.MaxConnections, MaxPending: cc.CircuitBreakers.MaxPendingRequests,
+				MaxRequests: cc.CircuitBreakers.MaxRequests, MaxRetries: cc.CircuitBreakers.MaxRetries,
+			},
 			HTTP1: h1s.ClientSettings{
 				Limits:             h1.DefaultLimits,
 				ConnectTimeout:     cc.ConnectTimeout.D(),
@@ -96,6 +100,9 @@ func New(cfg *config.Config, tr transport.Transport, log *slog.Logger) (*Server,
 				MaxRequestsPerConn: cc.MaxRequestsPerConnection,
 				HighWatermark:      256 << 10,
 			},
+		}
+		if rb := cc.CircuitBreakers.RetryBudget; rb != nil {
+			ucfg.Breakers.BudgetPercent, ucfg.Breakers.MinRetryConcurrency = rb.BudgetPercent, rb.MinRetryConcurrency
 		}
 		for _, h := range cc.Hosts {
 			ucfg.Hosts = append(ucfg.Hosts, upstream.HostConfig{Address: h.Address, Weight: h.Weight, Plaintext: h.Plaintext})

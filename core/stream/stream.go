@@ -15,6 +15,7 @@ package stream
 
 import (
 	"errors"
+	"sync/atomic"
 
 	"github.com/proxylab/proxylab/core/network"
 	"github.com/proxylab/proxylab/core/protocol"
@@ -102,7 +103,8 @@ type PoolFailure int
 const (
 	ConnectFailure PoolFailure = iota
 	ConnectTimeout
-	Overflow
+	Overflow   // too many requests waiting for a connection
+	CxOverflow // the cluster's connection limit is reached
 )
 
 func (f PoolFailure) String() string {
@@ -113,6 +115,8 @@ func (f PoolFailure) String() string {
 		return "upstream connect timeout"
 	case Overflow:
 		return "upstream connection pool overflow"
+	case CxOverflow:
+		return "upstream connection limit reached"
 	}
 	return "upstream pool failure"
 }
@@ -146,3 +150,38 @@ var (
 	ErrUpstreamReset   = errors.New("stream: upstream connection reset")
 	ErrDownstreamReset = errors.New("stream: downstream connection reset")
 )
+
+// Breaker is a limit shared by everything that counts against it (a
+// cluster's pools, its requests): TryAcquire takes a slot if one is free.
+// A nil Breaker or Max <= 0 never refuses.
+type Breaker struct {
+	Max int64
+	n   atomic.Int64
+}
+
+// TryAcquire takes a slot or reports the limit is reached.
+func (b *Breaker) TryAcquire() bool {
+	if b == nil || b.Max <= 0 {
+		return true
+	}
+	if b.n.Add(1) > b.Max {
+		b.n.Add(-1)
+		return false
+	}
+	return true
+}
+
+// Release returns a slot taken by TryAcquire.
+func (b *Breaker) Release() {
+	if b != nil && b.Max > 0 {
+		b.n.Add(-1)
+	}
+}
+
+// Count is the number of slots taken.
+func (b *Breaker) Count() int64 {
+	if b == nil {
+		return 0
+	}
+	return b.n.Load()
+}

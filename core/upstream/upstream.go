@@ -9,6 +9,7 @@ import (
 
 	"github.com/proxylab/proxylab/core/registry"
 	"github.com/proxylab/proxylab/core/stats"
+	"github.com/proxylab/proxylab/core/stream"
 	h1s "github.com/proxylab/proxylab/core/stream/http1"
 	"github.com/proxylab/proxylab/offload"
 	"github.com/proxylab/proxylab/transport"
@@ -101,6 +102,8 @@ type ClusterConfig struct {
 	Stats bool
 	// TLS secures the hosts' connections (those not marked Plaintext).
 	TLS offload.Client
+	// Breakers are the cluster-wide limits.
+	Breakers Breakers
 }
 
 // HostConfig is one static host.
@@ -118,7 +121,20 @@ type ClusterStats struct {
 	UpstreamRqRetry           stats.Counter
 	UpstreamRqTimeout         stats.Counter
 	UpstreamRqPendingOverflow stats.Counter
+	UpstreamRqOverflow        stats.Counter   // max_requests circuit breaker
+	UpstreamRqRetryOverflow   stats.Counter   // max_retries or the retry budget
+	UpstreamCxOverflow        stats.Counter   // max_connections circuit breaker
 	UpstreamRqTime            stats.Histogram // request sent → response complete
+}
+
+// Breakers are a cluster's circuit breakers (Envoy's defaults: 1024
+// connections, pending and requests, 3 retries in flight) and its optional
+// retry budget: retries in flight never exceed BudgetPercent of the
+// requests in flight (but MinRetryConcurrency are always allowed).
+type Breakers struct {
+	MaxConnections, MaxPending, MaxRequests, MaxRetries int
+	BudgetPercent                                       float64
+	MinRetryConcurrency                                 int
 }
 
 // Cluster is a named set of hosts with a load balancer.
@@ -130,6 +146,32 @@ type Cluster struct {
 	panicAt float64 // healthy share below which all hosts are used
 	// Stats is nil when metrics are disabled.
 	Stats *ClusterStats
+
+	requests, retries, conns, pending stream.Breaker
+	budgetPercent                     float64
+	minRetries                        int64
+}
+
+// AdmitRequest takes a max_requests slot; ReleaseRequest gives it back.
+func (c *Cluster) AdmitRequest() bool { return c.requests.TryAcquire() }
+func (c *Cluster) ReleaseRequest()    { c.requests.Release() }
+
+// AdmitRetry takes a retry slot if max_retries and the retry budget allow;
+// ReleaseRetry gives it back.
+func (c *Cluster) AdmitRetry() bool {
+	if c.budgetPercent > 0 {
+		allowed := max(int64(float64(c.requests.Count())*c.budgetPercent/100), c.minRetries)
+		if c.retries.Count() >= allowed {
+			return false
+		}
+	}
+	return c.retries.TryAcquire()
+}
+func (c *Cluster) ReleaseRetry() { c.retries.Release() }
+
+// Breakers reports what counts against the circuit breakers now.
+func (c *Cluster) BreakerCounts() (requests, retries, conns, pending int64) {
+	return c.requests.Count(), c.retries.Count(), c.conns.Count(), c.pending.Count()
 }
 
 // Choose picks a host, or nil when there is none.
@@ -193,9 +235,20 @@ func NewCluster(cfg ClusterConfig, tr transport.Transport) (*Cluster, error) {
 	if cfg.Stats {
 		c.Stats = &ClusterStats{}
 	}
+	b := cfg.Breakers
+	c.requests.Max, c.retries.Max = int64(b.MaxRequests), int64(b.MaxRetries)
+	c.conns.Max, c.pending.Max = int64(b.MaxConnections), int64(b.MaxPending)
+	c.budgetPercent, c.minRetries = b.BudgetPercent, int64(b.MinRetryConcurrency)
+	if c.retries.Max <= 0 && b.BudgetPercent > 0 {
+		c.retries.Max = 1 << 30 // the budget alone limits; Breaker counts only with a Max
+	}
+	if c.requests.Max <= 0 && b.BudgetPercent > 0 {
+		c.requests.Max = 1 << 30 // the budget needs the requests in flight counted
+	}
 	for _, hc := range cfg.Hosts {
 		h := &Host{Address: hc.Address, AddressBytes: []byte(hc.Address), Weight: hc.Weight, cluster: c}
 		set := cfg.HTTP1
+		set.ClusterConns, set.ClusterPending = &c.conns, &c.pending
 		if cfg.TLS != nil && !hc.Plaintext {
 			h.TLS = cfg.TLS
 			set.Wrap = func(conn transport.Conn, addr string) transport.Conn { return h.TLS.Wrap(conn, addr) }

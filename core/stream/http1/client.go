@@ -25,6 +25,9 @@ type ClientSettings struct {
 	// MaxRequestsPerConn closes a connection after that many requests (0: no limit).
 	MaxRequestsPerConn int
 	HighWatermark      int
+	// ClusterConns and ClusterPending are the cluster-wide circuit breakers
+	// every host's pool counts against (nil: none).
+	ClusterConns, ClusterPending *stream.Breaker
 	// Wrap, when set, secures each new connection (a crypto engine's client
 	// side); writes before its handshake completes are queued by it.
 	Wrap func(c transport.Conn, host string) transport.Conn
@@ -69,6 +72,16 @@ type waiter struct {
 	cancelled bool // guarded by sess
 }
 
+// fail reports a pool failure to a waiter that left the queue, under its
+// session.
+func (w *waiter) fail(f stream.PoolFailure, err error) {
+	w.sess.Lock()
+	if !w.cancelled {
+		w.cb.OnPoolFailure(f, err)
+	}
+	w.sess.Unlock()
+}
+
 // Cancel withdraws a pending request; call it under the session.
 func (w *waiter) Cancel() {
 	w.cancelled = true
@@ -76,6 +89,7 @@ func (w *waiter) Cancel() {
 	for i, x := range w.p.waiters {
 		if x == w {
 			w.p.waiters = append(w.p.waiters[:i], w.p.waiters[i+1:]...)
+			w.p.set.ClusterPending.Release()
 			break
 		}
 	}
@@ -94,9 +108,17 @@ func (p *Pool) NewStream(dec stream.ResponseDecoder, sess stream.Session, cb str
 		cb.OnPoolReady(cc.attach(dec, sess), true)
 		return nil
 	}
-	if p.set.MaxPending > 0 && len(p.waiters) >= p.set.MaxPending {
+	if p.set.MaxPending > 0 && len(p.waiters) >= p.set.MaxPending || !p.set.ClusterPending.TryAcquire() {
 		p.mu.Unlock()
-		cb.OnPoolFailure(stream.Overflow, fmt.Errorf("http1: %d requests already wait for %s", len(p.waiters), p.addr))
+		cb.OnPoolFailure(stream.Overflow, fmt.Errorf("http1: too many requests wait for %s", p.addr))
+		return nil
+	}
+	if p.total == 0 && p.set.ClusterConns != nil && p.set.ClusterConns.Max > 0 && p.set.ClusterConns.Count() >= p.set.ClusterConns.Max {
+		// No connection to this host and none may be opened: waiting could
+		// last forever, so refuse now.
+		p.mu.Unlock()
+		p.set.ClusterPending.Release()
+		cb.OnPoolFailure(stream.CxOverflow, fmt.Errorf("http1: cluster connection limit reached, none open to %s", p.addr))
 		return nil
 	}
 	w := &waiter{p: p, dec: dec, sess: sess, cb: cb}
@@ -112,6 +134,15 @@ func (p *Pool) maybeDialLocked() {
 	if len(p.waiters) <= p.connecting || p.draining || (p.set.MaxConnections > 0 && p.total >= p.set.MaxConnections) {
 		return
 	}
+	if !p.set.ClusterConns.TryAcquire() {
+		if p.total == 0 {
+			// Nothing to wait for on this host: refuse the oldest waiter.
+			if w := p.popWaiter(); w != nil {
+				go w.fail(stream.CxOverflow, fmt.Errorf("http1: cluster connection limit reached, none open to %s", p.addr))
+			}
+		}
+		return // otherwise the waiters get a connection another request releases
+	}
 	p.total++
 	p.connecting++
 	p.Stats.ConnectsTotal.Add(1)
@@ -122,6 +153,7 @@ func (p *Pool) popWaiter() *waiter {
 	if len(p.waiters) == 0 {
 		return nil
 	}
+	p.set.ClusterPending.Release()
 	w := p.waiters[0]
 	p.waiters[0] = nil
 	p.waiters = p.waiters[1:]
@@ -131,6 +163,7 @@ func (p *Pool) popWaiter() *waiter {
 func (p *Pool) onConnect(tc transport.Conn, err error) {
 	if err != nil {
 		p.Stats.ConnectFailures.Add(1)
+		p.set.ClusterConns.Release()
 		p.mu.Lock()
 		p.total--
 		p.connecting--
@@ -142,11 +175,7 @@ func (p *Pool) onConnect(tc transport.Conn, err error) {
 			if errors.As(err, &ne) && ne.Timeout() {
 				f = stream.ConnectTimeout
 			}
-			w.sess.Lock()
-			if !w.cancelled {
-				w.cb.OnPoolFailure(f, err)
-			}
-			w.sess.Unlock()
+			w.fail(f, err)
 		}
 		return
 	}
@@ -214,6 +243,7 @@ func (p *Pool) release(cc *ClientConn) {
 }
 
 func (p *Pool) removeClosed(cc *ClientConn) {
+	p.set.ClusterConns.Release()
 	p.mu.Lock()
 	cc.closed = true
 	p.total--
