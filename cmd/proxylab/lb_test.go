@@ -111,3 +111,84 @@ clusters:
 		}
 	})
 }
+
+// TestRouteActions: direct responses, redirects, weighted clusters, cluster
+// from a header, host and regex rewrites, and header changes at listener,
+// virtual host and route level.
+func TestRouteActions(t *testing.T) {
+	mk := func(name string) string {
+		return startUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("X-Internal", "secret")
+			w.Header().Set("X-Upstream-Host", r.Host)
+			fmt.Fprintf(w, "%s %s l=%s v=%s r=%s gone=%q", name, r.URL.RequestURI(), r.Header.Get("X-Listener"), r.Header.Get("X-Vhost"), r.Header.Get("X-Route"), r.Header.Get("X-Drop"))
+		})).addr
+	}
+	a, b := mk("a"), mk("b")
+	forEachTransport(t, func(t *testing.T, tr string) {
+		cfg := fmt.Sprintf(`transport: %s
+listeners:
+  - name: web
+    address: "127.0.0.1:0"
+    http_proxy:
+      request_headers_to_add: [{name: x-listener, value: "1"}]
+      response_headers_to_remove: [x-internal]
+routes:
+  - name: all
+    domains: ["*"]
+    request_headers_to_add: [{name: x-vhost, value: "1"}]
+    response_headers_to_add: [{name: x-served-by, value: proxylab}]
+    routes:
+      - {path: /ping, direct_response: {status: 200, body: "pong"}}
+      - {prefix: /old/, redirect: {prefix_rewrite: /new/, response_code: 308}}
+      - {prefix: /secure, redirect: {scheme_redirect: https, host_redirect: example.com, strip_query: true}}
+      - {prefix: /split, weighted_clusters: [{name: a, weight: 3}, {name: b, weight: 1}]}
+      - {prefix: /pick, cluster_header: x-cluster}
+      - prefix: /api/
+        cluster: a
+        host_rewrite: internal.example
+        regex_rewrite: {pattern: '^/api/v([0-9]+)/(.*)$', substitution: '/\2?version=\1'}
+        request_headers_to_add: [{name: x-route, value: "1"}]
+        request_headers_to_remove: [x-drop]
+      - {prefix: /, cluster: a}
+clusters:
+  - {name: a, hosts: [{address: %q}]}
+  - {name: b, hosts: [{address: %q}]}
+`, tr, a, b)
+		p := startProxy(t, cfg)
+		c := dialRaw(t, p.addr("web"))
+		do := func(req string) (*http.Response, string) {
+			c.send(req)
+			return c.readResponse(req[:strings.IndexByte(req, ' ')])
+		}
+		if resp, body := do("GET /ping HTTP/1.1\r\nHost: h\r\n\r\n"); resp.StatusCode != 200 || body != "pong" || resp.Header.Get("X-Served-By") != "proxylab" {
+			t.Errorf("direct response: %d %q %v", resp.StatusCode, body, resp.Header)
+		}
+		if resp, _ := do("GET /old/x?q=1 HTTP/1.1\r\nHost: h:8080\r\n\r\n"); resp.StatusCode != 308 || resp.Header.Get("Location") != "http://h:8080/new/x?q=1" {
+			t.Errorf("prefix redirect: %d %q", resp.StatusCode, resp.Header.Get("Location"))
+		}
+		if resp, _ := do("GET /secure/a?q=1 HTTP/1.1\r\nHost: h\r\n\r\n"); resp.StatusCode != 301 || resp.Header.Get("Location") != "https://example.com/secure/a" {
+			t.Errorf("scheme/host redirect: %d %q", resp.StatusCode, resp.Header.Get("Location"))
+		}
+		if _, body := do("GET /pick HTTP/1.1\r\nHost: h\r\nX-Cluster: b\r\n\r\n"); !strings.HasPrefix(body, "b ") {
+			t.Errorf("cluster_header: %q", body)
+		}
+		if resp, _ := do("GET /pick HTTP/1.1\r\nHost: h\r\nX-Cluster: nope\r\n\r\n"); resp.StatusCode != 503 {
+			t.Errorf("cluster_header naming no cluster: %d", resp.StatusCode)
+		}
+		resp, body := do("GET /api/v2/users?x=1 HTTP/1.1\r\nHost: h\r\nX-Drop: 1\r\n\r\n")
+		if body != `a /users?version=2&x=1 l=1 v=1 r=1 gone=""` || resp.Header.Get("X-Upstream-Host") != "internal.example" {
+			t.Errorf("rewrites and request headers: %q host %q", body, resp.Header.Get("X-Upstream-Host"))
+		}
+		if resp.Header.Get("X-Internal") != "" || resp.Header.Get("X-Served-By") != "proxylab" {
+			t.Errorf("response header ops: %v", resp.Header)
+		}
+		counts := map[string]int{}
+		for i := 0; i < 400; i++ {
+			_, body := do("GET /split HTTP/1.1\r\nHost: h\r\n\r\n")
+			counts[body[:1]]++
+		}
+		if counts["a"] < 250 || counts["a"] > 350 || counts["a"]+counts["b"] != 400 {
+			t.Errorf("3:1 split over 400 requests: %v", counts)
+		}
+	})
+}

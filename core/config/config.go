@@ -189,6 +189,8 @@ type HTTPProxy struct {
 	HighWatermark int `yaml:"high_watermark"`
 	// AccessLog, when set, writes one line per request.
 	AccessLog *AccessLog `yaml:"access_log,omitempty"`
+	// Header changes for every request and response of the listener.
+	HeaderOps `yaml:",inline"`
 }
 
 // AccessLog configures a listener's request log.
@@ -224,9 +226,10 @@ func (t *TCPProxy) setDefaults() { t.HighWatermark = 256 << 10 }
 
 // VirtualHost groups routes by Host header.
 type VirtualHost struct {
-	Name    string   `yaml:"name"`
-	Domains []string `yaml:"domains"`
-	Routes  []Route  `yaml:"routes"`
+	Name      string   `yaml:"name"`
+	Domains   []string `yaml:"domains"`
+	Routes    []Route  `yaml:"routes"`
+	HeaderOps `yaml:",inline"`
 }
 
 // Route is match → cluster. The path match is exactly one of Prefix, Path
@@ -238,9 +241,18 @@ type Route struct {
 	Methods         []string       `yaml:"methods,omitempty"`
 	Headers         []ValueMatcher `yaml:"headers,omitempty"`
 	QueryParameters []ValueMatcher `yaml:"query_parameters,omitempty"`
-	Cluster         string         `yaml:"cluster"`
-	Timeout         Duration       `yaml:"timeout"`
-	PrefixRewrite   string         `yaml:"prefix_rewrite,omitempty"`
+	// Action: exactly one of Cluster, WeightedClusters, ClusterHeader,
+	// DirectResponse, Redirect.
+	Cluster          string            `yaml:"cluster,omitempty"`
+	WeightedClusters []WeightedCluster `yaml:"weighted_clusters,omitempty"`
+	ClusterHeader    string            `yaml:"cluster_header,omitempty"`
+	DirectResponse   *DirectResponse   `yaml:"direct_response,omitempty"`
+	Redirect         *Redirect         `yaml:"redirect,omitempty"`
+	Timeout          Duration          `yaml:"timeout"`
+	PrefixRewrite    string            `yaml:"prefix_rewrite,omitempty"`
+	RegexRewrite     *RegexRewrite     `yaml:"regex_rewrite,omitempty"`
+	HostRewrite      string            `yaml:"host_rewrite,omitempty"`
+	HeaderOps        `yaml:",inline"`
 	// HashPolicy feeds ring_hash and maglev clusters; the first policy
 	// that finds a value in the request is used.
 	HashPolicy []HashPolicy `yaml:"hash_policy,omitempty"`
@@ -258,6 +270,50 @@ type RetryPolicy struct {
 }
 
 func (r *RetryPolicy) setDefaults() { r.NumRetries = 1 }
+
+// HeaderOps are header changes: removals first, then additions (append:
+// false replaces existing values).
+type HeaderOps struct {
+	RequestHeadersToAdd     []HeaderValue `yaml:"request_headers_to_add,omitempty"`
+	RequestHeadersToRemove  []string      `yaml:"request_headers_to_remove,omitempty"`
+	ResponseHeadersToAdd    []HeaderValue `yaml:"response_headers_to_add,omitempty"`
+	ResponseHeadersToRemove []string      `yaml:"response_headers_to_remove,omitempty"`
+}
+
+// HeaderValue is one header to add.
+type HeaderValue struct {
+	Name   string `yaml:"name"`
+	Value  string `yaml:"value"`
+	Append bool   `yaml:"append,omitempty"`
+}
+
+// WeightedCluster is one share of a traffic split.
+type WeightedCluster struct {
+	Name   string `yaml:"name"`
+	Weight uint32 `yaml:"weight"`
+}
+
+// DirectResponse answers from the proxy.
+type DirectResponse struct {
+	Status int    `yaml:"status"`
+	Body   string `yaml:"body,omitempty"`
+}
+
+// Redirect answers with a Location header.
+type Redirect struct {
+	SchemeRedirect string `yaml:"scheme_redirect,omitempty"`
+	HostRedirect   string `yaml:"host_redirect,omitempty"`
+	PathRedirect   string `yaml:"path_redirect,omitempty"`
+	PrefixRewrite  string `yaml:"prefix_rewrite,omitempty"`
+	ResponseCode   int    `yaml:"response_code,omitempty"` // 301 (default), 302, 303, 307, 308
+	StripQuery     bool   `yaml:"strip_query,omitempty"`
+}
+
+// RegexRewrite rewrites the path: Pattern (RE2) → Substitution (\1 groups).
+type RegexRewrite struct {
+	Pattern      string `yaml:"pattern"`
+	Substitution string `yaml:"substitution"`
+}
 
 // ValueMatcher matches a header or query parameter: exactly one of Exact,
 // Regex (RE2, whole value) or Present (true: present, false: absent);
@@ -499,6 +555,7 @@ func (c *Config) validate(k Known) Errors {
 			add(p+".name", "duplicate virtual host name %q", vh.Name)
 		}
 		vhosts[vh.Name] = true
+		checkHeaderOps(vh.HeaderOps, p, add)
 		if len(vh.Domains) == 0 {
 			add(p+".domains", "at least one domain is required (\"*\" matches any)")
 		}
@@ -559,11 +616,46 @@ func (c *Config) validate(k Known) Errors {
 					add(fmt.Sprintf("%s.hash_policy[%d]", rp, h), "exactly one of header, cookie or source_ip")
 				}
 			}
-			if r.Cluster == "" {
-				add(rp+".cluster", "required")
-			} else if !clusters[r.Cluster] {
+			nAct := 0
+			for _, set := range []bool{r.Cluster != "", len(r.WeightedClusters) > 0, r.ClusterHeader != "", r.DirectResponse != nil, r.Redirect != nil} {
+				if set {
+					nAct++
+				}
+			}
+			if nAct != 1 {
+				add(rp, "exactly one of cluster, weighted_clusters, cluster_header, direct_response or redirect is required")
+			}
+			if r.Cluster != "" && !clusters[r.Cluster] {
 				add(rp+".cluster", "unknown cluster %q", r.Cluster)
 			}
+			for j, wc := range r.WeightedClusters {
+				wp := fmt.Sprintf("%s.weighted_clusters[%d]", rp, j)
+				if !clusters[wc.Name] {
+					add(wp+".name", "unknown cluster %q", wc.Name)
+				}
+				if wc.Weight == 0 {
+					add(wp+".weight", "must be >= 1")
+				}
+			}
+			if d := r.DirectResponse; d != nil && (d.Status < 200 || d.Status > 599) {
+				add(rp+".direct_response.status", "must be 200–599")
+			}
+			if rd := r.Redirect; rd != nil {
+				switch rd.ResponseCode {
+				case 0, 301, 302, 303, 307, 308:
+				default:
+					add(rp+".redirect.response_code", "must be 301, 302, 303, 307 or 308")
+				}
+				if rd.PathRedirect != "" && rd.PrefixRewrite != "" {
+					add(rp+".redirect", "path_redirect and prefix_rewrite exclude each other")
+				}
+			}
+			if rr := r.RegexRewrite; rr != nil {
+				if _, err := regexp.Compile(rr.Pattern); err != nil {
+					add(rp+".regex_rewrite.pattern", "%v", err)
+				}
+			}
+			checkHeaderOps(r.HeaderOps, rp, add)
 		}
 	}
 
@@ -638,6 +730,7 @@ func (c *Config) validate(k Known) Errors {
 			if h.MaxRequestLine > h.MaxHeaderBytes {
 				add(hp+".max_request_line", "must not exceed max_header_bytes")
 			}
+			checkHeaderOps(h.HeaderOps, hp, add)
 			if al := h.AccessLog; al != nil {
 				if al.Path == "" {
 					add(hp+".access_log.path", "required (stdout, stderr or a file)")
@@ -665,6 +758,22 @@ func (c *Config) validate(k Known) Errors {
 		}
 	}
 	return es
+}
+
+func checkHeaderOps(h HeaderOps, path string, add func(string, string, ...any)) {
+	for _, l := range []struct {
+		name string
+		vs   []HeaderValue
+	}{{"request_headers_to_add", h.RequestHeadersToAdd}, {"response_headers_to_add", h.ResponseHeadersToAdd}} {
+		for i, hv := range l.vs {
+			if hv.Name == "" || strings.ContainsAny(hv.Name, " :\r\n") {
+				add(fmt.Sprintf("%s.%s[%d].name", path, l.name, i), "invalid header name %q", hv.Name)
+			}
+			if strings.ContainsAny(hv.Value, "\r\n\x00") {
+				add(fmt.Sprintf("%s.%s[%d].value", path, l.name, i), "control characters are not allowed")
+			}
+		}
+	}
 }
 
 func checkMatchers(ms []ValueMatcher, path string, invertOK bool, add func(string, string, ...any)) {

@@ -174,11 +174,11 @@ func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string) {
 		}
 		seen[key.Value] = true
 		idx := fieldIndex(t, key.Value)
-		if idx < 0 {
+		if idx == nil {
 			d.fail(fpath, key, "unknown field (known: %s)", strings.Join(fieldNames(t), ", "))
 			continue
 		}
-		d.decode(val, v.Field(idx), fpath)
+		d.decode(val, v.FieldByIndex(idx), fpath)
 	}
 }
 
@@ -191,20 +191,41 @@ func yamlName(f reflect.StructField) string {
 	return name
 }
 
-func fieldIndex(t reflect.Type, key string) int {
+func inline(f reflect.StructField) bool {
+	_, opts, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+	return f.Type.Kind() == reflect.Struct && strings.Contains(opts, "inline")
+}
+
+// fieldIndex finds key among t's fields, looking into `yaml:",inline"`
+// structs; nil when there is none.
+func fieldIndex(t reflect.Type, key string) []int {
 	for i := 0; i < t.NumField(); i++ {
 		f := t.Field(i)
-		if f.IsExported() && yamlName(f) == key && yamlName(f) != "-" {
-			return i
+		if !f.IsExported() {
+			continue
+		}
+		if inline(f) {
+			if sub := fieldIndex(f.Type, key); sub != nil {
+				return append([]int{i}, sub...)
+			}
+			continue
+		}
+		if yamlName(f) == key && key != "-" {
+			return []int{i}
 		}
 	}
-	return -1
+	return nil
 }
 
 func fieldNames(t reflect.Type) []string {
 	var out []string
 	for i := 0; i < t.NumField(); i++ {
-		if f := t.Field(i); f.IsExported() && yamlName(f) != "-" {
+		f := t.Field(i)
+		switch {
+		case !f.IsExported() || yamlName(f) == "-":
+		case inline(f):
+			out = append(out, fieldNames(f.Type)...)
+		default:
 			out = append(out, yamlName(f))
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"sync"
 	"time"
@@ -38,6 +39,8 @@ type HTTPConfig struct {
 	Stats *HTTPStats
 	// AccessLog, when not nil, gets one entry per request.
 	AccessLog *accesslog.Logger
+	// HeaderOps apply to every request and response of the listener.
+	HeaderOps router.HeaderOps
 	Log       *slog.Logger
 }
 
@@ -138,6 +141,18 @@ func (cm *connManager) Expire() {
 	}
 }
 
+// schemeOf is the downstream scheme, decided at the first request (an
+// inspector only knows once the first bytes arrived).
+func (cm *connManager) schemeOf() []byte {
+	if cm.scheme == nil {
+		cm.scheme = schemeHTTP
+		if sc, ok := cm.conn.Transport().(offload.Secure); ok && sc.IsSecure() {
+			cm.scheme = schemeHTTPS
+		}
+	}
+	return cm.scheme
+}
+
 // NewStream implements stream.ServerCallbacks.
 func (cm *connManager) NewStream(enc stream.ResponseEncoder) stream.RequestDecoder {
 	if st := cm.cfg.Stats; st != nil {
@@ -159,6 +174,7 @@ type httpStream struct {
 	enc stream.ResponseEncoder
 
 	route *router.Route
+	vh    *router.VirtualHost
 	host  *upstream.Host
 	up    upstreamRequest
 
@@ -300,14 +316,27 @@ func (s *httpStream) DecodeHead(h *stream.Head, end bool) {
 		s.log = al.Get()
 		s.log.SetRequest(h.Method, h.Target, h.Headers.Get(hdrHosts), h.Minor, h.Headers.Get, al.Format().Headers)
 	}
-	s.route = cfg.Router.Route(h.Headers.Get(hdrHosts), &router.Request{Method: h.Method, Target: h.Target, Headers: &h.Headers})
+	s.route, s.vh = cfg.Router.RouteVH(h.Headers.Get(hdrHosts), &router.Request{Method: h.Method, Target: h.Target, Headers: &h.Headers})
 	if s.route == nil {
 		s.localReply(404, "NR", "no route for this host and path")
 		return
 	}
-	cl := cfg.Clusters.Get(s.route.Cluster)
+	switch {
+	case s.route.Direct != nil:
+		s.respondDirect(s.route.Direct.Status, s.route.Direct.Body, nil)
+		return
+	case s.route.Redirect != nil:
+		s.redirect(h, s.route.Redirect)
+		return
+	}
+	var pick uint32
+	if tw := s.route.TotalWeight(); tw > 0 {
+		pick = rand.Uint32N(tw)
+	}
+	name := s.route.PickCluster(pick, h.Headers.Get)
+	cl := cfg.Clusters.Get(name)
 	if cl == nil {
-		s.localReply(503, "NC", fmt.Sprintf("cluster %q not found", s.route.Cluster))
+		s.localReply(503, "NC", fmt.Sprintf("cluster %q not found", name))
 		return
 	}
 	if !cl.AdmitRequest() {
@@ -342,6 +371,69 @@ func (s *httpStream) DecodeHead(h *stream.Head, end bool) {
 		s.armTimer()
 	}
 	s.openUpstream(h)
+}
+
+// headerOps applies the listener's, the virtual host's and the route's header
+// changes, in that order (the most specific wins).
+func (s *httpStream) headerOps(hs *protocol.Headers, request bool) {
+	for _, ops := range [...]*router.HeaderOps{&s.cm.cfg.HeaderOps, &s.vh.HeaderOps, &s.route.HeaderOps} {
+		if request {
+			router.Apply(hs, ops.RequestRemove, ops.RequestAdd)
+		} else {
+			router.Apply(hs, ops.ResponseRemove, ops.ResponseAdd)
+		}
+	}
+}
+
+// respondDirect answers with a response of the route's own (no upstream).
+func (s *httpStream) respondDirect(status int, body []byte, location []byte) {
+	var h protocol.Head
+	h.Status, h.ContentLength = status, int64(len(body))
+	if len(body) > 0 {
+		h.Headers.Add("Content-Type", []byte("text/plain"))
+	}
+	if location != nil {
+		h.Headers.Add("Location", location)
+	}
+	s.headerOps(&h.Headers, false)
+	s.status = status
+	s.txBytes = int64(len(body))
+	s.finish()
+	s.enc.EncodeHead(&h, len(body) == 0)
+	if len(body) > 0 {
+		s.enc.EncodeData(body, true)
+	}
+}
+
+// redirect answers with a Location made from the request and the route.
+func (s *httpStream) redirect(h *stream.Head, rd *router.Redirect) {
+	path, query, hasQuery := bytes.Cut(h.Target, []byte("?"))
+	scheme := rd.Scheme
+	if scheme == "" {
+		scheme = string(s.cm.schemeOf())
+	}
+	host := rd.Host
+	if host == "" {
+		host = string(h.Headers.Get(hdrHosts))
+	}
+	loc := make([]byte, 0, 64+len(h.Target))
+	loc = append(append(append(loc, scheme...), "://"...), host...)
+	switch {
+	case rd.Path != "":
+		loc = append(loc, rd.Path...)
+	case rd.PrefixRewrite != "" && s.route.Prefix != "":
+		loc = append(append(loc, rd.PrefixRewrite...), path[len(s.route.Prefix):]...)
+	default:
+		loc = append(loc, path...)
+	}
+	if hasQuery && !rd.StripQuery {
+		loc = append(append(loc, '?'), query...)
+	}
+	code := rd.Code
+	if code == 0 {
+		code = 301
+	}
+	s.respondDirect(code, nil, loc)
 }
 
 // requestHash applies the route's hash policies: the first that finds a
@@ -396,15 +488,7 @@ func (s *httpStream) rewrite(h *stream.Head) {
 		}
 	}
 	h.Headers.Del(hdrXFPs)
-	if cm.scheme == nil {
-		// Decided at the first request: an inspector only knows once the
-		// first bytes arrived.
-		cm.scheme = schemeHTTP
-		if sc, ok := cm.conn.Transport().(offload.Secure); ok && sc.IsSecure() {
-			cm.scheme = schemeHTTPS
-		}
-	}
-	h.Headers.Append(hdrXFP, cm.scheme)
+	h.Headers.Append(hdrXFP, cm.schemeOf())
 	if !h.Headers.Has(hdrHosts) {
 		// HTTP/1.0 requests may lack Host; HTTP/1.1 upstreams require it.
 		h.Headers.Append(hdrHost, s.host.AddressBytes)
@@ -414,6 +498,22 @@ func (s *httpStream) rewrite(h *stream.Head) {
 		t = append(append(t, p...), h.Target[len(s.route.Prefix):]...)
 		h.Target = t
 	}
+	if rw := s.route.RegexRewrite; rw != nil {
+		path, query, hasQuery := bytes.Cut(h.Target, []byte("?"))
+		t := rw.Pattern.ReplaceAll(path, []byte(rw.Substitution))
+		if hasQuery {
+			sep := byte('?')
+			if bytes.IndexByte(t, '?') >= 0 {
+				sep = '&' // the substitution made a query of its own
+			}
+			t = append(append(t, sep), query...)
+		}
+		h.Target = t
+	}
+	if hr := s.route.HostRewrite; hr != "" {
+		h.Headers.Set("Host", []byte(hr))
+	}
+	s.headerOps(&h.Headers, true)
 }
 
 func (s *httpStream) openUpstream(h *stream.Head) {
@@ -649,6 +749,7 @@ func (u *upstreamRequest) DecodeHead(h *stream.Head, end bool) {
 	s.headSaved = false
 	s.cm.disarm(s)
 	s.status = h.Status
+	s.headerOps(&h.Headers, false)
 	if st := s.cluster.Stats; st != nil && h.Status >= 100 && h.Status < 600 {
 		st.UpstreamRqXX[h.Status/100].Inc(s.cm.id)
 	}

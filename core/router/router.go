@@ -23,9 +23,19 @@ type Route struct {
 	Headers []HeaderMatcher
 	Query   []QueryMatcher
 	Methods []string
-	// Action.
-	Cluster string
-	Timeout time.Duration // upstream response timeout; 0: none
+	// Action: exactly one of Cluster, WeightedClusters, ClusterHeader,
+	// Direct, Redirect.
+	Cluster          string
+	WeightedClusters []WeightedCluster
+	ClusterHeader    string
+	Direct           *DirectResponse
+	Redirect         *Redirect
+	// Rewrites on the way upstream.
+	HostRewrite  string
+	RegexRewrite *RegexRewrite
+	// Header changes, applied after the virtual host's and the listener's.
+	HeaderOps HeaderOps
+	Timeout   time.Duration // upstream response timeout; 0: none
 	// PrefixRewrite replaces the matched Prefix when forwarding.
 	PrefixRewrite string
 	// HashPolicy makes the request hash for consistent load balancers; the
@@ -43,6 +53,86 @@ const (
 	RetryConnectFailure RetryOn = 1 << iota
 	RetryReset
 )
+
+// WeightedCluster is one share of a split.
+type WeightedCluster struct {
+	Name   string
+	Weight uint32
+}
+
+// PickCluster returns the route's target cluster for this request: the
+// fixed one, a weighted pick (r in [0, total weight)), or a header's value.
+func (r *Route) PickCluster(n uint32, header func(string) []byte) string {
+	switch {
+	case len(r.WeightedClusters) > 0:
+		for _, wc := range r.WeightedClusters {
+			if n < wc.Weight {
+				return wc.Name
+			}
+			n -= wc.Weight
+		}
+		return r.WeightedClusters[len(r.WeightedClusters)-1].Name
+	case r.ClusterHeader != "":
+		return string(header(r.ClusterHeader))
+	}
+	return r.Cluster
+}
+
+// TotalWeight is the sum of the weighted clusters' weights.
+func (r *Route) TotalWeight() uint32 {
+	var t uint32
+	for _, wc := range r.WeightedClusters {
+		t += wc.Weight
+	}
+	return t
+}
+
+// DirectResponse answers from the proxy itself.
+type DirectResponse struct {
+	Status int
+	Body   []byte
+}
+
+// Redirect answers with a Location built from the request.
+type Redirect struct {
+	Scheme, Host, Path, PrefixRewrite string
+	Code                              int // 301 (default), 302, 303, 307, 308
+	StripQuery                        bool
+}
+
+// RegexRewrite replaces Pattern in the path with Substitution (\1 groups).
+type RegexRewrite struct {
+	Pattern      *regexp.Regexp
+	Substitution string
+}
+
+// HeaderValue is one header to add; Append false replaces existing values.
+type HeaderValue struct {
+	Name   string
+	Value  []byte
+	Append bool
+}
+
+// HeaderOps are header changes for one direction pair.
+type HeaderOps struct {
+	RequestAdd     []HeaderValue
+	RequestRemove  []string
+	ResponseAdd    []HeaderValue
+	ResponseRemove []string
+}
+
+// Apply runs remove-then-add on hs for one direction.
+func Apply(hs *protocol.Headers, remove []string, add []HeaderValue) {
+	for _, name := range remove {
+		hs.Del(name)
+	}
+	for _, hv := range add {
+		if !hv.Append {
+			hs.Del(hv.Name)
+		}
+		hs.Add(hv.Name, hv.Value)
+	}
+}
 
 // HashPolicy says what to hash: a header, a cookie, or the client's IP.
 type HashPolicy struct {
@@ -171,9 +261,10 @@ func queryParam(q []byte, name string) ([]byte, bool) {
 
 // VirtualHost groups routes by domain.
 type VirtualHost struct {
-	Name    string
-	Domains []string // exact, "*.suffix", "prefix.*" or "*"
-	Routes  []Route
+	Name      string
+	Domains   []string // exact, "*.suffix", "prefix.*" or "*"
+	Routes    []Route
+	HeaderOps HeaderOps // applied to every route's requests and responses
 
 	idx *routeIndex
 }
@@ -306,9 +397,15 @@ func (r *Router) matchDomain(host []byte) *VirtualHost {
 
 // Route finds the first route of the request's virtual host that matches.
 func (r *Router) Route(host []byte, req *Request) *Route {
+	rt, _ := r.RouteVH(host, req)
+	return rt
+}
+
+// RouteVH is Route that also returns the virtual host.
+func (r *Router) RouteVH(host []byte, req *Request) (*Route, *VirtualHost) {
 	vh := r.VirtualHost(host)
 	if vh == nil {
-		return nil
+		return nil, nil
 	}
 	path, query := req.Target, []byte(nil)
 	if i := bytes.IndexByte(path, '#'); i >= 0 {
@@ -340,7 +437,7 @@ func (r *Router) Route(host []byte, req *Request) *Route {
 		}
 	}
 	if best == len(vh.Routes) {
-		return nil
+		return nil, vh
 	}
-	return &vh.Routes[best]
+	return &vh.Routes[best], vh
 }

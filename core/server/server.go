@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"regexp"
+	"strings"
 	"time"
 
 	"github.com/proxylab/proxylab/core/accesslog"
@@ -189,9 +190,23 @@ func (s *Server) chainFor(lc config.Listener, info *ListenerInfo) (network.Chain
 			if len(h.VirtualHosts) > 0 && !contains(h.VirtualHosts, vh.Name) {
 				continue
 			}
-			rv := router.VirtualHost{Name: vh.Name, Domains: vh.Domains}
+			rv := router.VirtualHost{Name: vh.Name, Domains: vh.Domains, HeaderOps: headerOps(vh.HeaderOps)}
 			for _, r := range vh.Routes {
-				rr := router.Route{Prefix: r.Prefix, Path: r.Path, Methods: r.Methods, Cluster: r.Cluster, Timeout: r.Timeout.D(), PrefixRewrite: r.PrefixRewrite}
+				rr := router.Route{Prefix: r.Prefix, Path: r.Path, Methods: r.Methods, Cluster: r.Cluster, Timeout: r.Timeout.D(),
+					PrefixRewrite: r.PrefixRewrite, ClusterHeader: r.ClusterHeader, HostRewrite: r.HostRewrite, HeaderOps: headerOps(r.HeaderOps)}
+				for _, wc := range r.WeightedClusters {
+					rr.WeightedClusters = append(rr.WeightedClusters, router.WeightedCluster{Name: wc.Name, Weight: wc.Weight})
+				}
+				if d := r.DirectResponse; d != nil {
+					rr.Direct = &router.DirectResponse{Status: d.Status, Body: []byte(d.Body)}
+				}
+				if rd := r.Redirect; rd != nil {
+					rr.Redirect = &router.Redirect{Scheme: rd.SchemeRedirect, Host: rd.HostRedirect, Path: rd.PathRedirect,
+						PrefixRewrite: rd.PrefixRewrite, Code: rd.ResponseCode, StripQuery: rd.StripQuery}
+				}
+				if rw := r.RegexRewrite; rw != nil {
+					rr.RegexRewrite = &router.RegexRewrite{Pattern: regexp.MustCompile(rw.Pattern), Substitution: envoySubstitution(rw.Substitution)}
+				}
 				if rp := r.RetryPolicy; rp != nil {
 					rr.NumRetries = rp.NumRetries
 					for _, on := range rp.RetryOn {
@@ -231,6 +246,7 @@ func (s *Server) chainFor(lc config.Listener, info *ListenerInfo) (network.Chain
 				Timers:        s.timers,
 			},
 			MaxRequestBuffer: h.MaxRequestBuffer,
+			HeaderOps:        headerOps(h.HeaderOps),
 			Log:              s.log,
 		}
 		info.Filter = "http_proxy"
@@ -274,6 +290,38 @@ func (s *Server) chainFor(lc config.Listener, info *ListenerInfo) (network.Chain
 	return func() ([]network.ReadFilter, []network.WriteFilter) {
 		return []network.ReadFilter{proxy.NewTCPFilter(tc)}, nil
 	}, nil
+}
+
+// envoySubstitution turns Envoy's \1-style group references into Go's ${1}
+// (and a literal $ into $$).
+func envoySubstitution(sub string) string {
+	var b strings.Builder
+	for i := 0; i < len(sub); i++ {
+		switch c := sub[i]; {
+		case c == '$':
+			b.WriteString("$$")
+		case c == '\\' && i+1 < len(sub) && sub[i+1] >= '0' && sub[i+1] <= '9':
+			b.WriteString("${")
+			b.WriteByte(sub[i+1])
+			b.WriteString("}")
+			i++
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}
+
+func headerOps(h config.HeaderOps) router.HeaderOps {
+	conv := func(vs []config.HeaderValue) []router.HeaderValue {
+		var out []router.HeaderValue
+		for _, v := range vs {
+			out = append(out, router.HeaderValue{Name: v.Name, Value: []byte(v.Value), Append: v.Append})
+		}
+		return out
+	}
+	return router.HeaderOps{RequestAdd: conv(h.RequestHeadersToAdd), RequestRemove: h.RequestHeadersToRemove,
+		ResponseAdd: conv(h.ResponseHeadersToAdd), ResponseRemove: h.ResponseHeadersToRemove}
 }
 
 // valueMatcher converts a validated config matcher (nil for a presence test).
