@@ -236,3 +236,64 @@ clusters:
 		}
 	})
 }
+
+// TestOutlierDetection: a host answering 503 is ejected after 3 in a row,
+// gets no traffic while ejected, and returns when its time is up.
+func TestOutlierDetection(t *testing.T) {
+	good1 := startUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "good") }))
+	good2 := startUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "good") }))
+	var badHits atomic.Int64
+	bad := startUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		badHits.Add(1)
+		w.WriteHeader(503)
+	}))
+	forEachTransport(t, func(t *testing.T, tr string) {
+		badHits.Store(0)
+		cfg := fmt.Sprintf(`transport: %s
+admin: {address: "127.0.0.1:0"}
+listeners:
+  - {name: web, address: "127.0.0.1:0", http_proxy: {}}
+routes:
+  - {name: all, domains: ["*"], routes: [{prefix: /, cluster: up}]}
+clusters:
+  - name: up
+    outlier_detection: {consecutive_5xx: 3, interval: 50ms, base_ejection_time: 600ms, max_ejection_percent: 50}
+    hosts: [{address: %q}, {address: %q}, {address: %q}]
+`, tr, good1.addr, good2.addr, bad.addr)
+		p := startProxy(t, cfg)
+		a := adminClient{t: t, base: "http://" + p.adminAddr()}
+		get := func() int {
+			resp, err := http.Get("http://" + p.addr("web") + "/")
+			if err != nil {
+				t.Fatal(err)
+			}
+			io.ReadAll(resp.Body)
+			resp.Body.Close()
+			return resp.StatusCode
+		}
+		for i := 0; i < 30; i++ {
+			get()
+		}
+		if n := badHits.Load(); n != 3 {
+			t.Fatalf("the failing host got %d requests, want exactly 3 before its ejection", n)
+		}
+		if !strings.Contains(mustClusters(a), bad.addr+"::outlier_ejected::true") {
+			t.Fatalf("not shown as ejected:\n%s", mustClusters(a))
+		}
+		for i := 0; i < 30; i++ {
+			if code := get(); code != 200 {
+				t.Fatalf("request while the bad host is ejected got %d", code)
+			}
+		}
+		time.Sleep(800 * time.Millisecond) // past the 600 ms ejection
+		for i := 0; i < 30 && badHits.Load() == 3; i++ {
+			get()
+		}
+		if badHits.Load() == 3 {
+			t.Fatal("ejected host never came back")
+		}
+		if n := value(t, a.scrape(), "proxylab_cluster_outlier_detection_ejections_total", map[string]string{"cluster": "up"}); n < 1 {
+			t.Errorf("ejections metric %v", n)
+		}
+	})
+}

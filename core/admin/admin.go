@@ -270,6 +270,7 @@ func (a *Server) clusters(w http.ResponseWriter, r *http.Request) {
 				Health:         health,
 				ActiveRequests: h.ActiveRequests.Load(), Requests: h.RqTotal.Value(),
 				ActiveConns: ps.Active.Load(), IdleConns: h.HTTP1Pool().Idle(), ConnectFailures: ps.ConnectFailures.Load(),
+				OutlierEjected: h.Ejected(),
 			})
 		}
 		out = append(out, cs)

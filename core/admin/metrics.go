@@ -71,6 +71,9 @@ var (
 	dHCEject    = desc("cluster_health_check_ejections_total", "Hosts marked unhealthy by health checks.", "cluster")
 	dHCRecover  = desc("cluster_health_check_recoveries_total", "Hosts marked healthy again.", "cluster")
 	dHostHealth = desc("cluster_host_healthy", "1 when the host passes health checks (or none are configured).", "cluster", "host")
+	dOutEject   = desc("cluster_outlier_detection_ejections_total", "Hosts ejected by outlier detection.", "cluster")
+	dOutOver    = desc("cluster_outlier_detection_ejections_overflow_total", "Ejections skipped because of max_ejection_percent.", "cluster")
+	dHostEject  = desc("cluster_host_ejected", "1 while outlier detection has the host ejected.", "cluster", "host")
 	dPanic      = desc("cluster_lb_panic", "1 when too few hosts are healthy and traffic goes to all of them.", "cluster")
 	dBufGets    = desc("buffer_pool_gets_total", "Buffers taken from the pool.")
 	dBufAllocs  = desc("buffer_pool_allocs_total", "Buffers the pool had to allocate (the rest were reused).")
@@ -143,6 +146,15 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 				healthy = 1
 			}
 			gauge(ch, dHostHealth, healthy, n, h.Address)
+			ejected := 0.0
+			if h.Ejected() {
+				ejected = 1
+			}
+			gauge(ch, dHostEject, ejected, n, h.Address)
+		}
+		if os := cl.OutlierStats(); os != nil {
+			counter(ch, dOutEject, os.Ejections.Value(), n)
+			counter(ch, dOutOver, os.EjectionsOverflow.Value(), n)
 		}
 		panicking := 0.0
 		if cl.Panic() {

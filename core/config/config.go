@@ -348,10 +348,27 @@ type Cluster struct {
 	// HealthCheck, when set, checks every host actively; failing hosts get
 	// no traffic (unless fewer than half are healthy: panic mode).
 	HealthCheck *HealthCheck `yaml:"health_check,omitempty"`
+	// OutlierDetection, when set, ejects hosts that keep failing requests.
+	OutlierDetection *OutlierDetection `yaml:"outlier_detection,omitempty"`
 	// CircuitBreakers are cluster-wide limits (Envoy's defaults apply when
 	// the block is absent); overflow is answered with 503 and counted.
 	CircuitBreakers CircuitBreakers `yaml:"circuit_breakers"`
 	Hosts           []Host          `yaml:"hosts"`
+}
+
+// OutlierDetection ejects failing hosts for a growing time.
+type OutlierDetection struct {
+	Consecutive5xx            int      `yaml:"consecutive_5xx"`
+	ConsecutiveConnectFailure int      `yaml:"consecutive_connect_failure"`
+	Interval                  Duration `yaml:"interval"`
+	BaseEjectionTime          Duration `yaml:"base_ejection_time"`
+	MaxEjectionPercent        int      `yaml:"max_ejection_percent"`
+}
+
+func (o *OutlierDetection) setDefaults() {
+	o.Consecutive5xx, o.ConsecutiveConnectFailure = 5, 5
+	o.Interval, o.BaseEjectionTime = Duration(10*time.Second), Duration(30*time.Second)
+	o.MaxEjectionPercent = 10
 }
 
 // CircuitBreakers limit what a cluster may have in flight.
@@ -496,6 +513,18 @@ func (c *Config) validate(k Known) Errors {
 		}
 		if len(cl.Hosts) == 0 {
 			add(p+".hosts", "at least one host is required")
+		}
+		if od := cl.OutlierDetection; od != nil {
+			op := p + ".outlier_detection"
+			if od.Interval <= 0 || od.BaseEjectionTime <= 0 {
+				add(op, "interval and base_ejection_time must be > 0")
+			}
+			if od.MaxEjectionPercent < 0 || od.MaxEjectionPercent > 100 {
+				add(op+".max_ejection_percent", "must be 0–100")
+			}
+			if od.Consecutive5xx < 0 || od.ConsecutiveConnectFailure < 0 {
+				add(op, "consecutive counts must be >= 0 (0 disables)")
+			}
 		}
 		cb := cl.CircuitBreakers
 		for _, f := range []struct {

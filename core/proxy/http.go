@@ -714,6 +714,9 @@ func (u *upstreamRequest) OnPoolFailure(f stream.PoolFailure, err error) {
 	u.cancel = nil
 	s := u.s
 	slog.Debug("proxy: upstream pool failure", "host", s.host.Address, "err", err)
+	if f == stream.ConnectFailure || f == stream.ConnectTimeout {
+		s.cluster.ReportConnectFailure(s.host)
+	}
 	if (f == stream.ConnectFailure || f == stream.ConnectTimeout) && s.route.RetryOn&router.RetryConnectFailure != 0 && s.retryElsewhere() {
 		return // never sent: safe to send elsewhere, body included
 	}
@@ -749,6 +752,7 @@ func (u *upstreamRequest) DecodeHead(h *stream.Head, end bool) {
 	s.headSaved = false
 	s.cm.disarm(s)
 	s.status = h.Status
+	s.cluster.ReportResponse(s.host, h.Status)
 	s.headerOps(&h.Headers, false)
 	if st := s.cluster.Stats; st != nil && h.Status >= 100 && h.Status < 600 {
 		st.UpstreamRqXX[h.Status/100].Inc(s.cm.id)
@@ -825,6 +829,7 @@ func (u *upstreamRequest) OnReset(reason error) {
 		s.enc.Reset()
 		return
 	}
+	s.cluster.ReportResponse(s.host, 0) // a reset before any response counts like a 5xx
 	if s.bodyless && s.route.RetryOn&router.RetryReset != 0 && s.retryElsewhere() {
 		return
 	}

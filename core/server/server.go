@@ -102,6 +102,10 @@ func New(cfg *config.Config, tr transport.Transport, log *slog.Logger) (*Server,
 				HighWatermark:      256 << 10,
 			},
 		}
+		if od := cc.OutlierDetection; od != nil {
+			ucfg.Outlier = &upstream.Outlier{Consecutive5xx: od.Consecutive5xx, ConsecutiveConnectFailure: od.ConsecutiveConnectFailure,
+				Interval: od.Interval.D(), BaseEjectionTime: od.BaseEjectionTime.D(), MaxEjectionPercent: od.MaxEjectionPercent}
+		}
 		if rb := cc.CircuitBreakers.RetryBudget; rb != nil {
 			ucfg.Breakers.BudgetPercent, ucfg.Breakers.MinRetryConcurrency = rb.BudgetPercent, rb.MinRetryConcurrency
 		}
@@ -367,6 +371,9 @@ func (s *Server) Start() error {
 	ctx, cancel := context.WithCancel(context.Background())
 	s.stopHealth = cancel
 	for _, cc := range s.cfg.Clusters {
+		if cc.OutlierDetection != nil {
+			s.clusters.Get(cc.Name).StartOutlierDetection(ctx)
+		}
 		if hc := cc.HealthCheck; hc != nil {
 			st := &upstream.HealthStats{}
 			s.health[cc.Name] = st

@@ -5,6 +5,7 @@ import (
 	"math"
 	"strings"
 	"testing"
+	"time"
 )
 
 func hostsOf(weights ...uint32) []*Host {
@@ -189,5 +190,34 @@ func TestHealthAndPanicThreshold(t *testing.T) {
 	}
 	if m := chosen(); len(m) != 4 || c.Panic() {
 		t.Fatal("all healthy again")
+	}
+}
+
+func TestOutlierEjectionCap(t *testing.T) {
+	c := &Cluster{Name: "c", hosts: hostsOf(1, 1, 1, 1), outlier: &Outlier{Consecutive5xx: 2, BaseEjectionTime: time.Minute, MaxEjectionPercent: 10},
+		outlierStats: &OutlierStats{}}
+	c.lbf, c.panicAt = NewRoundRobin, PanicThreshold
+	c.rebalance()
+	for _, h := range c.hosts[:2] {
+		c.ReportResponse(h, 503)
+		c.ReportResponse(h, 0) // a reset counts like a 5xx
+	}
+	if !c.hosts[0].Ejected() || c.hosts[1].Ejected() {
+		t.Fatalf("10%% of 4 hosts: the first must be ejected (at least one always may), the second not")
+	}
+	if c.outlierStats.EjectionsOverflow.Value() != 1 || c.outlierStats.Ejections.Value() != 1 {
+		t.Fatalf("ejections %d, overflow %d", c.outlierStats.Ejections.Value(), c.outlierStats.EjectionsOverflow.Value())
+	}
+	// A success resets the count.
+	c.ReportResponse(c.hosts[2], 503)
+	c.ReportResponse(c.hosts[2], 200)
+	c.ReportResponse(c.hosts[2], 503)
+	if c.hosts[2].Ejected() {
+		t.Fatal("non-consecutive failures ejected a host")
+	}
+	for i := 0; i < 100; i++ {
+		if c.Choose(nil) == c.hosts[0] {
+			t.Fatal("ejected host chosen")
+		}
 	}
 }

@@ -5,6 +5,7 @@ package upstream
 import (
 	"fmt"
 	"math/rand/v2"
+	"sync"
 	"sync/atomic"
 
 	"github.com/proxylab/proxylab/core/registry"
@@ -27,6 +28,7 @@ type Host struct {
 	RqTotal        stats.Counter
 	// unhealthy is set by active health checks.
 	unhealthy atomic.Bool
+	outlier   hostOutlier
 	// TLS secures connections to the host; nil for plaintext.
 	TLS offload.Client
 }
@@ -104,7 +106,13 @@ type ClusterConfig struct {
 	TLS offload.Client
 	// Breakers are the cluster-wide limits.
 	Breakers Breakers
+	// Outlier, when set, enables passive outlier detection.
+	Outlier *Outlier
 }
+
+// OutlierStats are the cluster's ejection counters (nil without outlier
+// detection).
+func (c *Cluster) OutlierStats() *OutlierStats { return c.outlierStats }
 
 // HostConfig is one static host.
 type HostConfig struct {
@@ -148,8 +156,13 @@ type Cluster struct {
 	Stats *ClusterStats
 
 	requests, retries, conns, pending stream.Breaker
-	budgetPercent                     float64
-	minRetries                        int64
+
+	outlier       *Outlier
+	outlierStats  *OutlierStats
+	ejectMu       sync.Mutex
+	rebalanceMu   sync.Mutex
+	budgetPercent float64
+	minRetries    int64
 }
 
 // AdmitRequest takes a max_requests slot; ReleaseRequest gives it back.
@@ -190,9 +203,11 @@ const PanicThreshold = 0.5
 // rebalance rebuilds the balancer over the healthy hosts (or all of them,
 // in panic mode). Called when a host's health changes.
 func (c *Cluster) rebalance() {
+	c.rebalanceMu.Lock() // health checks and outlier detection both call it
+	defer c.rebalanceMu.Unlock()
 	var healthy []*Host
 	for _, h := range c.hosts {
-		if h.Healthy() {
+		if h.available() {
 			healthy = append(healthy, h)
 		}
 	}
@@ -234,6 +249,10 @@ func NewCluster(cfg ClusterConfig, tr transport.Transport) (*Cluster, error) {
 	c := &Cluster{Name: cfg.Name}
 	if cfg.Stats {
 		c.Stats = &ClusterStats{}
+	}
+	if o := cfg.Outlier; o != nil {
+		oc := *o
+		c.outlier, c.outlierStats = &oc, &OutlierStats{}
 	}
 	b := cfg.Breakers
 	c.requests.Max, c.retries.Max = int64(b.MaxRequests), int64(b.MaxRetries)
