@@ -263,13 +263,26 @@ type Route struct {
 // RetryPolicy says which failures are retried and how often.
 type RetryPolicy struct {
 	// RetryOn: connect-failure (the request was never sent, so it is
-	// always safe, bodies included), reset (upstream closed before any
-	// response byte; body-less requests only).
-	RetryOn    []string `yaml:"retry_on"`
-	NumRetries int      `yaml:"num_retries"`
+	// always safe, bodies included); for body-less requests also reset
+	// (upstream closed before any response byte), 5xx, gateway-error (502,
+	// 503, 504) and retriable-status-codes (RetriableStatusCodes).
+	RetryOn              []string `yaml:"retry_on"`
+	NumRetries           int      `yaml:"num_retries"`
+	RetriableStatusCodes []int    `yaml:"retriable_status_codes,omitempty"`
+	PerTryTimeout        Duration `yaml:"per_try_timeout"`
+	// Backoff before retrying after a response: exponential from BaseInterval
+	// with full jitter, capped at MaxInterval.
+	BaseInterval Duration `yaml:"base_interval"`
+	MaxInterval  Duration `yaml:"max_interval"`
 }
 
-func (r *RetryPolicy) setDefaults() { r.NumRetries = 1 }
+func (r *RetryPolicy) setDefaults() {
+	r.NumRetries = 1
+	r.BaseInterval, r.MaxInterval = Duration(25*time.Millisecond), Duration(250*time.Millisecond)
+}
+
+// retryConditions are the retry_on values.
+var retryConditions = []string{"connect-failure", "reset", "5xx", "gateway-error", "retriable-status-codes"}
 
 // HeaderOps are header changes: removals first, then additions (append:
 // false replaces existing values).
@@ -626,9 +639,15 @@ func (c *Config) validate(k Known) Errors {
 			}
 			if rp2 := r.RetryPolicy; rp2 != nil {
 				for j, on := range rp2.RetryOn {
-					if on != "connect-failure" && on != "reset" {
-						add(fmt.Sprintf("%s.retry_policy.retry_on[%d]", rp, j), "unknown condition %q (connect-failure, reset)", on)
+					if !slices.Contains(retryConditions, on) {
+						add(fmt.Sprintf("%s.retry_policy.retry_on[%d]", rp, j), "unknown condition %q (%s)", on, strings.Join(retryConditions, ", "))
 					}
+				}
+				if slices.Contains(rp2.RetryOn, "retriable-status-codes") && len(rp2.RetriableStatusCodes) == 0 {
+					add(rp+".retry_policy.retriable_status_codes", "required with retriable-status-codes")
+				}
+				if rp2.BaseInterval <= 0 || rp2.MaxInterval < rp2.BaseInterval {
+					add(rp+".retry_policy", "base_interval must be > 0 and max_interval >= base_interval")
 				}
 				if rp2.NumRetries < 0 || rp2.NumRetries > 10 {
 					add(rp+".retry_policy.num_retries", "must be between 0 and 10")

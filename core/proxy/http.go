@@ -193,6 +193,8 @@ type httpStream struct {
 	bodyless    bool // the request ended with its head
 	admitted    bool // holds a max_requests slot
 	retrySlot   bool // holds a max_retries / retry budget slot
+	attempt     int  // upstream attempts made so far
+	tryTimer    *time.Timer
 
 	respStarted bool
 	done        bool
@@ -306,6 +308,9 @@ func (s *httpStream) finish() {
 	if s.retrySlot {
 		s.retrySlot = false
 		s.cluster.ReleaseRetry()
+	}
+	if s.tryTimer != nil {
+		s.tryTimer.Stop()
 	}
 }
 
@@ -524,13 +529,13 @@ func (s *httpStream) openUpstream(h *stream.Head) {
 		// Not ready yet: keep an owned copy of the head for OnPoolReady.
 		s.saveHead(h)
 	default:
-		if s.reqEnd && (s.up.reused || s.route.RetryOn&router.RetryReset != 0) {
+		if s.replayable() {
 			// A reused connection may have been closed by the server while
-			// idle; keep the head so a reset before any response byte can be
-			// retried on another connection.
+			// idle, or the route may retry: keep the head to send it again.
 			s.saveHead(h)
 		}
 		s.up.enc.EncodeHead(h, s.reqEnd)
+		s.armTryTimer()
 	}
 }
 
@@ -669,15 +674,21 @@ func (u *upstreamRequest) OnPoolReady(enc stream.RequestEncoder, reused bool) {
 		s.bufDisabled = false
 		s.enc.ReadDisable(false)
 	}
-	if !s.reqEnd || !(reused || s.route.RetryOn&router.RetryReset != 0) {
+	if !s.replayable() {
 		s.headSaved = false // no retry possible: the copy is no longer needed
 	}
+	s.armTryTimer()
 }
 
-// retryElsewhere sends the held request to another host of the cluster (the
-// same one only if the balancer has no other to give), within the route's
-// retry budget.
-func (s *httpStream) retryElsewhere() bool {
+// replayable: the whole request is held (it ended with its head) and a
+// retry could want it — a stale reused connection, or the route's policy.
+func (s *httpStream) replayable() bool {
+	return s.reqEnd && (s.up.reused || s.route.RetryOn&^router.RetryConnectFailure != 0)
+}
+
+// takeRetry reserves a retry within the request's, the cluster's and the
+// budget's limits.
+func (s *httpStream) takeRetry() bool {
 	if s.retriesLeft <= 0 || !s.headSaved || s.done {
 		return false
 	}
@@ -691,23 +702,111 @@ func (s *httpStream) retryElsewhere() bool {
 		s.retrySlot = true
 	}
 	s.retriesLeft--
+	if st := s.cluster.Stats; st != nil {
+		st.UpstreamRqRetry.Inc(s.cm.id)
+	}
+	return true
+}
+
+// sendElsewhere sends the held request to another host of the cluster (the
+// same one only if the balancer has no other to give).
+func (s *httpStream) sendElsewhere() {
 	old, next := s.host, s.host
 	for i := 0; i < len(s.cluster.Hosts()) && next == old; i++ {
 		next = s.cluster.Choose(&s.lb)
 	}
 	if next == nil {
-		return false
-	}
-	if st := s.cluster.Stats; st != nil {
-		st.UpstreamRqRetry.Inc(s.cm.id)
+		next = old
 	}
 	old.ActiveRequests.Add(-1)
 	next.ActiveRequests.Add(1)
 	next.RqTotal.Inc(s.cm.id)
 	s.host, s.upHost = next, next
-	s.up.reused = false
+	s.up = upstreamRequest{s: s}
 	s.up.cancel = next.HTTP1Pool().NewStream(&s.up, s.enc.Session(), &s.up)
+}
+
+// retryElsewhere retries at once (the request never reached an upstream, or
+// the connection broke before any response).
+func (s *httpStream) retryElsewhere() bool {
+	if !s.takeRetry() {
+		return false
+	}
+	s.sendElsewhere()
 	return true
+}
+
+// retryAfterBackoff abandons the current attempt and retries after an
+// exponential backoff with full jitter.
+func (s *httpStream) retryAfterBackoff() bool {
+	if !s.takeRetry() {
+		return false
+	}
+	s.abandonAttempt()
+	ceiling := s.route.BackoffBase << min(s.attempt-1, 10)
+	if ceiling > s.route.BackoffMax || ceiling <= 0 {
+		ceiling = s.route.BackoffMax
+	}
+	attempt := s.attempt
+	time.AfterFunc(rand.N(ceiling)+1, func() {
+		sess := s.enc.Session()
+		sess.Lock()
+		defer sess.Unlock()
+		if !s.done && s.attempt == attempt {
+			s.sendElsewhere()
+		}
+	})
+	return true
+}
+
+// abandonAttempt drops the current upstream attempt (its connection is
+// closed; an HTTP/1 response cannot be skipped otherwise).
+func (s *httpStream) abandonAttempt() {
+	if s.tryTimer != nil {
+		s.tryTimer.Stop()
+	}
+	if s.up.disabled {
+		s.enc.ReadDisable(false)
+	}
+	if s.up.cancel != nil {
+		s.up.cancel.Cancel()
+	}
+	if enc := s.up.enc; enc != nil {
+		s.up.enc = nil
+		enc.Reset()
+	}
+	s.up = upstreamRequest{s: s}
+}
+
+// armTryTimer starts the per-try timeout of the attempt just sent.
+func (s *httpStream) armTryTimer() {
+	s.attempt++
+	d := s.route.PerTryTimeout
+	if d <= 0 {
+		return
+	}
+	attempt := s.attempt
+	s.tryTimer = time.AfterFunc(d, func() {
+		sess := s.enc.Session()
+		sess.Lock()
+		defer sess.Unlock()
+		if s.done || s.attempt != attempt || s.up.gotHead {
+			return
+		}
+		if s.takeRetry() {
+			s.abandonAttempt()
+			s.sendElsewhere()
+			return
+		}
+		enc := s.up.enc
+		if st := s.cluster.Stats; st != nil {
+			st.UpstreamRqTimeout.Inc(s.cm.id)
+		}
+		s.localReply(504, "UT", "upstream per-try timeout")
+		if enc != nil {
+			enc.Reset()
+		}
+	})
 }
 
 func (u *upstreamRequest) OnPoolFailure(f stream.PoolFailure, err error) {
@@ -747,12 +846,18 @@ func (u *upstreamRequest) DecodeHead(h *stream.Head, end bool) {
 	if s.done {
 		return
 	}
+	s.cluster.ReportResponse(s.host, h.Status)
+	if s.bodyless && s.route.RetriesStatus(h.Status) && s.retryAfterBackoff() {
+		return // this response is dropped; the retry's answers the client
+	}
+	if s.tryTimer != nil {
+		s.tryTimer.Stop()
+	}
 	u.gotHead = true
 	s.respStarted = true
 	s.headSaved = false
 	s.cm.disarm(s)
 	s.status = h.Status
-	s.cluster.ReportResponse(s.host, h.Status)
 	s.headerOps(&h.Headers, false)
 	if st := s.cluster.Stats; st != nil && h.Status >= 100 && h.Status < 600 {
 		st.UpstreamRqXX[h.Status/100].Inc(s.cm.id)

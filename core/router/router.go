@@ -42,8 +42,14 @@ type Route struct {
 	// first policy that finds a value is used.
 	HashPolicy []HashPolicy
 	// Retry: which failures are retried on another host, how many times.
-	RetryOn    RetryOn
-	NumRetries int
+	RetryOn              RetryOn
+	NumRetries           int
+	RetriableStatusCodes []int
+	// PerTryTimeout bounds each attempt (0: only Timeout, for the whole).
+	PerTryTimeout time.Duration
+	// BackoffBase and BackoffMax shape the wait before a retry after a
+	// response: exponential with full jitter.
+	BackoffBase, BackoffMax time.Duration
 }
 
 // RetryOn is a set of retriable failures.
@@ -52,7 +58,28 @@ type RetryOn uint8
 const (
 	RetryConnectFailure RetryOn = 1 << iota
 	RetryReset
+	Retry5xx                  // any 5xx response
+	RetryGatewayError         // 502, 503, 504
+	RetryRetriableStatusCodes // the codes in RetriableStatusCodes
 )
+
+// RetriesStatus reports whether a response status is retriable under the
+// route's policy.
+func (r *Route) RetriesStatus(status int) bool {
+	switch {
+	case r.RetryOn&Retry5xx != 0 && status >= 500:
+		return true
+	case r.RetryOn&RetryGatewayError != 0 && (status == 502 || status == 503 || status == 504):
+		return true
+	case r.RetryOn&RetryRetriableStatusCodes != 0:
+		for _, c := range r.RetriableStatusCodes {
+			if c == status {
+				return true
+			}
+		}
+	}
+	return false
+}
 
 // WeightedCluster is one share of a split.
 type WeightedCluster struct {

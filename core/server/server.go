@@ -212,14 +212,11 @@ func (s *Server) chainFor(lc config.Listener, info *ListenerInfo) (network.Chain
 					rr.RegexRewrite = &router.RegexRewrite{Pattern: regexp.MustCompile(rw.Pattern), Substitution: envoySubstitution(rw.Substitution)}
 				}
 				if rp := r.RetryPolicy; rp != nil {
-					rr.NumRetries = rp.NumRetries
+					rr.NumRetries, rr.RetriableStatusCodes = rp.NumRetries, rp.RetriableStatusCodes
+					rr.PerTryTimeout, rr.BackoffBase, rr.BackoffMax = rp.PerTryTimeout.D(), rp.BaseInterval.D(), rp.MaxInterval.D()
 					for _, on := range rp.RetryOn {
-						switch on {
-						case "connect-failure":
-							rr.RetryOn |= router.RetryConnectFailure
-						case "reset":
-							rr.RetryOn |= router.RetryReset
-						}
+						rr.RetryOn |= map[string]router.RetryOn{"connect-failure": router.RetryConnectFailure, "reset": router.RetryReset,
+							"5xx": router.Retry5xx, "gateway-error": router.RetryGatewayError, "retriable-status-codes": router.RetryRetriableStatusCodes}[on]
 					}
 				}
 				if r.Regex != "" {

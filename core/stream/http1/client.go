@@ -332,7 +332,9 @@ func (cc *ClientConn) OnData(_ transport.Conn, b *buffer.Buf) {
 		n, err := cc.p.Parse(cc.in.bytes())
 		cc.in.consume(n)
 		if err != nil {
-			s.fail(fmt.Errorf("http1: upstream response: %w", err))
+			if err != errStreamGone {
+				s.fail(fmt.Errorf("http1: upstream response: %w", err))
+			}
 			break
 		}
 		if cc.p.Done() && s.interim {
@@ -398,7 +400,10 @@ func (cc *ClientConn) OnClose(_ transport.Conn, err error) {
 // h1.Callbacks for the response, delivered under the owner's session.
 
 func (cc *ClientConn) OnHead(h *h1.Head) error {
-	s := cc.owner.Load()
+	s := cc.current()
+	if s == nil {
+		return errStreamGone
+	}
 	if h.Status == 101 {
 		return &protocol.Error{Status: 502, Reason: "unexpected 101 Switching Protocols"}
 	}
@@ -417,9 +422,25 @@ func (cc *ClientConn) OnHead(h *h1.Head) error {
 	return nil
 }
 
+// errStreamGone stops the parser when the stream it was feeding was reset
+// from inside a callback (for example the proxy dropped a response to
+// retry it elsewhere); the connection is closed by that reset.
+var errStreamGone = errors.New("http1: stream reset during response")
+
+// current is the stream the parser is feeding, or nil if it went away.
+func (cc *ClientConn) current() *clientStream {
+	if s := cc.owner.Load(); s != nil && !s.done() {
+		return s
+	}
+	return nil
+}
+
 func (cc *ClientConn) OnBody(p []byte) error {
-	s := cc.owner.Load()
-	if s.respEnded || s.failed {
+	s := cc.current()
+	if s == nil {
+		return errStreamGone
+	}
+	if s.respEnded {
 		return nil
 	}
 	last := cc.p.LastBody()
@@ -429,8 +450,11 @@ func (cc *ClientConn) OnBody(p []byte) error {
 }
 
 func (cc *ClientConn) OnTrailers(t *protocol.Headers) error {
-	s := cc.owner.Load()
-	if !s.respEnded && !s.failed {
+	s := cc.current()
+	if s == nil {
+		return errStreamGone
+	}
+	if !s.respEnded {
 		s.respEnded = true
 		s.dec.DecodeTrailers(t)
 	}
@@ -438,11 +462,14 @@ func (cc *ClientConn) OnTrailers(t *protocol.Headers) error {
 }
 
 func (cc *ClientConn) OnComplete() error {
-	s := cc.owner.Load()
+	s := cc.current()
+	if s == nil {
+		return errStreamGone
+	}
 	if s.interim {
 		return nil
 	}
-	if !s.respEnded && !s.failed {
+	if !s.respEnded {
 		s.respEnded = true
 		s.dec.DecodeData(nil, true)
 	}
