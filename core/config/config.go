@@ -350,7 +350,12 @@ func (r *Route) setDefaults() { r.Timeout = Duration(15 * time.Second) }
 
 // Cluster is a named group of upstream hosts.
 type Cluster struct {
-	Name                     string   `yaml:"name"`
+	Name string `yaml:"name"`
+	// Type: static (hosts are IP:port) or strict_dns (hosts are name:port,
+	// re-resolved every DNSRefreshRate; each address is a host).
+	Type                     string   `yaml:"type"`
+	DNSRefreshRate           Duration `yaml:"dns_refresh_rate"`
+	DNSResolver              string   `yaml:"dns_resolver,omitempty"` // ip:port; empty: the system's
 	LB                       string   `yaml:"lb"`
 	ConnectTimeout           Duration `yaml:"connect_timeout"`
 	MaxConnections           int      `yaml:"max_connections"`
@@ -421,6 +426,7 @@ func (h *HealthCheck) setDefaults() {
 }
 
 func (c *Cluster) setDefaults() {
+	c.Type, c.DNSRefreshRate = "static", Duration(5*time.Second)
 	c.LB = "round_robin"
 	c.ConnectTimeout = Duration(5 * time.Second)
 	c.MaxConnections = 1024
@@ -578,9 +584,26 @@ func (c *Config) validate(k Known) Errors {
 				checkFile(c.KeyFile, p+".tls.client_cert.key_file", add)
 			}
 		}
+		switch cl.Type {
+		case "static", "strict_dns":
+		default:
+			add(p+".type", "unknown type %q (static, strict_dns)", cl.Type)
+		}
+		if cl.Type == "strict_dns" && cl.DNSRefreshRate <= 0 {
+			add(p+".dns_refresh_rate", "must be > 0")
+		}
+		if cl.DNSResolver != "" {
+			checkAddr(cl.DNSResolver, p+".dns_resolver", add)
+		}
 		for j, h := range cl.Hosts {
 			hp := fmt.Sprintf("%s.hosts[%d]", p, j)
-			checkAddr(h.Address, hp+".address", add)
+			if cl.Type == "strict_dns" {
+				if _, port, err := net.SplitHostPort(h.Address); err != nil || port == "" {
+					add(hp+".address", "invalid address %q: want name:port", h.Address)
+				}
+			} else {
+				checkAddr(h.Address, hp+".address", add)
+			}
 			if h.Weight == 0 {
 				add(hp+".weight", "must be >= 1")
 			}

@@ -110,6 +110,9 @@ func New(cfg *config.Config, tr transport.Transport, log *slog.Logger) (*Server,
 			ucfg.Breakers.BudgetPercent, ucfg.Breakers.MinRetryConcurrency = rb.BudgetPercent, rb.MinRetryConcurrency
 		}
 		for _, h := range cc.Hosts {
+			if cc.Type == "strict_dns" {
+				continue // resolved at Start
+			}
 			ucfg.Hosts = append(ucfg.Hosts, upstream.HostConfig{Address: h.Address, Weight: h.Weight, Plaintext: h.Plaintext})
 		}
 		c, err := upstream.NewCluster(ucfg, tr)
@@ -368,6 +371,13 @@ func (s *Server) Start() error {
 	ctx, cancel := context.WithCancel(context.Background())
 	s.stopHealth = cancel
 	for _, cc := range s.cfg.Clusters {
+		if cc.Type == "strict_dns" {
+			d := upstream.DNS{Refresh: cc.DNSRefreshRate.D(), Resolver: cc.DNSResolver}
+			for _, h := range cc.Hosts {
+				d.Targets = append(d.Targets, upstream.HostConfig{Address: h.Address, Weight: h.Weight, Plaintext: h.Plaintext})
+			}
+			s.clusters.Get(cc.Name).StartDNS(ctx, d, 5*time.Second)
+		}
 		if cc.OutlierDetection != nil {
 			s.clusters.Get(cc.Name).StartOutlierDetection(ctx)
 		}

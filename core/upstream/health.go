@@ -40,9 +40,13 @@ func (c *Cluster) StartHealthChecks(ctx context.Context, hc HealthCheck, st *Hea
 	if hc.Host == "" {
 		hc.Host = c.Name
 	}
-	for i, h := range c.hosts {
+	c.hostsMu.Lock()
+	defer c.hostsMu.Unlock()
+	for i, h := range c.Hosts() {
 		go c.checkLoop(ctx, h, uint64(i), hc, st)
 	}
+	// Hosts added later (DNS) are checked too; removed ones stop.
+	c.onAdd = append(c.onAdd, func(h *Host) { go c.checkLoop(ctx, h, 0, hc, st) })
 }
 
 func (c *Cluster) checkLoop(ctx context.Context, h *Host, key uint64, hc HealthCheck, st *HealthStats) {
@@ -81,6 +85,8 @@ func (c *Cluster) checkLoop(ctx context.Context, h *Host, key uint64, hc HealthC
 		}
 		select {
 		case <-ctx.Done():
+			return
+		case <-h.removed:
 			return
 		case <-time.After(wait):
 		}

@@ -164,7 +164,9 @@ func BenchmarkChoose(b *testing.B) {
 }
 
 func TestHealthAndPanicThreshold(t *testing.T) {
-	c := &Cluster{Name: "c", hosts: hostsOf(1, 1, 1, 1)}
+	c := &Cluster{Name: "c"}
+	hs := hostsOf(1, 1, 1, 1)
+	c.hosts.Store(&hs)
 	c.lbf, c.panicAt = NewRoundRobin, PanicThreshold
 	c.rebalance()
 	chosen := func() map[*Host]bool {
@@ -174,18 +176,18 @@ func TestHealthAndPanicThreshold(t *testing.T) {
 		}
 		return m
 	}
-	if !c.SetHealthy(c.hosts[0], false) || c.SetHealthy(c.hosts[0], false) {
+	if !c.SetHealthy(c.Hosts()[0], false) || c.SetHealthy(c.Hosts()[0], false) {
 		t.Fatal("SetHealthy must report only changes")
 	}
-	if m := chosen(); m[c.hosts[0]] || len(m) != 3 || c.Panic() {
-		t.Fatalf("one unhealthy of four: chosen %d hosts (unhealthy chosen: %v), panic %v", len(m), m[c.hosts[0]], c.Panic())
+	if m := chosen(); m[c.Hosts()[0]] || len(m) != 3 || c.Panic() {
+		t.Fatalf("one unhealthy of four: chosen %d hosts (unhealthy chosen: %v), panic %v", len(m), m[c.Hosts()[0]], c.Panic())
 	}
-	c.SetHealthy(c.hosts[1], false)
-	c.SetHealthy(c.hosts[2], false) // 1 of 4 healthy: below 50%
+	c.SetHealthy(c.Hosts()[1], false)
+	c.SetHealthy(c.Hosts()[2], false) // 1 of 4 healthy: below 50%
 	if m := chosen(); len(m) != 4 || !c.Panic() {
 		t.Fatalf("panic mode should use all hosts: chose %d, panic %v", len(m), c.Panic())
 	}
-	for _, h := range c.hosts {
+	for _, h := range c.Hosts() {
 		c.SetHealthy(h, true)
 	}
 	if m := chosen(); len(m) != 4 || c.Panic() {
@@ -194,29 +196,31 @@ func TestHealthAndPanicThreshold(t *testing.T) {
 }
 
 func TestOutlierEjectionCap(t *testing.T) {
-	c := &Cluster{Name: "c", hosts: hostsOf(1, 1, 1, 1), outlier: &Outlier{Consecutive5xx: 2, BaseEjectionTime: time.Minute, MaxEjectionPercent: 10},
+	c := &Cluster{Name: "c", outlier: &Outlier{Consecutive5xx: 2, BaseEjectionTime: time.Minute, MaxEjectionPercent: 10},
 		outlierStats: &OutlierStats{}}
+	hs := hostsOf(1, 1, 1, 1)
+	c.hosts.Store(&hs)
 	c.lbf, c.panicAt = NewRoundRobin, PanicThreshold
 	c.rebalance()
-	for _, h := range c.hosts[:2] {
+	for _, h := range c.Hosts()[:2] {
 		c.ReportResponse(h, 503)
 		c.ReportResponse(h, 0) // a reset counts like a 5xx
 	}
-	if !c.hosts[0].Ejected() || c.hosts[1].Ejected() {
+	if !c.Hosts()[0].Ejected() || c.Hosts()[1].Ejected() {
 		t.Fatalf("10%% of 4 hosts: the first must be ejected (at least one always may), the second not")
 	}
 	if c.outlierStats.EjectionsOverflow.Value() != 1 || c.outlierStats.Ejections.Value() != 1 {
 		t.Fatalf("ejections %d, overflow %d", c.outlierStats.Ejections.Value(), c.outlierStats.EjectionsOverflow.Value())
 	}
 	// A success resets the count.
-	c.ReportResponse(c.hosts[2], 503)
-	c.ReportResponse(c.hosts[2], 200)
-	c.ReportResponse(c.hosts[2], 503)
-	if c.hosts[2].Ejected() {
+	c.ReportResponse(c.Hosts()[2], 503)
+	c.ReportResponse(c.Hosts()[2], 200)
+	c.ReportResponse(c.Hosts()[2], 503)
+	if c.Hosts()[2].Ejected() {
 		t.Fatal("non-consecutive failures ejected a host")
 	}
 	for i := 0; i < 100; i++ {
-		if c.Choose(nil) == c.hosts[0] {
+		if c.Choose(nil) == c.Hosts()[0] {
 			t.Fatal("ejected host chosen")
 		}
 	}

@@ -76,13 +76,14 @@ func (c *Cluster) eject(h *Host, why string) {
 		return
 	}
 	ejected := 0
-	for _, x := range c.hosts {
+	hosts := c.Hosts()
+	for _, x := range hosts {
 		if x.Ejected() {
 			ejected++
 		}
 	}
 	// At least one host may always be ejected; beyond that, the percentage.
-	if ejected > 0 && (ejected+1)*100 > c.outlier.MaxEjectionPercent*len(c.hosts) {
+	if ejected > 0 && (ejected+1)*100 > c.outlier.MaxEjectionPercent*len(hosts) {
 		if c.outlierStats != nil {
 			c.outlierStats.EjectionsOverflow.Inc(0)
 		}
@@ -110,7 +111,7 @@ func (c *Cluster) StartOutlierDetection(ctx context.Context) {
 			case now := <-tk.C:
 				changed := false
 				c.ejectMu.Lock()
-				for _, h := range c.hosts {
+				for _, h := range c.Hosts() {
 					if until := h.outlier.ejectedUntil.Load(); until != 0 && now.UnixNano() >= until {
 						h.outlier.ejectedUntil.Store(0)
 						changed = true

@@ -29,6 +29,7 @@ type Host struct {
 	// unhealthy is set by active health checks.
 	unhealthy atomic.Bool
 	outlier   hostOutlier
+	removed   chan struct{} // closed when the host leaves the cluster
 	// TLS secures connections to the host; nil for plaintext.
 	TLS offload.Client
 }
@@ -118,7 +119,8 @@ func (c *Cluster) OutlierStats() *OutlierStats { return c.outlierStats }
 type HostConfig struct {
 	Address   string
 	Weight    uint32
-	Plaintext bool // opts out of the cluster's TLS
+	Plaintext bool   // opts out of the cluster's TLS
+	Hostname  string // the DNS name it came from (for TLS SNI), if any
 }
 
 // ClusterStats are a cluster's upstream request metrics (Envoy's
@@ -148,7 +150,11 @@ type Breakers struct {
 // Cluster is a named set of hosts with a load balancer.
 type Cluster struct {
 	Name    string
-	hosts   []*Host
+	hosts   atomic.Pointer[[]*Host] // replaced whole when the set changes (DNS)
+	tr      transport.Transport
+	cfg     ClusterConfig
+	hostsMu sync.Mutex // serialises host-set changes
+	onAdd   []func(*Host)
 	lbf     LBFactory
 	lb      atomic.Pointer[lbState]
 	panicAt float64 // healthy share below which all hosts are used
@@ -206,14 +212,15 @@ func (c *Cluster) rebalance() {
 	c.rebalanceMu.Lock() // health checks and outlier detection both call it
 	defer c.rebalanceMu.Unlock()
 	var healthy []*Host
-	for _, h := range c.hosts {
+	hosts := c.Hosts()
+	for _, h := range hosts {
 		if h.available() {
 			healthy = append(healthy, h)
 		}
 	}
 	st := &lbState{}
-	if len(c.hosts) > 0 && float64(len(healthy))/float64(len(c.hosts)) < c.panicAt {
-		st.lb, st.panic = c.lbf(c.hosts), true
+	if len(hosts) > 0 && float64(len(healthy))/float64(len(hosts)) < c.panicAt {
+		st.lb, st.panic = c.lbf(hosts), true
 	} else {
 		st.lb = c.lbf(healthy)
 	}
@@ -234,7 +241,12 @@ func (c *Cluster) SetHealthy(h *Host, healthy bool) (changed bool) {
 }
 
 // Hosts returns the cluster's hosts.
-func (c *Cluster) Hosts() []*Host { return c.hosts }
+func (c *Cluster) Hosts() []*Host {
+	if p := c.hosts.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
 
 // NewCluster builds a cluster whose pools dial through tr.
 func NewCluster(cfg ClusterConfig, tr transport.Transport) (*Cluster, error) {
@@ -264,25 +276,74 @@ func NewCluster(cfg ClusterConfig, tr transport.Transport) (*Cluster, error) {
 	if c.requests.Max <= 0 && b.BudgetPercent > 0 {
 		c.requests.Max = 1 << 30 // the budget needs the requests in flight counted
 	}
+	c.tr, c.cfg = tr, cfg
+	var hosts []*Host
 	for _, hc := range cfg.Hosts {
-		h := &Host{Address: hc.Address, AddressBytes: []byte(hc.Address), Weight: hc.Weight, cluster: c}
-		set := cfg.HTTP1
-		set.ClusterConns, set.ClusterPending = &c.conns, &c.pending
-		if cfg.TLS != nil && !hc.Plaintext {
-			h.TLS = cfg.TLS
-			set.Wrap = func(conn transport.Conn, addr string) transport.Conn { return h.TLS.Wrap(conn, addr) }
-		}
-		h.http1 = h1s.NewPool(tr, hc.Address, &set)
-		c.hosts = append(c.hosts, h)
+		hosts = append(hosts, c.newHost(hc))
 	}
+	c.hosts.Store(&hosts)
 	c.lbf, c.panicAt = f, PanicThreshold
 	c.rebalance()
 	return c, nil
 }
 
+func (c *Cluster) newHost(hc HostConfig) *Host {
+	h := &Host{Address: hc.Address, AddressBytes: []byte(hc.Address), Weight: hc.Weight, cluster: c, removed: make(chan struct{})}
+	set := c.cfg.HTTP1
+	set.ClusterConns, set.ClusterPending = &c.conns, &c.pending
+	if c.cfg.TLS != nil && !hc.Plaintext {
+		h.TLS = c.cfg.TLS
+		sni := hc.Address
+		if hc.Hostname != "" {
+			sni = hc.Hostname // verify the name the address came from
+		}
+		set.Wrap = func(conn transport.Conn, _ string) transport.Conn { return h.TLS.Wrap(conn, sni) }
+	}
+	h.http1 = h1s.NewPool(c.tr, hc.Address, &set)
+	return h
+}
+
+// SetHosts replaces the host set (DNS re-resolution): hosts that stay keep
+// their pools and state, new ones are added, and removed ones leave the
+// balancer at once while their pools drain — requests in flight on them
+// finish, idle connections close.
+func (c *Cluster) SetHosts(want []HostConfig) (added, removed int) {
+	c.hostsMu.Lock()
+	defer c.hostsMu.Unlock()
+	old := map[string]*Host{}
+	for _, h := range c.Hosts() {
+		old[h.Address] = h
+	}
+	var next, fresh []*Host
+	for _, hc := range want {
+		if h, ok := old[hc.Address]; ok {
+			next = append(next, h)
+			delete(old, hc.Address)
+			continue
+		}
+		h := c.newHost(hc)
+		next, fresh = append(next, h), append(fresh, h)
+	}
+	if len(fresh) == 0 && len(old) == 0 {
+		return 0, 0
+	}
+	c.hosts.Store(&next)
+	c.rebalance()
+	for _, h := range old {
+		close(h.removed)
+		h.http1.Drain()
+	}
+	for _, h := range fresh {
+		for _, f := range c.onAdd {
+			f(h)
+		}
+	}
+	return len(fresh), len(old)
+}
+
 // Drain winds down every host's pools.
 func (c *Cluster) Drain() {
-	for _, h := range c.hosts {
+	for _, h := range c.Hosts() {
 		h.http1.Drain()
 	}
 }
