@@ -192,3 +192,66 @@ clusters:
 		}
 	})
 }
+
+// TestSubsetLoadBalancing: routes pick hosts by metadata; an unmatched
+// request falls back as the cluster says.
+func TestSubsetLoadBalancing(t *testing.T) {
+	mk := func(name string) string {
+		return startUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, name) })).addr
+	}
+	v1a, v1b, v2 := mk("v1a"), mk("v1b"), mk("v2")
+	forEachTransport(t, func(t *testing.T, tr string) {
+		cfg := fmt.Sprintf(`transport: %s
+listeners:
+  - {name: web, address: "127.0.0.1:0", http_proxy: {}}
+routes:
+  - name: all
+    domains: ["*"]
+    routes:
+      - {prefix: /v2, cluster: svc, metadata_match: {version: v2}}
+      - {prefix: /v3, cluster: svc, metadata_match: {version: v3}}
+      - {prefix: /strict, cluster: strict, metadata_match: {version: v3}}
+      - {prefix: /, cluster: svc}
+clusters:
+  - name: svc
+    lb_subset_config: {subset_selectors: [[version]], fallback_policy: default_subset, default_subset: {version: v1}}
+    hosts:
+      - {address: %[2]q, metadata: {version: v1}}
+      - {address: %[3]q, metadata: {version: v1}}
+      - {address: %[4]q, metadata: {version: v2}}
+  - name: strict
+    lb_subset_config: {subset_selectors: [[version]]}
+    hosts: [{address: %[4]q, metadata: {version: v2}}]
+`, tr, v1a, v1b, v2)
+		p := startProxy(t, cfg)
+		get := func(path string) string {
+			resp, err := http.Get("http://" + p.addr("web") + path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			return fmt.Sprintf("%d %s", resp.StatusCode, b)
+		}
+		seen := map[string]int{}
+		for i := 0; i < 10; i++ {
+			if got := get("/v2"); got != "200 v2" {
+				t.Fatalf("/v2 reached %q", got)
+			}
+			seen[get("/v3")]++
+		}
+		if seen["200 v1a"] == 0 || seen["200 v1b"] == 0 || len(seen) != 2 {
+			t.Fatalf("default_subset fallback reached %v, want both v1 hosts only", seen)
+		}
+		if got := get("/strict"); !strings.HasPrefix(got, "503") {
+			t.Fatalf("no_fallback: %q", got)
+		}
+		all := map[string]bool{}
+		for i := 0; i < 12; i++ {
+			all[get("/")] = true
+		}
+		if len(all) != 3 {
+			t.Fatalf("without metadata_match every host serves: %v", all)
+		}
+	})
+}

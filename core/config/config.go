@@ -258,6 +258,8 @@ type Route struct {
 	HashPolicy []HashPolicy `yaml:"hash_policy,omitempty"`
 	// RetryPolicy retries failed upstream attempts on another host.
 	RetryPolicy *RetryPolicy `yaml:"retry_policy,omitempty"`
+	// MetadataMatch picks hosts of the cluster's subset with this metadata.
+	MetadataMatch map[string]string `yaml:"metadata_match,omitempty"`
 }
 
 // RetryPolicy says which failures are retried and how often.
@@ -366,6 +368,9 @@ type Cluster struct {
 	// HealthCheck, when set, checks every host actively; failing hosts get
 	// no traffic (unless fewer than half are healthy: panic mode).
 	HealthCheck *HealthCheck `yaml:"health_check,omitempty"`
+	// Subsets, when set, balances within host groups a route asks for by
+	// metadata_match.
+	Subsets *LBSubsets `yaml:"lb_subset_config,omitempty"`
 	// OutlierDetection, when set, ejects hosts that keep failing requests.
 	OutlierDetection *OutlierDetection `yaml:"outlier_detection,omitempty"`
 	// CircuitBreakers are cluster-wide limits (Envoy's defaults apply when
@@ -373,6 +378,15 @@ type Cluster struct {
 	CircuitBreakers CircuitBreakers `yaml:"circuit_breakers"`
 	Hosts           []Host          `yaml:"hosts"`
 }
+
+// LBSubsets configures subset load balancing.
+type LBSubsets struct {
+	SubsetSelectors [][]string        `yaml:"subset_selectors"`
+	FallbackPolicy  string            `yaml:"fallback_policy"` // no_fallback, any_endpoint, default_subset
+	DefaultSubset   map[string]string `yaml:"default_subset,omitempty"`
+}
+
+func (l *LBSubsets) setDefaults() { l.FallbackPolicy = "no_fallback" }
 
 // OutlierDetection ejects failing hosts for a growing time.
 type OutlierDetection struct {
@@ -437,7 +451,9 @@ func (c *Cluster) setDefaults() {
 // Host is one static upstream endpoint.
 type Host struct {
 	Address string `yaml:"address"`
-	Weight  uint32 `yaml:"weight"`
+	// Metadata labels the host for subset load balancing.
+	Metadata map[string]string `yaml:"metadata,omitempty"`
+	Weight   uint32            `yaml:"weight"`
 	// Plaintext opts this host out of the cluster's TLS.
 	Plaintext bool `yaml:"plaintext,omitempty"`
 }
@@ -532,6 +548,21 @@ func (c *Config) validate(k Known) Errors {
 		}
 		if len(cl.Hosts) == 0 {
 			add(p+".hosts", "at least one host is required")
+		}
+		if sc := cl.Subsets; sc != nil {
+			sp := p + ".lb_subset_config"
+			if len(sc.SubsetSelectors) == 0 {
+				add(sp+".subset_selectors", "at least one selector (a list of metadata keys) is required")
+			}
+			switch sc.FallbackPolicy {
+			case "no_fallback", "any_endpoint":
+			case "default_subset":
+				if len(sc.DefaultSubset) == 0 {
+					add(sp+".default_subset", "required with fallback_policy default_subset")
+				}
+			default:
+				add(sp+".fallback_policy", "unknown policy %q (no_fallback, any_endpoint, default_subset)", sc.FallbackPolicy)
+			}
 		}
 		if od := cl.OutlierDetection; od != nil {
 			op := p + ".outlier_detection"

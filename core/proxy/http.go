@@ -359,6 +359,7 @@ func (s *httpStream) DecodeHead(h *stream.Head, end bool) {
 	if len(s.route.HashPolicy) > 0 {
 		s.lb.Hash, s.lb.HasHash = s.requestHash(h)
 	}
+	s.lb.Subset = s.route.Subset
 	host := cl.Choose(&s.lb)
 	if host == nil {
 		s.localReply(503, "UH", "no healthy upstream")

@@ -41,6 +41,9 @@ type Route struct {
 	// HashPolicy makes the request hash for consistent load balancers; the
 	// first policy that finds a value is used.
 	HashPolicy []HashPolicy
+	// Subset asks subset load balancing for hosts with this metadata
+	// (upstream.SubsetKey form).
+	Subset string
 	// Retry: which failures are retried on another host, how many times.
 	RetryOn              RetryOn
 	NumRetries           int

@@ -102,6 +102,9 @@ func New(cfg *config.Config, tr transport.Transport, log *slog.Logger) (*Server,
 				HighWatermark:      256 << 10,
 			},
 		}
+		if sc := cc.Subsets; sc != nil {
+			ucfg.Subsets = &upstream.Subsets{Selectors: sc.SubsetSelectors, Fallback: sc.FallbackPolicy, Default: sc.DefaultSubset}
+		}
 		if od := cc.OutlierDetection; od != nil {
 			ucfg.Outlier = &upstream.Outlier{Consecutive5xx: od.Consecutive5xx, ConsecutiveConnectFailure: od.ConsecutiveConnectFailure,
 				Interval: od.Interval.D(), BaseEjectionTime: od.BaseEjectionTime.D(), MaxEjectionPercent: od.MaxEjectionPercent}
@@ -113,7 +116,7 @@ func New(cfg *config.Config, tr transport.Transport, log *slog.Logger) (*Server,
 			if cc.Type == "strict_dns" {
 				continue // resolved at Start
 			}
-			ucfg.Hosts = append(ucfg.Hosts, upstream.HostConfig{Address: h.Address, Weight: h.Weight, Plaintext: h.Plaintext})
+			ucfg.Hosts = append(ucfg.Hosts, upstream.HostConfig{Address: h.Address, Weight: h.Weight, Plaintext: h.Plaintext, Metadata: h.Metadata})
 		}
 		c, err := upstream.NewCluster(ucfg, tr)
 		if err != nil {
@@ -201,6 +204,9 @@ func (s *Server) chainFor(lc config.Listener, info *ListenerInfo) (network.Chain
 			for _, r := range vh.Routes {
 				rr := router.Route{Prefix: r.Prefix, Path: r.Path, Methods: r.Methods, Cluster: r.Cluster, Timeout: r.Timeout.D(),
 					PrefixRewrite: r.PrefixRewrite, ClusterHeader: r.ClusterHeader, HostRewrite: r.HostRewrite, HeaderOps: headerOps(r.HeaderOps)}
+				if len(r.MetadataMatch) > 0 {
+					rr.Subset = upstream.SubsetKey(r.MetadataMatch)
+				}
 				for _, wc := range r.WeightedClusters {
 					rr.WeightedClusters = append(rr.WeightedClusters, router.WeightedCluster{Name: wc.Name, Weight: wc.Weight})
 				}
@@ -374,7 +380,7 @@ func (s *Server) Start() error {
 		if cc.Type == "strict_dns" {
 			d := upstream.DNS{Refresh: cc.DNSRefreshRate.D(), Resolver: cc.DNSResolver}
 			for _, h := range cc.Hosts {
-				d.Targets = append(d.Targets, upstream.HostConfig{Address: h.Address, Weight: h.Weight, Plaintext: h.Plaintext})
+				d.Targets = append(d.Targets, upstream.HostConfig{Address: h.Address, Weight: h.Weight, Plaintext: h.Plaintext, Metadata: h.Metadata})
 			}
 			s.clusters.Get(cc.Name).StartDNS(ctx, d, 5*time.Second)
 		}

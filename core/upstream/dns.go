@@ -46,7 +46,7 @@ func (d DNS) resolve(ctx context.Context) ([]HostConfig, error) {
 		p, _ := strconv.Atoi(port)
 		for _, ip := range ips {
 			out = append(out, HostConfig{Address: netip.AddrPortFrom(ip.Unmap(), uint16(p)).String(), Weight: t.Weight,
-				Plaintext: t.Plaintext, Hostname: name})
+				Plaintext: t.Plaintext, Hostname: name, Metadata: t.Metadata})
 		}
 	}
 	return out, nil

@@ -24,6 +24,7 @@ type Host struct {
 	cluster      *Cluster
 	http1        *h1s.Pool
 
+	Metadata       map[string]string
 	ActiveRequests atomic.Int64
 	RqTotal        stats.Counter
 	// unhealthy is set by active health checks.
@@ -48,6 +49,9 @@ type LBContext struct {
 	// Hash is the request's hash for consistent policies, when HasHash.
 	Hash    uint64
 	HasHash bool
+	// Subset, when not empty, asks for hosts whose metadata match
+	// (SubsetKey form), in a cluster with subsets.
+	Subset string
 }
 
 // LoadBalancer picks a host. Implementations must be safe for concurrent use.
@@ -109,6 +113,8 @@ type ClusterConfig struct {
 	Breakers Breakers
 	// Outlier, when set, enables passive outlier detection.
 	Outlier *Outlier
+	// Subsets, when set, enables subset load balancing.
+	Subsets *Subsets
 }
 
 // OutlierStats are the cluster's ejection counters (nil without outlier
@@ -117,6 +123,7 @@ func (c *Cluster) OutlierStats() *OutlierStats { return c.outlierStats }
 
 // HostConfig is one static host.
 type HostConfig struct {
+	Metadata  map[string]string
 	Address   string
 	Weight    uint32
 	Plaintext bool   // opts out of the cluster's TLS
@@ -165,6 +172,7 @@ type Cluster struct {
 
 	outlier       *Outlier
 	outlierStats  *OutlierStats
+	subsets       *Subsets
 	ejectMu       sync.Mutex
 	rebalanceMu   sync.Mutex
 	budgetPercent float64
@@ -194,12 +202,19 @@ func (c *Cluster) BreakerCounts() (requests, retries, conns, pending int64) {
 }
 
 // Choose picks a host, or nil when there is none.
-func (c *Cluster) Choose(ctx *LBContext) *Host { return c.lb.Load().lb.Choose(ctx) }
+func (c *Cluster) Choose(ctx *LBContext) *Host {
+	st := c.lb.Load()
+	if c.subsets != nil && ctx != nil && ctx.Subset != "" {
+		return c.chooseSubset(st, ctx)
+	}
+	return st.lb.Choose(ctx)
+}
 
 // lbState is the balancer over the hosts eligible now.
 type lbState struct {
-	lb    LoadBalancer
-	panic bool // too few healthy hosts: balancing over all of them
+	lb      LoadBalancer
+	subsets map[string]LoadBalancer
+	panic   bool // too few healthy hosts: balancing over all of them
 }
 
 // PanicThreshold is Envoy's default: below 50% healthy hosts, traffic goes
@@ -221,8 +236,10 @@ func (c *Cluster) rebalance() {
 	st := &lbState{}
 	if len(hosts) > 0 && float64(len(healthy))/float64(len(hosts)) < c.panicAt {
 		st.lb, st.panic = c.lbf(hosts), true
+		st.subsets = c.subsetLBs(hosts)
 	} else {
 		st.lb = c.lbf(healthy)
+		st.subsets = c.subsetLBs(healthy)
 	}
 	c.lb.Store(st)
 }
@@ -262,6 +279,7 @@ func NewCluster(cfg ClusterConfig, tr transport.Transport) (*Cluster, error) {
 	if cfg.Stats {
 		c.Stats = &ClusterStats{}
 	}
+	c.subsets = cfg.Subsets
 	if o := cfg.Outlier; o != nil {
 		oc := *o
 		c.outlier, c.outlierStats = &oc, &OutlierStats{}
@@ -288,7 +306,7 @@ func NewCluster(cfg ClusterConfig, tr transport.Transport) (*Cluster, error) {
 }
 
 func (c *Cluster) newHost(hc HostConfig) *Host {
-	h := &Host{Address: hc.Address, AddressBytes: []byte(hc.Address), Weight: hc.Weight, cluster: c, removed: make(chan struct{})}
+	h := &Host{Address: hc.Address, AddressBytes: []byte(hc.Address), Weight: hc.Weight, Metadata: hc.Metadata, cluster: c, removed: make(chan struct{})}
 	set := c.cfg.HTTP1
 	set.ClusterConns, set.ClusterPending = &c.conns, &c.pending
 	if c.cfg.TLS != nil && !hc.Plaintext {
