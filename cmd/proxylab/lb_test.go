@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestConsistentHashRouting: a user (header or cookie) always reaches the
@@ -252,6 +253,67 @@ clusters:
 		}
 		if len(all) != 3 {
 			t.Fatalf("without metadata_match every host serves: %v", all)
+		}
+	})
+}
+
+// TestRequestMirroring: the shadow gets copies (Host marked -shadow, body
+// intact); a slow shadow and a dead one never delay or fail the client.
+func TestRequestMirroring(t *testing.T) {
+	main := startUpstream(t, http.HandlerFunc(echoHandler))
+	type seenReq struct{ host, body string }
+	got := make(chan seenReq, 100)
+	shadow := startUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		got <- seenReq{r.Host, string(b)}
+		w.WriteHeader(500) // discarded
+	}))
+	slowShadow := startUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(2 * time.Second)
+	}))
+	forEachTransport(t, func(t *testing.T, tr string) {
+		cfg := fmt.Sprintf(`transport: %s
+listeners:
+  - {name: web, address: "127.0.0.1:0", http_proxy: {}}
+routes:
+  - name: all
+    domains: ["*"]
+    routes:
+      - {prefix: /mirrored, cluster: main, request_mirror_policies: [{cluster: shadow}]}
+      - {prefix: /slowmirror, cluster: main, request_mirror_policies: [{cluster: slow}, {cluster: dead}]}
+clusters:
+  - {name: main, hosts: [{address: %q}]}
+  - {name: shadow, hosts: [{address: %q}]}
+  - {name: slow, hosts: [{address: %q}]}
+  - {name: dead, connect_timeout: 200ms, hosts: [{address: %q}]}
+`, tr, main.addr, shadow.addr, slowShadow.addr, closedPort(t))
+		p := startProxy(t, cfg)
+		c := dialRaw(t, p.addr("web"))
+		for i := 0; i < 5; i++ {
+			body := fmt.Sprintf("payload-%d", i)
+			c.send(fmt.Sprintf("POST /mirrored HTTP/1.1\r\nHost: app.test\r\nContent-Length: %d\r\n\r\n%s", len(body), body))
+			resp, rb := c.readResponse("POST")
+			if resp.StatusCode != 200 || rb != "POST /mirrored "+fmt.Sprint(len(body))+" "+body {
+				t.Fatalf("main response changed by the mirror: %d %q", resp.StatusCode, rb)
+			}
+			select {
+			case s := <-got:
+				if s.host != "app.test-shadow" || s.body != body {
+					t.Fatalf("shadow saw host %q body %q", s.host, s.body)
+				}
+			case <-time.After(3 * time.Second):
+				t.Fatal("shadow never got the copy")
+			}
+		}
+		start := time.Now()
+		for i := 0; i < 5; i++ {
+			c.send("GET /slowmirror HTTP/1.1\r\nHost: app.test\r\n\r\n")
+			if resp, _ := c.readResponse("GET"); resp.StatusCode != 200 {
+				t.Fatalf("slow/dead mirrors changed the status: %d", resp.StatusCode)
+			}
+		}
+		if d := time.Since(start); d > time.Second {
+			t.Fatalf("a slow mirror delayed the client: %v for 5 requests", d)
 		}
 	})
 }

@@ -260,7 +260,18 @@ type Route struct {
 	RetryPolicy *RetryPolicy `yaml:"retry_policy,omitempty"`
 	// MetadataMatch picks hosts of the cluster's subset with this metadata.
 	MetadataMatch map[string]string `yaml:"metadata_match,omitempty"`
+	// RequestMirrorPolicies copy requests to shadow clusters, fire and
+	// forget: responses are discarded and never affect the client.
+	RequestMirrorPolicies []MirrorPolicy `yaml:"request_mirror_policies,omitempty"`
 }
+
+// MirrorPolicy copies a share of requests to a cluster.
+type MirrorPolicy struct {
+	Cluster string `yaml:"cluster"`
+	Percent int    `yaml:"percent"` // of requests mirrored, 1–100
+}
+
+func (m *MirrorPolicy) setDefaults() { m.Percent = 100 }
 
 // RetryPolicy says which failures are retried and how often.
 type RetryPolicy struct {
@@ -690,6 +701,15 @@ func (c *Config) validate(k Known) Errors {
 			}
 			if r.PrefixRewrite != "" && r.Prefix == "" {
 				add(rp+".prefix_rewrite", "needs prefix")
+			}
+			for j, m := range r.RequestMirrorPolicies {
+				mp := fmt.Sprintf("%s.request_mirror_policies[%d]", rp, j)
+				if !clusters[m.Cluster] {
+					add(mp+".cluster", "unknown cluster %q", m.Cluster)
+				}
+				if m.Percent < 1 || m.Percent > 100 {
+					add(mp+".percent", "must be 1–100")
+				}
 			}
 			if rp2 := r.RetryPolicy; rp2 != nil {
 				for j, on := range rp2.RetryOn {

@@ -193,7 +193,8 @@ type httpStream struct {
 	bodyless    bool // the request ended with its head
 	admitted    bool // holds a max_requests slot
 	retrySlot   bool // holds a max_retries / retry budget slot
-	attempt     int  // upstream attempts made so far
+	shadows     []*shadow
+	attempt     int // upstream attempts made so far
 	tryTimer    *time.Timer
 
 	respStarted bool
@@ -376,6 +377,9 @@ func (s *httpStream) DecodeHead(h *stream.Head, end bool) {
 	if end {
 		s.armTimer()
 	}
+	if len(s.route.Mirrors) > 0 {
+		s.startShadows(h, end)
+	}
 	s.openUpstream(h)
 }
 
@@ -463,6 +467,8 @@ func (s *httpStream) requestHash(h *stream.Head) (uint64, bool) {
 	}
 	return 0, false
 }
+
+func randPercent() int { return rand.IntN(100) }
 
 // cookieValue finds name's value in a Cookie header ("a=1; b=2").
 func cookieValue(header []byte, name string) []byte {
@@ -560,6 +566,9 @@ func (s *httpStream) saveHead(h *stream.Head) {
 }
 
 func (s *httpStream) DecodeData(p []byte, end bool) {
+	for _, sh := range s.shadows {
+		sh.data(p, end)
+	}
 	if s.done {
 		return
 	}
@@ -584,6 +593,9 @@ func (s *httpStream) DecodeData(p []byte, end bool) {
 }
 
 func (s *httpStream) DecodeTrailers(t *protocol.Headers) {
+	for _, sh := range s.shadows {
+		sh.data(nil, true) // shadows end without the trailers
+	}
 	if s.done {
 		return
 	}
@@ -612,6 +624,11 @@ func (s *httpStream) OnBelowWriteLowWatermark() {
 
 // OnReset: the downstream went away or sent garbage mid-request.
 func (s *httpStream) OnReset(error) {
+	for _, sh := range s.shadows {
+		if !sh.reqEnd {
+			sh.drop() // its request can never complete
+		}
+	}
 	if s.done {
 		return
 	}

@@ -44,6 +44,8 @@ type Route struct {
 	// Subset asks subset load balancing for hosts with this metadata
 	// (upstream.SubsetKey form).
 	Subset string
+	// Mirrors receive fire-and-forget copies of the requests.
+	Mirrors []Mirror
 	// Retry: which failures are retried on another host, how many times.
 	RetryOn              RetryOn
 	NumRetries           int
@@ -82,6 +84,12 @@ func (r *Route) RetriesStatus(status int) bool {
 		}
 	}
 	return false
+}
+
+// Mirror copies a share of the route's requests to a shadow cluster.
+type Mirror struct {
+	Cluster string
+	Percent int // 1–100
 }
 
 // WeightedCluster is one share of a split.
