@@ -101,3 +101,39 @@ func TestPoolOverflowIs503(t *testing.T) {
 		}
 	})
 }
+
+// TestUpstreamIdleTimeout: a pooled connection unused past the cluster's
+// idle_timeout is closed by the proxy; the next request opens a new one.
+func TestUpstreamIdleTimeout(t *testing.T) {
+	forEachTransport(t, func(t *testing.T, tr string) {
+		var closed atomic.Int32
+		up := rawUpstream(t, func(c net.Conn) {
+			r := bufio.NewReader(c)
+			for {
+				req, err := http.ReadRequest(r)
+				if err != nil {
+					closed.Add(1) // the proxy closed it
+					return
+				}
+				io.Copy(io.Discard, req.Body)
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+			}
+		})
+		cfg := strings.Replace(httpConfig(tr, []string{up}, "", ""), "    connect_timeout: 1s\n", "    connect_timeout: 1s\n    idle_timeout: 200ms\n", 1)
+		p := startProxy(t, cfg)
+		c := dialRaw(t, p.addr("http"))
+		c.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+		c.readResponse("GET")
+		deadline := time.Now().Add(2 * time.Second)
+		for closed.Load() == 0 {
+			if time.Now().After(deadline) {
+				t.Fatal("idle upstream connection never closed")
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		c.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+		if resp, _ := c.readResponse("GET"); resp.StatusCode != 200 {
+			t.Fatalf("after the idle close: %d", resp.StatusCode)
+		}
+	})
+}

@@ -374,6 +374,8 @@ type Cluster struct {
 	MaxConnections           int      `yaml:"max_connections"`
 	MaxPending               int      `yaml:"max_pending"`
 	MaxRequestsPerConnection int      `yaml:"max_requests_per_connection"`
+	// IdleTimeout closes pooled upstream connections unused that long.
+	IdleTimeout Duration `yaml:"idle_timeout"`
 	// TLS, when set, secures connections to the hosts (each may opt out).
 	TLS *ClusterTLS `yaml:"tls,omitempty"`
 	// HealthCheck, when set, checks every host actively; failing hosts get
@@ -452,6 +454,7 @@ func (h *HealthCheck) setDefaults() {
 
 func (c *Cluster) setDefaults() {
 	c.Type, c.DNSRefreshRate = "static", Duration(5*time.Second)
+	c.IdleTimeout = Duration(time.Hour) // Envoy's default
 	c.LB = "round_robin"
 	c.ConnectTimeout = Duration(5 * time.Second)
 	c.MaxConnections = 1024

@@ -99,6 +99,7 @@ func New(cfg *config.Config, tr transport.Transport, log *slog.Logger) (*Server,
 				MaxConnections:     cc.MaxConnections,
 				MaxPending:         cc.MaxPending,
 				MaxRequestsPerConn: cc.MaxRequestsPerConnection,
+				IdleTimeout:        cc.IdleTimeout.D(),
 				HighWatermark:      256 << 10,
 			},
 		}
@@ -380,6 +381,7 @@ func (s *Server) Start() error {
 	ctx, cancel := context.WithCancel(context.Background())
 	s.stopHealth = cancel
 	for _, cc := range s.cfg.Clusters {
+		s.clusters.Get(cc.Name).StartIdleSweep(ctx, cc.IdleTimeout.D())
 		if cc.Type == "strict_dns" {
 			d := upstream.DNS{Refresh: cc.DNSRefreshRate.D(), Resolver: cc.DNSResolver}
 			for _, h := range cc.Hosts {

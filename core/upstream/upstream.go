@@ -3,10 +3,12 @@
 package upstream
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/proxylab/proxylab/core/registry"
 	"github.com/proxylab/proxylab/core/stats"
@@ -357,6 +359,28 @@ func (c *Cluster) SetHosts(want []HostConfig) (added, removed int) {
 		}
 	}
 	return len(fresh), len(old)
+}
+
+// StartIdleSweep closes pooled connections past their idle timeout until
+// ctx ends.
+func (c *Cluster) StartIdleSweep(ctx context.Context, timeout time.Duration) {
+	if timeout <= 0 {
+		return
+	}
+	go func() {
+		tk := time.NewTicker(max(timeout/2, 10*time.Millisecond))
+		defer tk.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case now := <-tk.C:
+				for _, h := range c.Hosts() {
+					h.http1.SweepIdle(now)
+				}
+			}
+		}
+	}()
 }
 
 // Drain winds down every host's pools.

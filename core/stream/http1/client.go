@@ -24,7 +24,9 @@ type ClientSettings struct {
 	MaxPending int
 	// MaxRequestsPerConn closes a connection after that many requests (0: no limit).
 	MaxRequestsPerConn int
-	HighWatermark      int
+	// IdleTimeout closes a pooled connection unused for that long (0: never).
+	IdleTimeout   time.Duration
+	HighWatermark int
 	// ClusterConns and ClusterPending are the cluster-wide circuit breakers
 	// every host's pool counts against (nil: none).
 	ClusterConns, ClusterPending *stream.Breaker
@@ -99,10 +101,14 @@ func (w *waiter) Cancel() {
 // NewStream implements stream.Pool.
 func (p *Pool) NewStream(dec stream.ResponseDecoder, sess stream.Session, cb stream.PoolCallbacks) stream.Cancellable {
 	p.mu.Lock()
-	if n := len(p.idle); n > 0 {
+	for n := len(p.idle); n > 0; n = len(p.idle) {
 		cc := p.idle[n-1]
 		p.idle[n-1] = nil
 		p.idle = p.idle[:n-1]
+		if p.set.IdleTimeout > 0 && time.Since(cc.idleSince) > p.set.IdleTimeout {
+			cc.tc.Close() // past its idle timeout: do not reuse
+			continue
+		}
 		p.mu.Unlock()
 		p.Stats.Reuses.Add(1)
 		cb.OnPoolReady(cc.attach(dec, sess), true)
@@ -207,6 +213,7 @@ func (p *Pool) assign(cc *ClientConn) {
 				cc.tc.Close()
 				return
 			}
+			cc.idleSince = time.Now()
 			p.idle = append(p.idle, cc)
 			p.mu.Unlock()
 			return
@@ -238,8 +245,34 @@ func (p *Pool) release(cc *ClientConn) {
 		cc.tc.Close()
 		return
 	}
+	cc.idleSince = time.Now()
 	p.idle = append(p.idle, cc)
 	p.mu.Unlock()
+}
+
+// SweepIdle closes connections idle longer than the idle timeout; the
+// cluster calls it periodically so quiet pools shrink without traffic.
+func (p *Pool) SweepIdle(now time.Time) (closed int) {
+	if p.set.IdleTimeout <= 0 {
+		return 0
+	}
+	p.mu.Lock()
+	var stale []*ClientConn
+	kept := p.idle[:0]
+	for _, cc := range p.idle {
+		if now.Sub(cc.idleSince) > p.set.IdleTimeout {
+			stale = append(stale, cc)
+		} else {
+			kept = append(kept, cc)
+		}
+	}
+	clear(p.idle[len(kept):])
+	p.idle = kept
+	p.mu.Unlock()
+	for _, cc := range stale {
+		cc.tc.Close()
+	}
+	return len(stale)
 }
 
 func (p *Pool) removeClosed(cc *ClientConn) {
@@ -281,13 +314,14 @@ func (p *Pool) Idle() int {
 // ClientConn is one upstream HTTP/1 connection; it serves one stream at a
 // time. Its transport events run under the session of the stream it serves.
 type ClientConn struct {
-	pool     *Pool
-	tc       transport.Conn
-	p        *h1.Parser
-	in       inbuf
-	owner    atomic.Pointer[clientStream]
-	requests int
-	closed   bool // guarded by pool.mu
+	pool      *Pool
+	tc        transport.Conn
+	p         *h1.Parser
+	in        inbuf
+	owner     atomic.Pointer[clientStream]
+	requests  int
+	idleSince time.Time // guarded by pool.mu
+	closed    bool      // guarded by pool.mu
 }
 
 var (
