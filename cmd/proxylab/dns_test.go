@@ -141,13 +141,8 @@ clusters:
 		p := startProxy(t, cfg)
 		a := adminClient{t: t, base: "http://" + p.adminAddr()}
 		get := func(path string) string {
-			resp, err := http.Get("http://" + p.addr("web") + path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer resp.Body.Close()
-			b, _ := io.ReadAll(resp.Body)
-			return fmt.Sprintf("%d %s", resp.StatusCode, b)
+			code, body := p.get(path)
+			return fmt.Sprintf("%d %s", code, body)
 		}
 		if got := get("/"); got != "200 A" {
 			t.Fatalf("before the change: %q", got)

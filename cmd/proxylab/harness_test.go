@@ -148,6 +148,18 @@ func (p *proc) addr(name string) string {
 	return a
 }
 
+// get requests path on the "web" listener and returns status and body.
+func (p *proc) get(path string) (int, string) {
+	p.t.Helper()
+	resp, err := http.Get("http://" + p.addr("web") + path)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
 // rssKiB reads the process's resident set (VmRSS) and its peak (VmHWM).
 func (p *proc) rssKiB() (rss, peak int) {
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))

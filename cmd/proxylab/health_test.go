@@ -263,13 +263,8 @@ clusters:
 		p := startProxy(t, cfg)
 		a := adminClient{t: t, base: "http://" + p.adminAddr()}
 		get := func() int {
-			resp, err := http.Get("http://" + p.addr("web") + "/")
-			if err != nil {
-				t.Fatal(err)
-			}
-			io.ReadAll(resp.Body)
-			resp.Body.Close()
-			return resp.StatusCode
+			code, _ := p.get("/")
+			return code
 		}
 		for i := 0; i < 30; i++ {
 			get()
@@ -337,15 +332,7 @@ clusters:
   - {name: slow, hosts: [{address: %[4]q}]}
 `, tr, ok.addr, bad.addr, slow.addr)
 		p := startProxy(t, cfg)
-		get := func(path string) (int, string) {
-			resp, err := http.Get("http://" + p.addr("web") + path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer resp.Body.Close()
-			b, _ := io.ReadAll(resp.Body)
-			return resp.StatusCode, string(b)
-		}
+		get := p.get
 		failing.Store(0)
 		for i := 0; i < 20; i++ {
 			for _, path := range []string{"/status", "/codes"} {

@@ -226,13 +226,8 @@ clusters:
 `, tr, v1a, v1b, v2)
 		p := startProxy(t, cfg)
 		get := func(path string) string {
-			resp, err := http.Get("http://" + p.addr("web") + path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer resp.Body.Close()
-			b, _ := io.ReadAll(resp.Body)
-			return fmt.Sprintf("%d %s", resp.StatusCode, b)
+			code, body := p.get(path)
+			return fmt.Sprintf("%d %s", code, body)
 		}
 		seen := map[string]int{}
 		for i := 0; i < 10; i++ {
