@@ -87,8 +87,7 @@ type httpFilter struct {
 func (f *httpFilter) OnNewConnection(c *network.Conn) network.FilterStatus {
 	f.cm.id = c.ID()
 	f.cm.conn = c
-	f.cm.remote = c.RemoteAddr()
-	if ta, ok := f.cm.remote.(*net.TCPAddr); ok {
+	if ta, ok := c.RemoteAddr().(*net.TCPAddr); ok {
 		f.cm.clientIP = []byte(ta.IP.String())
 	}
 	return f.ServerConn.OnNewConnection(c)
@@ -100,8 +99,7 @@ type connManager struct {
 	sc        *h1s.ServerConn
 	id        uint64 // the connection's ID: the shard key of its metrics
 	conn      *network.Conn
-	remote    net.Addr
-	remoteStr string // remote.String(), made once if the access log needs it
+	remoteStr string // the client's address, made once if the access log needs it
 	clientIP  []byte
 	scheme    []byte
 	xffBuf    []byte
@@ -269,8 +267,8 @@ func (s *httpStream) record() {
 		if s.cluster != nil {
 			e.Cluster = s.cluster.Name
 		}
-		if cm.remoteStr == "" && cm.remote != nil {
-			cm.remoteStr = cm.remote.String()
+		if cm.remoteStr == "" {
+			cm.remoteStr = cm.conn.RemoteAddr().String()
 		}
 		e.RemoteAddr = cm.remoteStr
 		cm.cfg.AccessLog.Log(e)
