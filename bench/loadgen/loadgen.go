@@ -1,0 +1,268 @@
+// Package loadgen is proxybench's own load generator: HTTP/1.1 keep-alive or
+// raw TCP echo, closed loop (each connection sends as soon as it has its
+// answer: maximum throughput) or open loop at a constant rate with
+// coordinated omission avoided — latency is measured from when a request was
+// due, not from when a stalled connection finally sent it (as wrk2 does).
+package loadgen
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/proxylab/proxylab/bench/hdr"
+	"github.com/proxylab/proxylab/core/protocol"
+	h1 "github.com/proxylab/proxylab/core/protocol/http1"
+)
+
+// Config describes one load run.
+type Config struct {
+	Target      string        // host:port
+	Protocol    string        // "http1" or "tcp" (echo)
+	Connections int           // concurrent connections
+	Duration    time.Duration // how long to send
+	// Rate is the total requests per second for open-loop load; 0 means
+	// closed loop.
+	Rate float64
+	// HTTP: the request line's path and Host; RequestBody bytes are sent
+	// as a Content-Length body.
+	Path        string
+	Host        string
+	RequestBody int
+	// TCP echo: bytes per round trip.
+	EchoSize int
+	Timeout  time.Duration // per request; 0: 10s
+}
+
+// Result is what a run measured.
+type Result struct {
+	Requests, Errors uint64
+	Elapsed          time.Duration
+	Latency          *hdr.Histogram
+	FirstError       error
+}
+
+// RPS is the achieved throughput.
+func (r *Result) RPS() float64 { return float64(r.Requests) / r.Elapsed.Seconds() }
+
+// Run generates load until cfg.Duration passes or ctx ends.
+func Run(ctx context.Context, cfg Config) (*Result, error) {
+	if cfg.Connections <= 0 {
+		return nil, errors.New("loadgen: connections must be > 0")
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 10 * time.Second
+	}
+	var newClient func(net.Conn) exchanger
+	switch cfg.Protocol {
+	case "http1", "":
+		req := buildRequest(cfg)
+		newClient = func(c net.Conn) exchanger { return newHTTPClient(c, req) }
+	case "tcp":
+		if cfg.EchoSize <= 0 {
+			cfg.EchoSize = 64
+		}
+		payload := bytes.Repeat([]byte{'x'}, cfg.EchoSize)
+		newClient = func(c net.Conn) exchanger {
+			return &echoClient{c: c, payload: payload, buf: make([]byte, cfg.EchoSize)}
+		}
+	default:
+		return nil, fmt.Errorf("loadgen: unknown protocol %q (http1, tcp)", cfg.Protocol)
+	}
+	ctx, cancel := context.WithTimeout(ctx, cfg.Duration)
+	defer cancel()
+	res := &Result{Latency: hdr.New()}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i := 0; i < cfg.Connections; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			w := worker{cfg: cfg, hist: hdr.New(), newClient: newClient}
+			if cfg.Rate > 0 {
+				// Each connection sends every interval, staggered.
+				w.interval = time.Duration(float64(cfg.Connections) / cfg.Rate * float64(time.Second))
+				w.next = start.Add(w.interval * time.Duration(i) / time.Duration(cfg.Connections))
+			}
+			w.run(ctx)
+			mu.Lock()
+			res.Requests += w.ok
+			res.Errors += w.errs
+			if res.FirstError == nil {
+				res.FirstError = w.firstErr
+			}
+			res.Latency.Merge(w.hist)
+			mu.Unlock()
+		}(i)
+	}
+	wg.Wait()
+	res.Elapsed = time.Since(start)
+	return res, nil
+}
+
+// exchanger does one request/response on its connection.
+type exchanger interface {
+	exchange() error
+}
+
+type worker struct {
+	cfg       Config
+	hist      *hdr.Histogram
+	newClient func(net.Conn) exchanger
+	interval  time.Duration // open loop: time between this connection's requests
+	next      time.Time     // open loop: when the next request is due
+	ok, errs  uint64
+	firstErr  error
+}
+
+func (w *worker) fail(err error) {
+	w.errs++
+	if w.firstErr == nil {
+		w.firstErr = err
+	}
+}
+
+func (w *worker) run(ctx context.Context) {
+	var conn net.Conn
+	var cl exchanger
+	defer func() {
+		if conn != nil {
+			conn.Close()
+		}
+	}()
+	for ctx.Err() == nil {
+		due := time.Now()
+		if w.interval > 0 {
+			due = w.next
+			w.next = w.next.Add(w.interval)
+			if wait := time.Until(due); wait > 0 {
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(wait):
+				}
+			}
+		}
+		if conn == nil {
+			c, err := (&net.Dialer{Timeout: w.cfg.Timeout}).DialContext(ctx, "tcp", w.cfg.Target)
+			if err != nil {
+				if ctx.Err() == nil {
+					w.fail(err)
+				}
+				continue
+			}
+			conn, cl = c, w.newClient(c)
+		}
+		conn.SetDeadline(time.Now().Add(w.cfg.Timeout))
+		if err := cl.exchange(); err != nil {
+			if ctx.Err() == nil {
+				w.fail(err)
+			}
+			conn.Close()
+			conn = nil
+			continue
+		}
+		// From when it was due: a request delayed by a stall counts the
+		// stall (coordinated omission avoided).
+		w.hist.Record(time.Since(due))
+		w.ok++
+	}
+}
+
+func buildRequest(cfg Config) []byte {
+	path, host := cfg.Path, cfg.Host
+	if path == "" {
+		path = "/"
+	}
+	if host == "" {
+		host = cfg.Target
+	}
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "%s %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: proxybench\r\n", map[bool]string{true: "POST", false: "GET"}[cfg.RequestBody > 0], path, host)
+	if cfg.RequestBody > 0 {
+		fmt.Fprintf(&b, "Content-Length: %d\r\n\r\n", cfg.RequestBody)
+		b.Write(bytes.Repeat([]byte{'b'}, cfg.RequestBody))
+	} else {
+		b.WriteString("\r\n")
+	}
+	return b.Bytes()
+}
+
+// httpClient sends a fixed request and reads one response with proxylab's
+// own HTTP/1 parser (Content-Length, chunked and close-delimited bodies).
+type httpClient struct {
+	c      net.Conn
+	req    []byte
+	p      *h1.Parser
+	buf    []byte
+	status int
+	done   bool
+}
+
+func newHTTPClient(c net.Conn, req []byte) *httpClient {
+	cl := &httpClient{c: c, req: req, buf: make([]byte, 0, 64<<10)}
+	cl.p = h1.NewResponseParser(h1.DefaultLimits, cl)
+	return cl
+}
+
+func (cl *httpClient) OnHead(h *h1.Head) error {
+	cl.status = h.Status
+	return nil
+}
+func (cl *httpClient) OnBody([]byte) error                { return nil }
+func (cl *httpClient) OnTrailers(*protocol.Headers) error { return nil }
+func (cl *httpClient) OnComplete() error                  { cl.done = true; return nil }
+
+var errStatus = errors.New("loadgen: non-2xx response")
+
+func (cl *httpClient) exchange() error {
+	if _, err := cl.c.Write(cl.req); err != nil {
+		return err
+	}
+	cl.p.Reset()
+	cl.done = false
+	for !cl.done {
+		if len(cl.buf) == cap(cl.buf) {
+			return errors.New("loadgen: response head too large")
+		}
+		n, err := cl.c.Read(cl.buf[len(cl.buf):cap(cl.buf)])
+		cl.buf = cl.buf[:len(cl.buf)+n]
+		if n > 0 {
+			used, perr := cl.p.Parse(cl.buf)
+			if perr != nil {
+				return perr
+			}
+			cl.buf = cl.buf[:copy(cl.buf, cl.buf[used:])]
+		}
+		if err != nil {
+			if err == io.EOF && cl.p.EOF() == nil && cl.done {
+				break
+			}
+			return err
+		}
+	}
+	if cl.status < 200 || cl.status > 299 {
+		return fmt.Errorf("%w: %d", errStatus, cl.status)
+	}
+	return nil
+}
+
+// echoClient writes a payload and reads it back.
+type echoClient struct {
+	c            net.Conn
+	payload, buf []byte
+}
+
+func (e *echoClient) exchange() error {
+	if _, err := e.c.Write(e.payload); err != nil {
+		return err
+	}
+	_, err := io.ReadFull(e.c, e.buf)
+	return err
+}

@@ -1,0 +1,92 @@
+package loadgen
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func TestClosedLoopCountsEveryRequest(t *testing.T) {
+	var served atomic.Uint64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		served.Add(1)
+		io.WriteString(w, "01234567890123456789")
+	}))
+	defer srv.Close()
+	res, err := Run(context.Background(), Config{Target: strings.TrimPrefix(srv.URL, "http://"), Connections: 4, Duration: 500 * time.Millisecond, RequestBody: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Errors != 0 || res.Requests == 0 || res.Requests != served.Load() || res.Latency.Count() != res.Requests {
+		t.Fatalf("requests %d errors %d (%v), server saw %d, histogram %d", res.Requests, res.Errors, res.FirstError, served.Load(), res.Latency.Count())
+	}
+}
+
+func TestOpenLoopHoldsTheRate(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer srv.Close()
+	res, _ := Run(context.Background(), Config{Target: strings.TrimPrefix(srv.URL, "http://"), Connections: 4, Duration: time.Second, Rate: 200})
+	if res.Requests < 180 || res.Requests > 220 || res.Errors != 0 {
+		t.Fatalf("200 rps for 1s sent %d (errors %d)", res.Requests, res.Errors)
+	}
+}
+
+// TestCoordinatedOmissionAvoided: one 500 ms stall. Open loop charges it to
+// every request that was due during it; closed loop sees one slow request.
+func TestCoordinatedOmissionAvoided(t *testing.T) {
+	var n atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if n.Add(1) == 20 {
+			time.Sleep(500 * time.Millisecond)
+		}
+	}))
+	defer srv.Close()
+	target := strings.TrimPrefix(srv.URL, "http://")
+	open, _ := Run(context.Background(), Config{Target: target, Connections: 1, Duration: 1500 * time.Millisecond, Rate: 100})
+	if p90 := open.Latency.Quantile(0.9); p90 < 100*time.Millisecond {
+		t.Errorf("open loop p90 %v: the stall was omitted", p90)
+	}
+	n.Store(0)
+	closed, _ := Run(context.Background(), Config{Target: target, Connections: 1, Duration: 1500 * time.Millisecond})
+	if p90 := closed.Latency.Quantile(0.9); p90 > 50*time.Millisecond {
+		t.Errorf("closed loop p90 %v", p90)
+	}
+	if closed.Latency.Max() < 500*time.Millisecond {
+		t.Errorf("closed loop max %v: the stall itself was not seen", closed.Latency.Max())
+	}
+	t.Logf("one 500ms stall: open-loop p90 %v p99 %v; closed-loop p90 %v max %v", open.Latency.Quantile(0.9), open.Latency.Quantile(0.99), closed.Latency.Quantile(0.9), closed.Latency.Max())
+}
+
+func TestTCPEchoAndErrors(t *testing.T) {
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	defer ln.Close()
+	var wg sync.WaitGroup
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() { defer wg.Done(); io.Copy(c, c); c.Close() }()
+		}
+	}()
+	res, _ := Run(context.Background(), Config{Target: ln.Addr().String(), Protocol: "tcp", EchoSize: 256, Connections: 2, Duration: 300 * time.Millisecond})
+	if res.Errors != 0 || res.Requests == 0 {
+		t.Fatalf("echo: %d requests, %d errors (%v)", res.Requests, res.Errors, res.FirstError)
+	}
+	bad := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(503) }))
+	defer bad.Close()
+	res, _ = Run(context.Background(), Config{Target: strings.TrimPrefix(bad.URL, "http://"), Connections: 1, Duration: 100 * time.Millisecond})
+	if res.Errors == 0 || res.Requests != 0 || res.FirstError == nil {
+		t.Fatalf("503s counted as %d ok, %d errors", res.Requests, res.Errors)
+	}
+}
