@@ -12,6 +12,7 @@ all: build
 
 build:
 	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/proxylab
+	$(GO) build -trimpath -o bin/proxybench ./cmd/proxybench
 
 # The proxy on its embedded default config: curl -i 127.0.0.1:8080/
 run: build

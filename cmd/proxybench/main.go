@@ -1,0 +1,86 @@
+// Command proxybench is the benchmark lab's command line. Today it runs one
+// load cell (`proxybench load`) with proxylab's own generator; the scenario
+// matrix against peers is scripts/bench-*.sh until it moves here.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"time"
+
+	"github.com/proxylab/proxylab/bench/loadgen"
+)
+
+func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+
+const usage = `proxybench load -target HOST:PORT [-protocol http1|tcp] [-c N] [-d DURATION] [-rate RPS]
+                [-path P] [-host H] [-body BYTES] [-echo BYTES] [-json]
+
+Closed loop by default (maximum throughput); with -rate, open loop at that
+many requests per second, latency measured from when each request was due
+(coordinated omission avoided).
+`
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] != "load" {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	fs := flag.NewFlagSet("load", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var cfg loadgen.Config
+	fs.StringVar(&cfg.Target, "target", "", "host:port to load")
+	fs.StringVar(&cfg.Protocol, "protocol", "http1", "http1 or tcp (echo)")
+	fs.IntVar(&cfg.Connections, "c", 50, "connections")
+	fs.DurationVar(&cfg.Duration, "d", 10*time.Second, "duration")
+	fs.Float64Var(&cfg.Rate, "rate", 0, "total requests per second (0: closed loop)")
+	fs.StringVar(&cfg.Path, "path", "/", "HTTP path")
+	fs.StringVar(&cfg.Host, "host", "", "HTTP Host (default: the target)")
+	fs.IntVar(&cfg.RequestBody, "body", 0, "HTTP request body bytes (POST when > 0)")
+	fs.IntVar(&cfg.EchoSize, "echo", 64, "TCP echo bytes per round trip")
+	asJSON := fs.Bool("json", false, "print the result as JSON")
+	if err := fs.Parse(args[1:]); err != nil {
+		return 2
+	}
+	if cfg.Target == "" {
+		fmt.Fprint(stderr, "proxybench: -target is required\n\n"+usage)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	res, err := loadgen.Run(ctx, cfg)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	q := func(p float64) float64 { return float64(res.Latency.Quantile(p)) / float64(time.Millisecond) }
+	out := map[string]any{
+		"target": cfg.Target, "protocol": cfg.Protocol, "connections": cfg.Connections, "rate": cfg.Rate,
+		"requests": res.Requests, "errors": res.Errors, "seconds": res.Elapsed.Seconds(), "rps": res.RPS(),
+		"mean_ms": float64(res.Latency.Mean()) / float64(time.Millisecond),
+		"p50_ms":  q(0.5), "p90_ms": q(0.9), "p99_ms": q(0.99), "p999_ms": q(0.999),
+		"max_ms": float64(res.Latency.Max()) / float64(time.Millisecond),
+	}
+	if res.FirstError != nil {
+		out["first_error"] = res.FirstError.Error()
+	}
+	if *asJSON {
+		json.NewEncoder(stdout).Encode(out)
+	} else {
+		fmt.Fprintf(stdout, "%s %s: %d requests in %.1fs = %.0f req/s, %d errors\nlatency ms: mean %.3f p50 %.3f p90 %.3f p99 %.3f p99.9 %.3f max %.3f\n",
+			cfg.Protocol, cfg.Target, res.Requests, res.Elapsed.Seconds(), res.RPS(), res.Errors,
+			out["mean_ms"], out["p50_ms"], out["p90_ms"], out["p99_ms"], out["p999_ms"], out["max_ms"])
+		if res.FirstError != nil {
+			fmt.Fprintf(stdout, "first error: %v\n", res.FirstError)
+		}
+	}
+	if res.Requests == 0 {
+		return 1
+	}
+	return 0
+}
