@@ -1,0 +1,179 @@
+// Package peers generates, from one scenario, the configuration each system
+// under test needs — proxylab, haproxy, nginx, Envoy — so they are compared
+// doing the same thing: same listener, same upstream, same keep-alive and
+// worker count. Envoy is not installable on the development machine; its
+// generator is covered by golden files.
+package peers
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+)
+
+// Scenario is the part of a benchmark scenario the peers' configs depend on.
+type Scenario struct {
+	Protocol  string // "http1" or "tcp"
+	Listen    string // host:port the proxy listens on
+	Upstreams []string
+	Workers   int // proxy worker threads/processes; 1 by default
+	// MaxConns bounds connections (the file-descriptor limit here is
+	// 20,000, so haproxy's maxconn must stay well under half of it).
+	MaxConns int
+}
+
+func (s Scenario) workers() int { return max(s.Workers, 1) }
+
+func (s Scenario) maxConns() int {
+	if s.MaxConns <= 0 {
+		return 8000
+	}
+	return s.MaxConns
+}
+
+// Generator renders one system's config file.
+type Generator func(Scenario) (string, error)
+
+// Generators are the systems with config generators, by name.
+var Generators = map[string]Generator{
+	"proxylab": Proxylab,
+	"haproxy":  HAProxy,
+	"nginx":    Nginx,
+	"envoy":    Envoy,
+}
+
+// Names lists the generators, sorted.
+func Names() []string {
+	out := make([]string, 0, len(Generators))
+	for n := range Generators {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func check(s Scenario) error {
+	if s.Protocol != "http1" && s.Protocol != "tcp" {
+		return fmt.Errorf("peers: unknown protocol %q (http1, tcp)", s.Protocol)
+	}
+	if s.Listen == "" || len(s.Upstreams) == 0 {
+		return fmt.Errorf("peers: a listen address and at least one upstream are required")
+	}
+	return nil
+}
+
+func splitHostPort(a string) (string, string) {
+	i := strings.LastIndexByte(a, ':')
+	return a[:i], a[i+1:]
+}
+
+// Proxylab renders a proxylab config.
+func Proxylab(s Scenario) (string, error) {
+	if err := check(s); err != nil {
+		return "", err
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "workers: %d\nlisteners:\n", s.Workers)
+	if s.Protocol == "tcp" {
+		fmt.Fprintf(&b, "  - {name: bench, address: %q, tcp_proxy: {cluster: upstream}}\n", s.Listen)
+	} else {
+		fmt.Fprintf(&b, "  - {name: bench, address: %q, http_proxy: {}}\nroutes:\n  - {name: all, domains: [\"*\"], routes: [{prefix: /, cluster: upstream}]}\n", s.Listen)
+	}
+	b.WriteString("clusters:\n  - name: upstream\n    hosts:\n")
+	for _, u := range s.Upstreams {
+		fmt.Fprintf(&b, "      - {address: %q}\n", u)
+	}
+	return b.String(), nil
+}
+
+// HAProxy renders an haproxy.cfg: keep-alive both sides, connection reuse.
+func HAProxy(s Scenario) (string, error) {
+	if err := check(s); err != nil {
+		return "", err
+	}
+	mode := "http"
+	if s.Protocol == "tcp" {
+		mode = "tcp"
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "global\n  nbthread %d\n  maxconn %d\n\ndefaults\n  mode %s\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n", s.workers(), s.maxConns(), mode)
+	if mode == "http" {
+		b.WriteString("  option http-keep-alive\n")
+	}
+	fmt.Fprintf(&b, "\nfrontend bench\n  bind %s\n  default_backend upstream\n\nbackend upstream\n", s.Listen)
+	if mode == "http" {
+		b.WriteString("  http-reuse always\n")
+	}
+	for i, u := range s.Upstreams {
+		fmt.Fprintf(&b, "  server up%d %s\n", i, u)
+	}
+	return b.String(), nil
+}
+
+// Nginx renders an nginx.conf (http or stream), without daemonizing.
+func Nginx(s Scenario) (string, error) {
+	if err := check(s); err != nil {
+		return "", err
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "worker_processes %d;\ndaemon off;\nerror_log stderr crit;\n", s.workers())
+	if s.Protocol == "tcp" {
+		b.WriteString("load_module modules/ngx_stream_module.so;\n")
+	}
+	fmt.Fprintf(&b, "events { worker_connections %d; }\n", s.maxConns())
+	block := "http"
+	if s.Protocol == "tcp" {
+		block = "stream"
+	}
+	fmt.Fprintf(&b, "%s {\n", block)
+	if block == "http" {
+		b.WriteString("  access_log off;\n  keepalive_requests 1000000;\n")
+	}
+	b.WriteString("  upstream upstream {\n")
+	for _, u := range s.Upstreams {
+		fmt.Fprintf(&b, "    server %s;\n", u)
+	}
+	if block == "http" {
+		b.WriteString("    keepalive 256;\n")
+	}
+	b.WriteString("  }\n")
+	if block == "http" {
+		fmt.Fprintf(&b, "  server {\n    listen %s;\n    location / {\n      proxy_pass http://upstream;\n      proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n    }\n  }\n", s.Listen)
+	} else {
+		fmt.Fprintf(&b, "  server {\n    listen %s;\n    proxy_pass upstream;\n  }\n", s.Listen)
+	}
+	b.WriteString("}\n")
+	return b.String(), nil
+}
+
+// Envoy renders a static envoy.yaml (v3 API): an HTTP connection manager or
+// a tcp_proxy in front of a STATIC cluster.
+func Envoy(s Scenario) (string, error) {
+	if err := check(s); err != nil {
+		return "", err
+	}
+	host, port := splitHostPort(s.Listen)
+	var b strings.Builder
+	b.WriteString("static_resources:\n  listeners:\n  - name: bench\n    address:\n      socket_address:\n")
+	fmt.Fprintf(&b, "        address: %s\n        port_value: %s\n", host, port)
+	b.WriteString("    filter_chains:\n    - filters:\n")
+	if s.Protocol == "tcp" {
+		b.WriteString("      - name: envoy.filters.network.tcp_proxy\n        typed_config:\n")
+		b.WriteString("          \"@type\": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy\n")
+		b.WriteString("          stat_prefix: bench\n          cluster: upstream\n")
+	} else {
+		b.WriteString("      - name: envoy.filters.network.http_connection_manager\n        typed_config:\n")
+		b.WriteString("          \"@type\": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager\n")
+		b.WriteString("          stat_prefix: bench\n          route_config:\n            virtual_hosts:\n            - name: all\n              domains: [\"*\"]\n")
+		b.WriteString("              routes:\n              - match: {prefix: \"/\"}\n                route: {cluster: upstream}\n")
+		b.WriteString("          http_filters:\n          - name: envoy.filters.http.router\n            typed_config:\n")
+		b.WriteString("              \"@type\": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router\n")
+	}
+	b.WriteString("  clusters:\n  - name: upstream\n    type: STATIC\n    connect_timeout: 5s\n    load_assignment:\n      cluster_name: upstream\n      endpoints:\n      - lb_endpoints:\n")
+	for _, u := range s.Upstreams {
+		h, p := splitHostPort(u)
+		fmt.Fprintf(&b, "        - endpoint:\n            address:\n              socket_address: {address: %s, port_value: %s}\n", h, p)
+	}
+	fmt.Fprintf(&b, "    circuit_breakers:\n      thresholds:\n      - {max_connections: %d, max_pending_requests: %d, max_requests: %d}\n", s.maxConns(), s.maxConns(), s.maxConns())
+	return b.String(), nil
+}
