@@ -50,9 +50,10 @@ fuzz:
 bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./core/... ./transport/...
 
-# Whole-system comparison against haproxy (and nginx) on this host.
+# Whole-system comparison against haproxy and nginx on this host: the quick
+# scenario (results under results/<date>-<host>/quick/).
 bench: build deps
-	./scripts/bench-h1.sh
+	./bin/proxybench matrix -scenario bench/scenarios/quick.yaml
 
 # What metrics and access logs cost, on vs off in one run.
 bench-overhead: build deps

@@ -11,14 +11,18 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"strings"
 	"time"
 
+	"github.com/proxylab/proxylab/bench/lab"
 	"github.com/proxylab/proxylab/bench/loadgen"
 )
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 
-const usage = `proxybench load -target HOST:PORT [-protocol http1|tcp] [-c N] [-d DURATION] [-rate RPS]
+const usage = `proxybench matrix -scenario FILE [-out DIR] [-proxylab BIN] [-proxy-cpus L] [-load-cpus L] [-upstream-cpus L]
+proxybench load -target HOST:PORT [-protocol http1|tcp] [-c N] [-d DURATION] [-rate RPS]
                 [-path P] [-host H] [-body BYTES] [-echo BYTES] [-json]
 
 Closed loop by default (maximum throughput); with -rate, open loop at that
@@ -27,6 +31,9 @@ many requests per second, latency measured from when each request was due
 `
 
 func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "matrix" {
+		return matrix(args[1:], stdout, stderr)
+	}
 	if len(args) == 0 || args[0] != "load" {
 		fmt.Fprint(stderr, usage)
 		return 2
@@ -80,6 +87,80 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	if res.Requests == 0 {
+		return 1
+	}
+	return 0
+}
+
+// matrix runs a scenario and writes its results.
+func matrix(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("matrix", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	file := fs.String("scenario", "", "scenario YAML")
+	out := fs.String("out", "", "results directory (default results/<date>-<host>/<scenario name>)")
+	proxylab := fs.String("proxylab", "bin/proxylab", "proxylab binary")
+	proxyCPUs := fs.String("proxy-cpus", "", "CPUs for the systems under test (overrides the scenario), e.g. 2-3")
+	loadCPUs := fs.String("load-cpus", "", "CPUs for the load generator, e.g. 4-7")
+	upCPUs := fs.String("upstream-cpus", "", "CPUs for the upstream, e.g. 8-9")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	data, err := os.ReadFile(*file)
+	if err != nil {
+		fmt.Fprintln(stderr, "proxybench:", err)
+		return 2
+	}
+	sc, err := lab.ParseScenario(data)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 2
+	}
+	for _, o := range []struct {
+		flag string
+		dst  *string
+	}{{*proxyCPUs, &sc.CPUs.Proxy}, {*loadCPUs, &sc.CPUs.Load}, {*upCPUs, &sc.CPUs.Upstream}} {
+		if o.flag != "" {
+			*o.dst = o.flag
+		}
+	}
+	self, _ := os.Executable()
+	tools := lab.Tools{Proxylab: *proxylab, Proxybench: self}
+	if abs, err := filepath.Abs(tools.Proxylab); err == nil {
+		tools.Proxylab = abs
+	}
+	if *out == "" {
+		host, _ := os.Hostname()
+		*out = filepath.Join("results", time.Now().Format("2006-01-02")+"-"+host, sc.Name)
+	}
+	work, err := os.MkdirTemp("", "proxybench-")
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(work)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	start := time.Now()
+	cells, skipped, err := lab.Run(ctx, sc, tools, work, func(done, total int, c lab.Cell) {
+		left := time.Duration(float64(time.Since(start)) / float64(done) * float64(total-done)).Round(time.Second)
+		fmt.Fprintf(stderr, "\r[%-30s] %d/%d cells, %v left — %s %s: %.0f req/s, %.2f µs/req   ",
+			strings.Repeat("#", 30*done/max(total, 1)), done, total, left, c.System, c.Protocol, c.RPS, c.CPUusPerReq)
+	})
+	fmt.Fprintln(stderr)
+	for _, sk := range skipped {
+		fmt.Fprintln(stderr, "skipped:", sk)
+	}
+	if err != nil && len(cells) == 0 {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	if werr := lab.Write(*out, sc, lab.Describe(sc), cells, skipped); werr != nil {
+		fmt.Fprintln(stderr, werr)
+		return 1
+	}
+	fmt.Fprintf(stdout, "results in %s (results.json, results.csv, report.md, cpu.svg)\n", *out)
+	if err != nil {
+		fmt.Fprintln(stderr, "incomplete:", err)
 		return 1
 	}
 	return 0

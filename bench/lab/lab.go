@@ -1,0 +1,386 @@
+// Package lab runs a benchmark matrix: every system of a scenario (proxylab
+// on each transport, haproxy, nginx, envoy when installed) is given a
+// config generated from the same scenario, pinned to the proxy CPUs, and
+// measured in interleaved rounds (A B C A B C …) by a load generator pinned
+// to other CPUs in front of an nginx upstream on the upstream CPUs. Each
+// cell records throughput, latency percentiles, errors, the proxy's CPU
+// time per request (from /proc, all its processes) and its peak RSS.
+package lab
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/proxylab/proxylab/bench/peers"
+)
+
+// Scenario is a benchmark matrix description (YAML).
+type Scenario struct {
+	Name        string        `yaml:"name"`
+	Systems     []string      `yaml:"systems"`   // proxylab-<transport>, haproxy, nginx, envoy
+	Protocols   []string      `yaml:"protocols"` // http1, tcp
+	Connections []int         `yaml:"connections"`
+	Rate        float64       `yaml:"rate"` // 0: closed loop (wrk); >0: open loop (proxybench)
+	Duration    time.Duration `yaml:"duration"`
+	Warmup      time.Duration `yaml:"warmup"`
+	Rounds      int           `yaml:"rounds"`
+	Workers     int           `yaml:"workers"`
+	Baseline    string        `yaml:"baseline"` // the system ratios are against
+	CPUs        struct {
+		Proxy    string `yaml:"proxy"`
+		Load     string `yaml:"load"`
+		Upstream string `yaml:"upstream"`
+	} `yaml:"cpus"`
+}
+
+// ParseScenario reads and defaults a scenario.
+func ParseScenario(data []byte) (*Scenario, error) {
+	s := &Scenario{Rounds: 3, Duration: 6 * time.Second, Warmup: time.Second, Workers: 1, Baseline: "haproxy"}
+	s.CPUs.Proxy, s.CPUs.Load, s.CPUs.Upstream = "1", "0", "0"
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(s); err != nil {
+		return nil, fmt.Errorf("lab: scenario: %w", err)
+	}
+	if len(s.Systems) == 0 || len(s.Protocols) == 0 {
+		return nil, errors.New("lab: scenario: systems and protocols are required")
+	}
+	if len(s.Connections) == 0 {
+		s.Connections = []int{50}
+	}
+	for _, p := range s.Protocols {
+		if p != "http1" && p != "tcp" {
+			return nil, fmt.Errorf("lab: scenario: unknown protocol %q (http1, tcp)", p)
+		}
+	}
+	return s, nil
+}
+
+// Cell is one measurement.
+type Cell struct {
+	Round       int     `json:"round"`
+	System      string  `json:"system"`
+	Protocol    string  `json:"protocol"`
+	Connections int     `json:"connections"`
+	Requests    uint64  `json:"requests"`
+	Errors      uint64  `json:"errors"`
+	RPS         float64 `json:"rps"`
+	P50ms       float64 `json:"p50_ms"`
+	P90ms       float64 `json:"p90_ms"`
+	P99ms       float64 `json:"p99_ms"`
+	P999ms      float64 `json:"p999_ms"`
+	CPUusPerReq float64 `json:"proxy_cpu_us_per_request"`
+	PeakRSSKiB  int     `json:"proxy_peak_rss_kib"`
+}
+
+// Tools locates the binaries a run needs.
+type Tools struct {
+	Proxylab, Proxybench string // built binaries
+}
+
+const upstreamAddr = "127.0.0.1:19190"
+
+// Run measures the whole matrix, calling progress after each cell. Each
+// protocol is a phase: every system is started with its generated config
+// for that protocol, warmed up, measured round by round (all systems each
+// round), and stopped.
+func Run(ctx context.Context, s *Scenario, tools Tools, workdir string, progress func(done, total int, c Cell)) ([]Cell, []string, error) {
+	var skipped []string
+	up, err := startUpstream(workdir, s.CPUs.Upstream)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer stop(up)
+	total := s.Rounds * len(s.Protocols) * len(s.Connections) * len(s.Systems)
+	var cells []Cell
+	port := 19200
+	for _, p := range s.Protocols {
+		var systems []*system
+		for _, name := range s.Systems {
+			port++
+			sy, err := startSystem(name, p, port, s, tools, workdir)
+			if err != nil {
+				skipped = append(skipped, fmt.Sprintf("%s (%s): %v", name, p, err))
+				total -= s.Rounds * len(s.Connections)
+				continue
+			}
+			systems = append(systems, sy)
+		}
+		err := func() error {
+			defer func() {
+				for _, sy := range systems {
+					stop(sy.cmd)
+				}
+			}()
+			for _, sy := range systems {
+				if _, err := load(ctx, s, tools, sy.port, p, s.Connections[0], s.Warmup); err != nil {
+					return fmt.Errorf("lab: warm-up of %s %s: %w", sy.name, p, err)
+				}
+			}
+			for r := 1; r <= s.Rounds; r++ {
+				for _, conns := range s.Connections {
+					for _, sy := range systems { // interleaved: every system each round
+						pid := sy.cmd.Process.Pid
+						t0 := cpuTicks(pid)
+						c, err := load(ctx, s, tools, sy.port, p, conns, s.Duration)
+						t1 := cpuTicks(pid)
+						if err != nil {
+							return err
+						}
+						c.Round, c.System, c.Protocol, c.Connections = r, sy.name, p, conns
+						if c.Requests > 0 {
+							c.CPUusPerReq = float64(t1-t0) / float64(clockTicks) * 1e6 / float64(c.Requests)
+						}
+						c.PeakRSSKiB = peakRSS(pid)
+						cells = append(cells, c)
+						if progress != nil {
+							progress(len(cells), total, c)
+						}
+					}
+				}
+			}
+			return nil
+		}()
+		if err != nil {
+			return cells, skipped, err
+		}
+	}
+	if len(cells) == 0 {
+		return nil, skipped, errors.New("lab: no system could be measured")
+	}
+	return cells, skipped, nil
+}
+
+const clockTicks = 100 // USER_HZ on Linux
+
+// cpuTicks sums utime+stime of pid and its children (nginx workers).
+func cpuTicks(pid int) int64 {
+	pids := []int{pid}
+	if out, err := exec.Command("pgrep", "-P", strconv.Itoa(pid)).Output(); err == nil {
+		for _, f := range strings.Fields(string(out)) {
+			if n, err := strconv.Atoi(f); err == nil {
+				pids = append(pids, n)
+			}
+		}
+	}
+	var total int64
+	for _, p := range pids {
+		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p))
+		if err != nil {
+			continue
+		}
+		// Fields after the command name (which may contain spaces).
+		s := string(data)
+		f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+		u, _ := strconv.ParseInt(f[11], 10, 64)
+		st, _ := strconv.ParseInt(f[12], 10, 64)
+		total += u + st
+	}
+	return total
+}
+
+func peakRSS(pid int) int {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if strings.HasPrefix(line, "VmHWM:") {
+			n, _ := strconv.Atoi(strings.Fields(line)[1])
+			return n
+		}
+	}
+	return 0
+}
+
+func startUpstream(dir, cpus string) (*exec.Cmd, error) {
+	d := filepath.Join(dir, "upstream")
+	os.MkdirAll(filepath.Join(d, "logs"), 0o755)
+	conf := fmt.Sprintf(`worker_processes 1;
+daemon off;
+pid %s/nginx.pid;
+error_log %s/logs/error.log crit;
+events { worker_connections 8192; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  server { listen %s; location / { return 200 "01234567890123456789"; } }
+}
+`, d, d, upstreamAddr)
+	os.WriteFile(filepath.Join(d, "nginx.conf"), []byte(conf), 0o644)
+	cmd := exec.Command("taskset", "-c", cpus, "nginx", "-p", d, "-c", filepath.Join(d, "nginx.conf"))
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("lab: upstream nginx: %w", err)
+	}
+	return cmd, waitPort(upstreamAddr, cmd)
+}
+
+// system is a running system under test.
+type system struct {
+	name string
+	cmd  *exec.Cmd
+	port int
+}
+
+func startSystem(name, protocol string, port int, s *Scenario, tools Tools, dir string) (*system, error) {
+	gen, transport := name, ""
+	if strings.HasPrefix(name, "proxylab") {
+		gen, transport = "proxylab", strings.TrimPrefix(strings.TrimPrefix(name, "proxylab"), "-")
+		if transport == "" {
+			transport = "netpoll"
+		}
+	}
+	g, ok := peers.Generators[gen]
+	if !ok {
+		return nil, fmt.Errorf("no config generator (have %v)", peers.Names())
+	}
+	conf, err := g(peers.Scenario{Protocol: protocol, Listen: fmt.Sprintf("127.0.0.1:%d", port), Upstreams: []string{upstreamAddr}, Workers: s.Workers})
+	if err != nil {
+		return nil, err
+	}
+	path := filepath.Join(dir, fmt.Sprintf("%s-%s.conf", name, protocol))
+	var argv []string
+	switch gen {
+	case "proxylab":
+		argv = []string{tools.Proxylab, "run", "-c", path, "--transport", transport, "--cpus", s.CPUs.Proxy, "--log-level", "warn"}
+	case "haproxy":
+		argv = []string{"haproxy", "-f", path, "-db"}
+	case "nginx":
+		conf = "pid " + filepath.Join(dir, name+"-"+protocol+".pid") + ";\n" + conf
+		argv = []string{"nginx", "-p", "/usr/share/nginx", "-c", path}
+	case "envoy":
+		argv = []string{"envoy", "-c", path, "--concurrency", strconv.Itoa(max(s.Workers, 1))}
+	default:
+		return nil, fmt.Errorf("running %s is not supported", gen)
+	}
+	if _, err := exec.LookPath(argv[0]); err != nil {
+		return nil, fmt.Errorf("%s not installed", argv[0])
+	}
+	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+		return nil, err
+	}
+	cmd := exec.Command("taskset", append([]string{"-c", s.CPUs.Proxy}, argv...)...)
+	cmd.Stderr = io.Discard
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	if err := waitPort(fmt.Sprintf("127.0.0.1:%d", port), cmd); err != nil {
+		stop(cmd)
+		return nil, err
+	}
+	return &system{name: name, cmd: cmd, port: port}, nil
+}
+
+func waitPort(addr string, cmd *exec.Cmd) error {
+	for i := 0; i < 100; i++ {
+		if c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond); err == nil {
+			c.Close()
+			return nil
+		}
+		if cmd.ProcessState != nil {
+			return fmt.Errorf("exited")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("%s not listening", addr)
+}
+
+func stop(cmd *exec.Cmd) {
+	if cmd == nil || cmd.Process == nil {
+		return
+	}
+	// taskset execs the target, so the pid is the system's own.
+	cmd.Process.Signal(syscall.SIGINT)
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(3 * time.Second):
+		cmd.Process.Kill()
+		<-done
+	}
+}
+
+var wrkLatency = regexp.MustCompile(`(?m)^\s+(50|90|99|99\.999|99\.9)%\s+([\d.]+)(us|ms|s)$`)
+
+// load runs one cell: wrk for closed loop, proxybench for open loop, on the
+// load CPUs. Both protocols carry HTTP/1.1 to the nginx upstream (tcp_proxy
+// forwards it as bytes).
+func load(ctx context.Context, s *Scenario, tools Tools, port int, _ string, conns int, d time.Duration) (Cell, error) {
+	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
+	var c Cell
+	if s.Rate > 0 {
+		out, err := exec.CommandContext(ctx, "taskset", "-c", s.CPUs.Load, tools.Proxybench, "load", "-json", "-target", fmt.Sprintf("127.0.0.1:%d", port),
+			"-c", strconv.Itoa(conns), "-d", d.String(), "-rate", strconv.FormatFloat(s.Rate, 'f', -1, 64)).Output()
+		if err != nil {
+			return c, fmt.Errorf("lab: proxybench: %w", err)
+		}
+		var r struct {
+			Requests, Errors    uint64
+			RPS                 float64 `json:"rps"`
+			P50, P90, P99, P999 float64
+		}
+		var raw map[string]float64
+		json.Unmarshal(out, &raw)
+		r.Requests, r.Errors, r.RPS = uint64(raw["requests"]), uint64(raw["errors"]), raw["rps"]
+		c.Requests, c.Errors, c.RPS = r.Requests, r.Errors, r.RPS
+	}
+	out, err := exec.CommandContext(ctx, "taskset", "-c", s.CPUs.Load, "wrk", "-t1", fmt.Sprintf("-c%d", conns), fmt.Sprintf("-d%ds", max(int(d.Seconds()), 1)), "--latency", url).Output()
+	if err != nil {
+		return c, fmt.Errorf("lab: wrk: %w", err)
+	}
+	return parseWrk(string(out))
+}
+
+// parseWrk reads wrk's summary: requests, errors, latency distribution.
+func parseWrk(out string) (Cell, error) {
+	var c Cell
+	m := regexp.MustCompile(`(\d+) requests in ([\d.]+)(us|ms|s|m)`).FindStringSubmatch(out)
+	if m == nil {
+		return c, fmt.Errorf("lab: unexpected wrk output: %q", out)
+	}
+	c.Requests, _ = strconv.ParseUint(m[1], 10, 64)
+	secs, _ := strconv.ParseFloat(m[2], 64)
+	secs *= map[string]float64{"us": 1e-6, "ms": 1e-3, "s": 1, "m": 60}[m[3]]
+	if secs > 0 {
+		c.RPS = float64(c.Requests) / secs
+	}
+	if e := regexp.MustCompile(`Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)`).FindStringSubmatch(out); e != nil {
+		for _, x := range e[1:] {
+			n, _ := strconv.ParseUint(x, 10, 64)
+			c.Errors += n
+		}
+	}
+	if e := regexp.MustCompile(`Non-2xx or 3xx responses: (\d+)`).FindStringSubmatch(out); e != nil {
+		n, _ := strconv.ParseUint(e[1], 10, 64)
+		c.Errors += n
+	}
+	for _, l := range wrkLatency.FindAllStringSubmatch(out, -1) {
+		v, _ := strconv.ParseFloat(l[2], 64)
+		v *= map[string]float64{"us": 1e-3, "ms": 1, "s": 1e3}[l[3]]
+		switch l[1] {
+		case "50":
+			c.P50ms = v
+		case "90":
+			c.P90ms = v
+		case "99":
+			c.P99ms = v
+		}
+	}
+	return c, nil
+}

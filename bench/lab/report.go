@@ -1,0 +1,186 @@
+package lab
+
+import (
+	"encoding/csv"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/proxylab/proxylab/bench/summary"
+)
+
+// Machine describes where a run happened.
+type Machine struct {
+	Host, Kernel, CPU, Governor string
+	CPUs                        int
+	Pinning                     string
+}
+
+// Describe reads the machine description from /proc and /sys.
+func Describe(s *Scenario) Machine {
+	m := Machine{CPUs: runtime.NumCPU(), Pinning: fmt.Sprintf("proxy %s, load %s, upstream %s", s.CPUs.Proxy, s.CPUs.Load, s.CPUs.Upstream)}
+	m.Host, _ = os.Hostname()
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		m.Kernel = strings.TrimSpace(string(b))
+	}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(l, "model name") {
+				m.CPU = strings.TrimSpace(l[strings.IndexByte(l, ':')+1:])
+				break
+			}
+		}
+	}
+	m.Governor = "n/a"
+	if b, err := os.ReadFile("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor"); err == nil {
+		m.Governor = strings.TrimSpace(string(b))
+	}
+	return m
+}
+
+// Row is one system × protocol × connections line of the report.
+type Row struct {
+	System, Protocol    string
+	Connections, Rounds int
+	RPS, CPU, P99       summary.Summary
+	Ratio               *summary.Summary // CPU per request vs the baseline, paired by round
+	Errors              uint64
+}
+
+// Summarize groups cells into rows, ratios against s.Baseline.
+func Summarize(s *Scenario, cells []Cell) []Row {
+	type key struct {
+		sys, proto string
+		conns      int
+	}
+	groups := map[key][]Cell{}
+	var order []key
+	for _, c := range cells {
+		k := key{c.System, c.Protocol, c.Connections}
+		if _, ok := groups[k]; !ok {
+			order = append(order, k)
+		}
+		groups[k] = append(groups[k], c)
+	}
+	var rows []Row
+	for _, k := range order {
+		g := groups[k]
+		var rps, cpu, p99 []float64
+		byRound := map[int]float64{}
+		row := Row{System: k.sys, Protocol: k.proto, Connections: k.conns, Rounds: len(g)}
+		for _, c := range g {
+			rps, cpu, p99 = append(rps, c.RPS), append(cpu, c.CPUusPerReq), append(p99, c.P99ms)
+			byRound[c.Round] = c.CPUusPerReq
+			row.Errors += c.Errors
+		}
+		row.RPS, _ = summary.Of(rps)
+		row.CPU, _ = summary.Of(cpu)
+		row.P99, _ = summary.Of(p99)
+		if base, ok := groups[key{s.Baseline, k.proto, k.conns}]; ok {
+			baseByRound := map[int]float64{}
+			for _, c := range base {
+				baseByRound[c.Round] = c.CPUusPerReq
+			}
+			if r, err := summary.Of(summary.PairedRatios(byRound, baseByRound)); err == nil {
+				row.Ratio = &r
+			}
+		}
+		rows = append(rows, row)
+	}
+	return rows
+}
+
+// Write stores results.json, results.csv, report.md and cpu.svg in dir.
+func Write(dir string, s *Scenario, m Machine, cells []Cell, skipped []string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	js, _ := json.MarshalIndent(map[string]any{"scenario": s, "machine": m, "cells": cells, "skipped": skipped}, "", "  ")
+	if err := os.WriteFile(filepath.Join(dir, "results.json"), js, 0o644); err != nil {
+		return err
+	}
+	f, err := os.Create(filepath.Join(dir, "results.csv"))
+	if err != nil {
+		return err
+	}
+	w := csv.NewWriter(f)
+	w.Write([]string{"round", "system", "protocol", "connections", "requests", "errors", "rps", "p50_ms", "p90_ms", "p99_ms", "p999_ms", "proxy_cpu_us_per_request", "proxy_peak_rss_kib"})
+	ff := func(v float64) string { return strconv.FormatFloat(v, 'f', 3, 64) }
+	for _, c := range cells {
+		w.Write([]string{strconv.Itoa(c.Round), c.System, c.Protocol, strconv.Itoa(c.Connections), strconv.FormatUint(c.Requests, 10), strconv.FormatUint(c.Errors, 10),
+			ff(c.RPS), ff(c.P50ms), ff(c.P90ms), ff(c.P99ms), ff(c.P999ms), ff(c.CPUusPerReq), strconv.Itoa(c.PeakRSSKiB)})
+	}
+	w.Flush()
+	f.Close()
+	rows := Summarize(s, cells)
+	if err := os.WriteFile(filepath.Join(dir, "cpu.svg"), []byte(BarChart(rows)), 0o644); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "report.md"), []byte(Markdown(s, m, rows, skipped)), 0o644)
+}
+
+// Markdown renders the report.
+func Markdown(s *Scenario, m Machine, rows []Row, skipped []string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "# %s\n\n", s.Name)
+	fmt.Fprintf(&b, "- host %s, kernel %s, %d CPUs (%s), governor %s\n- pinning: %s\n", m.Host, m.Kernel, m.CPUs, m.CPU, m.Governor, m.Pinning)
+	load := "closed loop (wrk)"
+	if s.Rate > 0 {
+		load = fmt.Sprintf("open loop at %.0f req/s (proxybench, coordinated omission avoided)", s.Rate)
+	}
+	fmt.Fprintf(&b, "- load: %s, %v per cell, %d rounds interleaved, baseline %s\n\n", load, s.Duration, s.Rounds, s.Baseline)
+	b.WriteString("![proxy CPU per request](cpu.svg)\n\n")
+	b.WriteString("| system | protocol | conns | req/s (median) | proxy CPU µs/req (median, min–max) | p99 ms (median) | CPU vs baseline, paired: median (min–max) | errors |\n|---|---|---|---|---|---|---|---|\n")
+	for _, r := range rows {
+		ratio := "-"
+		if r.Ratio != nil {
+			ratio = fmt.Sprintf("%.3f (%.3f–%.3f)", r.Ratio.Median, r.Ratio.Min, r.Ratio.Max)
+		}
+		fmt.Fprintf(&b, "| %s | %s | %d | %.0f | %.2f (%.2f–%.2f) | %.2f | %s | %d |\n", r.System, r.Protocol, r.Connections, r.RPS.Median,
+			r.CPU.Median, r.CPU.Min, r.CPU.Max, r.P99.Median, ratio, r.Errors)
+	}
+	if len(skipped) > 0 {
+		b.WriteString("\nSkipped:\n\n")
+		for _, sk := range skipped {
+			fmt.Fprintf(&b, "- %s\n", sk)
+		}
+	}
+	return b.String()
+}
+
+// BarChart draws median proxy CPU per request per row as an SVG bar chart.
+func BarChart(rows []Row) string {
+	sort.SliceStable(rows, func(i, j int) bool { return rows[i].Protocol < rows[j].Protocol })
+	const barH, gap, left, width = 22, 8, 230, 420
+	maxV := 0.0
+	for _, r := range rows {
+		maxV = max(maxV, r.CPU.Max)
+	}
+	if maxV == 0 {
+		maxV = 1
+	}
+	h := len(rows)*(barH+gap) + 50
+	var b strings.Builder
+	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" font-size="12">`, left+width+80, h)
+	fmt.Fprintf(&b, `<text x="10" y="18" font-size="14" font-weight="bold">proxy CPU µs per request (median; whiskers: min–max over rounds)</text>`)
+	for i, r := range rows {
+		y := 35 + i*(barH+gap)
+		w := r.CPU.Median / maxV * width
+		color := "#4c78a8"
+		if strings.HasPrefix(r.System, "proxylab") {
+			color = "#f58518"
+		}
+		fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="end">%s %s c=%d</text>`, left-8, y+15, r.System, r.Protocol, r.Connections)
+		fmt.Fprintf(&b, `<rect x="%d" y="%d" width="%.1f" height="%d" fill="%s"/>`, left, y, w, barH, color)
+		x0, x1 := float64(left)+r.CPU.Min/maxV*width, float64(left)+r.CPU.Max/maxV*width
+		fmt.Fprintf(&b, `<line x1="%.1f" x2="%.1f" y1="%d" y2="%d" stroke="black"/>`, x0, x1, y+barH/2, y+barH/2)
+		fmt.Fprintf(&b, `<text x="%.1f" y="%d">%.2f</text>`, x1+6, y+15, r.CPU.Median)
+	}
+	b.WriteString("</svg>\n")
+	return b.String()
+}
