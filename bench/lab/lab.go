@@ -85,7 +85,10 @@ type Cell struct {
 	P99ms       float64 `json:"p99_ms"`
 	P999ms      float64 `json:"p999_ms"`
 	CPUusPerReq float64 `json:"proxy_cpu_us_per_request"`
-	PeakRSSKiB  int     `json:"proxy_peak_rss_kib"`
+	// HostCPUusPerReq is the whole machine's busy CPU time per request:
+	// proxy, load generator and upstream together.
+	HostCPUusPerReq float64 `json:"host_cpu_us_per_request"`
+	PeakRSSKiB      int     `json:"proxy_peak_rss_kib"`
 }
 
 // Tools locates the binaries a run needs.
@@ -136,15 +139,16 @@ func Run(ctx context.Context, s *Scenario, tools Tools, workdir string, progress
 				for _, conns := range s.Connections {
 					for _, sy := range systems { // interleaved: every system each round
 						pid := sy.cmd.Process.Pid
-						t0 := cpuTicks(pid)
+						t0, h0 := cpuTicks(pid), hostBusyTicks()
 						c, err := load(ctx, s, tools, sy.port, p, conns, s.Duration)
-						t1 := cpuTicks(pid)
+						t1, h1 := cpuTicks(pid), hostBusyTicks()
 						if err != nil {
 							return err
 						}
 						c.Round, c.System, c.Protocol, c.Connections = r, sy.name, p, conns
 						if c.Requests > 0 {
 							c.CPUusPerReq = float64(t1-t0) / float64(clockTicks) * 1e6 / float64(c.Requests)
+							c.HostCPUusPerReq = float64(h1-h0) / float64(clockTicks) * 1e6 / float64(c.Requests)
 						}
 						c.PeakRSSKiB = peakRSS(pid)
 						cells = append(cells, c)
@@ -192,6 +196,29 @@ func cpuTicks(pid int) int64 {
 		total += u + st
 	}
 	return total
+}
+
+// hostBusyTicks is the machine's non-idle CPU time (all CPUs) from
+// /proc/stat: user, nice, system, irq, softirq and steal.
+func hostBusyTicks() int64 {
+	data, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	line := strings.SplitN(string(data), "\n", 2)[0]
+	f := strings.Fields(line) // cpu user nice system idle iowait irq softirq steal …
+	var busy int64
+	for i, v := range f[1:] {
+		if i == 3 || i == 4 { // idle, iowait
+			continue
+		}
+		if i > 7 { // guest times are already in user
+			break
+		}
+		n, _ := strconv.ParseInt(v, 10, 64)
+		busy += n
+	}
+	return busy
 }
 
 func peakRSS(pid int) int {

@@ -80,7 +80,7 @@ func TestTinyMatrixEndToEnd(t *testing.T) {
 		t.Fatalf("a missing peer must be reported as skipped: %v", skipped)
 	}
 	for _, c := range cells {
-		if c.RPS <= 0 || c.Errors != 0 || c.CPUusPerReq <= 0 || c.P99ms <= 0 || c.PeakRSSKiB <= 0 {
+		if c.RPS <= 0 || c.Errors != 0 || c.CPUusPerReq <= 0 || c.HostCPUusPerReq < c.CPUusPerReq || c.P99ms <= 0 || c.PeakRSSKiB <= 0 {
 			t.Fatalf("cell %+v", c)
 		}
 	}

@@ -45,11 +45,12 @@ func Describe(s *Scenario) Machine {
 
 // Row is one system × protocol × connections line of the report.
 type Row struct {
-	System, Protocol    string
-	Connections, Rounds int
-	RPS, CPU, P99       summary.Summary
-	Ratio               *summary.Summary // CPU per request vs the baseline, paired by round
-	Errors              uint64
+	System, Protocol       string
+	Connections, Rounds    int
+	RPS, CPU, HostCPU, P99 summary.Summary
+	PeakRSSKiB             int
+	Ratio                  *summary.Summary // CPU per request vs the baseline, paired by round
+	Errors                 uint64
 }
 
 // Summarize groups cells into rows, ratios against s.Baseline.
@@ -70,16 +71,18 @@ func Summarize(s *Scenario, cells []Cell) []Row {
 	var rows []Row
 	for _, k := range order {
 		g := groups[k]
-		var rps, cpu, p99 []float64
+		var rps, cpu, host, p99 []float64
 		byRound := map[int]float64{}
 		row := Row{System: k.sys, Protocol: k.proto, Connections: k.conns, Rounds: len(g)}
 		for _, c := range g {
-			rps, cpu, p99 = append(rps, c.RPS), append(cpu, c.CPUusPerReq), append(p99, c.P99ms)
+			rps, cpu, host, p99 = append(rps, c.RPS), append(cpu, c.CPUusPerReq), append(host, c.HostCPUusPerReq), append(p99, c.P99ms)
+			row.PeakRSSKiB = max(row.PeakRSSKiB, c.PeakRSSKiB)
 			byRound[c.Round] = c.CPUusPerReq
 			row.Errors += c.Errors
 		}
 		row.RPS, _ = summary.Of(rps)
 		row.CPU, _ = summary.Of(cpu)
+		row.HostCPU, _ = summary.Of(host)
 		row.P99, _ = summary.Of(p99)
 		if base, ok := groups[key{s.Baseline, k.proto, k.conns}]; ok {
 			baseByRound := map[int]float64{}
@@ -109,11 +112,11 @@ func Write(dir string, s *Scenario, m Machine, cells []Cell, skipped []string) e
 		return err
 	}
 	w := csv.NewWriter(f)
-	w.Write([]string{"round", "system", "protocol", "connections", "requests", "errors", "rps", "p50_ms", "p90_ms", "p99_ms", "p999_ms", "proxy_cpu_us_per_request", "proxy_peak_rss_kib"})
+	w.Write([]string{"round", "system", "protocol", "connections", "requests", "errors", "rps", "p50_ms", "p90_ms", "p99_ms", "p999_ms", "proxy_cpu_us_per_request", "host_cpu_us_per_request", "proxy_peak_rss_kib"})
 	ff := func(v float64) string { return strconv.FormatFloat(v, 'f', 3, 64) }
 	for _, c := range cells {
 		w.Write([]string{strconv.Itoa(c.Round), c.System, c.Protocol, strconv.Itoa(c.Connections), strconv.FormatUint(c.Requests, 10), strconv.FormatUint(c.Errors, 10),
-			ff(c.RPS), ff(c.P50ms), ff(c.P90ms), ff(c.P99ms), ff(c.P999ms), ff(c.CPUusPerReq), strconv.Itoa(c.PeakRSSKiB)})
+			ff(c.RPS), ff(c.P50ms), ff(c.P90ms), ff(c.P99ms), ff(c.P999ms), ff(c.CPUusPerReq), ff(c.HostCPUusPerReq), strconv.Itoa(c.PeakRSSKiB)})
 	}
 	w.Flush()
 	f.Close()
@@ -135,14 +138,14 @@ func Markdown(s *Scenario, m Machine, rows []Row, skipped []string) string {
 	}
 	fmt.Fprintf(&b, "- load: %s, %v per cell, %d rounds interleaved, baseline %s\n\n", load, s.Duration, s.Rounds, s.Baseline)
 	b.WriteString("![proxy CPU per request](cpu.svg)\n\n")
-	b.WriteString("| system | protocol | conns | req/s (median) | proxy CPU µs/req (median, min–max) | p99 ms (median) | CPU vs baseline, paired: median (min–max) | errors |\n|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("| system | protocol | conns | req/s (median) | proxy CPU µs/req (median, min–max) | host CPU µs/req (median) | p99 ms (median) | CPU vs baseline, paired: median (min–max) | peak RSS MiB | errors |\n|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range rows {
 		ratio := "-"
 		if r.Ratio != nil {
 			ratio = fmt.Sprintf("%.3f (%.3f–%.3f)", r.Ratio.Median, r.Ratio.Min, r.Ratio.Max)
 		}
-		fmt.Fprintf(&b, "| %s | %s | %d | %.0f | %.2f (%.2f–%.2f) | %.2f | %s | %d |\n", r.System, r.Protocol, r.Connections, r.RPS.Median,
-			r.CPU.Median, r.CPU.Min, r.CPU.Max, r.P99.Median, ratio, r.Errors)
+		fmt.Fprintf(&b, "| %s | %s | %d | %.0f | %.2f (%.2f–%.2f) | %.2f | %.2f | %s | %.1f | %d |\n", r.System, r.Protocol, r.Connections, r.RPS.Median,
+			r.CPU.Median, r.CPU.Min, r.CPU.Max, r.HostCPU.Median, r.P99.Median, ratio, float64(r.PeakRSSKiB)/1024, r.Errors)
 	}
 	if len(skipped) > 0 {
 		b.WriteString("\nSkipped:\n\n")
