@@ -84,7 +84,9 @@ type Cell struct {
 	P90ms       float64 `json:"p90_ms"`
 	P99ms       float64 `json:"p99_ms"`
 	P999ms      float64 `json:"p999_ms"`
-	CPUusPerReq float64 `json:"proxy_cpu_us_per_request"`
+	// LatencyMs holds the latency at each of Percentiles, for CDF plots.
+	LatencyMs   []float64 `json:"latency_ms_at_percentiles"`
+	CPUusPerReq float64   `json:"proxy_cpu_us_per_request"`
 	// HostCPUusPerReq is the whole machine's busy CPU time per request:
 	// proxy, load generator and upstream together.
 	HostCPUusPerReq float64 `json:"host_cpu_us_per_request"`
@@ -131,7 +133,7 @@ func Run(ctx context.Context, s *Scenario, tools Tools, workdir string, progress
 				}
 			}()
 			for _, sy := range systems {
-				if _, err := load(ctx, s, tools, sy.port, p, s.Connections[0], s.Warmup); err != nil {
+				if _, err := load(ctx, s, tools, sy.port, workdir, s.Connections[0], s.Warmup); err != nil {
 					return fmt.Errorf("lab: warm-up of %s %s: %w", sy.name, p, err)
 				}
 			}
@@ -140,7 +142,7 @@ func Run(ctx context.Context, s *Scenario, tools Tools, workdir string, progress
 					for _, sy := range systems { // interleaved: every system each round
 						pid := sy.cmd.Process.Pid
 						t0, h0 := cpuTicks(pid), hostBusyTicks()
-						c, err := load(ctx, s, tools, sy.port, p, conns, s.Duration)
+						c, err := load(ctx, s, tools, sy.port, workdir, conns, s.Duration)
 						t1, h1 := cpuTicks(pid), hostBusyTicks()
 						if err != nil {
 							return err
@@ -343,41 +345,78 @@ func stop(cmd *exec.Cmd) {
 	}
 }
 
-var wrkLatency = regexp.MustCompile(`(?m)^\s+(50|90|99|99\.999|99\.9)%\s+([\d.]+)(us|ms|s)$`)
+// Percentiles are the points of each cell's latency distribution kept for
+// the CDF plot (100 is the maximum).
+var Percentiles = []float64{50, 75, 90, 99, 99.9, 99.99, 100}
+
+// wrkScript makes wrk print the latency at each of Percentiles, in µs, as
+// "pct P US" lines after its summary.
+const wrkScript = `done = function(summary, latency, requests)
+  for _, p in ipairs({50, 75, 90, 99, 99.9, 99.99}) do
+    io.write(string.format("pct %g %d\n", p, latency:percentile(p)))
+  end
+  io.write(string.format("pct 100 %d\n", latency.max))
+end
+`
 
 // load runs one cell: wrk for closed loop, proxybench for open loop, on the
-// load CPUs. Both protocols carry HTTP/1.1 to the nginx upstream (tcp_proxy
+// load CPUs. Both protocols carry HTTP/1.1 to the upstream (tcp_proxy
 // forwards it as bytes).
-func load(ctx context.Context, s *Scenario, tools Tools, port int, _ string, conns int, d time.Duration) (Cell, error) {
-	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
-	var c Cell
+func load(ctx context.Context, s *Scenario, tools Tools, port int, dir string, conns int, d time.Duration) (Cell, error) {
 	if s.Rate > 0 {
 		out, err := exec.CommandContext(ctx, "taskset", "-c", s.CPUs.Load, tools.Proxybench, "load", "-json", "-target", fmt.Sprintf("127.0.0.1:%d", port),
 			"-c", strconv.Itoa(conns), "-d", d.String(), "-rate", strconv.FormatFloat(s.Rate, 'f', -1, 64)).Output()
 		if err != nil {
-			return c, fmt.Errorf("lab: proxybench: %w", err)
+			return Cell{}, fmt.Errorf("lab: proxybench: %w", err)
 		}
-		var r struct {
-			Requests, Errors    uint64
-			RPS                 float64 `json:"rps"`
-			P50, P90, P99, P999 float64
-		}
-		var raw map[string]float64
-		json.Unmarshal(out, &raw)
-		r.Requests, r.Errors, r.RPS = uint64(raw["requests"]), uint64(raw["errors"]), raw["rps"]
-		c.Requests, c.Errors, c.RPS = r.Requests, r.Errors, r.RPS
+		return parseProxybench(out)
 	}
-	out, err := exec.CommandContext(ctx, "taskset", "-c", s.CPUs.Load, "wrk", "-t1", fmt.Sprintf("-c%d", conns), fmt.Sprintf("-d%ds", max(int(d.Seconds()), 1)), "--latency", url).Output()
+	script := filepath.Join(dir, "percentiles.lua")
+	if err := os.WriteFile(script, []byte(wrkScript), 0o644); err != nil {
+		return Cell{}, fmt.Errorf("lab: %w", err)
+	}
+	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
+	out, err := exec.CommandContext(ctx, "taskset", "-c", s.CPUs.Load, "wrk", "-t1", fmt.Sprintf("-c%d", conns), fmt.Sprintf("-d%ds", max(int(d.Seconds()), 1)), "-s", script, url).Output()
 	if err != nil {
-		return c, fmt.Errorf("lab: wrk: %w", err)
+		return Cell{}, fmt.Errorf("lab: wrk: %w", err)
 	}
 	return parseWrk(string(out))
 }
 
-// parseWrk reads wrk's summary: requests, errors, latency distribution.
+// parseProxybench reads `proxybench load -json`.
+func parseProxybench(out []byte) (Cell, error) {
+	var raw map[string]any
+	if err := json.Unmarshal(out, &raw); err != nil {
+		return Cell{}, fmt.Errorf("lab: proxybench output: %w", err)
+	}
+	f := func(k string) float64 { v, _ := raw[k].(float64); return v }
+	c := Cell{Requests: uint64(f("requests")), Errors: uint64(f("errors")), RPS: f("rps")}
+	for _, k := range []string{"p50_ms", "p75_ms", "p90_ms", "p99_ms", "p999_ms", "p9999_ms", "max_ms"} {
+		c.LatencyMs = append(c.LatencyMs, f(k))
+	}
+	c.setPercentiles()
+	return c, nil
+}
+
+// setPercentiles fills the named percentiles from LatencyMs.
+func (c *Cell) setPercentiles() {
+	if len(c.LatencyMs) == len(Percentiles) {
+		c.P50ms, c.P90ms, c.P99ms, c.P999ms = c.LatencyMs[0], c.LatencyMs[2], c.LatencyMs[3], c.LatencyMs[4]
+	}
+}
+
+var (
+	wrkTotal  = regexp.MustCompile(`(\d+) requests in ([\d.]+)(us|ms|s|m)`)
+	wrkSocket = regexp.MustCompile(`Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)`)
+	wrkNon2xx = regexp.MustCompile(`Non-2xx or 3xx responses: (\d+)`)
+	wrkPct    = regexp.MustCompile(`(?m)^pct ([\d.]+) (\d+)$`)
+)
+
+// parseWrk reads wrk's summary (requests, errors) and the "pct" lines of
+// wrkScript. Every percentile must be present.
 func parseWrk(out string) (Cell, error) {
 	var c Cell
-	m := regexp.MustCompile(`(\d+) requests in ([\d.]+)(us|ms|s|m)`).FindStringSubmatch(out)
+	m := wrkTotal.FindStringSubmatch(out)
 	if m == nil {
 		return c, fmt.Errorf("lab: unexpected wrk output: %q", out)
 	}
@@ -387,27 +426,27 @@ func parseWrk(out string) (Cell, error) {
 	if secs > 0 {
 		c.RPS = float64(c.Requests) / secs
 	}
-	if e := regexp.MustCompile(`Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)`).FindStringSubmatch(out); e != nil {
+	if e := wrkSocket.FindStringSubmatch(out); e != nil {
 		for _, x := range e[1:] {
 			n, _ := strconv.ParseUint(x, 10, 64)
 			c.Errors += n
 		}
 	}
-	if e := regexp.MustCompile(`Non-2xx or 3xx responses: (\d+)`).FindStringSubmatch(out); e != nil {
+	if e := wrkNon2xx.FindStringSubmatch(out); e != nil {
 		n, _ := strconv.ParseUint(e[1], 10, 64)
 		c.Errors += n
 	}
-	for _, l := range wrkLatency.FindAllStringSubmatch(out, -1) {
-		v, _ := strconv.ParseFloat(l[2], 64)
-		v *= map[string]float64{"us": 1e-3, "ms": 1, "s": 1e3}[l[3]]
-		switch l[1] {
-		case "50":
-			c.P50ms = v
-		case "90":
-			c.P90ms = v
-		case "99":
-			c.P99ms = v
-		}
+	pcts := wrkPct.FindAllStringSubmatch(out, -1)
+	if len(pcts) != len(Percentiles) {
+		return c, fmt.Errorf("lab: wrk printed %d of %d percentiles: %q", len(pcts), len(Percentiles), out)
 	}
+	for i, l := range pcts {
+		if p, _ := strconv.ParseFloat(l[1], 64); p != Percentiles[i] {
+			return c, fmt.Errorf("lab: wrk percentile %d is %s, want %g", i, l[1], Percentiles[i])
+		}
+		us, _ := strconv.ParseFloat(l[2], 64)
+		c.LatencyMs = append(c.LatencyMs, us/1e3)
+	}
+	c.setPercentiles()
 	return c, nil
 }

@@ -5,35 +5,64 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 )
 
 func TestParseWrk(t *testing.T) {
+	// wrk 4.1 output with wrkScript's done() lines, as printed on this machine.
 	out := `Running 1s test @ http://127.0.0.1:19201/
   1 threads and 50 connections
   Thread Stats   Avg      Stdev     Max   +/- Stdev
     Latency     0.90ms  300.00us   5.00ms   80.00%
-  Latency Distribution
-     50%  850.00us
-     75%    1.00ms
-     90%    1.20ms
-     99%    2.50ms
+    Req/Sec     0.96k   220.44     1.21k    60.00%
   55000 requests in 1.00s, 7.00MB read
   Socket errors: connect 0, read 2, write 1, timeout 0
   Non-2xx or 3xx responses: 3
 Requests/sec:  55000.00
+Transfer/sec:      3.37MB
+pct 50 850
+pct 75 1000
+pct 90 1200
+pct 99 2500
+pct 99.9 4100
+pct 99.99 4900
+pct 100 5000
 `
 	c, err := parseWrk(out)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Requests != 55000 || c.RPS != 55000 || c.Errors != 6 || c.P50ms != 0.85 || c.P90ms != 1.2 || c.P99ms != 2.5 {
+	if c.Requests != 55000 || c.RPS != 55000 || c.Errors != 6 || c.P50ms != 0.85 || c.P90ms != 1.2 || c.P99ms != 2.5 || c.P999ms != 4.1 {
 		t.Fatalf("%+v", c)
 	}
-	if _, err := parseWrk("garbage"); err == nil {
-		t.Fatal("garbage parsed")
+	if want := []float64{0.85, 1, 1.2, 2.5, 4.1, 4.9, 5}; !slices.Equal(c.LatencyMs, want) {
+		t.Fatalf("latency points %v, want %v", c.LatencyMs, want)
+	}
+	for name, bad := range map[string]string{
+		"garbage":            "garbage",
+		"no percentiles":     strings.Split(out, "pct 50")[0],
+		"missing percentile": strings.Replace(out, "pct 99.9 4100\n", "", 1),
+		"wrong order":        strings.Replace(out, "pct 75 1000", "pct 80 1000", 1),
+	} {
+		if _, err := parseWrk(bad); err == nil {
+			t.Errorf("%s: parsed", name)
+		}
+	}
+}
+
+func TestParseProxybench(t *testing.T) {
+	c, err := parseProxybench([]byte(`{"requests":1000,"errors":2,"rps":500,"p50_ms":1,"p75_ms":2,"p90_ms":3,"p99_ms":4,"p999_ms":5,"p9999_ms":6,"max_ms":7,"target":"x"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Requests != 1000 || c.Errors != 2 || c.RPS != 500 || c.P50ms != 1 || c.P90ms != 3 || c.P99ms != 4 || c.P999ms != 5 || len(c.LatencyMs) != len(Percentiles) {
+		t.Fatalf("%+v", c)
+	}
+	if _, err := parseProxybench([]byte("not json")); err == nil {
+		t.Fatal("bad output parsed")
 	}
 }
 
@@ -80,6 +109,9 @@ func TestTinyMatrixEndToEnd(t *testing.T) {
 		t.Fatalf("a missing peer must be reported as skipped: %v", skipped)
 	}
 	for _, c := range cells {
+		if !slices.IsSorted(c.LatencyMs) || len(c.LatencyMs) != len(Percentiles) || c.LatencyMs[0] <= 0 {
+			t.Fatalf("cell %s/%s latency points %v", c.System, c.Protocol, c.LatencyMs)
+		}
 		if c.RPS <= 0 || c.Errors != 0 || c.CPUusPerReq <= 0 || c.HostCPUusPerReq < c.CPUusPerReq || c.P99ms <= 0 || c.PeakRSSKiB <= 0 {
 			t.Fatalf("cell %+v", c)
 		}
@@ -94,9 +126,43 @@ func TestTinyMatrixEndToEnd(t *testing.T) {
 			t.Errorf("report lacks %q:\n%s", want, report)
 		}
 	}
-	for _, f := range []string{"results.json", "results.csv", "cpu.svg"} {
+	for _, f := range []string{"results.json", "results.csv", "cpu.svg", "latency.svg"} {
 		if st, err := os.Stat(filepath.Join(out, f)); err != nil || st.Size() == 0 {
 			t.Errorf("%s missing", f)
 		}
+	}
+}
+
+func TestLatencyChart(t *testing.T) {
+	s := &Scenario{Baseline: "haproxy"}
+	var cells []Cell
+	for round := range 3 {
+		for _, sys := range []string{"haproxy", "proxylab-rawepoll"} {
+			for _, proto := range []string{"http1", "tcp"} {
+				k := float64(round + 1)
+				cells = append(cells, Cell{Round: round, System: sys, Protocol: proto, Connections: 50,
+					LatencyMs: []float64{0.5 * k, 0.7, 1, 2, 5, 9, 12}})
+			}
+		}
+	}
+	cells = append(cells, Cell{System: "nginx", Protocol: "tcp", Connections: 50}) // no distribution: left out
+	rows := Summarize(s, cells)
+	if got := rows[0].LatencyMs; len(got) != len(Percentiles) || got[0] != 1 { // median of 0.5, 1, 1.5
+		t.Fatalf("row latency %v", got)
+	}
+	svg := LatencyChart(rows)
+	if n := strings.Count(svg, "<polyline"); n != 4 {
+		t.Fatalf("%d lines, want 2 systems × 2 panels:\n%s", n, svg)
+	}
+	for _, want := range []string{"http1, 50 connections", "tcp, 50 connections", "99.99%", ">max<", "proxylab-rawepoll: p99 2.00 ms", "0.1 ms", "100 ms"} {
+		if !strings.Contains(svg, want) {
+			t.Errorf("chart lacks %q", want)
+		}
+	}
+	if strings.Contains(svg, "nginx") {
+		t.Error("a row without a distribution was drawn")
+	}
+	if empty := LatencyChart(nil); !strings.Contains(empty, "no latency distribution") {
+		t.Errorf("empty chart: %s", empty)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -49,6 +50,7 @@ type Row struct {
 	Connections, Rounds    int
 	RPS, CPU, HostCPU, P99 summary.Summary
 	PeakRSSKiB             int
+	LatencyMs              []float64        // median over rounds at each of Percentiles
 	Ratio                  *summary.Summary // CPU per request vs the baseline, paired by round
 	Errors                 uint64
 }
@@ -84,6 +86,20 @@ func Summarize(s *Scenario, cells []Cell) []Row {
 		row.CPU, _ = summary.Of(cpu)
 		row.HostCPU, _ = summary.Of(host)
 		row.P99, _ = summary.Of(p99)
+		for i := range Percentiles {
+			var at []float64
+			for _, c := range g {
+				if len(c.LatencyMs) == len(Percentiles) {
+					at = append(at, c.LatencyMs[i])
+				}
+			}
+			if len(at) == 0 {
+				row.LatencyMs = nil
+				break
+			}
+			m, _ := summary.Of(at)
+			row.LatencyMs = append(row.LatencyMs, m.Median)
+		}
 		if base, ok := groups[key{s.Baseline, k.proto, k.conns}]; ok {
 			baseByRound := map[int]float64{}
 			for _, c := range base {
@@ -98,7 +114,7 @@ func Summarize(s *Scenario, cells []Cell) []Row {
 	return rows
 }
 
-// Write stores results.json, results.csv, report.md and cpu.svg in dir.
+// Write stores results.json, results.csv, report.md, cpu.svg and latency.svg in dir.
 func Write(dir string, s *Scenario, m Machine, cells []Cell, skipped []string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
@@ -124,6 +140,9 @@ func Write(dir string, s *Scenario, m Machine, cells []Cell, skipped []string) e
 	if err := os.WriteFile(filepath.Join(dir, "cpu.svg"), []byte(BarChart(rows)), 0o644); err != nil {
 		return err
 	}
+	if err := os.WriteFile(filepath.Join(dir, "latency.svg"), []byte(LatencyChart(rows)), 0o644); err != nil {
+		return err
+	}
 	return os.WriteFile(filepath.Join(dir, "report.md"), []byte(Markdown(s, m, rows, skipped)), 0o644)
 }
 
@@ -137,7 +156,7 @@ func Markdown(s *Scenario, m Machine, rows []Row, skipped []string) string {
 		load = fmt.Sprintf("open loop at %.0f req/s (proxybench, coordinated omission avoided)", s.Rate)
 	}
 	fmt.Fprintf(&b, "- load: %s, %v per cell, %d rounds interleaved, baseline %s\n\n", load, s.Duration, s.Rounds, s.Baseline)
-	b.WriteString("![proxy CPU per request](cpu.svg)\n\n")
+	b.WriteString("![proxy CPU per request](cpu.svg)\n\n![latency by percentile](latency.svg)\n\n")
 	b.WriteString("| system | protocol | conns | req/s (median) | proxy CPU µs/req (median, min–max) | host CPU µs/req (median) | p99 ms (median) | CPU vs baseline, paired: median (min–max) | peak RSS MiB | errors |\n|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range rows {
 		ratio := "-"
@@ -183,6 +202,88 @@ func BarChart(rows []Row) string {
 		x0, x1 := float64(left)+r.CPU.Min/maxV*width, float64(left)+r.CPU.Max/maxV*width
 		fmt.Fprintf(&b, `<line x1="%.1f" x2="%.1f" y1="%d" y2="%d" stroke="black"/>`, x0, x1, y+barH/2, y+barH/2)
 		fmt.Fprintf(&b, `<text x="%.1f" y="%d">%.2f</text>`, x1+6, y+15, r.CPU.Median)
+	}
+	b.WriteString("</svg>\n")
+	return b.String()
+}
+
+// LatencyChart draws each row's latency distribution (median over rounds)
+// against percentile, one panel per protocol and connection count. The x
+// axis is in "nines" (log10 of 1/(1-p)), as HdrHistogram plots are, so the
+// tail gets as much room as the median; the y axis is logarithmic.
+func LatencyChart(rows []Row) string {
+	type panelKey struct {
+		proto string
+		conns int
+	}
+	var panels []panelKey
+	byPanel := map[panelKey][]Row{}
+	lo, hi := math.Inf(1), 0.0
+	for _, r := range rows {
+		if len(r.LatencyMs) != len(Percentiles) {
+			continue
+		}
+		k := panelKey{r.Protocol, r.Connections}
+		if _, ok := byPanel[k]; !ok {
+			panels = append(panels, k)
+		}
+		byPanel[k] = append(byPanel[k], r)
+		for _, v := range r.LatencyMs {
+			if v > 0 {
+				lo, hi = min(lo, v), max(hi, v)
+			}
+		}
+	}
+	const pw, ph, left, top, gap = 460, 260, 60, 40, 70
+	var b strings.Builder
+	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" font-size="11">`, left+pw+200, top+len(panels)*(ph+gap)+10)
+	b.WriteString(`<text x="10" y="18" font-size="14" font-weight="bold">latency by percentile (median over rounds; log scales)</text>`)
+	if len(panels) == 0 {
+		b.WriteString(`<text x="10" y="40">no latency distribution recorded</text></svg>` + "\n")
+		return b.String()
+	}
+	// y: decades covering [lo, hi]; x: nines from 50% (0.30) to 99.99% (4), max at 4.5.
+	ylo, yhi := math.Floor(math.Log10(lo)), math.Ceil(math.Log10(hi))
+	if yhi == ylo {
+		yhi++
+	}
+	nines := func(p float64) float64 {
+		if p >= 100 {
+			return 4.5
+		}
+		return math.Log10(100 / (100 - p))
+	}
+	xMin, xMax := nines(50), 4.5
+	colors := []string{"#f58518", "#e45756", "#4c78a8", "#54a24b", "#b279a2", "#9d755d", "#72b7b2"}
+	for pi, k := range panels {
+		y0 := top + pi*(ph+gap)
+		X := func(p float64) float64 { return left + (nines(p)-xMin)/(xMax-xMin)*pw }
+		Y := func(ms float64) float64 {
+			return float64(y0+ph) - (math.Log10(max(ms, math.Pow(10, ylo)))-ylo)/(yhi-ylo)*ph
+		}
+		fmt.Fprintf(&b, `<text x="%d" y="%d" font-weight="bold">%s, %d connections</text>`, left, y0-8, k.proto, k.conns)
+		fmt.Fprintf(&b, `<rect x="%d" y="%d" width="%d" height="%d" fill="none" stroke="#999"/>`, left, y0, pw, ph)
+		for d := ylo; d <= yhi; d++ {
+			y := Y(math.Pow(10, d))
+			fmt.Fprintf(&b, `<line x1="%d" x2="%d" y1="%.1f" y2="%.1f" stroke="#eee"/><text x="%d" y="%.1f" text-anchor="end">%g ms</text>`, left, left+pw, y, y, left-4, y+4, math.Pow(10, d))
+		}
+		for _, p := range Percentiles {
+			x := X(p)
+			label := strconv.FormatFloat(p, 'f', -1, 64) + "%"
+			if p >= 100 {
+				label = "max"
+			}
+			fmt.Fprintf(&b, `<line x1="%.1f" x2="%.1f" y1="%d" y2="%d" stroke="#eee"/><text x="%.1f" y="%d" text-anchor="middle">%s</text>`, x, x, y0, y0+ph, x, y0+ph+14, label)
+		}
+		for i, r := range byPanel[k] {
+			color := colors[i%len(colors)]
+			var pts []string
+			for j, p := range Percentiles {
+				pts = append(pts, fmt.Sprintf("%.1f,%.1f", X(p), Y(r.LatencyMs[j])))
+			}
+			fmt.Fprintf(&b, `<polyline fill="none" stroke="%s" stroke-width="2" points="%s"/>`, color, strings.Join(pts, " "))
+			fmt.Fprintf(&b, `<text x="%d" y="%d" fill="%s">%s: p99 %.2f ms</text>`, left+pw+10, y0+14+i*16, color, r.System, r.LatencyMs[3])
+		}
 	}
 	b.WriteString("</svg>\n")
 	return b.String()

@@ -70,7 +70,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		"target": cfg.Target, "protocol": cfg.Protocol, "connections": cfg.Connections, "rate": cfg.Rate,
 		"requests": res.Requests, "errors": res.Errors, "seconds": res.Elapsed.Seconds(), "rps": res.RPS(),
 		"mean_ms": float64(res.Latency.Mean()) / float64(time.Millisecond),
-		"p50_ms":  q(0.5), "p90_ms": q(0.9), "p99_ms": q(0.99), "p999_ms": q(0.999),
+		"p50_ms":  q(0.5), "p75_ms": q(0.75), "p90_ms": q(0.9), "p99_ms": q(0.99), "p999_ms": q(0.999), "p9999_ms": q(0.9999),
 		"max_ms": float64(res.Latency.Max()) / float64(time.Millisecond),
 	}
 	if res.FirstError != nil {
@@ -158,7 +158,7 @@ func matrix(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, werr)
 		return 1
 	}
-	fmt.Fprintf(stdout, "results in %s (results.json, results.csv, report.md, cpu.svg)\n", *out)
+	fmt.Fprintf(stdout, "results in %s (results.json, results.csv, report.md, cpu.svg, latency.svg)\n", *out)
 	if err != nil {
 		fmt.Fprintln(stderr, "incomplete:", err)
 		return 1
