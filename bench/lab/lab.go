@@ -114,15 +114,27 @@ func Run(ctx context.Context, s *Scenario, tools Tools, workdir string, progress
 	total := s.Rounds * len(s.Protocols) * len(s.Connections) * len(s.Systems)
 	var cells []Cell
 	port := 19200
-	for _, p := range s.Protocols {
+	// A system that cannot start (a peer not installed) is assumed missing
+	// for the remaining protocols too, so the time left is right from the
+	// first phase; the estimate is corrected if it starts after all.
+	missing := map[string]bool{}
+	for pi, p := range s.Protocols {
+		cellsLeft := s.Rounds * len(s.Connections) * (len(s.Protocols) - pi)
 		var systems []*system
 		for _, name := range s.Systems {
 			port++
 			sy, err := startSystem(name, p, port, s, tools, workdir)
 			if err != nil {
 				skipped = append(skipped, fmt.Sprintf("%s (%s): %v", name, p, err))
-				total -= s.Rounds * len(s.Connections)
+				if !missing[name] {
+					missing[name] = true
+					total -= cellsLeft
+				}
 				continue
+			}
+			if missing[name] {
+				delete(missing, name)
+				total += cellsLeft
 			}
 			systems = append(systems, sy)
 		}

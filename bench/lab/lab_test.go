@@ -98,12 +98,18 @@ func TestTinyMatrixEndToEnd(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	var progressed int
-	cells, skipped, err := Run(ctx, s, Tools{Proxylab: bin}, dir, func(done, total int, c Cell) { progressed = done })
+	var totals []int
+	cells, skipped, err := Run(ctx, s, Tools{Proxylab: bin}, dir, func(done, total int, c Cell) { progressed = done; totals = append(totals, total) })
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(cells) != 8 || progressed != 8 {
 		t.Fatalf("%d cells (%d progress calls), want 2 systems × 2 protocols × 2 rounds", len(cells), progressed)
+	}
+	for _, total := range totals {
+		if total != 8 { // the missing peer is discounted for every protocol from the start
+			t.Fatalf("progress totals %v, want 8 throughout", totals)
+		}
 	}
 	if len(skipped) != 2 || !strings.Contains(skipped[0], "mosn") {
 		t.Fatalf("a missing peer must be reported as skipped: %v", skipped)
