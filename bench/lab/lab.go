@@ -41,6 +41,9 @@ type Scenario struct {
 	Rounds      int           `yaml:"rounds"`
 	Workers     int           `yaml:"workers"`
 	Baseline    string        `yaml:"baseline"` // the system ratios are against
+	// Profile adds, after a phase's rounds, one unmeasured pass of each
+	// proxylab cell under its CPU profiler.
+	Profile bool `yaml:"profile"`
 	CPUs        struct {
 		Proxy    string `yaml:"proxy"`
 		Load     string `yaml:"load"`
@@ -104,11 +107,12 @@ const upstreamAddr = "127.0.0.1:19190"
 // protocol is a phase: every system is started with its generated config
 // for that protocol, warmed up, measured round by round (all systems each
 // round), and stopped.
-func Run(ctx context.Context, s *Scenario, tools Tools, workdir string, progress func(done, total int, c Cell)) ([]Cell, []string, error) {
+func Run(ctx context.Context, s *Scenario, tools Tools, workdir string, progress func(done, total int, c Cell)) ([]Cell, []Profile, []string, error) {
 	var skipped []string
+	var profiles []Profile
 	up, err := startUpstream(workdir, s.CPUs.Upstream)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	defer stop(up)
 	total := s.Rounds * len(s.Protocols) * len(s.Connections) * len(s.Systems)
@@ -172,16 +176,31 @@ func Run(ctx context.Context, s *Scenario, tools Tools, workdir string, progress
 					}
 				}
 			}
+			if !s.Profile {
+				return nil
+			}
+			for _, conns := range s.Connections {
+				for _, sy := range systems {
+					if sy.admin == "" {
+						continue
+					}
+					pr, err := profileCell(ctx, s, tools, sy, p, conns, workdir)
+					if err != nil {
+						return err
+					}
+					profiles = append(profiles, pr)
+				}
+			}
 			return nil
 		}()
 		if err != nil {
-			return cells, skipped, err
+			return cells, profiles, skipped, err
 		}
 	}
 	if len(cells) == 0 {
-		return nil, skipped, errors.New("lab: no system could be measured")
+		return nil, nil, skipped, errors.New("lab: no system could be measured")
 	}
-	return cells, skipped, nil
+	return cells, profiles, skipped, nil
 }
 
 const clockTicks = 100 // USER_HZ on Linux
@@ -273,9 +292,37 @@ http {
 
 // system is a running system under test.
 type system struct {
-	name string
-	cmd  *exec.Cmd
-	port int
+	name  string
+	cmd   *exec.Cmd
+	port  int
+	admin string // proxylab's admin API address
+}
+
+// profileCell runs one cell's load while proxylab profiles itself.
+func profileCell(ctx context.Context, s *Scenario, tools Tools, sy *system, protocol string, conns int, workdir string) (Profile, error) {
+	pr := Profile{System: sy.name, Protocol: protocol, Connections: conns, File: fmt.Sprintf("%s-%s-c%d.pprof", sy.name, protocol, conns)}
+	type fetched struct {
+		raw []byte
+		err error
+	}
+	ch := make(chan fetched, 1)
+	go func() {
+		raw, err := fetchProfile(ctx, sy.admin, s.Duration)
+		ch <- fetched{raw, err}
+	}()
+	if _, err := load(ctx, s, tools, sy.port, workdir, conns, s.Duration); err != nil {
+		return pr, fmt.Errorf("lab: profiling %s %s: %w", sy.name, protocol, err)
+	}
+	f := <-ch
+	if f.err != nil {
+		return pr, f.err
+	}
+	secs, top, err := summarizeProfile(f.raw, 12)
+	if err != nil {
+		return pr, err
+	}
+	pr.Seconds, pr.Top, pr.raw = secs, top, f.raw
+	return pr, nil
 }
 
 func startSystem(name, protocol string, port int, s *Scenario, tools Tools, dir string) (*system, error) {
@@ -290,7 +337,11 @@ func startSystem(name, protocol string, port int, s *Scenario, tools Tools, dir 
 	if !ok {
 		return nil, fmt.Errorf("no config generator (have %v)", peers.Names())
 	}
-	conf, err := g(peers.Scenario{Protocol: protocol, Listen: fmt.Sprintf("127.0.0.1:%d", port), Upstreams: []string{upstreamAddr}, Workers: s.Workers})
+	ps := peers.Scenario{Protocol: protocol, Listen: fmt.Sprintf("127.0.0.1:%d", port), Upstreams: []string{upstreamAddr}, Workers: s.Workers}
+	if gen == "proxylab" && s.Profile {
+		ps.Admin = fmt.Sprintf("127.0.0.1:%d", port+1000)
+	}
+	conf, err := g(ps)
 	if err != nil {
 		return nil, err
 	}
@@ -324,7 +375,7 @@ func startSystem(name, protocol string, port int, s *Scenario, tools Tools, dir 
 		stop(cmd)
 		return nil, err
 	}
-	return &system{name: name, cmd: cmd, port: port}, nil
+	return &system{name: name, cmd: cmd, port: port, admin: ps.Admin}, nil
 }
 
 func waitPort(addr string, cmd *exec.Cmd) error {

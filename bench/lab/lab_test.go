@@ -94,12 +94,12 @@ func TestTinyMatrixEndToEnd(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/proxylab").CombinedOutput(); err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
-	s, _ := ParseScenario([]byte("name: tiny\nsystems: [proxylab-rawepoll, haproxy, mosn]\nprotocols: [http1, tcp]\nrounds: 2\nduration: 1s\nwarmup: 500ms\n"))
+	s, _ := ParseScenario([]byte("name: tiny\nsystems: [proxylab-rawepoll, haproxy, mosn]\nprotocols: [http1, tcp]\nrounds: 2\nduration: 1s\nwarmup: 500ms\nprofile: true\n"))
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	var progressed int
 	var totals []int
-	cells, skipped, err := Run(ctx, s, Tools{Proxylab: bin}, dir, func(done, total int, c Cell) { progressed = done; totals = append(totals, total) })
+	cells, profiles, skipped, err := Run(ctx, s, Tools{Proxylab: bin}, dir, func(done, total int, c Cell) { progressed = done; totals = append(totals, total) })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,17 +122,37 @@ func TestTinyMatrixEndToEnd(t *testing.T) {
 			t.Fatalf("cell %+v", c)
 		}
 	}
+	// One profile per proxylab cell, taken from its admin API, with the
+	// proxying work (read/write syscalls) at the top.
+	if len(profiles) != 2 {
+		t.Fatalf("%d profiles, want proxylab-rawepoll × 2 protocols", len(profiles))
+	}
+	for _, p := range profiles {
+		if p.System != "proxylab-rawepoll" || p.Seconds <= 0.1 || len(p.Top) == 0 || len(p.raw) == 0 {
+			t.Fatalf("profile %+v", p)
+		}
+		var syscalls bool
+		for _, f := range p.Top {
+			syscalls = syscalls || strings.Contains(f.Name, "syscall") || strings.Contains(f.Name, "unix.")
+			if f.CumPct < f.FlatPct || f.FlatPct <= 0 || f.CumPct > 100.0001 {
+				t.Fatalf("%s: %+v", p.Protocol, f)
+			}
+		}
+		if !syscalls {
+			t.Errorf("%s profile top lacks syscalls: %+v", p.Protocol, p.Top)
+		}
+	}
 	out := filepath.Join(dir, "results")
-	if err := Write(out, s, Describe(s), cells, skipped); err != nil {
+	if err := Write(out, s, Describe(s), cells, profiles, skipped); err != nil {
 		t.Fatal(err)
 	}
 	report, _ := os.ReadFile(filepath.Join(out, "report.md"))
-	for _, want := range []string{"| proxylab-rawepoll | http1 | 50 |", "| haproxy | tcp | 50 |", "1.000 (1.000–1.000)", "mosn"} {
+	for _, want := range []string{"| proxylab-rawepoll | http1 | 50 |", "| haproxy | tcp | 50 |", "1.000 (1.000–1.000)", "mosn", "### CPU profile: proxylab-rawepoll, http1, 50 connections"} {
 		if !strings.Contains(string(report), want) {
 			t.Errorf("report lacks %q:\n%s", want, report)
 		}
 	}
-	for _, f := range []string{"results.json", "results.csv", "cpu.svg", "latency.svg"} {
+	for _, f := range []string{"results.json", "results.csv", "cpu.svg", "latency.svg", "proxylab-rawepoll-tcp-c50.pprof"} {
 		if st, err := os.Stat(filepath.Join(out, f)); err != nil || st.Size() == 0 {
 			t.Errorf("%s missing", f)
 		}

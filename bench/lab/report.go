@@ -115,11 +115,16 @@ func Summarize(s *Scenario, cells []Cell) []Row {
 }
 
 // Write stores results.json, results.csv, report.md, cpu.svg and latency.svg in dir.
-func Write(dir string, s *Scenario, m Machine, cells []Cell, skipped []string) error {
+func Write(dir string, s *Scenario, m Machine, cells []Cell, profiles []Profile, skipped []string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	js, _ := json.MarshalIndent(map[string]any{"scenario": s, "machine": m, "cells": cells, "skipped": skipped}, "", "  ")
+	for _, p := range profiles {
+		if err := os.WriteFile(filepath.Join(dir, p.File), p.raw, 0o644); err != nil {
+			return err
+		}
+	}
+	js, _ := json.MarshalIndent(map[string]any{"scenario": s, "machine": m, "cells": cells, "profiles": profiles, "skipped": skipped}, "", "  ")
 	if err := os.WriteFile(filepath.Join(dir, "results.json"), js, 0o644); err != nil {
 		return err
 	}
@@ -143,11 +148,11 @@ func Write(dir string, s *Scenario, m Machine, cells []Cell, skipped []string) e
 	if err := os.WriteFile(filepath.Join(dir, "latency.svg"), []byte(LatencyChart(rows)), 0o644); err != nil {
 		return err
 	}
-	return os.WriteFile(filepath.Join(dir, "report.md"), []byte(Markdown(s, m, rows, skipped)), 0o644)
+	return os.WriteFile(filepath.Join(dir, "report.md"), []byte(Markdown(s, m, rows, profiles, skipped)), 0o644)
 }
 
 // Markdown renders the report.
-func Markdown(s *Scenario, m Machine, rows []Row, skipped []string) string {
+func Markdown(s *Scenario, m Machine, rows []Row, profiles []Profile, skipped []string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# %s\n\n", s.Name)
 	fmt.Fprintf(&b, "- host %s, kernel %s, %d CPUs (%s), governor %s\n- pinning: %s\n", m.Host, m.Kernel, m.CPUs, m.CPU, m.Governor, m.Pinning)
@@ -165,6 +170,13 @@ func Markdown(s *Scenario, m Machine, rows []Row, skipped []string) string {
 		}
 		fmt.Fprintf(&b, "| %s | %s | %d | %.0f | %.2f (%.2f–%.2f) | %.2f | %.2f | %s | %.1f | %d |\n", r.System, r.Protocol, r.Connections, r.RPS.Median,
 			r.CPU.Median, r.CPU.Min, r.CPU.Max, r.HostCPU.Median, r.P99.Median, ratio, float64(r.PeakRSSKiB)/1024, r.Errors)
+	}
+	for _, p := range profiles {
+		fmt.Fprintf(&b, "\n### CPU profile: %s, %s, %d connections\n\n%.2f CPU seconds sampled over one unmeasured pass; raw profile [%s](%s) (`go tool pprof -top %s`).\n\n| function | flat %% | cum %% |\n|---|---|---|\n",
+			p.System, p.Protocol, p.Connections, p.Seconds, p.File, p.File, p.File)
+		for _, f := range p.Top {
+			fmt.Fprintf(&b, "| `%s` | %.1f | %.1f |\n", f.Name, f.FlatPct, f.CumPct)
+		}
 	}
 	if len(skipped) > 0 {
 		b.WriteString("\nSkipped:\n\n")

@@ -20,6 +20,9 @@ type Scenario struct {
 	// MaxConns bounds connections (the file-descriptor limit here is
 	// 20,000, so haproxy's maxconn must stay well under half of it).
 	MaxConns int
+	// Admin, for proxylab only, is where its admin API listens (used to
+	// take CPU profiles); empty means no admin API.
+	Admin string
 }
 
 func (s Scenario) workers() int { return max(s.Workers, 1) }
@@ -82,6 +85,9 @@ func Proxylab(s Scenario) (string, error) {
 	b.WriteString("clusters:\n  - name: upstream\n    hosts:\n")
 	for _, u := range s.Upstreams {
 		fmt.Fprintf(&b, "      - {address: %q}\n", u)
+	}
+	if s.Admin != "" {
+		fmt.Fprintf(&b, "admin: {address: %q}\n", s.Admin)
 	}
 	return b.String(), nil
 }

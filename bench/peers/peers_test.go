@@ -106,4 +106,11 @@ func TestProxylabConfigValidates(t *testing.T) {
 			t.Errorf("%s: %v\n%s", sc, err, out)
 		}
 	}
+	s := scenarios["http1"]
+	s.Admin = "127.0.0.1:29901"
+	out, _ := Proxylab(s)
+	c, err := config.Parse([]byte(out), config.Known{Transports: []string{"netpoll"}, LBs: []string{"round_robin"}})
+	if err != nil || c.Admin == nil || c.Admin.Address != s.Admin {
+		t.Fatalf("admin address not carried: %v\n%s", err, out)
+	}
 }

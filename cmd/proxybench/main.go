@@ -141,7 +141,7 @@ func matrix(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	start := time.Now()
-	cells, skipped, err := lab.Run(ctx, sc, tools, work, func(done, total int, c lab.Cell) {
+	cells, profiles, skipped, err := lab.Run(ctx, sc, tools, work, func(done, total int, c lab.Cell) {
 		left := time.Duration(float64(time.Since(start)) / float64(done) * float64(total-done)).Round(time.Second)
 		fmt.Fprintf(stderr, "\r[%-30s] %d/%d cells, %v left — %s %s: %.0f req/s, %.2f µs/req   ",
 			strings.Repeat("#", 30*done/max(total, 1)), done, total, left, c.System, c.Protocol, c.RPS, c.CPUusPerReq)
@@ -154,7 +154,7 @@ func matrix(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
-	if werr := lab.Write(*out, sc, lab.Describe(sc), cells, skipped); werr != nil {
+	if werr := lab.Write(*out, sc, lab.Describe(sc), cells, profiles, skipped); werr != nil {
 		fmt.Fprintln(stderr, werr)
 		return 1
 	}
