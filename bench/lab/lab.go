@@ -44,7 +44,7 @@ type Scenario struct {
 	// Profile adds, after a phase's rounds, one unmeasured pass of each
 	// proxylab cell under its CPU profiler.
 	Profile bool `yaml:"profile"`
-	CPUs        struct {
+	CPUs    struct {
 		Proxy    string `yaml:"proxy"`
 		Load     string `yaml:"load"`
 		Upstream string `yaml:"upstream"`
