@@ -44,7 +44,10 @@ type Scenario struct {
 	// Profile adds, after a phase's rounds, one unmeasured pass of each
 	// proxylab cell under its CPU profiler.
 	Profile bool `yaml:"profile"`
-	CPUs    struct {
+	// Upstream is the origin every system forwards to: "nginx" (default)
+	// or "proxybench" (`proxybench upstream`); both answer 20 bytes.
+	Upstream string `yaml:"upstream"`
+	CPUs     struct {
 		Proxy    string `yaml:"proxy"`
 		Load     string `yaml:"load"`
 		Upstream string `yaml:"upstream"`
@@ -65,6 +68,13 @@ func ParseScenario(data []byte) (*Scenario, error) {
 	}
 	if len(s.Connections) == 0 {
 		s.Connections = []int{50}
+	}
+	switch s.Upstream {
+	case "":
+		s.Upstream = "nginx"
+	case "nginx", "proxybench":
+	default:
+		return nil, fmt.Errorf("lab: scenario: upstream: %q is neither nginx nor proxybench", s.Upstream)
 	}
 	for _, p := range s.Protocols {
 		if p != "http1" && p != "tcp" {
@@ -110,7 +120,7 @@ const upstreamAddr = "127.0.0.1:19190"
 func Run(ctx context.Context, s *Scenario, tools Tools, workdir string, progress func(done, total int, c Cell)) ([]Cell, []Profile, []string, error) {
 	var skipped []string
 	var profiles []Profile
-	up, err := startUpstream(workdir, s.CPUs.Upstream)
+	up, err := startUpstream(s, tools, workdir)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -268,7 +278,15 @@ func peakRSS(pid int) int {
 	return 0
 }
 
-func startUpstream(dir, cpus string) (*exec.Cmd, error) {
+func startUpstream(s *Scenario, tools Tools, dir string) (*exec.Cmd, error) {
+	if s.Upstream == "proxybench" {
+		cmd := exec.Command("taskset", "-c", s.CPUs.Upstream, tools.Proxybench, "upstream", "-listen", upstreamAddr, "-size", "20")
+		if err := cmd.Start(); err != nil {
+			return nil, fmt.Errorf("lab: upstream proxybench: %w", err)
+		}
+		return cmd, waitPort(upstreamAddr, cmd)
+	}
+	cpus := s.CPUs.Upstream
 	d := filepath.Join(dir, "upstream")
 	os.MkdirAll(filepath.Join(d, "logs"), 0o755)
 	conf := fmt.Sprintf(`worker_processes 1;

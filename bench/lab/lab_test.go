@@ -71,10 +71,10 @@ func TestScenarioDefaultsAndErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.Rounds != 3 || s.Baseline != "haproxy" || s.Connections[0] != 50 || s.CPUs.Proxy != "1" {
+	if s.Rounds != 3 || s.Baseline != "haproxy" || s.Connections[0] != 50 || s.CPUs.Proxy != "1" || s.Upstream != "nginx" || s.Profile {
 		t.Fatalf("%+v", s)
 	}
-	for _, bad := range []string{"systems: [a]\n", "systems: [a]\nprotocols: [udp]\n", "systems: [a]\nprotocols: [tcp]\nbogus: 1\n"} {
+	for _, bad := range []string{"systems: [a]\n", "systems: [a]\nprotocols: [udp]\n", "systems: [a]\nprotocols: [tcp]\nbogus: 1\n", "systems: [a]\nprotocols: [tcp]\nupstream: apache\n"} {
 		if _, err := ParseScenario([]byte(bad)); err == nil {
 			t.Errorf("accepted %q", bad)
 		}
@@ -91,15 +91,18 @@ func TestTinyMatrixEndToEnd(t *testing.T) {
 	}
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "proxylab")
-	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/proxylab").CombinedOutput(); err != nil {
-		t.Fatalf("%v\n%s", err, out)
+	pb := filepath.Join(dir, "proxybench")
+	for target, src := range map[string]string{bin: "../../cmd/proxylab", pb: "../../cmd/proxybench"} {
+		if out, err := exec.Command("go", "build", "-o", target, src).CombinedOutput(); err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
 	}
-	s, _ := ParseScenario([]byte("name: tiny\nsystems: [proxylab-rawepoll, haproxy, mosn]\nprotocols: [http1, tcp]\nrounds: 2\nduration: 1s\nwarmup: 500ms\nprofile: true\n"))
+	s, _ := ParseScenario([]byte("name: tiny\nsystems: [proxylab-rawepoll, haproxy, mosn]\nprotocols: [http1, tcp]\nrounds: 2\nduration: 1s\nwarmup: 500ms\nprofile: true\nupstream: proxybench\n"))
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	var progressed int
 	var totals []int
-	cells, profiles, skipped, err := Run(ctx, s, Tools{Proxylab: bin}, dir, func(done, total int, c Cell) { progressed = done; totals = append(totals, total) })
+	cells, profiles, skipped, err := Run(ctx, s, Tools{Proxylab: bin, Proxybench: pb}, dir, func(done, total int, c Cell) { progressed = done; totals = append(totals, total) })
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
-// Command proxybench is the benchmark lab's command line. Today it runs one
-// load cell (`proxybench load`) with proxylab's own generator; the scenario
-// matrix against peers is scripts/bench-*.sh until it moves here.
+// Command proxybench is the benchmark lab's command line: `matrix` runs a
+// scenario against proxylab and its peers (bench/lab), `load` one load cell
+// with proxylab's own generator (bench/loadgen), `upstream` the origin server
+// (bench/upstream).
 package main
 
 import (
@@ -9,19 +10,23 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/proxylab/proxylab/bench/lab"
 	"github.com/proxylab/proxylab/bench/loadgen"
+	"github.com/proxylab/proxylab/bench/upstream"
 )
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 
 const usage = `proxybench matrix -scenario FILE [-out DIR] [-proxylab BIN] [-proxy-cpus L] [-load-cpus L] [-upstream-cpus L]
+proxybench upstream [-listen ADDR] [-size BYTES] [-delay DURATION]
 proxybench load -target HOST:PORT [-protocol http1|tcp] [-c N] [-d DURATION] [-rate RPS]
                 [-path P] [-host H] [-body BYTES] [-echo BYTES] [-json]
 
@@ -33,6 +38,9 @@ many requests per second, latency measured from when each request was due
 func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "matrix" {
 		return matrix(args[1:], stdout, stderr)
+	}
+	if len(args) > 0 && args[0] == "upstream" {
+		return serveUpstream(args[1:], stdout, stderr)
 	}
 	if len(args) == 0 || args[0] != "load" {
 		fmt.Fprint(stderr, usage)
@@ -163,5 +171,34 @@ func matrix(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "incomplete:", err)
 		return 1
 	}
+	return 0
+}
+
+// serveUpstream runs the benchmark origin server until SIGINT or SIGTERM.
+func serveUpstream(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("upstream", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	listen := fs.String("listen", "127.0.0.1:19190", "address to listen on")
+	var cfg upstream.Config
+	fs.IntVar(&cfg.Size, "size", 20, "response body bytes (per request: ?size=N)")
+	fs.DurationVar(&cfg.Delay, "delay", 0, "delay before each response (per request: ?delay=D)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if cfg.Size < 0 || cfg.Delay < 0 {
+		fmt.Fprintln(stderr, "proxybench: upstream: -size and -delay must not be negative")
+		return 2
+	}
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		fmt.Fprintln(stderr, "proxybench:", err)
+		return 1
+	}
+	s := upstream.Serve(ln, cfg)
+	fmt.Fprintf(stdout, "upstream listening on %s (%d-byte responses, POST /echo echoes)\n", s.Addr(), cfg.Size)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	<-ctx.Done()
+	s.Close()
 	return 0
 }

@@ -29,3 +29,12 @@ func TestLoadCommandJSON(t *testing.T) {
 		t.Fatalf("missing -target: exit %d", code)
 	}
 }
+
+func TestUpstreamRefusesBadFlags(t *testing.T) {
+	for _, args := range [][]string{{"upstream", "-size", "-1"}, {"upstream", "-delay", "-1s"}, {"upstream", "-bogus"}, {"upstream", "-listen", "256.0.0.1:1"}} {
+		var out, errb bytes.Buffer
+		if code := run(args, &out, &errb); code == 0 || errb.Len() == 0 {
+			t.Errorf("%v: exit %d, stderr %q", args, code, errb.String())
+		}
+	}
+}
