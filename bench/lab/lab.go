@@ -31,16 +31,19 @@ import (
 
 // Scenario is a benchmark matrix description (YAML).
 type Scenario struct {
-	Name        string        `yaml:"name"`
-	Systems     []string      `yaml:"systems"`   // proxylab-<transport>, haproxy, nginx, envoy
-	Protocols   []string      `yaml:"protocols"` // http1, tcp
-	Connections []int         `yaml:"connections"`
-	Rate        float64       `yaml:"rate"` // 0: closed loop (wrk); >0: open loop (proxybench)
-	Duration    time.Duration `yaml:"duration"`
-	Warmup      time.Duration `yaml:"warmup"`
-	Rounds      int           `yaml:"rounds"`
-	Workers     int           `yaml:"workers"`
-	Baseline    string        `yaml:"baseline"` // the system ratios are against
+	Name        string   `yaml:"name"`
+	Systems     []string `yaml:"systems"`   // proxylab-<transport>, haproxy, nginx, envoy
+	Protocols   []string `yaml:"protocols"` // http1, tcp
+	Connections []int    `yaml:"connections"`
+	// ResponseSizes are the response body sizes swept, in bytes; 20 by
+	// default. Other sizes need upstream: proxybench (?size=N).
+	ResponseSizes []int         `yaml:"response_sizes"`
+	Rate          float64       `yaml:"rate"` // 0: closed loop (wrk); >0: open loop (proxybench)
+	Duration      time.Duration `yaml:"duration"`
+	Warmup        time.Duration `yaml:"warmup"`
+	Rounds        int           `yaml:"rounds"`
+	Workers       int           `yaml:"workers"`
+	Baseline      string        `yaml:"baseline"` // the system ratios are against
 	// Profile adds, after a phase's rounds, one unmeasured pass of each
 	// proxylab cell under its CPU profiler.
 	Profile bool `yaml:"profile"`
@@ -66,6 +69,14 @@ func ParseScenario(data []byte) (*Scenario, error) {
 	if len(s.Systems) == 0 || len(s.Protocols) == 0 {
 		return nil, errors.New("lab: scenario: systems and protocols are required")
 	}
+	if len(s.ResponseSizes) == 0 {
+		s.ResponseSizes = []int{20}
+	}
+	for i, n := range s.ResponseSizes {
+		if n < 0 || n > 16<<20 {
+			return nil, fmt.Errorf("lab: scenario: response_sizes[%d]: %d is outside 0..16 MiB", i, n)
+		}
+	}
 	if len(s.Connections) == 0 {
 		s.Connections = []int{50}
 	}
@@ -75,6 +86,9 @@ func ParseScenario(data []byte) (*Scenario, error) {
 	case "nginx", "proxybench":
 	default:
 		return nil, fmt.Errorf("lab: scenario: upstream: %q is neither nginx nor proxybench", s.Upstream)
+	}
+	if s.Upstream == "nginx" && (len(s.ResponseSizes) != 1 || s.ResponseSizes[0] != 20) {
+		return nil, fmt.Errorf("lab: scenario: response_sizes: %v needs upstream: proxybench (the nginx upstream answers 20 bytes)", s.ResponseSizes)
 	}
 	for _, p := range s.Protocols {
 		if p != "http1" && p != "tcp" {
@@ -86,17 +100,21 @@ func ParseScenario(data []byte) (*Scenario, error) {
 
 // Cell is one measurement.
 type Cell struct {
-	Round       int     `json:"round"`
-	System      string  `json:"system"`
-	Protocol    string  `json:"protocol"`
-	Connections int     `json:"connections"`
-	Requests    uint64  `json:"requests"`
-	Errors      uint64  `json:"errors"`
-	RPS         float64 `json:"rps"`
-	P50ms       float64 `json:"p50_ms"`
-	P90ms       float64 `json:"p90_ms"`
-	P99ms       float64 `json:"p99_ms"`
-	P999ms      float64 `json:"p999_ms"`
+	Round         int    `json:"round"`
+	System        string `json:"system"`
+	Protocol      string `json:"protocol"`
+	Connections   int    `json:"connections"`
+	ResponseBytes int    `json:"response_bytes"`
+	// ReadBytes is what the load generator received (wrk's "read"),
+	// heads included: a check that the size asked for was served.
+	ReadBytes float64 `json:"read_bytes"`
+	Requests  uint64  `json:"requests"`
+	Errors    uint64  `json:"errors"`
+	RPS       float64 `json:"rps"`
+	P50ms     float64 `json:"p50_ms"`
+	P90ms     float64 `json:"p90_ms"`
+	P99ms     float64 `json:"p99_ms"`
+	P999ms    float64 `json:"p999_ms"`
 	// LatencyMs holds the latency at each of Percentiles, for CDF plots.
 	LatencyMs   []float64 `json:"latency_ms_at_percentiles"`
 	CPUusPerReq float64   `json:"proxy_cpu_us_per_request"`
@@ -125,7 +143,8 @@ func Run(ctx context.Context, s *Scenario, tools Tools, workdir string, progress
 		return nil, nil, nil, err
 	}
 	defer stop(up)
-	total := s.Rounds * len(s.Protocols) * len(s.Connections) * len(s.Systems)
+	points := len(s.Connections) * len(s.ResponseSizes)
+	total := s.Rounds * len(s.Protocols) * points * len(s.Systems)
 	var cells []Cell
 	port := 19200
 	// A system that cannot start (a peer not installed) is assumed missing
@@ -133,7 +152,7 @@ func Run(ctx context.Context, s *Scenario, tools Tools, workdir string, progress
 	// first phase; the estimate is corrected if it starts after all.
 	missing := map[string]bool{}
 	for pi, p := range s.Protocols {
-		cellsLeft := s.Rounds * len(s.Connections) * (len(s.Protocols) - pi)
+		cellsLeft := s.Rounds * points * (len(s.Protocols) - pi)
 		var systems []*system
 		for _, name := range s.Systems {
 			port++
@@ -159,21 +178,21 @@ func Run(ctx context.Context, s *Scenario, tools Tools, workdir string, progress
 				}
 			}()
 			for _, sy := range systems {
-				if _, err := load(ctx, s, tools, sy.port, workdir, s.Connections[0], s.Warmup); err != nil {
+				if _, err := load(ctx, s, tools, sy.port, workdir, s.Connections[0], s.ResponseSizes[0], s.Warmup); err != nil {
 					return fmt.Errorf("lab: warm-up of %s %s: %w", sy.name, p, err)
 				}
 			}
 			for r := 1; r <= s.Rounds; r++ {
-				for _, conns := range s.Connections {
+				for _, pt := range s.points() {
 					for _, sy := range systems { // interleaved: every system each round
 						pid := sy.cmd.Process.Pid
 						t0, h0 := cpuTicks(pid), hostBusyTicks()
-						c, err := load(ctx, s, tools, sy.port, workdir, conns, s.Duration)
+						c, err := load(ctx, s, tools, sy.port, workdir, pt.conns, pt.size, s.Duration)
 						t1, h1 := cpuTicks(pid), hostBusyTicks()
 						if err != nil {
 							return err
 						}
-						c.Round, c.System, c.Protocol, c.Connections = r, sy.name, p, conns
+						c.Round, c.System, c.Protocol, c.Connections, c.ResponseBytes = r, sy.name, p, pt.conns, pt.size
 						if c.Requests > 0 {
 							c.CPUusPerReq = float64(t1-t0) / float64(clockTicks) * 1e6 / float64(c.Requests)
 							c.HostCPUusPerReq = float64(h1-h0) / float64(clockTicks) * 1e6 / float64(c.Requests)
@@ -189,12 +208,12 @@ func Run(ctx context.Context, s *Scenario, tools Tools, workdir string, progress
 			if !s.Profile {
 				return nil
 			}
-			for _, conns := range s.Connections {
+			for _, pt := range s.points() {
 				for _, sy := range systems {
 					if sy.admin == "" {
 						continue
 					}
-					pr, err := profileCell(ctx, s, tools, sy, p, conns, workdir)
+					pr, err := profileCell(ctx, s, tools, sy, p, pt, workdir)
 					if err != nil {
 						return err
 					}
@@ -308,6 +327,19 @@ http {
 	return cmd, waitPort(upstreamAddr, cmd)
 }
 
+// point is one load point of a phase: connections × response size.
+type point struct{ conns, size int }
+
+func (s *Scenario) points() []point {
+	var ps []point
+	for _, c := range s.Connections {
+		for _, n := range s.ResponseSizes {
+			ps = append(ps, point{c, n})
+		}
+	}
+	return ps
+}
+
 // system is a running system under test.
 type system struct {
 	name  string
@@ -317,8 +349,9 @@ type system struct {
 }
 
 // profileCell runs one cell's load while proxylab profiles itself.
-func profileCell(ctx context.Context, s *Scenario, tools Tools, sy *system, protocol string, conns int, workdir string) (Profile, error) {
-	pr := Profile{System: sy.name, Protocol: protocol, Connections: conns, File: fmt.Sprintf("%s-%s-c%d.pprof", sy.name, protocol, conns)}
+func profileCell(ctx context.Context, s *Scenario, tools Tools, sy *system, protocol string, pt point, workdir string) (Profile, error) {
+	pr := Profile{System: sy.name, Protocol: protocol, Connections: pt.conns, ResponseBytes: pt.size,
+		File: fmt.Sprintf("%s-%s-c%d-r%d.pprof", sy.name, protocol, pt.conns, pt.size)}
 	type fetched struct {
 		raw []byte
 		err error
@@ -328,7 +361,7 @@ func profileCell(ctx context.Context, s *Scenario, tools Tools, sy *system, prot
 		raw, err := fetchProfile(ctx, sy.admin, s.Duration)
 		ch <- fetched{raw, err}
 	}()
-	if _, err := load(ctx, s, tools, sy.port, workdir, conns, s.Duration); err != nil {
+	if _, err := load(ctx, s, tools, sy.port, workdir, pt.conns, pt.size, s.Duration); err != nil {
 		return pr, fmt.Errorf("lab: profiling %s %s: %w", sy.name, protocol, err)
 	}
 	f := <-ch
@@ -443,10 +476,14 @@ end
 // load runs one cell: wrk for closed loop, proxybench for open loop, on the
 // load CPUs. Both protocols carry HTTP/1.1 to the upstream (tcp_proxy
 // forwards it as bytes).
-func load(ctx context.Context, s *Scenario, tools Tools, port int, dir string, conns int, d time.Duration) (Cell, error) {
+func load(ctx context.Context, s *Scenario, tools Tools, port int, dir string, conns, size int, d time.Duration) (Cell, error) {
+	path := "/"
+	if s.Upstream == "proxybench" {
+		path = "/?size=" + strconv.Itoa(size)
+	}
 	if s.Rate > 0 {
 		out, err := exec.CommandContext(ctx, "taskset", "-c", s.CPUs.Load, tools.Proxybench, "load", "-json", "-target", fmt.Sprintf("127.0.0.1:%d", port),
-			"-c", strconv.Itoa(conns), "-d", d.String(), "-rate", strconv.FormatFloat(s.Rate, 'f', -1, 64)).Output()
+			"-c", strconv.Itoa(conns), "-d", d.String(), "-rate", strconv.FormatFloat(s.Rate, 'f', -1, 64), "-path", path).Output()
 		if err != nil {
 			return Cell{}, fmt.Errorf("lab: proxybench: %w", err)
 		}
@@ -456,7 +493,7 @@ func load(ctx context.Context, s *Scenario, tools Tools, port int, dir string, c
 	if err := os.WriteFile(script, []byte(wrkScript), 0o644); err != nil {
 		return Cell{}, fmt.Errorf("lab: %w", err)
 	}
-	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
+	url := fmt.Sprintf("http://127.0.0.1:%d%s", port, path)
 	out, err := exec.CommandContext(ctx, "taskset", "-c", s.CPUs.Load, "wrk", "-t1", fmt.Sprintf("-c%d", conns), fmt.Sprintf("-d%ds", max(int(d.Seconds()), 1)), "-s", script, url).Output()
 	if err != nil {
 		return Cell{}, fmt.Errorf("lab: wrk: %w", err)
@@ -487,7 +524,7 @@ func (c *Cell) setPercentiles() {
 }
 
 var (
-	wrkTotal  = regexp.MustCompile(`(\d+) requests in ([\d.]+)(us|ms|s|m)`)
+	wrkTotal  = regexp.MustCompile(`(\d+) requests in ([\d.]+)(us|ms|s|m), ([\d.]+)(B|KB|MB|GB|TB) read`)
 	wrkSocket = regexp.MustCompile(`Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)`)
 	wrkNon2xx = regexp.MustCompile(`Non-2xx or 3xx responses: (\d+)`)
 	wrkPct    = regexp.MustCompile(`(?m)^pct ([\d.]+) (\d+)$`)
@@ -507,6 +544,8 @@ func parseWrk(out string) (Cell, error) {
 	if secs > 0 {
 		c.RPS = float64(c.Requests) / secs
 	}
+	read, _ := strconv.ParseFloat(m[4], 64)
+	c.ReadBytes = read * map[string]float64{"B": 1, "KB": 1 << 10, "MB": 1 << 20, "GB": 1 << 30, "TB": 1 << 40}[m[5]]
 	if e := wrkSocket.FindStringSubmatch(out); e != nil {
 		for _, x := range e[1:] {
 			n, _ := strconv.ParseUint(x, 10, 64)

@@ -35,7 +35,7 @@ pct 100 5000
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Requests != 55000 || c.RPS != 55000 || c.Errors != 6 || c.P50ms != 0.85 || c.P90ms != 1.2 || c.P99ms != 2.5 || c.P999ms != 4.1 {
+	if c.Requests != 55000 || c.RPS != 55000 || c.Errors != 6 || c.P50ms != 0.85 || c.P90ms != 1.2 || c.P99ms != 2.5 || c.P999ms != 4.1 || c.ReadBytes != 7<<20 {
 		t.Fatalf("%+v", c)
 	}
 	if want := []float64{0.85, 1, 1.2, 2.5, 4.1, 4.9, 5}; !slices.Equal(c.LatencyMs, want) {
@@ -74,7 +74,7 @@ func TestScenarioDefaultsAndErrors(t *testing.T) {
 	if s.Rounds != 3 || s.Baseline != "haproxy" || s.Connections[0] != 50 || s.CPUs.Proxy != "1" || s.Upstream != "nginx" || s.Profile {
 		t.Fatalf("%+v", s)
 	}
-	for _, bad := range []string{"systems: [a]\n", "systems: [a]\nprotocols: [udp]\n", "systems: [a]\nprotocols: [tcp]\nbogus: 1\n", "systems: [a]\nprotocols: [tcp]\nupstream: apache\n"} {
+	for _, bad := range []string{"systems: [a]\n", "systems: [a]\nprotocols: [udp]\n", "systems: [a]\nprotocols: [tcp]\nbogus: 1\n", "systems: [a]\nprotocols: [tcp]\nupstream: apache\n", "systems: [a]\nprotocols: [tcp]\nresponse_sizes: [20, 100]\n", "systems: [a]\nprotocols: [tcp]\nupstream: proxybench\nresponse_sizes: [-1]\n"} {
 		if _, err := ParseScenario([]byte(bad)); err == nil {
 			t.Errorf("accepted %q", bad)
 		}
@@ -97,7 +97,7 @@ func TestTinyMatrixEndToEnd(t *testing.T) {
 			t.Fatalf("%v\n%s", err, out)
 		}
 	}
-	s, _ := ParseScenario([]byte("name: tiny\nsystems: [proxylab-rawepoll, haproxy, mosn]\nprotocols: [http1, tcp]\nrounds: 2\nduration: 1s\nwarmup: 500ms\nprofile: true\nupstream: proxybench\n"))
+	s, _ := ParseScenario([]byte("name: tiny\nsystems: [proxylab-rawepoll, haproxy, mosn]\nprotocols: [http1, tcp]\nrounds: 2\nduration: 1s\nwarmup: 500ms\nprofile: true\nupstream: proxybench\nresponse_sizes: [20, 4000]\n"))
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	var progressed int
@@ -106,11 +106,11 @@ func TestTinyMatrixEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(cells) != 8 || progressed != 8 {
-		t.Fatalf("%d cells (%d progress calls), want 2 systems × 2 protocols × 2 rounds", len(cells), progressed)
+	if len(cells) != 16 || progressed != 16 {
+		t.Fatalf("%d cells (%d progress calls), want 2 systems × 2 protocols × 2 sizes × 2 rounds", len(cells), progressed)
 	}
 	for _, total := range totals {
-		if total != 8 { // the missing peer is discounted for every protocol from the start
+		if total != 16 { // the missing peer is discounted for every protocol from the start
 			t.Fatalf("progress totals %v, want 8 throughout", totals)
 		}
 	}
@@ -121,14 +121,18 @@ func TestTinyMatrixEndToEnd(t *testing.T) {
 		if !slices.IsSorted(c.LatencyMs) || len(c.LatencyMs) != len(Percentiles) || c.LatencyMs[0] <= 0 {
 			t.Fatalf("cell %s/%s latency points %v", c.System, c.Protocol, c.LatencyMs)
 		}
+		// The size asked for is what came back: body plus a head of < 100 bytes.
+		if perResp := c.ReadBytes / float64(c.Requests); perResp < float64(c.ResponseBytes) || perResp > float64(c.ResponseBytes)+100 {
+			t.Fatalf("cell %s/%s %d B: %.0f bytes read per response", c.System, c.Protocol, c.ResponseBytes, perResp)
+		}
 		if c.RPS <= 0 || c.Errors != 0 || c.CPUusPerReq <= 0 || c.HostCPUusPerReq < c.CPUusPerReq || c.P99ms <= 0 || c.PeakRSSKiB <= 0 {
 			t.Fatalf("cell %+v", c)
 		}
 	}
 	// One profile per proxylab cell, taken from its admin API, with the
 	// proxying work (read/write syscalls) at the top.
-	if len(profiles) != 2 {
-		t.Fatalf("%d profiles, want proxylab-rawepoll × 2 protocols", len(profiles))
+	if len(profiles) != 4 {
+		t.Fatalf("%d profiles, want proxylab-rawepoll × 2 protocols × 2 sizes", len(profiles))
 	}
 	for _, p := range profiles {
 		if p.System != "proxylab-rawepoll" || p.Seconds <= 0.1 || len(p.Top) == 0 || len(p.raw) == 0 {
@@ -150,12 +154,12 @@ func TestTinyMatrixEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	report, _ := os.ReadFile(filepath.Join(out, "report.md"))
-	for _, want := range []string{"| proxylab-rawepoll | http1 | 50 |", "| haproxy | tcp | 50 |", "1.000 (1.000–1.000)", "mosn", "### CPU profile: proxylab-rawepoll, http1, 50 connections"} {
+	for _, want := range []string{"| proxylab-rawepoll | http1 | 50 |", "| haproxy | tcp | 50 |", "1.000 (1.000–1.000)", "mosn", "### CPU profile: proxylab-rawepoll, http1, 50 connections, 4000-byte responses", "| haproxy | tcp | 50 | 4000 |"} {
 		if !strings.Contains(string(report), want) {
 			t.Errorf("report lacks %q:\n%s", want, report)
 		}
 	}
-	for _, f := range []string{"results.json", "results.csv", "cpu.svg", "latency.svg", "proxylab-rawepoll-tcp-c50.pprof"} {
+	for _, f := range []string{"results.json", "results.csv", "cpu.svg", "latency.svg", "proxylab-rawepoll-tcp-c50-r4000.pprof"} {
 		if st, err := os.Stat(filepath.Join(out, f)); err != nil || st.Size() == 0 {
 			t.Errorf("%s missing", f)
 		}

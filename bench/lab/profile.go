@@ -16,10 +16,11 @@ import (
 // /debug/pprof/profile) over one extra, unmeasured pass of a cell, so the
 // profiler's own cost never enters the measured rounds.
 type Profile struct {
-	System      string `json:"system"`
-	Protocol    string `json:"protocol"`
-	Connections int    `json:"connections"`
-	File        string `json:"file"` // name of the raw profile in the results directory
+	System        string `json:"system"`
+	Protocol      string `json:"protocol"`
+	Connections   int    `json:"connections"`
+	ResponseBytes int    `json:"response_bytes"`
+	File          string `json:"file"` // name of the raw profile in the results directory
 	// Seconds is the CPU time sampled; Top the functions with the most of it.
 	Seconds float64   `json:"cpu_seconds"`
 	Top     []FuncCPU `json:"top"`
