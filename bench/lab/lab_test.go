@@ -150,8 +150,13 @@ func TestTinyMatrixEndToEnd(t *testing.T) {
 		}
 	}
 	out := filepath.Join(dir, "results")
+	os.MkdirAll(out, 0o755)
+	os.WriteFile(filepath.Join(out, "earlier-run.pprof"), []byte("old"), 0o644)
 	if err := Write(out, s, Describe(s), cells, profiles, skipped); err != nil {
 		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(out, "earlier-run.pprof")); err == nil {
+		t.Error("a profile of an earlier run was left beside this run's")
 	}
 	report, _ := os.ReadFile(filepath.Join(out, "report.md"))
 	for _, want := range []string{"| proxylab-rawepoll | http1 | 50 |", "| haproxy | tcp | 50 |", "1.000 (1.000–1.000)", "mosn", "### CPU profile: proxylab-rawepoll, http1, 50 connections, 4000-byte responses", "| haproxy | tcp | 50 | 4000 |"} {

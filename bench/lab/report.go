@@ -120,6 +120,12 @@ func Write(dir string, s *Scenario, m Machine, cells []Cell, profiles []Profile,
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
+	// Profiles of an earlier run in the same directory would be mistaken
+	// for this one's.
+	stale, _ := filepath.Glob(filepath.Join(dir, "*.pprof"))
+	for _, f := range stale {
+		os.Remove(f)
+	}
 	for _, p := range profiles {
 		if err := os.WriteFile(filepath.Join(dir, p.File), p.raw, 0o644); err != nil {
 			return err
