@@ -204,3 +204,25 @@ func TestLatencyChart(t *testing.T) {
 		t.Errorf("empty chart: %s", empty)
 	}
 }
+
+// TestShippedScenariosParse keeps bench/scenarios loadable.
+func TestShippedScenariosParse(t *testing.T) {
+	files, _ := filepath.Glob("../scenarios/*.yaml")
+	if len(files) < 2 {
+		t.Fatalf("scenarios: %v", files)
+	}
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := ParseScenario(data)
+		if err != nil {
+			t.Errorf("%s: %v", f, err)
+			continue
+		}
+		if len(s.Systems) == 0 || s.Baseline == "" || !slices.Contains(s.Systems, s.Baseline) {
+			t.Errorf("%s: systems %v, baseline %q", f, s.Systems, s.Baseline)
+		}
+	}
+}
