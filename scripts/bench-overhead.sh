@@ -8,13 +8,8 @@
 set -euo pipefail
 ROUNDS=${1:-5}
 SECS=${2:-6}
-PROXY_CPU=${PROXY_CPU:-1}
-LOAD_CPU=${LOAD_CPU:-0}
-CONNS=${CONNS:-50}
 TRANSPORT=${TRANSPORT:-rawepoll}
 cd "$(dirname "$0")/.."
-BIN=${PROXYLAB_BIN:-bin/proxylab}
-[ -x "$BIN" ] || go build -o "$BIN" ./cmd/proxylab
 . scripts/lib/bench.sh
 start_upstream
 

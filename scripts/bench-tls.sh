@@ -8,13 +8,8 @@
 set -euo pipefail
 ROUNDS=${1:-3}
 SECS=${2:-5}
-PROXY_CPU=${PROXY_CPU:-1}
-LOAD_CPU=${LOAD_CPU:-0}
-CONNS=${CONNS:-50}
 TRANSPORT=${TRANSPORT:-rawepoll}
 cd "$(dirname "$0")/.."
-BIN=${PROXYLAB_BIN:-bin/proxylab}
-[ -x "$BIN" ] || go build -o "$BIN" ./cmd/proxylab
 command -v haproxy >/dev/null && command -v openssl >/dev/null || { echo "bench: haproxy and openssl needed (make deps)"; exit 1; }
 . scripts/lib/bench.sh
 start_upstream

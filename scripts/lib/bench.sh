@@ -1,7 +1,13 @@
 # Shared by the bench scripts: an nginx upstream, CPU accounting from /proc,
 # interleaved rounds, and a markdown report with ratios paired within rounds.
-# Source it after setting ROUNDS SECS PROXY_CPU LOAD_CPU CONNS.
+# Source it from the repository root after setting ROUNDS and SECS; it sets
+# the defaults of PROXY_CPU LOAD_CPU CONNS and builds $BIN when missing.
 
+PROXY_CPU=${PROXY_CPU:-1}
+LOAD_CPU=${LOAD_CPU:-0}
+CONNS=${CONNS:-50}
+BIN=${PROXYLAB_BIN:-bin/proxylab}
+[ -x "$BIN" ] || go build -o "$BIN" ./cmd/proxylab
 for t in wrk nginx taskset curl; do command -v $t >/dev/null || { echo "bench: $t missing (make deps)"; exit 1; }; done
 W=$(mktemp -d /tmp/proxylab-bench.XXXXXX)
 pids=()
