@@ -652,11 +652,17 @@ func (s *httpStream) onTimeout() {
 	if s.done || s.up.gotHead {
 		return
 	}
+	s.timedOut("upstream response timeout")
+}
+
+// timedOut answers 504 for a response that did not start in time (counted
+// on the cluster) and resets the upstream stream it was waiting on.
+func (s *httpStream) timedOut(reason string) {
 	enc := s.up.enc
 	if st := s.cluster.Stats; st != nil {
 		st.UpstreamRqTimeout.Inc(s.cm.id)
 	}
-	s.localReply(504, "UT", "upstream response timeout")
+	s.localReply(504, "UT", reason)
 	if enc != nil {
 		enc.Reset()
 	}
@@ -814,14 +820,7 @@ func (s *httpStream) armTryTimer() {
 			s.sendElsewhere()
 			return
 		}
-		enc := s.up.enc
-		if st := s.cluster.Stats; st != nil {
-			st.UpstreamRqTimeout.Inc(s.cm.id)
-		}
-		s.localReply(504, "UT", "upstream per-try timeout")
-		if enc != nil {
-			enc.Reset()
-		}
+		s.timedOut("upstream per-try timeout")
 	})
 }
 

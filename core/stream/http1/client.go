@@ -208,14 +208,7 @@ func (p *Pool) assign(cc *ClientConn) {
 		}
 		w := p.popWaiter()
 		if w == nil {
-			if p.draining {
-				p.mu.Unlock()
-				cc.tc.Close()
-				return
-			}
-			cc.idleSince = time.Now()
-			p.idle = append(p.idle, cc)
-			p.mu.Unlock()
+			p.parkAndUnlock(cc)
 			return
 		}
 		p.mu.Unlock()
@@ -240,6 +233,13 @@ func (p *Pool) release(cc *ClientConn) {
 		go p.assign(cc)
 		return
 	}
+	p.parkAndUnlock(cc)
+}
+
+// parkAndUnlock, called with p.mu held, puts a free connection on the idle
+// list, or closes it if the pool is draining or the connection is closed,
+// and unlocks p.mu (before the close).
+func (p *Pool) parkAndUnlock(cc *ClientConn) {
 	if p.draining || cc.closed {
 		p.mu.Unlock()
 		cc.tc.Close()
