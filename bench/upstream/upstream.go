@@ -14,13 +14,11 @@ package upstream
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
-	"net/url"
 	"strconv"
 	"sync"
 	"time"
@@ -106,6 +104,7 @@ type conn struct {
 	w    *bufio.Writer
 	buf  []byte
 	head []byte // scratch for response heads
+	fill []byte // 'x' bytes for ?size= beyond Config.Size, grown on demand
 
 	// the request being parsed
 	echo, close bool
@@ -129,21 +128,24 @@ func (cn *conn) OnHead(h *h1.Head) error {
 	cn.size, cn.delay, cn.bad, cn.tooBig, cn.body = cn.s.cfg.Size, cn.s.cfg.Delay, "", false, cn.body[:0]
 	path, query, _ := bytes.Cut(h.Target, []byte{'?'})
 	cn.echo = bytes.Equal(path, []byte("/echo"))
-	if len(query) > 0 {
-		q, err := url.ParseQuery(string(query))
-		if err != nil {
-			cn.bad = "bad query"
-			return nil
+	// The query is read in place (no map, no allocation): size and delay
+	// never need percent-escaping, and other parameters are ignored.
+	for len(query) > 0 {
+		var pair []byte
+		pair, query, _ = bytes.Cut(query, []byte{'&'})
+		k, v, _ := bytes.Cut(pair, []byte{'='})
+		if len(v) == 0 {
+			continue // an empty value leaves the default, as url.Values.Get would
 		}
-		if v := q.Get("size"); v != "" {
-			n, err := strconv.Atoi(v)
-			if err != nil || n < 0 || n > 1<<30 {
+		switch string(k) {
+		case "size":
+			n, ok := parseSize(v)
+			if !ok {
 				cn.bad = "bad size"
 			}
 			cn.size = n
-		}
-		if v := q.Get("delay"); v != "" {
-			d, err := time.ParseDuration(v)
+		case "delay":
+			d, err := time.ParseDuration(string(v))
 			if err != nil || d < 0 || d > time.Minute {
 				cn.bad = "bad delay"
 			}
@@ -223,12 +225,36 @@ func (cn *conn) respond() bool {
 	}
 	body := cn.body
 	if !cn.echo {
-		body = cn.s.body
-		if cn.size != len(body) {
-			body = bytes.Repeat([]byte{'x'}, cn.size)
-		}
+		body = cn.fixed(cn.size)
 	}
 	return cn.reply(200, "", body, !keep) && keep
+}
+
+// parseSize reads a decimal byte count of at most 1 GiB.
+func parseSize(v []byte) (int, bool) {
+	if len(v) == 0 || len(v) > 10 {
+		return 0, false
+	}
+	n := 0
+	for _, c := range v {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int(c-'0')
+	}
+	return n, n <= 1<<30
+}
+
+// fixed returns n bytes of body without allocating per request: a prefix
+// of the server's default body, or of this connection's larger fill.
+func (cn *conn) fixed(n int) []byte {
+	if n <= len(cn.s.body) {
+		return cn.s.body[:n]
+	}
+	if len(cn.fill) < n {
+		cn.fill = bytes.Repeat([]byte{'x'}, n)
+	}
+	return cn.fill[:n]
 }
 
 // reply writes a response (reason as the body of an error); it reports
@@ -274,17 +300,6 @@ func statusText(code int) string {
 		return "HTTP Version Not Supported"
 	}
 	return "Error"
-}
-
-// ListenAndServe serves on addr until ctx ends.
-func ListenAndServe(ctx context.Context, addr string, cfg Config) error {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return fmt.Errorf("upstream: %w", err)
-	}
-	s := Serve(ln, cfg)
-	<-ctx.Done()
-	return s.Close()
 }
 
 var _ h1.Callbacks = (*conn)(nil)

@@ -66,6 +66,9 @@ func TestResponses(t *testing.T) {
 		{"chunked echo", "POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n", 200, 5, "abcde", false},
 		{"echo over limit", "POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 1001\r\n\r\n" + strings.Repeat("y", 1001), 413, -1, "upstream: echo body over 1000", true},
 		{"bad size", "GET /?size=-1 HTTP/1.1\r\nHost: a\r\n\r\n", 400, -1, "upstream: bad size", true},
+		{"size over 1 GiB", "GET /?size=2000000000 HTTP/1.1\r\nHost: a\r\n\r\n", 400, -1, "upstream: bad size", true},
+		{"empty size is the default", "GET /?size= HTTP/1.1\r\nHost: a\r\n\r\n", 200, 20, "x", false},
+		{"other parameters ignored", "GET /?a=b&size=7&c HTTP/1.1\r\nHost: a\r\n\r\n", 200, 7, "xxxxxxx", false},
 		{"bad delay", "GET /?delay=forever HTTP/1.1\r\nHost: a\r\n\r\n", 400, -1, "upstream: bad delay", true},
 		{"malformed", "GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", 400, -1, "upstream: ", true},
 		{"client asks close", "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", 200, 20, "x", true},
@@ -139,23 +142,33 @@ func TestCloseEndsConnections(t *testing.T) {
 }
 
 func BenchmarkKeepAlive(b *testing.B) {
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	s := Serve(ln, Config{Size: 20})
-	defer s.Close()
-	c, _ := net.Dial("tcp", ln.Addr().String())
-	defer c.Close()
-	req := []byte("GET / HTTP/1.1\r\nHost: a\r\n\r\n")
-	buf := make([]byte, 4096)
-	b.ReportAllocs()
-	for b.Loop() {
-		c.Write(req)
-		n := 0
-		for n < 59 { // "HTTP/1.1 200 OK\r\nContent-Length: 20\r\n\r\n" (39) + 20
-			m, err := c.Read(buf[n:])
-			if err != nil {
-				b.Fatal(err)
+	for _, bc := range []struct {
+		name, target string
+		respLen      int
+	}{
+		// "HTTP/1.1 200 OK\r\nContent-Length: 20\r\n\r\n" is 39 bytes.
+		{"default-20B", "/", 39 + 20},
+		{"query-4096B", "/?size=4096", 41 + 4096},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			ln, _ := net.Listen("tcp", "127.0.0.1:0")
+			s := Serve(ln, Config{Size: 20})
+			defer s.Close()
+			c, _ := net.Dial("tcp", ln.Addr().String())
+			defer c.Close()
+			req := []byte("GET " + bc.target + " HTTP/1.1\r\nHost: a\r\n\r\n")
+			buf := make([]byte, 8192)
+			b.ReportAllocs()
+			for b.Loop() {
+				c.Write(req)
+				for n := 0; n < bc.respLen; {
+					m, err := c.Read(buf[n:])
+					if err != nil {
+						b.Fatal(err)
+					}
+					n += m
+				}
 			}
-			n += m
-		}
+		})
 	}
 }
