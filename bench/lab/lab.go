@@ -127,6 +127,7 @@ type Cell struct {
 // Tools locates the binaries a run needs.
 type Tools struct {
 	Proxylab, Proxybench string // built binaries
+	wrkScript            string // wrkScript written once per run, by Run
 }
 
 const upstreamAddr = "127.0.0.1:19190"
@@ -138,6 +139,10 @@ const upstreamAddr = "127.0.0.1:19190"
 func Run(ctx context.Context, s *Scenario, tools Tools, workdir string, progress func(done, total int, c Cell)) ([]Cell, []Profile, []string, error) {
 	var skipped []string
 	var profiles []Profile
+	tools.wrkScript = filepath.Join(workdir, "percentiles.lua")
+	if err := os.WriteFile(tools.wrkScript, []byte(wrkScript), 0o644); err != nil {
+		return nil, nil, nil, fmt.Errorf("lab: %w", err)
+	}
 	up, err := startUpstream(s, tools, workdir)
 	if err != nil {
 		return nil, nil, nil, err
@@ -178,7 +183,7 @@ func Run(ctx context.Context, s *Scenario, tools Tools, workdir string, progress
 				}
 			}()
 			for _, sy := range systems {
-				if _, err := load(ctx, s, tools, sy.port, workdir, s.Connections[0], s.ResponseSizes[0], s.Warmup); err != nil {
+				if _, err := load(ctx, s, tools, sy.port, s.Connections[0], s.ResponseSizes[0], s.Warmup); err != nil {
 					return fmt.Errorf("lab: warm-up of %s %s: %w", sy.name, p, err)
 				}
 			}
@@ -187,7 +192,7 @@ func Run(ctx context.Context, s *Scenario, tools Tools, workdir string, progress
 					for _, sy := range systems { // interleaved: every system each round
 						pid := sy.cmd.Process.Pid
 						t0, h0 := cpuTicks(pid), hostBusyTicks()
-						c, err := load(ctx, s, tools, sy.port, workdir, pt.conns, pt.size, s.Duration)
+						c, err := load(ctx, s, tools, sy.port, pt.conns, pt.size, s.Duration)
 						t1, h1 := cpuTicks(pid), hostBusyTicks()
 						if err != nil {
 							return err
@@ -213,7 +218,7 @@ func Run(ctx context.Context, s *Scenario, tools Tools, workdir string, progress
 					if sy.admin == "" {
 						continue
 					}
-					pr, err := profileCell(ctx, s, tools, sy, p, pt, workdir)
+					pr, err := profileCell(ctx, s, tools, sy, p, pt)
 					if err != nil {
 						return err
 					}
@@ -349,7 +354,7 @@ type system struct {
 }
 
 // profileCell runs one cell's load while proxylab profiles itself.
-func profileCell(ctx context.Context, s *Scenario, tools Tools, sy *system, protocol string, pt point, workdir string) (Profile, error) {
+func profileCell(ctx context.Context, s *Scenario, tools Tools, sy *system, protocol string, pt point) (Profile, error) {
 	pr := Profile{System: sy.name, Protocol: protocol, Connections: pt.conns, ResponseBytes: pt.size,
 		File: fmt.Sprintf("%s-%s-c%d-r%d.pprof", sy.name, protocol, pt.conns, pt.size)}
 	type fetched struct {
@@ -361,7 +366,7 @@ func profileCell(ctx context.Context, s *Scenario, tools Tools, sy *system, prot
 		raw, err := fetchProfile(ctx, sy.admin, s.Duration)
 		ch <- fetched{raw, err}
 	}()
-	if _, err := load(ctx, s, tools, sy.port, workdir, pt.conns, pt.size, s.Duration); err != nil {
+	if _, err := load(ctx, s, tools, sy.port, pt.conns, pt.size, s.Duration); err != nil {
 		return pr, fmt.Errorf("lab: profiling %s %s: %w", sy.name, protocol, err)
 	}
 	f := <-ch
@@ -476,7 +481,7 @@ end
 // load runs one cell: wrk for closed loop, proxybench for open loop, on the
 // load CPUs. Both protocols carry HTTP/1.1 to the upstream (tcp_proxy
 // forwards it as bytes).
-func load(ctx context.Context, s *Scenario, tools Tools, port int, dir string, conns, size int, d time.Duration) (Cell, error) {
+func load(ctx context.Context, s *Scenario, tools Tools, port int, conns, size int, d time.Duration) (Cell, error) {
 	path := "/"
 	if s.Upstream == "proxybench" {
 		path = "/?size=" + strconv.Itoa(size)
@@ -489,12 +494,8 @@ func load(ctx context.Context, s *Scenario, tools Tools, port int, dir string, c
 		}
 		return parseProxybench(out)
 	}
-	script := filepath.Join(dir, "percentiles.lua")
-	if err := os.WriteFile(script, []byte(wrkScript), 0o644); err != nil {
-		return Cell{}, fmt.Errorf("lab: %w", err)
-	}
 	url := fmt.Sprintf("http://127.0.0.1:%d%s", port, path)
-	out, err := exec.CommandContext(ctx, "taskset", "-c", s.CPUs.Load, "wrk", "-t1", fmt.Sprintf("-c%d", conns), fmt.Sprintf("-d%ds", max(int(d.Seconds()), 1)), "-s", script, url).Output()
+	out, err := exec.CommandContext(ctx, "taskset", "-c", s.CPUs.Load, "wrk", "-t1", fmt.Sprintf("-c%d", conns), fmt.Sprintf("-d%ds", max(int(d.Seconds()), 1)), "-s", tools.wrkScript, url).Output()
 	if err != nil {
 		return Cell{}, fmt.Errorf("lab: wrk: %w", err)
 	}
