@@ -69,16 +69,5 @@ func (c *Cluster) StartDNS(ctx context.Context, d DNS, timeout time.Duration) {
 		}
 	}
 	refresh()
-	go func() {
-		tk := time.NewTicker(d.Refresh)
-		defer tk.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-tk.C:
-				refresh()
-			}
-		}
-	}()
+	every(ctx, d.Refresh, func(time.Time) { refresh() })
 }

@@ -101,28 +101,19 @@ func (c *Cluster) eject(h *Host, why string) {
 // StartOutlierDetection returns ejected hosts to balancing when their time
 // is up, until ctx ends.
 func (c *Cluster) StartOutlierDetection(ctx context.Context) {
-	go func() {
-		tk := time.NewTicker(c.outlier.Interval)
-		defer tk.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case now := <-tk.C:
-				changed := false
-				c.ejectMu.Lock()
-				for _, h := range c.Hosts() {
-					if until := h.outlier.ejectedUntil.Load(); until != 0 && now.UnixNano() >= until {
-						h.outlier.ejectedUntil.Store(0)
-						changed = true
-						slog.Info("upstream: host back from ejection", "cluster", c.Name, "host", h.Address)
-					}
-				}
-				c.ejectMu.Unlock()
-				if changed {
-					c.rebalance()
-				}
+	every(ctx, c.outlier.Interval, func(now time.Time) {
+		changed := false
+		c.ejectMu.Lock()
+		for _, h := range c.Hosts() {
+			if until := h.outlier.ejectedUntil.Load(); until != 0 && now.UnixNano() >= until {
+				h.outlier.ejectedUntil.Store(0)
+				changed = true
+				slog.Info("upstream: host back from ejection", "cluster", c.Name, "host", h.Address)
 			}
 		}
-	}()
+		c.ejectMu.Unlock()
+		if changed {
+			c.rebalance()
+		}
+	})
 }

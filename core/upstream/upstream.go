@@ -367,17 +367,25 @@ func (c *Cluster) StartIdleSweep(ctx context.Context, timeout time.Duration) {
 	if timeout <= 0 {
 		return
 	}
+	every(ctx, max(timeout/2, 10*time.Millisecond), func(now time.Time) {
+		for _, h := range c.Hosts() {
+			h.http1.SweepIdle(now)
+		}
+	})
+}
+
+// every calls fn with the tick time every period, on one goroutine of its
+// own, until ctx ends; fn runs to completion before the next tick is taken.
+func every(ctx context.Context, period time.Duration, fn func(now time.Time)) {
 	go func() {
-		tk := time.NewTicker(max(timeout/2, 10*time.Millisecond))
+		tk := time.NewTicker(period)
 		defer tk.Stop()
 		for {
 			select {
 			case <-ctx.Done():
 				return
 			case now := <-tk.C:
-				for _, h := range c.Hosts() {
-					h.http1.SweepIdle(now)
-				}
+				fn(now)
 			}
 		}
 	}()
