@@ -260,7 +260,7 @@ func (a *Server) clusters(w http.ResponseWriter, r *http.Request) {
 	for _, cl := range a.srv.Clusters().Clusters() {
 		cs := ClusterState{Name: cl.Name}
 		for _, h := range cl.Hosts() {
-			ps := &h.HTTP1Pool().Stats
+			ps := h.HTTPPool().Counters()
 			health := "healthy"
 			if !h.Healthy() {
 				health = "/failed_active_hc" // Envoy's flag
@@ -269,7 +269,7 @@ func (a *Server) clusters(w http.ResponseWriter, r *http.Request) {
 				Address: h.Address, Weight: h.Weight,
 				Health:         health,
 				ActiveRequests: h.ActiveRequests.Load(), Requests: h.RqTotal.Value(),
-				ActiveConns: ps.Active.Load(), IdleConns: h.HTTP1Pool().Idle(), ConnectFailures: ps.ConnectFailures.Load(),
+				ActiveConns: ps.Active.Load(), IdleConns: h.HTTPPool().Idle(), ConnectFailures: ps.ConnectFailures.Load(),
 				OutlierEjected: h.Ejected(),
 			})
 		}

@@ -131,7 +131,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		var cx, fail uint64
 		var active int64
 		for _, h := range cl.Hosts() {
-			ps := &h.HTTP1Pool().Stats
+			ps := h.HTTPPool().Counters()
 			cx += ps.ConnectsTotal.Load()
 			fail += ps.ConnectFailures.Load()
 			active += ps.Active.Load()

@@ -189,6 +189,11 @@ type HTTPProxy struct {
 	HighWatermark int `yaml:"high_watermark"`
 	// AccessLog, when set, writes one line per request.
 	AccessLog *AccessLog `yaml:"access_log,omitempty"`
+	// Codec: auto (HTTP/1.1, or HTTP/2 by h2c preface or ALPN h2), http1
+	// or http2 (Envoy's codec_type).
+	Codec string `yaml:"codec"`
+	// HTTP2 tunes downstream HTTP/2 connections.
+	HTTP2 HTTP2Options `yaml:"http2_protocol_options"`
 	// Header changes for every request and response of the listener.
 	HeaderOps `yaml:",inline"`
 }
@@ -206,7 +211,49 @@ type AccessLog struct {
 
 func (a *AccessLog) setDefaults() { a.Buffer = 4096 }
 
+// HTTP2Options tune HTTP/2 connections (Envoy's http2_protocol_options).
+type HTTP2Options struct {
+	MaxConcurrentStreams        int `yaml:"max_concurrent_streams"`
+	InitialStreamWindowSize     int `yaml:"initial_stream_window_size"`
+	InitialConnectionWindowSize int `yaml:"initial_connection_window_size"`
+	MaxHeaderListSize           int `yaml:"max_header_list_size"`
+	// MaxResetsPerSecond and ResetBurst bound streams a client may cancel
+	// (rapid-reset protection): beyond them the connection is closed with
+	// ENHANCE_YOUR_CALM.
+	MaxResetsPerSecond int `yaml:"max_resets_per_second"`
+	ResetBurst         int `yaml:"reset_burst"`
+}
+
+func (o *HTTP2Options) setDefaults() {
+	o.MaxConcurrentStreams = 128
+	o.InitialStreamWindowSize = 256 << 10
+	o.InitialConnectionWindowSize = 4 << 20
+	o.MaxHeaderListSize = 64 << 10
+	o.MaxResetsPerSecond, o.ResetBurst = 100, 400
+}
+
+func (o *HTTP2Options) validate(p string, add func(path, format string, args ...any)) {
+	if o.MaxConcurrentStreams < 1 || o.MaxConcurrentStreams > 1<<31-1 {
+		add(p+".max_concurrent_streams", "must be 1–2147483647")
+	}
+	// RFC 9113 §6.5.2 / §6.9.2: windows are 65535 … 2^31-1.
+	if o.InitialStreamWindowSize < 65535 || o.InitialStreamWindowSize > 1<<31-1 {
+		add(p+".initial_stream_window_size", "must be 65535–2147483647")
+	}
+	if o.InitialConnectionWindowSize < 65535 || o.InitialConnectionWindowSize > 1<<31-1 {
+		add(p+".initial_connection_window_size", "must be 65535–2147483647")
+	}
+	if o.MaxHeaderListSize < 1024 {
+		add(p+".max_header_list_size", "must be >= 1024")
+	}
+	if o.MaxResetsPerSecond < 1 || o.ResetBurst < 1 {
+		add(p, "max_resets_per_second and reset_burst must be >= 1")
+	}
+}
+
 func (h *HTTPProxy) setDefaults() {
+	h.Codec = "auto"
+	h.HTTP2.setDefaults()
 	h.HeaderReadTimeout = Duration(10 * time.Second)
 	h.IdleTimeout = Duration(60 * time.Second)
 	h.MaxRequestLine = 8 << 10
@@ -389,7 +436,11 @@ type Cluster struct {
 	// CircuitBreakers are cluster-wide limits (Envoy's defaults apply when
 	// the block is absent); overflow is answered with 503 and counted.
 	CircuitBreakers CircuitBreakers `yaml:"circuit_breakers"`
-	Hosts           []Host          `yaml:"hosts"`
+	// Protocol spoken to the hosts: http1, or http2 (prior knowledge in
+	// cleartext, ALPN h2 over TLS), multiplexing requests per connection.
+	Protocol string       `yaml:"protocol"`
+	HTTP2    HTTP2Options `yaml:"http2_protocol_options"`
+	Hosts    []Host       `yaml:"hosts"`
 }
 
 // LBSubsets configures subset load balancing.
@@ -456,6 +507,8 @@ func (c *Cluster) setDefaults() {
 	c.Type, c.DNSRefreshRate = "static", Duration(5*time.Second)
 	c.IdleTimeout = Duration(time.Hour) // Envoy's default
 	c.LB = "round_robin"
+	c.Protocol = "http1"
+	c.HTTP2.setDefaults()
 	c.ConnectTimeout = Duration(5 * time.Second)
 	c.MaxConnections = 1024
 	c.MaxPending = 1024
@@ -628,6 +681,13 @@ func (c *Config) validate(k Known) Errors {
 				checkFile(c.CertFile, p+".tls.client_cert.cert_file", add)
 				checkFile(c.KeyFile, p+".tls.client_cert.key_file", add)
 			}
+		}
+		switch cl.Protocol {
+		case "http1":
+		case "http2":
+			cl.HTTP2.validate(p+".http2_protocol_options", add)
+		default:
+			add(p+".protocol", "unknown protocol %q (http1, http2)", cl.Protocol)
 		}
 		switch cl.Type {
 		case "static", "strict_dns":
@@ -856,6 +916,12 @@ func (c *Config) validate(k Known) Errors {
 				add(hp+".max_request_line", "must not exceed max_header_bytes")
 			}
 			checkHeaderOps(h.HeaderOps, hp, add)
+			switch h.Codec {
+			case "auto", "http1", "http2":
+			default:
+				add(hp+".codec", "unknown codec %q (auto, http1, http2)", h.Codec)
+			}
+			h.HTTP2.validate(hp+".http2_protocol_options", add)
 			if al := h.AccessLog; al != nil {
 				if al.Path == "" {
 					add(hp+".access_log.path", "required (stdout, stderr or a file)")

@@ -172,3 +172,31 @@ func (h *Head) CloneInto(dst *Head, arena []byte) []byte {
 	dst.Headers.Fields = fields
 	return arena
 }
+
+// ConnectionSpecific reports whether a field describes one connection and
+// must not be forwarded (RFC 9110 §7.6.1, RFC 9113 §8.2.2): TE, Upgrade,
+// Connection, Keep-Alive, Proxy-Connection, Transfer-Encoding and the fields
+// the Connection header lists.
+func ConnectionSpecific(name []byte, connection []byte, hasConnection bool) bool {
+	switch len(name) {
+	case 2:
+		return equalFold(name, "te")
+	case 7:
+		if equalFold(name, "upgrade") {
+			return true
+		}
+	case 10:
+		if equalFold(name, "connection") || equalFold(name, "keep-alive") {
+			return true
+		}
+	case 16:
+		if equalFold(name, "proxy-connection") {
+			return true
+		}
+	case 17:
+		if equalFold(name, "transfer-encoding") {
+			return true
+		}
+	}
+	return hasConnection && HasToken(connection, string(name))
+}

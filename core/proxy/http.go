@@ -22,6 +22,7 @@ import (
 	"github.com/proxylab/proxylab/core/stats"
 	"github.com/proxylab/proxylab/core/stream"
 	h1s "github.com/proxylab/proxylab/core/stream/http1"
+	h2s "github.com/proxylab/proxylab/core/stream/http2"
 	"github.com/proxylab/proxylab/core/timer"
 	"github.com/proxylab/proxylab/core/upstream"
 	"github.com/proxylab/proxylab/offload"
@@ -32,6 +33,9 @@ type HTTPConfig struct {
 	Router   *router.Router
 	Clusters *upstream.Manager
 	Server   h1s.ServerSettings
+	// Codec: "auto", "http1" or "http2"; HTTP2 configures the latter.
+	Codec string
+	HTTP2 *h2s.Settings
 	// MaxRequestBuffer bounds request body bytes held while no upstream
 	// connection is ready yet; beyond it reading pauses.
 	MaxRequestBuffer int
@@ -70,49 +74,162 @@ var (
 	hdrHost     = []byte("Host")
 )
 
-// NewHTTPFilter returns the per-connection http_proxy filter: an HTTP/1
-// server codec whose streams this package forwards.
+// NewHTTPFilter returns the per-connection http_proxy filter: a server
+// codec (HTTP/1, HTTP/2, or either decided from the first bytes or ALPN)
+// whose streams this package forwards.
 func NewHTTPFilter(cfg *HTTPConfig) network.ReadFilter {
-	cm := &connManager{cfg: cfg}
-	cm.sc = h1s.NewServerConn(&cfg.Server, cm)
-	return &httpFilter{ServerConn: cm.sc, cm: cm}
+	return &httpFilter{cm: &connManager{cfg: cfg}}
 }
 
-// httpFilter learns the client address at connection start.
-type httpFilter struct {
-	*h1s.ServerConn
-	cm *connManager
+// serverCodec is what a downstream codec is to the connection.
+type serverCodec interface {
+	network.ReadFilter
+	network.ConnCallbacks
+	network.Drainer
 }
+
+var (
+	_ serverCodec = (*h1s.ServerConn)(nil)
+	_ serverCodec = (*h2s.ServerConn)(nil)
+)
+
+// httpFilter picks the codec and hands it every event. With codec auto a
+// connection is HTTP/2 when TLS negotiated ALPN h2 or its first bytes are
+// the HTTP/2 client preface (RFC 9113 §3.3, §3.4), otherwise HTTP/1; the
+// bytes looked at are not consumed.
+type httpFilter struct {
+	cm    *connManager
+	c     *network.Conn
+	codec serverCodec
+	held  buffer.Input
+}
+
+var (
+	_ network.ConnCallbacks = (*httpFilter)(nil)
+	_ network.Drainer       = (*httpFilter)(nil)
+	_ network.HalfCloser    = (*httpFilter)(nil)
+)
 
 func (f *httpFilter) OnNewConnection(c *network.Conn) network.FilterStatus {
+	f.c = c
 	f.cm.id = c.ID()
 	f.cm.conn = c
 	if ta, ok := c.RemoteAddr().(*net.TCPAddr); ok {
 		f.cm.clientIP = []byte(ta.IP.String())
 	}
-	return f.ServerConn.OnNewConnection(c)
+	switch f.cm.cfg.Codec {
+	case "http2":
+		f.use(true)
+	case "http1", "":
+		f.use(false)
+	}
+	return network.Continue
+}
+
+func (f *httpFilter) use(h2 bool) {
+	cm := f.cm
+	if h2 {
+		cm.mux = true
+		f.codec = h2s.NewServerConn(cm.cfg.HTTP2, cm)
+	} else {
+		f.codec = h1s.NewServerConn(&cm.cfg.Server, cm)
+	}
+	f.codec.OnNewConnection(f.c)
+}
+
+func (f *httpFilter) OnData(c *network.Conn, b *buffer.Buf) network.FilterStatus {
+	if f.codec != nil {
+		return f.codec.OnData(c, b)
+	}
+	f.held.Add(b)
+	p := f.held.Bytes()
+	if ap, ok := c.Transport().(interface{ NegotiatedProtocol() string }); ok && ap.NegotiatedProtocol() == "h2" {
+		f.use(true)
+	} else {
+		n := min(len(p), len(h2s.ClientPreface))
+		if string(p[:n]) == h2s.ClientPreface[:n] && n < len(h2s.ClientPreface) {
+			return network.StopIteration // a prefix of the preface: wait
+		}
+		f.use(n == len(h2s.ClientPreface) && string(p[:n]) == h2s.ClientPreface)
+	}
+	return f.codec.OnData(c, f.held.Take())
+}
+
+func (f *httpFilter) HandlesHalfClose() bool { return true }
+
+func (f *httpFilter) OnReadEOF(c *network.Conn) {
+	if f.codec == nil {
+		c.Close()
+		return
+	}
+	f.codec.OnReadEOF(c)
+}
+
+func (f *httpFilter) OnDrained(c *network.Conn) {
+	if f.codec != nil {
+		f.codec.OnDrained(c)
+	}
+}
+
+func (f *httpFilter) OnClose(c *network.Conn, err error) {
+	f.held.Reset()
+	if f.codec != nil {
+		f.codec.OnClose(c, err)
+	}
+}
+
+func (f *httpFilter) Drain(c *network.Conn) {
+	if f.codec == nil {
+		c.Close()
+		return
+	}
+	f.codec.Drain(c)
 }
 
 // connManager is the per-connection state shared by its streams.
 type connManager struct {
 	cfg       *HTTPConfig
-	sc        *h1s.ServerConn
 	id        uint64 // the connection's ID: the shard key of its metrics
 	conn      *network.Conn
 	remoteStr string // the client's address, made once if the access log needs it
 	clientIP  []byte
 	scheme    []byte
 	xffBuf    []byte
+	mux       bool // streams run concurrently (HTTP/2)
 
 	// One response timer per connection on the shared wheel, re-armed per
-	// stream: HTTP/1 runs one stream at a time. (Multiplexed protocols give
-	// each stream its own wheel timer.)
+	// stream, when streams run one at a time (HTTP/1); multiplexed streams
+	// each get their own (streamTimer).
 	timer     timer.Timer
 	timerInit bool
 	timed     *httpStream
 }
 
+// streamTimer is the response timer of one multiplexed stream.
+type streamTimer struct {
+	timer.Timer
+	s *httpStream
+}
+
+// Expire runs the stream's response timeout (timer.Expirer).
+func (t *streamTimer) Expire() {
+	sess := t.s.cm.conn
+	sess.Lock()
+	defer sess.Unlock()
+	if !t.s.done {
+		t.s.onTimeout()
+	}
+}
+
 func (cm *connManager) arm(s *httpStream, d time.Duration) {
+	if cm.mux {
+		if s.rt == nil {
+			s.rt = &streamTimer{s: s}
+			s.rt.Init(cm.cfg.Server.Timers, s.rt)
+		}
+		s.rt.Reset(d)
+		return
+	}
 	cm.timed = s
 	if !cm.timerInit {
 		cm.timerInit = true
@@ -122,6 +239,10 @@ func (cm *connManager) arm(s *httpStream, d time.Duration) {
 }
 
 func (cm *connManager) disarm(s *httpStream) {
+	if s.rt != nil {
+		s.rt.Stop()
+		return
+	}
 	if cm.timed == s {
 		cm.timed = nil
 		cm.timer.Stop()
@@ -130,7 +251,7 @@ func (cm *connManager) disarm(s *httpStream) {
 
 // Expire runs the response timeout (timer.Expirer).
 func (cm *connManager) Expire() {
-	sess := cm.sc.Session()
+	sess := cm.conn
 	sess.Lock()
 	defer sess.Unlock()
 	if s := cm.timed; s != nil {
@@ -194,6 +315,7 @@ type httpStream struct {
 	shadows     []*shadow
 	attempt     int // upstream attempts made so far
 	tryTimer    *time.Timer
+	rt          *streamTimer // the response timer, when streams are multiplexed
 
 	respStarted bool
 	done        bool
@@ -527,7 +649,7 @@ func (s *httpStream) rewrite(h *stream.Head) {
 }
 
 func (s *httpStream) openUpstream(h *stream.Head) {
-	s.up.cancel = s.host.HTTP1Pool().NewStream(&s.up, s.enc.Session(), &s.up)
+	s.up.cancel = s.host.HTTPPool().NewStream(&s.up, s.enc.Session(), &s.up)
 	switch {
 	case s.done: // the pool failed synchronously and replied
 	case s.up.enc == nil:
@@ -745,7 +867,7 @@ func (s *httpStream) sendElsewhere() {
 	next.RqTotal.Inc(s.cm.id)
 	s.host, s.upHost = next, next
 	s.up = upstreamRequest{s: s}
-	s.up.cancel = next.HTTP1Pool().NewStream(&s.up, s.enc.Session(), &s.up)
+	s.up.cancel = next.HTTPPool().NewStream(&s.up, s.enc.Session(), &s.up)
 }
 
 // retryElsewhere retries at once (the request never reached an upstream, or
@@ -921,12 +1043,22 @@ func (u *upstreamRequest) OnBelowWriteLowWatermark() {
 // OnReset: the upstream failed. Before any response byte a stale reused
 // connection is retried once on the pool; otherwise the client gets a 502, or
 // a reset if the response had started.
+// resetDownstream aborts a response already under way, saying why when the
+// codec can (an upstream cancellation stays a cancellation).
+func resetDownstream(enc stream.ResponseEncoder, reason error) {
+	if rr, ok := enc.(stream.ReasonResetter); ok {
+		rr.ResetWith(reason)
+		return
+	}
+	enc.Reset()
+}
+
 func (u *upstreamRequest) OnReset(reason error) {
 	s := u.s
 	s.flags = "UC"
 	if s.done {
 		if s.respStarted {
-			s.enc.Reset()
+			resetDownstream(s.enc, reason)
 		}
 		return
 	}
@@ -935,18 +1067,19 @@ func (u *upstreamRequest) OnReset(reason error) {
 		s.enc.ReadDisable(false)
 	}
 	u.enc = nil
-	if !u.gotHead && u.reused && s.headSaved && !s.retried && errors.Is(reason, stream.ErrUpstreamReset) {
+	stale := u.reused && errors.Is(reason, stream.ErrUpstreamReset) || errors.Is(reason, stream.ErrRefused)
+	if !u.gotHead && stale && s.headSaved && !s.retried {
 		s.retried = true
 		if st := s.cluster.Stats; st != nil {
 			st.UpstreamRqRetry.Inc(s.cm.id)
 		}
 		u.reused = false
-		u.cancel = s.host.HTTP1Pool().NewStream(u, s.enc.Session(), u)
+		u.cancel = s.host.HTTPPool().NewStream(u, s.enc.Session(), u)
 		return
 	}
 	if u.gotHead {
 		s.finish()
-		s.enc.Reset()
+		resetDownstream(s.enc, reason)
 		return
 	}
 	s.cluster.ReportResponse(s.host, 0) // a reset before any response counts like a 5xx

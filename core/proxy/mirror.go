@@ -55,7 +55,7 @@ func (s *httpStream) startShadows(h *stream.Head, end bool) {
 			st.UpstreamRqTotal.Inc(s.cm.id)
 		}
 		s.shadows = append(s.shadows, sh)
-		sh.cancel = host.HTTP1Pool().NewStream(sh, s.enc.Session(), sh)
+		sh.cancel = host.HTTPPool().NewStream(sh, s.enc.Session(), sh)
 	}
 }
 

@@ -20,6 +20,7 @@ import (
 	"github.com/proxylab/proxylab/core/proxy"
 	"github.com/proxylab/proxylab/core/router"
 	h1s "github.com/proxylab/proxylab/core/stream/http1"
+	h2s "github.com/proxylab/proxylab/core/stream/http2"
 	"github.com/proxylab/proxylab/core/timer"
 	"github.com/proxylab/proxylab/core/upstream"
 	"github.com/proxylab/proxylab/offload"
@@ -76,7 +77,11 @@ func New(cfg *config.Config, tr transport.Transport, log *slog.Logger) (*Server,
 			}
 			st := &offload.Stats{}
 			s.clusterTLS[cc.Name] = st
-			occ := &offload.ClientConfig{SNI: t.SNI, CAFile: t.CAFile, Insecure: t.InsecureSkipVerify, ALPN: t.ALPN, MinVersion: t.MinVersion, Stats: st}
+			alpn := t.ALPN
+			if len(alpn) == 0 && cc.Protocol == "http2" {
+				alpn = []string{"h2"}
+			}
+			occ := &offload.ClientConfig{SNI: t.SNI, CAFile: t.CAFile, Insecure: t.InsecureSkipVerify, ALPN: alpn, MinVersion: t.MinVersion, Stats: st}
 			if c := t.ClientCert; c != nil {
 				occ.Cert = &offload.CertFiles{CertFile: c.CertFile, KeyFile: c.KeyFile}
 			}
@@ -102,6 +107,16 @@ func New(cfg *config.Config, tr transport.Transport, log *slog.Logger) (*Server,
 				IdleTimeout:        cc.IdleTimeout.D(),
 				HighWatermark:      256 << 10,
 			},
+		}
+		if cc.Protocol == "http2" {
+			ucfg.HTTP2 = &h2s.ClientSettings{
+				H2:                 h2Settings(cc.HTTP2, s.timers),
+				ConnectTimeout:     cc.ConnectTimeout.D(),
+				MaxConnections:     cc.MaxConnections,
+				MaxPending:         cc.MaxPending,
+				MaxRequestsPerConn: cc.MaxRequestsPerConnection,
+				IdleTimeout:        cc.IdleTimeout.D(),
+			}
 		}
 		if sc := cc.Subsets; sc != nil {
 			ucfg.Subsets = &upstream.Subsets{Selectors: sc.SubsetSelectors, Fallback: sc.FallbackPolicy, Default: sc.DefaultSubset}
@@ -139,7 +154,19 @@ func New(cfg *config.Config, tr transport.Transport, log *slog.Logger) (*Server,
 		}
 		var filters []network.ListenerFilter
 		if t := lc.TLS; t != nil {
-			f, err := s.tlsFilter(lc.Name, t, info)
+			alpn := t.ALPN
+			if len(alpn) == 0 && lc.HTTP != nil {
+				// Offer what the codec speaks, h2 first (RFC 7301).
+				switch lc.HTTP.Codec {
+				case "http1":
+					alpn = []string{"http/1.1"}
+				case "http2":
+					alpn = []string{"h2"}
+				default:
+					alpn = []string{"h2", "http/1.1"}
+				}
+			}
+			f, err := s.tlsFilter(lc.Name, t, alpn, info)
 			if err != nil {
 				s.Close()
 				return nil, err
@@ -159,13 +186,13 @@ func New(cfg *config.Config, tr transport.Transport, log *slog.Logger) (*Server,
 	return s, nil
 }
 
-func (s *Server) tlsFilter(name string, t *config.ListenerTLS, info *ListenerInfo) (network.ListenerFilter, error) {
+func (s *Server) tlsFilter(name string, t *config.ListenerTLS, alpn []string, info *ListenerInfo) (network.ListenerFilter, error) {
 	eng, err := offload.New(t.Engine)
 	if err != nil {
 		return nil, fmt.Errorf("server: listener %q: %w", name, err)
 	}
 	sc := &offload.ServerConfig{
-		ALPN: t.ALPN, MinVersion: t.MinVersion, MaxVersion: t.MaxVersion, CipherSuites: t.CipherSuites, Curves: t.Curves,
+		ALPN: alpn, MinVersion: t.MinVersion, MaxVersion: t.MaxVersion, CipherSuites: t.CipherSuites, Curves: t.Curves,
 		ClientAuth: t.ClientAuth, ClientCA: t.ClientCA, ClientSANs: t.ClientSANs,
 		SessionTicketKeyFile: t.SessionTicketKeyFile, TicketRotation: t.TicketRotation.D(),
 		ReloadInterval: t.ReloadInterval.D(), HandshakeTimeout: t.HandshakeTimeout.D(),
@@ -259,6 +286,8 @@ func (s *Server) chainFor(lc config.Listener, info *ListenerInfo) (network.Chain
 				Linger:        2 * time.Second,
 				Timers:        s.timers,
 			},
+			Codec:            h.Codec,
+			HTTP2:            h2Settings(h.HTTP2, s.timers),
 			MaxRequestBuffer: h.MaxRequestBuffer,
 			HeaderOps:        headerOps(h.HeaderOps),
 			Log:              s.log,
@@ -304,6 +333,20 @@ func (s *Server) chainFor(lc config.Listener, info *ListenerInfo) (network.Chain
 	return func() ([]network.ReadFilter, []network.WriteFilter) {
 		return []network.ReadFilter{proxy.NewTCPFilter(tc)}, nil
 	}, nil
+}
+
+// h2Settings turns config options into codec settings (defaults applied).
+func h2Settings(o config.HTTP2Options, timers *timer.Wheel) *h2s.Settings {
+	set := &h2s.Settings{
+		MaxConcurrentStreams: uint32(o.MaxConcurrentStreams),
+		InitialStreamWindow:  int32(o.InitialStreamWindowSize),
+		ConnWindow:           int32(o.InitialConnectionWindowSize),
+		MaxHeaderListSize:    uint32(o.MaxHeaderListSize),
+		ResetBurst:           o.ResetBurst,
+		ResetRate:            float64(o.MaxResetsPerSecond),
+		Timers:               timers,
+	}
+	return set.Prepare()
 }
 
 // envoySubstitution turns Envoy's \1-style group references into Go's ${1}

@@ -149,7 +149,24 @@ type Pool interface {
 var (
 	ErrUpstreamReset   = errors.New("stream: upstream connection reset")
 	ErrDownstreamReset = errors.New("stream: downstream connection reset")
+	// ErrRefused: the upstream refused the stream before processing it
+	// (HTTP/2 REFUSED_STREAM or above a GOAWAY's last stream), so the
+	// request may be retried whatever its method.
+	ErrRefused = errors.New("stream: refused by upstream before processing")
 )
+
+// ReasonResetter is an encoder that can say why it resets; the proxy uses
+// it to pass a peer's reset on (HTTP/2 keeps CANCEL as CANCEL, so a
+// cancellation crosses the proxy as one).
+type ReasonResetter interface {
+	ResetWith(reason error)
+}
+
+// PoolStats are a connection pool's counters.
+type PoolStats struct {
+	ConnectsTotal, ConnectFailures, Reuses atomic.Uint64
+	Active                                 atomic.Int64
+}
 
 // Breaker is a limit shared by everything that counts against it (a
 // cluster's pools, its requests): TryAcquire takes a slot if one is free.

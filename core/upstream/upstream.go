@@ -14,6 +14,7 @@ import (
 	"github.com/proxylab/proxylab/core/stats"
 	"github.com/proxylab/proxylab/core/stream"
 	h1s "github.com/proxylab/proxylab/core/stream/http1"
+	h2s "github.com/proxylab/proxylab/core/stream/http2"
 	"github.com/proxylab/proxylab/offload"
 	"github.com/proxylab/proxylab/transport"
 )
@@ -24,7 +25,7 @@ type Host struct {
 	AddressBytes []byte // Address, for headers without a conversion per request
 	Weight       uint32
 	cluster      *Cluster
-	http1        *h1s.Pool
+	pool         HTTPPool
 
 	Metadata       map[string]string
 	ActiveRequests atomic.Int64
@@ -43,8 +44,25 @@ func (h *Host) Healthy() bool { return !h.unhealthy.Load() }
 // Cluster returns the cluster the host belongs to.
 func (h *Host) Cluster() *Cluster { return h.cluster }
 
-// HTTP1Pool is the host's HTTP/1 connection pool.
-func (h *Host) HTTP1Pool() *h1s.Pool { return h.http1 }
+// HTTPPool is what a host's HTTP connection pool offers, whatever the
+// protocol it speaks upstream.
+type HTTPPool interface {
+	stream.Pool
+	Counters() *stream.PoolStats
+	// Idle is the number of open connections carrying no request.
+	Idle() int
+	// SweepIdle closes connections idle past the pool's idle timeout.
+	SweepIdle(now time.Time) int
+}
+
+var (
+	_ HTTPPool = (*h1s.Pool)(nil)
+	_ HTTPPool = (*h2s.Pool)(nil)
+)
+
+// HTTPPool is the host's HTTP connection pool (HTTP/1 or HTTP/2, as the
+// cluster's protocol says).
+func (h *Host) HTTPPool() HTTPPool { return h.pool }
 
 // LBContext carries what a load balancer may hash or look at.
 type LBContext struct {
@@ -107,6 +125,9 @@ type ClusterConfig struct {
 	LB    string
 	Hosts []HostConfig
 	HTTP1 h1s.ClientSettings
+	// HTTP2, when set, makes the hosts' pools speak HTTP/2 (Wrap and
+	// Scheme are filled per host).
+	HTTP2 *h2s.ClientSettings
 	// Stats enables the cluster's metrics.
 	Stats bool
 	// TLS secures the hosts' connections (those not marked Plaintext).
@@ -319,7 +340,16 @@ func (c *Cluster) newHost(hc HostConfig) *Host {
 		}
 		set.Wrap = func(conn transport.Conn, _ string) transport.Conn { return h.TLS.Wrap(conn, sni) }
 	}
-	h.http1 = h1s.NewPool(c.tr, hc.Address, &set)
+	if c.cfg.HTTP2 != nil {
+		h2 := *c.cfg.HTTP2
+		h2.ClusterConns, h2.ClusterPending, h2.Wrap, h2.Scheme = set.ClusterConns, set.ClusterPending, set.Wrap, "http"
+		if h.TLS != nil {
+			h2.Scheme = "https"
+		}
+		h.pool = h2s.NewPool(c.tr, hc.Address, &h2)
+		return h
+	}
+	h.pool = h1s.NewPool(c.tr, hc.Address, &set)
 	return h
 }
 
@@ -351,7 +381,7 @@ func (c *Cluster) SetHosts(want []HostConfig) (added, removed int) {
 	c.rebalance()
 	for _, h := range old {
 		close(h.removed)
-		h.http1.Drain()
+		h.pool.Drain()
 	}
 	for _, h := range fresh {
 		for _, f := range c.onAdd {
@@ -369,7 +399,7 @@ func (c *Cluster) StartIdleSweep(ctx context.Context, timeout time.Duration) {
 	}
 	every(ctx, max(timeout/2, 10*time.Millisecond), func(now time.Time) {
 		for _, h := range c.Hosts() {
-			h.http1.SweepIdle(now)
+			h.pool.SweepIdle(now)
 		}
 	})
 }
@@ -394,7 +424,7 @@ func every(ctx context.Context, period time.Duration, fn func(now time.Time)) {
 // Drain winds down every host's pools.
 func (c *Cluster) Drain() {
 	for _, h := range c.Hosts() {
-		h.http1.Drain()
+		h.pool.Drain()
 	}
 }
 

@@ -16,35 +16,10 @@ type Framing struct {
 	Connection string
 }
 
-// hopByHop reports whether a field must not be forwarded (RFC 9110 §7.6.1):
-// connection-specific fields, those the Connection header lists, and the
-// framing fields the encoder writes itself.
+// hopByHop reports whether a field must not be forwarded: connection-specific
+// fields and the framing fields the encoder writes itself.
 func hopByHop(name []byte, connection []byte, hasConnection bool) bool {
-	switch len(name) {
-	case 2:
-		return protocol.EqualFold(name, "te")
-	case 7:
-		if protocol.EqualFold(name, "upgrade") {
-			return true
-		}
-	case 10:
-		if protocol.EqualFold(name, "connection") || protocol.EqualFold(name, "keep-alive") {
-			return true
-		}
-	case 14:
-		if protocol.EqualFold(name, "content-length") {
-			return true
-		}
-	case 16:
-		if protocol.EqualFold(name, "proxy-connection") {
-			return true
-		}
-	case 17:
-		if protocol.EqualFold(name, "transfer-encoding") {
-			return true
-		}
-	}
-	return hasConnection && protocol.HasToken(connection, string(name))
+	return len(name) == 14 && protocol.EqualFold(name, "content-length") || protocol.ConnectionSpecific(name, connection, hasConnection)
 }
 
 // headSize returns an upper bound of the encoded fields' size.

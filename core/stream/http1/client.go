@@ -36,10 +36,7 @@ type ClientSettings struct {
 }
 
 // PoolStats are a pool's counters.
-type PoolStats struct {
-	ConnectsTotal, ConnectFailures, Reuses atomic.Uint64
-	Active                                 atomic.Int64
-}
+type PoolStats = stream.PoolStats
 
 // Pool keeps keep-alive HTTP/1 connections to one upstream address. Idle
 // connections stay registered with the transport, so one the server closes
@@ -304,6 +301,9 @@ func (p *Pool) Drain() {
 	}
 }
 
+// Counters are the pool's counters.
+func (p *Pool) Counters() *stream.PoolStats { return &p.Stats }
+
 // Idle is the number of idle connections (for tests and stats).
 func (p *Pool) Idle() int {
 	p.mu.Lock()
@@ -361,10 +361,10 @@ func (cc *ClientConn) OnData(_ transport.Conn, b *buffer.Buf) {
 		return
 	}
 	s.gotBytes = true
-	cc.in.add(b)
-	for cc.in.len() > 0 && !s.done() {
-		n, err := cc.p.Parse(cc.in.bytes())
-		cc.in.consume(n)
+	cc.in.Add(b)
+	for cc.in.Len() > 0 && !s.done() {
+		n, err := cc.p.Parse(cc.in.Bytes())
+		cc.in.Consume(n)
 		if err != nil {
 			if err != errStreamGone {
 				s.fail(fmt.Errorf("http1: upstream response: %w", err))
@@ -381,8 +381,8 @@ func (cc *ClientConn) OnData(_ transport.Conn, b *buffer.Buf) {
 			break
 		}
 	}
-	if s.respDone && cc.in.len() > 0 {
-		cc.in.reset()
+	if s.respDone && cc.in.Len() > 0 {
+		cc.in.Reset()
 		s.reusable = false // bytes after a complete response
 	}
 	s.maybeFinish()
@@ -427,7 +427,7 @@ func (cc *ClientConn) OnClose(_ transport.Conn, err error) {
 		}
 		s.sess.Unlock()
 	}
-	cc.in.reset()
+	cc.in.Reset()
 	cc.pool.removeClosed(cc)
 }
 

@@ -10,58 +10,8 @@ import (
 	"github.com/proxylab/proxylab/core/stream"
 )
 
-// inbuf holds bytes read but not yet parsed. In the common case it is the
-// transport's read buffer itself (no copy); bytes are copied only when a head
-// or chunk line spans reads.
-type inbuf struct{ b *buffer.Buf }
-
-func (in *inbuf) add(b *buffer.Buf) {
-	if in.b == nil {
-		in.b = b
-		return
-	}
-	if len(in.b.Free()) < b.Len() {
-		in.b.Compact()
-	}
-	if len(in.b.Free()) < b.Len() {
-		nb := buffer.Get(in.b.Len() + b.Len())
-		nb.Append(in.b.Bytes())
-		in.b.Release()
-		in.b = nb
-	}
-	in.b.Append(b.Bytes())
-	b.Release()
-}
-
-func (in *inbuf) bytes() []byte {
-	if in.b == nil {
-		return nil
-	}
-	return in.b.Bytes()
-}
-
-func (in *inbuf) len() int {
-	if in.b == nil {
-		return 0
-	}
-	return in.b.Len()
-}
-
-func (in *inbuf) consume(n int) {
-	if in.b == nil {
-		return
-	}
-	in.b.Consume(n)
-	if in.b.Len() == 0 {
-		in.b.Release()
-		in.b = nil
-	}
-}
-
-func (in *inbuf) reset() {
-	in.b.Release()
-	in.b = nil
-}
+// inbuf holds bytes read but not yet parsed.
+type inbuf = buffer.Input
 
 // outq collects an encoder's writes until its session flushes them.
 type outq struct {

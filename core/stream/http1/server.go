@@ -97,7 +97,7 @@ func (sc *ServerConn) parser() *h1.Parser {
 // releaseParser returns the parser when the connection is between requests
 // with nothing buffered.
 func (sc *ServerConn) releaseParser() {
-	if sc.p != nil && sc.cur == nil && sc.p.Idle() && sc.in.len() == 0 {
+	if sc.p != nil && sc.cur == nil && sc.p.Idle() && sc.in.Len() == 0 {
 		sc.p.Rebind(sc.set.Limits, nil)
 		parsers.Put(sc.p)
 		sc.p = nil
@@ -122,7 +122,7 @@ func (sc *ServerConn) OnData(_ *network.Conn, b *buffer.Buf) network.FilterStatu
 		b.Release()
 		return network.StopIteration
 	}
-	sc.in.add(b)
+	sc.in.Add(b)
 	sc.dispatch()
 	return network.StopIteration
 }
@@ -135,7 +135,7 @@ func (sc *ServerConn) dispatch() {
 		return
 	}
 	sc.dispatching = true
-	for sc.in.len() > 0 && !sc.lingering {
+	for sc.in.Len() > 0 && !sc.lingering {
 		p := sc.parser()
 		if p.Done() {
 			if sc.cur != nil {
@@ -151,8 +151,8 @@ func (sc *ServerConn) dispatch() {
 				break
 			}
 		}
-		n, err := p.Parse(sc.in.bytes())
-		sc.in.consume(n)
+		n, err := p.Parse(sc.in.Bytes())
+		sc.in.Consume(n)
 		if err != nil {
 			sc.protocolError(err)
 			break
@@ -242,7 +242,7 @@ func (sc *ServerConn) closeGracefully() {
 		return
 	}
 	sc.lingering = true
-	sc.in.reset()
+	sc.in.Reset()
 	sc.c.CloseWrite()
 	sc.tkind = timerNone
 	sc.setTimer(timerLinger, sc.set.Linger)
@@ -280,7 +280,7 @@ func (sc *ServerConn) OnClose(*network.Conn, error) {
 		s.dec.OnReset(stream.ErrDownstreamReset)
 	}
 	sc.cur = nil
-	sc.in.reset()
+	sc.in.Reset()
 	sc.releaseParser()
 }
 

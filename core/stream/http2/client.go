@@ -1,0 +1,844 @@
+package http2
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+
+	"github.com/proxylab/proxylab/core/buffer"
+	"github.com/proxylab/proxylab/core/protocol"
+	"github.com/proxylab/proxylab/core/stream"
+	"github.com/proxylab/proxylab/transport"
+)
+
+// ClientSettings configure the connections of one upstream pool.
+type ClientSettings struct {
+	// H2 are the protocol settings (Prepare applied).
+	H2             *Settings
+	ConnectTimeout time.Duration
+	// MaxConnections bounds open connections to the host (0: unlimited).
+	MaxConnections int
+	// MaxPending bounds requests waiting for a stream (0: unlimited).
+	MaxPending int
+	// MaxRequestsPerConn retires a connection after that many streams.
+	MaxRequestsPerConn int
+	// IdleTimeout closes a connection without streams for that long.
+	IdleTimeout time.Duration
+	// ClusterConns and ClusterPending are cluster-wide circuit breakers.
+	ClusterConns, ClusterPending *stream.Breaker
+	// Wrap secures each new connection (TLS with ALPN h2), when set.
+	Wrap func(c transport.Conn, host string) transport.Conn
+	// Scheme is the :scheme of requests ("http" or "https").
+	Scheme string
+}
+
+// Pool multiplexes requests to one upstream address over as few HTTP/2
+// connections as the streams-per-connection limits allow. Lock order:
+// a downstream session, then Pool.mu, then ClientConn.mu; a ClientConn's
+// transport events take only its own mu and release it before taking any
+// session.
+type Pool struct {
+	tr   transport.Transport
+	addr string
+	set  *ClientSettings
+
+	mu         sync.Mutex
+	conns      []*ClientConn
+	total      int
+	connecting int
+	waiters    []*waiter
+	draining   bool
+
+	Stats stream.PoolStats
+}
+
+var _ stream.Pool = (*Pool)(nil)
+
+// NewPool returns an empty pool for addr.
+func NewPool(tr transport.Transport, addr string, set *ClientSettings) *Pool {
+	return &Pool{tr: tr, addr: addr, set: set}
+}
+
+type waiter struct {
+	p         *Pool
+	dec       stream.ResponseDecoder
+	sess      stream.Session
+	cb        stream.PoolCallbacks
+	cancelled bool // guarded by sess
+}
+
+// Cancel withdraws a pending request; call it under the session.
+func (w *waiter) Cancel() {
+	w.cancelled = true
+	w.p.mu.Lock()
+	for i, x := range w.p.waiters {
+		if x == w {
+			w.p.waiters = append(w.p.waiters[:i], w.p.waiters[i+1:]...)
+			w.p.set.ClusterPending.Release()
+			break
+		}
+	}
+	w.p.mu.Unlock()
+}
+
+func (w *waiter) fail(f stream.PoolFailure, err error) {
+	w.sess.Lock()
+	if !w.cancelled {
+		w.cb.OnPoolFailure(f, err)
+	}
+	w.sess.Unlock()
+}
+
+// NewStream implements stream.Pool.
+func (p *Pool) NewStream(dec stream.ResponseDecoder, sess stream.Session, cb stream.PoolCallbacks) stream.Cancellable {
+	p.mu.Lock()
+	if cc := p.freeLocked(); cc != nil {
+		p.mu.Unlock()
+		p.Stats.Reuses.Add(1)
+		cs, reused := cc.attach(dec, sess)
+		cb.OnPoolReady(cs, reused)
+		return nil
+	}
+	if p.set.MaxPending > 0 && len(p.waiters) >= p.set.MaxPending || !p.set.ClusterPending.TryAcquire() {
+		p.mu.Unlock()
+		cb.OnPoolFailure(stream.Overflow, fmt.Errorf("http2: too many requests wait for %s", p.addr))
+		return nil
+	}
+	w := &waiter{p: p, dec: dec, sess: sess, cb: cb}
+	p.waiters = append(p.waiters, w)
+	p.maybeDialLocked()
+	p.mu.Unlock()
+	return w
+}
+
+// freeLocked returns a connection with a free stream slot, reserving it.
+func (p *Pool) freeLocked() *ClientConn {
+	for _, cc := range p.conns {
+		if cc.reserve() {
+			return cc
+		}
+	}
+	return nil
+}
+
+// maybeDialLocked opens a connection when waiters cannot fit on the
+// connections being dialled (each is assumed to take the configured
+// streams). Caller holds p.mu.
+func (p *Pool) maybeDialLocked() {
+	per := int(p.set.H2.MaxConcurrentStreams)
+	if len(p.waiters) <= p.connecting*per || p.draining || (p.set.MaxConnections > 0 && p.total >= p.set.MaxConnections) {
+		return
+	}
+	if !p.set.ClusterConns.TryAcquire() {
+		if p.total == 0 {
+			if w := p.popWaiterLocked(); w != nil {
+				go w.fail(stream.CxOverflow, fmt.Errorf("http2: cluster connection limit reached, none open to %s", p.addr))
+			}
+		}
+		return
+	}
+	p.total++
+	p.connecting++
+	p.Stats.ConnectsTotal.Add(1)
+	p.tr.Dial("tcp", p.addr, p.set.ConnectTimeout, p.onConnect)
+}
+
+func (p *Pool) popWaiterLocked() *waiter {
+	if len(p.waiters) == 0 {
+		return nil
+	}
+	p.set.ClusterPending.Release()
+	w := p.waiters[0]
+	p.waiters[0] = nil
+	p.waiters = p.waiters[1:]
+	return w
+}
+
+func (p *Pool) onConnect(tc transport.Conn, err error) {
+	if err != nil {
+		p.Stats.ConnectFailures.Add(1)
+		p.set.ClusterConns.Release()
+		p.mu.Lock()
+		p.total--
+		p.connecting--
+		// Every waiter counted on this connection: fail as many as it
+		// would have carried, leaving the rest to other dials.
+		var failed []*waiter
+		for range p.set.H2.MaxConcurrentStreams {
+			w := p.popWaiterLocked()
+			if w == nil {
+				break
+			}
+			failed = append(failed, w)
+		}
+		p.mu.Unlock()
+		f := stream.ConnectFailure
+		var ne interface{ Timeout() bool }
+		if errors.As(err, &ne) && ne.Timeout() {
+			f = stream.ConnectTimeout
+		}
+		for _, w := range failed {
+			w.fail(f, err)
+		}
+		return
+	}
+	if p.set.Wrap != nil {
+		tc = p.set.Wrap(tc, p.addr)
+	}
+	cc := &ClientConn{pool: p, tc: tc, nextID: 1, idleSince: time.Now()}
+	cc.conn.init(p.set.H2, cc, false)
+	cc.peerMaxStreams = 100 // RFC 9113 §6.5.2: assume 100 until SETTINGS
+	cc.mu.Lock()
+	cc.start(true)
+	cc.mu.Unlock()
+	p.Stats.Active.Add(1)
+	p.mu.Lock()
+	p.connecting--
+	p.conns = append(p.conns, cc)
+	p.mu.Unlock()
+	tc.Start(cc)
+	cc.mu.Lock()
+	cc.flushLocked()
+	cc.mu.Unlock()
+	p.serveWaiters()
+}
+
+// serveWaiters gives free stream slots to waiting requests, each under its
+// own session; it holds no other lock meanwhile.
+func (p *Pool) serveWaiters() {
+	for {
+		p.mu.Lock()
+		if len(p.waiters) == 0 {
+			p.mu.Unlock()
+			return
+		}
+		cc := p.freeLocked()
+		if cc == nil {
+			p.maybeDialLocked()
+			p.mu.Unlock()
+			return
+		}
+		w := p.popWaiterLocked()
+		p.mu.Unlock()
+		w.sess.Lock()
+		if w.cancelled {
+			w.sess.Unlock()
+			cc.unreserve()
+			continue
+		}
+		cs, reused := cc.attach(w.dec, w.sess)
+		w.cb.OnPoolReady(cs, reused)
+		w.sess.Unlock()
+	}
+}
+
+func (p *Pool) removeClosed(cc *ClientConn) {
+	p.set.ClusterConns.Release()
+	p.mu.Lock()
+	p.total--
+	for i, x := range p.conns {
+		if x == cc {
+			p.conns = append(p.conns[:i], p.conns[i+1:]...)
+			break
+		}
+	}
+	p.maybeDialLocked()
+	p.mu.Unlock()
+	p.Stats.Active.Add(-1)
+}
+
+// Drain stops new streams on every connection (GOAWAY); each closes once
+// its streams finish.
+func (p *Pool) Drain() {
+	p.mu.Lock()
+	p.draining = true
+	conns := append([]*ClientConn(nil), p.conns...)
+	p.mu.Unlock()
+	for _, cc := range conns {
+		cc.mu.Lock()
+		cc.retiring = true
+		cc.goAway(http2.ErrCodeNo, "draining")
+		cc.maybeCloseLocked()
+		cc.flushLocked()
+		cc.mu.Unlock()
+	}
+}
+
+// Idle is the number of connections without streams.
+func (p *Pool) Idle() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for _, cc := range p.conns {
+		cc.mu.Lock()
+		if cc.active+cc.reserved == 0 {
+			n++
+		}
+		cc.mu.Unlock()
+	}
+	return n
+}
+
+// Counters are the pool's counters.
+func (p *Pool) Counters() *stream.PoolStats { return &p.Stats }
+
+// SweepIdle closes connections without streams for longer than the idle
+// timeout.
+func (p *Pool) SweepIdle(now time.Time) (closed int) {
+	if p.set.IdleTimeout <= 0 {
+		return 0
+	}
+	p.mu.Lock()
+	conns := append([]*ClientConn(nil), p.conns...)
+	p.mu.Unlock()
+	for _, cc := range conns {
+		cc.mu.Lock()
+		stale := cc.active+cc.reserved == 0 && now.Sub(cc.idleSince) > p.set.IdleTimeout
+		if stale {
+			cc.retiring = true
+		}
+		cc.mu.Unlock()
+		if stale {
+			cc.tc.Close()
+			closed++
+		}
+	}
+	return closed
+}
+
+// ClientConn is one upstream HTTP/2 connection carrying many streams.
+type ClientConn struct {
+	mu sync.Mutex // guards everything below and the engine
+	conn
+	pool *Pool
+	tc   transport.Conn
+
+	nextID    uint32
+	reserved  int // slots promised, stream not opened yet
+	active    int // streams attached and not finished
+	used      int // streams ever attached
+	retiring  bool
+	closed    bool
+	idleSince time.Time
+	ready     []*clientStream     // streams with events to deliver
+	encFields []hpack.HeaderField // encoding scratch
+}
+
+var (
+	_ transport.Handler = (*ClientConn)(nil)
+	_ roleEvents        = (*ClientConn)(nil)
+)
+
+// limit is how many streams may be open at once.
+func (cc *ClientConn) limit() int {
+	return int(min(cc.set.MaxConcurrentStreams, cc.peerMaxStreams))
+}
+
+// reserve takes a stream slot if the connection can carry another stream.
+func (cc *ClientConn) reserve() bool {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	max := cc.pool.set.MaxRequestsPerConn
+	if cc.closed || cc.retiring || cc.goAwayRecv || cc.goAwaySent || cc.active+cc.reserved >= cc.limit() ||
+		(max > 0 && cc.used+cc.reserved >= max) {
+		return false
+	}
+	cc.reserved++
+	return true
+}
+
+func (cc *ClientConn) unreserve() {
+	cc.mu.Lock()
+	cc.reserved--
+	cc.mu.Unlock()
+}
+
+// attach turns a reserved slot into a stream for dec under sess.
+func (cc *ClientConn) attach(dec stream.ResponseDecoder, sess stream.Session) (*clientStream, bool) {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	cc.reserved--
+	cc.active++
+	reused := cc.used > 0
+	cc.used++
+	cs := &clientStream{cc: cc, dec: dec, sess: sess}
+	if cc.closed {
+		cs.queueReset(fmt.Errorf("%w: connection closed", stream.ErrUpstreamReset))
+	}
+	return cs, reused
+}
+
+func (cc *ClientConn) isServer() bool { return false }
+
+func (cc *ClientConn) isIdle(id uint32) bool { return id%2 == 0 || id >= cc.nextID }
+
+func (cc *ClientConn) wantFlush() {}
+
+// flushLocked writes the queued frames. Caller holds cc.mu.
+func (cc *ClientConn) flushLocked() {
+	bufs := cc.out.take()
+	if len(bufs) == 0 {
+		return
+	}
+	if q, _ := cc.tc.Write(bufs...); q > cc.set.HighWatermark {
+		cc.blocked = true
+	}
+}
+
+func (cc *ClientConn) OnData(_ transport.Conn, b *buffer.Buf) {
+	cc.mu.Lock()
+	if cc.closed {
+		cc.mu.Unlock()
+		b.Release()
+		return
+	}
+	cc.in.Add(b)
+	err := cc.feed()
+	cc.flushLocked()
+	if err != nil {
+		cc.failAllLocked(fmt.Errorf("%w: %w", stream.ErrUpstreamReset, err))
+		cc.mu.Unlock()
+		cc.deliver()
+		cc.tc.Close()
+		return
+	}
+	cc.maybeCloseLocked()
+	cc.mu.Unlock()
+	cc.deliver()
+}
+
+func (cc *ClientConn) OnReadEOF(transport.Conn) { cc.tc.Close() }
+
+func (cc *ClientConn) OnDrained(transport.Conn) {
+	cc.mu.Lock()
+	if cc.blocked {
+		cc.blocked = false
+		cc.pump()
+		cc.flushLocked()
+	}
+	cc.mu.Unlock()
+	cc.deliver()
+}
+
+func (cc *ClientConn) OnClose(_ transport.Conn, err error) {
+	cc.mu.Lock()
+	cc.closed = true
+	if err == nil {
+		err = stream.ErrUpstreamReset
+	} else {
+		err = fmt.Errorf("%w: %w", stream.ErrUpstreamReset, err)
+	}
+	cc.failAllLocked(err)
+	cc.out.drop()
+	cc.in.Reset()
+	cc.mu.Unlock()
+	cc.deliver()
+	cc.pool.removeClosed(cc)
+}
+
+// failAllLocked resets every stream with err.
+func (cc *ClientConn) failAllLocked(err error) {
+	cc.retiring = true
+	for _, st := range cc.streams {
+		cc.forget(st)
+		if cs, ok := st.owner.(*clientStream); ok {
+			cs.queueReset(err)
+		}
+	}
+}
+
+// maybeCloseLocked closes a retiring connection once its streams are done.
+func (cc *ClientConn) maybeCloseLocked() {
+	if (cc.retiring || cc.goAwayRecv) && cc.active+cc.reserved == 0 && !cc.closed {
+		cc.closed = true
+		go cc.tc.Close()
+	}
+}
+
+// deliver runs queued stream events, each under its stream's session.
+// Called with no lock held, from the connection's event goroutine.
+func (cc *ClientConn) deliver() {
+	for {
+		cc.mu.Lock()
+		if len(cc.ready) == 0 {
+			cc.mu.Unlock()
+			return
+		}
+		cs := cc.ready[0]
+		cc.ready[0] = nil
+		cc.ready = cc.ready[1:]
+		cc.mu.Unlock()
+		cs.run()
+	}
+}
+
+// onForget: the engine is done with st (both directions ended or reset).
+func (cc *ClientConn) onForget(st *h2stream) {
+	if cs, ok := st.owner.(*clientStream); ok {
+		cc.onStreamClosed(cs)
+	}
+}
+
+// onStreamClosed frees cs's slot, once.
+func (cc *ClientConn) onStreamClosed(cs *clientStream) {
+	if cs.released {
+		return
+	}
+	cs.released = true
+	cc.active--
+	if cc.active+cc.reserved == 0 {
+		cc.idleSince = time.Now()
+	}
+	p := cc.pool
+	if !cc.retiring && !cc.goAwayRecv {
+		// A slot opened: hand it to a waiter, off this goroutine's locks.
+		p.mu.Lock()
+		n := len(p.waiters)
+		p.mu.Unlock()
+		if n > 0 {
+			go p.serveWaiters()
+		}
+	}
+	cc.maybeCloseLocked()
+}
+
+// onHeaders: a response head, interim head or trailers (RFC 9113 §8.1).
+func (cc *ClientConn) onHeaders(id uint32, st *h2stream, end bool) error {
+	if st == nil {
+		if cc.isIdle(id) {
+			return &connError{http2.ErrCodeProtocol, "HEADERS on an idle stream"}
+		}
+		return nil // a stream we reset: ignore (§5.4.2)
+	}
+	cs := st.owner.(*clientStream)
+	if cc.listLarge {
+		cc.resetStream(id, http2.ErrCodeProtocol)
+		return nil
+	}
+	if cs.gotHead {
+		if !end {
+			cc.malformed(st, "trailers without END_STREAM")
+			return nil
+		}
+		if why := trailerFields(cc.fields, &cs.evTrl); why != "" {
+			cc.malformed(st, why)
+			return nil
+		}
+		if st.wantLen >= 0 && st.gotLen != st.wantLen {
+			cc.malformed(st, "DATA does not match content-length")
+			return nil
+		}
+		st.remoteDone = true
+		cs.ev |= evTrailers
+		cc.schedule(cs)
+		cc.maybeForget(st)
+		return nil
+	}
+	var h protocol.Head
+	h.Headers.Fields = cs.headFields[:0]
+	if why := responseHead(cc.fields, &h); why != "" {
+		cc.malformed(st, why)
+		return nil
+	}
+	if h.Status < 200 {
+		if h.Status == 101 || end {
+			cc.malformed(st, "invalid interim response")
+			return nil
+		}
+		if h.Status == 100 {
+			cs.evInterim, cs.headFields = h, h.Headers.Fields
+			cs.ev |= evInterim
+			cc.schedule(cs)
+		}
+		return nil
+	}
+	if end && h.ContentLength > 0 && !cs.headReq && h.Status != 304 {
+		cc.malformed(st, "content-length without DATA")
+		return nil
+	}
+	cs.gotHead = true
+	if !cs.headReq && h.Status != 304 && h.Status != 204 {
+		st.wantLen = h.ContentLength
+	}
+	cs.evHead, cs.headFields = h, h.Headers.Fields
+	cs.ev |= evHead
+	if end {
+		st.remoteDone = true
+		cs.ev |= evEnd
+	}
+	cc.schedule(cs)
+	cc.maybeForget(st)
+	return nil
+}
+
+func (cc *ClientConn) onData(st *h2stream, p []byte, end bool) {
+	cs := st.owner.(*clientStream)
+	if !cs.gotHead {
+		cc.malformed(st, "DATA before the response head")
+		return
+	}
+	cs.evData = append(cs.evData, p...)
+	if end {
+		cs.ev |= evEnd
+	}
+	cc.schedule(cs)
+}
+
+func (cc *ClientConn) onRSTStream(st *h2stream, code http2.ErrCode) {
+	cs, ok := st.owner.(*clientStream)
+	if !ok {
+		return
+	}
+	var err error = &StreamError{Code: code, Remote: true}
+	if code == http2.ErrCodeRefusedStream {
+		err = stream.ErrRefused
+	}
+	cs.queueReset(err)
+}
+
+func (cc *ClientConn) onLocalReset(st *h2stream, err error) {
+	if cs, ok := st.owner.(*clientStream); ok {
+		cs.queueReset(&protocol.Error{Status: 502, Reason: err.Error()})
+	}
+}
+
+// onGoAway: streams above last were never processed and may be retried
+// elsewhere; the rest finish, then the connection closes.
+func (cc *ClientConn) onGoAway(last uint32, _ http2.ErrCode) {
+	for id, st := range cc.streams {
+		if id > last {
+			cc.forget(st)
+			if cs, ok := st.owner.(*clientStream); ok {
+				cs.queueReset(stream.ErrRefused)
+			}
+		}
+	}
+}
+
+func (cc *ClientConn) onSendReady(st *h2stream) {
+	if cs, ok := st.owner.(*clientStream); ok {
+		cs.ev |= evBelow
+		cc.schedule(cs)
+	}
+}
+
+func (cc *ClientConn) schedule(cs *clientStream) {
+	if !cs.queued {
+		cs.queued = true
+		cc.ready = append(cc.ready, cs)
+	}
+}
+
+type evKind uint8
+
+const (
+	evInterim evKind = 1 << iota
+	evHead
+	evEnd
+	evTrailers
+	evReset
+	evBelow
+)
+
+// clientStream is one request on a ClientConn: the proxy's encoder. Fields
+// marked (mu) are guarded by cc.mu; the rest by the session.
+type clientStream struct {
+	cc   *ClientConn
+	dec  stream.ResponseDecoder
+	sess stream.Session
+	st   *h2stream
+
+	headReq     bool
+	finished    bool // the proxy is done, or a reset was delivered
+	flushQueued bool
+
+	// events waiting for delivery (mu)
+	queued     bool
+	ev         evKind
+	evInterim  protocol.Head
+	evHead     protocol.Head
+	headFields []protocol.Field
+	evData     []byte
+	evTrl      protocol.Headers
+	evErr      error
+	gotHead    bool
+	released   bool   // its slot was given back (mu)
+	runData    []byte // swapped with evData for delivery (session)
+}
+
+var _ stream.RequestEncoder = (*clientStream)(nil)
+
+func (cs *clientStream) queueReset(err error) {
+	if cs.ev&evReset != 0 {
+		return
+	}
+	cs.ev |= evReset
+	cs.evErr = err
+	cs.cc.onStreamClosed(cs)
+	cs.cc.schedule(cs)
+}
+
+// run delivers the queued events under the session, in order.
+func (cs *clientStream) run() {
+	cc := cs.cc
+	cs.sess.Lock()
+	defer cs.sess.Unlock()
+	cc.mu.Lock()
+	ev := cs.ev
+	cs.ev, cs.queued = 0, false
+	interim, head, trl, err := cs.evInterim, cs.evHead, cs.evTrl, cs.evErr
+	cs.runData, cs.evData = cs.evData, cs.runData[:0]
+	cc.mu.Unlock()
+	if cs.finished {
+		return
+	}
+	data := cs.runData
+	if ev&evInterim != 0 {
+		cs.dec.DecodeInterim(&interim)
+	}
+	if ev&evHead != 0 {
+		cs.dec.DecodeHead(&head, ev&evEnd != 0 && len(data) == 0 && ev&evTrailers == 0)
+	}
+	if cs.finished {
+		return
+	}
+	end := ev&evEnd != 0 && ev&evTrailers == 0
+	if len(data) > 0 || (end && ev&evHead == 0) {
+		cs.dec.DecodeData(data, end)
+	}
+	if ev&evTrailers != 0 && !cs.finished {
+		cs.dec.DecodeTrailers(&trl)
+	}
+	if ev&(evEnd|evTrailers) != 0 {
+		cs.finished = true
+	}
+	if len(data) > 0 {
+		cc.mu.Lock()
+		if st := cs.st; st != nil && cc.streams[st.id] == st {
+			cc.returnStream(st, int32(len(data)))
+			cc.flushLocked()
+		}
+		cc.mu.Unlock()
+	}
+	if ev&evReset != 0 && !cs.finished {
+		cs.finished = true
+		cs.dec.OnReset(err)
+		return
+	}
+	if ev&evBelow != 0 && !cs.finished {
+		cs.dec.OnBelowWriteLowWatermark()
+	}
+}
+
+// Flush writes the connection's queued frames (stream.Flusher).
+func (cs *clientStream) Flush() {
+	cs.flushQueued = false
+	cs.cc.mu.Lock()
+	cs.cc.flushLocked()
+	cs.cc.mu.Unlock()
+}
+
+func (cs *clientStream) scheduleFlush() {
+	if !cs.flushQueued {
+		cs.flushQueued = true
+		cs.sess.DeferFlush(cs)
+	}
+}
+
+func (cs *clientStream) EncodeHead(h *stream.Head, end bool) {
+	if cs.finished || cs.st != nil {
+		return
+	}
+	cc := cs.cc
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	if cs.ev&evReset != 0 {
+		return
+	}
+	if cc.closed || cc.goAwayRecv || cc.nextID > 1<<31-1 {
+		cs.queueReset(stream.ErrRefused)
+		go cc.deliver()
+		return
+	}
+	cs.headReq = string(h.Method) == "HEAD"
+	id := cc.nextID
+	cc.nextID += 2
+	cs.st = cc.newStream(id)
+	cs.st.owner = cs
+	cc.encFields = requestFields(cc.encFields[:0], h, cc.pool.set.Scheme)
+	cc.writeHeaders(id, cc.encFields, end)
+	if end {
+		cc.endSent(cs.st)
+	}
+	cs.scheduleFlush()
+}
+
+func (cs *clientStream) EncodeData(p []byte, end bool) {
+	if cs.finished || cs.st == nil {
+		return
+	}
+	cc := cs.cc
+	cc.mu.Lock()
+	crossed := false
+	if cc.streams[cs.st.id] == cs.st && !cs.st.localDone {
+		crossed = cc.sendData(cs.st, p, end)
+	}
+	cc.mu.Unlock()
+	cs.scheduleFlush()
+	if crossed {
+		cs.dec.OnAboveWriteHighWatermark()
+	}
+}
+
+func (cs *clientStream) EncodeTrailers(t *protocol.Headers) {
+	if cs.finished || cs.st == nil {
+		return
+	}
+	cc := cs.cc
+	cc.mu.Lock()
+	if cc.streams[cs.st.id] == cs.st && !cs.st.localDone {
+		cc.encFields = trailerList(cc.encFields[:0], t)
+		if len(cc.encFields) == 0 {
+			cc.sendData(cs.st, nil, true)
+		} else {
+			cc.sendTrailers(cs.st, cc.encFields)
+		}
+	}
+	cc.mu.Unlock()
+	cs.scheduleFlush()
+}
+
+// Reset abandons the request with RST_STREAM(CANCEL); the connection
+// carries on.
+func (cs *clientStream) Reset() {
+	if cs.finished {
+		return
+	}
+	cs.finished = true
+	cc := cs.cc
+	cc.mu.Lock()
+	if st := cs.st; st != nil && cc.streams[st.id] == st {
+		st.owner = nil
+		cc.resetStream(st.id, http2.ErrCodeCancel)
+	}
+	cc.onStreamClosed(cs)
+	cc.mu.Unlock()
+	cs.scheduleFlush()
+}
+
+func (cs *clientStream) ReadDisable(d bool) {
+	if cs.finished || cs.st == nil {
+		return
+	}
+	cc := cs.cc
+	cc.mu.Lock()
+	if cc.streams[cs.st.id] == cs.st {
+		cc.hold(cs.st, d)
+	}
+	cc.mu.Unlock()
+	cs.scheduleFlush()
+}

@@ -1,0 +1,277 @@
+package http2
+
+import (
+	"bytes"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+
+	"github.com/proxylab/proxylab/core/buffer"
+	"github.com/proxylab/proxylab/core/network"
+	"github.com/proxylab/proxylab/core/protocol"
+	"github.com/proxylab/proxylab/core/stream"
+	"github.com/proxylab/proxylab/transport"
+)
+
+// fakeConn is a transport.Conn that records what is written and lets the
+// test deliver bytes: the raw-frame harness's wire.
+type fakeConn struct {
+	mu          sync.Mutex
+	h           transport.Handler
+	out         bytes.Buffer
+	closed      bool
+	wclosed     bool
+	readOff     int
+	queueReport int // what Write reports as still queued
+}
+
+var _ transport.Conn = (*fakeConn)(nil)
+
+func (f *fakeConn) LocalAddr() net.Addr  { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1} }
+func (f *fakeConn) RemoteAddr() net.Addr { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 2} }
+func (f *fakeConn) Start(h transport.Handler) {
+	f.h = h
+}
+func (f *fakeConn) Write(bufs ...*buffer.Buf) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, b := range bufs {
+		f.out.Write(b.Bytes())
+		b.Release()
+	}
+	return f.queueReport, nil
+}
+func (f *fakeConn) ReadDisable(bool) {}
+func (f *fakeConn) CloseWrite() error {
+	f.mu.Lock()
+	f.wclosed = true
+	f.mu.Unlock()
+	return nil
+}
+func (f *fakeConn) Close() error {
+	f.mu.Lock()
+	was := f.closed
+	f.closed = true
+	f.mu.Unlock()
+	if !was && f.h != nil {
+		f.h.OnClose(f, nil)
+	}
+	return nil
+}
+
+// testApp is the proxy side of the harness: it records each stream and
+// answers when told.
+type testApp struct {
+	streams []*testStream
+	// auto answers every complete request with 200 and body "ok".
+	auto bool
+}
+
+type testStream struct {
+	app     *testApp
+	enc     stream.ResponseEncoder
+	head    protocol.Head
+	arena   []byte
+	body    bytes.Buffer
+	trl     []string
+	ended   bool
+	reset   error
+	above   int
+	belowed int
+}
+
+func (a *testApp) NewStream(enc stream.ResponseEncoder) stream.RequestDecoder {
+	s := &testStream{app: a, enc: enc}
+	a.streams = append(a.streams, s)
+	return s
+}
+
+func (s *testStream) DecodeHead(h *stream.Head, end bool) {
+	s.arena = h.CloneInto(&s.head, s.arena)
+	s.ended = end
+	s.maybeAnswer()
+}
+func (s *testStream) DecodeData(p []byte, end bool) {
+	s.body.Write(p)
+	s.ended = end
+	s.maybeAnswer()
+}
+func (s *testStream) DecodeTrailers(t *protocol.Headers) {
+	for _, f := range t.Fields {
+		s.trl = append(s.trl, string(f.Name)+"="+string(f.Value))
+	}
+	s.ended = true
+	s.maybeAnswer()
+}
+func (s *testStream) OnAboveWriteHighWatermark() { s.above++ }
+func (s *testStream) OnBelowWriteLowWatermark()  { s.belowed++ }
+func (s *testStream) OnReset(err error)          { s.reset = err }
+func (s *testStream) maybeAnswer() {
+	if s.app.auto && s.ended {
+		s.enc.EncodeHead(&protocol.Head{Status: 200, ContentLength: 2, Headers: protocol.Headers{Fields: []protocol.Field{{Name: []byte("Content-Type"), Value: []byte("text/plain")}}}}, false)
+		s.enc.EncodeData([]byte("ok"), true)
+	}
+}
+
+// harness drives one ServerConn with raw frames.
+type harness struct {
+	t   *testing.T
+	fc  *fakeConn
+	nc  *network.Conn
+	sc  *ServerConn
+	app *testApp
+	set *Settings
+
+	wbuf bytes.Buffer
+	fr   *http2.Framer // writes client frames into wbuf
+	henc *hpack.Encoder
+	hbuf bytes.Buffer
+	rfr  *http2.Framer // reads server frames
+	hdec *hpack.Decoder
+	rd   *bytes.Reader
+}
+
+func newHarness(t *testing.T, set Settings) *harness {
+	t.Helper()
+	h := &harness{t: t, fc: &fakeConn{}, app: &testApp{auto: true}}
+	h.set = set.Prepare()
+	h.sc = NewServerConn(h.set, h.app)
+	h.nc = network.NewConn(h.fc, []network.ReadFilter{h.sc}, nil)
+	h.nc.Start()
+	h.fr = http2.NewFramer(&h.wbuf, nil)
+	h.henc = hpack.NewEncoder(&h.hbuf)
+	h.hdec = hpack.NewDecoder(4096, nil)
+	return h
+}
+
+// handshake sends the preface and SETTINGS and reads the server's
+// SETTINGS, connection WINDOW_UPDATE and SETTINGS ACK.
+func (h *harness) handshake() {
+	h.t.Helper()
+	h.wbuf.WriteString(ClientPreface)
+	h.fr.WriteSettings()
+	h.send()
+	sf := h.expect(http2.FrameSettings).(*http2.SettingsFrame)
+	if sf.IsAck() {
+		h.t.Fatal("first server frame is a SETTINGS ACK")
+	}
+	h.expect(http2.FrameWindowUpdate)
+	if !h.expect(http2.FrameSettings).(*http2.SettingsFrame).IsAck() {
+		h.t.Fatal("no SETTINGS ACK")
+	}
+}
+
+// send delivers what the framer wrote as one read.
+func (h *harness) send() {
+	b := buffer.From(h.wbuf.Bytes())
+	h.wbuf.Reset()
+	h.nc.OnData(h.fc, b)
+}
+
+// sendBytes delivers raw bytes.
+func (h *harness) sendBytes(p []byte) { h.nc.OnData(h.fc, buffer.From(p)) }
+
+func (h *harness) headers(id uint32, end bool, kv ...string) {
+	h.hbuf.Reset()
+	for i := 0; i < len(kv); i += 2 {
+		h.henc.WriteField(hpack.HeaderField{Name: kv[i], Value: kv[i+1]})
+	}
+	h.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: h.hbuf.Bytes(), EndStream: end, EndHeaders: true})
+	h.send()
+}
+
+func (h *harness) get(id uint32, extra ...string) {
+	h.headers(id, true, append([]string{":method", "GET", ":scheme", "http", ":path", "/", ":authority", "example.com"}, extra...)...)
+}
+
+// next reads the next server frame, or nil when none is waiting.
+func (h *harness) next() http2.Frame {
+	h.t.Helper()
+	h.fc.mu.Lock()
+	rest := h.fc.out.Bytes()[h.fc.readOff:]
+	h.fc.mu.Unlock()
+	if len(rest) < 9 {
+		return nil
+	}
+	n := int(rest[0])<<16 | int(rest[1])<<8 | int(rest[2])
+	if len(rest) < 9+n {
+		h.t.Fatalf("partial frame written: %d of %d bytes", len(rest), 9+n)
+	}
+	frame := append([]byte(nil), rest[:9+n]...)
+	h.fc.readOff += 9 + n
+	fr := http2.NewFramer(nil, bytes.NewReader(frame))
+	fr.SetMaxReadFrameSize(1 << 24)
+	f, err := fr.ReadFrame()
+	if err != nil {
+		h.t.Fatalf("server wrote an unreadable frame: %v", err)
+	}
+	return f
+}
+
+// expect reads the next frame and checks its type.
+func (h *harness) expect(ft http2.FrameType) http2.Frame {
+	h.t.Helper()
+	f := h.next()
+	if f == nil {
+		h.t.Fatalf("expected a %v frame, got nothing", ft)
+	}
+	if f.Header().Type != ft {
+		h.t.Fatalf("expected a %v frame, got %v", ft, describe(f))
+	}
+	return f
+}
+
+func describe(f http2.Frame) string {
+	switch f := f.(type) {
+	case *http2.RSTStreamFrame:
+		return "RST_STREAM " + f.ErrCode.String()
+	case *http2.GoAwayFrame:
+		return "GOAWAY " + f.ErrCode.String() + " " + string(f.DebugData())
+	}
+	return f.Header().String()
+}
+
+// decode reads a HEADERS frame's fields.
+func (h *harness) decode(f http2.Frame) map[string]string {
+	h.t.Helper()
+	hf := f.(*http2.HeadersFrame)
+	m := map[string]string{}
+	h.hdec.SetEmitFunc(func(f hpack.HeaderField) { m[f.Name] = f.Value })
+	if _, err := h.hdec.Write(hf.HeaderBlockFragment()); err != nil {
+		h.t.Fatal(err)
+	}
+	return m
+}
+
+// expectRST reads the next frame and checks it resets id with code.
+func (h *harness) expectRST(id uint32, code http2.ErrCode) {
+	h.t.Helper()
+	f := h.expect(http2.FrameRSTStream).(*http2.RSTStreamFrame)
+	if f.StreamID != id || f.ErrCode != code {
+		h.t.Fatalf("RST_STREAM on %d %v, want on %d %v", f.StreamID, f.ErrCode, id, code)
+	}
+}
+
+// expectGoAway reads frames up to a GOAWAY and checks its code.
+func (h *harness) expectGoAway(code http2.ErrCode) *http2.GoAwayFrame {
+	h.t.Helper()
+	for {
+		f := h.next()
+		if f == nil {
+			h.t.Fatalf("no GOAWAY %v", code)
+		}
+		if g, ok := f.(*http2.GoAwayFrame); ok {
+			if g.ErrCode != code {
+				h.t.Fatalf("GOAWAY %v (%s), want %v", g.ErrCode, g.DebugData(), code)
+			}
+			return g
+		}
+	}
+}
+
+// settle waits for timers (used only where a test needs a timer to fire).
+func settle() { time.Sleep(20 * time.Millisecond) }

@@ -1,0 +1,499 @@
+package http2
+
+import (
+	"strconv"
+	"time"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+
+	"github.com/proxylab/proxylab/core/buffer"
+	"github.com/proxylab/proxylab/core/network"
+	"github.com/proxylab/proxylab/core/protocol"
+	"github.com/proxylab/proxylab/core/stream"
+	"github.com/proxylab/proxylab/core/timer"
+)
+
+// ServerConn is the terminal read filter of a downstream HTTP/2 connection.
+// Every event runs under the connection's session; frames queued while
+// handling one are written together when the session is released.
+type ServerConn struct {
+	network.BaseFilter
+	conn
+	cbs stream.ServerCallbacks
+	c   *network.Conn
+
+	lastID      uint32
+	flushQueued bool
+	draining    bool
+	closing     bool // connection error or GOAWAY done: waiting to close
+	timer       timer.Timer
+	timerOn     bool
+
+	head      protocol.Head
+	trl       protocol.Headers
+	encFields []hpack.HeaderField // encoding scratch
+}
+
+var (
+	_ network.ReadFilter    = (*ServerConn)(nil)
+	_ network.ConnCallbacks = (*ServerConn)(nil)
+	_ network.Drainer       = (*ServerConn)(nil)
+	_ network.HalfCloser    = (*ServerConn)(nil)
+	_ stream.Flusher        = (*ServerConn)(nil)
+	_ roleEvents            = (*ServerConn)(nil)
+)
+
+// NewServerConn returns the filter for one connection; set must have been
+// made by Settings.Server (defaults applied once).
+func NewServerConn(set *Settings, cbs stream.ServerCallbacks) *ServerConn {
+	sc := &ServerConn{cbs: cbs}
+	sc.conn.init(set, sc, true)
+	return sc
+}
+
+// Prepare applies the defaults to zero fields; call once per config.
+func (s *Settings) Prepare() *Settings { return s.withDefaults() }
+
+// Session is the connection's session.
+func (sc *ServerConn) Session() stream.Session { return sc.c }
+
+// Stats are the counters this connection adds to.
+func (sc *ServerConn) Stats() *Stats { return sc.set.Stats }
+
+func (sc *ServerConn) OnNewConnection(c *network.Conn) network.FilterStatus {
+	sc.c = c
+	if sc.set.Timers != nil {
+		sc.timer.Init(sc.set.Timers, sc)
+	}
+	sc.start(false)
+	sc.updateTimer()
+	return network.Continue
+}
+
+func (sc *ServerConn) OnData(_ *network.Conn, b *buffer.Buf) network.FilterStatus {
+	if sc.closing {
+		b.Release()
+		return network.StopIteration
+	}
+	sc.in.Add(b)
+	if err := sc.feed(); err != nil {
+		sc.shutdown(err)
+	}
+	sc.updateTimer()
+	return network.StopIteration
+}
+
+// shutdown ends the connection after a connection error (its GOAWAY is
+// queued): every stream is reset, the GOAWAY flushed, then FIN.
+func (sc *ServerConn) shutdown(err error) {
+	sc.closing = true
+	sc.in.Reset()
+	for _, st := range sc.streams {
+		sc.forget(st)
+		if ss, ok := st.owner.(*serverStream); ok && !ss.finished {
+			ss.finished = true
+			ss.dec.OnReset(err)
+		}
+	}
+	sc.Flush()
+	sc.c.CloseWrite()
+	sc.armTimer(2 * time.Second)
+}
+
+// Flush writes the queued frames (stream.Flusher, run at session release).
+func (sc *ServerConn) Flush() {
+	sc.flushQueued = false
+	bufs := sc.out.take()
+	if len(bufs) == 0 {
+		return
+	}
+	if q, _ := sc.c.Write(bufs...); q > sc.set.HighWatermark {
+		sc.blocked = true // DATA waits for OnDrained
+	}
+}
+
+func (sc *ServerConn) wantFlush() {
+	if !sc.flushQueued && sc.c != nil {
+		sc.flushQueued = true
+		sc.c.DeferFlush(sc)
+	}
+}
+
+func (sc *ServerConn) isServer() bool { return true }
+
+func (sc *ServerConn) onForget(*h2stream) {}
+
+func (sc *ServerConn) lastOpened() uint32 { return sc.lastID }
+
+func (sc *ServerConn) isIdle(id uint32) bool { return id%2 == 0 || id > sc.lastID }
+
+// HandlesHalfClose: a client may half-close and still read responses.
+func (sc *ServerConn) HandlesHalfClose() bool { return true }
+
+func (sc *ServerConn) OnReadEOF(*network.Conn) {
+	if sc.closing || len(sc.streams) == 0 {
+		sc.c.Close()
+		return
+	}
+	// Streams whose request is complete may still be answered; the rest
+	// cannot complete.
+	for _, st := range sc.streams {
+		if !st.remoteDone {
+			sc.resetStream(st.id, http2.ErrCodeCancel)
+		}
+	}
+	sc.closing = true
+	sc.maybeClose()
+}
+
+func (sc *ServerConn) OnDrained(*network.Conn) {
+	if sc.blocked {
+		sc.blocked = false
+		sc.pump()
+	}
+}
+
+func (sc *ServerConn) OnClose(*network.Conn, error) {
+	sc.timer.Stop()
+	sc.timerOn = false
+	for _, st := range sc.streams {
+		sc.forget(st)
+		if ss, ok := st.owner.(*serverStream); ok && !ss.finished {
+			ss.finished = true
+			ss.dec.OnReset(stream.ErrDownstreamReset)
+		}
+	}
+	sc.out.drop()
+	sc.in.Reset()
+}
+
+// Drain sends GOAWAY (no new streams); the connection closes once the
+// streams in flight finish.
+func (sc *ServerConn) Drain(*network.Conn) {
+	sc.draining = true
+	sc.goAway(http2.ErrCodeNo, "draining")
+	sc.maybeClose()
+}
+
+// maybeClose closes a draining or closing connection with no streams left.
+func (sc *ServerConn) maybeClose() {
+	if (sc.draining || sc.closing || sc.goAwayRecv) && len(sc.streams) == 0 {
+		sc.closing = true
+		sc.Flush()
+		sc.c.CloseWrite()
+		sc.armTimer(2 * time.Second)
+	}
+}
+
+func (sc *ServerConn) updateTimer() {
+	if sc.closing {
+		return
+	}
+	if len(sc.streams) == 0 {
+		sc.armTimer(sc.set.IdleTimeout)
+	} else if sc.timerOn {
+		sc.timerOn = false
+		sc.timer.Stop()
+	}
+}
+
+func (sc *ServerConn) armTimer(d time.Duration) {
+	if sc.set.Timers == nil || d <= 0 {
+		return
+	}
+	sc.timerOn = true
+	sc.timer.Reset(d)
+}
+
+// Expire closes an idle connection (GOAWAY first) or one that waited long
+// enough for the peer's FIN (timer.Expirer).
+func (sc *ServerConn) Expire() {
+	sc.c.Lock()
+	defer sc.c.Unlock()
+	if !sc.timerOn || sc.c.Closed() {
+		return
+	}
+	sc.timerOn = false
+	if sc.closing {
+		sc.c.Close()
+		return
+	}
+	if len(sc.streams) == 0 {
+		sc.goAway(http2.ErrCodeNo, "idle timeout")
+		sc.closing = true
+		sc.Flush()
+		sc.c.CloseWrite()
+		sc.armTimer(2 * time.Second)
+	}
+}
+
+// onHeaders opens a stream or delivers its trailers (RFC 9113 §5.1, §8.1).
+func (sc *ServerConn) onHeaders(id uint32, st *h2stream, end bool) error {
+	if id%2 == 0 {
+		return &connError{http2.ErrCodeProtocol, "client opened an even stream"} // §5.1.1
+	}
+	if st != nil {
+		return sc.trailers(st, end)
+	}
+	if id <= sc.lastID {
+		sc.resetStream(id, http2.ErrCodeStreamClosed) // §5.1: closed stream
+		return nil
+	}
+	sc.lastID = id
+	if sc.goAwaySent || sc.closing {
+		sc.resetStream(id, http2.ErrCodeRefusedStream)
+		return nil
+	}
+	if uint32(len(sc.streams)) >= sc.set.MaxConcurrentStreams {
+		sc.set.Stats.RefusedStreams.Add(1)
+		sc.resetStream(id, http2.ErrCodeRefusedStream) // §5.1.2
+		return nil
+	}
+	st = sc.newStream(id)
+	st.remoteDone = end
+	ss := &serverStream{sc: sc, st: st}
+	st.owner = ss
+	if sc.listLarge {
+		ss.reply(431, "request header list too large")
+		return nil
+	}
+	why := requestHead(sc.fields, &sc.head)
+	if why == "" && end && sc.head.ContentLength > 0 {
+		why = "content-length without DATA"
+	}
+	switch why {
+	case "":
+	case "CONNECT":
+		ss.reply(501, "CONNECT is not supported")
+		return nil
+	default:
+		st.owner = nil
+		sc.malformed(st, why)
+		return nil
+	}
+	st.wantLen = sc.head.ContentLength
+	ss.headReq = string(sc.head.Method) == "HEAD"
+	ss.dec = sc.cbs.NewStream(ss)
+	ss.dec.DecodeHead(&sc.head, end)
+	return nil
+}
+
+func (sc *ServerConn) trailers(st *h2stream, end bool) error {
+	ss, _ := st.owner.(*serverStream)
+	if st.remoteDone {
+		sc.resetStream(st.id, http2.ErrCodeStreamClosed)
+		return nil
+	}
+	if !end {
+		sc.malformed(st, "trailers without END_STREAM") // §8.1
+		return nil
+	}
+	if why := trailerFields(sc.fields, &sc.trl); why != "" || sc.listLarge {
+		sc.malformed(st, why)
+		return nil
+	}
+	if st.wantLen >= 0 && st.gotLen != st.wantLen {
+		sc.malformed(st, "DATA does not match content-length")
+		return nil
+	}
+	st.remoteDone = true
+	if ss != nil && !ss.finished {
+		ss.dec.DecodeTrailers(&sc.trl)
+	}
+	sc.maybeForget(st)
+	return nil
+}
+
+func (sc *ServerConn) onData(st *h2stream, p []byte, end bool) {
+	ss, _ := st.owner.(*serverStream)
+	if ss == nil || ss.finished {
+		sc.returnStream(st, int32(len(p)))
+		return
+	}
+	ss.dec.DecodeData(p, end)
+	if sc.streams[st.id] == st {
+		sc.returnStream(st, int32(len(p)))
+	}
+}
+
+func (sc *ServerConn) onRSTStream(st *h2stream, code http2.ErrCode) {
+	ss, _ := st.owner.(*serverStream)
+	if ss == nil || ss.finished {
+		return
+	}
+	ss.finished = true
+	if !sc.takeResetToken() {
+		// Streams opened and cancelled faster than the budget allows:
+		// rapid reset (CVE-2023-44487).
+		sc.set.Stats.RapidResets.Add(1)
+		ss.dec.OnReset(&StreamError{Code: code, Remote: true})
+		sc.shutdown(sc.fail(http2.ErrCodeEnhanceYourCalm, "too many stream resets"))
+		return
+	}
+	ss.dec.OnReset(&StreamError{Code: code, Remote: true})
+	sc.maybeClose()
+}
+
+func (sc *ServerConn) onLocalReset(st *h2stream, err error) {
+	if ss, ok := st.owner.(*serverStream); ok && !ss.finished {
+		ss.finished = true
+		if ss.dec != nil {
+			ss.dec.OnReset(err)
+		}
+	}
+	sc.maybeClose()
+}
+
+func (sc *ServerConn) onGoAway(uint32, http2.ErrCode) { sc.maybeClose() }
+
+func (sc *ServerConn) onSendReady(st *h2stream) {
+	if ss, ok := st.owner.(*serverStream); ok && !ss.finished {
+		ss.dec.OnBelowWriteLowWatermark()
+	}
+}
+
+// serverStream is one request/response exchange: the proxy's encoder.
+type serverStream struct {
+	sc       *ServerConn
+	st       *h2stream
+	dec      stream.RequestDecoder
+	headReq  bool
+	headSent bool
+	finished bool
+}
+
+var _ stream.ResponseEncoder = (*serverStream)(nil)
+
+func (s *serverStream) Session() stream.Session { return s.sc.c }
+
+func (s *serverStream) EncodeInterim(h *stream.Head) {
+	if s.finished || s.headSent || h.Status == 101 {
+		return
+	}
+	sc := s.sc
+	sc.encFields = appendRegular(append(sc.encFields[:0], hpack.HeaderField{Name: ":status", Value: statusString(h.Status)}), &h.Headers, false)
+	sc.writeHeaders(s.st.id, sc.encFields, false)
+}
+
+func (s *serverStream) EncodeHead(h *stream.Head, end bool) {
+	if s.finished || s.headSent {
+		return
+	}
+	s.headSent = true
+	sc := s.sc
+	sc.encFields = responseFields(sc.encFields[:0], h)
+	sc.writeHeaders(s.st.id, sc.encFields, end)
+	if end {
+		s.complete()
+	}
+}
+
+func (s *serverStream) EncodeData(p []byte, end bool) {
+	if s.finished || !s.headSent {
+		return
+	}
+	if s.headReq {
+		p = nil
+		if !end {
+			return
+		}
+	}
+	if s.sc.sendData(s.st, p, end) {
+		s.dec.OnAboveWriteHighWatermark()
+	}
+	if end {
+		s.complete()
+	}
+}
+
+func (s *serverStream) EncodeTrailers(t *protocol.Headers) {
+	if s.finished || !s.headSent {
+		return
+	}
+	sc := s.sc
+	sc.encFields = trailerList(sc.encFields[:0], t)
+	if len(sc.encFields) == 0 {
+		sc.sendData(s.st, nil, true)
+	} else {
+		sc.sendTrailers(s.st, sc.encFields)
+	}
+	s.complete()
+}
+
+func (s *serverStream) LocalReply(status int, reason string) {
+	if s.finished {
+		return
+	}
+	if s.headSent {
+		s.Reset()
+		return
+	}
+	s.reply(status, reason)
+}
+
+// reply sends a whole response of the proxy's own.
+func (s *serverStream) reply(status int, reason string) {
+	s.headSent = true
+	sc := s.sc
+	body := reason + "\n"
+	sc.encFields = append(sc.encFields[:0],
+		hpack.HeaderField{Name: ":status", Value: statusString(status)},
+		hpack.HeaderField{Name: "content-type", Value: "text/plain"},
+		hpack.HeaderField{Name: "content-length", Value: strconv.Itoa(len(body))},
+	)
+	if s.headReq {
+		sc.writeHeaders(s.st.id, sc.encFields, true)
+		sc.endSent(s.st)
+	} else {
+		sc.writeHeaders(s.st.id, sc.encFields, false)
+		sc.sendData(s.st, []byte(body), true)
+	}
+	s.complete()
+}
+
+// complete ends the exchange from the proxy's side. A response complete
+// before its request asks the client to stop sending (RFC 9113 §8.1).
+func (s *serverStream) complete() {
+	s.finished = true
+	st := s.st
+	if !st.remoteDone && len(st.pend) == 0 && !st.hasPendTrl && s.sc.streams[st.id] == st {
+		st.owner = nil
+		s.sc.resetStream(st.id, http2.ErrCodeNo)
+	}
+	s.sc.maybeClose()
+	s.sc.updateTimer()
+}
+
+// Reset aborts the stream with RST_STREAM; the connection lives on.
+func (s *serverStream) Reset() {
+	if s.finished {
+		return
+	}
+	s.finished = true
+	s.st.owner = nil
+	s.sc.resetStream(s.st.id, http2.ErrCodeInternal)
+	s.sc.maybeClose()
+}
+
+// ResetWith resets with the code a peer's reset carried (CANCEL passes on
+// as CANCEL), so cancellation propagates (stream.ReasonResetter).
+func (s *serverStream) ResetWith(reason error) {
+	if s.finished {
+		return
+	}
+	code := http2.ErrCodeInternal
+	if se, ok := reason.(*StreamError); ok && se.Code == http2.ErrCodeCancel {
+		code = http2.ErrCodeCancel
+	}
+	s.finished = true
+	s.st.owner = nil
+	s.sc.resetStream(s.st.id, code)
+	s.sc.maybeClose()
+}
+
+func (s *serverStream) ReadDisable(d bool) {
+	if !s.finished {
+		s.sc.hold(s.st, d)
+	}
+}
