@@ -9,10 +9,11 @@ have haproxy || need+=(haproxy)
 have nginx || need+=(nginx)
 have wrk || need+=(wrk)
 have curl || need+=(curl)
+have h2load || need+=(nghttp2-client)
 [ -f /usr/lib/nginx/modules/ngx_stream_module.so ] || need+=(libnginx-mod-stream)
 
 if [ ${#need[@]} -eq 0 ]; then
-  echo "install-deps: all present (haproxy nginx nginx-stream wrk curl)"
+  echo "install-deps: all present (haproxy nginx nginx-stream wrk curl h2load)"
   exit 0
 fi
 if [ "$(id -u)" != 0 ]; then

@@ -154,12 +154,12 @@ func TestTLSListener(t *testing.T) {
 				t.Errorf("SNI %s served %q, want %q", sni, cn, wantCN)
 			}
 		}
-		// ALPN: h2 is not offered by this listener, http/1.1 is.
-		conn, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: p.pool, ServerName: "localhost", NextProtos: []string{"h2", "http/1.1"}})
+		// ALPN: the codec (auto) offers h2 first, then http/1.1.
+		conn, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: p.pool, ServerName: "localhost", NextProtos: []string{"http/1.1", "h2"}})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := conn.ConnectionState().NegotiatedProtocol; got != "http/1.1" {
+		if got := conn.ConnectionState().NegotiatedProtocol; got != "h2" {
 			t.Errorf("ALPN %q", got)
 		}
 		conn.Close()

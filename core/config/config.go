@@ -128,11 +128,13 @@ type ListenerTLS struct {
 	// Certificates: the first is the default, the others chosen by SNI
 	// against the names in them (exact or wildcard).
 	Certificates []CertFiles `yaml:"certificates"`
-	ALPN         []string    `yaml:"alpn,omitempty"`
-	MinVersion   string      `yaml:"min_version,omitempty"`
-	MaxVersion   string      `yaml:"max_version,omitempty"`
-	CipherSuites []string    `yaml:"cipher_suites,omitempty"`
-	Curves       []string    `yaml:"curves,omitempty"`
+	// ALPN protocols offered; empty means what the listener's codec
+	// speaks (h2 and http/1.1 for codec auto).
+	ALPN         []string `yaml:"alpn,omitempty"`
+	MinVersion   string   `yaml:"min_version,omitempty"`
+	MaxVersion   string   `yaml:"max_version,omitempty"`
+	CipherSuites []string `yaml:"cipher_suites,omitempty"`
+	Curves       []string `yaml:"curves,omitempty"`
 	// ClientAuth: none, request, or require (verified against ClientCA).
 	ClientAuth string   `yaml:"client_auth"`
 	ClientCA   string   `yaml:"client_ca,omitempty"`
@@ -150,7 +152,6 @@ type ListenerTLS struct {
 
 func (t *ListenerTLS) setDefaults() {
 	t.Engine = "gotls"
-	t.ALPN = []string{"http/1.1"}
 	t.ClientAuth = "none"
 	t.TicketRotation = Duration(time.Hour)
 	t.ReloadInterval = Duration(5 * time.Second)

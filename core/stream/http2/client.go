@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/net/http2"
@@ -51,6 +52,7 @@ type Pool struct {
 	total      int
 	connecting int
 	waiters    []*waiter
+	nwaiters   atomic.Int32 // len(waiters), readable under a ClientConn's mu
 	draining   bool
 
 	Stats stream.PoolStats
@@ -78,6 +80,7 @@ func (w *waiter) Cancel() {
 	for i, x := range w.p.waiters {
 		if x == w {
 			w.p.waiters = append(w.p.waiters[:i], w.p.waiters[i+1:]...)
+			w.p.nwaiters.Store(int32(len(w.p.waiters)))
 			w.p.set.ClusterPending.Release()
 			break
 		}
@@ -110,6 +113,7 @@ func (p *Pool) NewStream(dec stream.ResponseDecoder, sess stream.Session, cb str
 	}
 	w := &waiter{p: p, dec: dec, sess: sess, cb: cb}
 	p.waiters = append(p.waiters, w)
+	p.nwaiters.Store(int32(len(p.waiters)))
 	p.maybeDialLocked()
 	p.mu.Unlock()
 	return w
@@ -155,6 +159,7 @@ func (p *Pool) popWaiterLocked() *waiter {
 	w := p.waiters[0]
 	p.waiters[0] = nil
 	p.waiters = p.waiters[1:]
+	p.nwaiters.Store(int32(len(p.waiters)))
 	return w
 }
 
@@ -495,11 +500,9 @@ func (cc *ClientConn) onStreamClosed(cs *clientStream) {
 	}
 	p := cc.pool
 	if !cc.retiring && !cc.goAwayRecv {
-		// A slot opened: hand it to a waiter, off this goroutine's locks.
-		p.mu.Lock()
-		n := len(p.waiters)
-		p.mu.Unlock()
-		if n > 0 {
+		// A slot opened: hand it to a waiter, off this goroutine's locks
+		// (p.mu is never taken under cc.mu).
+		if p.nwaiters.Load() > 0 {
 			go p.serveWaiters()
 		}
 	}
