@@ -248,6 +248,20 @@ type conn struct {
 
 	resetTokens float64
 	resetLast   time.Time
+
+	// ids of the streams we reset last: frames the peer sent before it
+	// saw the reset are ignored (RFC 9113 §5.4.2), not errors.
+	resetIDs [32]uint32
+	resetPos int
+}
+
+func (c *conn) wasReset(id uint32) bool {
+	for _, x := range c.resetIDs {
+		if x == id {
+			return true
+		}
+	}
+	return false
 }
 
 func (c *conn) init(set *Settings, role roleEvents, server bool) {
@@ -257,7 +271,9 @@ func (c *conn) init(set *Settings, role roleEvents, server bool) {
 	c.fr.MaxHeaderListSize = set.MaxHeaderListSize
 	c.henc = hpack.NewEncoder(&c.hbuf)
 	c.hdec = hpack.NewDecoder(set.HeaderTableSize, c.emit)
-	c.hdec.SetMaxStringLength(int(set.MaxHeaderListSize))
+	// No string can be longer than the header block the flood guard lets
+	// through; a list over the limit is answered (431), not a failure.
+	c.hdec.SetMaxStringLength(2*int(set.MaxHeaderListSize) + 16<<10)
 	c.needPreface = server
 	c.streams = make(map[uint32]*h2stream)
 	c.peerMaxFrame, c.peerInitWin, c.peerMaxStreams = 16<<10, initialWindow, 1<<31-1
@@ -575,7 +591,9 @@ func (c *conn) data(f *http2.DataFrame) error {
 		if c.role.isIdle(f.StreamID) {
 			return &connError{http2.ErrCodeProtocol, "DATA on an idle stream"} // §5.1
 		}
-		c.resetStream(f.StreamID, http2.ErrCodeStreamClosed)
+		if !c.wasReset(f.StreamID) {
+			c.resetStream(f.StreamID, http2.ErrCodeStreamClosed)
+		}
 		return nil
 	}
 	if st.remoteDone {
@@ -757,6 +775,8 @@ func (c *conn) windowUpdate(f *http2.WindowUpdateFrame) error {
 // the role when the reset was ours to decide (see onLocalReset).
 func (c *conn) resetStream(id uint32, code http2.ErrCode) {
 	c.set.Stats.TxReset.Add(1)
+	c.resetIDs[c.resetPos] = id
+	c.resetPos = (c.resetPos + 1) % len(c.resetIDs)
 	c.fr.WriteRSTStream(id, code)
 	c.role.wantFlush()
 	if st := c.streams[id]; st != nil {

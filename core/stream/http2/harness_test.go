@@ -69,6 +69,11 @@ type testApp struct {
 	streams []*testStream
 	// auto answers every complete request with 200 and body "ok".
 	auto bool
+	// hold read-disables every stream at its head (its window is never
+	// returned).
+	hold bool
+	// body, when set, is the auto answer's body.
+	body []byte
 }
 
 type testStream struct {
@@ -93,6 +98,9 @@ func (a *testApp) NewStream(enc stream.ResponseEncoder) stream.RequestDecoder {
 func (s *testStream) DecodeHead(h *stream.Head, end bool) {
 	s.arena = h.CloneInto(&s.head, s.arena)
 	s.ended = end
+	if s.app.hold {
+		s.enc.ReadDisable(true)
+	}
 	s.maybeAnswer()
 }
 func (s *testStream) DecodeData(p []byte, end bool) {
@@ -112,8 +120,12 @@ func (s *testStream) OnBelowWriteLowWatermark()  { s.belowed++ }
 func (s *testStream) OnReset(err error)          { s.reset = err }
 func (s *testStream) maybeAnswer() {
 	if s.app.auto && s.ended {
-		s.enc.EncodeHead(&protocol.Head{Status: 200, ContentLength: 2, Headers: protocol.Headers{Fields: []protocol.Field{{Name: []byte("Content-Type"), Value: []byte("text/plain")}}}}, false)
-		s.enc.EncodeData([]byte("ok"), true)
+		body := s.app.body
+		if body == nil {
+			body = []byte("ok")
+		}
+		s.enc.EncodeHead(&protocol.Head{Status: 200, ContentLength: int64(len(body)), Headers: protocol.Headers{Fields: []protocol.Field{{Name: []byte("Content-Type"), Value: []byte("text/plain")}}}}, false)
+		s.enc.EncodeData(body, true)
 	}
 }
 
@@ -159,9 +171,14 @@ func (h *harness) handshake() {
 	if sf.IsAck() {
 		h.t.Fatal("first server frame is a SETTINGS ACK")
 	}
-	h.expect(http2.FrameWindowUpdate)
-	if !h.expect(http2.FrameSettings).(*http2.SettingsFrame).IsAck() {
-		h.t.Fatal("no SETTINGS ACK")
+	for {
+		f := h.next()
+		if f == nil {
+			h.t.Fatal("no SETTINGS ACK")
+		}
+		if sf, ok := f.(*http2.SettingsFrame); ok && sf.IsAck() {
+			return
+		}
 	}
 }
 
@@ -205,6 +222,7 @@ func (h *harness) next() http2.Frame {
 	h.fc.readOff += 9 + n
 	fr := http2.NewFramer(nil, bytes.NewReader(frame))
 	fr.SetMaxReadFrameSize(1 << 24)
+	fr.AllowIllegalReads = true // frames are read one by one, order checked by the tests
 	f, err := fr.ReadFrame()
 	if err != nil {
 		h.t.Fatalf("server wrote an unreadable frame: %v", err)
@@ -275,3 +293,8 @@ func (h *harness) expectGoAway(code http2.ErrCode) *http2.GoAwayFrame {
 
 // settle waits for timers (used only where a test needs a timer to fire).
 func settle() { time.Sleep(20 * time.Millisecond) }
+
+// headWith is a 200 response head with one extra field.
+func headWith(name, value string) *protocol.Head {
+	return &protocol.Head{Status: 200, ContentLength: -1, Headers: protocol.Headers{Fields: []protocol.Field{{Name: []byte(name), Value: []byte(value)}}}}
+}

@@ -237,8 +237,11 @@ func (sc *ServerConn) onHeaders(id uint32, st *h2stream, end bool) error {
 		return sc.trailers(st, end)
 	}
 	if id <= sc.lastID {
-		sc.resetStream(id, http2.ErrCodeStreamClosed) // §5.1: closed stream
-		return nil
+		if sc.wasReset(id) {
+			return nil // sent before the peer saw our reset (§5.4.2)
+		}
+		// §5.1.1: a new stream's id must exceed every earlier one.
+		return &connError{http2.ErrCodeProtocol, "HEADERS on a closed or lower stream id"}
 	}
 	sc.lastID = id
 	if sc.goAwaySent || sc.closing {
