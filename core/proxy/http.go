@@ -317,9 +317,12 @@ type httpStream struct {
 	tryTimer    *time.Timer
 	rt          *streamTimer // the response timer, when streams are multiplexed
 
-	respStarted bool
-	done        bool
-	timerArmed  bool
+	respStarted  bool
+	grpc         bool          // a gRPC call: local replies are gRPC-shaped
+	timeout      time.Duration // the response timeout: the route's, or a shorter grpc-timeout
+	grpcDeadline time.Time     // when the call's grpc-timeout runs out (zero: none)
+	done         bool
+	timerArmed   bool
 
 	// For metrics and the access log.
 	start   time.Time
@@ -361,6 +364,10 @@ func (s *httpStream) localReply(status int, flags, reason string) {
 	}
 	s.status, s.flags = status, flags
 	s.finish()
+	if s.grpc && !s.respStarted {
+		s.grpcReply(status, flags, reason)
+		return
+	}
 	s.enc.LocalReply(status, reason)
 }
 
@@ -443,6 +450,17 @@ func (s *httpStream) DecodeHead(h *stream.Head, end bool) {
 		s.log.SetRequest(h.Method, h.Target, h.Headers.Get(hdrHosts), h.Minor, h.Headers.Get, al.Format().Headers)
 	}
 	s.route, s.vh = cfg.Router.RouteVH(h.Headers.Get(hdrHosts), &router.Request{Method: h.Method, Target: h.Target, Headers: &h.Headers})
+	if s.grpc = isGRPC(&h.Headers); s.grpc && s.route != nil {
+		s.timeout = s.route.Timeout
+		if d, ok := grpcTimeout(h.Headers.Get("grpc-timeout")); ok {
+			s.grpcDeadline = time.Now().Add(d)
+			if s.timeout <= 0 || d < s.timeout {
+				s.timeout = d
+			}
+		}
+	} else if s.route != nil {
+		s.timeout = s.route.Timeout
+	}
 	if s.route == nil {
 		s.localReply(404, "NR", "no route for this host and path")
 		return
@@ -761,7 +779,7 @@ func (s *httpStream) OnReset(error) {
 }
 
 func (s *httpStream) armTimer() {
-	d := s.route.Timeout
+	d := s.timeout
 	if d <= 0 || s.timerArmed || s.up.gotHead || s.done {
 		return
 	}
@@ -1080,6 +1098,12 @@ func (u *upstreamRequest) OnReset(reason error) {
 	if u.gotHead {
 		s.finish()
 		resetDownstream(s.enc, reason)
+		return
+	}
+	if s.grpc && !s.grpcDeadline.IsZero() && !time.Now().Before(s.grpcDeadline) {
+		// The upstream gave up on the call's deadline (gRPC servers reset
+		// the stream when it passes): that is the deadline, not a failure.
+		s.timedOut("gRPC deadline exceeded")
 		return
 	}
 	s.cluster.ReportResponse(s.host, 0) // a reset before any response counts like a 5xx
