@@ -102,6 +102,18 @@ type httpFilter struct {
 	c     *network.Conn
 	codec serverCodec
 	held  buffer.Input
+	// idle closes a connection that sends nothing before the codec is
+	// known, as the HTTP/1 idle timeout would.
+	idle timer.Timer
+}
+
+// Expire closes a connection still silent at its idle timeout.
+func (f *httpFilter) Expire() {
+	f.c.Lock()
+	defer f.c.Unlock()
+	if f.codec == nil && !f.c.Closed() {
+		f.c.Close()
+	}
 }
 
 var (
@@ -122,12 +134,20 @@ func (f *httpFilter) OnNewConnection(c *network.Conn) network.FilterStatus {
 		f.use(true)
 	case "http1", "":
 		f.use(false)
+	default:
+		if d := f.cm.cfg.Server.IdleTimeout; d > 0 && f.cm.cfg.Server.Timers != nil {
+			f.idle.Init(f.cm.cfg.Server.Timers, f)
+			f.idle.Reset(d)
+		}
 	}
 	return network.Continue
 }
 
 func (f *httpFilter) use(h2 bool) {
 	cm := f.cm
+	if f.codec == nil && f.c != nil {
+		f.idle.Stop()
+	}
 	if h2 {
 		cm.mux = true
 		f.codec = h2s.NewServerConn(cm.cfg.HTTP2, cm)
@@ -173,6 +193,7 @@ func (f *httpFilter) OnDrained(c *network.Conn) {
 
 func (f *httpFilter) OnClose(c *network.Conn, err error) {
 	f.held.Reset()
+	f.idle.Stop()
 	if f.codec != nil {
 		f.codec.OnClose(c, err)
 	}

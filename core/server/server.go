@@ -110,7 +110,7 @@ func New(cfg *config.Config, tr transport.Transport, log *slog.Logger) (*Server,
 		}
 		if cc.Protocol == "http2" {
 			ucfg.HTTP2 = &h2s.ClientSettings{
-				H2:                 h2Settings(cc.HTTP2, s.timers),
+				H2:                 h2Settings(cc.HTTP2, cc.IdleTimeout.D(), s.timers),
 				ConnectTimeout:     cc.ConnectTimeout.D(),
 				MaxConnections:     cc.MaxConnections,
 				MaxPending:         cc.MaxPending,
@@ -287,7 +287,7 @@ func (s *Server) chainFor(lc config.Listener, info *ListenerInfo) (network.Chain
 				Timers:        s.timers,
 			},
 			Codec:            h.Codec,
-			HTTP2:            h2Settings(h.HTTP2, s.timers),
+			HTTP2:            h2Settings(h.HTTP2, h.IdleTimeout.D(), s.timers),
 			MaxRequestBuffer: h.MaxRequestBuffer,
 			HeaderOps:        headerOps(h.HeaderOps),
 			Log:              s.log,
@@ -336,7 +336,7 @@ func (s *Server) chainFor(lc config.Listener, info *ListenerInfo) (network.Chain
 }
 
 // h2Settings turns config options into codec settings (defaults applied).
-func h2Settings(o config.HTTP2Options, timers *timer.Wheel) *h2s.Settings {
+func h2Settings(o config.HTTP2Options, idle time.Duration, timers *timer.Wheel) *h2s.Settings {
 	set := &h2s.Settings{
 		MaxConcurrentStreams: uint32(o.MaxConcurrentStreams),
 		InitialStreamWindow:  int32(o.InitialStreamWindowSize),
@@ -344,6 +344,7 @@ func h2Settings(o config.HTTP2Options, timers *timer.Wheel) *h2s.Settings {
 		MaxHeaderListSize:    uint32(o.MaxHeaderListSize),
 		ResetBurst:           o.ResetBurst,
 		ResetRate:            float64(o.MaxResetsPerSecond),
+		IdleTimeout:          idle,
 		Timers:               timers,
 	}
 	return set.Prepare()

@@ -5,7 +5,6 @@ import (
 	"net"
 	"sync"
 	"testing"
-	"time"
 
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
@@ -46,6 +45,13 @@ func (f *fakeConn) Write(bufs ...*buffer.Buf) (int, error) {
 	return f.queueReport, nil
 }
 func (f *fakeConn) ReadDisable(bool) {}
+
+// writeClosed reports whether CloseWrite was called.
+func (f *fakeConn) writeClosed() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.wclosed
+}
 func (f *fakeConn) CloseWrite() error {
 	f.mu.Lock()
 	f.wclosed = true
@@ -291,8 +297,6 @@ func (h *harness) expectGoAway(code http2.ErrCode) *http2.GoAwayFrame {
 	}
 }
 
-// settle waits for timers (used only where a test needs a timer to fire).
-func settle() { time.Sleep(20 * time.Millisecond) }
 
 // headWith is a 200 response head with one extra field.
 func headWith(name, value string) *protocol.Head {

@@ -5,9 +5,12 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
+
+	"github.com/proxylab/proxylab/core/timer"
 )
 
 func TestServerSimpleGet(t *testing.T) {
@@ -414,4 +417,20 @@ func FuzzServerFrames(f *testing.F) {
 			t.Fatalf("%d streams open with a limit of 8", n)
 		}
 	})
+}
+
+func TestServerIdleTimeout(t *testing.T) {
+	h := newHarness(t, Settings{IdleTimeout: 30 * time.Millisecond, Timers: timer.New(5 * time.Millisecond)})
+	h.handshake()
+	h.get(1)
+	h.expect(http2.FrameHeaders)
+	h.expect(http2.FrameData)
+	deadline := time.Now().Add(2 * time.Second)
+	for !h.fc.writeClosed() && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	g := h.expectGoAway(http2.ErrCodeNo)
+	if g.LastStreamID != 1 || !h.fc.writeClosed() {
+		t.Fatalf("last stream %d, closed %v", g.LastStreamID, h.fc.writeClosed())
+	}
 }
