@@ -19,6 +19,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -33,7 +34,10 @@ import (
 type Scenario struct {
 	Name        string   `yaml:"name"`
 	Systems     []string `yaml:"systems"`   // proxylab-<transport>, haproxy, nginx, envoy
-	Protocols   []string `yaml:"protocols"` // http1, tcp
+	Protocols   []string `yaml:"protocols"` // http1, tcp, http2 (h2c client, HTTP/1.1 upstream), grpc (h2c both sides)
+	// Streams is the HTTP/2 streams each connection keeps in flight
+	// (h2load -m) for http2 and grpc; 10 by default.
+	Streams int `yaml:"streams"`
 	Connections []int    `yaml:"connections"`
 	// ResponseSizes are the response body sizes swept, in bytes; 20 by
 	// default. Other sizes need upstream: proxybench (?size=N).
@@ -59,7 +63,7 @@ type Scenario struct {
 
 // ParseScenario reads and defaults a scenario.
 func ParseScenario(data []byte) (*Scenario, error) {
-	s := &Scenario{Rounds: 3, Duration: 6 * time.Second, Warmup: time.Second, Workers: 1, Baseline: "haproxy"}
+	s := &Scenario{Rounds: 3, Duration: 6 * time.Second, Warmup: time.Second, Workers: 1, Baseline: "haproxy", Streams: 10}
 	s.CPUs.Proxy, s.CPUs.Load, s.CPUs.Upstream = "1", "0", "0"
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
@@ -91,9 +95,18 @@ func ParseScenario(data []byte) (*Scenario, error) {
 		return nil, fmt.Errorf("lab: scenario: response_sizes: %v needs upstream: proxybench (the nginx upstream answers 20 bytes)", s.ResponseSizes)
 	}
 	for _, p := range s.Protocols {
-		if p != "http1" && p != "tcp" {
-			return nil, fmt.Errorf("lab: scenario: unknown protocol %q (http1, tcp)", p)
+		switch p {
+		case "http1", "tcp":
+		case "http2", "grpc":
+			if s.Rate > 0 {
+				return nil, fmt.Errorf("lab: scenario: rate: open loop is HTTP/1.1 only; %s runs closed loop (h2load)", p)
+			}
+		default:
+			return nil, fmt.Errorf("lab: scenario: unknown protocol %q (http1, tcp, http2, grpc)", p)
 		}
+	}
+	if s.Streams < 1 {
+		return nil, fmt.Errorf("lab: scenario: streams: must be >= 1")
 	}
 	return s, nil
 }
@@ -130,7 +143,10 @@ type Tools struct {
 	wrkScript            string // wrkScript written once per run, by Run
 }
 
-const upstreamAddr = "127.0.0.1:19190"
+const (
+	upstreamAddr     = "127.0.0.1:19190"
+	grpcUpstreamAddr = "127.0.0.1:19191" // `proxybench upstream -grpc`, for the grpc protocol
+)
 
 // Run measures the whole matrix, calling progress after each cell. Each
 // protocol is a phase: every system is started with its generated config
@@ -148,6 +164,16 @@ func Run(ctx context.Context, s *Scenario, tools Tools, workdir string, progress
 		return nil, nil, nil, err
 	}
 	defer stop(up)
+	if slices.Contains(s.Protocols, "grpc") {
+		cmd := exec.Command("taskset", "-c", s.CPUs.Upstream, tools.Proxybench, "upstream", "-grpc", "-listen", grpcUpstreamAddr, "-size", "20")
+		if err := cmd.Start(); err != nil {
+			return nil, nil, nil, fmt.Errorf("lab: gRPC upstream: %w", err)
+		}
+		defer stop(cmd)
+		if err := waitPort(grpcUpstreamAddr, cmd); err != nil {
+			return nil, nil, nil, err
+		}
+	}
 	points := len(s.Connections) * len(s.ResponseSizes)
 	total := s.Rounds * len(s.Protocols) * points * len(s.Systems)
 	var cells []Cell
@@ -183,7 +209,7 @@ func Run(ctx context.Context, s *Scenario, tools Tools, workdir string, progress
 				}
 			}()
 			for _, sy := range systems {
-				if _, err := load(ctx, s, tools, sy.port, s.Connections[0], s.ResponseSizes[0], s.Warmup); err != nil {
+				if _, err := load(ctx, s, tools, p, sy.port, s.Connections[0], s.ResponseSizes[0], s.Warmup); err != nil {
 					return fmt.Errorf("lab: warm-up of %s %s: %w", sy.name, p, err)
 				}
 			}
@@ -192,7 +218,7 @@ func Run(ctx context.Context, s *Scenario, tools Tools, workdir string, progress
 					for _, sy := range systems { // interleaved: every system each round
 						pid := sy.cmd.Process.Pid
 						t0, h0 := cpuTicks(pid), hostBusyTicks()
-						c, err := load(ctx, s, tools, sy.port, pt.conns, pt.size, s.Duration)
+						c, err := load(ctx, s, tools, p, sy.port, pt.conns, pt.size, s.Duration)
 						t1, h1 := cpuTicks(pid), hostBusyTicks()
 						if err != nil {
 							return err
@@ -366,7 +392,7 @@ func profileCell(ctx context.Context, s *Scenario, tools Tools, sy *system, prot
 		raw, err := fetchProfile(ctx, sy.admin, s.Duration)
 		ch <- fetched{raw, err}
 	}()
-	if _, err := load(ctx, s, tools, sy.port, pt.conns, pt.size, s.Duration); err != nil {
+	if _, err := load(ctx, s, tools, protocol, sy.port, pt.conns, pt.size, s.Duration); err != nil {
 		return pr, fmt.Errorf("lab: profiling %s %s: %w", sy.name, protocol, err)
 	}
 	f := <-ch
@@ -393,7 +419,11 @@ func startSystem(name, protocol string, port int, s *Scenario, tools Tools, dir 
 	if !ok {
 		return nil, fmt.Errorf("no config generator (have %v)", peers.Names())
 	}
-	ps := peers.Scenario{Protocol: protocol, Listen: fmt.Sprintf("127.0.0.1:%d", port), Upstreams: []string{upstreamAddr}, Workers: s.Workers}
+	up := upstreamAddr
+	if protocol == "grpc" {
+		up = grpcUpstreamAddr
+	}
+	ps := peers.Scenario{Protocol: protocol, Listen: fmt.Sprintf("127.0.0.1:%d", port), Upstreams: []string{up}, Workers: s.Workers}
 	if gen == "proxylab" && s.Profile {
 		ps.Admin = fmt.Sprintf("127.0.0.1:%d", port+1000)
 	}
@@ -479,9 +509,12 @@ end
 `
 
 // load runs one cell: wrk for closed loop, proxybench for open loop, on the
-// load CPUs. Both protocols carry HTTP/1.1 to the upstream (tcp_proxy
-// forwards it as bytes).
-func load(ctx context.Context, s *Scenario, tools Tools, port int, conns, size int, d time.Duration) (Cell, error) {
+// load CPUs; h2load for http2 and grpc. http1 and tcp carry HTTP/1.1 to the
+// upstream (tcp_proxy forwards it as bytes).
+func load(ctx context.Context, s *Scenario, tools Tools, protocol string, port int, conns, size int, d time.Duration) (Cell, error) {
+	if protocol == "http2" || protocol == "grpc" {
+		return loadH2(ctx, s, tools, protocol, port, conns, size, d)
+	}
 	path := "/"
 	if s.Upstream == "proxybench" {
 		path = "/?size=" + strconv.Itoa(size)

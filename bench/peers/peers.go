@@ -13,7 +13,9 @@ import (
 
 // Scenario is the part of a benchmark scenario the peers' configs depend on.
 type Scenario struct {
-	Protocol  string // "http1" or "tcp"
+	// Protocol: "http1", "tcp", "http2" (h2c from the client, HTTP/1.1 to
+	// the upstream) or "grpc" (h2c both sides, to a gRPC upstream).
+	Protocol  string
 	Listen    string // host:port the proxy listens on
 	Upstreams []string
 	Workers   int // proxy worker threads/processes; 1 by default
@@ -56,8 +58,10 @@ func Names() []string {
 }
 
 func check(s Scenario) error {
-	if s.Protocol != "http1" && s.Protocol != "tcp" {
-		return fmt.Errorf("peers: unknown protocol %q (http1, tcp)", s.Protocol)
+	switch s.Protocol {
+	case "http1", "tcp", "http2", "grpc":
+	default:
+		return fmt.Errorf("peers: unknown protocol %q (http1, tcp, http2, grpc)", s.Protocol)
 	}
 	if s.Listen == "" || len(s.Upstreams) == 0 {
 		return fmt.Errorf("peers: a listen address and at least one upstream are required")
@@ -82,7 +86,11 @@ func Proxylab(s Scenario) (string, error) {
 	} else {
 		fmt.Fprintf(&b, "  - {name: bench, address: %q, http_proxy: {}}\nroutes:\n  - {name: all, domains: [\"*\"], routes: [{prefix: /, cluster: upstream}]}\n", s.Listen)
 	}
-	b.WriteString("clusters:\n  - name: upstream\n    hosts:\n")
+	b.WriteString("clusters:\n  - name: upstream\n")
+	if s.Protocol == "grpc" {
+		b.WriteString("    protocol: http2\n")
+	}
+	b.WriteString("    hosts:\n")
 	for _, u := range s.Upstreams {
 		fmt.Fprintf(&b, "      - {address: %q}\n", u)
 	}
@@ -106,12 +114,19 @@ func HAProxy(s Scenario) (string, error) {
 	if mode == "http" {
 		b.WriteString("  option http-keep-alive\n")
 	}
-	fmt.Fprintf(&b, "\nfrontend bench\n  bind %s\n  default_backend upstream\n\nbackend upstream\n", s.Listen)
+	bindProto, serverProto := "", ""
+	if s.Protocol == "http2" || s.Protocol == "grpc" {
+		bindProto = " proto h2"
+	}
+	if s.Protocol == "grpc" {
+		serverProto = " proto h2"
+	}
+	fmt.Fprintf(&b, "\nfrontend bench\n  bind %s%s\n  default_backend upstream\n\nbackend upstream\n", s.Listen, bindProto)
 	if mode == "http" {
 		b.WriteString("  http-reuse always\n")
 	}
 	for i, u := range s.Upstreams {
-		fmt.Fprintf(&b, "  server up%d %s\n", i, u)
+		fmt.Fprintf(&b, "  server up%d %s%s\n", i, u, serverProto)
 	}
 	return b.String(), nil
 }
@@ -143,9 +158,14 @@ func Nginx(s Scenario) (string, error) {
 		b.WriteString("    keepalive 256;\n")
 	}
 	b.WriteString("  }\n")
-	if block == "http" {
+	switch s.Protocol {
+	case "http1":
 		fmt.Fprintf(&b, "  server {\n    listen %s;\n    location / {\n      proxy_pass http://upstream;\n      proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n    }\n  }\n", s.Listen)
-	} else {
+	case "http2":
+		fmt.Fprintf(&b, "  server {\n    listen %s http2;\n    http2_max_requests 1000000;\n    location / {\n      proxy_pass http://upstream;\n      proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n    }\n  }\n", s.Listen)
+	case "grpc":
+		fmt.Fprintf(&b, "  server {\n    listen %s http2;\n    http2_max_requests 1000000;\n    location / {\n      grpc_pass grpc://upstream;\n    }\n  }\n", s.Listen)
+	default:
 		fmt.Fprintf(&b, "  server {\n    listen %s;\n    proxy_pass upstream;\n  }\n", s.Listen)
 	}
 	b.WriteString("}\n")
@@ -175,7 +195,13 @@ func Envoy(s Scenario) (string, error) {
 		b.WriteString("          http_filters:\n          - name: envoy.filters.http.router\n            typed_config:\n")
 		b.WriteString("              \"@type\": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router\n")
 	}
-	b.WriteString("  clusters:\n  - name: upstream\n    type: STATIC\n    connect_timeout: 5s\n    load_assignment:\n      cluster_name: upstream\n      endpoints:\n      - lb_endpoints:\n")
+	b.WriteString("  clusters:\n  - name: upstream\n    type: STATIC\n    connect_timeout: 5s\n")
+	if s.Protocol == "grpc" {
+		b.WriteString("    typed_extension_protocol_options:\n      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:\n")
+		b.WriteString("        \"@type\": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions\n")
+		b.WriteString("        explicit_http_config:\n          http2_protocol_options: {}\n")
+	}
+	b.WriteString("    load_assignment:\n      cluster_name: upstream\n      endpoints:\n      - lb_endpoints:\n")
 	for _, u := range s.Upstreams {
 		h, p := splitHostPort(u)
 		fmt.Fprintf(&b, "        - endpoint:\n            address:\n              socket_address: {address: %s, port_value: %s}\n", h, p)

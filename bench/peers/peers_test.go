@@ -17,6 +17,8 @@ var update = flag.Bool("update", false, "rewrite the golden files")
 var scenarios = map[string]Scenario{
 	"http1": {Protocol: "http1", Listen: "127.0.0.1:19080", Upstreams: []string{"127.0.0.1:19090", "127.0.0.1:19091"}, Workers: 1},
 	"tcp":   {Protocol: "tcp", Listen: "127.0.0.1:19081", Upstreams: []string{"127.0.0.1:19090"}, Workers: 2, MaxConns: 4000},
+	"http2": {Protocol: "http2", Listen: "127.0.0.1:19082", Upstreams: []string{"127.0.0.1:19090"}, Workers: 1},
+	"grpc":  {Protocol: "grpc", Listen: "127.0.0.1:19083", Upstreams: []string{"127.0.0.1:19092"}, Workers: 2},
 }
 
 // TestGolden pins every generator's output; run with -update after an

@@ -26,7 +26,7 @@ import (
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 
 const usage = `proxybench matrix -scenario FILE [-out DIR] [-proxylab BIN] [-proxy-cpus L] [-load-cpus L] [-upstream-cpus L]
-proxybench upstream [-listen ADDR] [-size BYTES] [-delay DURATION]
+proxybench upstream [-listen ADDR] [-size BYTES] [-delay DURATION] [-grpc]
 proxybench load -target HOST:PORT [-protocol http1|tcp] [-c N] [-d DURATION] [-rate RPS]
                 [-path P] [-host H] [-body BYTES] [-echo BYTES] [-json]
 
@@ -182,6 +182,7 @@ func serveUpstream(args []string, stdout, stderr io.Writer) int {
 	var cfg upstream.Config
 	fs.IntVar(&cfg.Size, "size", 20, "response body bytes (per request: ?size=N)")
 	fs.DurationVar(&cfg.Delay, "delay", 0, "delay before each response (per request: ?delay=D)")
+	grpcMode := fs.Bool("grpc", false, "serve gRPC (the interop TestService's UnaryCall, -size bytes) instead of HTTP/1.1")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -194,10 +195,17 @@ func serveUpstream(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "proxybench:", err)
 		return 1
 	}
-	s := upstream.Serve(ln, cfg)
-	fmt.Fprintf(stdout, "upstream listening on %s (%d-byte responses, POST /echo echoes)\n", s.Addr(), cfg.Size)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if *grpcMode {
+		stopGRPC := upstream.ServeGRPC(ln, cfg.Size)
+		fmt.Fprintf(stdout, "gRPC upstream listening on %s (%s, %d-byte payloads)\n", ln.Addr(), upstream.GRPCMethod, cfg.Size)
+		<-ctx.Done()
+		stopGRPC()
+		return 0
+	}
+	s := upstream.Serve(ln, cfg)
+	fmt.Fprintf(stdout, "upstream listening on %s (%d-byte responses, POST /echo echoes)\n", s.Addr(), cfg.Size)
 	<-ctx.Done()
 	s.Close()
 	return 0
