@@ -55,7 +55,6 @@ func TestH2loadLogPercentiles(t *testing.T) {
 	}
 }
 
-
 func TestGRPCUnaryRequestFrame(t *testing.T) {
 	got := grpcUnaryRequest(300) // varint 300 = 0xac 0x02
 	want := []byte{0, 0, 0, 0, 3, 0x10, 0xac, 0x02}

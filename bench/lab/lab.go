@@ -32,13 +32,13 @@ import (
 
 // Scenario is a benchmark matrix description (YAML).
 type Scenario struct {
-	Name        string   `yaml:"name"`
-	Systems     []string `yaml:"systems"`   // proxylab-<transport>, haproxy, nginx, envoy
-	Protocols   []string `yaml:"protocols"` // http1, tcp, http2 (h2c client, HTTP/1.1 upstream), grpc (h2c both sides)
+	Name      string   `yaml:"name"`
+	Systems   []string `yaml:"systems"`   // proxylab-<transport>, haproxy, nginx, envoy
+	Protocols []string `yaml:"protocols"` // http1, tcp, http2 (h2c client, HTTP/1.1 upstream), grpc (h2c both sides)
 	// Streams is the HTTP/2 streams each connection keeps in flight
 	// (h2load -m) for http2 and grpc; 10 by default.
-	Streams int `yaml:"streams"`
-	Connections []int    `yaml:"connections"`
+	Streams     int   `yaml:"streams"`
+	Connections []int `yaml:"connections"`
 	// ResponseSizes are the response body sizes swept, in bytes; 20 by
 	// default. Other sizes need upstream: proxybench (?size=N).
 	ResponseSizes []int         `yaml:"response_sizes"`

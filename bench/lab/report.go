@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -166,6 +167,9 @@ func Markdown(s *Scenario, m Machine, rows []Row, profiles []Profile, skipped []
 	load := "closed loop (wrk)"
 	if s.Rate > 0 {
 		load = fmt.Sprintf("open loop at %.0f req/s (proxybench, coordinated omission avoided)", s.Rate)
+	}
+	if slices.ContainsFunc(s.Protocols, func(p string) bool { return p == "http2" || p == "grpc" }) {
+		load += fmt.Sprintf("; http2 and grpc closed loop with h2load, %d streams per connection", s.Streams)
 	}
 	fmt.Fprintf(&b, "- load: %s, %v per cell, %d rounds interleaved, baseline %s\n\n", load, s.Duration, s.Rounds, s.Baseline)
 	b.WriteString("![proxy CPU per request](cpu.svg)\n\n![latency by percentile](latency.svg)\n\n")

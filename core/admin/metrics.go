@@ -6,6 +6,7 @@ import (
 	"github.com/proxylab/proxylab/core/buffer"
 	"github.com/proxylab/proxylab/core/server"
 	"github.com/proxylab/proxylab/core/stats"
+	h2s "github.com/proxylab/proxylab/core/stream/http2"
 	"github.com/proxylab/proxylab/offload"
 	"github.com/proxylab/proxylab/transport"
 )
@@ -75,6 +76,8 @@ var (
 	dOutOver    = desc("cluster_outlier_detection_ejections_overflow_total", "Ejections skipped because of max_ejection_percent.", "cluster")
 	dHostEject  = desc("cluster_host_ejected", "1 while outlier detection has the host ejected.", "cluster", "host")
 	dPanic      = desc("cluster_lb_panic", "1 when too few hosts are healthy and traffic goes to all of them.", "cluster")
+	dH2Events   = desc("http2_events_total", "HTTP/2 protocol events (streams, resets, GOAWAYs, errors and attacks refused) by side.", "side", "name", "event")
+	dH2Active   = desc("http2_streams_active", "HTTP/2 streams open.", "side", "name")
 	dBufGets    = desc("buffer_pool_gets_total", "Buffers taken from the pool.")
 	dBufAllocs  = desc("buffer_pool_allocs_total", "Buffers the pool had to allocate (the rest were reused).")
 )
@@ -114,6 +117,9 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 			}
 			histogram(ch, dRqTime, &st.RqTime, l.Name)
 			counter(ch, dLocal, st.LocalReplies.Value(), l.Name)
+		}
+		if st := l.HTTP2; st != nil {
+			h2Metrics(ch, "listener", l.Name, st)
 		}
 		if st := l.TCP; st != nil {
 			counter(ch, dTCPCx, st.UpstreamCxTotal.Value(), l.Name)
@@ -191,6 +197,9 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	for name, st := range c.srv.ClusterTLSStats() {
 		tlsMetrics(ch, "cluster", name, st)
 	}
+	for name, st := range c.srv.ClusterHTTP2Stats() {
+		h2Metrics(ch, "cluster", name, st)
+	}
 	tr := c.srv.Transport()
 	if r, ok := tr.(transport.StatsReporter); ok {
 		s, name := r.Stats(), tr.Name()
@@ -225,4 +234,9 @@ func tlsMetrics(ch chan<- prometheus.Metric, side, name string, st *offload.Stat
 	for k, v := range suites {
 		counter(ch, dTLSSuite, v, side, name, k)
 	}
+}
+
+func h2Metrics(ch chan<- prometheus.Metric, side, name string, st *h2s.Stats) {
+	st.Each(func(event string, v uint64) { counter(ch, dH2Events, v, side, name, event) })
+	gauge(ch, dH2Active, float64(st.ActiveStreams.Load()), side, name)
 }

@@ -38,6 +38,7 @@ type Server struct {
 	log        *slog.Logger
 	timers     *timer.Wheel
 	clusterTLS map[string]*offload.Stats
+	clusterH2  map[string]*h2s.Stats
 	health     map[string]*upstream.HealthStats
 	stopHealth context.CancelFunc
 }
@@ -55,10 +56,14 @@ type ListenerInfo struct {
 	HTTP      *proxy.HTTPStats
 	TCP       *proxy.TCPStats
 	TLS       *offload.Stats // nil without TLS
+	HTTP2     *h2s.Stats     // HTTP/2 events of an http_proxy listener
 	Engine    string
 	AccessLog *accesslog.Logger
 	secure    offload.Server
 }
+
+// ClusterHTTP2Stats are the HTTP/2 events of clusters speaking http2, by name.
+func (s *Server) ClusterHTTP2Stats() map[string]*h2s.Stats { return s.clusterH2 }
 
 // ClusterTLSStats are the handshake counts of clusters with TLS, by name.
 func (s *Server) ClusterTLSStats() map[string]*offload.Stats { return s.clusterTLS }
@@ -66,7 +71,7 @@ func (s *Server) ClusterTLSStats() map[string]*offload.Stats { return s.clusterT
 // New builds everything the config describes and binds the listeners (so a
 // port conflict fails here), without accepting yet.
 func New(cfg *config.Config, tr transport.Transport, log *slog.Logger) (*Server, error) {
-	s := &Server{cfg: cfg, tr: tr, log: log, timers: timer.New(10 * time.Millisecond), clusterTLS: map[string]*offload.Stats{}, health: map[string]*upstream.HealthStats{}}
+	s := &Server{cfg: cfg, tr: tr, log: log, timers: timer.New(10 * time.Millisecond), clusterTLS: map[string]*offload.Stats{}, clusterH2: map[string]*h2s.Stats{}, health: map[string]*upstream.HealthStats{}}
 	var clusters []*upstream.Cluster
 	for _, cc := range cfg.Clusters {
 		var secure offload.Client
@@ -117,6 +122,7 @@ func New(cfg *config.Config, tr transport.Transport, log *slog.Logger) (*Server,
 				MaxRequestsPerConn: cc.MaxRequestsPerConnection,
 				IdleTimeout:        cc.IdleTimeout.D(),
 			}
+			s.clusterH2[cc.Name] = ucfg.HTTP2.H2.Stats
 		}
 		if sc := cc.Subsets; sc != nil {
 			ucfg.Subsets = &upstream.Subsets{Selectors: sc.SubsetSelectors, Fallback: sc.FallbackPolicy, Default: sc.DefaultSubset}
@@ -293,6 +299,7 @@ func (s *Server) chainFor(lc config.Listener, info *ListenerInfo) (network.Chain
 			Log:              s.log,
 		}
 		info.Filter = "http_proxy"
+		info.HTTP2 = hc.HTTP2.Stats
 		if s.cfg.Stats.Enabled {
 			hc.Stats = &proxy.HTTPStats{}
 			info.HTTP = hc.Stats

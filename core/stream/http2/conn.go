@@ -129,6 +129,25 @@ type Stats struct {
 	ActiveStreams                          atomic.Int64
 }
 
+// Each calls f with every counter's metric name and value.
+func (st *Stats) Each(f func(event string, v uint64)) {
+	for _, c := range []struct {
+		name string
+		v    *atomic.Uint64
+	}{
+		{"connections", &st.Connections}, {"streams", &st.Streams},
+		{"rx_reset", &st.RxReset}, {"tx_reset", &st.TxReset},
+		{"rx_goaway", &st.RxGoAway}, {"tx_goaway", &st.TxGoAway},
+		{"protocol_error", &st.ProtocolErrors}, {"flow_control_error", &st.FlowControlErrors},
+		{"refused_stream", &st.RefusedStreams}, {"header_list_too_large", &st.HeaderListTooLarge},
+		{"rapid_reset", &st.RapidResets}, {"continuation_flood", &st.ContinuationFloods},
+		{"ping", &st.Pings}, {"malformed_request", &st.MalformedRequests},
+		{"malformed_response", &st.MalformedResponses},
+	} {
+		f(c.name, c.v.Load())
+	}
+}
+
 // RFC 9113 §6.9.1: a window may not exceed 2^31-1.
 const maxWindow = 1<<31 - 1
 

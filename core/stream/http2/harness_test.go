@@ -297,7 +297,6 @@ func (h *harness) expectGoAway(code http2.ErrCode) *http2.GoAwayFrame {
 	}
 }
 
-
 // headWith is a 200 response head with one extra field.
 func headWith(name, value string) *protocol.Head {
 	return &protocol.Head{Status: 200, ContentLength: -1, Headers: protocol.Headers{Fields: []protocol.Field{{Name: []byte(name), Value: []byte(value)}}}}

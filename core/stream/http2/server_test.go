@@ -434,3 +434,29 @@ func TestServerIdleTimeout(t *testing.T) {
 		t.Fatalf("last stream %d, closed %v", g.LastStreamID, h.fc.writeClosed())
 	}
 }
+
+// TestServerHPACKBomb: a small header block that expands (one large
+// dynamic-table entry referenced many times) is stopped at the header list
+// limit and answered 431, without decoding it all into memory.
+func TestServerHPACKBomb(t *testing.T) {
+	h := newHarness(t, Settings{MaxHeaderListSize: 16 << 10})
+	h.handshake()
+	var block bytes.Buffer
+	enc := hpack.NewEncoder(&block)
+	for _, kv := range [][2]string{{":method", "GET"}, {":scheme", "http"}, {":path", "/"}, {"x-bomb", strings.Repeat("b", 3000)}} {
+		enc.WriteField(hpack.HeaderField{Name: kv[0], Value: kv[1]})
+	}
+	// 0xbe: indexed field 62, the newest dynamic-table entry (x-bomb).
+	block.Write(bytes.Repeat([]byte{0xbe}, 5000))
+	if block.Len() > 9000 {
+		t.Fatalf("block of %d bytes is not a bomb", block.Len())
+	}
+	h.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: block.Bytes(), EndHeaders: true, EndStream: true})
+	h.send()
+	if m := h.decode(h.expect(http2.FrameHeaders)); m[":status"] != "431" {
+		t.Fatalf("%v", m)
+	}
+	if len(h.sc.fields) > 16 || h.sc.set.Stats.HeaderListTooLarge.Load() != 1 {
+		t.Fatalf("%d fields kept, counted %d", len(h.sc.fields), h.sc.set.Stats.HeaderListTooLarge.Load())
+	}
+}
