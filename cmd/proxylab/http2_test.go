@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os/exec"
 	"strings"
 	"sync"
@@ -364,6 +365,69 @@ func TestHTTP2WithH2load(t *testing.T) {
 			if !strings.Contains(string(out), "4000 succeeded, 0 failed, 0 errored") || !strings.Contains(string(out), "4000 2xx") {
 				t.Fatalf("upstream h2=%v:\n%s", h2up, out)
 			}
+		}
+	})
+}
+
+// TestHTTP2UpstreamOverTLS: a cluster with protocol http2 and TLS offers
+// ALPN h2 and multiplexes over it; mTLS and verification work as for
+// HTTP/1.1 clusters.
+func TestHTTP2UpstreamOverTLS(t *testing.T) {
+	pk := newPKI(t)
+	cert, key := pk.issue("up-h2", []string{"localhost", "127.0.0.1"}, nil, false, time.Now().Add(time.Hour))
+	pair, err := tls.LoadX509KeyPair(cert, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "%s %s", r.Proto, r.TLS.NegotiatedProtocol)
+	}))
+	s.EnableHTTP2 = true
+	s.TLS = &tls.Config{Certificates: []tls.Certificate{pair}}
+	var conns atomic.Int32
+	s.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	s.StartTLS()
+	t.Cleanup(s.Close)
+	up := strings.TrimPrefix(s.URL, "https://")
+	forEachTransport(t, func(t *testing.T, tr string) {
+		before := conns.Load()
+		p := startProxy(t, fmt.Sprintf(`transport: %s
+listeners:
+  - {name: web, address: "127.0.0.1:0", http_proxy: {}}
+routes:
+  - {name: all, domains: ["*"], routes: [{prefix: /, cluster: up}]}
+clusters:
+  - {name: up, protocol: http2, tls: {ca_file: %q}, hosts: [{address: %q}]}
+`, tr, pk.file("cas.pem"), up))
+		var wg sync.WaitGroup
+		var bad atomic.Int32
+		for i := range 30 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				resp, err := h1Client().Get(fmt.Sprintf("http://%s/t/%d", p.addr("web"), i))
+				if err != nil {
+					bad.Add(1)
+					return
+				}
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if string(b) != "HTTP/2.0 h2" {
+					t.Errorf("upstream saw %q", b)
+					bad.Add(1)
+				}
+			}()
+		}
+		wg.Wait()
+		if bad.Load() != 0 {
+			t.Fatalf("%d of 30 failed", bad.Load())
+		}
+		if n := conns.Load() - before; n > 2 {
+			t.Errorf("30 concurrent requests opened %d TLS connections", n)
 		}
 	})
 }
