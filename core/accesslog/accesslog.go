@@ -122,6 +122,7 @@ type Entry struct {
 	Start         time.Time
 	Method, Path  []byte
 	Authority     []byte
+	Major         int
 	Minor         int
 	Status        int
 	Flags         string // Envoy response flags, e.g. "UF", "" for none
@@ -137,7 +138,7 @@ type Entry struct {
 
 // SetRequest copies what the format needs from the request while its bytes
 // are valid (they alias a read buffer).
-func (e *Entry) SetRequest(method, path, authority []byte, minor int, get func(name string) []byte, names []string) {
+func (e *Entry) SetRequest(method, path, authority []byte, major, minor int, get func(name string) []byte, names []string) {
 	n := len(method) + len(path) + len(authority)
 	vals := e.Headers[:0]
 	for _, name := range names {
@@ -157,7 +158,7 @@ func (e *Entry) SetRequest(method, path, authority []byte, minor int, get func(n
 		a = append(a, b...)
 		return a[s:len(a):len(a)]
 	}
-	e.Method, e.Path, e.Authority, e.Minor = cp(method), cp(path), cp(authority), minor
+	e.Method, e.Path, e.Authority, e.Major, e.Minor = cp(method), cp(path), cp(authority), major, minor
 	for i := range vals {
 		vals[i] = cp(vals[i])
 	}
@@ -294,6 +295,10 @@ func (f *Format) Append(b []byte, e *Entry) []byte {
 				b = append(b, '-')
 			}
 		case opProtocol:
+			if e.Major == 2 {
+				b = append(b, "HTTP/2"...)
+				break
+			}
 			b = append(b, "HTTP/1."...)
 			b = strconv.AppendInt(b, int64(e.Minor), 10)
 		case opResponseCode:

@@ -19,7 +19,7 @@ func TestFormat(t *testing.T) {
 	e := &Entry{Start: time.Date(2026, 11, 21, 6, 0, 0, 5e6, time.UTC), Status: 503, Flags: "UF", BytesReceived: 3, BytesSent: 42,
 		Duration: 1500 * time.Millisecond, Cluster: "up", RemoteAddr: "127.0.0.1:5555"}
 	hdr := map[string]string{"user-agent": "curl/8"}
-	e.SetRequest([]byte("GET"), []byte("/a?b"), []byte("h"), 1, func(n string) []byte {
+	e.SetRequest([]byte("GET"), []byte("/a?b"), []byte("h"), 1, 1, func(n string) []byte {
 		if v, ok := hdr[n]; ok {
 			return []byte(v)
 		}

@@ -127,7 +127,8 @@ type Head struct {
 	Method, Target []byte // request
 	Status         int    // response
 	Reason         []byte // response
-	Minor          int    // HTTP/1.Minor for HTTP/1 messages
+	Minor          int    // HTTP/1.Minor for HTTP/1 messages; 1 for HTTP/2 (its semantics are 1.1's)
+	Major          int    // 2 for HTTP/2 messages; 0 or 1 for HTTP/1
 	Headers        Headers
 
 	ContentLength  int64 // -1 when unknown

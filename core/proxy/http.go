@@ -468,7 +468,7 @@ func (s *httpStream) DecodeHead(h *stream.Head, end bool) {
 	cfg := s.cm.cfg
 	if al := cfg.AccessLog; al != nil {
 		s.log = al.Get()
-		s.log.SetRequest(h.Method, h.Target, h.Headers.Get(hdrHosts), h.Minor, h.Headers.Get, al.Format().Headers)
+		s.log.SetRequest(h.Method, h.Target, h.Headers.Get(hdrHosts), h.Major, h.Minor, h.Headers.Get, al.Format().Headers)
 	}
 	s.route, s.vh = cfg.Router.RouteVH(h.Headers.Get(hdrHosts), &router.Request{Method: h.Method, Target: h.Target, Headers: &h.Headers})
 	if s.grpc = isGRPC(&h.Headers); s.grpc && s.route != nil {

@@ -79,7 +79,7 @@ func parseLength(h *protocol.Head, v string) string {
 // Host when no Host field is present, cookie crumbs joined (§8.2.3).
 // It returns a reason when the request is malformed.
 func requestHead(fields []hpack.HeaderField, h *protocol.Head) string {
-	*h = protocol.Head{Minor: 1, ContentLength: -1, Headers: protocol.Headers{Fields: h.Headers.Fields[:0]}}
+	*h = protocol.Head{Major: 2, Minor: 1, ContentLength: -1, Headers: protocol.Headers{Fields: h.Headers.Fields[:0]}}
 	var scheme, authority string
 	var hasMethod, hasPath, hasScheme, regular, hasHost bool
 	var cookies int
@@ -170,7 +170,7 @@ func joinCookies(hs *protocol.Headers) {
 // responseHead builds a response head (§8.3.2); it returns a reason when
 // the response is malformed.
 func responseHead(fields []hpack.HeaderField, h *protocol.Head) string {
-	*h = protocol.Head{Minor: 1, ContentLength: -1, Headers: protocol.Headers{Fields: h.Headers.Fields[:0]}}
+	*h = protocol.Head{Major: 2, Minor: 1, ContentLength: -1, Headers: protocol.Headers{Fields: h.Headers.Fields[:0]}}
 	regular := false
 	for _, f := range fields {
 		if len(f.Name) > 0 && f.Name[0] == ':' {
