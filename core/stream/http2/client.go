@@ -385,11 +385,7 @@ func (cc *ClientConn) wantFlush() {}
 
 // flushLocked writes the queued frames. Caller holds cc.mu.
 func (cc *ClientConn) flushLocked() {
-	bufs := cc.out.take()
-	if len(bufs) == 0 {
-		return
-	}
-	if q, _ := cc.tc.Write(bufs...); q > cc.set.HighWatermark {
+	if q, _ := cc.out.writeTo(cc.tc); q > cc.set.HighWatermark {
 		cc.blocked = true
 	}
 }

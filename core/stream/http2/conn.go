@@ -365,11 +365,18 @@ func (o *outBuf) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// take hands the queued buffers over (the caller writes them).
-func (o *outBuf) take() []*buffer.Buf {
-	b := o.bufs
-	o.bufs = nil
-	return b
+// writeTo hands the queued buffers to w (which takes ownership of them,
+// not of the slice) and keeps the slice for the next frames.
+func (o *outBuf) writeTo(w interface {
+	Write(bufs ...*buffer.Buf) (int, error)
+}) (queued int, wrote bool) {
+	if len(o.bufs) == 0 {
+		return 0, false
+	}
+	q, _ := w.Write(o.bufs...)
+	clear(o.bufs)
+	o.bufs = o.bufs[:0]
+	return q, true
 }
 
 func (o *outBuf) drop() {

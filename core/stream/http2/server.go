@@ -104,11 +104,7 @@ func (sc *ServerConn) shutdown(err error) {
 // Flush writes the queued frames (stream.Flusher, run at session release).
 func (sc *ServerConn) Flush() {
 	sc.flushQueued = false
-	bufs := sc.out.take()
-	if len(bufs) == 0 {
-		return
-	}
-	if q, _ := sc.c.Write(bufs...); q > sc.set.HighWatermark {
+	if q, _ := sc.out.writeTo(sc.c); q > sc.set.HighWatermark {
 		sc.blocked = true // DATA waits for OnDrained
 	}
 }

@@ -460,3 +460,54 @@ func TestServerHPACKBomb(t *testing.T) {
 		t.Fatalf("%d fields kept, counted %d", len(h.sc.fields), h.sc.set.Stats.HeaderListTooLarge.Load())
 	}
 }
+
+// BenchmarkServerStream is one request and its response on a long-lived
+// connection through the server codec (frames in, frames out; the decoder
+// answers at once): the codec's own cost per stream.
+func BenchmarkServerStream(b *testing.B) {
+	t := &testing.T{}
+	h := newHarness(t, Settings{})
+	h.handshake()
+	h.app.body = []byte("01234567890123456789")
+	// Requests with the same fields encode to the same block once HPACK
+	// has indexed them: send the first encoding, then repeat the second.
+	encode := func() []byte {
+		h.hbuf.Reset()
+		for _, kv := range [][2]string{{":method", "GET"}, {":scheme", "http"}, {":path", "/bench"}, {":authority", "example.com"}, {"user-agent", "bench"}, {"accept", "*/*"}} {
+			h.henc.WriteField(hpack.HeaderField{Name: kv[0], Value: kv[1]})
+		}
+		return append([]byte(nil), h.hbuf.Bytes()...)
+	}
+	h.fr.WriteWindowUpdate(0, 1<<31-1-65535) // the client grants all it can
+	h.send()
+	h.fc.mu.Lock()
+	h.fc.out.Reset()
+	h.fc.mu.Unlock()
+	h.fc.readOff = 0
+	var frame bytes.Buffer
+	fr := http2.NewFramer(&frame, nil)
+	fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 3, BlockFragment: encode(), EndHeaders: true, EndStream: true})
+	h.sendBytes(frame.Bytes())
+	if f := h.next(); f == nil || f.Header().Type != http2.FrameHeaders {
+		b.Fatalf("warm-up request not answered: %v", f)
+	}
+	block := encode()
+	id := uint32(5)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		frame.Reset()
+		fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: block, EndHeaders: true, EndStream: true})
+		id += 2
+		h.sendBytes(frame.Bytes())
+		h.fc.mu.Lock()
+		h.fc.out.Reset()
+		h.fc.mu.Unlock()
+		h.fc.readOff = 0
+		h.app.streams = h.app.streams[:0]
+	}
+	b.StopTimer()
+	if len(h.sc.streams) != 0 || h.fc.closed {
+		b.Fatalf("%d streams left, closed=%v", len(h.sc.streams), h.fc.closed)
+	}
+}
