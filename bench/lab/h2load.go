@@ -22,14 +22,15 @@ import (
 // request is a unary call of the gRPC upstream's UnaryCall asking for size
 // bytes; h2load checks the HTTP status only, so grpc-status is not checked
 // here (the integration tests check it).
-func loadH2(ctx context.Context, s *Scenario, tools Tools, protocol string, port, conns, size int, d time.Duration) (Cell, error) {
+func loadH2(ctx context.Context, s *Scenario, tools Tools, ph phase, port, conns, size int, d time.Duration) (Cell, error) {
+	protocol := ph.proto
 	dir, err := os.MkdirTemp("", "h2load")
 	if err != nil {
 		return Cell{}, fmt.Errorf("lab: %w", err)
 	}
 	defer os.RemoveAll(dir)
 	logFile := filepath.Join(dir, "requests.log")
-	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
+	url := fmt.Sprintf("%s://127.0.0.1:%d/", ph.scheme(), port)
 	if s.Upstream == "proxybench" {
 		url += "?size=" + strconv.Itoa(size)
 	}
@@ -40,7 +41,7 @@ func loadH2(ctx context.Context, s *Scenario, tools Tools, protocol string, port
 		if err := os.WriteFile(body, grpcUnaryRequest(size), 0o644); err != nil {
 			return Cell{}, fmt.Errorf("lab: %w", err)
 		}
-		url = fmt.Sprintf("http://127.0.0.1:%d/grpc.testing.TestService/UnaryCall", port)
+		url = fmt.Sprintf("%s://127.0.0.1:%d/grpc.testing.TestService/UnaryCall", ph.scheme(), port)
 		args = append(args, "-d", body, "-H", "content-type: application/grpc", "-H", "te: trailers")
 	}
 	out, err := exec.CommandContext(ctx, "taskset", append(args, url)...).CombinedOutput()

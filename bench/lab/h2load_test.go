@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -60,5 +61,30 @@ func TestGRPCUnaryRequestFrame(t *testing.T) {
 	want := []byte{0, 0, 0, 0, 3, 0x10, 0xac, 0x02}
 	if string(got) != string(want) {
 		t.Fatalf("% x", got)
+	}
+}
+
+func TestPhasesCrossProtocolsAndEngines(t *testing.T) {
+	s, err := ParseScenario([]byte("systems: [haproxy]\nprotocols: [http1, grpc]\nengines: [none, gotls]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, ph := range s.phases() {
+		got = append(got, ph.label+"/"+ph.scheme())
+	}
+	want := "http1/http http1+tls/https grpc/http grpc+tls/https"
+	if strings.Join(got, " ") != want {
+		t.Fatalf("%v", got)
+	}
+	for _, bad := range []string{
+		"systems: [a]\nprotocols: [http1]\nengines: [openssl]\n",
+		"systems: [a]\nprotocols: [http1]\nengines: [gotls]\nrate: 1000\n",
+		"systems: [a]\nprotocols: [http2]\nrate: 1000\n",
+		"systems: [a]\nprotocols: [http2]\nstreams: 0\n",
+	} {
+		if _, err := ParseScenario([]byte(bad)); err == nil {
+			t.Errorf("accepted %q", bad)
+		}
 	}
 }

@@ -35,6 +35,11 @@ type Scenario struct {
 	Name      string   `yaml:"name"`
 	Systems   []string `yaml:"systems"`   // proxylab-<transport>, haproxy, nginx, envoy
 	Protocols []string `yaml:"protocols"` // http1, tcp, http2 (h2c client, HTTP/1.1 upstream), grpc (h2c both sides)
+	// Engines are the crypto engines swept: "none" (plaintext, default)
+	// or a proxylab engine name (gotls); with an engine the client speaks
+	// TLS to the system under test (peers use their own TLS: OpenSSL) and
+	// cells are labelled <protocol>+tls.
+	Engines []string `yaml:"engines"`
 	// Streams is the HTTP/2 streams each connection keeps in flight
 	// (h2load -m) for http2 and grpc; 10 by default.
 	Streams     int   `yaml:"streams"`
@@ -105,6 +110,17 @@ func ParseScenario(data []byte) (*Scenario, error) {
 			return nil, fmt.Errorf("lab: scenario: unknown protocol %q (http1, tcp, http2, grpc)", p)
 		}
 	}
+	if len(s.Engines) == 0 {
+		s.Engines = []string{"none"}
+	}
+	for i, e := range s.Engines {
+		if e != "none" && e != "gotls" {
+			return nil, fmt.Errorf("lab: scenario: engines[%d]: unknown engine %q (none, gotls)", i, e)
+		}
+		if e != "none" && s.Rate > 0 {
+			return nil, fmt.Errorf("lab: scenario: engines[%d]: open loop (rate) is plaintext only", i)
+		}
+	}
 	if s.Streams < 1 {
 		return nil, fmt.Errorf("lab: scenario: streams: must be >= 1")
 	}
@@ -115,7 +131,8 @@ func ParseScenario(data []byte) (*Scenario, error) {
 type Cell struct {
 	Round         int    `json:"round"`
 	System        string `json:"system"`
-	Protocol      string `json:"protocol"`
+	Protocol      string `json:"protocol"` // with "+tls" when the client spoke TLS
+	Engine        string `json:"engine"`   // the system's crypto engine: none, gotls, openssl
 	Connections   int    `json:"connections"`
 	ResponseBytes int    `json:"response_bytes"`
 	// ReadBytes is what the load generator received (wrk's "read"),
@@ -174,20 +191,27 @@ func Run(ctx context.Context, s *Scenario, tools Tools, workdir string, progress
 			return nil, nil, nil, err
 		}
 	}
+	phases := s.phases()
+	if slices.ContainsFunc(phases, func(ph phase) bool { return ph.tls }) {
+		if err := makeCerts(tools, workdir); err != nil {
+			return nil, nil, nil, err
+		}
+	}
 	points := len(s.Connections) * len(s.ResponseSizes)
-	total := s.Rounds * len(s.Protocols) * points * len(s.Systems)
+	total := s.Rounds * len(phases) * points * len(s.Systems)
 	var cells []Cell
 	port := 19200
 	// A system that cannot start (a peer not installed) is assumed missing
 	// for the remaining protocols too, so the time left is right from the
 	// first phase; the estimate is corrected if it starts after all.
 	missing := map[string]bool{}
-	for pi, p := range s.Protocols {
-		cellsLeft := s.Rounds * points * (len(s.Protocols) - pi)
+	for pi, ph := range phases {
+		p := ph.label
+		cellsLeft := s.Rounds * points * (len(phases) - pi)
 		var systems []*system
 		for _, name := range s.Systems {
 			port++
-			sy, err := startSystem(name, p, port, s, tools, workdir)
+			sy, err := startSystem(name, ph, port, s, tools, workdir)
 			if err != nil {
 				skipped = append(skipped, fmt.Sprintf("%s (%s): %v", name, p, err))
 				if !missing[name] {
@@ -209,7 +233,7 @@ func Run(ctx context.Context, s *Scenario, tools Tools, workdir string, progress
 				}
 			}()
 			for _, sy := range systems {
-				if _, err := load(ctx, s, tools, p, sy.port, s.Connections[0], s.ResponseSizes[0], s.Warmup); err != nil {
+				if _, err := load(ctx, s, tools, ph, sy.port, s.Connections[0], s.ResponseSizes[0], s.Warmup); err != nil {
 					return fmt.Errorf("lab: warm-up of %s %s: %w", sy.name, p, err)
 				}
 			}
@@ -218,12 +242,13 @@ func Run(ctx context.Context, s *Scenario, tools Tools, workdir string, progress
 					for _, sy := range systems { // interleaved: every system each round
 						pid := sy.cmd.Process.Pid
 						t0, h0 := cpuTicks(pid), hostBusyTicks()
-						c, err := load(ctx, s, tools, p, sy.port, pt.conns, pt.size, s.Duration)
+						c, err := load(ctx, s, tools, ph, sy.port, pt.conns, pt.size, s.Duration)
 						t1, h1 := cpuTicks(pid), hostBusyTicks()
 						if err != nil {
 							return err
 						}
 						c.Round, c.System, c.Protocol, c.Connections, c.ResponseBytes = r, sy.name, p, pt.conns, pt.size
+						c.Engine = sy.engine
 						if c.Requests > 0 {
 							c.CPUusPerReq = float64(t1-t0) / float64(clockTicks) * 1e6 / float64(c.Requests)
 							c.HostCPUusPerReq = float64(h1-h0) / float64(clockTicks) * 1e6 / float64(c.Requests)
@@ -244,7 +269,7 @@ func Run(ctx context.Context, s *Scenario, tools Tools, workdir string, progress
 					if sy.admin == "" {
 						continue
 					}
-					pr, err := profileCell(ctx, s, tools, sy, p, pt)
+					pr, err := profileCell(ctx, s, tools, sy, ph, pt)
 					if err != nil {
 						return err
 					}
@@ -373,14 +398,16 @@ func (s *Scenario) points() []point {
 
 // system is a running system under test.
 type system struct {
-	name  string
-	cmd   *exec.Cmd
-	port  int
-	admin string // proxylab's admin API address
+	engine string // its crypto engine, "none" in plaintext
+	name   string
+	cmd    *exec.Cmd
+	port   int
+	admin  string // proxylab's admin API address
 }
 
 // profileCell runs one cell's load while proxylab profiles itself.
-func profileCell(ctx context.Context, s *Scenario, tools Tools, sy *system, protocol string, pt point) (Profile, error) {
+func profileCell(ctx context.Context, s *Scenario, tools Tools, sy *system, ph phase, pt point) (Profile, error) {
+	protocol := ph.label
 	pr := Profile{System: sy.name, Protocol: protocol, Connections: pt.conns, ResponseBytes: pt.size,
 		File: fmt.Sprintf("%s-%s-c%d-r%d.pprof", sy.name, protocol, pt.conns, pt.size)}
 	type fetched struct {
@@ -392,7 +419,7 @@ func profileCell(ctx context.Context, s *Scenario, tools Tools, sy *system, prot
 		raw, err := fetchProfile(ctx, sy.admin, s.Duration)
 		ch <- fetched{raw, err}
 	}()
-	if _, err := load(ctx, s, tools, protocol, sy.port, pt.conns, pt.size, s.Duration); err != nil {
+	if _, err := load(ctx, s, tools, ph, sy.port, pt.conns, pt.size, s.Duration); err != nil {
 		return pr, fmt.Errorf("lab: profiling %s %s: %w", sy.name, protocol, err)
 	}
 	f := <-ch
@@ -407,7 +434,8 @@ func profileCell(ctx context.Context, s *Scenario, tools Tools, sy *system, prot
 	return pr, nil
 }
 
-func startSystem(name, protocol string, port int, s *Scenario, tools Tools, dir string) (*system, error) {
+func startSystem(name string, ph phase, port int, s *Scenario, tools Tools, dir string) (*system, error) {
+	protocol := ph.proto
 	gen, transport := name, ""
 	if strings.HasPrefix(name, "proxylab") {
 		gen, transport = "proxylab", strings.TrimPrefix(strings.TrimPrefix(name, "proxylab"), "-")
@@ -424,6 +452,19 @@ func startSystem(name, protocol string, port int, s *Scenario, tools Tools, dir 
 		up = grpcUpstreamAddr
 	}
 	ps := peers.Scenario{Protocol: protocol, Listen: fmt.Sprintf("127.0.0.1:%d", port), Upstreams: []string{up}, Workers: s.Workers}
+	engine := "none"
+	if ph.tls {
+		c := certFiles(dir)
+		ps.TLS = &c
+		engine = "openssl" // what haproxy, nginx, envoy (BoringSSL) and mosn use; proxylab says below
+		if gen == "proxylab" {
+			ps.TLS.Engine, engine = ph.engine, ph.engine
+		} else if gen == "envoy" {
+			engine = "boringssl"
+		} else if gen == "mosn" {
+			engine = "gotls"
+		}
+	}
 	if gen == "proxylab" && s.Profile {
 		ps.Admin = fmt.Sprintf("127.0.0.1:%d", port+1000)
 	}
@@ -431,7 +472,7 @@ func startSystem(name, protocol string, port int, s *Scenario, tools Tools, dir 
 	if err != nil {
 		return nil, err
 	}
-	path := filepath.Join(dir, fmt.Sprintf("%s-%s.conf", name, protocol))
+	path := filepath.Join(dir, fmt.Sprintf("%s-%s.conf", name, ph.label))
 	var argv []string
 	switch gen {
 	case "proxylab":
@@ -439,10 +480,12 @@ func startSystem(name, protocol string, port int, s *Scenario, tools Tools, dir 
 	case "haproxy":
 		argv = []string{"haproxy", "-f", path, "-db"}
 	case "nginx":
-		conf = "pid " + filepath.Join(dir, name+"-"+protocol+".pid") + ";\n" + conf
+		conf = "pid " + filepath.Join(dir, name+"-"+ph.label+".pid") + ";\n" + conf
 		argv = []string{"nginx", "-p", "/usr/share/nginx", "-c", path}
 	case "envoy":
 		argv = []string{"envoy", "-c", path, "--concurrency", strconv.Itoa(max(s.Workers, 1))}
+	case "mosn":
+		argv = []string{"mosn", "start", "-c", path}
 	default:
 		return nil, fmt.Errorf("running %s is not supported", gen)
 	}
@@ -461,7 +504,7 @@ func startSystem(name, protocol string, port int, s *Scenario, tools Tools, dir 
 		stop(cmd)
 		return nil, err
 	}
-	return &system{name: name, cmd: cmd, port: port, admin: ps.Admin}, nil
+	return &system{name: name, cmd: cmd, port: port, admin: ps.Admin, engine: engine}, nil
 }
 
 func waitPort(addr string, cmd *exec.Cmd) error {
@@ -511,9 +554,9 @@ end
 // load runs one cell: wrk for closed loop, proxybench for open loop, on the
 // load CPUs; h2load for http2 and grpc. http1 and tcp carry HTTP/1.1 to the
 // upstream (tcp_proxy forwards it as bytes).
-func load(ctx context.Context, s *Scenario, tools Tools, protocol string, port int, conns, size int, d time.Duration) (Cell, error) {
-	if protocol == "http2" || protocol == "grpc" {
-		return loadH2(ctx, s, tools, protocol, port, conns, size, d)
+func load(ctx context.Context, s *Scenario, tools Tools, ph phase, port int, conns, size int, d time.Duration) (Cell, error) {
+	if ph.proto == "http2" || ph.proto == "grpc" {
+		return loadH2(ctx, s, tools, ph, port, conns, size, d)
 	}
 	path := "/"
 	if s.Upstream == "proxybench" {
@@ -527,7 +570,7 @@ func load(ctx context.Context, s *Scenario, tools Tools, protocol string, port i
 		}
 		return parseProxybench(out)
 	}
-	url := fmt.Sprintf("http://127.0.0.1:%d%s", port, path)
+	url := fmt.Sprintf("%s://127.0.0.1:%d%s", ph.scheme(), port, path)
 	out, err := exec.CommandContext(ctx, "taskset", "-c", s.CPUs.Load, "wrk", "-t1", fmt.Sprintf("-c%d", conns), fmt.Sprintf("-d%ds", max(int(d.Seconds()), 1)), "-s", tools.wrkScript, url).Output()
 	if err != nil {
 		return Cell{}, fmt.Errorf("lab: wrk: %w", err)
@@ -603,4 +646,58 @@ func parseWrk(out string) (Cell, error) {
 	}
 	c.setPercentiles()
 	return c, nil
+}
+
+// phase is one protocol × crypto engine of a run: every system is started
+// for it, measured, and stopped.
+type phase struct {
+	proto, engine string
+	label         string // proto, or proto+"+tls"
+	tls           bool
+}
+
+func (s *Scenario) phases() []phase {
+	var out []phase
+	for _, p := range s.Protocols {
+		for _, e := range s.Engines {
+			ph := phase{proto: p, engine: e, label: p}
+			if e != "none" {
+				ph.tls, ph.label = true, p+"+tls"
+			}
+			out = append(out, ph)
+		}
+	}
+	return out
+}
+
+func (ph phase) scheme() string {
+	if ph.tls {
+		return "https"
+	}
+	return "http"
+}
+
+// certFiles are the test certificates makeCerts writes into dir.
+func certFiles(dir string) peers.TLSFiles {
+	d := filepath.Join(dir, "certs")
+	return peers.TLSFiles{Cert: filepath.Join(d, "server.pem"), Key: filepath.Join(d, "server-key.pem"), Combined: filepath.Join(d, "server-combined.pem")}
+}
+
+// makeCerts makes a test CA and an ECDSA P-256 server certificate with
+// `proxylab certs`, and the cert+key file haproxy wants.
+func makeCerts(tools Tools, dir string) error {
+	c := certFiles(dir)
+	out, err := exec.Command(tools.Proxylab, "certs", "-dir", filepath.Dir(c.Cert)).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("lab: proxylab certs: %w: %s", err, out)
+	}
+	cert, err := os.ReadFile(c.Cert)
+	if err != nil {
+		return fmt.Errorf("lab: %w", err)
+	}
+	key, err := os.ReadFile(c.Key)
+	if err != nil {
+		return fmt.Errorf("lab: %w", err)
+	}
+	return os.WriteFile(c.Combined, append(cert, key...), 0o600)
 }

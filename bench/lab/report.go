@@ -141,10 +141,10 @@ func Write(dir string, s *Scenario, m Machine, cells []Cell, profiles []Profile,
 		return err
 	}
 	w := csv.NewWriter(f)
-	w.Write([]string{"round", "system", "protocol", "connections", "response_bytes", "requests", "errors", "rps", "p50_ms", "p90_ms", "p99_ms", "p999_ms", "proxy_cpu_us_per_request", "host_cpu_us_per_request", "proxy_peak_rss_kib"})
+	w.Write([]string{"round", "system", "protocol", "engine", "connections", "response_bytes", "requests", "errors", "rps", "p50_ms", "p90_ms", "p99_ms", "p999_ms", "proxy_cpu_us_per_request", "host_cpu_us_per_request", "proxy_peak_rss_kib"})
 	ff := func(v float64) string { return strconv.FormatFloat(v, 'f', 3, 64) }
 	for _, c := range cells {
-		w.Write([]string{strconv.Itoa(c.Round), c.System, c.Protocol, strconv.Itoa(c.Connections), strconv.Itoa(c.ResponseBytes), strconv.FormatUint(c.Requests, 10), strconv.FormatUint(c.Errors, 10),
+		w.Write([]string{strconv.Itoa(c.Round), c.System, c.Protocol, c.Engine, strconv.Itoa(c.Connections), strconv.Itoa(c.ResponseBytes), strconv.FormatUint(c.Requests, 10), strconv.FormatUint(c.Errors, 10),
 			ff(c.RPS), ff(c.P50ms), ff(c.P90ms), ff(c.P99ms), ff(c.P999ms), ff(c.CPUusPerReq), ff(c.HostCPUusPerReq), strconv.Itoa(c.PeakRSSKiB)})
 	}
 	w.Flush()

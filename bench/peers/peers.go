@@ -1,8 +1,8 @@
 // Package peers generates, from one scenario, the configuration each system
-// under test needs — proxylab, haproxy, nginx, Envoy — so they are compared
+// under test needs — proxylab, haproxy, nginx, Envoy, MOSN — so they are compared
 // doing the same thing: same listener, same upstream, same keep-alive and
-// worker count. Envoy is not installable on the development machine; its
-// generator is covered by golden files.
+// worker count. Envoy and MOSN are not installable on the development
+// machine; their generators are covered by golden files.
 package peers
 
 import (
@@ -25,6 +25,24 @@ type Scenario struct {
 	// Admin, for proxylab only, is where its admin API listens (used to
 	// take CPU profiles); empty means no admin API.
 	Admin string
+	// TLS, when set, terminates TLS on the listener (ALPN h2 for http2 and
+	// grpc, http/1.1 otherwise).
+	TLS *TLSFiles
+}
+
+// TLSFiles are a server certificate and key (PEM), the two in one file for
+// haproxy, and proxylab's crypto engine.
+type TLSFiles struct {
+	Cert, Key, Combined string
+	Engine              string // proxylab's engine; empty: gotls
+}
+
+// alpn is the protocol the client negotiates.
+func (s Scenario) alpn() string {
+	if s.Protocol == "http2" || s.Protocol == "grpc" {
+		return "h2"
+	}
+	return "http/1.1"
 }
 
 func (s Scenario) workers() int { return max(s.Workers, 1) }
@@ -45,6 +63,7 @@ var Generators = map[string]Generator{
 	"haproxy":  HAProxy,
 	"nginx":    Nginx,
 	"envoy":    Envoy,
+	"mosn":     MOSN,
 }
 
 // Names lists the generators, sorted.
@@ -81,10 +100,18 @@ func Proxylab(s Scenario) (string, error) {
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "workers: %d\nlisteners:\n", s.Workers)
+	tls := ""
+	if t := s.TLS; t != nil {
+		engine := t.Engine
+		if engine == "" {
+			engine = "gotls"
+		}
+		tls = fmt.Sprintf(", tls: {engine: %s, certificates: [{cert_file: %q, key_file: %q}]}", engine, t.Cert, t.Key)
+	}
 	if s.Protocol == "tcp" {
-		fmt.Fprintf(&b, "  - {name: bench, address: %q, tcp_proxy: {cluster: upstream}}\n", s.Listen)
+		fmt.Fprintf(&b, "  - {name: bench, address: %q%s, tcp_proxy: {cluster: upstream}}\n", s.Listen, tls)
 	} else {
-		fmt.Fprintf(&b, "  - {name: bench, address: %q, http_proxy: {}}\nroutes:\n  - {name: all, domains: [\"*\"], routes: [{prefix: /, cluster: upstream}]}\n", s.Listen)
+		fmt.Fprintf(&b, "  - {name: bench, address: %q%s, http_proxy: {}}\nroutes:\n  - {name: all, domains: [\"*\"], routes: [{prefix: /, cluster: upstream}]}\n", s.Listen, tls)
 	}
 	b.WriteString("clusters:\n  - name: upstream\n")
 	if s.Protocol == "grpc" {
@@ -117,6 +144,9 @@ func HAProxy(s Scenario) (string, error) {
 	bindProto, serverProto := "", ""
 	if s.Protocol == "http2" || s.Protocol == "grpc" {
 		bindProto = " proto h2"
+	}
+	if t := s.TLS; t != nil {
+		bindProto = fmt.Sprintf(" ssl crt %s alpn %s", t.Combined, s.alpn())
 	}
 	if s.Protocol == "grpc" {
 		serverProto = " proto h2"
@@ -158,15 +188,20 @@ func Nginx(s Scenario) (string, error) {
 		b.WriteString("    keepalive 256;\n")
 	}
 	b.WriteString("  }\n")
+	listen, tlsConf := s.Listen, ""
+	if t := s.TLS; t != nil {
+		listen += " ssl"
+		tlsConf = fmt.Sprintf("    ssl_certificate %s;\n    ssl_certificate_key %s;\n", t.Cert, t.Key)
+	}
 	switch s.Protocol {
 	case "http1":
-		fmt.Fprintf(&b, "  server {\n    listen %s;\n    location / {\n      proxy_pass http://upstream;\n      proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n    }\n  }\n", s.Listen)
+		fmt.Fprintf(&b, "  server {\n    listen %s;\n%s    location / {\n      proxy_pass http://upstream;\n      proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n    }\n  }\n", listen, tlsConf)
 	case "http2":
-		fmt.Fprintf(&b, "  server {\n    listen %s http2;\n    http2_max_requests 1000000;\n    location / {\n      proxy_pass http://upstream;\n      proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n    }\n  }\n", s.Listen)
+		fmt.Fprintf(&b, "  server {\n    listen %s http2;\n%s    http2_max_requests 1000000;\n    location / {\n      proxy_pass http://upstream;\n      proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n    }\n  }\n", listen, tlsConf)
 	case "grpc":
-		fmt.Fprintf(&b, "  server {\n    listen %s http2;\n    http2_max_requests 1000000;\n    location / {\n      grpc_pass grpc://upstream;\n    }\n  }\n", s.Listen)
+		fmt.Fprintf(&b, "  server {\n    listen %s http2;\n%s    http2_max_requests 1000000;\n    location / {\n      grpc_pass grpc://upstream;\n    }\n  }\n", listen, tlsConf)
 	default:
-		fmt.Fprintf(&b, "  server {\n    listen %s;\n    proxy_pass upstream;\n  }\n", s.Listen)
+		fmt.Fprintf(&b, "  server {\n    listen %s;\n%s    proxy_pass upstream;\n  }\n", listen, tlsConf)
 	}
 	b.WriteString("}\n")
 	return b.String(), nil
@@ -194,6 +229,12 @@ func Envoy(s Scenario) (string, error) {
 		b.WriteString("              routes:\n              - match: {prefix: \"/\"}\n                route: {cluster: upstream}\n")
 		b.WriteString("          http_filters:\n          - name: envoy.filters.http.router\n            typed_config:\n")
 		b.WriteString("              \"@type\": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router\n")
+	}
+	if t := s.TLS; t != nil {
+		b.WriteString("      transport_socket:\n        name: envoy.transport_sockets.tls\n        typed_config:\n")
+		b.WriteString("          \"@type\": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext\n")
+		fmt.Fprintf(&b, "          common_tls_context:\n            alpn_protocols: [%s]\n            tls_certificates:\n", s.alpn())
+		fmt.Fprintf(&b, "            - certificate_chain: {filename: %s}\n              private_key: {filename: %s}\n", t.Cert, t.Key)
 	}
 	b.WriteString("  clusters:\n  - name: upstream\n    type: STATIC\n    connect_timeout: 5s\n")
 	if s.Protocol == "grpc" {

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"gopkg.in/yaml.v3"
@@ -19,6 +20,12 @@ var scenarios = map[string]Scenario{
 	"tcp":   {Protocol: "tcp", Listen: "127.0.0.1:19081", Upstreams: []string{"127.0.0.1:19090"}, Workers: 2, MaxConns: 4000},
 	"http2": {Protocol: "http2", Listen: "127.0.0.1:19082", Upstreams: []string{"127.0.0.1:19090"}, Workers: 1},
 	"grpc":  {Protocol: "grpc", Listen: "127.0.0.1:19083", Upstreams: []string{"127.0.0.1:19092"}, Workers: 2},
+	"http1-tls": {Protocol: "http1", Listen: "127.0.0.1:19084", Upstreams: []string{"127.0.0.1:19090"}, Workers: 1,
+		TLS: &TLSFiles{Cert: "testdata/server.pem", Key: "testdata/server-key.pem", Combined: "testdata/server-combined.pem"}},
+	"http2-tls": {Protocol: "http2", Listen: "127.0.0.1:19085", Upstreams: []string{"127.0.0.1:19090"}, Workers: 1,
+		TLS: &TLSFiles{Cert: "testdata/server.pem", Key: "testdata/server-key.pem", Combined: "testdata/server-combined.pem"}},
+	"tcp-tls": {Protocol: "tcp", Listen: "127.0.0.1:19086", Upstreams: []string{"127.0.0.1:19090"}, Workers: 1,
+		TLS: &TLSFiles{Cert: "testdata/server.pem", Key: "testdata/server-key.pem", Combined: "testdata/server-combined.pem"}},
 }
 
 // TestGolden pins every generator's output; run with -update after an
@@ -48,7 +55,7 @@ func TestGolden(t *testing.T) {
 
 // TestEnvoyAndProxylabAreYAML: the YAML outputs parse.
 func TestEnvoyAndProxylabAreYAML(t *testing.T) {
-	for _, sys := range []string{"envoy", "proxylab"} {
+	for _, sys := range []string{"envoy", "proxylab", "mosn"} {
 		for sc, s := range scenarios {
 			out, _ := Generators[sys](s)
 			var v any
@@ -81,6 +88,11 @@ func TestPeersAcceptTheirConfigs(t *testing.T) {
 				}
 			}
 			out, _ := Generators[tc.sys](s)
+			// The TLS scenarios name the test certificate in testdata/
+			// (a throwaway, self-signed for 10 years); the checkers need it
+			// by absolute path.
+			abs, _ := filepath.Abs("testdata")
+			out = strings.ReplaceAll(out, "testdata/", abs+"/")
 			path := filepath.Join(t.TempDir(), tc.sys+".conf")
 			os.WriteFile(path, []byte(out), 0o644)
 			if msg, err := exec.Command(bin, tc.args(path)...).CombinedOutput(); err != nil {
@@ -104,7 +116,7 @@ func TestBadScenario(t *testing.T) {
 func TestProxylabConfigValidates(t *testing.T) {
 	for sc, s := range scenarios {
 		out, _ := Proxylab(s)
-		if _, err := config.Parse([]byte(out), config.Known{Transports: []string{"netpoll"}, LBs: []string{"round_robin"}}); err != nil {
+		if _, err := config.Parse([]byte(out), config.Known{Transports: []string{"netpoll"}, LBs: []string{"round_robin"}, Engines: []string{"gotls"}}); err != nil {
 			t.Errorf("%s: %v\n%s", sc, err, out)
 		}
 	}
