@@ -22,8 +22,8 @@ import (
 // request is a unary call of the gRPC upstream's UnaryCall asking for size
 // bytes; h2load checks the HTTP status only, so grpc-status is not checked
 // here (the integration tests check it).
-func loadH2(ctx context.Context, s *Scenario, tools Tools, ph phase, port, conns, size int, d time.Duration) (Cell, error) {
-	protocol := ph.proto
+func loadH2(ctx context.Context, s *Scenario, tools Tools, ph phase, port int, pt point, d time.Duration) (Cell, error) {
+	protocol, conns, size := ph.proto, pt.conns, pt.size
 	dir, err := os.MkdirTemp("", "h2load")
 	if err != nil {
 		return Cell{}, fmt.Errorf("lab: %w", err)
@@ -36,6 +36,13 @@ func loadH2(ctx context.Context, s *Scenario, tools Tools, ph phase, port, conns
 	}
 	args := []string{"-c", s.CPUs.Load, "h2load", "-t1", "-c", strconv.Itoa(conns), "-m", strconv.Itoa(s.Streams),
 		"-D", strconv.Itoa(max(int(d.Seconds()), 1)), "--log-file", logFile}
+	if pt.req > 0 {
+		body := filepath.Join(dir, "request.bin")
+		if err := os.WriteFile(body, bytes.Repeat([]byte("x"), pt.req), 0o644); err != nil {
+			return Cell{}, fmt.Errorf("lab: %w", err)
+		}
+		args = append(args, "-d", body)
+	}
 	if protocol == "grpc" {
 		body := filepath.Join(dir, "request.bin")
 		if err := os.WriteFile(body, grpcUnaryRequest(size), 0o644); err != nil {

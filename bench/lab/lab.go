@@ -46,13 +46,16 @@ type Scenario struct {
 	Connections []int `yaml:"connections"`
 	// ResponseSizes are the response body sizes swept, in bytes; 20 by
 	// default. Other sizes need upstream: proxybench (?size=N).
-	ResponseSizes []int         `yaml:"response_sizes"`
-	Rate          float64       `yaml:"rate"` // 0: closed loop (wrk); >0: open loop (proxybench)
-	Duration      time.Duration `yaml:"duration"`
-	Warmup        time.Duration `yaml:"warmup"`
-	Rounds        int           `yaml:"rounds"`
-	Workers       int           `yaml:"workers"`
-	Baseline      string        `yaml:"baseline"` // the system ratios are against
+	ResponseSizes []int `yaml:"response_sizes"`
+	// RequestSizes are the request body sizes swept, in bytes (POST when
+	// > 0); 0 by default (GET).
+	RequestSizes []int         `yaml:"request_sizes"`
+	Rate         float64       `yaml:"rate"` // 0: closed loop (wrk); >0: open loop (proxybench)
+	Duration     time.Duration `yaml:"duration"`
+	Warmup       time.Duration `yaml:"warmup"`
+	Rounds       int           `yaml:"rounds"`
+	Workers      int           `yaml:"workers"`
+	Baseline     string        `yaml:"baseline"` // the system ratios are against
 	// Profile adds, after a phase's rounds, one unmeasured pass of each
 	// proxylab cell under its CPU profiler.
 	Profile bool `yaml:"profile"`
@@ -88,6 +91,17 @@ func ParseScenario(data []byte) (*Scenario, error) {
 	}
 	if len(s.Connections) == 0 {
 		s.Connections = []int{50}
+	}
+	if len(s.RequestSizes) == 0 {
+		s.RequestSizes = []int{0}
+	}
+	for i, n := range s.RequestSizes {
+		if n < 0 || n > 16<<20 {
+			return nil, fmt.Errorf("lab: scenario: request_sizes[%d]: %d is outside 0..16 MiB", i, n)
+		}
+		if n > 0 && slices.Contains(s.Protocols, "grpc") {
+			return nil, fmt.Errorf("lab: scenario: request_sizes[%d]: grpc cells send fixed unary requests; sweep request sizes on http1, http2 or tcp", i)
+		}
 	}
 	switch s.Upstream {
 	case "":
@@ -135,6 +149,7 @@ type Cell struct {
 	Engine        string `json:"engine"`   // the system's crypto engine: none, gotls, openssl
 	Connections   int    `json:"connections"`
 	ResponseBytes int    `json:"response_bytes"`
+	RequestBytes  int    `json:"request_bytes"`
 	// ReadBytes is what the load generator received (wrk's "read"),
 	// heads included: a check that the size asked for was served.
 	ReadBytes float64 `json:"read_bytes"`
@@ -157,7 +172,7 @@ type Cell struct {
 // Tools locates the binaries a run needs.
 type Tools struct {
 	Proxylab, Proxybench string // built binaries
-	wrkScript            string // wrkScript written once per run, by Run
+	wrkDir               string // where Run writes the wrk scripts, one per request size
 }
 
 const (
@@ -172,9 +187,11 @@ const (
 func Run(ctx context.Context, s *Scenario, tools Tools, workdir string, progress func(done, total int, c Cell)) ([]Cell, []Profile, []string, error) {
 	var skipped []string
 	var profiles []Profile
-	tools.wrkScript = filepath.Join(workdir, "percentiles.lua")
-	if err := os.WriteFile(tools.wrkScript, []byte(wrkScript), 0o644); err != nil {
-		return nil, nil, nil, fmt.Errorf("lab: %w", err)
+	tools.wrkDir = workdir
+	for _, n := range s.RequestSizes {
+		if err := os.WriteFile(tools.wrkScriptFor(n), []byte(wrkScriptFor(n)), 0o644); err != nil {
+			return nil, nil, nil, fmt.Errorf("lab: %w", err)
+		}
 	}
 	up, err := startUpstream(s, tools, workdir)
 	if err != nil {
@@ -197,7 +214,7 @@ func Run(ctx context.Context, s *Scenario, tools Tools, workdir string, progress
 			return nil, nil, nil, err
 		}
 	}
-	points := len(s.Connections) * len(s.ResponseSizes)
+	points := len(s.points())
 	total := s.Rounds * len(phases) * points * len(s.Systems)
 	var cells []Cell
 	port := 19200
@@ -233,7 +250,7 @@ func Run(ctx context.Context, s *Scenario, tools Tools, workdir string, progress
 				}
 			}()
 			for _, sy := range systems {
-				if _, err := load(ctx, s, tools, ph, sy.port, s.Connections[0], s.ResponseSizes[0], s.Warmup); err != nil {
+				if _, err := load(ctx, s, tools, ph, sy.port, s.points()[0], s.Warmup); err != nil {
 					return fmt.Errorf("lab: warm-up of %s %s: %w", sy.name, p, err)
 				}
 			}
@@ -242,13 +259,13 @@ func Run(ctx context.Context, s *Scenario, tools Tools, workdir string, progress
 					for _, sy := range systems { // interleaved: every system each round
 						pid := sy.cmd.Process.Pid
 						t0, h0 := cpuTicks(pid), hostBusyTicks()
-						c, err := load(ctx, s, tools, ph, sy.port, pt.conns, pt.size, s.Duration)
+						c, err := load(ctx, s, tools, ph, sy.port, pt, s.Duration)
 						t1, h1 := cpuTicks(pid), hostBusyTicks()
 						if err != nil {
 							return err
 						}
 						c.Round, c.System, c.Protocol, c.Connections, c.ResponseBytes = r, sy.name, p, pt.conns, pt.size
-						c.Engine = sy.engine
+						c.Engine, c.RequestBytes = sy.engine, pt.req
 						if c.Requests > 0 {
 							c.CPUusPerReq = float64(t1-t0) / float64(clockTicks) * 1e6 / float64(c.Requests)
 							c.HostCPUusPerReq = float64(h1-h0) / float64(clockTicks) * 1e6 / float64(c.Requests)
@@ -383,14 +400,17 @@ http {
 	return cmd, waitPort(upstreamAddr, cmd)
 }
 
-// point is one load point of a phase: connections × response size.
-type point struct{ conns, size int }
+// point is one load point of a phase: connections × response size ×
+// request size.
+type point struct{ conns, size, req int }
 
 func (s *Scenario) points() []point {
 	var ps []point
 	for _, c := range s.Connections {
 		for _, n := range s.ResponseSizes {
-			ps = append(ps, point{c, n})
+			for _, q := range s.RequestSizes {
+				ps = append(ps, point{c, n, q})
+			}
 		}
 	}
 	return ps
@@ -408,8 +428,11 @@ type system struct {
 // profileCell runs one cell's load while proxylab profiles itself.
 func profileCell(ctx context.Context, s *Scenario, tools Tools, sy *system, ph phase, pt point) (Profile, error) {
 	protocol := ph.label
-	pr := Profile{System: sy.name, Protocol: protocol, Connections: pt.conns, ResponseBytes: pt.size,
+	pr := Profile{System: sy.name, Protocol: protocol, Connections: pt.conns, ResponseBytes: pt.size, RequestBytes: pt.req,
 		File: fmt.Sprintf("%s-%s-c%d-r%d.pprof", sy.name, protocol, pt.conns, pt.size)}
+	if pt.req > 0 {
+		pr.File = fmt.Sprintf("%s-%s-c%d-r%d-q%d.pprof", sy.name, protocol, pt.conns, pt.size, pt.req)
+	}
 	type fetched struct {
 		raw []byte
 		err error
@@ -419,7 +442,7 @@ func profileCell(ctx context.Context, s *Scenario, tools Tools, sy *system, ph p
 		raw, err := fetchProfile(ctx, sy.admin, s.Duration)
 		ch <- fetched{raw, err}
 	}()
-	if _, err := load(ctx, s, tools, ph, sy.port, pt.conns, pt.size, s.Duration); err != nil {
+	if _, err := load(ctx, s, tools, ph, sy.port, pt, s.Duration); err != nil {
 		return pr, fmt.Errorf("lab: profiling %s %s: %w", sy.name, protocol, err)
 	}
 	f := <-ch
@@ -541,6 +564,18 @@ func stop(cmd *exec.Cmd) {
 // the CDF plot (100 is the maximum).
 var Percentiles = []float64{50, 75, 90, 99, 99.9, 99.99, 100}
 
+// wrkScriptFor is wrkScript, posting n bytes per request when n > 0.
+func wrkScriptFor(n int) string {
+	if n == 0 {
+		return wrkScript
+	}
+	return fmt.Sprintf("wrk.method = \"POST\"\nwrk.body = string.rep(\"x\", %d)\nwrk.headers[\"Content-Type\"] = \"application/octet-stream\"\n", n) + wrkScript
+}
+
+func (t Tools) wrkScriptFor(n int) string {
+	return filepath.Join(t.wrkDir, fmt.Sprintf("percentiles-q%d.lua", n))
+}
+
 // wrkScript makes wrk print the latency at each of Percentiles, in µs, as
 // "pct P US" lines after its summary.
 const wrkScript = `done = function(summary, latency, requests)
@@ -554,9 +589,10 @@ end
 // load runs one cell: wrk for closed loop, proxybench for open loop, on the
 // load CPUs; h2load for http2 and grpc. http1 and tcp carry HTTP/1.1 to the
 // upstream (tcp_proxy forwards it as bytes).
-func load(ctx context.Context, s *Scenario, tools Tools, ph phase, port int, conns, size int, d time.Duration) (Cell, error) {
+func load(ctx context.Context, s *Scenario, tools Tools, ph phase, port int, pt point, d time.Duration) (Cell, error) {
+	conns, size := pt.conns, pt.size
 	if ph.proto == "http2" || ph.proto == "grpc" {
-		return loadH2(ctx, s, tools, ph, port, conns, size, d)
+		return loadH2(ctx, s, tools, ph, port, pt, d)
 	}
 	path := "/"
 	if s.Upstream == "proxybench" {
@@ -564,14 +600,14 @@ func load(ctx context.Context, s *Scenario, tools Tools, ph phase, port int, con
 	}
 	if s.Rate > 0 {
 		out, err := exec.CommandContext(ctx, "taskset", "-c", s.CPUs.Load, tools.Proxybench, "load", "-json", "-target", fmt.Sprintf("127.0.0.1:%d", port),
-			"-c", strconv.Itoa(conns), "-d", d.String(), "-rate", strconv.FormatFloat(s.Rate, 'f', -1, 64), "-path", path).Output()
+			"-c", strconv.Itoa(conns), "-d", d.String(), "-rate", strconv.FormatFloat(s.Rate, 'f', -1, 64), "-path", path, "-body", strconv.Itoa(pt.req)).Output()
 		if err != nil {
 			return Cell{}, fmt.Errorf("lab: proxybench: %w", err)
 		}
 		return parseProxybench(out)
 	}
 	url := fmt.Sprintf("%s://127.0.0.1:%d%s", ph.scheme(), port, path)
-	out, err := exec.CommandContext(ctx, "taskset", "-c", s.CPUs.Load, "wrk", "-t1", fmt.Sprintf("-c%d", conns), fmt.Sprintf("-d%ds", max(int(d.Seconds()), 1)), "-s", tools.wrkScript, url).Output()
+	out, err := exec.CommandContext(ctx, "taskset", "-c", s.CPUs.Load, "wrk", "-t1", fmt.Sprintf("-c%d", conns), fmt.Sprintf("-d%ds", max(int(d.Seconds()), 1)), "-s", tools.wrkScriptFor(pt.req), url).Output()
 	if err != nil {
 		return Cell{}, fmt.Errorf("lab: wrk: %w", err)
 	}

@@ -20,6 +20,7 @@ type Profile struct {
 	Protocol      string `json:"protocol"`
 	Connections   int    `json:"connections"`
 	ResponseBytes int    `json:"response_bytes"`
+	RequestBytes  int    `json:"request_bytes"`
 	File          string `json:"file"` // name of the raw profile in the results directory
 	// Seconds is the CPU time sampled; Top the functions with the most of it.
 	Seconds float64   `json:"cpu_seconds"`

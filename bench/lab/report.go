@@ -50,6 +50,7 @@ type Row struct {
 	System, Protocol       string
 	Connections, Rounds    int
 	ResponseBytes          int
+	RequestBytes           int
 	RPS, CPU, HostCPU, P99 summary.Summary
 	PeakRSSKiB             int
 	LatencyMs              []float64        // median over rounds at each of Percentiles
@@ -60,13 +61,13 @@ type Row struct {
 // Summarize groups cells into rows, ratios against s.Baseline.
 func Summarize(s *Scenario, cells []Cell) []Row {
 	type key struct {
-		sys, proto  string
-		conns, size int
+		sys, proto       string
+		conns, size, req int
 	}
 	groups := map[key][]Cell{}
 	var order []key
 	for _, c := range cells {
-		k := key{c.System, c.Protocol, c.Connections, c.ResponseBytes}
+		k := key{c.System, c.Protocol, c.Connections, c.ResponseBytes, c.RequestBytes}
 		if _, ok := groups[k]; !ok {
 			order = append(order, k)
 		}
@@ -77,7 +78,7 @@ func Summarize(s *Scenario, cells []Cell) []Row {
 		g := groups[k]
 		var rps, cpu, host, p99 []float64
 		byRound := map[int]float64{}
-		row := Row{System: k.sys, Protocol: k.proto, Connections: k.conns, ResponseBytes: k.size, Rounds: len(g)}
+		row := Row{System: k.sys, Protocol: k.proto, Connections: k.conns, ResponseBytes: k.size, RequestBytes: k.req, Rounds: len(g)}
 		for _, c := range g {
 			rps, cpu, host, p99 = append(rps, c.RPS), append(cpu, c.CPUusPerReq), append(host, c.HostCPUusPerReq), append(p99, c.P99ms)
 			row.PeakRSSKiB = max(row.PeakRSSKiB, c.PeakRSSKiB)
@@ -102,7 +103,7 @@ func Summarize(s *Scenario, cells []Cell) []Row {
 			m, _ := summary.Of(at)
 			row.LatencyMs = append(row.LatencyMs, m.Median)
 		}
-		if base, ok := groups[key{s.Baseline, k.proto, k.conns, k.size}]; ok {
+		if base, ok := groups[key{s.Baseline, k.proto, k.conns, k.size, k.req}]; ok {
 			baseByRound := map[int]float64{}
 			for _, c := range base {
 				baseByRound[c.Round] = c.CPUusPerReq
@@ -141,10 +142,10 @@ func Write(dir string, s *Scenario, m Machine, cells []Cell, profiles []Profile,
 		return err
 	}
 	w := csv.NewWriter(f)
-	w.Write([]string{"round", "system", "protocol", "engine", "connections", "response_bytes", "requests", "errors", "rps", "p50_ms", "p90_ms", "p99_ms", "p999_ms", "proxy_cpu_us_per_request", "host_cpu_us_per_request", "proxy_peak_rss_kib"})
+	w.Write([]string{"round", "system", "protocol", "engine", "connections", "response_bytes", "request_bytes", "requests", "errors", "rps", "p50_ms", "p90_ms", "p99_ms", "p999_ms", "proxy_cpu_us_per_request", "host_cpu_us_per_request", "proxy_peak_rss_kib"})
 	ff := func(v float64) string { return strconv.FormatFloat(v, 'f', 3, 64) }
 	for _, c := range cells {
-		w.Write([]string{strconv.Itoa(c.Round), c.System, c.Protocol, c.Engine, strconv.Itoa(c.Connections), strconv.Itoa(c.ResponseBytes), strconv.FormatUint(c.Requests, 10), strconv.FormatUint(c.Errors, 10),
+		w.Write([]string{strconv.Itoa(c.Round), c.System, c.Protocol, c.Engine, strconv.Itoa(c.Connections), strconv.Itoa(c.ResponseBytes), strconv.Itoa(c.RequestBytes), strconv.FormatUint(c.Requests, 10), strconv.FormatUint(c.Errors, 10),
 			ff(c.RPS), ff(c.P50ms), ff(c.P90ms), ff(c.P99ms), ff(c.P999ms), ff(c.CPUusPerReq), ff(c.HostCPUusPerReq), strconv.Itoa(c.PeakRSSKiB)})
 	}
 	w.Flush()
@@ -173,13 +174,13 @@ func Markdown(s *Scenario, m Machine, rows []Row, profiles []Profile, skipped []
 	}
 	fmt.Fprintf(&b, "- load: %s, %v per cell, %d rounds interleaved, baseline %s\n\n", load, s.Duration, s.Rounds, s.Baseline)
 	b.WriteString("![proxy CPU per request](cpu.svg)\n\n![latency by percentile](latency.svg)\n\n")
-	b.WriteString("| system | protocol | conns | response B | req/s (median) | proxy CPU µs/req (median, min–max) | host CPU µs/req (median) | p99 ms (median) | CPU vs baseline, paired: median (min–max) | peak RSS MiB | errors |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("| system | protocol | conns | response B | request B | req/s (median) | proxy CPU µs/req (median, min–max) | host CPU µs/req (median) | p99 ms (median) | CPU vs baseline, paired: median (min–max) | peak RSS MiB | errors |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range rows {
 		ratio := "-"
 		if r.Ratio != nil {
 			ratio = fmt.Sprintf("%.3f (%.3f–%.3f)", r.Ratio.Median, r.Ratio.Min, r.Ratio.Max)
 		}
-		fmt.Fprintf(&b, "| %s | %s | %d | %d | %.0f | %.2f (%.2f–%.2f) | %.2f | %.2f | %s | %.1f | %d |\n", r.System, r.Protocol, r.Connections, r.ResponseBytes, r.RPS.Median,
+		fmt.Fprintf(&b, "| %s | %s | %d | %d | %d | %.0f | %.2f (%.2f–%.2f) | %.2f | %.2f | %s | %.1f | %d |\n", r.System, r.Protocol, r.Connections, r.ResponseBytes, r.RequestBytes, r.RPS.Median,
 			r.CPU.Median, r.CPU.Min, r.CPU.Max, r.HostCPU.Median, r.P99.Median, ratio, float64(r.PeakRSSKiB)/1024, r.Errors)
 	}
 	for _, p := range profiles {
@@ -220,7 +221,7 @@ func BarChart(rows []Row) string {
 		if strings.HasPrefix(r.System, "proxylab") {
 			color = "#f58518"
 		}
-		fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="end">%s %s c=%d %dB</text>`, left-8, y+15, r.System, r.Protocol, r.Connections, r.ResponseBytes)
+		fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="end">%s %s c=%d %dB%s</text>`, left-8, y+15, r.System, r.Protocol, r.Connections, r.ResponseBytes, reqLabel(r.RequestBytes))
 		fmt.Fprintf(&b, `<rect x="%d" y="%d" width="%.1f" height="%d" fill="%s"/>`, left, y, w, barH, color)
 		x0, x1 := float64(left)+r.CPU.Min/maxV*width, float64(left)+r.CPU.Max/maxV*width
 		fmt.Fprintf(&b, `<line x1="%.1f" x2="%.1f" y1="%d" y2="%d" stroke="black"/>`, x0, x1, y+barH/2, y+barH/2)
@@ -236,8 +237,8 @@ func BarChart(rows []Row) string {
 // tail gets as much room as the median; the y axis is logarithmic.
 func LatencyChart(rows []Row) string {
 	type panelKey struct {
-		proto       string
-		conns, size int
+		proto            string
+		conns, size, req int
 	}
 	var panels []panelKey
 	byPanel := map[panelKey][]Row{}
@@ -246,7 +247,7 @@ func LatencyChart(rows []Row) string {
 		if len(r.LatencyMs) != len(Percentiles) {
 			continue
 		}
-		k := panelKey{r.Protocol, r.Connections, r.ResponseBytes}
+		k := panelKey{r.Protocol, r.Connections, r.ResponseBytes, r.RequestBytes}
 		if _, ok := byPanel[k]; !ok {
 			panels = append(panels, k)
 		}
@@ -284,7 +285,7 @@ func LatencyChart(rows []Row) string {
 		Y := func(ms float64) float64 {
 			return float64(y0+ph) - (math.Log10(max(ms, math.Pow(10, ylo)))-ylo)/(yhi-ylo)*ph
 		}
-		fmt.Fprintf(&b, `<text x="%d" y="%d" font-weight="bold">%s, %d connections, %d-byte responses</text>`, left, y0-8, k.proto, k.conns, k.size)
+		fmt.Fprintf(&b, `<text x="%d" y="%d" font-weight="bold">%s, %d connections, %d-byte responses%s</text>`, left, y0-8, k.proto, k.conns, k.size, reqLabel(k.req))
 		fmt.Fprintf(&b, `<rect x="%d" y="%d" width="%d" height="%d" fill="none" stroke="#999"/>`, left, y0, pw, ph)
 		for d := ylo; d <= yhi; d++ {
 			y := Y(math.Pow(10, d))
@@ -310,4 +311,12 @@ func LatencyChart(rows []Row) string {
 	}
 	b.WriteString("</svg>\n")
 	return b.String()
+}
+
+// reqLabel names a request body size in chart labels ("" for none).
+func reqLabel(n int) string {
+	if n == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" POST %dB", n)
 }
