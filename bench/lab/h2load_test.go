@@ -79,8 +79,7 @@ func TestPhasesCrossProtocolsAndEngines(t *testing.T) {
 	}
 	for _, bad := range []string{
 		"systems: [a]\nprotocols: [http1]\nengines: [openssl]\n",
-		"systems: [a]\nprotocols: [http1]\nengines: [gotls]\nrate: 1000\n",
-		"systems: [a]\nprotocols: [http2]\nrate: 1000\n",
+		"systems: [a]\nprotocols: [grpc]\nrate: 1000\n",
 		"systems: [a]\nprotocols: [http2]\nstreams: 0\n",
 	} {
 		if _, err := ParseScenario([]byte(bad)); err == nil {

@@ -116,9 +116,10 @@ func ParseScenario(data []byte) (*Scenario, error) {
 	for _, p := range s.Protocols {
 		switch p {
 		case "http1", "tcp":
-		case "http2", "grpc":
+		case "http2":
+		case "grpc":
 			if s.Rate > 0 {
-				return nil, fmt.Errorf("lab: scenario: rate: open loop is HTTP/1.1 only; %s runs closed loop (h2load)", p)
+				return nil, fmt.Errorf("lab: scenario: rate: open loop is HTTP/1.1 and HTTP/2; grpc runs closed loop (h2load)")
 			}
 		default:
 			return nil, fmt.Errorf("lab: scenario: unknown protocol %q (http1, tcp, http2, grpc)", p)
@@ -130,9 +131,6 @@ func ParseScenario(data []byte) (*Scenario, error) {
 	for i, e := range s.Engines {
 		if e != "none" && e != "gotls" {
 			return nil, fmt.Errorf("lab: scenario: engines[%d]: unknown engine %q (none, gotls)", i, e)
-		}
-		if e != "none" && s.Rate > 0 {
-			return nil, fmt.Errorf("lab: scenario: engines[%d]: open loop (rate) is plaintext only", i)
 		}
 	}
 	if s.Streams < 1 {
@@ -591,7 +589,7 @@ end
 // upstream (tcp_proxy forwards it as bytes).
 func load(ctx context.Context, s *Scenario, tools Tools, ph phase, port int, pt point, d time.Duration) (Cell, error) {
 	conns, size := pt.conns, pt.size
-	if ph.proto == "http2" || ph.proto == "grpc" {
+	if ph.proto == "grpc" || ph.proto == "http2" && s.Rate == 0 {
 		return loadH2(ctx, s, tools, ph, port, pt, d)
 	}
 	path := "/"
@@ -599,7 +597,14 @@ func load(ctx context.Context, s *Scenario, tools Tools, ph phase, port int, pt 
 		path = "/?size=" + strconv.Itoa(size)
 	}
 	if s.Rate > 0 {
+		// proxybench's own generator: HTTP/1.1 or HTTP/2 (s.Streams per
+		// connection), TLS when the phase has an engine.
+		proto := "http1"
+		if ph.proto == "http2" {
+			proto = "http2"
+		}
 		out, err := exec.CommandContext(ctx, "taskset", "-c", s.CPUs.Load, tools.Proxybench, "load", "-json", "-target", fmt.Sprintf("127.0.0.1:%d", port),
+			"-protocol", proto, "-m", strconv.Itoa(s.Streams), "-tls="+strconv.FormatBool(ph.tls),
 			"-c", strconv.Itoa(conns), "-d", d.String(), "-rate", strconv.FormatFloat(s.Rate, 'f', -1, 64), "-path", path, "-body", strconv.Itoa(pt.req)).Output()
 		if err != nil {
 			return Cell{}, fmt.Errorf("lab: proxybench: %w", err)

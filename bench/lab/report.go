@@ -169,7 +169,10 @@ func Markdown(s *Scenario, m Machine, rows []Row, profiles []Profile, skipped []
 	if s.Rate > 0 {
 		load = fmt.Sprintf("open loop at %.0f req/s (proxybench, coordinated omission avoided)", s.Rate)
 	}
-	if slices.ContainsFunc(s.Protocols, func(p string) bool { return p == "http2" || p == "grpc" }) {
+	switch h2, grpc := slices.Contains(s.Protocols, "http2"), slices.Contains(s.Protocols, "grpc"); {
+	case s.Rate > 0 && h2:
+		load += fmt.Sprintf("; http2 with %d streams per connection", s.Streams)
+	case h2 || grpc:
 		load += fmt.Sprintf("; http2 and grpc closed loop with h2load, %d streams per connection", s.Streams)
 	}
 	fmt.Fprintf(&b, "- load: %s, %v per cell, %d rounds interleaved, baseline %s\n\n", load, s.Duration, s.Rounds, s.Baseline)

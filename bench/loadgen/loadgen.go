@@ -1,5 +1,6 @@
-// Package loadgen is proxybench's own load generator: HTTP/1.1 keep-alive or
-// raw TCP echo, closed loop (each connection sends as soon as it has its
+// Package loadgen is proxybench's own load generator: HTTP/1.1 keep-alive,
+// HTTP/2 (several streams per connection) or raw TCP echo, in cleartext or
+// over TLS, closed loop (each connection sends as soon as it has its
 // answer: maximum throughput) or open loop at a constant rate with
 // coordinated omission avoided — latency is measured from when a request was
 // due, not from when a stalled connection finally sent it (as wrk2 does).
@@ -8,6 +9,7 @@ package loadgen
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -22,10 +24,16 @@ import (
 
 // Config describes one load run.
 type Config struct {
-	Target      string        // host:port
-	Protocol    string        // "http1" or "tcp" (echo)
-	Connections int           // concurrent connections
-	Duration    time.Duration // how long to send
+	Target      string // host:port
+	Protocol    string // "http1", "http2" or "tcp" (echo)
+	Connections int    // concurrent connections
+	// Streams is the requests each HTTP/2 connection keeps in flight
+	// (1 by default); ignored for the other protocols.
+	Streams int
+	// TLS speaks TLS to the target (certificates are not verified: it is
+	// a benchmark), with ALPN h2 for http2 and http/1.1 otherwise.
+	TLS      bool
+	Duration time.Duration // how long to send
 	// Rate is the total requests per second for open-loop load; 0 means
 	// closed loop.
 	Rate float64
@@ -58,21 +66,34 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 10 * time.Second
 	}
-	var newClient func(net.Conn) exchanger
+	workers := cfg.Connections
+	var newSession func(i int) sessionFactory
 	switch cfg.Protocol {
 	case "http1", "":
 		req := buildRequest(cfg)
-		newClient = func(c net.Conn) exchanger { return newHTTPClient(c, req) }
+		newSession = func(int) sessionFactory {
+			return dialing(cfg, func(c net.Conn) session { return newHTTPClient(c, req) })
+		}
 	case "tcp":
 		if cfg.EchoSize <= 0 {
 			cfg.EchoSize = 64
 		}
 		payload := bytes.Repeat([]byte{'x'}, cfg.EchoSize)
-		newClient = func(c net.Conn) exchanger {
-			return &echoClient{c: c, payload: payload, buf: make([]byte, cfg.EchoSize)}
+		newSession = func(int) sessionFactory {
+			return dialing(cfg, func(c net.Conn) session {
+				return &echoClient{c: c, payload: payload, buf: make([]byte, cfg.EchoSize)}
+			})
 		}
+	case "http2":
+		streams := max(cfg.Streams, 1)
+		workers = cfg.Connections * streams
+		shared := make([]*h2Conn, cfg.Connections)
+		for i := range shared {
+			shared[i] = &h2Conn{cfg: cfg}
+		}
+		newSession = func(i int) sessionFactory { return shared[i/streams].session }
 	default:
-		return nil, fmt.Errorf("loadgen: unknown protocol %q (http1, tcp)", cfg.Protocol)
+		return nil, fmt.Errorf("loadgen: unknown protocol %q (http1, http2, tcp)", cfg.Protocol)
 	}
 	ctx, cancel := context.WithTimeout(ctx, cfg.Duration)
 	defer cancel()
@@ -80,15 +101,15 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	start := time.Now()
-	for i := 0; i < cfg.Connections; i++ {
+	for i := 0; i < workers; i++ {
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
-			w := worker{cfg: cfg, hist: hdr.New(), newClient: newClient}
+			w := worker{cfg: cfg, hist: hdr.New(), newSession: newSession(i)}
 			if cfg.Rate > 0 {
-				// Each connection sends every interval, staggered.
-				w.interval = time.Duration(float64(cfg.Connections) / cfg.Rate * float64(time.Second))
-				w.next = start.Add(w.interval * time.Duration(i) / time.Duration(cfg.Connections))
+				// Each worker sends every interval, staggered.
+				w.interval = time.Duration(float64(workers) / cfg.Rate * float64(time.Second))
+				w.next = start.Add(w.interval * time.Duration(i) / time.Duration(workers))
 			}
 			w.run(ctx)
 			mu.Lock()
@@ -106,19 +127,64 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	return res, nil
 }
 
-// exchanger does one request/response on its connection.
-type exchanger interface {
+// session does request/response exchanges, one at a time, until one
+// fails; then it is closed and the worker opens another.
+type session interface {
 	exchange() error
+	Close() error
+}
+
+// sessionFactory opens a session (a connection, or a stream slot on a
+// shared HTTP/2 connection).
+type sessionFactory func(ctx context.Context) (session, error)
+
+// dialing opens a connection per session, with TLS when configured; every
+// exchange has cfg.Timeout.
+func dialing(cfg Config, wrap func(net.Conn) session) sessionFactory {
+	return func(ctx context.Context) (session, error) {
+		c, err := dial(ctx, cfg, "http/1.1")
+		if err != nil {
+			return nil, err
+		}
+		return deadlined{session: wrap(c), c: c, timeout: cfg.Timeout}, nil
+	}
+}
+
+func dial(ctx context.Context, cfg Config, alpn string) (net.Conn, error) {
+	c, err := (&net.Dialer{Timeout: cfg.Timeout}).DialContext(ctx, "tcp", cfg.Target)
+	if err != nil || !cfg.TLS {
+		return c, err
+	}
+	tc := tls.Client(c, &tls.Config{InsecureSkipVerify: true, ServerName: "localhost", NextProtos: []string{alpn}})
+	hctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+	defer cancel()
+	if err := tc.HandshakeContext(hctx); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("loadgen: TLS: %w", err)
+	}
+	return tc, nil
+}
+
+// deadlined bounds each exchange of a connection's session.
+type deadlined struct {
+	session
+	c       net.Conn
+	timeout time.Duration
+}
+
+func (d deadlined) exchange() error {
+	d.c.SetDeadline(time.Now().Add(d.timeout))
+	return d.session.exchange()
 }
 
 type worker struct {
-	cfg       Config
-	hist      *hdr.Histogram
-	newClient func(net.Conn) exchanger
-	interval  time.Duration // open loop: time between this connection's requests
-	next      time.Time     // open loop: when the next request is due
-	ok, errs  uint64
-	firstErr  error
+	cfg        Config
+	hist       *hdr.Histogram
+	newSession sessionFactory
+	interval   time.Duration // open loop: time between this connection's requests
+	next       time.Time     // open loop: when the next request is due
+	ok, errs   uint64
+	firstErr   error
 }
 
 func (w *worker) fail(err error) {
@@ -129,11 +195,10 @@ func (w *worker) fail(err error) {
 }
 
 func (w *worker) run(ctx context.Context) {
-	var conn net.Conn
-	var cl exchanger
+	var cl session
 	defer func() {
-		if conn != nil {
-			conn.Close()
+		if cl != nil {
+			cl.Close()
 		}
 	}()
 	for ctx.Err() == nil {
@@ -149,23 +214,22 @@ func (w *worker) run(ctx context.Context) {
 				}
 			}
 		}
-		if conn == nil {
-			c, err := (&net.Dialer{Timeout: w.cfg.Timeout}).DialContext(ctx, "tcp", w.cfg.Target)
+		if cl == nil {
+			c, err := w.newSession(ctx)
 			if err != nil {
 				if ctx.Err() == nil {
 					w.fail(err)
 				}
 				continue
 			}
-			conn, cl = c, w.newClient(c)
+			cl = c
 		}
-		conn.SetDeadline(time.Now().Add(w.cfg.Timeout))
 		if err := cl.exchange(); err != nil {
 			if ctx.Err() == nil {
 				w.fail(err)
 			}
-			conn.Close()
-			conn = nil
+			cl.Close()
+			cl = nil
 			continue
 		}
 		// From when it was due: a request delayed by a stall counts the
@@ -204,6 +268,8 @@ type httpClient struct {
 	status int
 	done   bool
 }
+
+func (cl *httpClient) Close() error { return cl.c.Close() }
 
 func newHTTPClient(c net.Conn, req []byte) *httpClient {
 	cl := &httpClient{c: c, req: req, buf: make([]byte, 0, 64<<10)}
@@ -258,6 +324,8 @@ type echoClient struct {
 	c            net.Conn
 	payload, buf []byte
 }
+
+func (e *echoClient) Close() error { return e.c.Close() }
 
 func (e *echoClient) exchange() error {
 	if _, err := e.c.Write(e.payload); err != nil {

@@ -90,3 +90,62 @@ func TestTCPEchoAndErrors(t *testing.T) {
 		t.Fatalf("503s counted as %d ok, %d errors", res.Requests, res.Errors)
 	}
 }
+
+// TestHTTP2AndTLS: HTTP/2 with several streams per connection, over h2c
+// and over TLS (ALPN h2), and HTTP/1.1 over TLS; every request counted,
+// non-2xx counted as errors.
+func TestHTTP2AndTLS(t *testing.T) {
+	var protos sync.Map
+	var served atomic.Int64
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		protos.Store(r.Proto, true)
+		served.Add(1)
+		if r.URL.Path == "/bad" {
+			w.WriteHeader(503)
+		}
+		io.Copy(io.Discard, r.Body)
+	})
+	h2c := httptest.NewUnstartedServer(h)
+	h2c.Config.Protocols = new(http.Protocols)
+	h2c.Config.Protocols.SetUnencryptedHTTP2(true)
+	h2c.Start()
+	defer h2c.Close()
+	tlsSrv := httptest.NewUnstartedServer(h)
+	tlsSrv.EnableHTTP2 = true
+	tlsSrv.StartTLS()
+	defer tlsSrv.Close()
+	for _, tc := range []struct {
+		name, target, proto, path string
+		tls                       bool
+		wantProto                 string
+		wantErrors                bool
+	}{
+		{"h2c", h2c.Listener.Addr().String(), "http2", "/", false, "HTTP/2.0", false},
+		{"h2 over TLS", tlsSrv.Listener.Addr().String(), "http2", "/", true, "HTTP/2.0", false},
+		{"HTTP/1.1 over TLS", tlsSrv.Listener.Addr().String(), "http1", "/", true, "HTTP/1.1", false},
+		{"h2 non-2xx", h2c.Listener.Addr().String(), "http2", "/bad", false, "HTTP/2.0", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			protos.Clear()
+			before := served.Load()
+			res, err := Run(context.Background(), Config{Target: tc.target, Protocol: tc.proto, Connections: 2, Streams: 4, TLS: tc.tls,
+				Duration: 300 * time.Millisecond, Path: tc.path, RequestBody: 100})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, ok := protos.Load(tc.wantProto); !ok {
+				t.Fatalf("server saw no %s request", tc.wantProto)
+			}
+			n := served.Load() - before
+			if tc.wantErrors {
+				if res.Requests != 0 || res.Errors == 0 {
+					t.Fatalf("%d ok, %d errors for 503s", res.Requests, res.Errors)
+				}
+				return
+			}
+			if res.Requests == 0 || res.Errors != 0 || int64(res.Requests) > n {
+				t.Fatalf("%d ok, %d errors, server saw %d (first error %v)", res.Requests, res.Errors, n, res.FirstError)
+			}
+		})
+	}
+}

@@ -50,8 +50,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	var cfg loadgen.Config
 	fs.StringVar(&cfg.Target, "target", "", "host:port to load")
-	fs.StringVar(&cfg.Protocol, "protocol", "http1", "http1 or tcp (echo)")
+	fs.StringVar(&cfg.Protocol, "protocol", "http1", "http1, http2 or tcp (echo)")
 	fs.IntVar(&cfg.Connections, "c", 50, "connections")
+	fs.IntVar(&cfg.Streams, "m", 1, "HTTP/2 requests in flight per connection")
+	fs.BoolVar(&cfg.TLS, "tls", false, "speak TLS to the target (not verified; ALPN h2 for http2)")
 	fs.DurationVar(&cfg.Duration, "d", 10*time.Second, "duration")
 	fs.Float64Var(&cfg.Rate, "rate", 0, "total requests per second (0: closed loop)")
 	fs.StringVar(&cfg.Path, "path", "/", "HTTP path")
