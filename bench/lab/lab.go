@@ -165,6 +165,10 @@ type Cell struct {
 	// proxy, load generator and upstream together.
 	HostCPUusPerReq float64 `json:"host_cpu_us_per_request"`
 	PeakRSSKiB      int     `json:"proxy_peak_rss_kib"`
+	// ProxyCPUs and ProxyThreads are what the system actually ran with
+	// (its affinity and thread count from /proc), not what was asked.
+	ProxyCPUs    string `json:"proxy_cpus_actual"`
+	ProxyThreads int    `json:"proxy_threads"`
 }
 
 // Tools locates the binaries a run needs.
@@ -269,6 +273,7 @@ func Run(ctx context.Context, s *Scenario, tools Tools, workdir string, progress
 							c.HostCPUusPerReq = float64(h1-h0) / float64(clockTicks) * 1e6 / float64(c.Requests)
 						}
 						c.PeakRSSKiB = peakRSS(pid)
+						c.ProxyCPUs, c.ProxyThreads = affinity(pid)
 						cells = append(cells, c)
 						if progress != nil {
 							progress(len(cells), total, c)
@@ -352,6 +357,37 @@ func hostBusyTicks() int64 {
 		busy += n
 	}
 	return busy
+}
+
+// affinity reads the CPUs a process may run on and its threads (all its
+// processes' threads for a master with workers, as nginx).
+func affinity(pid int) (cpus string, threads int) {
+	pids := []int{pid}
+	if out, err := exec.Command("pgrep", "-P", strconv.Itoa(pid)).Output(); err == nil {
+		for _, f := range strings.Fields(string(out)) {
+			if n, err := strconv.Atoi(f); err == nil {
+				pids = append(pids, n)
+			}
+		}
+	}
+	for i, p := range pids {
+		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p))
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(data), "\n") {
+			k, v, _ := strings.Cut(line, ":")
+			v = strings.TrimSpace(v)
+			switch {
+			case k == "Cpus_allowed_list" && (i == len(pids)-1 || cpus == ""):
+				cpus = v
+			case k == "Threads":
+				n, _ := strconv.Atoi(v)
+				threads += n
+			}
+		}
+	}
+	return cpus, threads
 }
 
 func peakRSS(pid int) int {

@@ -53,6 +53,8 @@ type Row struct {
 	RequestBytes           int
 	RPS, CPU, HostCPU, P99 summary.Summary
 	PeakRSSKiB             int
+	CPUsActual             string // affinity the system ran with
+	Threads                int
 	LatencyMs              []float64        // median over rounds at each of Percentiles
 	Ratio                  *summary.Summary // CPU per request vs the baseline, paired by round
 	Errors                 uint64
@@ -82,6 +84,7 @@ func Summarize(s *Scenario, cells []Cell) []Row {
 		for _, c := range g {
 			rps, cpu, host, p99 = append(rps, c.RPS), append(cpu, c.CPUusPerReq), append(host, c.HostCPUusPerReq), append(p99, c.P99ms)
 			row.PeakRSSKiB = max(row.PeakRSSKiB, c.PeakRSSKiB)
+			row.CPUsActual, row.Threads = c.ProxyCPUs, max(row.Threads, c.ProxyThreads)
 			byRound[c.Round] = c.CPUusPerReq
 			row.Errors += c.Errors
 		}
@@ -165,6 +168,9 @@ func Markdown(s *Scenario, m Machine, rows []Row, profiles []Profile, skipped []
 	var b strings.Builder
 	fmt.Fprintf(&b, "# %s\n\n", s.Name)
 	fmt.Fprintf(&b, "- host %s, kernel %s, %d CPUs (%s), governor %s\n- pinning: %s\n", m.Host, m.Kernel, m.CPUs, m.CPU, m.Governor, m.Pinning)
+	if got := actualPinning(rows); got != "" {
+		fmt.Fprintf(&b, "- in effect (from /proc): %s\n", got)
+	}
 	load := "closed loop (wrk)"
 	if s.Rate > 0 {
 		load = fmt.Sprintf("open loop at %.0f req/s (proxybench, coordinated omission avoided)", s.Rate)
@@ -322,4 +328,19 @@ func reqLabel(n int) string {
 		return ""
 	}
 	return fmt.Sprintf(" POST %dB", n)
+}
+
+// actualPinning lists, per system, the CPUs and threads it actually ran
+// with (the first row of each system).
+func actualPinning(rows []Row) string {
+	var parts []string
+	seen := map[string]bool{}
+	for _, r := range rows {
+		if seen[r.System] || r.CPUsActual == "" {
+			continue
+		}
+		seen[r.System] = true
+		parts = append(parts, fmt.Sprintf("%s on CPUs %s with %d threads", r.System, r.CPUsActual, r.Threads))
+	}
+	return strings.Join(parts, "; ")
 }
