@@ -136,6 +136,11 @@ type Head struct {
 	Close          bool // the sender wants the connection closed after this message
 	ExpectContinue bool
 	Upgrade        bool // Connection: upgrade
+
+	// Frame is a whole RPC frame (xprotocol) carried opaque through the
+	// proxy: the request or response itself, with the fields above only
+	// describing it for routing. nil for HTTP.
+	Frame []byte
 }
 
 // Append adds a field whose name is already bytes (no conversion).
@@ -148,7 +153,7 @@ func (h *Headers) Append(name, value []byte) {
 // that keeps both across messages allocates nothing in the steady state. It
 // returns the arena, which dst now aliases.
 func (h *Head) CloneInto(dst *Head, arena []byte) []byte {
-	n := len(h.Method) + len(h.Target) + len(h.Reason)
+	n := len(h.Method) + len(h.Target) + len(h.Reason) + len(h.Frame)
 	for _, f := range h.Headers.Fields {
 		n += len(f.Name) + len(f.Value)
 	}
@@ -166,7 +171,7 @@ func (h *Head) CloneInto(dst *Head, arena []byte) []byte {
 	}
 	fields := dst.Headers.Fields[:0]
 	*dst = *h
-	dst.Method, dst.Target, dst.Reason = cp(h.Method), cp(h.Target), cp(h.Reason)
+	dst.Method, dst.Target, dst.Reason, dst.Frame = cp(h.Method), cp(h.Target), cp(h.Reason), cp(h.Frame)
 	for _, f := range h.Headers.Fields {
 		fields = append(fields, Field{Name: cp(f.Name), Value: cp(f.Value)})
 	}

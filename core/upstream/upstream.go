@@ -15,6 +15,7 @@ import (
 	"github.com/proxylab/proxylab/core/stream"
 	h1s "github.com/proxylab/proxylab/core/stream/http1"
 	h2s "github.com/proxylab/proxylab/core/stream/http2"
+	"github.com/proxylab/proxylab/core/stream/mux"
 	"github.com/proxylab/proxylab/offload"
 	"github.com/proxylab/proxylab/transport"
 )
@@ -57,7 +58,7 @@ type HTTPPool interface {
 
 var (
 	_ HTTPPool = (*h1s.Pool)(nil)
-	_ HTTPPool = (*h2s.Pool)(nil)
+	_ HTTPPool = (*mux.Pool)(nil)
 )
 
 // HTTPPool is the host's HTTP connection pool (HTTP/1 or HTTP/2, as the

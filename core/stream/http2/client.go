@@ -1,10 +1,8 @@
 package http2
 
 import (
-	"errors"
 	"fmt"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"golang.org/x/net/http2"
@@ -13,6 +11,7 @@ import (
 	"github.com/proxylab/proxylab/core/buffer"
 	"github.com/proxylab/proxylab/core/protocol"
 	"github.com/proxylab/proxylab/core/stream"
+	"github.com/proxylab/proxylab/core/stream/mux"
 	"github.com/proxylab/proxylab/transport"
 )
 
@@ -37,289 +36,27 @@ type ClientSettings struct {
 	Scheme string
 }
 
-// Pool multiplexes requests to one upstream address over as few HTTP/2
-// connections as the streams-per-connection limits allow. Lock order:
-// a downstream session, then Pool.mu, then ClientConn.mu; a ClientConn's
-// transport events take only its own mu and release it before taking any
-// session.
-type Pool struct {
-	tr   transport.Transport
-	addr string
-	set  *ClientSettings
-
-	mu         sync.Mutex
-	conns      []*ClientConn
-	total      int
-	connecting int
-	waiters    []*waiter
-	nwaiters   atomic.Int32 // len(waiters), readable under a ClientConn's mu
-	draining   bool
-
-	Stats stream.PoolStats
-}
-
-var _ stream.Pool = (*Pool)(nil)
-
-// NewPool returns an empty pool for addr.
-func NewPool(tr transport.Transport, addr string, set *ClientSettings) *Pool {
-	return &Pool{tr: tr, addr: addr, set: set}
-}
-
-type waiter struct {
-	p         *Pool
-	dec       stream.ResponseDecoder
-	sess      stream.Session
-	cb        stream.PoolCallbacks
-	cancelled bool // guarded by sess
-}
-
-// Cancel withdraws a pending request; call it under the session.
-func (w *waiter) Cancel() {
-	w.cancelled = true
-	w.p.mu.Lock()
-	for i, x := range w.p.waiters {
-		if x == w {
-			w.p.waiters = append(w.p.waiters[:i], w.p.waiters[i+1:]...)
-			w.p.nwaiters.Store(int32(len(w.p.waiters)))
-			w.p.set.ClusterPending.Release()
-			break
-		}
+// NewPool returns the pool of multiplexed HTTP/2 connections to addr.
+func NewPool(tr transport.Transport, addr string, set *ClientSettings) *mux.Pool {
+	ms := &mux.Settings{
+		Protocol: "http2", ConnectTimeout: set.ConnectTimeout, MaxConnections: set.MaxConnections,
+		MaxPending: set.MaxPending, IdleTimeout: set.IdleTimeout, StreamsPerConn: int(set.H2.MaxConcurrentStreams),
+		ClusterConns: set.ClusterConns, ClusterPending: set.ClusterPending, Wrap: set.Wrap,
 	}
-	w.p.mu.Unlock()
-}
-
-func (w *waiter) fail(f stream.PoolFailure, err error) {
-	w.sess.Lock()
-	if !w.cancelled {
-		w.cb.OnPoolFailure(f, err)
-	}
-	w.sess.Unlock()
-}
-
-// NewStream implements stream.Pool.
-func (p *Pool) NewStream(dec stream.ResponseDecoder, sess stream.Session, cb stream.PoolCallbacks) stream.Cancellable {
-	p.mu.Lock()
-	if cc := p.freeLocked(); cc != nil {
-		p.mu.Unlock()
-		p.Stats.Reuses.Add(1)
-		cs, reused := cc.attach(dec, sess)
-		cb.OnPoolReady(cs, reused)
-		return nil
-	}
-	if p.set.MaxPending > 0 && len(p.waiters) >= p.set.MaxPending || !p.set.ClusterPending.TryAcquire() {
-		p.mu.Unlock()
-		cb.OnPoolFailure(stream.Overflow, fmt.Errorf("http2: too many requests wait for %s", p.addr))
-		return nil
-	}
-	w := &waiter{p: p, dec: dec, sess: sess, cb: cb}
-	p.waiters = append(p.waiters, w)
-	p.nwaiters.Store(int32(len(p.waiters)))
-	p.maybeDialLocked()
-	p.mu.Unlock()
-	return w
-}
-
-// freeLocked returns a connection with a free stream slot, reserving it.
-func (p *Pool) freeLocked() *ClientConn {
-	for _, cc := range p.conns {
-		if cc.reserve() {
-			return cc
-		}
-	}
-	return nil
-}
-
-// maybeDialLocked opens a connection when waiters cannot fit on the
-// connections being dialled (each is assumed to take the configured
-// streams). Caller holds p.mu.
-func (p *Pool) maybeDialLocked() {
-	per := int(p.set.H2.MaxConcurrentStreams)
-	if len(p.waiters) <= p.connecting*per || p.draining || (p.set.MaxConnections > 0 && p.total >= p.set.MaxConnections) {
-		return
-	}
-	if !p.set.ClusterConns.TryAcquire() {
-		if p.total == 0 {
-			if w := p.popWaiterLocked(); w != nil {
-				go w.fail(stream.CxOverflow, fmt.Errorf("http2: cluster connection limit reached, none open to %s", p.addr))
-			}
-		}
-		return
-	}
-	p.total++
-	p.connecting++
-	p.Stats.ConnectsTotal.Add(1)
-	p.tr.Dial("tcp", p.addr, p.set.ConnectTimeout, p.onConnect)
-}
-
-func (p *Pool) popWaiterLocked() *waiter {
-	if len(p.waiters) == 0 {
-		return nil
-	}
-	p.set.ClusterPending.Release()
-	w := p.waiters[0]
-	p.waiters[0] = nil
-	p.waiters = p.waiters[1:]
-	p.nwaiters.Store(int32(len(p.waiters)))
-	return w
-}
-
-func (p *Pool) onConnect(tc transport.Conn, err error) {
-	if err != nil {
-		p.Stats.ConnectFailures.Add(1)
-		p.set.ClusterConns.Release()
-		p.mu.Lock()
-		p.total--
-		p.connecting--
-		// Every waiter counted on this connection: fail as many as it
-		// would have carried, leaving the rest to other dials.
-		var failed []*waiter
-		for range p.set.H2.MaxConcurrentStreams {
-			w := p.popWaiterLocked()
-			if w == nil {
-				break
-			}
-			failed = append(failed, w)
-		}
-		p.mu.Unlock()
-		f := stream.ConnectFailure
-		var ne interface{ Timeout() bool }
-		if errors.As(err, &ne) && ne.Timeout() {
-			f = stream.ConnectTimeout
-		}
-		for _, w := range failed {
-			w.fail(f, err)
-		}
-		return
-	}
-	if p.set.Wrap != nil {
-		tc = p.set.Wrap(tc, p.addr)
-	}
-	cc := &ClientConn{pool: p, tc: tc, nextID: 1, idleSince: time.Now()}
-	cc.conn.init(p.set.H2, cc, false)
-	cc.peerMaxStreams = 100 // RFC 9113 §6.5.2: assume 100 until SETTINGS
-	cc.mu.Lock()
-	cc.start(true)
-	cc.mu.Unlock()
-	p.Stats.Active.Add(1)
-	p.mu.Lock()
-	p.connecting--
-	p.conns = append(p.conns, cc)
-	p.mu.Unlock()
-	tc.Start(cc)
-	cc.mu.Lock()
-	cc.flushLocked()
-	cc.mu.Unlock()
-	p.serveWaiters()
-}
-
-// serveWaiters gives free stream slots to waiting requests, each under its
-// own session; it holds no other lock meanwhile.
-func (p *Pool) serveWaiters() {
-	for {
-		p.mu.Lock()
-		if len(p.waiters) == 0 {
-			p.mu.Unlock()
-			return
-		}
-		cc := p.freeLocked()
-		if cc == nil {
-			p.maybeDialLocked()
-			p.mu.Unlock()
-			return
-		}
-		w := p.popWaiterLocked()
-		p.mu.Unlock()
-		w.sess.Lock()
-		if w.cancelled {
-			w.sess.Unlock()
-			cc.unreserve()
-			continue
-		}
-		cs, reused := cc.attach(w.dec, w.sess)
-		w.cb.OnPoolReady(cs, reused)
-		w.sess.Unlock()
-	}
-}
-
-func (p *Pool) removeClosed(cc *ClientConn) {
-	p.set.ClusterConns.Release()
-	p.mu.Lock()
-	p.total--
-	for i, x := range p.conns {
-		if x == cc {
-			p.conns = append(p.conns[:i], p.conns[i+1:]...)
-			break
-		}
-	}
-	p.maybeDialLocked()
-	p.mu.Unlock()
-	p.Stats.Active.Add(-1)
-}
-
-// Drain stops new streams on every connection (GOAWAY); each closes once
-// its streams finish.
-func (p *Pool) Drain() {
-	p.mu.Lock()
-	p.draining = true
-	conns := append([]*ClientConn(nil), p.conns...)
-	p.mu.Unlock()
-	for _, cc := range conns {
-		cc.mu.Lock()
-		cc.retiring = true
-		cc.goAway(http2.ErrCodeNo, "draining")
-		cc.maybeCloseLocked()
-		cc.flushLocked()
-		cc.mu.Unlock()
-	}
-}
-
-// Idle is the number of connections without streams.
-func (p *Pool) Idle() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	n := 0
-	for _, cc := range p.conns {
-		cc.mu.Lock()
-		if cc.active+cc.reserved == 0 {
-			n++
-		}
-		cc.mu.Unlock()
-	}
-	return n
-}
-
-// Counters are the pool's counters.
-func (p *Pool) Counters() *stream.PoolStats { return &p.Stats }
-
-// SweepIdle closes connections without streams for longer than the idle
-// timeout.
-func (p *Pool) SweepIdle(now time.Time) (closed int) {
-	if p.set.IdleTimeout <= 0 {
-		return 0
-	}
-	p.mu.Lock()
-	conns := append([]*ClientConn(nil), p.conns...)
-	p.mu.Unlock()
-	for _, cc := range conns {
-		cc.mu.Lock()
-		stale := cc.active+cc.reserved == 0 && now.Sub(cc.idleSince) > p.set.IdleTimeout
-		if stale {
-			cc.retiring = true
-		}
-		cc.mu.Unlock()
-		if stale {
-			cc.tc.Close()
-			closed++
-		}
-	}
-	return closed
+	return mux.NewPool(tr, addr, ms, func(tc transport.Conn, p *mux.Pool) mux.Conn {
+		cc := &ClientConn{pool: p, cset: set, tc: tc, nextID: 1, idleSince: time.Now()}
+		cc.conn.init(set.H2, cc, false)
+		cc.peerMaxStreams = 100 // RFC 9113 §6.5.2: assume 100 until SETTINGS
+		return cc
+	})
 }
 
 // ClientConn is one upstream HTTP/2 connection carrying many streams.
 type ClientConn struct {
 	mu sync.Mutex // guards everything below and the engine
 	conn
-	pool *Pool
+	pool *mux.Pool
+	cset *ClientSettings
 	tc   transport.Conn
 
 	nextID    uint32
@@ -336,18 +73,61 @@ type ClientConn struct {
 var (
 	_ transport.Handler = (*ClientConn)(nil)
 	_ roleEvents        = (*ClientConn)(nil)
+	_ mux.Conn          = (*ClientConn)(nil)
 )
+
+// Start sends the preface and SETTINGS and begins reading (mux.Conn).
+func (cc *ClientConn) Start() {
+	cc.mu.Lock()
+	cc.start(true)
+	cc.mu.Unlock()
+	cc.tc.Start(cc)
+	cc.mu.Lock()
+	cc.flushLocked()
+	cc.mu.Unlock()
+}
+
+// Retire sends GOAWAY and closes once the streams in flight end.
+func (cc *ClientConn) Retire() {
+	cc.mu.Lock()
+	cc.retiring = true
+	cc.goAway(http2.ErrCodeNo, "draining")
+	cc.maybeCloseLocked()
+	cc.flushLocked()
+	cc.mu.Unlock()
+}
+
+// Idle reports whether no stream is open or reserved.
+func (cc *ClientConn) Idle() bool {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	return cc.active+cc.reserved == 0
+}
+
+// CloseIfIdle closes a connection idle for at least d.
+func (cc *ClientConn) CloseIfIdle(now time.Time, d time.Duration) bool {
+	cc.mu.Lock()
+	stale := cc.active+cc.reserved == 0 && now.Sub(cc.idleSince) > d
+	if stale {
+		cc.retiring = true
+	}
+	cc.mu.Unlock()
+	if stale {
+		cc.tc.Close()
+	}
+	return stale
+}
 
 // limit is how many streams may be open at once.
 func (cc *ClientConn) limit() int {
 	return int(min(cc.set.MaxConcurrentStreams, cc.peerMaxStreams))
 }
 
-// reserve takes a stream slot if the connection can carry another stream.
-func (cc *ClientConn) reserve() bool {
+// Reserve takes a stream slot if the connection can carry another stream.
+func (cc *ClientConn) Reserve() bool {
 	cc.mu.Lock()
 	defer cc.mu.Unlock()
-	max := cc.pool.set.MaxRequestsPerConn
+	max := cc.cset.MaxRequestsPerConn
 	if cc.closed || cc.retiring || cc.goAwayRecv || cc.goAwaySent || cc.active+cc.reserved >= cc.limit() ||
 		(max > 0 && cc.used+cc.reserved >= max) {
 		return false
@@ -356,14 +136,15 @@ func (cc *ClientConn) reserve() bool {
 	return true
 }
 
-func (cc *ClientConn) unreserve() {
+// Unreserve gives back a slot whose request went away.
+func (cc *ClientConn) Unreserve() {
 	cc.mu.Lock()
 	cc.reserved--
 	cc.mu.Unlock()
 }
 
-// attach turns a reserved slot into a stream for dec under sess.
-func (cc *ClientConn) attach(dec stream.ResponseDecoder, sess stream.Session) (*clientStream, bool) {
+// Attach turns a reserved slot into a stream for dec under sess.
+func (cc *ClientConn) Attach(dec stream.ResponseDecoder, sess stream.Session) (stream.RequestEncoder, bool) {
 	cc.mu.Lock()
 	defer cc.mu.Unlock()
 	cc.reserved--
@@ -385,7 +166,7 @@ func (cc *ClientConn) wantFlush() {}
 
 // flushLocked writes the queued frames. Caller holds cc.mu.
 func (cc *ClientConn) flushLocked() {
-	if q, _ := cc.out.writeTo(cc.tc); q > cc.set.HighWatermark {
+	if q, _ := cc.out.WriteTo(cc.tc); q > cc.set.HighWatermark {
 		cc.blocked = true
 	}
 }
@@ -434,11 +215,11 @@ func (cc *ClientConn) OnClose(_ transport.Conn, err error) {
 		err = fmt.Errorf("%w: %w", stream.ErrUpstreamReset, err)
 	}
 	cc.failAllLocked(err)
-	cc.out.drop()
+	cc.out.Drop()
 	cc.in.Reset()
 	cc.mu.Unlock()
 	cc.deliver()
-	cc.pool.removeClosed(cc)
+	cc.pool.Closed(cc)
 }
 
 // failAllLocked resets every stream with err.
@@ -494,13 +275,8 @@ func (cc *ClientConn) onStreamClosed(cs *clientStream) {
 	if cc.active+cc.reserved == 0 {
 		cc.idleSince = time.Now()
 	}
-	p := cc.pool
 	if !cc.retiring && !cc.goAwayRecv {
-		// A slot opened: hand it to a waiter, off this goroutine's locks
-		// (p.mu is never taken under cc.mu).
-		if p.nwaiters.Load() > 0 {
-			go p.serveWaiters()
-		}
+		cc.pool.SlotFreed()
 	}
 	cc.maybeCloseLocked()
 }
@@ -768,7 +544,7 @@ func (cs *clientStream) EncodeHead(h *stream.Head, end bool) {
 	cc.nextID += 2
 	cs.st = cc.newStream(id)
 	cs.st.owner = cs
-	cc.encFields = requestFields(cc.encFields[:0], h, cc.pool.set.Scheme)
+	cc.encFields = requestFields(cc.encFields[:0], h, cc.cset.Scheme)
 	cc.writeHeaders(id, cc.encFields, end)
 	if end {
 		cc.endSent(cs.st)

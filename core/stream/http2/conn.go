@@ -352,39 +352,8 @@ func (r *frameReader) Read(b []byte) (int, error) {
 	return n, nil
 }
 
-// outBuf collects frames in pooled buffers until the role writes them.
-type outBuf struct{ bufs []*buffer.Buf }
-
-func (o *outBuf) Write(p []byte) (int, error) {
-	if n := len(o.bufs); n > 0 && len(o.bufs[n-1].Free()) >= len(p) {
-		return o.bufs[n-1].Append(p), nil
-	}
-	b := buffer.Get(max(len(p), 16<<10))
-	b.Append(p)
-	o.bufs = append(o.bufs, b)
-	return len(p), nil
-}
-
-// writeTo hands the queued buffers to w (which takes ownership of them,
-// not of the slice) and keeps the slice for the next frames.
-func (o *outBuf) writeTo(w interface {
-	Write(bufs ...*buffer.Buf) (int, error)
-}) (queued int, wrote bool) {
-	if len(o.bufs) == 0 {
-		return 0, false
-	}
-	q, _ := w.Write(o.bufs...)
-	clear(o.bufs)
-	o.bufs = o.bufs[:0]
-	return q, true
-}
-
-func (o *outBuf) drop() {
-	for _, b := range o.bufs {
-		b.Release()
-	}
-	o.bufs = nil
-}
+// outBuf collects frames until the role writes them.
+type outBuf struct{ buffer.Chain }
 
 // dataHeader writes a DATA frame's header; the payload follows (written by
 // the caller, one copy instead of the Framer's two).

@@ -104,7 +104,7 @@ func (sc *ServerConn) shutdown(err error) {
 // Flush writes the queued frames (stream.Flusher, run at session release).
 func (sc *ServerConn) Flush() {
 	sc.flushQueued = false
-	if q, _ := sc.out.writeTo(sc.c); q > sc.set.HighWatermark {
+	if q, _ := sc.out.WriteTo(sc.c); q > sc.set.HighWatermark {
 		sc.blocked = true // DATA waits for OnDrained
 	}
 }
@@ -160,7 +160,7 @@ func (sc *ServerConn) OnClose(*network.Conn, error) {
 			ss.dec.OnReset(stream.ErrDownstreamReset)
 		}
 	}
-	sc.out.drop()
+	sc.out.Drop()
 	sc.in.Reset()
 }
 
