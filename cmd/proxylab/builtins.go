@@ -1,6 +1,9 @@
 package main
 
 import (
+	"github.com/proxylab/proxylab/core/protocol/xprotocol"
+	"github.com/proxylab/proxylab/core/protocol/xprotocol/bolt"
+	"github.com/proxylab/proxylab/core/protocol/xprotocol/dubbo"
 	"github.com/proxylab/proxylab/core/upstream"
 	"github.com/proxylab/proxylab/offload"
 	"github.com/proxylab/proxylab/offload/gotls"
@@ -9,9 +12,12 @@ import (
 )
 
 // registerBuiltins is the one list of what this binary ships: transports,
-// crypto engines and load-balancing policies. A new transport or engine is
-// one package plus one line here.
+// crypto engines, RPC protocols and load-balancing policies. A new
+// transport, engine or protocol is one package plus one line here.
 func registerBuiltins() {
+	xprotocol.Register(bolt.Codec{})
+	xprotocol.Register(dubbo.Codec{})
+
 	offload.Register(gotls.Name, gotls.New)
 
 	transport.Register(netpoll.Name, netpoll.New)

@@ -19,6 +19,7 @@ import (
 
 	"github.com/proxylab/proxylab/core/admin"
 	"github.com/proxylab/proxylab/core/config"
+	"github.com/proxylab/proxylab/core/protocol/xprotocol"
 	"github.com/proxylab/proxylab/core/server"
 	"github.com/proxylab/proxylab/core/upstream"
 	"github.com/proxylab/proxylab/offload"
@@ -69,7 +70,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 }
 
 func known() config.Known {
-	return config.Known{Transports: transport.Names(), LBs: upstream.LBNames(), Engines: offload.Names()}
+	return config.Known{Transports: transport.Names(), LBs: upstream.LBNames(), Engines: offload.Names(), RPC: xprotocol.Names()}
 }
 
 func cmdValidate(args []string, stdout, stderr io.Writer) int {

@@ -77,6 +77,7 @@ var (
 	dHostEject  = desc("cluster_host_ejected", "1 while outlier detection has the host ejected.", "cluster", "host")
 	dPanic      = desc("cluster_lb_panic", "1 when too few hosts are healthy and traffic goes to all of them.", "cluster")
 	dH2Events   = desc("http2_events_total", "HTTP/2 protocol events (streams, resets, GOAWAYs, errors and attacks refused) by side.", "side", "name", "event")
+	dRPCEvents  = desc("rpc_events_total", "RPC protocol events (requests, heartbeats, bad frames) by side and codec.", "side", "name", "codec", "event")
 	dH2Active   = desc("http2_streams_active", "HTTP/2 streams open.", "side", "name")
 	dBufGets    = desc("buffer_pool_gets_total", "Buffers taken from the pool.")
 	dBufAllocs  = desc("buffer_pool_allocs_total", "Buffers the pool had to allocate (the rest were reused).")
@@ -120,6 +121,9 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		}
 		if st := l.HTTP2; st != nil {
 			h2Metrics(ch, "listener", l.Name, st)
+		}
+		for codec, st := range l.RPC {
+			st.Each(func(event string, v uint64) { counter(ch, dRPCEvents, v, "listener", l.Name, codec, event) })
 		}
 		if st := l.TCP; st != nil {
 			counter(ch, dTCPCx, st.UpstreamCxTotal.Value(), l.Name)
@@ -199,6 +203,10 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for name, st := range c.srv.ClusterHTTP2Stats() {
 		h2Metrics(ch, "cluster", name, st)
+	}
+	for name, st := range c.srv.ClusterRPCStats() {
+		codec := c.srv.Config().ClusterByName(name).Protocol
+		st.Each(func(event string, v uint64) { counter(ch, dRPCEvents, v, "cluster", name, codec, event) })
 	}
 	tr := c.srv.Transport()
 	if r, ok := tr.(transport.StatsReporter); ok {

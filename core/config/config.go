@@ -190,8 +190,9 @@ type HTTPProxy struct {
 	HighWatermark int `yaml:"high_watermark"`
 	// AccessLog, when set, writes one line per request.
 	AccessLog *AccessLog `yaml:"access_log,omitempty"`
-	// Codec: auto (HTTP/1.1, or HTTP/2 by h2c preface or ALPN h2), http1
-	// or http2 (Envoy's codec_type).
+	// Codec: auto (HTTP/1.1, HTTP/2 by h2c preface or ALPN h2, or an RPC
+	// protocol by its first bytes), http1, http2 (Envoy's codec_type), or
+	// an RPC protocol's name (bolt, dubbo).
 	Codec string `yaml:"codec"`
 	// HTTP2 tunes downstream HTTP/2 connections.
 	HTTP2 HTTP2Options `yaml:"http2_protocol_options"`
@@ -223,6 +224,21 @@ type HTTP2Options struct {
 	// ENHANCE_YOUR_CALM.
 	MaxResetsPerSecond int `yaml:"max_resets_per_second"`
 	ResetBurst         int `yaml:"reset_burst"`
+}
+
+// RPCOptions tune the connections of an RPC cluster.
+type RPCOptions struct {
+	// MaxInFlight bounds requests in flight on one connection; beyond it
+	// another connection is opened.
+	MaxInFlight int `yaml:"max_in_flight"`
+	// HeartbeatInterval probes connections quiet that long; one probe
+	// unanswered for another interval closes the connection. 0: off.
+	HeartbeatInterval Duration `yaml:"heartbeat_interval"`
+}
+
+func (o *RPCOptions) setDefaults() {
+	o.MaxInFlight = 1024
+	o.HeartbeatInterval = Duration(15 * time.Second)
 }
 
 func (o *HTTP2Options) setDefaults() {
@@ -437,10 +453,12 @@ type Cluster struct {
 	// CircuitBreakers are cluster-wide limits (Envoy's defaults apply when
 	// the block is absent); overflow is answered with 503 and counted.
 	CircuitBreakers CircuitBreakers `yaml:"circuit_breakers"`
-	// Protocol spoken to the hosts: http1, or http2 (prior knowledge in
-	// cleartext, ALPN h2 over TLS), multiplexing requests per connection.
+	// Protocol spoken to the hosts: http1, http2 (prior knowledge in
+	// cleartext, ALPN h2 over TLS), or an RPC protocol (bolt, dubbo);
+	// http2 and RPC multiplex requests per connection.
 	Protocol string       `yaml:"protocol"`
 	HTTP2    HTTP2Options `yaml:"http2_protocol_options"`
+	RPC      RPCOptions   `yaml:"rpc_protocol_options"`
 	Hosts    []Host       `yaml:"hosts"`
 }
 
@@ -510,6 +528,7 @@ func (c *Cluster) setDefaults() {
 	c.LB = "round_robin"
 	c.Protocol = "http1"
 	c.HTTP2.setDefaults()
+	c.RPC.setDefaults()
 	c.ConnectTimeout = Duration(5 * time.Second)
 	c.MaxConnections = 1024
 	c.MaxPending = 1024
@@ -533,6 +552,7 @@ type Known struct {
 	Transports []string
 	LBs        []string
 	Engines    []string
+	RPC        []string // xprotocol codecs
 }
 
 // Parse decodes and validates a config; the error is an Errors listing every
@@ -683,12 +703,16 @@ func (c *Config) validate(k Known) Errors {
 				checkFile(c.KeyFile, p+".tls.client_cert.key_file", add)
 			}
 		}
-		switch cl.Protocol {
-		case "http1":
-		case "http2":
+		switch {
+		case cl.Protocol == "http1":
+		case cl.Protocol == "http2":
 			cl.HTTP2.validate(p+".http2_protocol_options", add)
+		case slices.Contains(k.RPC, cl.Protocol):
+			if cl.RPC.MaxInFlight < 1 || cl.RPC.HeartbeatInterval < 0 {
+				add(p+".rpc_protocol_options", "max_in_flight must be >= 1 and heartbeat_interval >= 0")
+			}
 		default:
-			add(p+".protocol", "unknown protocol %q (http1, http2)", cl.Protocol)
+			add(p+".protocol", "unknown protocol %q (%s)", cl.Protocol, strings.Join(append([]string{"http1", "http2"}, k.RPC...), ", "))
 		}
 		switch cl.Type {
 		case "static", "strict_dns":
@@ -917,10 +941,8 @@ func (c *Config) validate(k Known) Errors {
 				add(hp+".max_request_line", "must not exceed max_header_bytes")
 			}
 			checkHeaderOps(h.HeaderOps, hp, add)
-			switch h.Codec {
-			case "auto", "http1", "http2":
-			default:
-				add(hp+".codec", "unknown codec %q (auto, http1, http2)", h.Codec)
+			if !slices.Contains(append([]string{"auto", "http1", "http2"}, k.RPC...), h.Codec) {
+				add(hp+".codec", "unknown codec %q (%s)", h.Codec, strings.Join(append([]string{"auto", "http1", "http2"}, k.RPC...), ", "))
 			}
 			h.HTTP2.validate(hp+".http2_protocol_options", add)
 			if al := h.AccessLog; al != nil {
@@ -1046,4 +1068,14 @@ func ParseCPUList(s string) ([]int, error) {
 		}
 	}
 	return out, nil
+}
+
+// ClusterByName returns the cluster named name, or a zero Cluster.
+func (c *Config) ClusterByName(name string) Cluster {
+	for _, cl := range c.Clusters {
+		if cl.Name == name {
+			return cl
+		}
+	}
+	return Cluster{}
 }

@@ -18,11 +18,13 @@ import (
 	"github.com/proxylab/proxylab/core/buffer"
 	"github.com/proxylab/proxylab/core/network"
 	"github.com/proxylab/proxylab/core/protocol"
+	"github.com/proxylab/proxylab/core/protocol/xprotocol"
 	"github.com/proxylab/proxylab/core/router"
 	"github.com/proxylab/proxylab/core/stats"
 	"github.com/proxylab/proxylab/core/stream"
 	h1s "github.com/proxylab/proxylab/core/stream/http1"
 	h2s "github.com/proxylab/proxylab/core/stream/http2"
+	"github.com/proxylab/proxylab/core/stream/rpc"
 	"github.com/proxylab/proxylab/core/timer"
 	"github.com/proxylab/proxylab/core/upstream"
 	"github.com/proxylab/proxylab/offload"
@@ -33,9 +35,12 @@ type HTTPConfig struct {
 	Router   *router.Router
 	Clusters *upstream.Manager
 	Server   h1s.ServerSettings
-	// Codec: "auto", "http1" or "http2"; HTTP2 configures the latter.
+	// Codec: "auto", "http1", "http2" or an RPC codec's name; HTTP2
+	// configures HTTP/2, RPC each RPC codec (by name; with auto, any of
+	// them is detected from the first bytes).
 	Codec string
 	HTTP2 *h2s.Settings
+	RPC   map[string]*rpc.ServerSettings
 	// MaxRequestBuffer bounds request body bytes held while no upstream
 	// connection is ready yet; beyond it reading pauses.
 	MaxRequestBuffer int
@@ -91,12 +96,14 @@ type serverCodec interface {
 var (
 	_ serverCodec = (*h1s.ServerConn)(nil)
 	_ serverCodec = (*h2s.ServerConn)(nil)
+	_ serverCodec = (*rpc.ServerConn)(nil)
 )
 
 // httpFilter picks the codec and hands it every event. With codec auto a
 // connection is HTTP/2 when TLS negotiated ALPN h2 or its first bytes are
-// the HTTP/2 client preface (RFC 9113 §3.3, §3.4), otherwise HTTP/1; the
-// bytes looked at are not consumed.
+// the HTTP/2 client preface (RFC 9113 §3.3, §3.4), an RPC protocol when a
+// registered xprotocol codec matches them, otherwise HTTP/1; the bytes
+// looked at are not consumed.
 type httpFilter struct {
 	cm    *connManager
 	c     *network.Conn
@@ -129,29 +136,43 @@ func (f *httpFilter) OnNewConnection(c *network.Conn) network.FilterStatus {
 	if ta, ok := c.RemoteAddr().(*net.TCPAddr); ok {
 		f.cm.clientIP = []byte(ta.IP.String())
 	}
-	switch f.cm.cfg.Codec {
+	switch name := f.cm.cfg.Codec; name {
 	case "http2":
-		f.use(true)
+		f.use(codecHTTP2, nil)
 	case "http1", "":
-		f.use(false)
-	default:
+		f.use(codecHTTP1, nil)
+	case "auto":
 		if d := f.cm.cfg.Server.IdleTimeout; d > 0 && f.cm.cfg.Server.Timers != nil {
 			f.idle.Init(f.cm.cfg.Server.Timers, f)
 			f.idle.Reset(d)
 		}
+	default:
+		f.use(codecRPC, f.cm.cfg.RPC[name])
 	}
 	return network.Continue
 }
 
-func (f *httpFilter) use(h2 bool) {
+type codecKind int
+
+const (
+	codecHTTP1 codecKind = iota
+	codecHTTP2
+	codecRPC
+)
+
+func (f *httpFilter) use(kind codecKind, rs *rpc.ServerSettings) {
 	cm := f.cm
 	if f.codec == nil && f.c != nil {
 		f.idle.Stop()
 	}
-	if h2 {
+	switch kind {
+	case codecHTTP2:
 		cm.mux = true
 		f.codec = h2s.NewServerConn(cm.cfg.HTTP2, cm)
-	} else {
+	case codecRPC:
+		cm.mux = true
+		f.codec = rpc.NewServerConn(rs, cm)
+	default:
 		f.codec = h1s.NewServerConn(&cm.cfg.Server, cm)
 	}
 	f.codec.OnNewConnection(f.c)
@@ -164,13 +185,23 @@ func (f *httpFilter) OnData(c *network.Conn, b *buffer.Buf) network.FilterStatus
 	f.held.Add(b)
 	p := f.held.Bytes()
 	if ap, ok := c.Transport().(interface{ NegotiatedProtocol() string }); ok && ap.NegotiatedProtocol() == "h2" {
-		f.use(true)
+		f.use(codecHTTP2, nil)
+		return f.codec.OnData(c, f.held.Take())
+	}
+	n := min(len(p), len(h2s.ClientPreface))
+	switch {
+	case string(p[:n]) == h2s.ClientPreface[:n] && n < len(h2s.ClientPreface):
+		return network.StopIteration // a prefix of the preface: wait
+	case n == len(h2s.ClientPreface) && string(p[:n]) == h2s.ClientPreface:
+		f.use(codecHTTP2, nil)
+		return f.codec.OnData(c, f.held.Take())
+	}
+	if xc, m := xprotocol.Detect(p); m == xprotocol.Match && f.cm.cfg.RPC[xc.Name()] != nil {
+		f.use(codecRPC, f.cm.cfg.RPC[xc.Name()])
+	} else if m == xprotocol.NeedMore && len(p) < 64 {
+		return network.StopIteration
 	} else {
-		n := min(len(p), len(h2s.ClientPreface))
-		if string(p[:n]) == h2s.ClientPreface[:n] && n < len(h2s.ClientPreface) {
-			return network.StopIteration // a prefix of the preface: wait
-		}
-		f.use(n == len(h2s.ClientPreface) && string(p[:n]) == h2s.ClientPreface)
+		f.use(codecHTTP1, nil)
 	}
 	return f.codec.OnData(c, f.held.Take())
 }

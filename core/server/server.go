@@ -17,10 +17,12 @@ import (
 	"github.com/proxylab/proxylab/core/config"
 	"github.com/proxylab/proxylab/core/network"
 	h1 "github.com/proxylab/proxylab/core/protocol/http1"
+	"github.com/proxylab/proxylab/core/protocol/xprotocol"
 	"github.com/proxylab/proxylab/core/proxy"
 	"github.com/proxylab/proxylab/core/router"
 	h1s "github.com/proxylab/proxylab/core/stream/http1"
 	h2s "github.com/proxylab/proxylab/core/stream/http2"
+	"github.com/proxylab/proxylab/core/stream/rpc"
 	"github.com/proxylab/proxylab/core/timer"
 	"github.com/proxylab/proxylab/core/upstream"
 	"github.com/proxylab/proxylab/offload"
@@ -39,6 +41,7 @@ type Server struct {
 	timers     *timer.Wheel
 	clusterTLS map[string]*offload.Stats
 	clusterH2  map[string]*h2s.Stats
+	clusterRPC map[string]*rpc.Stats
 	health     map[string]*upstream.HealthStats
 	stopHealth context.CancelFunc
 }
@@ -55,12 +58,17 @@ type ListenerInfo struct {
 	Conn      *network.ListenerStats
 	HTTP      *proxy.HTTPStats
 	TCP       *proxy.TCPStats
-	TLS       *offload.Stats // nil without TLS
-	HTTP2     *h2s.Stats     // HTTP/2 events of an http_proxy listener
+	TLS       *offload.Stats        // nil without TLS
+	HTTP2     *h2s.Stats            // HTTP/2 events of an http_proxy listener
+	RPC       map[string]*rpc.Stats // RPC events of an http_proxy listener, by codec
 	Engine    string
 	AccessLog *accesslog.Logger
 	secure    offload.Server
 }
+
+// ClusterRPCStats are the RPC events of clusters speaking an RPC protocol,
+// by name.
+func (s *Server) ClusterRPCStats() map[string]*rpc.Stats { return s.clusterRPC }
 
 // ClusterHTTP2Stats are the HTTP/2 events of clusters speaking http2, by name.
 func (s *Server) ClusterHTTP2Stats() map[string]*h2s.Stats { return s.clusterH2 }
@@ -71,7 +79,7 @@ func (s *Server) ClusterTLSStats() map[string]*offload.Stats { return s.clusterT
 // New builds everything the config describes and binds the listeners (so a
 // port conflict fails here), without accepting yet.
 func New(cfg *config.Config, tr transport.Transport, log *slog.Logger) (*Server, error) {
-	s := &Server{cfg: cfg, tr: tr, log: log, timers: timer.New(10 * time.Millisecond), clusterTLS: map[string]*offload.Stats{}, clusterH2: map[string]*h2s.Stats{}, health: map[string]*upstream.HealthStats{}}
+	s := &Server{cfg: cfg, tr: tr, log: log, timers: timer.New(10 * time.Millisecond), clusterTLS: map[string]*offload.Stats{}, clusterH2: map[string]*h2s.Stats{}, clusterRPC: map[string]*rpc.Stats{}, health: map[string]*upstream.HealthStats{}}
 	var clusters []*upstream.Cluster
 	for _, cc := range cfg.Clusters {
 		var secure offload.Client
@@ -112,6 +120,15 @@ func New(cfg *config.Config, tr transport.Transport, log *slog.Logger) (*Server,
 				IdleTimeout:        cc.IdleTimeout.D(),
 				HighWatermark:      256 << 10,
 			},
+		}
+		if codec := xprotocol.Get(cc.Protocol); codec != nil {
+			st := &rpc.Stats{}
+			s.clusterRPC[cc.Name] = st
+			ucfg.RPC = &rpc.ClientSettings{
+				Codec: codec, ConnectTimeout: cc.ConnectTimeout.D(), MaxConnections: cc.MaxConnections,
+				MaxPending: cc.MaxPending, MaxInFlight: cc.RPC.MaxInFlight, IdleTimeout: cc.IdleTimeout.D(),
+				HeartbeatInterval: cc.RPC.HeartbeatInterval.D(), Stats: st,
+			}
 		}
 		if cc.Protocol == "http2" {
 			ucfg.HTTP2 = &h2s.ClientSettings{
@@ -294,12 +311,19 @@ func (s *Server) chainFor(lc config.Listener, info *ListenerInfo) (network.Chain
 			},
 			Codec:            h.Codec,
 			HTTP2:            h2Settings(h.HTTP2, h.IdleTimeout.D(), s.timers),
+			RPC:              map[string]*rpc.ServerSettings{},
 			MaxRequestBuffer: h.MaxRequestBuffer,
 			HeaderOps:        headerOps(h.HeaderOps),
 			Log:              s.log,
 		}
 		info.Filter = "http_proxy"
 		info.HTTP2 = hc.HTTP2.Stats
+		info.RPC = map[string]*rpc.Stats{}
+		for _, name := range xprotocol.Names() {
+			st := &rpc.Stats{}
+			hc.RPC[name] = &rpc.ServerSettings{Codec: xprotocol.Get(name), Stats: st}
+			info.RPC[name] = st
+		}
 		if s.cfg.Stats.Enabled {
 			hc.Stats = &proxy.HTTPStats{}
 			info.HTTP = hc.Stats

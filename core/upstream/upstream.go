@@ -16,6 +16,7 @@ import (
 	h1s "github.com/proxylab/proxylab/core/stream/http1"
 	h2s "github.com/proxylab/proxylab/core/stream/http2"
 	"github.com/proxylab/proxylab/core/stream/mux"
+	"github.com/proxylab/proxylab/core/stream/rpc"
 	"github.com/proxylab/proxylab/offload"
 	"github.com/proxylab/proxylab/transport"
 )
@@ -129,6 +130,8 @@ type ClusterConfig struct {
 	// HTTP2, when set, makes the hosts' pools speak HTTP/2 (Wrap and
 	// Scheme are filled per host).
 	HTTP2 *h2s.ClientSettings
+	// RPC, when set, makes them speak its RPC codec, multiplexed.
+	RPC *rpc.ClientSettings
 	// Stats enables the cluster's metrics.
 	Stats bool
 	// TLS secures the hosts' connections (those not marked Plaintext).
@@ -340,6 +343,12 @@ func (c *Cluster) newHost(hc HostConfig) *Host {
 			sni = hc.Hostname // verify the name the address came from
 		}
 		set.Wrap = func(conn transport.Conn, _ string) transport.Conn { return h.TLS.Wrap(conn, sni) }
+	}
+	if c.cfg.RPC != nil {
+		rs := *c.cfg.RPC
+		rs.ClusterConns, rs.ClusterPending, rs.Wrap = set.ClusterConns, set.ClusterPending, set.Wrap
+		h.pool = rpc.NewPool(c.tr, hc.Address, &rs)
+		return h
 	}
 	if c.cfg.HTTP2 != nil {
 		h2 := *c.cfg.HTTP2

@@ -21,6 +21,15 @@ type Stats struct {
 	Requests, Oneways, Heartbeats, BadFrames, UnknownResponses atomic.Uint64
 }
 
+// Each calls f with every counter's metric name and value.
+func (st *Stats) Each(f func(event string, v uint64)) {
+	f("requests", st.Requests.Load())
+	f("oneway", st.Oneways.Load())
+	f("heartbeats", st.Heartbeats.Load())
+	f("bad_frames", st.BadFrames.Load())
+	f("unknown_responses", st.UnknownResponses.Load())
+}
+
 // ServerSettings configure downstream connections of one codec.
 type ServerSettings struct {
 	Codec xprotocol.Codec
@@ -255,7 +264,7 @@ func (s *serverStream) EncodeHead(h *stream.Head, _ bool) {
 	sc.scheduleFlush()
 }
 
-func (s *serverStream) EncodeData([]byte, bool)           {}
+func (s *serverStream) EncodeData([]byte, bool)          {}
 func (s *serverStream) EncodeTrailers(*protocol.Headers) {}
 
 // LocalReply answers with the protocol's error response.

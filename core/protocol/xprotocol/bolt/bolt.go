@@ -103,7 +103,7 @@ var (
 	v1Req  = layout{typ: 1, id: 5, codec: 9, sw: -1, timeout: 10, status: -1, lens: 14, head: 22}
 	v1Resp = layout{typ: 1, id: 5, codec: 9, sw: -1, timeout: -1, status: 10, lens: 12, head: 20}
 	v2Req  = layout{typ: 2, id: 6, codec: 10, sw: 11, timeout: 12, status: -1, lens: 16, head: 24}
-	v2Resp = layout{typ: 2, id: 6, codec: 10, sw: 11, timeout: -1, status: 12, lens: 18, head: 22}
+	v2Resp = layout{typ: 2, id: 6, codec: 10, sw: 11, timeout: -1, status: 12, lens: 14, head: 22}
 )
 
 func layoutOf(p []byte) (layout, bool) {
@@ -330,4 +330,69 @@ func (Codec) HTTPStatus(f *xprotocol.Frame) int {
 		return 400
 	}
 	return 500
+}
+
+// Header is one entry of a bolt header map.
+type Header struct{ Key, Value string }
+
+// AppendRequest appends a bolt request (v1, or v2 without CRC) with the
+// header map, class name and content given: for clients, test peers and
+// load generators.
+func AppendRequest(dst []byte, v2 bool, id uint32, oneway bool, timeout time.Duration, class string, headers []Header, content []byte) []byte {
+	var h []byte
+	for _, kv := range headers {
+		h = appendString(appendString(h, kv.Key), kv.Value)
+	}
+	l := v1Req
+	if v2 {
+		l = v2Req
+	}
+	start := len(dst)
+	dst = append(dst, make([]byte, l.head)...)
+	b := dst[start:]
+	b[0] = protoV1
+	if v2 {
+		b[0], b[1] = protoV2, 1
+	}
+	b[l.typ] = typeRequest
+	if oneway {
+		b[l.typ] = typeOneway
+	}
+	binary.BigEndian.PutUint16(b[l.typ+1:], cmdRequest)
+	binary.BigEndian.PutUint32(b[l.id:], id)
+	b[l.codec] = codecHessian2
+	binary.BigEndian.PutUint32(b[l.timeout:], uint32(timeout/time.Millisecond))
+	binary.BigEndian.PutUint16(b[l.lens:], uint16(len(class)))
+	binary.BigEndian.PutUint16(b[l.lens+2:], uint16(len(h)))
+	binary.BigEndian.PutUint32(b[l.lens+4:], uint32(len(content)))
+	dst = append(dst, class...)
+	dst = append(dst, h...)
+	return append(dst, content...)
+}
+
+// AppendResponse appends a v1 response with status and content.
+func AppendResponse(dst []byte, id uint32, status uint16, class string, content []byte) []byte {
+	l := v1Resp
+	start := len(dst)
+	dst = append(dst, make([]byte, l.head)...)
+	b := dst[start:]
+	b[0], b[l.typ] = protoV1, typeResponse
+	binary.BigEndian.PutUint16(b[l.typ+1:], cmdResponse)
+	binary.BigEndian.PutUint32(b[l.id:], id)
+	b[l.codec] = codecHessian2
+	binary.BigEndian.PutUint16(b[l.status:], status)
+	binary.BigEndian.PutUint16(b[l.lens:], uint16(len(class)))
+	binary.BigEndian.PutUint32(b[l.lens+4:], uint32(len(content)))
+	dst = append(dst, class...)
+	return append(dst, content...)
+}
+
+// EnableCRC sets the CRC switch of a v2 frame and appends its CRC32.
+func EnableCRC(frame []byte) []byte {
+	if len(frame) == 0 || frame[0] != protoV2 {
+		return frame
+	}
+	l, _ := layoutOf(frame)
+	frame[l.sw] |= crcSwitch
+	return binary.BigEndian.AppendUint32(frame, crc32.ChecksumIEEE(frame))
 }

@@ -13,7 +13,9 @@
 package dubbo
 
 import (
+	"bytes"
 	"encoding/binary"
+	"unicode/utf16"
 	"unicode/utf8"
 
 	"github.com/proxylab/proxylab/core/protocol/xprotocol"
@@ -165,7 +167,7 @@ func readString(b []byte) (s, rest []byte, err error) {
 		if !ok {
 			return nil, nil, xprotocol.Errorf(Name, "truncated hessian2 string")
 		}
-		chunk := b[:size]
+		chunk := fromCESU8(b[:size])
 		b = b[size:]
 		if final && chunks == nil {
 			return chunk, b, nil
@@ -182,6 +184,28 @@ func readString(b []byte) (s, rest []byte, err error) {
 			return nil, nil, xprotocol.Errorf(Name, "truncated hessian2 string")
 		}
 	}
+}
+
+// fromCESU8 turns the surrogate pairs Java writes (each half as a 3-byte
+// sequence) into UTF-8; b is returned as it is when it has none.
+func fromCESU8(b []byte) []byte {
+	i := bytes.IndexByte(b, 0xed)
+	if i < 0 || i+1 >= len(b) || b[i+1] < 0xa0 {
+		return b
+	}
+	out := make([]byte, 0, len(b))
+	for i := 0; i < len(b); {
+		if b[i] == 0xed && i+5 < len(b) && b[i+1] >= 0xa0 && b[i+1] <= 0xaf && b[i+3] == 0xed && b[i+4] >= 0xb0 {
+			hi := rune(b[i]&0x0f)<<12 | rune(b[i+1]&0x3f)<<6 | rune(b[i+2]&0x3f)
+			lo := rune(b[i+3]&0x0f)<<12 | rune(b[i+4]&0x3f)<<6 | rune(b[i+5]&0x3f)
+			out = utf8.AppendRune(out, utf16.DecodeRune(hi, lo))
+			i += 6
+			continue
+		}
+		out = append(out, b[i])
+		i++
+	}
+	return out
 }
 
 // utf16Bytes is the byte length of the first n UTF-16 units of b.
@@ -236,7 +260,19 @@ func AppendString(b []byte, s string) []byte {
 		}
 		b = append(b, 'S', byte(units>>8), byte(units))
 	}
-	return append(b, s...)
+	// Characters outside the BMP go as two 3-byte surrogates (CESU-8), as
+	// Java's hessian2 writes and reads them.
+	for _, r := range s {
+		if r < 0x10000 {
+			b = utf8.AppendRune(b, r)
+			continue
+		}
+		hi, lo := utf16.EncodeRune(r)
+		for _, u := range []rune{hi, lo} {
+			b = append(b, byte(0xe0|u>>12), byte(0x80|(u>>6)&0x3f), byte(0x80|u&0x3f))
+		}
+	}
+	return b
 }
 
 // SetID rewrites the request ID in place.
@@ -303,4 +339,20 @@ func (Codec) HTTPStatus(f *xprotocol.Frame) int {
 		return 503
 	}
 	return 500
+}
+
+// AppendRequest appends a request whose body is given (already hessian2
+// encoded: version, service, service version, method, types, args,
+// attachments); twoWay false makes it oneway.
+func AppendRequest(dst []byte, id uint64, twoWay bool, body []byte) []byte {
+	flag := byte(flagRequest | hessian2)
+	if twoWay {
+		flag |= flagTwoWay
+	}
+	return appendFrame(dst, flag, 0, id, body)
+}
+
+// AppendResponse appends a response with status and body.
+func AppendResponse(dst []byte, id uint64, status byte, body []byte) []byte {
+	return appendFrame(dst, hessian2, status, id, body)
 }
