@@ -119,18 +119,23 @@ func (c *conn) handshake() {
 		c.inner.Close()
 		return
 	}
-	c.state = established
 	c.mu.Unlock()
 	cs := c.tls.ConnectionState()
 	c.alpn.Store(cs.NegotiatedProtocol)
 	c.stats.Negotiated(c.id, tls.VersionName(cs.Version), tls.CipherSuiteName(cs.CipherSuite), cs.DidResume)
+	// Established and the queued plaintext written in one step under wmu,
+	// so no Write can slip its bytes in ahead of what was queued (HTTP/2
+	// frames from other streams would otherwise overtake the preface).
 	c.wmu.Lock()
+	c.mu.Lock()
+	c.state = established
+	c.mu.Unlock()
 	pending := c.pending
 	c.pending = nil
-	c.wmu.Unlock()
 	if len(pending) > 0 {
-		c.Write(pending...)
+		c.writeLocked(pending)
 	}
+	c.wmu.Unlock()
 	if !c.gone {
 		c.deliver()
 	}
@@ -253,11 +258,11 @@ func (s *cipherSide) OnClose(_ transport.Conn, err error) {
 // plaintext is queued; afterwards small buffers are coalesced into one
 // record and the records of one call leave in one vectored write.
 func (c *conn) Write(bufs ...*buffer.Buf) (int, error) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
 	c.mu.Lock()
 	st := c.state
 	c.mu.Unlock()
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
 	switch st {
 	case failed:
 		for _, b := range bufs {
@@ -272,6 +277,11 @@ func (c *conn) Write(bufs ...*buffer.Buf) (int, error) {
 		c.pending = append(c.pending, bufs...)
 		return n, nil
 	}
+	return c.writeLocked(bufs)
+}
+
+// writeLocked encrypts and writes bufs; the caller holds wmu.
+func (c *conn) writeLocked(bufs []*buffer.Buf) (int, error) {
 	c.batching = true
 	var err error
 	total := 0

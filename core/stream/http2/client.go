@@ -65,6 +65,7 @@ type ClientConn struct {
 	used      int // streams ever attached
 	retiring  bool
 	closed    bool
+	started   bool // the preface is out: streams may be opened
 	idleSince time.Time
 	ready     []*clientStream     // streams with events to deliver
 	encFields []hpack.HeaderField // encoding scratch
@@ -83,6 +84,7 @@ func (cc *ClientConn) Start() {
 	cc.mu.Unlock()
 	cc.tc.Start(cc)
 	cc.mu.Lock()
+	cc.started = true
 	cc.flushLocked()
 	cc.mu.Unlock()
 }
@@ -128,7 +130,7 @@ func (cc *ClientConn) Reserve() bool {
 	cc.mu.Lock()
 	defer cc.mu.Unlock()
 	max := cc.cset.MaxRequestsPerConn
-	if cc.closed || cc.retiring || cc.goAwayRecv || cc.goAwaySent || cc.active+cc.reserved >= cc.limit() ||
+	if !cc.started || cc.closed || cc.retiring || cc.goAwayRecv || cc.goAwaySent || cc.active+cc.reserved >= cc.limit() ||
 		(max > 0 && cc.used+cc.reserved >= max) {
 		return false
 	}

@@ -26,7 +26,8 @@ type Conn interface {
 	// the pool registered the Conn.
 	Start()
 	// Reserve takes a stream slot if the connection can carry another
-	// stream now (called with the pool's lock held).
+	// stream now (called with the pool's lock held); never before Start
+	// has run.
 	Reserve() bool
 	// Unreserve gives back a slot whose request went away.
 	Unreserve()
@@ -220,11 +221,15 @@ func (p *Pool) onConnect(tc transport.Conn, err error) {
 	c := p.open(tc, p)
 	p.Stats.Active.Add(1)
 	p.mu.Lock()
-	p.connecting--
 	p.conns = append(p.conns, c)
-	draining := p.draining
 	p.mu.Unlock()
 	c.Start()
+	// Counted as connecting until started (it takes no stream before),
+	// so requests arriving meanwhile wait for it instead of dialling.
+	p.mu.Lock()
+	p.connecting--
+	draining := p.draining
+	p.mu.Unlock()
 	if draining {
 		c.Retire()
 	}

@@ -73,6 +73,7 @@ type ClientConn struct {
 	used      int
 	retiring  bool
 	closed    bool
+	started   bool // Start ran: the transport may be written
 	idleSince time.Time
 	ready     []*clientStream
 
@@ -89,12 +90,13 @@ var (
 // Start begins reading and the heartbeat timer.
 func (cc *ClientConn) Start() {
 	cc.tc.Start(cc)
+	cc.mu.Lock()
+	cc.started = true
 	if d := cc.set.HeartbeatInterval; d > 0 {
-		cc.mu.Lock()
 		cc.lastTraffic = time.Now()
 		cc.hb = time.AfterFunc(d, cc.heartbeat)
-		cc.mu.Unlock()
 	}
+	cc.mu.Unlock()
 }
 
 // heartbeat probes a quiet connection and closes one whose previous probe
@@ -139,7 +141,7 @@ func (cc *ClientConn) allocID() uint64 {
 func (cc *ClientConn) Reserve() bool {
 	cc.mu.Lock()
 	defer cc.mu.Unlock()
-	if cc.closed || cc.retiring || cc.active+cc.reserved >= cc.set.maxInFlight() {
+	if !cc.started || cc.closed || cc.retiring || cc.active+cc.reserved >= cc.set.maxInFlight() {
 		return false
 	}
 	cc.reserved++
