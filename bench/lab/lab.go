@@ -115,14 +115,14 @@ func ParseScenario(data []byte) (*Scenario, error) {
 	}
 	for _, p := range s.Protocols {
 		switch p {
-		case "http1", "tcp":
+		case "http1", "tcp", "bolt", "dubbo":
 		case "http2":
 		case "grpc":
 			if s.Rate > 0 {
 				return nil, fmt.Errorf("lab: scenario: rate: open loop is HTTP/1.1 and HTTP/2; grpc runs closed loop (h2load)")
 			}
 		default:
-			return nil, fmt.Errorf("lab: scenario: unknown protocol %q (http1, tcp, http2, grpc)", p)
+			return nil, fmt.Errorf("lab: scenario: unknown protocol %q (http1, tcp, http2, grpc, bolt, dubbo)", p)
 		}
 	}
 	if len(s.Engines) == 0 {
@@ -182,6 +182,9 @@ const (
 	grpcUpstreamAddr = "127.0.0.1:19191" // `proxybench upstream -grpc`, for the grpc protocol
 )
 
+// rpcUpstreamAddr is where `proxybench upstream -rpc <protocol>` listens.
+var rpcUpstreamAddr = map[string]string{"bolt": "127.0.0.1:19192", "dubbo": "127.0.0.1:19193"}
+
 // Run measures the whole matrix, calling progress after each cell. Each
 // protocol is a phase: every system is started with its generated config
 // for that protocol, warmed up, measured round by round (all systems each
@@ -200,13 +203,21 @@ func Run(ctx context.Context, s *Scenario, tools Tools, workdir string, progress
 		return nil, nil, nil, err
 	}
 	defer stop(up)
-	if slices.Contains(s.Protocols, "grpc") {
-		cmd := exec.Command("taskset", "-c", s.CPUs.Upstream, tools.Proxybench, "upstream", "-grpc", "-listen", grpcUpstreamAddr, "-size", "20")
+	extra := map[string][]string{"grpc": {"-grpc", "-listen", grpcUpstreamAddr}}
+	for p, addr := range rpcUpstreamAddr {
+		extra[p] = []string{"-rpc", p, "-listen", addr}
+	}
+	for _, p := range s.Protocols {
+		args, ok := extra[p]
+		if !ok {
+			continue
+		}
+		cmd := exec.Command("taskset", append([]string{"-c", s.CPUs.Upstream, tools.Proxybench, "upstream", "-size", "20"}, args...)...)
 		if err := cmd.Start(); err != nil {
-			return nil, nil, nil, fmt.Errorf("lab: gRPC upstream: %w", err)
+			return nil, nil, nil, fmt.Errorf("lab: %s upstream: %w", p, err)
 		}
 		defer stop(cmd)
-		if err := waitPort(grpcUpstreamAddr, cmd); err != nil {
+		if err := waitPort(args[len(args)-1], cmd); err != nil {
 			return nil, nil, nil, err
 		}
 	}
@@ -507,6 +518,8 @@ func startSystem(name string, ph phase, port int, s *Scenario, tools Tools, dir 
 	up := upstreamAddr
 	if protocol == "grpc" {
 		up = grpcUpstreamAddr
+	} else if a, ok := rpcUpstreamAddr[protocol]; ok {
+		up = a
 	}
 	ps := peers.Scenario{Protocol: protocol, Listen: fmt.Sprintf("127.0.0.1:%d", port), Upstreams: []string{up}, Workers: s.Workers}
 	engine := "none"
@@ -632,12 +645,14 @@ func load(ctx context.Context, s *Scenario, tools Tools, ph phase, port int, pt 
 	if s.Upstream == "proxybench" {
 		path = "/?size=" + strconv.Itoa(size)
 	}
-	if s.Rate > 0 {
-		// proxybench's own generator: HTTP/1.1 or HTTP/2 (s.Streams per
-		// connection), TLS when the phase has an engine.
+	_, isRPC := rpcUpstreamAddr[ph.proto]
+	if s.Rate > 0 || isRPC {
+		// proxybench's own generator: HTTP/1.1, HTTP/2 (s.Streams per
+		// connection) or an RPC protocol, TLS when the phase has an engine;
+		// closed loop when no rate is set.
 		proto := "http1"
-		if ph.proto == "http2" {
-			proto = "http2"
+		if ph.proto == "http2" || isRPC {
+			proto = ph.proto
 		}
 		out, err := exec.CommandContext(ctx, "taskset", "-c", s.CPUs.Load, tools.Proxybench, "load", "-json", "-target", fmt.Sprintf("127.0.0.1:%d", port),
 			"-protocol", proto, "-m", strconv.Itoa(s.Streams), "-tls="+strconv.FormatBool(ph.tls),

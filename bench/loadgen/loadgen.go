@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/proxylab/proxylab/bench/hdr"
+	"github.com/proxylab/proxylab/bench/upstream"
 	"github.com/proxylab/proxylab/core/protocol"
 	h1 "github.com/proxylab/proxylab/core/protocol/http1"
 )
@@ -84,6 +85,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 				return &echoClient{c: c, payload: payload, buf: make([]byte, cfg.EchoSize)}
 			})
 		}
+	case "bolt", "dubbo":
+		codec := upstream.RPCCodec(cfg.Protocol)
+		newSession = func(int) sessionFactory {
+			return dialing(cfg, func(c net.Conn) session { return newRPCClient(c, codec, cfg) })
+		}
 	case "http2":
 		streams := max(cfg.Streams, 1)
 		workers = cfg.Connections * streams
@@ -93,7 +99,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		}
 		newSession = func(i int) sessionFactory { return shared[i/streams].session }
 	default:
-		return nil, fmt.Errorf("loadgen: unknown protocol %q (http1, http2, tcp)", cfg.Protocol)
+		return nil, fmt.Errorf("loadgen: unknown protocol %q (http1, http2, tcp, bolt, dubbo)", cfg.Protocol)
 	}
 	ctx, cancel := context.WithTimeout(ctx, cfg.Duration)
 	defer cancel()

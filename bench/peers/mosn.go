@@ -110,7 +110,7 @@ func MOSN(s Scenario) (string, error) {
 	}
 	srv := mosnServer{DefaultLogPath: "stdout", DefaultLogLevel: "ERROR", Processor: s.workers()}
 	l := mosnListener{Name: "bench", Address: s.Listen, BindPort: true}
-	if s.Protocol == "tcp" {
+	if s.l4() {
 		tp := mosnTCPProxy{Cluster: "upstream"}
 		tp.Routes = append(tp.Routes, struct {
 			Cluster string `json:"cluster"`

@@ -14,7 +14,10 @@ import (
 // Scenario is the part of a benchmark scenario the peers' configs depend on.
 type Scenario struct {
 	// Protocol: "http1", "tcp", "http2" (h2c from the client, HTTP/1.1 to
-	// the upstream) or "grpc" (h2c both sides, to a gRPC upstream).
+	// the upstream), "grpc" (h2c both sides, to a gRPC upstream), or an
+	// RPC protocol ("bolt", "dubbo") — proxied as such by proxylab, as TCP
+	// by the peers (haproxy mode tcp, nginx stream: the baseline the issue
+	// names).
 	Protocol  string
 	Listen    string // host:port the proxy listens on
 	Upstreams []string
@@ -35,6 +38,11 @@ type Scenario struct {
 type TLSFiles struct {
 	Cert, Key, Combined string
 	Engine              string // proxylab's engine; empty: gotls
+}
+
+// l4 reports whether the peers forward the protocol as bytes.
+func (s Scenario) l4() bool {
+	return s.Protocol == "tcp" || s.Protocol == "bolt" || s.Protocol == "dubbo"
 }
 
 // alpn is the protocol the client negotiates.
@@ -78,9 +86,9 @@ func Names() []string {
 
 func check(s Scenario) error {
 	switch s.Protocol {
-	case "http1", "tcp", "http2", "grpc":
+	case "http1", "tcp", "http2", "grpc", "bolt", "dubbo":
 	default:
-		return fmt.Errorf("peers: unknown protocol %q (http1, tcp, http2, grpc)", s.Protocol)
+		return fmt.Errorf("peers: unknown protocol %q (http1, tcp, http2, grpc, bolt, dubbo)", s.Protocol)
 	}
 	if s.Listen == "" || len(s.Upstreams) == 0 {
 		return fmt.Errorf("peers: a listen address and at least one upstream are required")
@@ -114,6 +122,9 @@ func Proxylab(s Scenario) (string, error) {
 		fmt.Fprintf(&b, "  - {name: bench, address: %q%s, http_proxy: {}}\nroutes:\n  - {name: all, domains: [\"*\"], routes: [{prefix: /, cluster: upstream}]}\n", s.Listen, tls)
 	}
 	b.WriteString("clusters:\n  - name: upstream\n")
+	if s.Protocol == "bolt" || s.Protocol == "dubbo" {
+		fmt.Fprintf(&b, "    protocol: %s\n", s.Protocol)
+	}
 	if s.Protocol == "grpc" {
 		b.WriteString("    protocol: http2\n")
 	}
@@ -133,7 +144,7 @@ func HAProxy(s Scenario) (string, error) {
 		return "", err
 	}
 	mode := "http"
-	if s.Protocol == "tcp" {
+	if s.l4() {
 		mode = "tcp"
 	}
 	var b strings.Builder
@@ -168,12 +179,12 @@ func Nginx(s Scenario) (string, error) {
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "worker_processes %d;\ndaemon off;\nerror_log stderr crit;\n", s.workers())
-	if s.Protocol == "tcp" {
+	if s.l4() {
 		b.WriteString("load_module modules/ngx_stream_module.so;\n")
 	}
 	fmt.Fprintf(&b, "events { worker_connections %d; }\n", s.maxConns())
 	block := "http"
-	if s.Protocol == "tcp" {
+	if s.l4() {
 		block = "stream"
 	}
 	fmt.Fprintf(&b, "%s {\n", block)
@@ -218,7 +229,7 @@ func Envoy(s Scenario) (string, error) {
 	b.WriteString("static_resources:\n  listeners:\n  - name: bench\n    address:\n      socket_address:\n")
 	fmt.Fprintf(&b, "        address: %s\n        port_value: %s\n", host, port)
 	b.WriteString("    filter_chains:\n    - filters:\n")
-	if s.Protocol == "tcp" {
+	if s.l4() {
 		b.WriteString("      - name: envoy.filters.network.tcp_proxy\n        typed_config:\n")
 		b.WriteString("          \"@type\": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy\n")
 		b.WriteString("          stat_prefix: bench\n          cluster: upstream\n")

@@ -24,6 +24,8 @@ var scenarios = map[string]Scenario{
 		TLS: &TLSFiles{Cert: "testdata/server.pem", Key: "testdata/server-key.pem", Combined: "testdata/server-combined.pem"}},
 	"http2-tls": {Protocol: "http2", Listen: "127.0.0.1:19085", Upstreams: []string{"127.0.0.1:19090"}, Workers: 1,
 		TLS: &TLSFiles{Cert: "testdata/server.pem", Key: "testdata/server-key.pem", Combined: "testdata/server-combined.pem"}},
+	"bolt":  {Protocol: "bolt", Listen: "127.0.0.1:19087", Upstreams: []string{"127.0.0.1:19093"}, Workers: 1},
+	"dubbo": {Protocol: "dubbo", Listen: "127.0.0.1:19088", Upstreams: []string{"127.0.0.1:19094"}, Workers: 1},
 	"tcp-tls": {Protocol: "tcp", Listen: "127.0.0.1:19086", Upstreams: []string{"127.0.0.1:19090"}, Workers: 1,
 		TLS: &TLSFiles{Cert: "testdata/server.pem", Key: "testdata/server-key.pem", Combined: "testdata/server-combined.pem"}},
 }
@@ -82,7 +84,7 @@ func TestPeersAcceptTheirConfigs(t *testing.T) {
 			continue
 		}
 		for sc, s := range scenarios {
-			if tc.sys == "nginx" && s.Protocol == "tcp" {
+			if tc.sys == "nginx" && s.l4() {
 				if _, err := os.Stat("/usr/share/nginx/modules/ngx_stream_module.so"); err != nil {
 					continue
 				}
@@ -116,7 +118,7 @@ func TestBadScenario(t *testing.T) {
 func TestProxylabConfigValidates(t *testing.T) {
 	for sc, s := range scenarios {
 		out, _ := Proxylab(s)
-		if _, err := config.Parse([]byte(out), config.Known{Transports: []string{"netpoll"}, LBs: []string{"round_robin"}, Engines: []string{"gotls"}}); err != nil {
+		if _, err := config.Parse([]byte(out), config.Known{Transports: []string{"netpoll"}, LBs: []string{"round_robin"}, Engines: []string{"gotls"}, RPC: []string{"bolt", "dubbo"}}); err != nil {
 			t.Errorf("%s: %v\n%s", sc, err, out)
 		}
 	}

@@ -26,7 +26,7 @@ import (
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 
 const usage = `proxybench matrix -scenario FILE [-out DIR] [-proxylab BIN] [-proxy-cpus L] [-load-cpus L] [-upstream-cpus L]
-proxybench upstream [-listen ADDR] [-size BYTES] [-delay DURATION] [-grpc]
+proxybench upstream [-listen ADDR] [-size BYTES] [-delay DURATION] [-grpc | -rpc bolt|dubbo]
 proxybench load -target HOST:PORT [-protocol http1|tcp] [-c N] [-d DURATION] [-rate RPS]
                 [-path P] [-host H] [-body BYTES] [-echo BYTES] [-json]
 
@@ -185,6 +185,7 @@ func serveUpstream(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&cfg.Size, "size", 20, "response body bytes (per request: ?size=N)")
 	fs.DurationVar(&cfg.Delay, "delay", 0, "delay before each response (per request: ?delay=D)")
 	grpcMode := fs.Bool("grpc", false, "serve gRPC (the interop TestService's UnaryCall, -size bytes) instead of HTTP/1.1")
+	rpcMode := fs.String("rpc", "", "serve an RPC protocol (bolt, dubbo) instead of HTTP/1.1: -size-byte success responses")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -199,6 +200,18 @@ func serveUpstream(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if *rpcMode != "" {
+		codec := upstream.RPCCodec(*rpcMode)
+		if codec == nil {
+			fmt.Fprintf(stderr, "proxybench: upstream: unknown RPC protocol %q (bolt, dubbo)\n", *rpcMode)
+			return 2
+		}
+		go upstream.ServeRPC(ln, codec, cfg.Size)
+		fmt.Fprintf(stdout, "%s upstream listening on %s (%d-byte responses)\n", *rpcMode, ln.Addr(), cfg.Size)
+		<-ctx.Done()
+		ln.Close()
+		return 0
+	}
 	if *grpcMode {
 		stopGRPC := upstream.ServeGRPC(ln, cfg.Size)
 		fmt.Fprintf(stdout, "gRPC upstream listening on %s (%s, %d-byte payloads)\n", ln.Addr(), upstream.GRPCMethod, cfg.Size)
