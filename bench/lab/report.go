@@ -181,6 +181,9 @@ func Markdown(s *Scenario, m Machine, rows []Row, profiles []Profile, skipped []
 	case h2 || grpc:
 		load += fmt.Sprintf("; http2 and grpc closed loop with h2load, %d streams per connection", s.Streams)
 	}
+	if slices.Contains(s.Protocols, "bolt") || slices.Contains(s.Protocols, "dubbo") {
+		load += "; bolt and dubbo with proxybench's RPC clients (one request in flight per connection)"
+	}
 	fmt.Fprintf(&b, "- load: %s, %v per cell, %d rounds interleaved, baseline %s\n\n", load, s.Duration, s.Rounds, s.Baseline)
 	b.WriteString("![proxy CPU per request](cpu.svg)\n\n![latency by percentile](latency.svg)\n\n")
 	b.WriteString("| system | protocol | conns | response B | request B | req/s (median) | proxy CPU µs/req (median, min–max) | host CPU µs/req (median) | p99 ms (median) | CPU vs baseline, paired: median (min–max) | peak RSS MiB | errors |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n")

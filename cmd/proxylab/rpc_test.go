@@ -351,3 +351,94 @@ clusters:
 func httpHello() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "hello") })
 }
+
+// TestRPCHeartbeatsAndHostileInput: the proxy probes a quiet upstream
+// connection with heartbeats, and a client that breaks the framing is
+// disconnected (counted) without disturbing anyone else.
+func TestRPCHeartbeatsAndHostileInput(t *testing.T) {
+	forEachTransport(t, func(t *testing.T, tr string) {
+		var heartbeats atomic.Int64
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				go func() {
+					p := newPeer(bolt.Codec{}, c)
+					defer c.Close()
+					for {
+						f, err := p.read()
+						if err != nil {
+							return
+						}
+						switch f.Kind {
+						case xprotocol.Heartbeat:
+							heartbeats.Add(1)
+							p.write(bolt.Codec{}.AppendHeartbeatReply(nil, &f))
+						case xprotocol.Request:
+							p.write(rpcResponse(bolt.Codec{}, f.ID, "ok"))
+						}
+					}
+				}()
+			}
+		}()
+		p := startProxy(t, fmt.Sprintf(`transport: %s
+admin: {address: "127.0.0.1:0"}
+listeners:
+  - {name: rpc, address: "127.0.0.1:0", http_proxy: {codec: bolt}}
+routes:
+  - {name: all, domains: ["*"], routes: [{prefix: /, cluster: up}]}
+clusters:
+  - {name: up, protocol: bolt, rpc_protocol_options: {heartbeat_interval: 100ms}, hosts: [{address: %q}]}
+`, tr, ln.Addr().String()))
+		c, err := net.DialTimeout("tcp", p.addr("rpc"), 2*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		peer := newPeer(bolt.Codec{}, c)
+		peer.write(rpcRequest(bolt.Codec{}, 1, "svc", "m", nil))
+		if f, err := peer.read(); err != nil || f.ID != 1 {
+			t.Fatalf("%v %d", err, f.ID)
+		}
+		waitFor(t, 3*time.Second, "heartbeats on the quiet upstream connection", func() bool { return heartbeats.Load() >= 2 })
+
+		// A frame with an unknown command: the proxy drops this client.
+		bad, err := net.DialTimeout("tcp", p.addr("rpc"), 2*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer bad.Close()
+		bad.SetDeadline(time.Now().Add(5 * time.Second))
+		bad.Write([]byte{1, 1, 0, 9, 1, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0})
+		if _, err := bad.Read(make([]byte, 1)); err == nil {
+			t.Fatal("a client sending a bad frame was answered, not dropped")
+		}
+		_, metrics := adminClient{t: t, base: "http://" + p.adminAddr()}.do("GET", "/stats/prometheus")
+		if !strings.Contains(metrics, `proxylab_rpc_events_total{codec="bolt",event="bad_frames",name="rpc",side="listener"} 1`) {
+			t.Fatalf("bad frame not counted:\n%s", grepLines(metrics, "rpc_events"))
+		}
+		// The first client is unaffected.
+		peer.write(rpcRequest(bolt.Codec{}, 2, "svc", "m", nil))
+		if f, err := peer.read(); err != nil || f.ID != 2 {
+			t.Fatalf("after another client's bad frame: %v %d", err, f.ID)
+		}
+	})
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
