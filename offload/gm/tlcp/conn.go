@@ -1,0 +1,304 @@
+package tlcp
+
+import (
+	"crypto"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/emmansun/gmsm/smx509"
+)
+
+// Certificate is a chain (DER, leaf first) and the private key of its
+// leaf, used only through crypto.Signer (signing certificate) or
+// crypto.Decrypter (encryption certificate), so an HSM can hold it.
+type Certificate struct {
+	Chain [][]byte
+	Key   crypto.PrivateKey
+}
+
+// ClientAuth says whether a server asks for client certificates.
+type ClientAuth int
+
+const (
+	NoClientCert ClientAuth = iota
+	RequireAndVerifyClientCert
+)
+
+// Config configures one side.
+type Config struct {
+	// SignCert and EncCert are the double certificates (server: required;
+	// client: for client authentication).
+	SignCert, EncCert *Certificate
+	// CipherSuites in preference order; empty: ECC_SM4_GCM_SM3,
+	// ECC_SM4_CBC_SM3.
+	CipherSuites []uint16
+	ClientAuth   ClientAuth
+	// ClientCAs verify client certificates, RootCAs server certificates.
+	ClientCAs, RootCAs *smx509.CertPool
+	// ServerName is checked against the server's signing certificate.
+	ServerName         string
+	InsecureSkipVerify bool
+	Rand               io.Reader
+	Time               func() time.Time
+}
+
+func (c *Config) rand() io.Reader {
+	if c.Rand != nil {
+		return c.Rand
+	}
+	return rand.Reader
+}
+
+func (c *Config) now() time.Time {
+	if c.Time != nil {
+		return c.Time()
+	}
+	return time.Now()
+}
+
+// supported are the suites implemented, in default preference order.
+var supported = []uint16{ECC_SM4_GCM_SM3, ECC_SM4_CBC_SM3}
+
+func (c *Config) suites() []uint16 {
+	if len(c.CipherSuites) > 0 {
+		return c.CipherSuites
+	}
+	return supported
+}
+
+// Conn is a TLCP connection over a net.Conn: Handshake, then Read and
+// Write application data. Read and Write may run concurrently with each
+// other.
+type Conn struct {
+	raw    net.Conn
+	cfg    *Config
+	client bool
+
+	hsOnce sync.Once
+	hsErr  error
+
+	rmu   sync.Mutex
+	in    *halfConn
+	rbuf  []byte // raw bytes not yet a whole record
+	plain []byte // application data not yet read
+	hsbuf []byte // handshake bytes not yet a whole message
+	eof   bool
+
+	wmu  sync.Mutex
+	out  *halfConn
+	wbuf []byte
+
+	transcript []byte
+	state      ConnectionState
+}
+
+// ConnectionState describes an established connection.
+type ConnectionState struct {
+	CipherSuite      uint16
+	PeerCertificates []*smx509.Certificate // signing certificate first, then encryption
+}
+
+// Server returns the server side of raw.
+func Server(raw net.Conn, cfg *Config) *Conn { return &Conn{raw: raw, cfg: cfg} }
+
+// Client returns the client side of raw.
+func Client(raw net.Conn, cfg *Config) *Conn { return &Conn{raw: raw, cfg: cfg, client: true} }
+
+// Handshake runs the handshake once; later calls return its result.
+func (c *Conn) Handshake() error {
+	c.hsOnce.Do(func() {
+		if c.client {
+			c.hsErr = c.clientHandshake()
+		} else {
+			c.hsErr = c.serverHandshake()
+		}
+		if c.hsErr != nil {
+			var ae *AlertError
+			if errors.As(c.hsErr, &ae) && !ae.Remote {
+				c.sendAlert(ae.Code)
+			}
+		}
+	})
+	return c.hsErr
+}
+
+// ConnectionState is valid after the handshake.
+func (c *Conn) ConnectionState() ConnectionState { return c.state }
+
+func (c *Conn) sendAlert(code uint8) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	level := byte(2) // fatal
+	if code == AlertCloseNotify {
+		level = 1 // warning
+	}
+	c.wbuf = c.out.seal(c.wbuf[:0], recordAlert, []byte{level, code}, c.random)
+	c.raw.Write(c.wbuf)
+}
+
+func (c *Conn) random(b []byte) { io.ReadFull(c.cfg.rand(), b) }
+
+// writeRecords protects p as records of typ (split at 2^14) and writes
+// them. Caller holds wmu.
+func (c *Conn) writeRecords(typ uint8, p []byte) error {
+	c.wbuf = c.wbuf[:0]
+	for len(p) > 0 || typ != recordApplicationData {
+		n := min(len(p), maxPlaintext)
+		c.wbuf = c.out.seal(c.wbuf, typ, p[:n], c.random)
+		p = p[n:]
+		if len(p) == 0 {
+			break
+		}
+	}
+	_, err := c.raw.Write(c.wbuf)
+	return err
+}
+
+// readRecord returns the next record's type and plaintext. Caller holds
+// rmu.
+func (c *Conn) readRecord() (uint8, []byte, error) {
+	for {
+		if len(c.rbuf) >= 5 {
+			typ, n, err := readRecordHeader(c.rbuf)
+			if err != nil {
+				return 0, nil, err
+			}
+			if len(c.rbuf) >= 5+n {
+				frag := append([]byte(nil), c.rbuf[5:5+n]...)
+				c.rbuf = c.rbuf[5+n:]
+				p, err := c.in.open(typ, frag)
+				if err != nil {
+					return 0, nil, err
+				}
+				if len(p) > maxPlaintext {
+					return 0, nil, &AlertError{Code: AlertRecordOverflow}
+				}
+				if typ == recordAlert {
+					if len(p) != 2 {
+						return 0, nil, &AlertError{Code: AlertDecodeError}
+					}
+					if p[1] == AlertCloseNotify {
+						return 0, nil, io.EOF
+					}
+					return 0, nil, &AlertError{Code: p[1], Remote: true}
+				}
+				return typ, p, nil
+			}
+		}
+		buf := make([]byte, 16<<10)
+		n, err := c.raw.Read(buf)
+		c.rbuf = append(c.rbuf, buf[:n]...)
+		if n == 0 && err != nil {
+			if err == io.EOF && len(c.rbuf) > 0 {
+				return 0, nil, io.ErrUnexpectedEOF
+			}
+			return 0, nil, err
+		}
+	}
+}
+
+// readHandshake returns the next handshake message (type, body) and adds
+// it to the transcript. A ChangeCipherSpec record in between is an
+// unexpected message.
+func (c *Conn) readHandshake() (uint8, []byte, error) {
+	for {
+		if len(c.hsbuf) >= 4 {
+			n := int(c.hsbuf[1])<<16 | int(c.hsbuf[2])<<8 | int(c.hsbuf[3])
+			if n > 1<<20 {
+				return 0, nil, &AlertError{Code: AlertDecodeError}
+			}
+			if len(c.hsbuf) >= 4+n {
+				msg := c.hsbuf[:4+n]
+				c.hsbuf = c.hsbuf[4+n:]
+				c.transcript = append(c.transcript, msg...)
+				return msg[0], msg[4:], nil
+			}
+		}
+		typ, p, err := c.readRecord()
+		if err != nil {
+			return 0, nil, err
+		}
+		if typ != recordHandshake {
+			return 0, nil, &AlertError{Code: AlertUnexpectedMessage}
+		}
+		c.hsbuf = append(c.hsbuf, p...)
+	}
+}
+
+// expectChangeCipherSpec reads the peer's ChangeCipherSpec and switches
+// its direction to the new keys.
+func (c *Conn) expectChangeCipherSpec(next *halfConn) error {
+	typ, p, err := c.readRecord()
+	if err != nil {
+		return err
+	}
+	if typ != recordChangeCipherSpec || len(p) != 1 || p[0] != 1 || len(c.hsbuf) != 0 {
+		return &AlertError{Code: AlertUnexpectedMessage}
+	}
+	c.in = next
+	return nil
+}
+
+// handshakeMsg frames a handshake message and adds it to the transcript.
+func (c *Conn) handshakeMsg(dst []byte, typ uint8, body []byte) []byte {
+	start := len(dst)
+	dst = append(dst, typ, byte(len(body)>>16), byte(len(body)>>8), byte(len(body)))
+	dst = append(dst, body...)
+	c.transcript = append(c.transcript, dst[start:]...)
+	return dst
+}
+
+// Read reads application data, handshaking first if needed.
+func (c *Conn) Read(b []byte) (int, error) {
+	if err := c.Handshake(); err != nil {
+		return 0, err
+	}
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	for len(c.plain) == 0 {
+		if c.eof {
+			return 0, io.EOF
+		}
+		typ, p, err := c.readRecord()
+		if err == io.EOF {
+			c.eof = true
+			return 0, io.EOF
+		}
+		if err != nil {
+			return 0, err
+		}
+		if typ != recordApplicationData {
+			return 0, fmt.Errorf("tlcp: unexpected record type %d after the handshake", typ)
+		}
+		c.plain = append(c.plain[:0], p...)
+	}
+	n := copy(b, c.plain)
+	c.plain = c.plain[n:]
+	return n, nil
+}
+
+// Write writes application data, handshaking first if needed.
+func (c *Conn) Write(b []byte) (int, error) {
+	if err := c.Handshake(); err != nil {
+		return 0, err
+	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if err := c.writeRecords(recordApplicationData, b); err != nil {
+		return 0, err
+	}
+	return len(b), nil
+}
+
+// Close sends close_notify and closes the connection.
+func (c *Conn) Close() error {
+	if c.hsErr == nil {
+		c.sendAlert(AlertCloseNotify)
+	}
+	return c.raw.Close()
+}

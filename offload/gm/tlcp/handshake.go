@@ -1,0 +1,480 @@
+package tlcp
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/subtle"
+	"encoding/binary"
+	"io"
+	"slices"
+
+	"github.com/emmansun/gmsm/sm2"
+	"github.com/emmansun/gmsm/sm3"
+	"github.com/emmansun/gmsm/smx509"
+)
+
+// Handshake message types (§6.4.5.1).
+const (
+	msgClientHello        = 1
+	msgServerHello        = 2
+	msgCertificate        = 11
+	msgServerKeyExchange  = 12
+	msgCertificateRequest = 13
+	msgServerHelloDone    = 14
+	msgCertificateVerify  = 15
+	msgClientKeyExchange  = 16
+	msgFinished           = 20
+
+	certTypeECCSign = 64 // ecc_sign
+)
+
+func decodeErr() error { return &AlertError{Code: AlertDecodeError} }
+
+// reader walks a message body.
+type reader struct {
+	b   []byte
+	bad bool
+}
+
+func (r *reader) take(n int) []byte {
+	if r.bad || len(r.b) < n {
+		r.bad = true
+		return nil
+	}
+	v := r.b[:n]
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *reader) u8() int {
+	v := r.take(1)
+	if v == nil {
+		return 0
+	}
+	return int(v[0])
+}
+func (r *reader) u16() int {
+	v := r.take(2)
+	if v == nil {
+		return 0
+	}
+	return int(binary.BigEndian.Uint16(v))
+}
+func (r *reader) u24() int {
+	v := r.take(3)
+	if v == nil {
+		return 0
+	}
+	return int(v[0])<<16 | int(v[1])<<8 | int(v[2])
+}
+func (r *reader) vec8() []byte  { return r.take(r.u8()) }
+func (r *reader) vec16() []byte { return r.take(r.u16()) }
+func (r *reader) vec24() []byte { return r.take(r.u24()) }
+
+func appendVec16(b, v []byte) []byte {
+	return append(binary.BigEndian.AppendUint16(b, uint16(len(v))), v...)
+}
+func appendU24(b []byte, n int) []byte { return append(b, byte(n>>16), byte(n>>8), byte(n)) }
+
+// certificateBody encodes a Certificate message: the signing chain's leaf,
+// the encryption certificate, then the rest of the chain (GB/T 38636
+// §6.4.5.3: signing certificate first, encryption certificate second).
+func certificateBody(sign, enc *Certificate) []byte {
+	var list []byte
+	if sign != nil && enc != nil && len(sign.Chain) > 0 && len(enc.Chain) > 0 {
+		certs := [][]byte{sign.Chain[0], enc.Chain[0]}
+		certs = append(certs, sign.Chain[1:]...)
+		for _, der := range certs {
+			list = append(appendU24(list, len(der)), der...)
+		}
+	}
+	return append(appendU24(nil, len(list)), list...)
+}
+
+func parseCertificates(body []byte) ([]*smx509.Certificate, error) {
+	r := reader{b: body}
+	list := reader{b: r.vec24()}
+	if r.bad || len(r.b) != 0 {
+		return nil, decodeErr()
+	}
+	var certs []*smx509.Certificate
+	for len(list.b) > 0 {
+		der := list.vec24()
+		if list.bad {
+			return nil, decodeErr()
+		}
+		c, err := smx509.ParseCertificate(der)
+		if err != nil {
+			return nil, &AlertError{Code: AlertBadCertificate}
+		}
+		certs = append(certs, c)
+	}
+	return certs, nil
+}
+
+// verifyPeer checks the signing and encryption certificates against roots
+// (both must chain to them), the signing one against name when given.
+func (c *Conn) verifyPeer(certs []*smx509.Certificate, roots *smx509.CertPool, name string, usage smx509.ExtKeyUsage) error {
+	if len(certs) < 2 {
+		return &AlertError{Code: AlertBadCertificate}
+	}
+	for _, k := range certs[:2] {
+		if _, ok := k.PublicKey.(*ecdsa.PublicKey); !ok || !sm2.IsSM2PublicKey(k.PublicKey) {
+			return &AlertError{Code: AlertUnsupportedCertificate}
+		}
+	}
+	if c.cfg.InsecureSkipVerify {
+		return nil
+	}
+	inter := smx509.NewCertPool()
+	for _, x := range certs[2:] {
+		inter.AddCert(x)
+	}
+	for i, leaf := range certs[:2] {
+		opts := smx509.VerifyOptions{Roots: roots, Intermediates: inter, CurrentTime: c.cfg.now(), KeyUsages: []smx509.ExtKeyUsage{usage}}
+		if i == 0 {
+			opts.DNSName = name
+		}
+		if _, err := leaf.Verify(opts); err != nil {
+			if c.cfg.now().After(leaf.NotAfter) {
+				return &AlertError{Code: AlertCertificateExpired}
+			}
+			return &AlertError{Code: AlertBadCertificate}
+		}
+	}
+	return nil
+}
+
+// keyExchangeSigned is what the ECC ServerKeyExchange signs: both randoms
+// and the encryption certificate (§6.4.5.4).
+func keyExchangeSigned(clientRandom, serverRandom, encCert []byte) []byte {
+	m := append(append([]byte(nil), clientRandom...), serverRandom...)
+	return append(appendU24(m, len(encCert)), encCert...)
+}
+
+// sign signs msg with an SM2 key (SM3 with the default user ID, ASN.1).
+func sign(key crypto.PrivateKey, rnd io.Reader, msg []byte) ([]byte, error) {
+	s, ok := key.(crypto.Signer)
+	if !ok {
+		return nil, &AlertError{Code: AlertInternalError}
+	}
+	sig, err := s.Sign(rnd, msg, sm2.DefaultSM2SignerOpts)
+	if err != nil {
+		return nil, &AlertError{Code: AlertInternalError}
+	}
+	return sig, nil
+}
+
+func verify(cert *smx509.Certificate, msg, sig []byte) bool {
+	pub, ok := cert.PublicKey.(*ecdsa.PublicKey)
+	return ok && sm2.VerifyASN1WithSM2(pub, nil, msg, sig)
+}
+
+func (c *Conn) serverHandshake() error {
+	cfg := c.cfg
+	if cfg.SignCert == nil || cfg.EncCert == nil {
+		return &AlertError{Code: AlertInternalError}
+	}
+	typ, body, err := c.readHandshake()
+	if err != nil {
+		return err
+	}
+	if typ != msgClientHello {
+		return &AlertError{Code: AlertUnexpectedMessage}
+	}
+	r := reader{b: body}
+	version := r.u16()
+	clientRandom := r.take(32)
+	r.vec8() // session ID: no resumption yet
+	suitesRaw := r.vec16()
+	comp := r.vec8()
+	if r.bad || len(suitesRaw)%2 != 0 || !slices.Contains(comp, 0) {
+		return decodeErr()
+	}
+	if version != VersionTLCP {
+		return &AlertError{Code: AlertProtocolVersion}
+	}
+	var chosen uint16
+	for _, s := range cfg.suites() {
+		if !slices.Contains(supported, s) {
+			continue
+		}
+		for i := 0; i < len(suitesRaw); i += 2 {
+			if binary.BigEndian.Uint16(suitesRaw[i:]) == s {
+				chosen = s
+				break
+			}
+		}
+		if chosen != 0 {
+			break
+		}
+	}
+	if chosen == 0 {
+		return &AlertError{Code: AlertHandshakeFailure}
+	}
+	st := suites[chosen]
+	serverRandom := make([]byte, 32)
+	binary.BigEndian.PutUint32(serverRandom, uint32(cfg.now().Unix()))
+	c.random(serverRandom[4:])
+	sid := make([]byte, 32)
+	c.random(sid)
+
+	var flight []byte
+	sh := binary.BigEndian.AppendUint16(nil, VersionTLCP)
+	sh = append(sh, serverRandom...)
+	sh = append(append(sh, byte(len(sid))), sid...)
+	sh = binary.BigEndian.AppendUint16(sh, chosen)
+	sh = append(sh, 0)
+	flight = c.handshakeMsg(flight, msgServerHello, sh)
+	flight = c.handshakeMsg(flight, msgCertificate, certificateBody(cfg.SignCert, cfg.EncCert))
+	sig, err := sign(cfg.SignCert.Key, cfg.rand(), keyExchangeSigned(clientRandom, serverRandom, cfg.EncCert.Chain[0]))
+	if err != nil {
+		return err
+	}
+	flight = c.handshakeMsg(flight, msgServerKeyExchange, appendVec16(nil, sig))
+	if cfg.ClientAuth == RequireAndVerifyClientCert {
+		cr := []byte{1, certTypeECCSign}
+		cr = binary.BigEndian.AppendUint16(cr, 0) // any CA
+		flight = c.handshakeMsg(flight, msgCertificateRequest, cr)
+	}
+	flight = c.handshakeMsg(flight, msgServerHelloDone, nil)
+	c.wmu.Lock()
+	err = c.writeRecords(recordHandshake, flight)
+	c.wmu.Unlock()
+	if err != nil {
+		return err
+	}
+
+	var clientCerts []*smx509.Certificate
+	if cfg.ClientAuth == RequireAndVerifyClientCert {
+		if typ, body, err = c.readHandshake(); err != nil {
+			return err
+		}
+		if typ != msgCertificate {
+			return &AlertError{Code: AlertUnexpectedMessage}
+		}
+		if clientCerts, err = parseCertificates(body); err != nil {
+			return err
+		}
+		if len(clientCerts) == 0 {
+			return &AlertError{Code: AlertHandshakeFailure} // required, not sent
+		}
+		if err := c.verifyPeer(clientCerts, cfg.ClientCAs, "", smx509.ExtKeyUsageClientAuth); err != nil {
+			return err
+		}
+	}
+	if typ, body, err = c.readHandshake(); err != nil {
+		return err
+	}
+	if typ != msgClientKeyExchange {
+		return &AlertError{Code: AlertUnexpectedMessage}
+	}
+	r = reader{b: body}
+	ct := r.vec16()
+	if r.bad || len(r.b) != 0 {
+		return decodeErr()
+	}
+	dec, ok := cfg.EncCert.Key.(crypto.Decrypter)
+	if !ok {
+		return &AlertError{Code: AlertInternalError}
+	}
+	pre, err := dec.Decrypt(cfg.rand(), ct, nil)
+	if err != nil || len(pre) != 48 || binary.BigEndian.Uint16(pre) != VersionTLCP {
+		return &AlertError{Code: AlertDecryptError}
+	}
+	if len(clientCerts) > 0 {
+		digest := sm3.Sum(c.transcript)
+		if typ, body, err = c.readHandshake(); err != nil {
+			return err
+		}
+		if typ != msgCertificateVerify {
+			return &AlertError{Code: AlertUnexpectedMessage}
+		}
+		r = reader{b: body}
+		sig := r.vec16()
+		if r.bad || !verify(clientCerts[0], digest[:], sig) {
+			return &AlertError{Code: AlertDecryptError}
+		}
+	}
+	master := masterSecret(pre, clientRandom, serverRandom)
+	cMAC, sMAC, cKey, sKey, cIV, sIV := st.keys(master, clientRandom, serverRandom)
+	in, err := newHalf(st, cMAC, cKey, cIV)
+	if err != nil {
+		return err
+	}
+	out, err := newHalf(st, sMAC, sKey, sIV)
+	if err != nil {
+		return err
+	}
+	if err := c.expectChangeCipherSpec(in); err != nil {
+		return err
+	}
+	want := finishedSum(master, "client finished", c.transcript)
+	if typ, body, err = c.readHandshake(); err != nil {
+		return err
+	}
+	if typ != msgFinished || subtle.ConstantTimeCompare(body, want) != 1 {
+		return &AlertError{Code: AlertDecryptError}
+	}
+	fin := c.handshakeMsg(nil, msgFinished, finishedSum(master, "server finished", c.transcript))
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if err := c.writeRecords(recordChangeCipherSpec, []byte{1}); err != nil {
+		return err
+	}
+	c.out = out
+	c.state = ConnectionState{CipherSuite: chosen, PeerCertificates: clientCerts}
+	return c.writeRecords(recordHandshake, fin)
+}
+
+func (c *Conn) clientHandshake() error {
+	cfg := c.cfg
+	clientRandom := make([]byte, 32)
+	binary.BigEndian.PutUint32(clientRandom, uint32(cfg.now().Unix()))
+	c.random(clientRandom[4:])
+	ch := binary.BigEndian.AppendUint16(nil, VersionTLCP)
+	ch = append(ch, clientRandom...)
+	ch = append(ch, 0) // no session to resume
+	var suitesRaw []byte
+	for _, s := range cfg.suites() {
+		suitesRaw = binary.BigEndian.AppendUint16(suitesRaw, s)
+	}
+	ch = appendVec16(ch, suitesRaw)
+	ch = append(ch, 1, 0) // null compression
+	c.wmu.Lock()
+	err := c.writeRecords(recordHandshake, c.handshakeMsg(nil, msgClientHello, ch))
+	c.wmu.Unlock()
+	if err != nil {
+		return err
+	}
+
+	typ, body, err := c.readHandshake()
+	if err != nil {
+		return err
+	}
+	if typ != msgServerHello {
+		return &AlertError{Code: AlertUnexpectedMessage}
+	}
+	r := reader{b: body}
+	version := r.u16()
+	serverRandom := r.take(32)
+	r.vec8()
+	chosen := uint16(r.u16())
+	comp := r.u8()
+	if r.bad {
+		return decodeErr()
+	}
+	if version != VersionTLCP {
+		return &AlertError{Code: AlertProtocolVersion}
+	}
+	if !slices.Contains(cfg.suites(), chosen) || !slices.Contains(supported, chosen) || comp != 0 {
+		return &AlertError{Code: AlertIllegalParameter}
+	}
+	st := suites[chosen]
+	if typ, body, err = c.readHandshake(); err != nil {
+		return err
+	}
+	if typ != msgCertificate {
+		return &AlertError{Code: AlertUnexpectedMessage}
+	}
+	serverCerts, err := parseCertificates(body)
+	if err != nil {
+		return err
+	}
+	if err := c.verifyPeer(serverCerts, cfg.RootCAs, cfg.ServerName, smx509.ExtKeyUsageServerAuth); err != nil {
+		return err
+	}
+	if typ, body, err = c.readHandshake(); err != nil {
+		return err
+	}
+	if typ != msgServerKeyExchange {
+		return &AlertError{Code: AlertUnexpectedMessage}
+	}
+	r = reader{b: body}
+	sig := r.vec16()
+	if r.bad || !verify(serverCerts[0], keyExchangeSigned(clientRandom, serverRandom, serverCerts[1].Raw), sig) {
+		return &AlertError{Code: AlertDecryptError}
+	}
+	if typ, body, err = c.readHandshake(); err != nil {
+		return err
+	}
+	certRequested := false
+	if typ == msgCertificateRequest {
+		certRequested = true
+		if typ, body, err = c.readHandshake(); err != nil {
+			return err
+		}
+	}
+	if typ != msgServerHelloDone || len(body) != 0 {
+		return &AlertError{Code: AlertUnexpectedMessage}
+	}
+
+	var flight []byte
+	sendCert := certRequested && cfg.SignCert != nil && cfg.EncCert != nil
+	if certRequested {
+		if sendCert {
+			flight = c.handshakeMsg(flight, msgCertificate, certificateBody(cfg.SignCert, cfg.EncCert))
+		} else {
+			flight = c.handshakeMsg(flight, msgCertificate, certificateBody(nil, nil))
+		}
+	}
+	pre := make([]byte, 48)
+	binary.BigEndian.PutUint16(pre, VersionTLCP)
+	c.random(pre[2:])
+	encPub, ok := serverCerts[1].PublicKey.(*ecdsa.PublicKey)
+	if !ok {
+		return &AlertError{Code: AlertUnsupportedCertificate}
+	}
+	ct, err := sm2.EncryptASN1(cfg.rand(), encPub, pre)
+	if err != nil {
+		return &AlertError{Code: AlertInternalError}
+	}
+	flight = c.handshakeMsg(flight, msgClientKeyExchange, appendVec16(nil, ct))
+	if sendCert {
+		digest := sm3.Sum(c.transcript)
+		sig, err := sign(cfg.SignCert.Key, cfg.rand(), digest[:])
+		if err != nil {
+			return err
+		}
+		flight = c.handshakeMsg(flight, msgCertificateVerify, appendVec16(nil, sig))
+	}
+	master := masterSecret(pre, clientRandom, serverRandom)
+	cMAC, sMAC, cKey, sKey, cIV, sIV := st.keys(master, clientRandom, serverRandom)
+	out, err := newHalf(st, cMAC, cKey, cIV)
+	if err != nil {
+		return err
+	}
+	in, err := newHalf(st, sMAC, sKey, sIV)
+	if err != nil {
+		return err
+	}
+	fin := finishedSum(master, "client finished", c.transcript)
+	c.wmu.Lock()
+	if err := c.writeRecords(recordHandshake, flight); err != nil {
+		c.wmu.Unlock()
+		return err
+	}
+	if err := c.writeRecords(recordChangeCipherSpec, []byte{1}); err != nil {
+		c.wmu.Unlock()
+		return err
+	}
+	c.out = out
+	err = c.writeRecords(recordHandshake, c.handshakeMsg(nil, msgFinished, fin))
+	c.wmu.Unlock()
+	if err != nil {
+		return err
+	}
+	if err := c.expectChangeCipherSpec(in); err != nil {
+		return err
+	}
+	want := finishedSum(master, "server finished", c.transcript)
+	if typ, body, err = c.readHandshake(); err != nil {
+		return err
+	}
+	if typ != msgFinished || !bytes.Equal(body, want) {
+		return &AlertError{Code: AlertDecryptError}
+	}
+	c.state = ConnectionState{CipherSuite: chosen, PeerCertificates: serverCerts}
+	return nil
+}
