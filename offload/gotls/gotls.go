@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/proxylab/proxylab/offload"
+	"github.com/proxylab/proxylab/offload/internal/engineconn"
 	"github.com/proxylab/proxylab/transport"
 )
 
@@ -172,7 +173,7 @@ func (cs *certSet) pick(sni string) *tls.Certificate {
 }
 
 type server struct {
-	hs    *handshakers
+	hs    *engineconn.Handshakers
 	cfg   offload.ServerConfig
 	tls   *tls.Config
 	certs atomic.Pointer[certSet]
@@ -185,7 +186,7 @@ type server struct {
 }
 
 func (Engine) NewServer(cfg *offload.ServerConfig) (offload.Server, error) {
-	s := &server{cfg: *cfg, stop: make(chan struct{}), hs: newHandshakers()}
+	s := &server{cfg: *cfg, stop: make(chan struct{}), hs: engineconn.NewHandshakers()}
 	cs, err := loadCerts(cfg.Certificates)
 	if err != nil {
 		return nil, err
@@ -377,15 +378,15 @@ func (s *server) watch() {
 }
 
 func (s *server) Wrap(c transport.Conn) offload.Conn {
-	tc := newConn(c, true, s.cfg.HandshakeTimeout, s.cfg.Stats, s.hs)
-	tc.tls = tls.Server(adapter{tc}, s.tls)
+	tc := engineconn.New(c, true, s.cfg.HandshakeTimeout, s.cfg.Stats, s.hs)
+	tc.SetProtocol(goTLS{tls.Server(tc.Adapter(), s.tls)})
 	return tc
 }
 
 func (s *server) Close() { s.once.Do(func() { close(s.stop) }) }
 
 type client struct {
-	hs    *handshakers
+	hs    *engineconn.Handshakers
 	cfg   offload.ClientConfig
 	base  *tls.Config
 	mu    sync.Mutex
@@ -417,7 +418,7 @@ func (Engine) NewClient(cfg *offload.ClientConfig) (offload.Client, error) {
 	if cfg.Insecure {
 		slog.Warn("gotls: upstream certificate verification is OFF (insecure)")
 	}
-	return &client{cfg: *cfg, base: t, perSN: map[string]*tls.Config{}, hs: newHandshakers()}, nil
+	return &client{cfg: *cfg, base: t, perSN: map[string]*tls.Config{}, hs: engineconn.NewHandshakers()}, nil
 }
 
 // Wrap secures a connection dialled to host ("ip:port" or "name:port").
@@ -438,7 +439,31 @@ func (cl *client) Wrap(c transport.Conn, host string) offload.Conn {
 		cl.perSN[sni] = t
 	}
 	cl.mu.Unlock()
-	tc := newConn(c, false, 10*time.Second, cl.cfg.Stats, cl.hs)
-	tc.tls = tls.Client(adapter{tc}, t)
+	tc := engineconn.New(c, false, 10*time.Second, cl.cfg.Stats, cl.hs)
+	tc.SetProtocol(goTLS{tls.Client(tc.Adapter(), t)})
 	return tc
+}
+
+// goTLS is crypto/tls as an engineconn.Protocol.
+type goTLS struct{ *tls.Conn }
+
+func (g goTLS) Negotiated() engineconn.Negotiated {
+	cs := g.ConnectionState()
+	return engineconn.Negotiated{ALPN: cs.NegotiatedProtocol, Version: tls.VersionName(cs.Version), Suite: tls.CipherSuiteName(cs.CipherSuite), Resumed: cs.DidResume}
+}
+
+// FailureReason names crypto/tls's handshake errors for metrics.
+func (goTLS) FailureReason(err error) string {
+	var ae tls.AlertError
+	var rec tls.RecordHeaderError
+	var ce *tls.CertificateVerificationError
+	switch {
+	case errors.As(err, &ce):
+		return "certificate_verify_failed"
+	case errors.As(err, &rec):
+		return "not_tls"
+	case errors.As(err, &ae):
+		return "alert_" + ae.Error()
+	}
+	return ""
 }

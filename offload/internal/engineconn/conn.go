@@ -1,8 +1,11 @@
-package gotls
+// Package engineconn runs a TLS-like record protocol (crypto/tls, TLCP)
+// over a non-blocking transport.Conn for the crypto engines: the handshake on
+// a pooled goroutine fed by the transport's ciphertext, records inline
+// afterwards. An engine supplies the Protocol; everything else is shared.
+package engineconn
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -15,9 +18,29 @@ import (
 	"github.com/proxylab/proxylab/transport"
 )
 
-// conn runs crypto/tls over a non-blocking transport.Conn.
+// Protocol is the engine's record protocol over the net.Conn Adapter gives:
+// its Read must be resumable after a temporary error (no ciphertext yet).
+type Protocol interface {
+	HandshakeContext(ctx context.Context) error
+	Read(p []byte) (int, error)
+	Write(p []byte) (int, error)
+	CloseWrite() error
+	// Negotiated describes the established session.
+	Negotiated() Negotiated
+	// FailureReason names a handshake error the protocol recognises (an
+	// alert, a certificate failure), or "".
+	FailureReason(err error) string
+}
+
+// Negotiated is what a handshake agreed on, for metrics and ALPN.
+type Negotiated struct {
+	ALPN, Version, Suite string
+	Resumed              bool
+}
+
+// Conn runs a Protocol over a non-blocking transport.Conn.
 //
-// The handshake is a sequential function in crypto/tls that cannot be
+// The handshake is a sequential function (in crypto/tls) that cannot be
 // resumed after a read error, so it runs on a goroutine of its own, reading
 // from ciphertext the transport hands over (the goroutine waits on a
 // condition variable, not a socket). Once established, records are decrypted
@@ -27,10 +50,10 @@ import (
 // Locks: dmu serialises delivery to the plaintext handler (transport
 // callbacks and the handshake goroutine's final delivery); mu guards the
 // ciphertext input and the state, and is never held while calling out.
-type conn struct {
+type Conn struct {
 	inner   transport.Conn
-	tls     *tls.Conn
-	hs      *handshakers
+	proto   Protocol
+	hs      *Handshakers
 	h       transport.Handler
 	stats   *offload.Stats
 	server  bool
@@ -67,34 +90,36 @@ const (
 
 var connIDs atomic.Uint64
 
-func newConn(inner transport.Conn, server bool, timeout time.Duration, st *offload.Stats, hs *handshakers) *conn {
-	c := &conn{inner: inner, server: server, timeout: timeout, stats: st, id: connIDs.Add(1), hs: hs}
+// New wraps inner; the engine then sets the Protocol (built on Adapter)
+// with SetProtocol before the Conn is started.
+func New(inner transport.Conn, server bool, timeout time.Duration, st *offload.Stats, hs *Handshakers) *Conn {
+	c := &Conn{inner: inner, server: server, timeout: timeout, stats: st, id: connIDs.Add(1), hs: hs}
 	c.cond = sync.NewCond(&c.mu)
 	c.alpn.Store("")
 	return c
 }
 
 var (
-	_ offload.Conn      = (*conn)(nil)
+	_ offload.Conn      = (*Conn)(nil)
 	_ transport.Handler = (*cipherSide)(nil)
 	_ net.Conn          = (*adapter)(nil)
 )
 
-func (c *conn) LocalAddr() net.Addr        { return c.inner.LocalAddr() }
-func (c *conn) RemoteAddr() net.Addr       { return c.inner.RemoteAddr() }
-func (c *conn) NegotiatedProtocol() string { return c.alpn.Load().(string) }
+func (c *Conn) LocalAddr() net.Addr        { return c.inner.LocalAddr() }
+func (c *Conn) RemoteAddr() net.Addr       { return c.inner.RemoteAddr() }
+func (c *Conn) NegotiatedProtocol() string { return c.alpn.Load().(string) }
 
-func (c *conn) Start(h transport.Handler) {
+func (c *Conn) Start(h transport.Handler) {
 	c.inner.Start(c.Attach(h))
 }
 
-func (c *conn) Attach(h transport.Handler) transport.Handler {
+func (c *Conn) Attach(h transport.Handler) transport.Handler {
 	c.h = h
 	c.hs.run(c)
 	return (*cipherSide)(c)
 }
 
-func (c *conn) handshake() {
+func (c *Conn) handshake() {
 	ctx := context.Background()
 	if c.timeout > 0 {
 		var cancel context.CancelFunc
@@ -108,21 +133,21 @@ func (c *conn) handshake() {
 		})
 		defer stop()
 	}
-	err := c.tls.HandshakeContext(ctx)
+	err := c.proto.HandshakeContext(ctx)
 	c.dmu.Lock()
 	defer c.dmu.Unlock()
 	c.mu.Lock()
 	if err != nil {
 		c.state, c.hsErr = failed, err
 		c.mu.Unlock()
-		c.stats.Failed(failureReason(err))
+		c.stats.Failed(c.failureReason(err))
 		c.inner.Close()
 		return
 	}
 	c.mu.Unlock()
-	cs := c.tls.ConnectionState()
-	c.alpn.Store(cs.NegotiatedProtocol)
-	c.stats.Negotiated(c.id, tls.VersionName(cs.Version), tls.CipherSuiteName(cs.CipherSuite), cs.DidResume)
+	ng := c.proto.Negotiated()
+	c.alpn.Store(ng.ALPN)
+	c.stats.Negotiated(c.id, ng.Version, ng.Suite, ng.Resumed)
 	// Established and the queued plaintext written in one step under wmu,
 	// so no Write can slip its bytes in ahead of what was queued (HTTP/2
 	// frames from other streams would otherwise overtake the preface).
@@ -141,17 +166,13 @@ func (c *conn) handshake() {
 	}
 }
 
-func failureReason(err error) string {
-	var ae tls.AlertError
-	var rec tls.RecordHeaderError
-	var ce *tls.CertificateVerificationError
+// failureReason names a handshake failure for metrics: the protocol's own
+// reasons first, then timeouts and closed connections.
+func (c *Conn) failureReason(err error) string {
+	if r := c.proto.FailureReason(err); r != "" {
+		return r
+	}
 	switch {
-	case errors.As(err, &ce):
-		return "certificate_verify_failed"
-	case errors.As(err, &rec):
-		return "not_tls"
-	case errors.As(err, &ae):
-		return "alert_" + ae.Error()
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, errTimeout):
 		return "timeout"
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed):
@@ -162,10 +183,10 @@ func failureReason(err error) string {
 
 // deliver decrypts what has arrived and hands plaintext to the handler.
 // Caller holds dmu.
-func (c *conn) deliver() {
+func (c *Conn) deliver() {
 	for !c.gone && c.disabled.Load() == 0 {
 		b := buffer.Get(16 << 10)
-		n, err := c.tls.Read(b.Free())
+		n, err := c.proto.Read(b.Free())
 		if n > 0 {
 			b.Commit(n)
 			c.h.OnData(c, b)
@@ -190,10 +211,10 @@ func (c *conn) deliver() {
 }
 
 // cipherSide is the handler of the inner connection.
-type cipherSide conn
+type cipherSide Conn
 
 func (s *cipherSide) OnData(_ transport.Conn, b *buffer.Buf) {
-	c := (*conn)(s)
+	c := (*Conn)(s)
 	c.dmu.Lock()
 	c.mu.Lock()
 	c.in = append(c.in, b.Bytes()...)
@@ -210,7 +231,7 @@ func (s *cipherSide) OnData(_ transport.Conn, b *buffer.Buf) {
 }
 
 func (s *cipherSide) OnReadEOF(transport.Conn) {
-	c := (*conn)(s)
+	c := (*Conn)(s)
 	c.dmu.Lock()
 	c.mu.Lock()
 	c.eof = true
@@ -224,7 +245,7 @@ func (s *cipherSide) OnReadEOF(transport.Conn) {
 }
 
 func (s *cipherSide) OnDrained(transport.Conn) {
-	c := (*conn)(s)
+	c := (*Conn)(s)
 	c.mu.Lock()
 	st := c.state
 	c.mu.Unlock()
@@ -234,7 +255,7 @@ func (s *cipherSide) OnDrained(transport.Conn) {
 }
 
 func (s *cipherSide) OnClose(_ transport.Conn, err error) {
-	c := (*conn)(s)
+	c := (*Conn)(s)
 	c.mu.Lock()
 	c.eof = true
 	c.cond.Broadcast()
@@ -257,7 +278,7 @@ func (s *cipherSide) OnClose(_ transport.Conn, err error) {
 // Write encrypts bufs (taking ownership). Before the handshake completes the
 // plaintext is queued; afterwards small buffers are coalesced into one
 // record and the records of one call leave in one vectored write.
-func (c *conn) Write(bufs ...*buffer.Buf) (int, error) {
+func (c *Conn) Write(bufs ...*buffer.Buf) (int, error) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	c.mu.Lock()
@@ -281,7 +302,7 @@ func (c *conn) Write(bufs ...*buffer.Buf) (int, error) {
 }
 
 // writeLocked encrypts and writes bufs; the caller holds wmu.
-func (c *conn) writeLocked(bufs []*buffer.Buf) (int, error) {
+func (c *Conn) writeLocked(bufs []*buffer.Buf) (int, error) {
 	c.batching = true
 	var err error
 	total := 0
@@ -295,12 +316,12 @@ func (c *conn) writeLocked(bufs []*buffer.Buf) (int, error) {
 			scratch.Append(b.Bytes())
 			b.Release()
 		}
-		_, err = c.tls.Write(scratch.Bytes())
+		_, err = c.proto.Write(scratch.Bytes())
 		scratch.Release()
 	} else {
 		for _, b := range bufs {
 			if err == nil {
-				_, err = c.tls.Write(b.Bytes())
+				_, err = c.proto.Write(b.Bytes())
 			}
 			b.Release()
 		}
@@ -319,7 +340,7 @@ func (c *conn) writeLocked(bufs []*buffer.Buf) (int, error) {
 	return c.queued, err
 }
 
-func (c *conn) ReadDisable(d bool) {
+func (c *Conn) ReadDisable(d bool) {
 	if d {
 		c.disabled.Add(1)
 		c.inner.ReadDisable(true)
@@ -344,24 +365,24 @@ func (c *conn) ReadDisable(d bool) {
 }
 
 // CloseWrite sends close_notify, then FIN.
-func (c *conn) CloseWrite() error {
+func (c *Conn) CloseWrite() error {
 	c.mu.Lock()
 	st := c.state
 	c.mu.Unlock()
 	if st == established {
 		c.wmu.Lock()
-		c.tls.CloseWrite()
+		c.proto.CloseWrite()
 		c.wmu.Unlock()
 	}
 	return c.inner.CloseWrite()
 }
 
-func (c *conn) Close() error { return c.inner.Close() }
+func (c *Conn) Close() error { return c.inner.Close() }
 
 // errWouldBlock is the temporary net.Error the adapter returns when no
 // ciphertext is buffered; tls.Conn keeps its state and Read resumes later.
-var errWouldBlock = &netErr{msg: "gotls: would block", temporary: true}
-var errTimeout = &netErr{msg: "gotls: handshake timeout", timeout: true}
+var errWouldBlock = &netErr{msg: "engineconn: would block", temporary: true}
+var errTimeout = &netErr{msg: "engineconn: handshake timeout", timeout: true}
 
 type netErr struct {
 	msg                string
@@ -372,8 +393,15 @@ func (e *netErr) Error() string   { return e.msg }
 func (e *netErr) Timeout() bool   { return e.timeout }
 func (e *netErr) Temporary() bool { return e.temporary || e.timeout }
 
-// adapter is the net.Conn tls.Conn sees.
-type adapter struct{ c *conn }
+// SetProtocol sets the record protocol, built on Adapter().
+func (c *Conn) SetProtocol(p Protocol) { c.proto = p }
+
+// Adapter is the net.Conn the Protocol reads ciphertext from and writes
+// records to.
+func (c *Conn) Adapter() net.Conn { return adapter{c} }
+
+// adapter is the net.Conn the Protocol sees.
+type adapter struct{ c *Conn }
 
 func (a adapter) Read(p []byte) (int, error) {
 	c := a.c
@@ -399,7 +427,7 @@ func (a adapter) Write(p []byte) (int, error) {
 	c := a.c
 	b := buffer.From(p)
 	if c.batching {
-		c.batch = append(c.batch, b) // flushed by conn.Write in one writev
+		c.batch = append(c.batch, b) // flushed by Conn.Write in one writev
 		return len(p), nil
 	}
 	if _, err := c.inner.Write(b); err != nil {
