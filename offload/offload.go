@@ -62,6 +62,10 @@ type Conn interface {
 type CertFiles struct {
 	CertFile string
 	KeyFile  string
+	// EncCertFile and EncKeyFile are the encryption certificate and key of
+	// engines with double certificates (gm: TLCP); others ignore them.
+	EncCertFile string
+	EncKeyFile  string
 }
 
 // ServerConfig is a listener's TLS settings, engine-neutral.

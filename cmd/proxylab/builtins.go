@@ -6,6 +6,7 @@ import (
 	"github.com/proxylab/proxylab/core/protocol/xprotocol/dubbo"
 	"github.com/proxylab/proxylab/core/upstream"
 	"github.com/proxylab/proxylab/offload"
+	"github.com/proxylab/proxylab/offload/gm"
 	"github.com/proxylab/proxylab/offload/gotls"
 	"github.com/proxylab/proxylab/transport"
 	"github.com/proxylab/proxylab/transport/netpoll"
@@ -19,6 +20,7 @@ func registerBuiltins() {
 	xprotocol.Register(dubbo.Codec{})
 
 	offload.Register(gotls.Name, gotls.New)
+	offload.Register(gm.Name, gm.New)
 
 	transport.Register(netpoll.Name, netpoll.New)
 	registerPlatformBuiltins() // rawepoll on Linux

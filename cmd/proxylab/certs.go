@@ -29,8 +29,31 @@ func cmdCerts(args []string, stdout, stderr io.Writer) int {
 	hosts := fs.String("hosts", "localhost,127.0.0.1", "comma-separated DNS names and IPs for the server certificate")
 	keyType := fs.String("key", "ecdsa", "server key type: ecdsa (P-256) or rsa (2048)")
 	days := fs.Int("days", 365, "validity in days")
+	gm := fs.Bool("gm", false, "SM2 certificates for TLCP (engine gm): a CA and signing + encryption pairs for a server and a client")
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	if *gm {
+		if err := os.MkdirAll(*dir, 0o755); err != nil {
+			fmt.Fprintf(stderr, "proxylab certs: %v\n", err)
+			return 1
+		}
+		if err := writeGMCerts(*dir, strings.Split(*hosts, ","), time.Duration(*days)*24*time.Hour); err != nil {
+			fmt.Fprintf(stderr, "proxylab certs: %v\n", err)
+			return 1
+		}
+		fmt.Fprintf(stdout, `wrote %[1]s/sm2-ca.pem, %[1]s/server-{sign,enc}.pem and keys, %[1]s/client-{sign,enc}.pem and keys
+
+listener TLCP:
+    tls:
+      engine: gm
+      certificates:
+        - {cert_file: %[1]s/server-sign.pem, key_file: %[1]s/server-sign-key.pem,
+           enc_cert_file: %[1]s/server-enc.pem, enc_key_file: %[1]s/server-enc-key.pem}
+      # client_auth: require
+      # client_ca: %[1]s/sm2-ca.pem
+`, *dir)
+		return 0
 	}
 	if err := writeCerts(*dir, strings.Split(*hosts, ","), *keyType, time.Duration(*days)*24*time.Hour); err != nil {
 		fmt.Fprintf(stderr, "proxylab certs: %v\n", err)

@@ -119,6 +119,10 @@ type Listener struct {
 type CertFiles struct {
 	CertFile string `yaml:"cert_file"`
 	KeyFile  string `yaml:"key_file"`
+	// EncCertFile and EncKeyFile are the encryption certificate and key
+	// TLCP needs besides the signing pair (engine gm).
+	EncCertFile string `yaml:"enc_cert_file,omitempty"`
+	EncKeyFile  string `yaml:"enc_key_file,omitempty"`
 }
 
 // ListenerTLS is a listener's TLS settings.
@@ -701,6 +705,7 @@ func (c *Config) validate(k Known) Errors {
 			if c := t.ClientCert; c != nil {
 				checkFile(c.CertFile, p+".tls.client_cert.cert_file", add)
 				checkFile(c.KeyFile, p+".tls.client_cert.key_file", add)
+				checkEncPair(t.Engine, *c, p+".tls.client_cert", add)
 			}
 		}
 		switch {
@@ -900,6 +905,7 @@ func (c *Config) validate(k Known) Errors {
 			for j, c := range t.Certificates {
 				checkFile(c.CertFile, fmt.Sprintf("%s.certificates[%d].cert_file", tp, j), add)
 				checkFile(c.KeyFile, fmt.Sprintf("%s.certificates[%d].key_file", tp, j), add)
+				checkEncPair(t.Engine, c, fmt.Sprintf("%s.certificates[%d]", tp, j), add)
 			}
 			switch t.ClientAuth {
 			case "none", "request":
@@ -1078,4 +1084,18 @@ func (c *Config) ClusterByName(name string) Cluster {
 		}
 	}
 	return Cluster{}
+}
+
+// checkEncPair: the gm engine (TLCP) needs the encryption pair besides the
+// signing one.
+func checkEncPair(engine string, c CertFiles, p string, add func(path, format string, args ...any)) {
+	if engine != "gm" {
+		return
+	}
+	if c.EncCertFile == "" || c.EncKeyFile == "" {
+		add(p, "engine gm needs enc_cert_file and enc_key_file (TLCP's encryption certificate) besides cert_file and key_file")
+		return
+	}
+	checkFile(c.EncCertFile, p+".enc_cert_file", add)
+	checkFile(c.EncKeyFile, p+".enc_key_file", add)
 }

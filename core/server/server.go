@@ -96,7 +96,7 @@ func New(cfg *config.Config, tr transport.Transport, log *slog.Logger) (*Server,
 			}
 			occ := &offload.ClientConfig{SNI: t.SNI, CAFile: t.CAFile, Insecure: t.InsecureSkipVerify, ALPN: alpn, MinVersion: t.MinVersion, Stats: st}
 			if c := t.ClientCert; c != nil {
-				occ.Cert = &offload.CertFiles{CertFile: c.CertFile, KeyFile: c.KeyFile}
+				occ.Cert = &offload.CertFiles{CertFile: c.CertFile, KeyFile: c.KeyFile, EncCertFile: c.EncCertFile, EncKeyFile: c.EncKeyFile}
 			}
 			if secure, err = eng.NewClient(occ); err != nil {
 				return nil, fmt.Errorf("server: cluster %q: %w", cc.Name, err)
@@ -222,7 +222,7 @@ func (s *Server) tlsFilter(name string, t *config.ListenerTLS, alpn []string, in
 		Stats: &offload.Stats{},
 	}
 	for _, c := range t.Certificates {
-		sc.Certificates = append(sc.Certificates, offload.CertFiles{CertFile: c.CertFile, KeyFile: c.KeyFile})
+		sc.Certificates = append(sc.Certificates, offload.CertFiles{CertFile: c.CertFile, KeyFile: c.KeyFile, EncCertFile: c.EncCertFile, EncKeyFile: c.EncKeyFile})
 	}
 	srv, err := eng.NewServer(sc)
 	if err != nil {

@@ -1,6 +1,7 @@
 package tlcp
 
 import (
+	"context"
 	"crypto"
 	"crypto/rand"
 	"errors"
@@ -97,6 +98,21 @@ type Conn struct {
 	state      ConnectionState
 }
 
+// SuiteName names a cipher suite as GB/T 38636 does.
+func SuiteName(id uint16) string {
+	switch id {
+	case ECC_SM4_CBC_SM3:
+		return "ECC_SM4_CBC_SM3"
+	case ECC_SM4_GCM_SM3:
+		return "ECC_SM4_GCM_SM3"
+	case ECDHE_SM4_CBC_SM3:
+		return "ECDHE_SM4_CBC_SM3"
+	case ECDHE_SM4_GCM_SM3:
+		return "ECDHE_SM4_GCM_SM3"
+	}
+	return fmt.Sprintf("0x%04x", id)
+}
+
 // ConnectionState describes an established connection.
 type ConnectionState struct {
 	CipherSuite      uint16
@@ -125,6 +141,23 @@ func (c *Conn) Handshake() error {
 		}
 	})
 	return c.hsErr
+}
+
+// HandshakeContext runs the handshake; ctx is checked before it starts
+// (a transport that feeds the connection signals timeouts through Read).
+func (c *Conn) HandshakeContext(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return c.Handshake()
+}
+
+// CloseWrite sends close_notify; the connection stays open for reading.
+func (c *Conn) CloseWrite() error {
+	if c.hsErr == nil {
+		c.sendAlert(AlertCloseNotify)
+	}
+	return nil
 }
 
 // ConnectionState is valid after the handshake.
@@ -301,4 +334,29 @@ func (c *Conn) Close() error {
 		c.sendAlert(AlertCloseNotify)
 	}
 	return c.raw.Close()
+}
+
+// LocalAddr, RemoteAddr and the deadlines are the underlying connection's,
+// so a Conn is a net.Conn.
+func (c *Conn) LocalAddr() net.Addr                { return c.raw.LocalAddr() }
+func (c *Conn) RemoteAddr() net.Addr               { return c.raw.RemoteAddr() }
+func (c *Conn) SetDeadline(t time.Time) error      { return c.raw.SetDeadline(t) }
+func (c *Conn) SetReadDeadline(t time.Time) error  { return c.raw.SetReadDeadline(t) }
+func (c *Conn) SetWriteDeadline(t time.Time) error { return c.raw.SetWriteDeadline(t) }
+
+var _ net.Conn = (*Conn)(nil)
+
+// Listener wraps accepted connections in TLCP server connections.
+type Listener struct {
+	net.Listener
+	Config *Config
+}
+
+// Accept returns the next connection, not yet handshaken.
+func (l Listener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return Server(c, l.Config), nil
 }

@@ -1,0 +1,163 @@
+package main
+
+import (
+	"bufio"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/emmansun/gmsm/smx509"
+
+	"github.com/proxylab/proxylab/offload/gm/tlcp"
+)
+
+func gmCerts(t *testing.T) (dir string, pool *smx509.CertPool) {
+	t.Helper()
+	dir = t.TempDir()
+	if err := writeGMCerts(dir, []string{"localhost", "127.0.0.1"}, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	pem, _ := os.ReadFile(filepath.Join(dir, "sm2-ca.pem"))
+	pool = smx509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	return dir, pool
+}
+
+// tlcpPair loads a TLCP double certificate written by writeGMCerts.
+func tlcpPair(t *testing.T, dir, who string) (*tlcp.Certificate, *tlcp.Certificate) {
+	t.Helper()
+	load := func(name string) *tlcp.Certificate {
+		certPEM, _ := os.ReadFile(filepath.Join(dir, name+".pem"))
+		keyPEM, _ := os.ReadFile(filepath.Join(dir, name+"-key.pem"))
+		cb, kb := pemBlock(certPEM), pemBlock(keyPEM)
+		key, err := smx509.ParsePKCS8PrivateKey(kb)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &tlcp.Certificate{Chain: [][]byte{cb}, Key: key}
+	}
+	return load(who + "-sign"), load(who + "-enc")
+}
+
+func gmListenerTLS(dir, extra string) string {
+	return fmt.Sprintf(`    tls:
+      engine: gm
+      certificates:
+        - {cert_file: %[1]q, key_file: %[2]q, enc_cert_file: %[3]q, enc_key_file: %[4]q}
+%[5]s`, filepath.Join(dir, "server-sign.pem"), filepath.Join(dir, "server-sign-key.pem"),
+		filepath.Join(dir, "server-enc.pem"), filepath.Join(dir, "server-enc-key.pem"), extra)
+}
+
+// tlcpGet sends one HTTP/1.1 request over TLCP and returns the response.
+func tlcpGet(addr string, cfg *tlcp.Config, path string) (*http.Response, string, error) {
+	raw, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		return nil, "", err
+	}
+	raw.SetDeadline(time.Now().Add(5 * time.Second))
+	c := tlcp.Client(raw, cfg)
+	defer c.Close()
+	if err := c.Handshake(); err != nil {
+		return nil, "", err
+	}
+	fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: localhost\r\n\r\n", path)
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		return nil, "", err
+	}
+	b, _ := io.ReadAll(resp.Body)
+	return resp, string(b), nil
+}
+
+func TestGMListener(t *testing.T) {
+	dir, pool := gmCerts(t)
+	forEachTransport(t, func(t *testing.T, tr string) {
+		up := startUpstream(t, http.HandlerFunc(echoHandler))
+		for _, suite := range []uint16{tlcp.ECC_SM4_GCM_SM3, tlcp.ECC_SM4_CBC_SM3} {
+			t.Run(tlcp.SuiteName(suite), func(t *testing.T) {
+				p := startProxy(t, fmt.Sprintf(`transport: %s
+listeners:
+  - name: web
+    address: 127.0.0.1:0
+%s
+    http_proxy: {}
+routes:
+  - {name: all, domains: ["*"], routes: [{prefix: /, cluster: up}]}
+clusters:
+  - {name: up, hosts: [{address: %q}]}
+`, tr, gmListenerTLS(dir, ""), up.addr))
+				resp, body, err := tlcpGet(p.addr("web"), &tlcp.Config{RootCAs: pool, ServerName: "localhost", CipherSuites: []uint16{suite}}, "/gm?x=1")
+				if err != nil {
+					t.Fatal(err)
+				}
+				if resp.StatusCode != 200 || body != "GET /gm?x=1 0 " || resp.Header.Get("X-Seen-XFP") != "https" {
+					t.Fatalf("%d %q xfp=%q", resp.StatusCode, body, resp.Header.Get("X-Seen-XFP"))
+				}
+			})
+		}
+	})
+}
+
+func TestGMClientAuthAndClusters(t *testing.T) {
+	dir, pool := gmCerts(t)
+	// A TLCP upstream (our tlcp package serving net/http) requiring client
+	// certificates: the proxy's cluster speaks TLCP with its own pair.
+	ss, se := tlcpPair(t, dir, "server")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "tlcp upstream") })}
+	go srv.Serve(tlcp.Listener{Listener: ln, Config: &tlcp.Config{SignCert: ss, EncCert: se, ClientAuth: tlcp.RequireAndVerifyClientCert, ClientCAs: pool}})
+	t.Cleanup(func() { srv.Close() })
+	forEachTransport(t, func(t *testing.T, tr string) {
+		p := startProxy(t, fmt.Sprintf(`transport: %[1]s
+listeners:
+  - name: web
+    address: 127.0.0.1:0
+%[2]s
+    http_proxy: {}
+routes:
+  - {name: all, domains: ["*"], routes: [{prefix: /, cluster: up}]}
+clusters:
+  - name: up
+    tls:
+      engine: gm
+      ca_file: %[3]q
+      sni: localhost
+      client_cert: {cert_file: %[4]q, key_file: %[5]q, enc_cert_file: %[6]q, enc_key_file: %[7]q}
+    hosts: [{address: %[8]q}]
+`, tr, gmListenerTLS(dir, fmt.Sprintf("      client_auth: require\n      client_ca: %q\n", filepath.Join(dir, "sm2-ca.pem"))),
+			filepath.Join(dir, "sm2-ca.pem"), filepath.Join(dir, "client-sign.pem"), filepath.Join(dir, "client-sign-key.pem"),
+			filepath.Join(dir, "client-enc.pem"), filepath.Join(dir, "client-enc-key.pem"), ln.Addr().String()))
+		cs, ce := tlcpPair(t, dir, "client")
+		resp, body, err := tlcpGet(p.addr("web"), &tlcp.Config{RootCAs: pool, ServerName: "localhost", SignCert: cs, EncCert: ce}, "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode != 200 || body != "tlcp upstream" {
+			t.Fatalf("%d %q", resp.StatusCode, body)
+		}
+		// Without a client certificate the listener refuses with an alert.
+		_, _, err = tlcpGet(p.addr("web"), &tlcp.Config{RootCAs: pool, ServerName: "localhost"}, "/")
+		var ae *tlcp.AlertError
+		if !errors.As(err, &ae) || ae.Code != tlcp.AlertHandshakeFailure || !ae.Remote {
+			t.Fatalf("no client certificate: %v", err)
+		}
+	})
+}
+
+func pemBlock(data []byte) []byte {
+	b, _ := pem.Decode(data)
+	if b == nil {
+		return nil
+	}
+	return b.Bytes
+}
