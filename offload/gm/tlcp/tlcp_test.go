@@ -233,3 +233,15 @@ func TestPRFLength(t *testing.T) {
 		t.Fatal("PRF output is not a stream")
 	}
 }
+
+// nopAddrConn fills net.Conn's address and deadline methods for test conns.
+type nopAddrConn struct{}
+
+func (nopAddrConn) Close() error                     { return nil }
+func (nopAddrConn) LocalAddr() net.Addr              { return &net.TCPAddr{} }
+func (nopAddrConn) RemoteAddr() net.Addr             { return &net.TCPAddr{} }
+func (nopAddrConn) SetDeadline(time.Time) error      { return nil }
+func (nopAddrConn) SetReadDeadline(time.Time) error  { return nil }
+func (nopAddrConn) SetWriteDeadline(time.Time) error { return nil }
+
+var errEOF = io.EOF
