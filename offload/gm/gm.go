@@ -139,7 +139,8 @@ func (Engine) NewServer(cfg *offload.ServerConfig) (offload.Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	t := &tlcp.Config{SignCert: sign, EncCert: enc}
+	// Sessions resume by ID for an hour (TLCP has no tickets).
+	t := &tlcp.Config{SignCert: sign, EncCert: enc, SessionCache: tlcp.NewSessionCache(20000, time.Hour)}
 	switch cfg.ClientAuth {
 	case "", "none":
 	case "require":
@@ -175,6 +176,7 @@ type client struct {
 // certificates.
 func (Engine) NewClient(cfg *offload.ClientConfig) (offload.Client, error) {
 	cl := &client{cfg: *cfg, hs: engineconn.NewHandshakers()}
+	cl.base.SessionCache = tlcp.NewSessionCache(1024, time.Hour)
 	cl.base.InsecureSkipVerify = cfg.Insecure
 	if cfg.CAFile != "" {
 		pool, err := loadPool(cfg.CAFile)
@@ -219,7 +221,8 @@ func hostOnly(hostport string) string {
 type protocol struct{ *tlcp.Conn }
 
 func (p protocol) Negotiated() engineconn.Negotiated {
-	return engineconn.Negotiated{Version: "TLCP1.1", Suite: tlcp.SuiteName(p.ConnectionState().CipherSuite)}
+	st := p.ConnectionState()
+	return engineconn.Negotiated{Version: "TLCP1.1", Suite: tlcp.SuiteName(st.CipherSuite), Resumed: st.DidResume}
 }
 
 // FailureReason names TLCP alerts for metrics.

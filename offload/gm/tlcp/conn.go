@@ -44,8 +44,12 @@ type Config struct {
 	// ServerName is checked against the server's signing certificate.
 	ServerName         string
 	InsecureSkipVerify bool
-	Rand               io.Reader
-	Time               func() time.Time
+	// SessionCache enables resumption by session ID: a server keeps the
+	// sessions it established, a client the ones it may resume (per server
+	// name). Share one per listener or cluster; nil disables resumption.
+	SessionCache *SessionCache
+	Rand         io.Reader
+	Time         func() time.Time
 }
 
 func (c *Config) rand() io.Reader {
@@ -115,6 +119,7 @@ func SuiteName(id uint16) string {
 
 // ConnectionState describes an established connection.
 type ConnectionState struct {
+	DidResume        bool
 	CipherSuite      uint16
 	PeerCertificates []*smx509.Certificate // signing certificate first, then encryption
 }
@@ -359,4 +364,67 @@ func (l Listener) Accept() (net.Conn, error) {
 		return nil, err
 	}
 	return Server(c, l.Config), nil
+}
+
+// session is what resumption needs of an established session.
+type session struct {
+	id      []byte
+	master  []byte
+	suite   uint16
+	peer    []*smx509.Certificate
+	created time.Time
+}
+
+// SessionCache keeps sessions for resumption by ID (GB/T 38636 §6.4.5.2),
+// bounded in size and age. Safe for concurrent use.
+type SessionCache struct {
+	mu    sync.Mutex
+	max   int
+	ttl   time.Duration
+	m     map[string]*session
+	order []string // insertion order, for eviction
+}
+
+// NewSessionCache keeps up to max sessions for ttl each.
+func NewSessionCache(max int, ttl time.Duration) *SessionCache {
+	return &SessionCache{max: max, ttl: ttl, m: map[string]*session{}}
+}
+
+func (sc *SessionCache) get(key string, now time.Time) *session {
+	if sc == nil {
+		return nil
+	}
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	s := sc.m[key]
+	if s != nil && now.Sub(s.created) > sc.ttl {
+		delete(sc.m, key)
+		return nil
+	}
+	return s
+}
+
+func (sc *SessionCache) put(key string, s *session) {
+	if sc == nil {
+		return
+	}
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	if _, ok := sc.m[key]; !ok {
+		sc.order = append(sc.order, key)
+	}
+	sc.m[key] = s
+	for len(sc.m) > sc.max && len(sc.order) > 0 {
+		delete(sc.m, sc.order[0])
+		sc.order = sc.order[1:]
+	}
+}
+
+func (sc *SessionCache) remove(key string) {
+	if sc == nil {
+		return
+	}
+	sc.mu.Lock()
+	delete(sc.m, key)
+	sc.mu.Unlock()
 }

@@ -186,7 +186,7 @@ func (c *Conn) serverHandshake() error {
 	r := reader{b: body}
 	version := r.u16()
 	clientRandom := r.take(32)
-	r.vec8() // session ID: no resumption yet
+	offeredSID := r.vec8()
 	suitesRaw := r.vec16()
 	comp := r.vec8()
 	if r.bad || len(suitesRaw)%2 != 0 || !slices.Contains(comp, 0) {
@@ -213,10 +213,15 @@ func (c *Conn) serverHandshake() error {
 	if chosen == 0 {
 		return &AlertError{Code: AlertHandshakeFailure}
 	}
-	st := suites[chosen]
 	serverRandom := make([]byte, 32)
 	binary.BigEndian.PutUint32(serverRandom, uint32(cfg.now().Unix()))
 	c.random(serverRandom[4:])
+	if len(offeredSID) > 0 {
+		if old := cfg.SessionCache.get(string(offeredSID), cfg.now()); old != nil && offersSuite(suitesRaw, old.suite) {
+			return c.serverResume(old, clientRandom, serverRandom)
+		}
+	}
+	st := suites[chosen]
 	sid := make([]byte, 32)
 	c.random(sid)
 
@@ -325,7 +330,80 @@ func (c *Conn) serverHandshake() error {
 	}
 	c.out = out
 	c.state = ConnectionState{CipherSuite: chosen, PeerCertificates: clientCerts}
-	return c.writeRecords(recordHandshake, fin)
+	if err := c.writeRecords(recordHandshake, fin); err != nil {
+		return err
+	}
+	cfg.SessionCache.put(string(sid), &session{id: sid, master: master, suite: chosen, peer: clientCerts, created: cfg.now()})
+	return nil
+}
+
+func offersSuite(raw []byte, id uint16) bool {
+	for i := 0; i+1 < len(raw); i += 2 {
+		if binary.BigEndian.Uint16(raw[i:]) == id {
+			return true
+		}
+	}
+	return false
+}
+
+// keysFor makes both directions' protection from a master secret;
+// client says which side this is.
+func keysFor(st suite, master, clientRandom, serverRandom []byte, client bool) (in, out *halfConn, err error) {
+	cMAC, sMAC, cKey, sKey, cIV, sIV := st.keys(master, clientRandom, serverRandom)
+	ch, err := newHalf(st, cMAC, cKey, cIV)
+	if err != nil {
+		return nil, nil, err
+	}
+	sh, err := newHalf(st, sMAC, sKey, sIV)
+	if err != nil {
+		return nil, nil, err
+	}
+	if client {
+		return sh, ch, nil
+	}
+	return ch, sh, nil
+}
+
+// serverResume finishes an abbreviated handshake: ServerHello with the
+// old session ID, then the server's ChangeCipherSpec and Finished first.
+func (c *Conn) serverResume(old *session, clientRandom, serverRandom []byte) error {
+	sh := binary.BigEndian.AppendUint16(nil, VersionTLCP)
+	sh = append(sh, serverRandom...)
+	sh = append(append(sh, byte(len(old.id))), old.id...)
+	sh = binary.BigEndian.AppendUint16(sh, old.suite)
+	sh = append(sh, 0)
+	hello := c.handshakeMsg(nil, msgServerHello, sh)
+	in, out, err := keysFor(suites[old.suite], old.master, clientRandom, serverRandom, false)
+	if err != nil {
+		return err
+	}
+	fin := c.handshakeMsg(nil, msgFinished, finishedSum(old.master, "server finished", c.transcript))
+	c.wmu.Lock()
+	err = c.writeRecords(recordHandshake, hello)
+	if err == nil {
+		err = c.writeRecords(recordChangeCipherSpec, []byte{1})
+	}
+	if err == nil {
+		c.out = out
+		err = c.writeRecords(recordHandshake, fin)
+	}
+	c.wmu.Unlock()
+	if err != nil {
+		return err
+	}
+	if err := c.expectChangeCipherSpec(in); err != nil {
+		return err
+	}
+	want := finishedSum(old.master, "client finished", c.transcript)
+	typ, body, err := c.readHandshake()
+	if err != nil {
+		return err
+	}
+	if typ != msgFinished || subtle.ConstantTimeCompare(body, want) != 1 {
+		return &AlertError{Code: AlertDecryptError}
+	}
+	c.state = ConnectionState{DidResume: true, CipherSuite: old.suite, PeerCertificates: old.peer}
+	return nil
 }
 
 func (c *Conn) clientHandshake() error {
@@ -333,9 +411,15 @@ func (c *Conn) clientHandshake() error {
 	clientRandom := make([]byte, 32)
 	binary.BigEndian.PutUint32(clientRandom, uint32(cfg.now().Unix()))
 	c.random(clientRandom[4:])
+	cacheKey := cfg.ServerName + "|" + c.raw.RemoteAddr().String()
+	old := cfg.SessionCache.get(cacheKey, cfg.now())
 	ch := binary.BigEndian.AppendUint16(nil, VersionTLCP)
 	ch = append(ch, clientRandom...)
-	ch = append(ch, 0) // no session to resume
+	if old != nil {
+		ch = append(append(ch, byte(len(old.id))), old.id...)
+	} else {
+		ch = append(ch, 0)
+	}
 	var suitesRaw []byte
 	for _, s := range cfg.suites() {
 		suitesRaw = binary.BigEndian.AppendUint16(suitesRaw, s)
@@ -359,7 +443,7 @@ func (c *Conn) clientHandshake() error {
 	r := reader{b: body}
 	version := r.u16()
 	serverRandom := r.take(32)
-	r.vec8()
+	sid := r.vec8()
 	chosen := uint16(r.u16())
 	comp := r.u8()
 	if r.bad {
@@ -371,6 +455,13 @@ func (c *Conn) clientHandshake() error {
 	if !slices.Contains(cfg.suites(), chosen) || !slices.Contains(supported, chosen) || comp != 0 {
 		return &AlertError{Code: AlertIllegalParameter}
 	}
+	if old != nil && len(sid) > 0 && bytes.Equal(sid, old.id) {
+		if chosen != old.suite {
+			return &AlertError{Code: AlertIllegalParameter}
+		}
+		return c.clientResume(old, clientRandom, serverRandom)
+	}
+	cfg.SessionCache.remove(cacheKey)
 	st := suites[chosen]
 	if typ, body, err = c.readHandshake(); err != nil {
 		return err
@@ -476,5 +567,40 @@ func (c *Conn) clientHandshake() error {
 		return &AlertError{Code: AlertDecryptError}
 	}
 	c.state = ConnectionState{CipherSuite: chosen, PeerCertificates: serverCerts}
+	if len(sid) > 0 {
+		cfg.SessionCache.put(cacheKey, &session{id: append([]byte(nil), sid...), master: master, suite: chosen, peer: serverCerts, created: cfg.now()})
+	}
+	return nil
+}
+
+// clientResume finishes an abbreviated handshake: the server's
+// ChangeCipherSpec and Finished, then ours.
+func (c *Conn) clientResume(old *session, clientRandom, serverRandom []byte) error {
+	in, out, err := keysFor(suites[old.suite], old.master, clientRandom, serverRandom, true)
+	if err != nil {
+		return err
+	}
+	if err := c.expectChangeCipherSpec(in); err != nil {
+		return err
+	}
+	want := finishedSum(old.master, "server finished", c.transcript)
+	typ, body, err := c.readHandshake()
+	if err != nil {
+		return err
+	}
+	if typ != msgFinished || !bytes.Equal(body, want) {
+		return &AlertError{Code: AlertDecryptError}
+	}
+	fin := c.handshakeMsg(nil, msgFinished, finishedSum(old.master, "client finished", c.transcript))
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if err := c.writeRecords(recordChangeCipherSpec, []byte{1}); err != nil {
+		return err
+	}
+	c.out = out
+	if err := c.writeRecords(recordHandshake, fin); err != nil {
+		return err
+	}
+	c.state = ConnectionState{DidResume: true, CipherSuite: old.suite, PeerCertificates: old.peer}
 	return nil
 }

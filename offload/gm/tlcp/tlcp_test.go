@@ -245,3 +245,69 @@ func (nopAddrConn) SetReadDeadline(time.Time) error  { return nil }
 func (nopAddrConn) SetWriteDeadline(time.Time) error { return nil }
 
 var errEOF = io.EOF
+
+func TestResumption(t *testing.T) {
+	pki := newPKI(t)
+	scache, ccache := NewSessionCache(100, time.Hour), NewSessionCache(100, time.Hour)
+	server := &Config{SignCert: pki.issue(t, "gm.test", false, false, time.Now().Add(time.Hour)), EncCert: pki.issue(t, "gm.test", true, false, time.Now().Add(time.Hour)),
+		SessionCache: scache}
+	for _, suite := range []uint16{ECC_SM4_GCM_SM3, ECC_SM4_CBC_SM3} {
+		client := &Config{RootCAs: pki.pool, ServerName: "gm.test", CipherSuites: []uint16{suite}, SessionCache: ccache}
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		handshake := func() (ConnectionState, ConnectionState) {
+			t.Helper()
+			done := make(chan ConnectionState, 1)
+			go func() {
+				raw, err := ln.Accept()
+				if err != nil {
+					done <- ConnectionState{}
+					return
+				}
+				s := Server(raw, server)
+				if err := s.Handshake(); err != nil {
+					t.Errorf("server: %v", err)
+				}
+				buf := make([]byte, 5)
+				io.ReadFull(s, buf)
+				s.Write(buf)
+				done <- s.ConnectionState()
+				s.Close()
+			}()
+			raw, err := net.Dial("tcp", ln.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			raw.SetDeadline(time.Now().Add(5 * time.Second))
+			c := Client(raw, client)
+			if err := c.Handshake(); err != nil {
+				t.Fatalf("client: %v", err)
+			}
+			c.Write([]byte("hello"))
+			buf := make([]byte, 5)
+			if _, err := io.ReadFull(c, buf); err != nil || string(buf) != "hello" {
+				t.Fatalf("echo %q %v", buf, err)
+			}
+			c.Close()
+			return c.ConnectionState(), <-done
+		}
+		c1, s1 := handshake()
+		c2, s2 := handshake()
+		if c1.DidResume || s1.DidResume || !c2.DidResume || !s2.DidResume || c2.CipherSuite != suite {
+			t.Fatalf("%s: first resumed=%v/%v, second resumed=%v/%v", SuiteName(suite), c1.DidResume, s1.DidResume, c2.DidResume, s2.DidResume)
+		}
+		if len(c2.PeerCertificates) != 2 {
+			t.Fatal("resumed session lost the peer certificates")
+		}
+		// A server that forgot the session does a full handshake.
+		scache.mu.Lock()
+		scache.m = map[string]*session{}
+		scache.mu.Unlock()
+		if c3, s3 := handshake(); c3.DidResume || s3.DidResume {
+			t.Fatal("resumed a session the server no longer has")
+		}
+		ln.Close()
+	}
+}
