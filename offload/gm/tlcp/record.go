@@ -141,11 +141,22 @@ func (s suite) keys(master, clientRandom, serverRandom []byte) (cMAC, sMAC, cKey
 
 // halfConn protects one direction of a connection.
 type halfConn struct {
-	seq   [8]byte
-	aead  cipher.AEAD
-	block cipher.Block
-	mac   hash.Hash
-	salt  []byte // GCM implicit nonce part
+	seq    [8]byte
+	aead   cipher.AEAD
+	block  cipher.Block
+	mac    hash.Hash
+	salt   []byte   // GCM implicit nonce part
+	nonce  [12]byte // scratch: salt || explicit part
+	macSum [32]byte // scratch: a record's MAC
+	iv     [16]byte // scratch: a CBC record's IV
+	ad     [13]byte // scratch: GCM additional data
+}
+
+// nonceFor is salt || explicit (12 bytes) in the scratch array.
+func (h *halfConn) nonceFor(explicit []byte) []byte {
+	copy(h.nonce[:4], h.salt)
+	copy(h.nonce[4:], explicit)
+	return h.nonce[:]
 }
 
 func newHalf(s suite, macKey, key, iv []byte) (*halfConn, error) {
@@ -189,16 +200,16 @@ func (h *halfConn) seal(dst []byte, typ uint8, p []byte, random func([]byte)) []
 	defer h.incSeq()
 	if h.aead != nil {
 		explicit := h.seq[:] // the sequence number is a unique explicit nonce
-		nonce := append(append(make([]byte, 0, 12), h.salt...), explicit...)
-		var ad [13]byte
-		copy(ad[:], h.seq[:])
+		nonce := h.nonceFor(explicit)
+		ad := h.ad[:]
+		copy(ad, h.seq[:])
 		hd := header(typ, len(p))
 		copy(ad[8:], hd[:])
 		n := 8 + len(p) + h.aead.Overhead()
 		out := header(typ, n)
 		dst = append(dst, out[:]...)
 		dst = append(dst, explicit...)
-		return h.aead.Seal(dst, nonce, p, ad[:])
+		return h.aead.Seal(dst, nonce, p, ad)
 	}
 	bs := h.block.BlockSize()
 	h.mac.Reset()
@@ -206,14 +217,14 @@ func (h *halfConn) seal(dst []byte, typ uint8, p []byte, random func([]byte)) []
 	hd := header(typ, len(p))
 	h.mac.Write(hd[:])
 	h.mac.Write(p)
-	mac := h.mac.Sum(nil)
+	mac := h.mac.Sum(h.macSum[:0])
 	plainLen := len(p) + len(mac)
 	pad := bs - plainLen%bs // 1..bs bytes of padding, each the padding length - 1
 	n := bs + plainLen + pad
 	out := header(typ, n)
 	dst = append(dst, out[:]...)
 	start := len(dst)
-	iv := make([]byte, bs)
+	iv := h.iv[:bs]
 	random(iv)
 	dst = append(dst, iv...)
 	dst = append(dst, p...)
@@ -239,12 +250,12 @@ func (h *halfConn) open(typ uint8, frag []byte) ([]byte, error) {
 		if len(frag) < 8+h.aead.Overhead() {
 			return nil, errBadRecordMAC
 		}
-		nonce := append(append(make([]byte, 0, 12), h.salt...), frag[:8]...)
-		var ad [13]byte
-		copy(ad[:], h.seq[:])
+		nonce := h.nonceFor(frag[:8])
+		ad := h.ad[:]
+		copy(ad, h.seq[:])
 		hd := header(typ, len(frag)-8-h.aead.Overhead())
 		copy(ad[8:], hd[:])
-		p, err := h.aead.Open(frag[8:8], nonce, frag[8:], ad[:])
+		p, err := h.aead.Open(frag[8:8], nonce, frag[8:], ad)
 		if err != nil {
 			return nil, errBadRecordMAC
 		}
@@ -273,7 +284,7 @@ func (h *halfConn) open(typ uint8, frag []byte) ([]byte, error) {
 	hd := header(typ, len(p))
 	h.mac.Write(hd[:])
 	h.mac.Write(p)
-	if subtle.ConstantTimeCompare(h.mac.Sum(nil), mac)&good != 1 {
+	if subtle.ConstantTimeCompare(h.mac.Sum(h.macSum[:0]), mac)&good != 1 {
 		return nil, errBadRecordMAC
 	}
 	return p, nil
