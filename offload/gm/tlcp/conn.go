@@ -36,7 +36,7 @@ type Config struct {
 	// client: for client authentication).
 	SignCert, EncCert *Certificate
 	// CipherSuites in preference order; empty: ECC_SM4_GCM_SM3,
-	// ECC_SM4_CBC_SM3.
+	// ECC_SM4_CBC_SM3, ECDHE_SM4_GCM_SM3, ECDHE_SM4_CBC_SM3.
 	CipherSuites []uint16
 	ClientAuth   ClientAuth
 	// ClientCAs verify client certificates, RootCAs server certificates.
@@ -66,8 +66,10 @@ func (c *Config) now() time.Time {
 	return time.Now()
 }
 
-// supported are the suites implemented, in default preference order.
-var supported = []uint16{ECC_SM4_GCM_SM3, ECC_SM4_CBC_SM3}
+// supported are the suites implemented. The default preference puts the
+// ECC suites first: the ECDHE ones need a client certificate (the SM2 key
+// agreement uses both sides' encryption keys), which not every client has.
+var supported = []uint16{ECC_SM4_GCM_SM3, ECC_SM4_CBC_SM3, ECDHE_SM4_GCM_SM3, ECDHE_SM4_CBC_SM3}
 
 func (c *Config) suites() []uint16 {
 	if len(c.CipherSuites) > 0 {

@@ -9,6 +9,7 @@ import (
 	"io"
 	"slices"
 
+	"github.com/emmansun/gmsm/ecdh"
 	"github.com/emmansun/gmsm/sm2"
 	"github.com/emmansun/gmsm/sm3"
 	"github.com/emmansun/gmsm/smx509"
@@ -171,6 +172,87 @@ func verify(cert *smx509.Certificate, msg, sig []byte) bool {
 	return ok && sm2.VerifyASN1WithSM2(pub, nil, msg, sig)
 }
 
+// curveSM2 is the named curve TLCP implementations put in ECDHE
+// parameters (GmSSL and Tongsuo: 30); any id is accepted when reading.
+const curveSM2 = 30
+
+// ecdheParams encodes ECParameters (named_curve, SM2) and the point.
+func ecdheParams(pub *ecdh.PublicKey) []byte {
+	pt := pub.Bytes()
+	return append([]byte{3, 0, curveSM2, byte(len(pt))}, pt...)
+}
+
+// splitECDHEParams cuts the parameters off a ServerKeyExchange.
+func splitECDHEParams(b []byte) (params, rest []byte, err error) {
+	if len(b) < 4 || b[0] != 3 || len(b) < 4+int(b[3]) {
+		return nil, nil, decodeErr()
+	}
+	n := 4 + int(b[3])
+	return b[:n], b[n:], nil
+}
+
+// parseECDHEParams reads ECParameters and an SM2 point; a ClientKeyExchange
+// may also wrap them in a 2-byte length (both forms are seen in the wild).
+func parseECDHEParams(b []byte) (*ecdh.PublicKey, error) {
+	if len(b) > 2 && b[0] != 3 && int(binary.BigEndian.Uint16(b)) == len(b)-2 {
+		b = b[2:]
+	}
+	params, rest, err := splitECDHEParams(b)
+	if err != nil || len(rest) != 0 {
+		return nil, decodeErr()
+	}
+	pub, err := ecdh.P256().NewPublicKey(params[4:])
+	if err != nil {
+		return nil, &AlertError{Code: AlertIllegalParameter}
+	}
+	return pub, nil
+}
+
+// ecdhKey is an encryption certificate's key usable for SM2 key agreement
+// (an in-memory SM2 key; an HSM-held one offers only Decrypt).
+func ecdhKey(c *Certificate) *ecdh.PrivateKey {
+	if c == nil {
+		return nil
+	}
+	k, ok := c.Key.(interface {
+		ECDH() (*ecdh.PrivateKey, error)
+	})
+	if !ok {
+		return nil
+	}
+	e, err := k.ECDH()
+	if err != nil {
+		return nil
+	}
+	return e
+}
+
+// sm2UID is the default SM2 user ID both sides use.
+var sm2UID = []byte("1234567812345678")
+
+// sm2Agree derives the 48-byte premaster secret with the SM2 key agreement
+// protocol (GB/T 32918.3): own static (encryption) and ephemeral keys, the
+// peer's encryption certificate and ephemeral key; the server responds.
+func sm2Agree(responder bool, static, eph *ecdh.PrivateKey, peerCert *smx509.Certificate, peerEph *ecdh.PublicKey) ([]byte, error) {
+	pub, ok := peerCert.PublicKey.(*ecdsa.PublicKey)
+	if !ok || static == nil {
+		return nil, &AlertError{Code: AlertUnsupportedCertificate}
+	}
+	peerStatic, err := sm2.PublicKeyToECDH(pub)
+	if err != nil {
+		return nil, &AlertError{Code: AlertUnsupportedCertificate}
+	}
+	uv, err := static.SM2MQV(eph, peerStatic, peerEph)
+	if err != nil {
+		return nil, &AlertError{Code: AlertIllegalParameter}
+	}
+	pre, err := uv.SM2SharedKey(responder, 48, static.PublicKey(), peerStatic, sm2UID, sm2UID)
+	if err != nil {
+		return nil, &AlertError{Code: AlertInternalError}
+	}
+	return pre, nil
+}
+
 func (c *Conn) serverHandshake() error {
 	cfg := c.cfg
 	if cfg.SignCert == nil || cfg.EncCert == nil {
@@ -196,8 +278,9 @@ func (c *Conn) serverHandshake() error {
 		return &AlertError{Code: AlertProtocolVersion}
 	}
 	var chosen uint16
+	canECDHE := ecdhKey(cfg.EncCert) != nil && cfg.ClientCAs != nil
 	for _, s := range cfg.suites() {
-		if !slices.Contains(supported, s) {
+		if !slices.Contains(supported, s) || suites[s].ecdhe && !canECDHE {
 			continue
 		}
 		for i := 0; i < len(suitesRaw); i += 2 {
@@ -233,12 +316,29 @@ func (c *Conn) serverHandshake() error {
 	sh = append(sh, 0)
 	flight = c.handshakeMsg(flight, msgServerHello, sh)
 	flight = c.handshakeMsg(flight, msgCertificate, certificateBody(cfg.SignCert, cfg.EncCert))
-	sig, err := sign(cfg.SignCert.Key, cfg.rand(), keyExchangeSigned(clientRandom, serverRandom, cfg.EncCert.Chain[0]))
-	if err != nil {
-		return err
+	var eph *ecdh.PrivateKey
+	var ske []byte
+	if st.ecdhe {
+		if eph, err = ecdh.P256().GenerateKey(cfg.rand()); err != nil {
+			return &AlertError{Code: AlertInternalError}
+		}
+		ske = ecdheParams(eph.PublicKey())
+		signed := append(append(append([]byte(nil), clientRandom...), serverRandom...), ske...)
+		sig, err := sign(cfg.SignCert.Key, cfg.rand(), signed)
+		if err != nil {
+			return err
+		}
+		ske = appendVec16(ske, sig)
+	} else {
+		sig, err := sign(cfg.SignCert.Key, cfg.rand(), keyExchangeSigned(clientRandom, serverRandom, cfg.EncCert.Chain[0]))
+		if err != nil {
+			return err
+		}
+		ske = appendVec16(nil, sig)
 	}
-	flight = c.handshakeMsg(flight, msgServerKeyExchange, appendVec16(nil, sig))
-	if cfg.ClientAuth == RequireAndVerifyClientCert {
+	flight = c.handshakeMsg(flight, msgServerKeyExchange, ske)
+	needCert := cfg.ClientAuth == RequireAndVerifyClientCert || st.ecdhe
+	if needCert {
 		cr := []byte{1, certTypeECCSign}
 		cr = binary.BigEndian.AppendUint16(cr, 0) // any CA
 		flight = c.handshakeMsg(flight, msgCertificateRequest, cr)
@@ -252,7 +352,7 @@ func (c *Conn) serverHandshake() error {
 	}
 
 	var clientCerts []*smx509.Certificate
-	if cfg.ClientAuth == RequireAndVerifyClientCert {
+	if needCert {
 		if typ, body, err = c.readHandshake(); err != nil {
 			return err
 		}
@@ -275,18 +375,28 @@ func (c *Conn) serverHandshake() error {
 	if typ != msgClientKeyExchange {
 		return &AlertError{Code: AlertUnexpectedMessage}
 	}
-	r = reader{b: body}
-	ct := r.vec16()
-	if r.bad || len(r.b) != 0 {
-		return decodeErr()
-	}
-	dec, ok := cfg.EncCert.Key.(crypto.Decrypter)
-	if !ok {
-		return &AlertError{Code: AlertInternalError}
-	}
-	pre, err := dec.Decrypt(cfg.rand(), ct, nil)
-	if err != nil || len(pre) != 48 || binary.BigEndian.Uint16(pre) != VersionTLCP {
-		return &AlertError{Code: AlertDecryptError}
+	var pre []byte
+	if st.ecdhe {
+		peerEph, err := parseECDHEParams(body)
+		if err != nil {
+			return err
+		}
+		if pre, err = sm2Agree(true, ecdhKey(cfg.EncCert), eph, clientCerts[1], peerEph); err != nil {
+			return err
+		}
+	} else {
+		r = reader{b: body}
+		ct := r.vec16()
+		if r.bad || len(r.b) != 0 {
+			return decodeErr()
+		}
+		dec, ok := cfg.EncCert.Key.(crypto.Decrypter)
+		if !ok {
+			return &AlertError{Code: AlertInternalError}
+		}
+		if pre, err = dec.Decrypt(cfg.rand(), ct, nil); err != nil || len(pre) != 48 || binary.BigEndian.Uint16(pre) != VersionTLCP {
+			return &AlertError{Code: AlertDecryptError}
+		}
 	}
 	if len(clientCerts) > 0 {
 		digest := sm3.Sum(c.transcript)
@@ -482,10 +592,27 @@ func (c *Conn) clientHandshake() error {
 	if typ != msgServerKeyExchange {
 		return &AlertError{Code: AlertUnexpectedMessage}
 	}
-	r = reader{b: body}
-	sig := r.vec16()
-	if r.bad || !verify(serverCerts[0], keyExchangeSigned(clientRandom, serverRandom, serverCerts[1].Raw), sig) {
-		return &AlertError{Code: AlertDecryptError}
+	var serverEph *ecdh.PublicKey
+	if st.ecdhe {
+		params, rest, err := splitECDHEParams(body)
+		if err != nil {
+			return err
+		}
+		if serverEph, err = parseECDHEParams(params); err != nil {
+			return err
+		}
+		r = reader{b: rest}
+		sig := r.vec16()
+		signed := append(append(append([]byte(nil), clientRandom...), serverRandom...), params...)
+		if r.bad || len(r.b) != 0 || !verify(serverCerts[0], signed, sig) {
+			return &AlertError{Code: AlertDecryptError}
+		}
+	} else {
+		r = reader{b: body}
+		sig := r.vec16()
+		if r.bad || !verify(serverCerts[0], keyExchangeSigned(clientRandom, serverRandom, serverCerts[1].Raw), sig) {
+			return &AlertError{Code: AlertDecryptError}
+		}
 	}
 	if typ, body, err = c.readHandshake(); err != nil {
 		return err
@@ -510,18 +637,34 @@ func (c *Conn) clientHandshake() error {
 			flight = c.handshakeMsg(flight, msgCertificate, certificateBody(nil, nil))
 		}
 	}
-	pre := make([]byte, 48)
-	binary.BigEndian.PutUint16(pre, VersionTLCP)
-	c.random(pre[2:])
-	encPub, ok := serverCerts[1].PublicKey.(*ecdsa.PublicKey)
-	if !ok {
-		return &AlertError{Code: AlertUnsupportedCertificate}
+	var pre []byte
+	if st.ecdhe {
+		own := ecdhKey(cfg.EncCert)
+		if !sendCert || own == nil {
+			return &AlertError{Code: AlertHandshakeFailure} // SM2 key agreement needs our encryption key
+		}
+		eph, err := ecdh.P256().GenerateKey(cfg.rand())
+		if err != nil {
+			return &AlertError{Code: AlertInternalError}
+		}
+		if pre, err = sm2Agree(false, own, eph, serverCerts[1], serverEph); err != nil {
+			return err
+		}
+		flight = c.handshakeMsg(flight, msgClientKeyExchange, ecdheParams(eph.PublicKey()))
+	} else {
+		pre = make([]byte, 48)
+		binary.BigEndian.PutUint16(pre, VersionTLCP)
+		c.random(pre[2:])
+		encPub, ok := serverCerts[1].PublicKey.(*ecdsa.PublicKey)
+		if !ok {
+			return &AlertError{Code: AlertUnsupportedCertificate}
+		}
+		ct, err := sm2.EncryptASN1(cfg.rand(), encPub, pre)
+		if err != nil {
+			return &AlertError{Code: AlertInternalError}
+		}
+		flight = c.handshakeMsg(flight, msgClientKeyExchange, appendVec16(nil, ct))
 	}
-	ct, err := sm2.EncryptASN1(cfg.rand(), encPub, pre)
-	if err != nil {
-		return &AlertError{Code: AlertInternalError}
-	}
-	flight = c.handshakeMsg(flight, msgClientKeyExchange, appendVec16(nil, ct))
 	if sendCert {
 		digest := sm3.Sum(c.transcript)
 		sig, err := sign(cfg.SignCert.Key, cfg.rand(), digest[:])

@@ -3,10 +3,11 @@
 // github.com/emmansun/gmsm: SM2 double certificates (signing and
 // encryption), SM3 PRF and MACs, SM4-CBC and SM4-GCM records.
 //
-// Supported so far: the ECC key exchange suites ECC_SM4_CBC_SM3 and
-// ECC_SM4_GCM_SM3, server and client, with client authentication. The
-// ECDHE suites (SM2 key agreement) and session resumption are not yet
-// implemented.
+// All four suites of the standard — ECC_SM4_CBC_SM3, ECC_SM4_GCM_SM3 (the
+// premaster secret SM2-encrypted to the server's encryption certificate) and
+// ECDHE_SM4_CBC_SM3, ECDHE_SM4_GCM_SM3 (SM2 key agreement, GB/T 32918.3,
+// between both sides' encryption keys and ephemeral keys) — in both roles,
+// with client authentication and resumption by session ID.
 package tlcp
 
 import (

@@ -311,3 +311,40 @@ func TestResumption(t *testing.T) {
 		ln.Close()
 	}
 }
+
+func TestECDHESuites(t *testing.T) {
+	pki := newPKI(t)
+	server := &Config{SignCert: pki.issue(t, "gm.test", false, false, time.Now().Add(time.Hour)), EncCert: pki.issue(t, "gm.test", true, false, time.Now().Add(time.Hour)),
+		ClientCAs: pki.pool}
+	cs, ce := pki.issue(t, "client", false, true, time.Now().Add(time.Hour)), pki.issue(t, "client", true, true, time.Now().Add(time.Hour))
+	for _, suite := range []uint16{ECDHE_SM4_GCM_SM3, ECDHE_SM4_CBC_SM3} {
+		t.Run(SuiteName(suite), func(t *testing.T) {
+			s, c, serr, cerr := pair(t, server, &Config{RootCAs: pki.pool, ServerName: "gm.test", CipherSuites: []uint16{suite}, SignCert: cs, EncCert: ce})
+			if serr != nil || cerr != nil {
+				t.Fatalf("server %v, client %v", serr, cerr)
+			}
+			if s.ConnectionState().CipherSuite != suite || len(s.ConnectionState().PeerCertificates) != 2 {
+				t.Fatalf("server state %+v", s.ConnectionState())
+			}
+			go c.Write([]byte("forward secret"))
+			buf := make([]byte, 14)
+			if _, err := io.ReadFull(s, buf); err != nil || string(buf) != "forward secret" {
+				t.Fatalf("%q %v", buf, err)
+			}
+		})
+	}
+	t.Run("without a client certificate", func(t *testing.T) {
+		_, _, _, cerr := pair(t, server, &Config{RootCAs: pki.pool, ServerName: "gm.test", CipherSuites: []uint16{ECDHE_SM4_GCM_SM3}})
+		var ae *AlertError
+		if !errors.As(cerr, &ae) || ae.Code != AlertHandshakeFailure {
+			t.Fatalf("client %v", cerr)
+		}
+	})
+	t.Run("a server that cannot verify clients does not pick ECDHE", func(t *testing.T) {
+		noCA := &Config{SignCert: server.SignCert, EncCert: server.EncCert}
+		_, c, serr, cerr := pair(t, noCA, &Config{RootCAs: pki.pool, ServerName: "gm.test", CipherSuites: []uint16{ECDHE_SM4_GCM_SM3, ECC_SM4_GCM_SM3}, SignCert: cs, EncCert: ce})
+		if serr != nil || cerr != nil || c.ConnectionState().CipherSuite != ECC_SM4_GCM_SM3 {
+			t.Fatalf("%v %v %x", serr, cerr, c.ConnectionState().CipherSuite)
+		}
+	})
+}
