@@ -17,19 +17,22 @@ type Secure interface {
 
 // ListenerFilter secures a listener's connections with an engine. With
 // Inspect, one port serves TLS and plaintext clients: the first byte decides
-// (a TLS record starts with 0x16, no HTTP request does) and is not consumed.
+// (a TLS record starts with 0x16, no HTTP request does). With TLCP set, the
+// same port also serves TLCP clients, told apart by the ClientHello
+// record's version (0x0101). What is looked at is not consumed.
 type ListenerFilter struct {
 	Server  Server
 	Inspect bool
+	TLCP    Server
 }
 
 var _ network.ListenerFilter = (*ListenerFilter)(nil)
 
 func (f *ListenerFilter) OnAccept(tc transport.Conn) transport.Conn {
-	if !f.Inspect {
+	if !f.Inspect && f.TLCP == nil {
 		return secured{f.Server.Wrap(tc)}
 	}
-	return &sniffConn{inner: tc, srv: f.Server}
+	return &sniffConn{inner: tc, srv: f.Server, tlcp: f.TLCP, plainOK: f.Inspect}
 }
 
 // secured marks an engine connection as secure.
@@ -40,9 +43,12 @@ func (secured) IsSecure() bool { return true }
 // sniffConn waits for the first bytes, then routes everything either through
 // the engine or straight to the handler.
 type sniffConn struct {
-	inner  transport.Conn
-	srv    Server
-	h      transport.Handler
+	inner   transport.Conn
+	srv     Server
+	tlcp    Server // serves ClientHellos of record version 0x0101, when set
+	plainOK bool   // non-TLS first bytes go through in plaintext
+	held    *buffer.Buf
+	h       transport.Handler
 	route  transport.Handler // where inner's events go once decided
 	target atomic.Pointer[transport.Conn]
 	tls    atomic.Bool
@@ -75,13 +81,31 @@ type sniffHandler sniffConn
 func (s *sniffHandler) OnData(tc transport.Conn, b *buffer.Buf) {
 	c := (*sniffConn)(s)
 	if c.route == nil {
-		if b.Bytes()[0] == 0x16 { // TLS handshake record
-			sc := c.srv.Wrap(c.inner)
+		if c.held != nil {
+			nb := buffer.Get(c.held.Len() + b.Len())
+			nb.Append(c.held.Bytes())
+			nb.Append(b.Bytes())
+			c.held.Release()
+			b.Release()
+			b, c.held = nb, nil
+		}
+		p := b.Bytes()
+		switch {
+		case p[0] == 0x16 && c.tlcp != nil && len(p) < 3:
+			// Too little to read the record version: wait for more.
+			c.held = b
+			return
+		case p[0] == 0x16 || !c.plainOK: // a TLS (or TLCP) handshake record
+			srv := c.srv
+			if c.tlcp != nil && len(p) >= 3 && p[1] == 0x01 && p[2] == 0x01 {
+				srv = c.tlcp
+			}
+			sc := srv.Wrap(c.inner)
 			var t transport.Conn = sc
 			c.target.Store(&t)
 			c.tls.Store(true)
 			c.route = sc.Attach(plainSide{c})
-		} else {
+		default:
 			var t transport.Conn = c.inner
 			c.target.Store(&t)
 			c.route = plainSide{c}
@@ -93,6 +117,10 @@ func (s *sniffHandler) OnData(tc transport.Conn, b *buffer.Buf) {
 func (s *sniffHandler) OnReadEOF(tc transport.Conn) { s.routeOrPlain().OnReadEOF(tc) }
 func (s *sniffHandler) OnDrained(tc transport.Conn) { s.routeOrPlain().OnDrained(tc) }
 func (s *sniffHandler) OnClose(tc transport.Conn, err error) {
+	if s.held != nil {
+		s.held.Release()
+		s.held = nil
+	}
 	s.routeOrPlain().OnClose(tc, err)
 }
 

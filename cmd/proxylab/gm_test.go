@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"crypto/tls"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -160,4 +161,38 @@ func pemBlock(data []byte) []byte {
 		return nil
 	}
 	return b.Bytes
+}
+
+// TestTLSAndTLCPOnOnePort: a listener with Go TLS and a tlcp block serves
+// both kinds of client, told apart by the ClientHello's record version.
+func TestTLSAndTLCPOnOnePort(t *testing.T) {
+	dir, pool := gmCerts(t)
+	pk := newPKI(t)
+	forEachTransport(t, func(t *testing.T, tr string) {
+		up := startUpstream(t, http.HandlerFunc(echoHandler))
+		p := startProxy(t, fmt.Sprintf(`transport: %[1]s
+listeners:
+  - name: web
+    address: 127.0.0.1:0
+    tls:
+      certificates: [{cert_file: %[2]q, key_file: %[3]q}]
+      tlcp:
+        certificates:
+          - {cert_file: %[4]q, key_file: %[5]q, enc_cert_file: %[6]q, enc_key_file: %[7]q}
+    http_proxy: {}
+routes:
+  - {name: all, domains: ["*"], routes: [{prefix: /, cluster: up}]}
+clusters:
+  - {name: up, hosts: [{address: %[8]q}]}
+`, tr, pk.file("server.pem"), pk.file("server-key.pem"), filepath.Join(dir, "server-sign.pem"), filepath.Join(dir, "server-sign-key.pem"),
+			filepath.Join(dir, "server-enc.pem"), filepath.Join(dir, "server-enc-key.pem"), up.addr))
+		resp, body, err := tlcpGet(p.addr("web"), &tlcp.Config{RootCAs: pool, ServerName: "localhost"}, "/tlcp")
+		if err != nil || resp.StatusCode != 200 || body != "GET /tlcp 0 " {
+			t.Fatalf("TLCP client: %v %q", err, body)
+		}
+		resp2, body2, err := tlsGet(t, p.addr("web"), &tls.Config{RootCAs: pk.pool, ServerName: "localhost"}, "/tls")
+		if err != nil || resp2.StatusCode != 200 || body2 != "GET /tls 0 " {
+			t.Fatalf("TLS client: %v %q", err, body2)
+		}
+	})
 }

@@ -132,6 +132,10 @@ type ListenerTLS struct {
 	// Certificates: the first is the default, the others chosen by SNI
 	// against the names in them (exact or wildcard).
 	Certificates []CertFiles `yaml:"certificates"`
+	// TLCP, when set, makes the port also serve TLCP (GB/T 38636) clients
+	// with the gm engine, told apart from TLS ones by the ClientHello's
+	// record version.
+	TLCP *ListenerTLCP `yaml:"tlcp,omitempty"`
 	// ALPN protocols offered; empty means what the listener's codec
 	// speaks (h2 and http/1.1 for codec auto).
 	ALPN         []string `yaml:"alpn,omitempty"`
@@ -161,6 +165,17 @@ func (t *ListenerTLS) setDefaults() {
 	t.ReloadInterval = Duration(5 * time.Second)
 	t.HandshakeTimeout = Duration(10 * time.Second)
 }
+
+// ListenerTLCP is the TLCP side of a listener that serves TLS and TLCP.
+type ListenerTLCP struct {
+	// Certificates: signing and encryption pairs (cert_file, key_file,
+	// enc_cert_file, enc_key_file); the first serves.
+	Certificates []CertFiles `yaml:"certificates"`
+	ClientAuth   string      `yaml:"client_auth"` // none or require
+	ClientCA     string      `yaml:"client_ca,omitempty"`
+}
+
+func (t *ListenerTLCP) setDefaults() { t.ClientAuth = "none" }
 
 // ClusterTLS is how a cluster's upstream connections are secured.
 type ClusterTLS struct {
@@ -918,6 +933,32 @@ func (c *Config) validate(k Known) Errors {
 			}
 			if t.ClientCA != "" {
 				checkFile(t.ClientCA, tp+".client_ca", add)
+			}
+			if g := t.TLCP; g != nil {
+				gp := tp + ".tlcp"
+				if t.Engine == "gm" {
+					add(gp, "the listener's engine is already gm; tlcp adds TLCP beside another engine's TLS")
+				}
+				if !slices.Contains(k.Engines, "gm") {
+					add(gp, "needs the gm engine, which this binary lacks")
+				}
+				if len(g.Certificates) == 0 {
+					add(gp+".certificates", "at least one certificate is required")
+				}
+				for j, c := range g.Certificates {
+					checkFile(c.CertFile, fmt.Sprintf("%s.certificates[%d].cert_file", gp, j), add)
+					checkFile(c.KeyFile, fmt.Sprintf("%s.certificates[%d].key_file", gp, j), add)
+					checkEncPair("gm", c, fmt.Sprintf("%s.certificates[%d]", gp, j), add)
+				}
+				switch g.ClientAuth {
+				case "none":
+				case "require":
+					if g.ClientCA == "" {
+						add(gp+".client_ca", "required when client_auth is require")
+					}
+				default:
+					add(gp+".client_auth", "unknown policy %q (none, require)", g.ClientAuth)
+				}
 			}
 			for _, v := range []struct{ name, v string }{{"min_version", t.MinVersion}, {"max_version", t.MaxVersion}} {
 				if v.v != "" && v.v != "1.2" && v.v != "1.3" {

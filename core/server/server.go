@@ -229,7 +229,21 @@ func (s *Server) tlsFilter(name string, t *config.ListenerTLS, alpn []string, in
 		return nil, fmt.Errorf("server: listener %q: %w", name, err)
 	}
 	info.TLS, info.Engine, info.secure = sc.Stats, eng.Name(), srv
-	return &offload.ListenerFilter{Server: srv, Inspect: t.Inspector}, nil
+	f := &offload.ListenerFilter{Server: srv, Inspect: t.Inspector}
+	if g := t.TLCP; g != nil {
+		gm, err := offload.New("gm")
+		if err != nil {
+			return nil, fmt.Errorf("server: listener %q: tlcp: %w", name, err)
+		}
+		gc := &offload.ServerConfig{ClientAuth: g.ClientAuth, ClientCA: g.ClientCA, HandshakeTimeout: t.HandshakeTimeout.D(), Stats: sc.Stats}
+		for _, c := range g.Certificates {
+			gc.Certificates = append(gc.Certificates, offload.CertFiles{CertFile: c.CertFile, KeyFile: c.KeyFile, EncCertFile: c.EncCertFile, EncKeyFile: c.EncKeyFile})
+		}
+		if f.TLCP, err = gm.NewServer(gc); err != nil {
+			return nil, fmt.Errorf("server: listener %q: tlcp: %w", name, err)
+		}
+	}
+	return f, nil
 }
 
 // Infos describes the listeners for the admin API.
