@@ -49,9 +49,9 @@ type sniffConn struct {
 	plainOK bool   // non-TLS first bytes go through in plaintext
 	held    *buffer.Buf
 	h       transport.Handler
-	route  transport.Handler // where inner's events go once decided
-	target atomic.Pointer[transport.Conn]
-	tls    atomic.Bool
+	route   transport.Handler // where inner's events go once decided
+	target  atomic.Pointer[transport.Conn]
+	tls     atomic.Bool
 }
 
 func (c *sniffConn) LocalAddr() net.Addr  { return c.inner.LocalAddr() }

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -195,4 +196,81 @@ clusters:
 			t.Fatalf("TLS client: %v %q", err, body2)
 		}
 	})
+}
+
+// TestGMSNIAndReload: entries are chosen by the ClientHello's server_name,
+// and replaced when their files change (a broken file keeps the old one).
+func TestGMSNIAndReload(t *testing.T) {
+	dirA, poolA := gmCerts(t)
+	dirB := t.TempDir()
+	if err := writeGMCerts(dirB, []string{"other.test"}, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	pemB, _ := os.ReadFile(filepath.Join(dirB, "sm2-ca.pem"))
+	poolB := smx509.NewCertPool()
+	poolB.AppendCertsFromPEM(pemB)
+	entry := func(dir string) string {
+		return fmt.Sprintf("        - {cert_file: %q, key_file: %q, enc_cert_file: %q, enc_key_file: %q}\n", filepath.Join(dir, "server-sign.pem"),
+			filepath.Join(dir, "server-sign-key.pem"), filepath.Join(dir, "server-enc.pem"), filepath.Join(dir, "server-enc-key.pem"))
+	}
+	forEachTransport(t, func(t *testing.T, tr string) {
+		p := startProxy(t, fmt.Sprintf(`transport: %s
+listeners:
+  - name: web
+    address: 127.0.0.1:0
+    tls:
+      engine: gm
+      reload_interval: 100ms
+      certificates:
+%s%s    http_proxy: {}
+routes:
+  - {name: all, domains: ["*"], routes: [{prefix: /, direct_response: {status: 200, body: "ok"}}]}
+clusters:
+  - {name: up, hosts: [{address: "127.0.0.1:1"}]}
+`, tr, entry(dirA), entry(dirB)))
+		if _, body, err := tlcpGet(p.addr("web"), &tlcp.Config{RootCAs: poolB, ServerName: "other.test"}, "/"); err != nil || body != "ok" {
+			t.Fatalf("SNI other.test: %v %q", err, body)
+		}
+		if _, _, err := tlcpGet(p.addr("web"), &tlcp.Config{RootCAs: poolA, ServerName: "localhost"}, "/"); err != nil {
+			t.Fatalf("default entry: %v", err)
+		}
+	})
+	// Reload: replace entry A's files with a new CA's; new connections get
+	// them. A broken file afterwards is refused and the new pair kept.
+	p := startProxy(t, fmt.Sprintf(`listeners:
+  - name: web
+    address: 127.0.0.1:0
+    tls:
+      engine: gm
+      reload_interval: 100ms
+      certificates:
+%s    http_proxy: {}
+routes:
+  - {name: all, domains: ["*"], routes: [{prefix: /, direct_response: {status: 200, body: "ok"}}]}
+clusters:
+  - {name: up, hosts: [{address: "127.0.0.1:1"}]}
+`, entry(dirA)))
+	fresh := t.TempDir()
+	if err := writeGMCerts(fresh, []string{"localhost"}, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	pemC, _ := os.ReadFile(filepath.Join(fresh, "sm2-ca.pem"))
+	poolC := smx509.NewCertPool()
+	poolC.AppendCertsFromPEM(pemC)
+	for _, f := range []string{"server-sign.pem", "server-sign-key.pem", "server-enc.pem", "server-enc-key.pem"} {
+		b, _ := os.ReadFile(filepath.Join(fresh, f))
+		os.WriteFile(filepath.Join(dirA, f), b, 0o600)
+	}
+	waitFor(t, 5*time.Second, "the reloaded certificate", func() bool {
+		_, _, err := tlcpGet(p.addr("web"), &tlcp.Config{RootCAs: poolC, ServerName: "localhost"}, "/")
+		return err == nil
+	})
+	os.WriteFile(filepath.Join(dirA, "server-enc.pem"), []byte("not a certificate"), 0o600)
+	time.Sleep(300 * time.Millisecond)
+	if _, _, err := tlcpGet(p.addr("web"), &tlcp.Config{RootCAs: poolC, ServerName: "localhost"}, "/"); err != nil {
+		t.Fatalf("after a broken file: %v", err)
+	}
+	if !strings.Contains(p.logs(), "new certificate refused") {
+		t.Fatal("the broken file was not reported")
+	}
 }

@@ -11,7 +11,10 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emmansun/gmsm/smx509"
@@ -121,26 +124,63 @@ func loadPool(path string) (*smx509.CertPool, error) {
 	return pool, nil
 }
 
+// pair is one entry's signing and encryption certificates.
+type pair struct{ sign, enc *tlcp.Certificate }
+
+// certSet is every entry, chosen by the ClientHello's server_name against
+// the signing certificates' names, the first by default.
+type certSet struct {
+	offload.ByName[pair]
+	stamp string
+}
+
+func loadSet(files []offload.CertFiles) (*certSet, error) {
+	if len(files) == 0 {
+		return nil, errors.New("gm: a server needs a certificate entry")
+	}
+	cs := &certSet{stamp: offload.FileStamp(offload.Paths(files)...)}
+	for _, f := range files {
+		sign, enc, err := loadPair(f)
+		if err != nil {
+			return nil, err
+		}
+		leaf, err := smx509.ParseCertificate(sign.Chain[0])
+		if err != nil {
+			return nil, fmt.Errorf("gm: %s: %w", f.CertFile, err)
+		}
+		cs.Add(pair{sign, enc}, leaf.DNSNames)
+	}
+	return cs, nil
+}
+
 // server terminates TLCP on a listener.
 type server struct {
 	cfg     offload.ServerConfig
 	tlcp    *tlcp.Config
 	hs      *engineconn.Handshakers
 	timeout time.Duration
+	certs   atomic.Pointer[certSet]
+	stop    chan struct{}
+	once    sync.Once
 }
 
-// NewServer loads the double certificates (the first entry; TLCP has no
-// SNI-based selection here yet) and the client CA.
+// NewServer loads the double certificates (chosen by SNI, the first by
+// default; reloaded when their files change) and the client CA.
 func (Engine) NewServer(cfg *offload.ServerConfig) (offload.Server, error) {
-	if len(cfg.Certificates) == 0 {
-		return nil, errors.New("gm: a server needs a certificate entry")
-	}
-	sign, enc, err := loadPair(cfg.Certificates[0])
+	cs, err := loadSet(cfg.Certificates)
 	if err != nil {
 		return nil, err
 	}
+	s := &server{cfg: *cfg, hs: engineconn.NewHandshakers(), timeout: cfg.HandshakeTimeout, stop: make(chan struct{})}
+	s.certs.Store(cs)
 	// Sessions resume by ID for an hour (TLCP has no tickets).
-	t := &tlcp.Config{SignCert: sign, EncCert: enc, SessionCache: tlcp.NewSessionCache(20000, time.Hour)}
+	t := &tlcp.Config{SessionCache: tlcp.NewSessionCache(20000, time.Hour)}
+	t.GetCertificates = func(name string) (*tlcp.Certificate, *tlcp.Certificate) {
+		p := s.certs.Load().Pick(name)
+		return p.sign, p.enc
+	}
+	def := cs.Pick("")
+	t.SignCert, t.EncCert = def.sign, def.enc
 	switch cfg.ClientAuth {
 	case "", "none":
 	case "require":
@@ -154,7 +194,41 @@ func (Engine) NewServer(cfg *offload.ServerConfig) (offload.Server, error) {
 	default:
 		return nil, fmt.Errorf("gm: client_auth %q is not supported (none, require)", cfg.ClientAuth)
 	}
-	return &server{cfg: *cfg, tlcp: t, hs: engineconn.NewHandshakers(), timeout: cfg.HandshakeTimeout}, nil
+	s.tlcp = t
+	go s.watch()
+	return s, nil
+}
+
+// watch reloads changed certificate files; a bad file is refused with a
+// log line and the certificates in use are kept.
+func (s *server) watch() {
+	every := s.cfg.ReloadInterval
+	if every <= 0 {
+		every = 5 * time.Second
+	}
+	tk := time.NewTicker(every)
+	defer tk.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-tk.C:
+			stamp := offload.FileStamp(offload.Paths(s.cfg.Certificates)...)
+			if stamp == s.certs.Load().stamp {
+				continue
+			}
+			cs, err := loadSet(s.cfg.Certificates)
+			if err != nil {
+				slog.Warn("gm: new certificate refused, keeping the current one", "err", err)
+				old := *s.certs.Load()
+				old.stamp = stamp // do not retry the same broken files every tick
+				s.certs.Store(&old)
+				continue
+			}
+			s.certs.Store(cs)
+			slog.Info("gm: certificates reloaded", "entries", len(s.cfg.Certificates))
+		}
+	}
 }
 
 func (s *server) Wrap(c transport.Conn) offload.Conn {
@@ -163,7 +237,7 @@ func (s *server) Wrap(c transport.Conn) offload.Conn {
 	return tc
 }
 
-func (s *server) Close() {}
+func (s *server) Close() { s.once.Do(func() { close(s.stop) }) }
 
 // client speaks TLCP to upstream hosts.
 type client struct {

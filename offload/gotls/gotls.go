@@ -93,41 +93,16 @@ func ParseCurves(names []string) ([]tls.CurveID, error) {
 
 // certSet is the loaded certificates with their SNI index.
 type certSet struct {
-	def   *tls.Certificate
-	exact map[string]*tls.Certificate
-	wild  map[string]*tls.Certificate // "example.com" for *.example.com
-	stamp string                      // file sizes and times, to see changes
-}
-
-func fileStamp(paths ...string) string {
-	var b strings.Builder
-	for _, p := range paths {
-		if p == "" {
-			continue
-		}
-		if fi, err := os.Stat(p); err == nil {
-			fmt.Fprintf(&b, "%s:%d:%d;", p, fi.Size(), fi.ModTime().UnixNano())
-		} else {
-			fmt.Fprintf(&b, "%s:missing;", p)
-		}
-	}
-	return b.String()
-}
-
-func certPaths(files []offload.CertFiles) []string {
-	var out []string
-	for _, f := range files {
-		out = append(out, f.CertFile, f.KeyFile)
-	}
-	return out
+	offload.ByName[*tls.Certificate]
+	stamp string // file sizes and times, to see changes
 }
 
 func loadCerts(files []offload.CertFiles) (*certSet, error) {
 	if len(files) == 0 {
 		return nil, errors.New("gotls: a listener needs at least one certificate")
 	}
-	cs := &certSet{exact: map[string]*tls.Certificate{}, wild: map[string]*tls.Certificate{}, stamp: fileStamp(certPaths(files)...)}
-	for i, f := range files {
+	cs := &certSet{stamp: offload.FileStamp(offload.Paths(files)...)}
+	for _, f := range files {
 		c, err := tls.LoadX509KeyPair(f.CertFile, f.KeyFile)
 		if err != nil {
 			return nil, fmt.Errorf("gotls: certificate %s: %w", f.CertFile, err)
@@ -139,37 +114,9 @@ func loadCerts(files []offload.CertFiles) (*certSet, error) {
 			}
 			c.Leaf = leaf
 		}
-		cert := &c
-		if i == 0 {
-			cs.def = cert
-		}
-		for _, name := range leaf.DNSNames {
-			name = strings.ToLower(name)
-			if rest, ok := strings.CutPrefix(name, "*."); ok {
-				if _, dup := cs.wild[rest]; !dup {
-					cs.wild[rest] = cert
-				}
-			} else if _, dup := cs.exact[name]; !dup {
-				cs.exact[name] = cert
-			}
-		}
+		cs.Add(&c, leaf.DNSNames)
 	}
 	return cs, nil
-}
-
-// pick chooses by SNI: exact name, then a wildcard one label up, then the
-// default certificate.
-func (cs *certSet) pick(sni string) *tls.Certificate {
-	sni = strings.ToLower(strings.TrimSuffix(sni, "."))
-	if c, ok := cs.exact[sni]; ok {
-		return c
-	}
-	if i := strings.IndexByte(sni, '.'); i > 0 {
-		if c, ok := cs.wild[sni[i+1:]]; ok {
-			return c
-		}
-	}
-	return cs.def
 }
 
 type server struct {
@@ -218,7 +165,7 @@ func (Engine) NewServer(cfg *offload.ServerConfig) (offload.Server, error) {
 		CurvePreferences: curves, // nil keeps Go's default, post-quantum X25519MLKEM768 first
 		NextProtos:       cfg.ALPN,
 		GetCertificate: func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
-			return s.certs.Load().pick(hello.ServerName), nil
+			return s.certs.Load().Pick(hello.ServerName), nil
 		},
 	}
 	switch cfg.ClientAuth {
@@ -300,7 +247,7 @@ func sanMatcher(allowed []string) func([][]byte, [][]*x509.Certificate) error {
 // rotates random ones on schedule (the previous key still decrypts).
 func (s *server) refreshTickets(now time.Time) error {
 	if path := s.cfg.SessionTicketKeyFile; path != "" {
-		stamp := fileStamp(path)
+		stamp := offload.FileStamp(path)
 		if stamp == s.ticketStamp {
 			return nil
 		}
@@ -357,13 +304,13 @@ func (s *server) watch() {
 		case <-s.stop:
 			return
 		case now := <-tk.C:
-			if fileStamp(certPaths(s.cfg.Certificates)...) != s.certs.Load().stamp {
+			if offload.FileStamp(offload.Paths(s.cfg.Certificates)...) != s.certs.Load().stamp {
 				cs, err := loadCerts(s.cfg.Certificates)
 				if err != nil {
 					slog.Warn("gotls: new certificate refused, keeping the current one", "err", err)
 					// Do not retry the same broken files every tick.
 					old := *s.certs.Load()
-					old.stamp = fileStamp(certPaths(s.cfg.Certificates)...)
+					old.stamp = offload.FileStamp(offload.Paths(s.cfg.Certificates)...)
 					s.certs.Store(&old)
 				} else {
 					s.certs.Store(cs)

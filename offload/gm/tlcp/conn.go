@@ -32,9 +32,12 @@ const (
 
 // Config configures one side.
 type Config struct {
-	// SignCert and EncCert are the double certificates (server: required;
-	// client: for client authentication).
+	// SignCert and EncCert are the double certificates (server: required
+	// unless GetCertificates is set; client: for client authentication).
 	SignCert, EncCert *Certificate
+	// GetCertificates, when set on a server, chooses the double
+	// certificate by the server_name the client sent ("" when none).
+	GetCertificates func(serverName string) (sign, enc *Certificate)
 	// CipherSuites in preference order; empty: ECC_SM4_GCM_SM3,
 	// ECC_SM4_CBC_SM3, ECDHE_SM4_GCM_SM3, ECDHE_SM4_CBC_SM3.
 	CipherSuites []uint16

@@ -7,6 +7,7 @@ import (
 	"crypto/subtle"
 	"encoding/binary"
 	"io"
+	"net"
 	"slices"
 
 	"github.com/emmansun/gmsm/ecdh"
@@ -147,6 +148,42 @@ func (c *Conn) verifyPeer(certs []*smx509.Certificate, roots *smx509.CertPool, n
 	return nil
 }
 
+// parseHelloExtensions reads a ClientHello's extensions, if any, and
+// returns the server_name (RFC 6066 §3); unknown extensions are skipped.
+func parseHelloExtensions(b []byte) (string, error) {
+	if len(b) == 0 {
+		return "", nil
+	}
+	r := reader{b: b}
+	exts := reader{b: r.vec16()}
+	if r.bad || len(r.b) != 0 {
+		return "", decodeErr()
+	}
+	name := ""
+	for len(exts.b) > 0 {
+		typ := exts.u16()
+		data := reader{b: exts.vec16()}
+		if exts.bad {
+			return "", decodeErr()
+		}
+		if typ != 0 {
+			continue
+		}
+		list := reader{b: data.vec16()}
+		for len(list.b) > 0 && !list.bad {
+			kind := list.u8()
+			host := list.vec16()
+			if kind == 0 && name == "" {
+				name = string(host)
+			}
+		}
+		if data.bad || list.bad {
+			return "", decodeErr()
+		}
+	}
+	return name, nil
+}
+
 // keyExchangeSigned is what the ECC ServerKeyExchange signs: both randoms
 // and the encryption certificate (§6.4.5.4).
 func keyExchangeSigned(clientRandom, serverRandom, encCert []byte) []byte {
@@ -254,10 +291,6 @@ func sm2Agree(responder bool, static, eph *ecdh.PrivateKey, peerCert *smx509.Cer
 }
 
 func (c *Conn) serverHandshake() error {
-	cfg := c.cfg
-	if cfg.SignCert == nil || cfg.EncCert == nil {
-		return &AlertError{Code: AlertInternalError}
-	}
 	typ, body, err := c.readHandshake()
 	if err != nil {
 		return err
@@ -273,6 +306,21 @@ func (c *Conn) serverHandshake() error {
 	comp := r.vec8()
 	if r.bad || len(suitesRaw)%2 != 0 || !slices.Contains(comp, 0) {
 		return decodeErr()
+	}
+	serverName, err := parseHelloExtensions(r.b)
+	if err != nil {
+		return err
+	}
+	cfg := c.cfg
+	if cfg.GetCertificates != nil {
+		// A per-connection copy with the certificates for this name.
+		cp := *cfg
+		cp.SignCert, cp.EncCert = cfg.GetCertificates(serverName)
+		cfg = &cp
+		c.cfg = cfg
+	}
+	if cfg.SignCert == nil || cfg.EncCert == nil {
+		return &AlertError{Code: AlertInternalError}
 	}
 	if version != VersionTLCP {
 		return &AlertError{Code: AlertProtocolVersion}
@@ -536,6 +584,13 @@ func (c *Conn) clientHandshake() error {
 	}
 	ch = appendVec16(ch, suitesRaw)
 	ch = append(ch, 1, 0) // null compression
+	if name := cfg.ServerName; name != "" && net.ParseIP(name) == nil {
+		// server_name (RFC 6066), which GM/T 0024-2023 carries over.
+		entry := append([]byte{0}, appendVec16(nil, []byte(name))...)
+		ext := binary.BigEndian.AppendUint16(nil, 0)
+		ext = appendVec16(ext, appendVec16(nil, entry))
+		ch = appendVec16(ch, ext)
+	}
 	c.wmu.Lock()
 	err := c.writeRecords(recordHandshake, c.handshakeMsg(nil, msgClientHello, ch))
 	c.wmu.Unlock()
