@@ -2,7 +2,6 @@ package http2
 
 import (
 	"fmt"
-	"sync"
 	"time"
 
 	"golang.org/x/net/http2"
@@ -44,7 +43,8 @@ func NewPool(tr transport.Transport, addr string, set *ClientSettings) *mux.Pool
 		ClusterConns: set.ClusterConns, ClusterPending: set.ClusterPending, Wrap: set.Wrap,
 	}
 	return mux.NewPool(tr, addr, ms, func(tc transport.Conn, p *mux.Pool) mux.Conn {
-		cc := &ClientConn{pool: p, cset: set, tc: tc, nextID: 1, idleSince: time.Now()}
+		cc := &ClientConn{cset: set, tc: tc, nextID: 1}
+		cc.Pool, cc.Closer, cc.IdleSince = p, tc, time.Now()
 		cc.conn.init(set.H2, cc, false)
 		cc.peerMaxStreams = 100 // RFC 9113 §6.5.2: assume 100 until SETTINGS
 		return cc
@@ -53,21 +53,12 @@ func NewPool(tr transport.Transport, addr string, set *ClientSettings) *mux.Pool
 
 // ClientConn is one upstream HTTP/2 connection carrying many streams.
 type ClientConn struct {
-	mu sync.Mutex // guards everything below and the engine
+	mux.Base // Mu guards everything below and the engine
 	conn
-	pool *mux.Pool
 	cset *ClientSettings
 	tc   transport.Conn
 
 	nextID    uint32
-	reserved  int // slots promised, stream not opened yet
-	active    int // streams attached and not finished
-	used      int // streams ever attached
-	retiring  bool
-	closed    bool
-	started   bool // the preface is out: streams may be opened
-	idleSince time.Time
-	ready     []*clientStream     // streams with events to deliver
 	encFields []hpack.HeaderField // encoding scratch
 }
 
@@ -79,45 +70,24 @@ var (
 
 // Start sends the preface and SETTINGS and begins reading (mux.Conn).
 func (cc *ClientConn) Start() {
-	cc.mu.Lock()
+	cc.Mu.Lock()
 	cc.start(true)
-	cc.mu.Unlock()
+	cc.Mu.Unlock()
 	cc.tc.Start(cc)
-	cc.mu.Lock()
-	cc.started = true
+	cc.Mu.Lock()
+	cc.Started = true
 	cc.flushLocked()
-	cc.mu.Unlock()
+	cc.Mu.Unlock()
 }
 
 // Retire sends GOAWAY and closes once the streams in flight end.
 func (cc *ClientConn) Retire() {
-	cc.mu.Lock()
-	cc.retiring = true
+	cc.Mu.Lock()
+	cc.Retiring = true
 	cc.goAway(http2.ErrCodeNo, "draining")
-	cc.maybeCloseLocked()
+	cc.MaybeCloseLocked(cc.goAwayRecv)
 	cc.flushLocked()
-	cc.mu.Unlock()
-}
-
-// Idle reports whether no stream is open or reserved.
-func (cc *ClientConn) Idle() bool {
-	cc.mu.Lock()
-	defer cc.mu.Unlock()
-	return cc.active+cc.reserved == 0
-}
-
-// CloseIfIdle closes a connection idle for at least d.
-func (cc *ClientConn) CloseIfIdle(now time.Time, d time.Duration) bool {
-	cc.mu.Lock()
-	stale := cc.active+cc.reserved == 0 && now.Sub(cc.idleSince) > d
-	if stale {
-		cc.retiring = true
-	}
-	cc.mu.Unlock()
-	if stale {
-		cc.tc.Close()
-	}
-	return stale
+	cc.Mu.Unlock()
 }
 
 // limit is how many streams may be open at once.
@@ -127,34 +97,19 @@ func (cc *ClientConn) limit() int {
 
 // Reserve takes a stream slot if the connection can carry another stream.
 func (cc *ClientConn) Reserve() bool {
-	cc.mu.Lock()
-	defer cc.mu.Unlock()
+	cc.Mu.Lock()
+	defer cc.Mu.Unlock()
 	max := cc.cset.MaxRequestsPerConn
-	if !cc.started || cc.closed || cc.retiring || cc.goAwayRecv || cc.goAwaySent || cc.active+cc.reserved >= cc.limit() ||
-		(max > 0 && cc.used+cc.reserved >= max) {
-		return false
-	}
-	cc.reserved++
-	return true
-}
-
-// Unreserve gives back a slot whose request went away.
-func (cc *ClientConn) Unreserve() {
-	cc.mu.Lock()
-	cc.reserved--
-	cc.mu.Unlock()
+	return cc.TryReserveLocked(!cc.goAwayRecv && !cc.goAwaySent && cc.Active+cc.Reserved < cc.limit() && (max <= 0 || cc.Used+cc.Reserved < max))
 }
 
 // Attach turns a reserved slot into a stream for dec under sess.
 func (cc *ClientConn) Attach(dec stream.ResponseDecoder, sess stream.Session) (stream.RequestEncoder, bool) {
-	cc.mu.Lock()
-	defer cc.mu.Unlock()
-	cc.reserved--
-	cc.active++
-	reused := cc.used > 0
-	cc.used++
+	cc.Mu.Lock()
+	defer cc.Mu.Unlock()
+	reused := cc.AttachLocked()
 	cs := &clientStream{cc: cc, dec: dec, sess: sess}
-	if cc.closed {
+	if cc.Closed {
 		cs.queueReset(fmt.Errorf("%w: connection closed", stream.ErrUpstreamReset))
 	}
 	return cs, reused
@@ -166,7 +121,7 @@ func (cc *ClientConn) isIdle(id uint32) bool { return id%2 == 0 || id >= cc.next
 
 func (cc *ClientConn) wantFlush() {}
 
-// flushLocked writes the queued frames. Caller holds cc.mu.
+// flushLocked writes the queued frames. Caller holds cc.Mu.
 func (cc *ClientConn) flushLocked() {
 	if q, _ := cc.out.WriteTo(cc.tc); q > cc.set.HighWatermark {
 		cc.blocked = true
@@ -174,9 +129,9 @@ func (cc *ClientConn) flushLocked() {
 }
 
 func (cc *ClientConn) OnData(_ transport.Conn, b *buffer.Buf) {
-	cc.mu.Lock()
-	if cc.closed {
-		cc.mu.Unlock()
+	cc.Mu.Lock()
+	if cc.Closed {
+		cc.Mu.Unlock()
 		b.Release()
 		return
 	}
@@ -185,32 +140,32 @@ func (cc *ClientConn) OnData(_ transport.Conn, b *buffer.Buf) {
 	cc.flushLocked()
 	if err != nil {
 		cc.failAllLocked(fmt.Errorf("%w: %w", stream.ErrUpstreamReset, err))
-		cc.mu.Unlock()
-		cc.deliver()
+		cc.Mu.Unlock()
+		cc.Deliver()
 		cc.tc.Close()
 		return
 	}
-	cc.maybeCloseLocked()
-	cc.mu.Unlock()
-	cc.deliver()
+	cc.MaybeCloseLocked(cc.goAwayRecv)
+	cc.Mu.Unlock()
+	cc.Deliver()
 }
 
 func (cc *ClientConn) OnReadEOF(transport.Conn) { cc.tc.Close() }
 
 func (cc *ClientConn) OnDrained(transport.Conn) {
-	cc.mu.Lock()
+	cc.Mu.Lock()
 	if cc.blocked {
 		cc.blocked = false
 		cc.pump()
 		cc.flushLocked()
 	}
-	cc.mu.Unlock()
-	cc.deliver()
+	cc.Mu.Unlock()
+	cc.Deliver()
 }
 
 func (cc *ClientConn) OnClose(_ transport.Conn, err error) {
-	cc.mu.Lock()
-	cc.closed = true
+	cc.Mu.Lock()
+	cc.Closed = true
 	if err == nil {
 		err = stream.ErrUpstreamReset
 	} else {
@@ -219,44 +174,19 @@ func (cc *ClientConn) OnClose(_ transport.Conn, err error) {
 	cc.failAllLocked(err)
 	cc.out.Drop()
 	cc.in.Reset()
-	cc.mu.Unlock()
-	cc.deliver()
-	cc.pool.Closed(cc)
+	cc.Mu.Unlock()
+	cc.Deliver()
+	cc.Pool.Closed(cc)
 }
 
 // failAllLocked resets every stream with err.
 func (cc *ClientConn) failAllLocked(err error) {
-	cc.retiring = true
+	cc.Retiring = true
 	for _, st := range cc.streams {
 		cc.forget(st)
 		if cs, ok := st.owner.(*clientStream); ok {
 			cs.queueReset(err)
 		}
-	}
-}
-
-// maybeCloseLocked closes a retiring connection once its streams are done.
-func (cc *ClientConn) maybeCloseLocked() {
-	if (cc.retiring || cc.goAwayRecv) && cc.active+cc.reserved == 0 && !cc.closed {
-		cc.closed = true
-		go cc.tc.Close()
-	}
-}
-
-// deliver runs queued stream events, each under its stream's session.
-// Called with no lock held, from the connection's event goroutine.
-func (cc *ClientConn) deliver() {
-	for {
-		cc.mu.Lock()
-		if len(cc.ready) == 0 {
-			cc.mu.Unlock()
-			return
-		}
-		cs := cc.ready[0]
-		cc.ready[0] = nil
-		cc.ready = cc.ready[1:]
-		cc.mu.Unlock()
-		cs.run()
 	}
 }
 
@@ -268,20 +198,7 @@ func (cc *ClientConn) onForget(st *h2stream) {
 }
 
 // onStreamClosed frees cs's slot, once.
-func (cc *ClientConn) onStreamClosed(cs *clientStream) {
-	if cs.released {
-		return
-	}
-	cs.released = true
-	cc.active--
-	if cc.active+cc.reserved == 0 {
-		cc.idleSince = time.Now()
-	}
-	if !cc.retiring && !cc.goAwayRecv {
-		cc.pool.SlotFreed()
-	}
-	cc.maybeCloseLocked()
-}
+func (cc *ClientConn) onStreamClosed(cs *clientStream) { cc.ReleaseLocked(&cs.released, cc.goAwayRecv) }
 
 // onHeaders: a response head, interim head or trailers (RFC 9113 §8.1).
 func (cc *ClientConn) onHeaders(id uint32, st *h2stream, end bool) error {
@@ -403,12 +320,7 @@ func (cc *ClientConn) onSendReady(st *h2stream) {
 	}
 }
 
-func (cc *ClientConn) schedule(cs *clientStream) {
-	if !cs.queued {
-		cs.queued = true
-		cc.ready = append(cc.ready, cs)
-	}
-}
+func (cc *ClientConn) schedule(cs *clientStream) { cc.ScheduleLocked(cs, &cs.queued) }
 
 type evKind uint8
 
@@ -460,16 +372,16 @@ func (cs *clientStream) queueReset(err error) {
 }
 
 // run delivers the queued events under the session, in order.
-func (cs *clientStream) run() {
+func (cs *clientStream) Run() {
 	cc := cs.cc
 	cs.sess.Lock()
 	defer cs.sess.Unlock()
-	cc.mu.Lock()
+	cc.Mu.Lock()
 	ev := cs.ev
 	cs.ev, cs.queued = 0, false
 	interim, head, trl, err := cs.evInterim, cs.evHead, cs.evTrl, cs.evErr
 	cs.runData, cs.evData = cs.evData, cs.runData[:0]
-	cc.mu.Unlock()
+	cc.Mu.Unlock()
 	if cs.finished {
 		return
 	}
@@ -494,12 +406,12 @@ func (cs *clientStream) run() {
 		cs.finished = true
 	}
 	if len(data) > 0 {
-		cc.mu.Lock()
+		cc.Mu.Lock()
 		if st := cs.st; st != nil && cc.streams[st.id] == st {
 			cc.returnStream(st, int32(len(data)))
 			cc.flushLocked()
 		}
-		cc.mu.Unlock()
+		cc.Mu.Unlock()
 	}
 	if ev&evReset != 0 && !cs.finished {
 		cs.finished = true
@@ -514,9 +426,9 @@ func (cs *clientStream) run() {
 // Flush writes the connection's queued frames (stream.Flusher).
 func (cs *clientStream) Flush() {
 	cs.flushQueued = false
-	cs.cc.mu.Lock()
+	cs.cc.Mu.Lock()
 	cs.cc.flushLocked()
-	cs.cc.mu.Unlock()
+	cs.cc.Mu.Unlock()
 }
 
 func (cs *clientStream) scheduleFlush() {
@@ -531,14 +443,14 @@ func (cs *clientStream) EncodeHead(h *stream.Head, end bool) {
 		return
 	}
 	cc := cs.cc
-	cc.mu.Lock()
-	defer cc.mu.Unlock()
+	cc.Mu.Lock()
+	defer cc.Mu.Unlock()
 	if cs.ev&evReset != 0 {
 		return
 	}
-	if cc.closed || cc.goAwayRecv || cc.nextID > 1<<31-1 {
+	if cc.Closed || cc.goAwayRecv || cc.nextID > 1<<31-1 {
 		cs.queueReset(stream.ErrRefused)
-		go cc.deliver()
+		go cc.Deliver()
 		return
 	}
 	cs.headReq = string(h.Method) == "HEAD"
@@ -559,12 +471,12 @@ func (cs *clientStream) EncodeData(p []byte, end bool) {
 		return
 	}
 	cc := cs.cc
-	cc.mu.Lock()
+	cc.Mu.Lock()
 	crossed := false
 	if cc.streams[cs.st.id] == cs.st && !cs.st.localDone {
 		crossed = cc.sendData(cs.st, p, end)
 	}
-	cc.mu.Unlock()
+	cc.Mu.Unlock()
 	cs.scheduleFlush()
 	if crossed {
 		cs.dec.OnAboveWriteHighWatermark()
@@ -576,7 +488,7 @@ func (cs *clientStream) EncodeTrailers(t *protocol.Headers) {
 		return
 	}
 	cc := cs.cc
-	cc.mu.Lock()
+	cc.Mu.Lock()
 	if cc.streams[cs.st.id] == cs.st && !cs.st.localDone {
 		cc.encFields = trailerList(cc.encFields[:0], t)
 		if len(cc.encFields) == 0 {
@@ -585,7 +497,7 @@ func (cs *clientStream) EncodeTrailers(t *protocol.Headers) {
 			cc.sendTrailers(cs.st, cc.encFields)
 		}
 	}
-	cc.mu.Unlock()
+	cc.Mu.Unlock()
 	cs.scheduleFlush()
 }
 
@@ -597,13 +509,13 @@ func (cs *clientStream) Reset() {
 	}
 	cs.finished = true
 	cc := cs.cc
-	cc.mu.Lock()
+	cc.Mu.Lock()
 	if st := cs.st; st != nil && cc.streams[st.id] == st {
 		st.owner = nil
 		cc.resetStream(st.id, http2.ErrCodeCancel)
 	}
 	cc.onStreamClosed(cs)
-	cc.mu.Unlock()
+	cc.Mu.Unlock()
 	cs.scheduleFlush()
 }
 
@@ -612,10 +524,10 @@ func (cs *clientStream) ReadDisable(d bool) {
 		return
 	}
 	cc := cs.cc
-	cc.mu.Lock()
+	cc.Mu.Lock()
 	if cc.streams[cs.st.id] == cs.st {
 		cc.hold(cs.st, d)
 	}
-	cc.mu.Unlock()
+	cc.Mu.Unlock()
 	cs.scheduleFlush()
 }

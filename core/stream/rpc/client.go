@@ -2,7 +2,6 @@ package rpc
 
 import (
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/proxylab/proxylab/core/buffer"
@@ -50,32 +49,25 @@ func NewPool(tr transport.Transport, addr string, set *ClientSettings) *mux.Pool
 		ClusterConns: set.ClusterConns, ClusterPending: set.ClusterPending, Wrap: set.Wrap,
 	}
 	return mux.NewPool(tr, addr, ms, func(tc transport.Conn, p *mux.Pool) mux.Conn {
-		return &ClientConn{pool: p, set: set, tc: tc, streams: map[uint64]*clientStream{}, idleSince: time.Now()}
+		cc := &ClientConn{set: set, tc: tc, streams: map[uint64]*clientStream{}}
+		cc.Pool, cc.Closer, cc.IdleSince = p, tc, time.Now()
+		return cc
 	})
 }
 
 // ClientConn is one upstream connection carrying many requests, matched to
 // their responses by request ID (out of order is fine).
 type ClientConn struct {
-	mu   sync.Mutex // guards everything below
-	pool *mux.Pool
-	set  *ClientSettings
-	tc   transport.Conn
-	in   buffer.Input
-	out  buffer.Chain
-	f    xprotocol.Frame // the reader's frame
-	peek xprotocol.Frame // EncodeHead's look at a request
+	mux.Base // Mu guards everything below
+	set      *ClientSettings
+	tc       transport.Conn
+	in       buffer.Input
+	out      buffer.Chain
+	f        xprotocol.Frame // the reader's frame
+	peek     xprotocol.Frame // EncodeHead's look at a request
 
-	streams   map[uint64]*clientStream
-	nextID    uint64
-	reserved  int
-	active    int
-	used      int
-	retiring  bool
-	closed    bool
-	started   bool // Start ran: the transport may be written
-	idleSince time.Time
-	ready     []*clientStream
+	streams map[uint64]*clientStream
+	nextID  uint64
 
 	hb          *time.Timer
 	hbPending   bool // a heartbeat is waiting for its reply
@@ -90,27 +82,27 @@ var (
 // Start begins reading and the heartbeat timer.
 func (cc *ClientConn) Start() {
 	cc.tc.Start(cc)
-	cc.mu.Lock()
-	cc.started = true
+	cc.Mu.Lock()
+	cc.Started = true
 	if d := cc.set.HeartbeatInterval; d > 0 {
 		cc.lastTraffic = time.Now()
 		cc.hb = time.AfterFunc(d, cc.heartbeat)
 	}
-	cc.mu.Unlock()
+	cc.Mu.Unlock()
 }
 
 // heartbeat probes a quiet connection and closes one whose previous probe
 // went unanswered.
 func (cc *ClientConn) heartbeat() {
-	cc.mu.Lock()
-	if cc.closed {
-		cc.mu.Unlock()
+	cc.Mu.Lock()
+	if cc.Closed {
+		cc.Mu.Unlock()
 		return
 	}
 	d := cc.set.HeartbeatInterval
 	if cc.hbPending {
-		cc.closed = true
-		cc.mu.Unlock()
+		cc.Closed = true
+		cc.Mu.Unlock()
 		cc.tc.Close() // no reply for a whole interval: the peer is gone
 		return
 	}
@@ -120,7 +112,7 @@ func (cc *ClientConn) heartbeat() {
 		cc.flushLocked()
 	}
 	cc.hb.Reset(d)
-	cc.mu.Unlock()
+	cc.Mu.Unlock()
 }
 
 // allocID returns a request ID not in use on this connection.
@@ -139,73 +131,31 @@ func (cc *ClientConn) allocID() uint64 {
 
 // Reserve takes a slot if the connection can carry another request.
 func (cc *ClientConn) Reserve() bool {
-	cc.mu.Lock()
-	defer cc.mu.Unlock()
-	if !cc.started || cc.closed || cc.retiring || cc.active+cc.reserved >= cc.set.maxInFlight() {
-		return false
-	}
-	cc.reserved++
-	return true
-}
-
-// Unreserve gives back a slot whose request went away.
-func (cc *ClientConn) Unreserve() {
-	cc.mu.Lock()
-	cc.reserved--
-	cc.mu.Unlock()
+	cc.Mu.Lock()
+	defer cc.Mu.Unlock()
+	return cc.TryReserveLocked(cc.Active+cc.Reserved < cc.set.maxInFlight())
 }
 
 // Attach turns a reserved slot into a request stream.
 func (cc *ClientConn) Attach(dec stream.ResponseDecoder, sess stream.Session) (stream.RequestEncoder, bool) {
-	cc.mu.Lock()
-	defer cc.mu.Unlock()
-	cc.reserved--
-	cc.active++
-	reused := cc.used > 0
-	cc.used++
+	cc.Mu.Lock()
+	defer cc.Mu.Unlock()
+	reused := cc.AttachLocked()
 	return &clientStream{cc: cc, dec: dec, sess: sess}, reused
 }
 
 // Retire closes the connection once its requests are answered.
 func (cc *ClientConn) Retire() {
-	cc.mu.Lock()
-	cc.retiring = true
-	cc.maybeCloseLocked()
-	cc.mu.Unlock()
-}
-
-// Idle reports whether no request is in flight or reserved.
-func (cc *ClientConn) Idle() bool {
-	cc.mu.Lock()
-	defer cc.mu.Unlock()
-	return cc.active+cc.reserved == 0
-}
-
-// CloseIfIdle closes a connection idle for at least d.
-func (cc *ClientConn) CloseIfIdle(now time.Time, d time.Duration) bool {
-	cc.mu.Lock()
-	stale := cc.active+cc.reserved == 0 && now.Sub(cc.idleSince) > d && !cc.closed
-	if stale {
-		cc.retiring = true
-	}
-	cc.mu.Unlock()
-	if stale {
-		cc.tc.Close()
-	}
-	return stale
-}
-
-func (cc *ClientConn) maybeCloseLocked() {
-	if cc.retiring && cc.active+cc.reserved == 0 && !cc.closed {
-		cc.closed = true
-		go cc.tc.Close()
-	}
+	cc.Mu.Lock()
+	cc.Retiring = true
+	cc.MaybeCloseLocked(false)
+	cc.Mu.Unlock()
 }
 
 func (cc *ClientConn) flushLocked() { cc.out.WriteTo(cc.tc) }
 
 func (cc *ClientConn) OnData(_ transport.Conn, b *buffer.Buf) {
-	cc.mu.Lock()
+	cc.Mu.Lock()
 	cc.in.Add(b)
 	cc.lastTraffic = time.Now()
 	codec := cc.set.Codec
@@ -228,8 +178,8 @@ func (cc *ClientConn) OnData(_ transport.Conn, b *buffer.Buf) {
 		cc.in.Reset()
 	}
 	cc.flushLocked()
-	cc.mu.Unlock()
-	cc.deliver()
+	cc.Mu.Unlock()
+	cc.Deliver()
 	if bad != nil {
 		cc.tc.Close()
 	}
@@ -266,8 +216,8 @@ func (cc *ClientConn) OnReadEOF(transport.Conn) { cc.tc.Close() }
 func (cc *ClientConn) OnDrained(transport.Conn) {}
 
 func (cc *ClientConn) OnClose(_ transport.Conn, err error) {
-	cc.mu.Lock()
-	cc.closed = true
+	cc.Mu.Lock()
+	cc.Closed = true
 	if cc.hb != nil {
 		cc.hb.Stop()
 	}
@@ -279,59 +229,24 @@ func (cc *ClientConn) OnClose(_ transport.Conn, err error) {
 	cc.failAllLocked(err)
 	cc.out.Drop()
 	cc.in.Reset()
-	cc.mu.Unlock()
-	cc.deliver()
-	cc.pool.Closed(cc)
+	cc.Mu.Unlock()
+	cc.Deliver()
+	cc.Pool.Closed(cc)
 }
 
 // failAllLocked resets every request in flight with err.
 func (cc *ClientConn) failAllLocked(err error) {
-	cc.retiring = true
+	cc.Retiring = true
 	for id, cs := range cc.streams {
 		delete(cc.streams, id)
 		cs.queueReset(err)
 	}
 }
 
-// release frees cs's slot, once (cc.mu held).
-func (cc *ClientConn) release(cs *clientStream) {
-	if cs.released {
-		return
-	}
-	cs.released = true
-	cc.active--
-	if cc.active+cc.reserved == 0 {
-		cc.idleSince = time.Now()
-	}
-	if !cc.retiring {
-		cc.pool.SlotFreed()
-	}
-	cc.maybeCloseLocked()
-}
+// release frees cs's slot, once (Mu held).
+func (cc *ClientConn) release(cs *clientStream) { cc.ReleaseLocked(&cs.released, false) }
 
-func (cc *ClientConn) schedule(cs *clientStream) {
-	if !cs.queued {
-		cs.queued = true
-		cc.ready = append(cc.ready, cs)
-	}
-}
-
-// deliver runs queued stream events, each under its stream's session,
-// holding no other lock.
-func (cc *ClientConn) deliver() {
-	for {
-		cc.mu.Lock()
-		if len(cc.ready) == 0 {
-			cc.mu.Unlock()
-			return
-		}
-		cs := cc.ready[0]
-		cc.ready[0] = nil
-		cc.ready = cc.ready[1:]
-		cc.mu.Unlock()
-		cs.run()
-	}
-}
+func (cc *ClientConn) schedule(cs *clientStream) { cc.ScheduleLocked(cs, &cs.queued) }
 
 type evKind uint8
 
@@ -373,15 +288,15 @@ func (cs *clientStream) queueReset(err error) {
 }
 
 // run delivers the queued event under the session.
-func (cs *clientStream) run() {
+func (cs *clientStream) Run() {
 	cc := cs.cc
 	cs.sess.Lock()
 	defer cs.sess.Unlock()
-	cc.mu.Lock()
+	cc.Mu.Lock()
 	ev, status, err := cs.ev, cs.evStatus, cs.evErr
 	cs.ev, cs.queued = 0, false
 	cs.runFrame, cs.evFrame = cs.evFrame, cs.runFrame
-	cc.mu.Unlock()
+	cc.Mu.Unlock()
 	if cs.finished {
 		return
 	}
@@ -400,9 +315,9 @@ func (cs *clientStream) run() {
 // Flush writes the connection's queued frames (stream.Flusher).
 func (cs *clientStream) Flush() {
 	cs.flushQueued = false
-	cs.cc.mu.Lock()
+	cs.cc.Mu.Lock()
 	cs.cc.flushLocked()
-	cs.cc.mu.Unlock()
+	cs.cc.Mu.Unlock()
 }
 
 // EncodeHead sends the request frame under a fresh upstream ID. A oneway
@@ -413,24 +328,24 @@ func (cs *clientStream) EncodeHead(h *stream.Head, _ bool) {
 	}
 	cs.sent = true
 	cc := cs.cc
-	cc.mu.Lock()
-	defer cc.mu.Unlock()
+	cc.Mu.Lock()
+	defer cc.Mu.Unlock()
 	if cs.ev&evReset != 0 {
 		return
 	}
-	if cc.closed {
+	if cc.Closed {
 		cs.queueReset(fmt.Errorf("%w: connection closed", stream.ErrUpstreamReset))
-		go cc.deliver()
+		go cc.Deliver()
 		return
 	}
 	if h.Frame == nil {
 		cs.queueReset(&protocol.Error{Status: 502, Reason: "not a " + cc.set.Codec.Name() + " request (route an RPC listener to an RPC cluster of the same protocol)"})
-		go cc.deliver()
+		go cc.Deliver()
 		return
 	}
 	if n, err := cc.set.Codec.Decode(h.Frame, &cc.peek); err != nil || n != len(h.Frame) {
 		cs.queueReset(&protocol.Error{Status: 400, Reason: "not a " + cc.set.Codec.Name() + " frame"})
-		go cc.deliver()
+		go cc.Deliver()
 		return
 	}
 	oneway := cc.peek.Kind == xprotocol.Oneway
@@ -443,7 +358,7 @@ func (cs *clientStream) EncodeHead(h *stream.Head, _ bool) {
 		cs.evStatus, cs.evFrame = 200, nil
 		cc.release(cs)
 		cc.schedule(cs)
-		go cc.deliver()
+		go cc.Deliver()
 	} else {
 		cc.streams[cs.id] = cs
 	}
@@ -464,12 +379,12 @@ func (cs *clientStream) Reset() {
 	}
 	cs.finished = true
 	cc := cs.cc
-	cc.mu.Lock()
+	cc.Mu.Lock()
 	if cc.streams[cs.id] == cs {
 		delete(cc.streams, cs.id)
 	}
 	cc.release(cs)
-	cc.mu.Unlock()
+	cc.Mu.Unlock()
 }
 
 // ReadDisable is a no-op: one slow downstream must not stall the other
