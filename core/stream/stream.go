@@ -15,6 +15,7 @@ package stream
 
 import (
 	"errors"
+	"fmt"
 	"sync/atomic"
 
 	"github.com/proxylab/proxylab/core/network"
@@ -154,6 +155,15 @@ var (
 	// request may be retried whatever its method.
 	ErrRefused = errors.New("stream: refused by upstream before processing")
 )
+
+// UpstreamClosed is the reset reason for streams of an upstream connection
+// that closed with err (nil: closed without an error).
+func UpstreamClosed(err error) error {
+	if err == nil {
+		return ErrUpstreamReset
+	}
+	return fmt.Errorf("%w: %w", ErrUpstreamReset, err)
+}
 
 // ReasonResetter is an encoder that can say why it resets; the proxy uses
 // it to pass a peer's reset on (HTTP/2 keeps CANCEL as CANCEL, so a

@@ -418,11 +418,7 @@ func (cc *ClientConn) OnDrained(transport.Conn) {
 func (cc *ClientConn) OnClose(_ transport.Conn, err error) {
 	if s := cc.lockOwner(); s != nil {
 		if !s.done() {
-			if err == nil {
-				err = stream.ErrUpstreamReset
-			} else {
-				err = fmt.Errorf("%w: %w", stream.ErrUpstreamReset, err)
-			}
+			err = stream.UpstreamClosed(err)
 			s.fail(err)
 		}
 		s.sess.Unlock()

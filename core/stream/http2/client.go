@@ -166,11 +166,7 @@ func (cc *ClientConn) OnDrained(transport.Conn) {
 func (cc *ClientConn) OnClose(_ transport.Conn, err error) {
 	cc.Mu.Lock()
 	cc.Closed = true
-	if err == nil {
-		err = stream.ErrUpstreamReset
-	} else {
-		err = fmt.Errorf("%w: %w", stream.ErrUpstreamReset, err)
-	}
+	err = stream.UpstreamClosed(err)
 	cc.failAllLocked(err)
 	cc.out.Drop()
 	cc.in.Reset()

@@ -221,11 +221,7 @@ func (cc *ClientConn) OnClose(_ transport.Conn, err error) {
 	if cc.hb != nil {
 		cc.hb.Stop()
 	}
-	if err == nil {
-		err = stream.ErrUpstreamReset
-	} else {
-		err = fmt.Errorf("%w: %w", stream.ErrUpstreamReset, err)
-	}
+	err = stream.UpstreamClosed(err)
 	cc.failAllLocked(err)
 	cc.out.Drop()
 	cc.in.Reset()
