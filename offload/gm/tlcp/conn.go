@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/emmansun/gmsm/smx509"
@@ -145,8 +146,15 @@ func (c *Conn) Handshake() error {
 		}
 		if c.hsErr != nil {
 			var ae *AlertError
-			if errors.As(c.hsErr, &ae) && !ae.Remote {
+			switch {
+			case errors.As(c.hsErr, &ae) && !ae.Remote:
 				c.sendAlert(ae.Code)
+			case errors.Is(c.hsErr, syscall.EPIPE) || errors.Is(c.hsErr, syscall.ECONNRESET):
+				// The peer hung up while we were writing: its alert, if it
+				// sent one first, says why.
+				if _, _, err := c.readRecord(); errors.As(err, &ae) && ae.Remote {
+					c.hsErr = err
+				}
 			}
 		}
 	})
