@@ -21,6 +21,7 @@ import (
 	"github.com/proxylab/proxylab/bench/upstream"
 	"github.com/proxylab/proxylab/core/protocol"
 	h1 "github.com/proxylab/proxylab/core/protocol/http1"
+	"github.com/proxylab/proxylab/offload/gm/tlcp"
 )
 
 // Config describes one load run.
@@ -33,7 +34,14 @@ type Config struct {
 	Streams int
 	// TLS speaks TLS to the target (certificates are not verified: it is
 	// a benchmark), with ALPN h2 for http2 and http/1.1 otherwise.
-	TLS      bool
+	TLS bool
+	// Engine, with TLS: "go" (crypto/tls; the default) or "tlcp"
+	// (offload/gm/tlcp's client, offering TLCPSuite or all four).
+	Engine    string
+	TLCPSuite uint16
+	// Resume offers the last session on each new connection (Go TLS
+	// tickets, TLCP session IDs); otherwise every handshake is full.
+	Resume   bool
 	Duration time.Duration // how long to send
 	// Rate is the total requests per second for open-loop load; 0 means
 	// closed loop.
@@ -46,6 +54,34 @@ type Config struct {
 	// TCP echo: bytes per round trip.
 	EchoSize int
 	Timeout  time.Duration // per request; 0: 10s
+
+	clients *tlsClients // shared by the run's connections (session caches)
+}
+
+// tlsClients are the client configurations of one run.
+type tlsClients struct {
+	tls  *tls.Config
+	tlcp *tlcp.Config
+}
+
+func newTLSClients(cfg Config) (*tlsClients, error) {
+	switch cfg.Engine {
+	case "", "go", "tlcp":
+	default:
+		return nil, fmt.Errorf("loadgen: unknown engine %q (go, tlcp)", cfg.Engine)
+	}
+	c := &tlsClients{
+		tls:  &tls.Config{InsecureSkipVerify: true, ServerName: "localhost"},
+		tlcp: &tlcp.Config{InsecureSkipVerify: true, ServerName: "localhost"},
+	}
+	if cfg.TLCPSuite != 0 {
+		c.tlcp.CipherSuites = []uint16{cfg.TLCPSuite}
+	}
+	if cfg.Resume {
+		c.tls.ClientSessionCache = tls.NewLRUClientSessionCache(1)
+		c.tlcp.SessionCache = tlcp.NewSessionCache(1, time.Hour)
+	}
+	return c, nil
 }
 
 // Result is what a run measured.
@@ -67,9 +103,21 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 10 * time.Second
 	}
+	clients, err := newTLSClients(cfg)
+	if err != nil {
+		return nil, err
+	}
+	cfg.clients = clients
 	workers := cfg.Connections
 	var newSession func(i int) sessionFactory
 	switch cfg.Protocol {
+	case "handshake":
+		if !cfg.TLS {
+			return nil, errors.New("loadgen: the handshake protocol needs -tls")
+		}
+		newSession = func(int) sessionFactory {
+			return func(ctx context.Context) (session, error) { return handshaker{ctx: ctx, cfg: cfg}, nil }
+		}
 	case "http1", "":
 		req := buildRequest(cfg)
 		newSession = func(int) sessionFactory {
@@ -99,7 +147,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		}
 		newSession = func(i int) sessionFactory { return shared[i/streams].session }
 	default:
-		return nil, fmt.Errorf("loadgen: unknown protocol %q (http1, http2, tcp, bolt, dubbo)", cfg.Protocol)
+		return nil, fmt.Errorf("loadgen: unknown protocol %q (http1, http2, tcp, bolt, dubbo, handshake)", cfg.Protocol)
 	}
 	ctx, cancel := context.WithTimeout(ctx, cfg.Duration)
 	defer cancel()
@@ -161,15 +209,41 @@ func dial(ctx context.Context, cfg Config, alpn string) (net.Conn, error) {
 	if err != nil || !cfg.TLS {
 		return c, err
 	}
-	tc := tls.Client(c, &tls.Config{InsecureSkipVerify: true, ServerName: "localhost", NextProtos: []string{alpn}})
 	hctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
+	if cfg.Engine == "tlcp" {
+		tc := tlcp.Client(c, cfg.clients.tlcp)
+		if err := tc.HandshakeContext(hctx); err != nil {
+			c.Close()
+			return nil, fmt.Errorf("loadgen: TLCP: %w", err)
+		}
+		return tc, nil
+	}
+	tcfg := cfg.clients.tls.Clone()
+	tcfg.NextProtos = []string{alpn}
+	tc := tls.Client(c, tcfg)
 	if err := tc.HandshakeContext(hctx); err != nil {
 		c.Close()
 		return nil, fmt.Errorf("loadgen: TLS: %w", err)
 	}
 	return tc, nil
 }
+
+// handshaker's exchange is one connection: dial, handshake, close.
+type handshaker struct {
+	ctx context.Context
+	cfg Config
+}
+
+func (h handshaker) exchange() error {
+	c, err := dial(h.ctx, h.cfg, "http/1.1")
+	if err != nil {
+		return err
+	}
+	return c.Close()
+}
+
+func (handshaker) Close() error { return nil }
 
 // deadlined bounds each exchange of a connection's session.
 type deadlined struct {
@@ -207,7 +281,7 @@ func (w *worker) run(ctx context.Context) {
 			cl.Close()
 		}
 	}()
-	for ctx.Err() == nil {
+	for !over(ctx) {
 		due := time.Now()
 		if w.interval > 0 {
 			due = w.next
@@ -223,7 +297,7 @@ func (w *worker) run(ctx context.Context) {
 		if cl == nil {
 			c, err := w.newSession(ctx)
 			if err != nil {
-				if ctx.Err() == nil {
+				if !over(ctx) {
 					w.fail(err)
 				}
 				continue
@@ -231,7 +305,7 @@ func (w *worker) run(ctx context.Context) {
 			cl = c
 		}
 		if err := cl.exchange(); err != nil {
-			if ctx.Err() == nil {
+			if !over(ctx) {
 				w.fail(err)
 			}
 			cl.Close()
@@ -243,6 +317,17 @@ func (w *worker) run(ctx context.Context) {
 		w.hist.Record(time.Since(due))
 		w.ok++
 	}
+}
+
+// over says the run has ended: ctx is done, or its deadline has passed
+// (a dial bounded by that deadline fails with a timeout a moment before
+// ctx.Err reports it, and must not count as an error).
+func over(ctx context.Context) bool {
+	if ctx.Err() != nil {
+		return true
+	}
+	d, ok := ctx.Deadline()
+	return ok && !time.Now().Before(d)
 }
 
 func buildRequest(cfg Config) []byte {

@@ -21,14 +21,19 @@ import (
 	"github.com/proxylab/proxylab/bench/lab"
 	"github.com/proxylab/proxylab/bench/loadgen"
 	"github.com/proxylab/proxylab/bench/upstream"
+	"github.com/proxylab/proxylab/offload/gm/tlcp"
 )
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 
 const usage = `proxybench matrix -scenario FILE [-out DIR] [-proxylab BIN] [-proxy-cpus L] [-load-cpus L] [-upstream-cpus L]
 proxybench upstream [-listen ADDR] [-size BYTES] [-delay DURATION] [-grpc | -rpc bolt|dubbo]
-proxybench load -target HOST:PORT [-protocol http1|tcp] [-c N] [-d DURATION] [-rate RPS]
+proxybench load -target HOST:PORT [-protocol http1|http2|tcp|bolt|dubbo|handshake] [-c N] [-d DURATION]
+                [-rate RPS] [-tls [-engine go|tlcp] [-tlcp-suite NAME] [-resume]]
                 [-path P] [-host H] [-body BYTES] [-echo BYTES] [-json]
+
+The handshake protocol opens a connection per request: dial, TLS or TLCP
+handshake, close (full handshakes unless -resume).
 
 Closed loop by default (maximum throughput); with -rate, open loop at that
 many requests per second, latency measured from when each request was due
@@ -54,6 +59,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&cfg.Connections, "c", 50, "connections")
 	fs.IntVar(&cfg.Streams, "m", 1, "HTTP/2 requests in flight per connection")
 	fs.BoolVar(&cfg.TLS, "tls", false, "speak TLS to the target (not verified; ALPN h2 for http2)")
+	fs.StringVar(&cfg.Engine, "engine", "go", "with -tls: go (crypto/tls) or tlcp (TLCP 1.1, GB/T 38636)")
+	suite := fs.String("tlcp-suite", "", "with -engine tlcp: offer only this suite (ECC_SM4_GCM_SM3, ECC_SM4_CBC_SM3, ...)")
+	fs.BoolVar(&cfg.Resume, "resume", false, "resume the previous session on each new connection")
 	fs.DurationVar(&cfg.Duration, "d", 10*time.Second, "duration")
 	fs.Float64Var(&cfg.Rate, "rate", 0, "total requests per second (0: closed loop)")
 	fs.StringVar(&cfg.Path, "path", "/", "HTTP path")
@@ -67,6 +75,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if cfg.Target == "" {
 		fmt.Fprint(stderr, "proxybench: -target is required\n\n"+usage)
 		return 2
+	}
+	if *suite != "" {
+		id, ok := tlcp.SuiteByName(*suite)
+		if !ok {
+			fmt.Fprintf(stderr, "proxybench: -tlcp-suite: unknown suite %q\n", *suite)
+			return 2
+		}
+		cfg.TLCPSuite = id
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()

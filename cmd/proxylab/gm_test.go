@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"crypto/tls"
 	"encoding/pem"
 	"errors"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/emmansun/gmsm/smx509"
 
+	"github.com/proxylab/proxylab/bench/loadgen"
 	"github.com/proxylab/proxylab/offload/gm/tlcp"
 )
 
@@ -273,4 +275,54 @@ clusters:
 	if !strings.Contains(p.logs(), "new certificate refused") {
 		t.Fatal("the broken file was not reported")
 	}
+}
+
+// TestGMHandshakeLoad drives a TLCP listener with the load generator's
+// handshake protocol (what scripts/bench-gm.sh measures): every handshake
+// is counted by the proxy, full ones without resumption and, with it,
+// nearly all resumed (the first of each worker cannot be).
+func TestGMHandshakeLoad(t *testing.T) {
+	dir, _ := gmCerts(t)
+	forEachTransport(t, func(t *testing.T, tr string) {
+		up := startUpstream(t, http.HandlerFunc(echoHandler))
+		p := startProxy(t, fmt.Sprintf(`transport: %s
+admin: {address: "127.0.0.1:0"}
+listeners:
+  - name: web
+    address: 127.0.0.1:0
+%s
+    http_proxy: {}
+routes:
+  - {name: all, domains: ["*"], routes: [{prefix: /, cluster: up}]}
+clusters:
+  - {name: up, hosts: [{address: %q}]}
+`, tr, gmListenerTLS(dir, ""), up.addr))
+		a := adminClient{t: t, base: "http://" + p.adminAddr()}
+		var total float64
+		for _, resume := range []bool{false, true} {
+			res, err := loadgen.Run(context.Background(), loadgen.Config{Target: p.addr("web"), Protocol: "handshake", TLS: true, Engine: "tlcp",
+				TLCPSuite: tlcp.ECC_SM4_GCM_SM3, Resume: resume, Connections: 2, Duration: 300 * time.Millisecond, Timeout: 5 * time.Second})
+			if err != nil || res.Errors != 0 || res.Requests < 5 {
+				t.Fatalf("resume=%v: %v, %d handshakes, %d errors (%v)", resume, err, res.Requests, res.Errors, res.FirstError)
+			}
+			total += float64(res.Requests)
+			// The proxy counts a handshake when it has read the client's
+			// last flight, possibly after the client has moved on.
+			var hs, rs float64
+			for deadline := time.Now().Add(3 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+				fams := a.scrape()
+				hs = value(t, fams, "proxylab_tls_handshakes_total", map[string]string{"side": "listener", "name": "web"})
+				rs = value(t, fams, "proxylab_tls_resumptions_total", map[string]string{"side": "listener", "name": "web"})
+				if hs == total || time.Now().After(deadline) {
+					break
+				}
+			}
+			if hs != total {
+				t.Fatalf("resume=%v: proxy counted %v handshakes, the load generator %v", resume, hs, total)
+			}
+			if !resume && rs != 0 || resume && rs < 0.9*float64(res.Requests) {
+				t.Fatalf("resume=%v: %v resumptions of %d handshakes", resume, rs, res.Requests)
+			}
+		}
+	})
 }

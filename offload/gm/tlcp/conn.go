@@ -6,12 +6,14 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"net"
 	"sync"
 	"syscall"
 	"time"
 
+	"github.com/emmansun/gmsm/sm3"
 	"github.com/emmansun/gmsm/smx509"
 )
 
@@ -93,18 +95,19 @@ type Conn struct {
 	hsOnce sync.Once
 	hsErr  error
 
-	rmu   sync.Mutex
-	in    *halfConn
-	rbuf  []byte // raw bytes not yet a whole record
-	plain []byte // application data not yet read
-	hsbuf []byte // handshake bytes not yet a whole message
-	eof   bool
+	rmu    sync.Mutex
+	in     *halfConn
+	rbuf   []byte // raw bytes not yet a whole record, within rstore
+	rstore []byte // the read buffer, allocated at the first read
+	plain  []byte // application data not yet read
+	hsbuf  []byte // handshake bytes not yet a whole message
+	eof    bool
 
 	wmu  sync.Mutex
 	out  *halfConn
 	wbuf []byte
 
-	transcript []byte
+	transcript hash.Hash // running SM3 over the handshake messages
 	state      ConnectionState
 }
 
@@ -121,6 +124,16 @@ func SuiteName(id uint16) string {
 		return "ECDHE_SM4_GCM_SM3"
 	}
 	return fmt.Sprintf("0x%04x", id)
+}
+
+// SuiteByName is the suite SuiteName names.
+func SuiteByName(name string) (uint16, bool) {
+	for _, id := range supported {
+		if SuiteName(id) == name {
+			return id, true
+		}
+	}
+	return 0, false
 }
 
 // ConnectionState describes an established connection.
@@ -210,8 +223,9 @@ func (c *Conn) writeRecords(typ uint8, p []byte) error {
 	return err
 }
 
-// readRecord returns the next record's type and plaintext. Caller holds
-// rmu.
+// readRecord returns the next record's type and plaintext, decrypted in
+// place in the read buffer: valid until the next readRecord, so callers
+// copy what they keep. Caller holds rmu.
 func (c *Conn) readRecord() (uint8, []byte, error) {
 	for {
 		if len(c.rbuf) >= 5 {
@@ -220,7 +234,7 @@ func (c *Conn) readRecord() (uint8, []byte, error) {
 				return 0, nil, err
 			}
 			if len(c.rbuf) >= 5+n {
-				frag := append([]byte(nil), c.rbuf[5:5+n]...)
+				frag := c.rbuf[5 : 5+n]
 				c.rbuf = c.rbuf[5+n:]
 				p, err := c.in.open(typ, frag)
 				if err != nil {
@@ -241,9 +255,14 @@ func (c *Conn) readRecord() (uint8, []byte, error) {
 				return typ, p, nil
 			}
 		}
-		buf := make([]byte, 16<<10)
-		n, err := c.raw.Read(buf)
-		c.rbuf = append(c.rbuf, buf[:n]...)
+		// What is left of the buffer (less than a record) moves to the
+		// front, and the rest of the store takes the next read.
+		if c.rstore == nil {
+			c.rstore = make([]byte, readBufSize)
+		}
+		kept := copy(c.rstore, c.rbuf)
+		n, err := c.raw.Read(c.rstore[kept:])
+		c.rbuf = c.rstore[:kept+n]
 		if n == 0 && err != nil {
 			if err == io.EOF && len(c.rbuf) > 0 {
 				return 0, nil, io.ErrUnexpectedEOF
@@ -252,6 +271,10 @@ func (c *Conn) readRecord() (uint8, []byte, error) {
 		}
 	}
 }
+
+// readBufSize holds the largest record readRecordHeader accepts with room
+// to read ahead.
+const readBufSize = 5 + maxPlaintext + 2048 + 4096
 
 // readHandshake returns the next handshake message (type, body) and adds
 // it to the transcript. A ChangeCipherSpec record in between is an
@@ -266,7 +289,7 @@ func (c *Conn) readHandshake() (uint8, []byte, error) {
 			if len(c.hsbuf) >= 4+n {
 				msg := c.hsbuf[:4+n]
 				c.hsbuf = c.hsbuf[4+n:]
-				c.transcript = append(c.transcript, msg...)
+				c.addTranscript(msg)
 				return msg[0], msg[4:], nil
 			}
 		}
@@ -300,9 +323,19 @@ func (c *Conn) handshakeMsg(dst []byte, typ uint8, body []byte) []byte {
 	start := len(dst)
 	dst = append(dst, typ, byte(len(body)>>16), byte(len(body)>>8), byte(len(body)))
 	dst = append(dst, body...)
-	c.transcript = append(c.transcript, dst[start:]...)
+	c.addTranscript(dst[start:])
 	return dst
 }
+
+func (c *Conn) addTranscript(msg []byte) {
+	if c.transcript == nil {
+		c.transcript = sm3.New()
+	}
+	c.transcript.Write(msg)
+}
+
+// transcriptHash is the SM3 hash of the handshake messages so far.
+func (c *Conn) transcriptHash() []byte { return c.transcript.Sum(nil) }
 
 // Read reads application data, handshaking first if needed.
 func (c *Conn) Read(b []byte) (int, error) {
@@ -326,7 +359,7 @@ func (c *Conn) Read(b []byte) (int, error) {
 		if typ != recordApplicationData {
 			return 0, fmt.Errorf("tlcp: unexpected record type %d after the handshake", typ)
 		}
-		c.plain = append(c.plain[:0], p...)
+		c.plain = p // in the read buffer; the next readRecord waits until it is drained
 	}
 	n := copy(b, c.plain)
 	c.plain = c.plain[n:]

@@ -12,7 +12,6 @@ import (
 
 	"github.com/emmansun/gmsm/ecdh"
 	"github.com/emmansun/gmsm/sm2"
-	"github.com/emmansun/gmsm/sm3"
 	"github.com/emmansun/gmsm/smx509"
 )
 
@@ -269,8 +268,11 @@ var sm2UID = []byte("1234567812345678")
 
 // sm2Agree derives the 48-byte premaster secret with the SM2 key agreement
 // protocol (GB/T 32918.3): own static (encryption) and ephemeral keys, the
-// peer's encryption certificate and ephemeral key; the server responds.
-func sm2Agree(responder bool, static, eph *ecdh.PrivateKey, peerCert *smx509.Certificate, peerEph *ecdh.PublicKey) ([]byte, error) {
+// peer's encryption certificate and ephemeral key. In TLCP the server is
+// the initiator (its Z comes first in the KDF input) and the client the
+// responder, as Tongsuo and openHiTLS compute it; the GB/T 32918.3 vector in
+// TestSM2PublishedVectors pins the order.
+func sm2Agree(server bool, static, eph *ecdh.PrivateKey, peerCert *smx509.Certificate, peerEph *ecdh.PublicKey) ([]byte, error) {
 	pub, ok := peerCert.PublicKey.(*ecdsa.PublicKey)
 	if !ok || static == nil {
 		return nil, &AlertError{Code: AlertUnsupportedCertificate}
@@ -283,7 +285,7 @@ func sm2Agree(responder bool, static, eph *ecdh.PrivateKey, peerCert *smx509.Cer
 	if err != nil {
 		return nil, &AlertError{Code: AlertIllegalParameter}
 	}
-	pre, err := uv.SM2SharedKey(responder, 48, static.PublicKey(), peerStatic, sm2UID, sm2UID)
+	pre, err := uv.SM2SharedKey(!server, 48, static.PublicKey(), peerStatic, sm2UID, sm2UID)
 	if err != nil {
 		return nil, &AlertError{Code: AlertInternalError}
 	}
@@ -447,7 +449,7 @@ func (c *Conn) serverHandshake() error {
 		}
 	}
 	if len(clientCerts) > 0 {
-		digest := sm3.Sum(c.transcript)
+		digest := c.transcriptHash()
 		if typ, body, err = c.readHandshake(); err != nil {
 			return err
 		}
@@ -473,14 +475,14 @@ func (c *Conn) serverHandshake() error {
 	if err := c.expectChangeCipherSpec(in); err != nil {
 		return err
 	}
-	want := finishedSum(master, "client finished", c.transcript)
+	want := finishedSum(master, "client finished", c.transcriptHash())
 	if typ, body, err = c.readHandshake(); err != nil {
 		return err
 	}
 	if typ != msgFinished || subtle.ConstantTimeCompare(body, want) != 1 {
 		return &AlertError{Code: AlertDecryptError}
 	}
-	fin := c.handshakeMsg(nil, msgFinished, finishedSum(master, "server finished", c.transcript))
+	fin := c.handshakeMsg(nil, msgFinished, finishedSum(master, "server finished", c.transcriptHash()))
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	if err := c.writeRecords(recordChangeCipherSpec, []byte{1}); err != nil {
@@ -535,7 +537,7 @@ func (c *Conn) serverResume(old *session, clientRandom, serverRandom []byte) err
 	if err != nil {
 		return err
 	}
-	fin := c.handshakeMsg(nil, msgFinished, finishedSum(old.master, "server finished", c.transcript))
+	fin := c.handshakeMsg(nil, msgFinished, finishedSum(old.master, "server finished", c.transcriptHash()))
 	c.wmu.Lock()
 	err = c.writeRecords(recordHandshake, hello)
 	if err == nil {
@@ -552,7 +554,7 @@ func (c *Conn) serverResume(old *session, clientRandom, serverRandom []byte) err
 	if err := c.expectChangeCipherSpec(in); err != nil {
 		return err
 	}
-	want := finishedSum(old.master, "client finished", c.transcript)
+	want := finishedSum(old.master, "client finished", c.transcriptHash())
 	typ, body, err := c.readHandshake()
 	if err != nil {
 		return err
@@ -721,7 +723,7 @@ func (c *Conn) clientHandshake() error {
 		flight = c.handshakeMsg(flight, msgClientKeyExchange, appendVec16(nil, ct))
 	}
 	if sendCert {
-		digest := sm3.Sum(c.transcript)
+		digest := c.transcriptHash()
 		sig, err := sign(cfg.SignCert.Key, cfg.rand(), digest[:])
 		if err != nil {
 			return err
@@ -738,7 +740,7 @@ func (c *Conn) clientHandshake() error {
 	if err != nil {
 		return err
 	}
-	fin := finishedSum(master, "client finished", c.transcript)
+	fin := finishedSum(master, "client finished", c.transcriptHash())
 	c.wmu.Lock()
 	if err := c.writeRecords(recordHandshake, flight); err != nil {
 		c.wmu.Unlock()
@@ -757,7 +759,7 @@ func (c *Conn) clientHandshake() error {
 	if err := c.expectChangeCipherSpec(in); err != nil {
 		return err
 	}
-	want := finishedSum(master, "server finished", c.transcript)
+	want := finishedSum(master, "server finished", c.transcriptHash())
 	if typ, body, err = c.readHandshake(); err != nil {
 		return err
 	}
@@ -781,7 +783,7 @@ func (c *Conn) clientResume(old *session, clientRandom, serverRandom []byte) err
 	if err := c.expectChangeCipherSpec(in); err != nil {
 		return err
 	}
-	want := finishedSum(old.master, "server finished", c.transcript)
+	want := finishedSum(old.master, "server finished", c.transcriptHash())
 	typ, body, err := c.readHandshake()
 	if err != nil {
 		return err
@@ -789,7 +791,7 @@ func (c *Conn) clientResume(old *session, clientRandom, serverRandom []byte) err
 	if typ != msgFinished || !bytes.Equal(body, want) {
 		return &AlertError{Code: AlertDecryptError}
 	}
-	fin := c.handshakeMsg(nil, msgFinished, finishedSum(old.master, "client finished", c.transcript))
+	fin := c.handshakeMsg(nil, msgFinished, finishedSum(old.master, "client finished", c.transcriptHash()))
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	if err := c.writeRecords(recordChangeCipherSpec, []byte{1}); err != nil {

@@ -109,10 +109,9 @@ func masterSecret(pre, clientRandom, serverRandom []byte) []byte {
 }
 
 // finishedSum is a Finished message's verify_data (12 bytes) over the
-// handshake transcript hash.
-func finishedSum(master []byte, label string, transcript []byte) []byte {
-	h := sm3.Sum(transcript)
-	return prf(master, label, h[:], 12)
+// handshake transcript's SM3 hash.
+func finishedSum(master []byte, label string, transcriptHash []byte) []byte {
+	return prf(master, label, transcriptHash, 12)
 }
 
 // suite describes a cipher suite's record protection.

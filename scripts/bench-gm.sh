@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# TLCP (engine gm) against Go TLS and haproxy, same run, proxy pinned:
+#  1. server CPU per handshake: TLCP ECC full and resumed, Go TLS 1.3 ECDSA
+#     full on proxylab and on haproxy (proxybench's handshake protocol: dial,
+#     handshake, close; proxy CPU from /proc over the cell);
+#  2. bulk through the proxy: 1 MiB responses over TLCP SM4-GCM, TLCP
+#     SM4-CBC and Go TLS AES-128-GCM (proxy CPU ms per MiB).
+#
+# Usage: scripts/bench-gm.sh [ROUNDS] [SECONDS]   env: TRANSPORT (rawepoll)
+set -euo pipefail
+ROUNDS=${1:-3}
+SECS=${2:-5}
+TRANSPORT=${TRANSPORT:-rawepoll}
+cd "$(dirname "$0")/.."
+command -v haproxy >/dev/null || { echo "bench: haproxy needed (make deps)"; exit 1; }
+. scripts/lib/bench.sh
+PB=${PROXYBENCH_BIN:-bin/proxybench}
+[ -x "$PB" ] || go build -o "$PB" ./cmd/proxybench
+BULK_UP=127.0.0.1:19091
+taskset -c "$LOAD_CPU" "$PB" upstream -listen "$BULK_UP" -size 1048576 & pids+=($!)
+start_upstream
+
+"$BIN" certs -dir "$W/gm" --gm >/dev/null
+"$BIN" certs -dir "$W/ec" -key ecdsa >/dev/null
+cat "$W/ec/server.pem" "$W/ec/server-key.pem" > "$W/ec.pem"
+G=$W/gm
+cat > "$W/proxylab.yaml" <<YML
+listeners:
+  - name: tlcp
+    address: "127.0.0.1:19463"
+    tls: {engine: gm, certificates: [{cert_file: "$G/server-sign.pem", key_file: "$G/server-sign-key.pem", enc_cert_file: "$G/server-enc.pem", enc_key_file: "$G/server-enc-key.pem"}]}
+    http_proxy: {virtual_hosts: [all]}
+  - name: tls
+    address: "127.0.0.1:19443"
+    tls: {certificates: [{cert_file: "$W/ec/server.pem", key_file: "$W/ec/server-key.pem"}]}
+    http_proxy: {virtual_hosts: [all]}
+  - {name: tlcp-bulk, address: "127.0.0.1:19464", tls: {engine: gm, certificates: [{cert_file: "$G/server-sign.pem", key_file: "$G/server-sign-key.pem", enc_cert_file: "$G/server-enc.pem", enc_key_file: "$G/server-enc-key.pem"}]}, http_proxy: {virtual_hosts: [bulk]}}
+  - {name: tls-bulk, address: "127.0.0.1:19444", tls: {certificates: [{cert_file: "$W/ec/server.pem", key_file: "$W/ec/server-key.pem"}]}, http_proxy: {virtual_hosts: [bulk]}}
+routes:
+  - {name: all, domains: ["*"], routes: [{prefix: /, cluster: up}]}
+  - {name: bulk, domains: ["*"], routes: [{prefix: /, cluster: bulk}]}
+clusters:
+  - {name: up, hosts: [{address: "$UP"}]}
+  - {name: bulk, hosts: [{address: "$BULK_UP"}]}
+YML
+"$BIN" run -c "$W/proxylab.yaml" --cpus "$PROXY_CPU" --transport "$TRANSPORT" --log-level warn & pids+=($!)
+PX=$!
+cat > "$W/haproxy.cfg" <<HAP
+global
+  nbthread 1
+  maxconn 8000
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+frontend ec
+  bind 127.0.0.1:19453 ssl crt $W/ec.pem
+  default_backend up
+frontend bulk
+  bind 127.0.0.1:19454 ssl crt $W/ec.pem
+  default_backend bulk
+backend up
+  server up $UP
+backend bulk
+  server bulk $BULK_UP
+HAP
+taskset -c "$PROXY_CPU" haproxy -f "$W/haproxy.cfg" -db & pids+=($!)
+HP=$!
+sleep 1
+
+RESULTS=${RESULTS:-results/$(date +%F)-$(hostname -s)}
+mkdir -p "$RESULTS"
+REPORT=$RESULTS/bench-gm.md
+{
+echo "# TLCP (engine gm) vs Go TLS vs haproxy: handshakes and bulk, proxylab ($TRANSPORT)"
+echo
+echo "- date: $(date -u +%FT%TZ); host: $(hostname -s); kernel: $(uname -r); CPU: $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)"
+echo "- proxy pinned to CPU $PROXY_CPU; proxybench clients and upstreams on CPU $LOAD_CPU; $ROUNDS rounds of ${SECS}s cells, interleaved"
+echo "- command: TRANSPORT=$TRANSPORT scripts/bench-gm.sh $ROUNDS $SECS"
+echo
+} | tee "$REPORT"
+
+# cell NAME PID -- proxybench load args: appends "NAME requests cpu-ticks errors".
+ROWS=$W/rows
+: > "$ROWS"
+cell() {
+  local name=$1 pid=$2; shift 3
+  local t0 t1 out n e
+  t0=$(ticks "$pid")
+  out=$(taskset -c "$LOAD_CPU" "$PB" load -json -d "${SECS}s" "$@" || true)
+  t1=$(ticks "$pid")
+  n=$(echo "$out" | sed -n 's/.*"requests":\([0-9]*\).*/\1/p')
+  e=$(echo "$out" | sed -n 's/.*"errors":\([0-9]*\).*/\1/p')
+  [ -n "$n" ] && [ "$n" -gt 0 ] || { echo "bench: $name failed: $out" >&2; return 0; }
+  echo "$name $n $((t1 - t0)) $e" >> "$ROWS"
+}
+HSC=${HS_CONNS:-4}
+BULKC=${BULK_CONNS:-4}
+for r in $(seq 1 "$ROUNDS"); do
+  cell tlcp-full "$PX" -- -target 127.0.0.1:19463 -protocol handshake -tls -engine tlcp -tlcp-suite ECC_SM4_GCM_SM3 -c "$HSC"
+  cell tlcp-resumed "$PX" -- -target 127.0.0.1:19463 -protocol handshake -tls -engine tlcp -tlcp-suite ECC_SM4_GCM_SM3 -resume -c "$HSC"
+  cell tls13-ecdsa-full "$PX" -- -target 127.0.0.1:19443 -protocol handshake -tls -c "$HSC"
+  cell haproxy-tls13-ecdsa-full "$HP" -- -target 127.0.0.1:19453 -protocol handshake -tls -c "$HSC"
+  cell bulk-tlcp-sm4-gcm "$PX" -- -target 127.0.0.1:19464 -tls -engine tlcp -tlcp-suite ECC_SM4_GCM_SM3 -c "$BULKC"
+  cell bulk-tlcp-sm4-cbc "$PX" -- -target 127.0.0.1:19464 -tls -engine tlcp -tlcp-suite ECC_SM4_CBC_SM3 -c "$BULKC"
+  cell bulk-tls13-aes128-gcm "$PX" -- -target 127.0.0.1:19444 -tls -c "$BULKC"
+  cell haproxy-bulk-tls13-aes128-gcm "$HP" -- -target 127.0.0.1:19454 -tls -c "$BULKC"
+done
+# median of per-round CPU per unit; handshakes: µs per handshake; bulk: ms per MiB.
+summarise() {
+  local pattern=$1 unit=$2 scale=$3
+  for name in $(awk -v p="$pattern" '$1 ~ p {print $1}' "$ROWS" | awk '!seen[$0]++'); do
+    awk -v n="$name" -v hz="$HZ" -v sc="$scale" -v s="$SECS" '$1 == n {k++; v[k] = $3 / hz * sc / $2; rate[k] = $2 / s; tot += $2; err += $4} END {
+      for (i = 1; i <= k; i++) for (j = i + 1; j <= k; j++) if (v[j] < v[i]) { t = v[i]; v[i] = v[j]; v[j] = t; t = rate[i]; rate[i] = rate[j]; rate[j] = t }
+      m = v[int((k + 1) / 2)]
+      printf "| %s | %d | %d | %.1f | %.1f–%.1f |\n", n, tot, err, m, v[1], v[k] }' "$ROWS"
+  done
+}
+{
+echo "## Handshakes: proxy CPU per handshake (proxybench -protocol handshake, $HSC connections)"
+echo
+echo "| cell | handshakes | errors | µs CPU per handshake (median) | range |"
+echo "|---|---|---|---|---|"
+summarise '^(tlcp|tls13|haproxy-tls13)' us 1e6
+echo
+echo "## Bulk: 1 MiB responses through the proxy ($BULKC connections): proxy CPU per MiB"
+echo
+echo "| cell | responses | errors | ms CPU per MiB (median) | range |"
+echo "|---|---|---|---|---|"
+summarise 'bulk' ms 1e3
+} | tee -a "$REPORT"
+echo "bench: report written to $REPORT"
