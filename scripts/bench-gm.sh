@@ -129,5 +129,13 @@ echo
 echo "| cell | responses | errors | ms CPU per MiB (median) | range |"
 echo "|---|---|---|---|---|"
 summarise 'bulk' ms 1e3
+echo
+echo "## The engine alone (go test, same run)"
+echo
+echo "Server CPU per handshake from the server thread's CPU clock (accept and close excluded; \`go test -bench ServerHandshakeCPU ./offload/gm/tlcp\`), and 16 KiB record sealing against gmsm's raw SM4-GCM (\`go test -bench Records\`):"
+echo
+echo '```'
+go test -run XXX -bench 'ServerHandshakeCPU|Records' -benchtime 2000x -benchmem ./offload/gm/tlcp | grep '^Benchmark'
+echo '```'
 } | tee -a "$REPORT"
 echo "bench: report written to $REPORT"

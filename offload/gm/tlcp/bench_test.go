@@ -67,6 +67,32 @@ func BenchmarkRecords(b *testing.B) {
 			}
 		})
 	}
+	for _, id := range []uint16{ECC_SM4_GCM_SM3, ECC_SM4_CBC_SM3} {
+		b.Run(SuiteName(id)+"/open", func(b *testing.B) {
+			w, _ := newHalf(suites[id], make([]byte, 32), key, make([]byte, suites[id].ivLen))
+			r, _ := newHalf(suites[id], make([]byte, 32), key, make([]byte, suites[id].ivLen))
+			recs := make([][]byte, 64)
+			for i := range recs {
+				recs[i] = w.seal(nil, recordApplicationData, p, func(b []byte) {})
+			}
+			frag := make([]byte, len(recs[0]))
+			b.SetBytes(int64(len(p)))
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if i%len(recs) == 0 && i > 0 {
+					b.StopTimer()
+					r, _ = newHalf(suites[id], make([]byte, 32), key, make([]byte, suites[id].ivLen))
+					b.StartTimer()
+				}
+				rec := recs[i%len(recs)]
+				copy(frag, rec)
+				if _, err := r.open(recordApplicationData, frag[5:len(rec)]); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 	b.Run("raw-sm4-gcm", func(b *testing.B) {
 		blk, _ := sm4.NewCipher(key)
 		g, _ := cipher.NewGCM(blk)

@@ -463,7 +463,8 @@ func (c *Conn) serverHandshake() error {
 		}
 	}
 	master := masterSecret(pre, clientRandom, serverRandom)
-	cMAC, sMAC, cKey, sKey, cIV, sIV := st.keys(master, clientRandom, serverRandom)
+	mk := newPRF(master)
+	cMAC, sMAC, cKey, sKey, cIV, sIV := st.keys(mk, clientRandom, serverRandom)
 	in, err := newHalf(st, cMAC, cKey, cIV)
 	if err != nil {
 		return err
@@ -475,22 +476,18 @@ func (c *Conn) serverHandshake() error {
 	if err := c.expectChangeCipherSpec(in); err != nil {
 		return err
 	}
-	want := finishedSum(master, "client finished", c.transcriptHash())
+	want := finishedSum(mk, "client finished", c.transcriptHash())
 	if typ, body, err = c.readHandshake(); err != nil {
 		return err
 	}
 	if typ != msgFinished || subtle.ConstantTimeCompare(body, want) != 1 {
 		return &AlertError{Code: AlertDecryptError}
 	}
-	fin := c.handshakeMsg(nil, msgFinished, finishedSum(master, "server finished", c.transcriptHash()))
+	fin := c.handshakeMsg(nil, msgFinished, finishedSum(mk, "server finished", c.transcriptHash()))
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	if err := c.writeRecords(recordChangeCipherSpec, []byte{1}); err != nil {
-		return err
-	}
-	c.out = out
 	c.state = ConnectionState{CipherSuite: chosen, PeerCertificates: clientCerts}
-	if err := c.writeRecords(recordHandshake, fin); err != nil {
+	if err := c.writeFinished(nil, out, fin); err != nil {
 		return err
 	}
 	cfg.SessionCache.put(string(sid), &session{id: sid, master: master, suite: chosen, peer: clientCerts, created: cfg.now()})
@@ -508,7 +505,7 @@ func offersSuite(raw []byte, id uint16) bool {
 
 // keysFor makes both directions' protection from a master secret;
 // client says which side this is.
-func keysFor(st suite, master, clientRandom, serverRandom []byte, client bool) (in, out *halfConn, err error) {
+func keysFor(st suite, master prfKey, clientRandom, serverRandom []byte, client bool) (in, out *halfConn, err error) {
 	cMAC, sMAC, cKey, sKey, cIV, sIV := st.keys(master, clientRandom, serverRandom)
 	ch, err := newHalf(st, cMAC, cKey, cIV)
 	if err != nil {
@@ -533,20 +530,14 @@ func (c *Conn) serverResume(old *session, clientRandom, serverRandom []byte) err
 	sh = binary.BigEndian.AppendUint16(sh, old.suite)
 	sh = append(sh, 0)
 	hello := c.handshakeMsg(nil, msgServerHello, sh)
-	in, out, err := keysFor(suites[old.suite], old.master, clientRandom, serverRandom, false)
+	mk := newPRF(old.master)
+	in, out, err := keysFor(suites[old.suite], mk, clientRandom, serverRandom, false)
 	if err != nil {
 		return err
 	}
-	fin := c.handshakeMsg(nil, msgFinished, finishedSum(old.master, "server finished", c.transcriptHash()))
+	fin := c.handshakeMsg(nil, msgFinished, finishedSum(mk, "server finished", c.transcriptHash()))
 	c.wmu.Lock()
-	err = c.writeRecords(recordHandshake, hello)
-	if err == nil {
-		err = c.writeRecords(recordChangeCipherSpec, []byte{1})
-	}
-	if err == nil {
-		c.out = out
-		err = c.writeRecords(recordHandshake, fin)
-	}
+	err = c.writeFinished(hello, out, fin)
 	c.wmu.Unlock()
 	if err != nil {
 		return err
@@ -554,7 +545,7 @@ func (c *Conn) serverResume(old *session, clientRandom, serverRandom []byte) err
 	if err := c.expectChangeCipherSpec(in); err != nil {
 		return err
 	}
-	want := finishedSum(old.master, "client finished", c.transcriptHash())
+	want := finishedSum(mk, "client finished", c.transcriptHash())
 	typ, body, err := c.readHandshake()
 	if err != nil {
 		return err
@@ -731,7 +722,8 @@ func (c *Conn) clientHandshake() error {
 		flight = c.handshakeMsg(flight, msgCertificateVerify, appendVec16(nil, sig))
 	}
 	master := masterSecret(pre, clientRandom, serverRandom)
-	cMAC, sMAC, cKey, sKey, cIV, sIV := st.keys(master, clientRandom, serverRandom)
+	mk := newPRF(master)
+	cMAC, sMAC, cKey, sKey, cIV, sIV := st.keys(mk, clientRandom, serverRandom)
 	out, err := newHalf(st, cMAC, cKey, cIV)
 	if err != nil {
 		return err
@@ -740,18 +732,9 @@ func (c *Conn) clientHandshake() error {
 	if err != nil {
 		return err
 	}
-	fin := finishedSum(master, "client finished", c.transcriptHash())
+	fin := finishedSum(mk, "client finished", c.transcriptHash())
 	c.wmu.Lock()
-	if err := c.writeRecords(recordHandshake, flight); err != nil {
-		c.wmu.Unlock()
-		return err
-	}
-	if err := c.writeRecords(recordChangeCipherSpec, []byte{1}); err != nil {
-		c.wmu.Unlock()
-		return err
-	}
-	c.out = out
-	err = c.writeRecords(recordHandshake, c.handshakeMsg(nil, msgFinished, fin))
+	err = c.writeFinished(flight, out, c.handshakeMsg(nil, msgFinished, fin))
 	c.wmu.Unlock()
 	if err != nil {
 		return err
@@ -759,7 +742,7 @@ func (c *Conn) clientHandshake() error {
 	if err := c.expectChangeCipherSpec(in); err != nil {
 		return err
 	}
-	want := finishedSum(master, "server finished", c.transcriptHash())
+	want := finishedSum(mk, "server finished", c.transcriptHash())
 	if typ, body, err = c.readHandshake(); err != nil {
 		return err
 	}
@@ -776,14 +759,15 @@ func (c *Conn) clientHandshake() error {
 // clientResume finishes an abbreviated handshake: the server's
 // ChangeCipherSpec and Finished, then ours.
 func (c *Conn) clientResume(old *session, clientRandom, serverRandom []byte) error {
-	in, out, err := keysFor(suites[old.suite], old.master, clientRandom, serverRandom, true)
+	mk := newPRF(old.master)
+	in, out, err := keysFor(suites[old.suite], mk, clientRandom, serverRandom, true)
 	if err != nil {
 		return err
 	}
 	if err := c.expectChangeCipherSpec(in); err != nil {
 		return err
 	}
-	want := finishedSum(old.master, "server finished", c.transcriptHash())
+	want := finishedSum(mk, "server finished", c.transcriptHash())
 	typ, body, err := c.readHandshake()
 	if err != nil {
 		return err
@@ -791,14 +775,10 @@ func (c *Conn) clientResume(old *session, clientRandom, serverRandom []byte) err
 	if typ != msgFinished || !bytes.Equal(body, want) {
 		return &AlertError{Code: AlertDecryptError}
 	}
-	fin := c.handshakeMsg(nil, msgFinished, finishedSum(old.master, "client finished", c.transcriptHash()))
+	fin := c.handshakeMsg(nil, msgFinished, finishedSum(mk, "client finished", c.transcriptHash()))
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	if err := c.writeRecords(recordChangeCipherSpec, []byte{1}); err != nil {
-		return err
-	}
-	c.out = out
-	if err := c.writeRecords(recordHandshake, fin); err != nil {
+	if err := c.writeFinished(nil, out, fin); err != nil {
 		return err
 	}
 	c.state = ConnectionState{DidResume: true, CipherSuite: old.suite, PeerCertificates: old.peer}

@@ -84,34 +84,53 @@ func (e *AlertError) Error() string {
 	return fmt.Sprintf("tlcp: alert %d %s", e.Code, side)
 }
 
-// prf is TLCP's PRF: P_SM3 (TLS 1.2's P_hash with HMAC-SM3).
-func prf(secret []byte, label string, seed []byte, n int) []byte {
-	out := make([]byte, 0, n+sm3.Size)
-	ls := append([]byte(label), seed...)
-	mac := hmac.New(sm3.New, secret)
-	mac.Write(ls)
-	a := mac.Sum(nil)
-	for len(out) < n {
-		mac.Reset()
-		mac.Write(a)
-		mac.Write(ls)
-		out = mac.Sum(out)
-		mac.Reset()
-		mac.Write(a)
-		a = mac.Sum(a[:0])
+// prfKey is TLCP's PRF, P_SM3 (TLS 1.2's P_hash with HMAC-SM3), keyed
+// once with a secret: the master secret's key serves the key expansion and
+// both Finished messages.
+type prfKey struct{ mac hash.Hash }
+
+func newPRF(secret []byte) prfKey { return prfKey{mac: hmac.New(sm3.New, secret)} }
+
+// expand appends n bytes of PRF(secret, label, seed1 || seed2) to dst.
+func (k prfKey) expand(dst []byte, label string, seed1, seed2 []byte, n int) []byte {
+	var a, block [sm3.Size]byte
+	mac := k.mac
+	seed := func() {
+		mac.Write([]byte(label))
+		mac.Write(seed1)
+		mac.Write(seed2)
 	}
-	return out[:n]
+	mac.Reset()
+	seed()
+	ai := mac.Sum(a[:0]) // A(1)
+	for want := len(dst) + n; ; {
+		mac.Reset()
+		mac.Write(ai)
+		seed()
+		if want-len(dst) <= sm3.Size {
+			return append(dst, mac.Sum(block[:0])[:want-len(dst)]...)
+		}
+		dst = mac.Sum(dst)
+		mac.Reset()
+		mac.Write(ai)
+		ai = mac.Sum(a[:0]) // A(i+1), only when more output is needed
+	}
+}
+
+// prf is PRF(secret, label, seed) of n bytes.
+func prf(secret []byte, label string, seed []byte, n int) []byte {
+	return newPRF(secret).expand(make([]byte, 0, n), label, seed, nil, n)
 }
 
 // masterSecret derives the 48-byte master secret.
 func masterSecret(pre, clientRandom, serverRandom []byte) []byte {
-	return prf(pre, "master secret", append(append([]byte(nil), clientRandom...), serverRandom...), 48)
+	return newPRF(pre).expand(make([]byte, 0, 48), "master secret", clientRandom, serverRandom, 48)
 }
 
 // finishedSum is a Finished message's verify_data (12 bytes) over the
 // handshake transcript's SM3 hash.
-func finishedSum(master []byte, label string, transcriptHash []byte) []byte {
-	return prf(master, label, transcriptHash, 12)
+func finishedSum(master prfKey, label string, transcriptHash []byte) []byte {
+	return master.expand(make([]byte, 0, 12), label, transcriptHash, nil, 12)
 }
 
 // suite describes a cipher suite's record protection.
@@ -132,9 +151,9 @@ var suites = map[uint16]suite{
 
 // keys splits the key block: client MAC, server MAC, client key, server
 // key, client IV, server IV (§6.5.2).
-func (s suite) keys(master, clientRandom, serverRandom []byte) (cMAC, sMAC, cKey, sKey, cIV, sIV []byte) {
+func (s suite) keys(master prfKey, clientRandom, serverRandom []byte) (cMAC, sMAC, cKey, sKey, cIV, sIV []byte) {
 	n := 2*s.macLen + 2*s.keyLen + 2*s.ivLen
-	kb := prf(master, "key expansion", append(append([]byte(nil), serverRandom...), clientRandom...), n)
+	kb := master.expand(make([]byte, 0, n), "key expansion", serverRandom, clientRandom, n)
 	take := func(k int) []byte { b := kb[:k:k]; kb = kb[k:]; return b }
 	return take(s.macLen), take(s.macLen), take(s.keyLen), take(s.keyLen), take(s.ivLen), take(s.ivLen)
 }
@@ -144,12 +163,14 @@ type halfConn struct {
 	seq    [8]byte
 	aead   cipher.AEAD
 	block  cipher.Block
+	mode   cipher.BlockMode // CBC, made at the first record (a halfConn only seals or only opens)
 	mac    hash.Hash
 	salt   []byte   // GCM implicit nonce part
 	nonce  [12]byte // scratch: salt || explicit part
 	macSum [32]byte // scratch: a record's MAC
 	iv     [16]byte // scratch: a CBC record's IV
 	ad     [13]byte // scratch: GCM additional data
+	hdr    [5]byte  // scratch: a CBC record's header for the MAC
 }
 
 // nonceFor is salt || explicit (12 bytes) in the scratch array.
@@ -174,6 +195,31 @@ func newHalf(s suite, macKey, key, iv []byte) (*halfConn, error) {
 	}
 	h.block, h.mac = b, hmac.New(sm3.New, macKey)
 	return h, nil
+}
+
+// ivSetter is what crypto/cipher's and gmsm's CBC modes implement to be
+// reused with a new IV.
+type ivSetter interface{ SetIV([]byte) }
+
+// cbc is the direction's CBC mode set to iv, made once and reused for each
+// record (a new one per record would be an allocation per record).
+func (h *halfConn) cbc(encrypt bool, iv []byte) cipher.BlockMode {
+	if h.mode == nil {
+		if encrypt {
+			h.mode = cipher.NewCBCEncrypter(h.block, iv)
+		} else {
+			h.mode = cipher.NewCBCDecrypter(h.block, iv)
+		}
+		return h.mode
+	}
+	if s, ok := h.mode.(ivSetter); ok {
+		s.SetIV(iv)
+		return h.mode
+	}
+	if encrypt {
+		return cipher.NewCBCEncrypter(h.block, iv)
+	}
+	return cipher.NewCBCDecrypter(h.block, iv)
 }
 
 func (h *halfConn) incSeq() {
@@ -214,8 +260,8 @@ func (h *halfConn) seal(dst []byte, typ uint8, p []byte, random func([]byte)) []
 	bs := h.block.BlockSize()
 	h.mac.Reset()
 	h.mac.Write(h.seq[:])
-	hd := header(typ, len(p))
-	h.mac.Write(hd[:])
+	h.hdr = header(typ, len(p)) // in the halfConn: a local would escape to the heap
+	h.mac.Write(h.hdr[:])
 	h.mac.Write(p)
 	mac := h.mac.Sum(h.macSum[:0])
 	plainLen := len(p) + len(mac)
@@ -233,7 +279,7 @@ func (h *halfConn) seal(dst []byte, typ uint8, p []byte, random func([]byte)) []
 		dst = append(dst, byte(pad-1))
 	}
 	body := dst[start+bs:]
-	cipher.NewCBCEncrypter(h.block, iv).CryptBlocks(body, body)
+	h.cbc(true, iv).CryptBlocks(body, body)
 	return dst
 }
 
@@ -267,7 +313,7 @@ func (h *halfConn) open(typ uint8, frag []byte) ([]byte, error) {
 		return nil, errBadRecordMAC
 	}
 	body := frag[bs:]
-	cipher.NewCBCDecrypter(h.block, frag[:bs]).CryptBlocks(body, body)
+	h.cbc(false, frag[:bs]).CryptBlocks(body, body)
 	pad := int(body[len(body)-1]) + 1
 	// Constant-time-ish padding check: every padding byte equals pad-1.
 	good := 1
@@ -281,8 +327,8 @@ func (h *halfConn) open(typ uint8, frag []byte) ([]byte, error) {
 	mac := body[len(body)-pad-macLen : len(body)-pad]
 	h.mac.Reset()
 	h.mac.Write(h.seq[:])
-	hd := header(typ, len(p))
-	h.mac.Write(hd[:])
+	h.hdr = header(typ, len(p)) // in the halfConn: a local would escape to the heap
+	h.mac.Write(h.hdr[:])
 	h.mac.Write(p)
 	if subtle.ConstantTimeCompare(h.mac.Sum(h.macSum[:0]), mac)&good != 1 {
 		return nil, errBadRecordMAC

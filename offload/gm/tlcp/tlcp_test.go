@@ -2,9 +2,11 @@ package tlcp
 
 import (
 	"bytes"
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/x509/pkix"
 	"errors"
+	"github.com/emmansun/gmsm/sm3"
 	"io"
 	"math/big"
 	"net"
@@ -202,7 +204,7 @@ func TestRecordTampering(t *testing.T) {
 		st := suites[id]
 		master := bytes.Repeat([]byte{7}, 48)
 		cr, sr := bytes.Repeat([]byte{1}, 32), bytes.Repeat([]byte{2}, 32)
-		cMAC, _, cKey, _, cIV, _ := st.keys(master, cr, sr)
+		cMAC, _, cKey, _, cIV, _ := st.keys(newPRF(master), cr, sr)
 		w, _ := newHalf(st, cMAC, cKey, cIV)
 		r, _ := newHalf(st, cMAC, cKey, cIV)
 		rec := w.seal(nil, recordApplicationData, []byte("hello"), func(b []byte) { rand.Read(b) })
@@ -219,18 +221,32 @@ func TestRecordTampering(t *testing.T) {
 	}
 }
 
-// TestPRFVector checks P_SM3 against an independent computation of its
-// first block: HMAC-SM3(secret, HMAC-SM3(secret, label+seed) + label+seed).
-func TestPRFLength(t *testing.T) {
-	for _, n := range []int{12, 32, 48, 100, 128} {
-		if got := prf([]byte("secret"), "label", []byte("seed"), n); len(got) != n {
-			t.Fatalf("%d: %d bytes", n, len(got))
+// TestPRF checks P_SM3 against a direct transcription of RFC 5246 §5
+// (A(0) = seed, A(i) = HMAC(secret, A(i-1)), output HMAC(secret, A(i) +
+// seed) for i = 1, 2, …), for lengths within, at and across block edges,
+// and with the seed given in two parts as the key derivations do.
+func TestPRF(t *testing.T) {
+	h := func(key []byte, parts ...[]byte) []byte {
+		m := hmac.New(sm3.New, key)
+		for _, p := range parts {
+			m.Write(p)
 		}
+		return m.Sum(nil)
 	}
-	a := prf([]byte("secret"), "label", []byte("seed"), 64)
-	b := prf([]byte("secret"), "label", []byte("seed"), 32)
-	if !bytes.Equal(a[:32], b) {
-		t.Fatal("PRF output is not a stream")
+	secret, seed := []byte("secret"), []byte("label-seed")
+	ls := append([]byte("label"), seed...)
+	var want []byte
+	for a := ls; len(want) < 128; {
+		a = h(secret, a)
+		want = append(want, h(secret, a, ls)...)
+	}
+	for _, n := range []int{12, 32, 33, 48, 64, 100, 128} {
+		if got := prf(secret, "label", seed, n); !bytes.Equal(got, want[:n]) {
+			t.Fatalf("n=%d: %x, want %x", n, got, want[:n])
+		}
+		if got := newPRF(secret).expand([]byte("pre"), "label", seed[:4], seed[4:], n); !bytes.Equal(got, append([]byte("pre"), want[:n]...)) {
+			t.Fatalf("n=%d, split seed: %x", n, got)
+		}
 	}
 }
 

@@ -152,7 +152,7 @@ func FuzzRecordOpen(f *testing.F) {
 			id = ECC_SM4_GCM_SM3
 		}
 		s := suites[id]
-		cMAC, _, cKey, _, cIV, _ := s.keys(master, cr, sr)
+		cMAC, _, cKey, _, cIV, _ := s.keys(newPRF(master), cr, sr)
 		h, _ := newHalf(s, cMAC, cKey, cIV)
 		if p, err := h.open(recordApplicationData, append([]byte(nil), frag...)); err == nil && len(p) > len(frag) {
 			t.Fatalf("plaintext longer than the fragment")
