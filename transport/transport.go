@@ -125,6 +125,32 @@ type Stats struct {
 	Accepts, Dials, DialFailures uint64
 	Reads, EAGAINReads, Writes   uint64
 	Wakeups, Events              uint64
+	// sockmap: same-host sockets recorded by sockops, SK_MSG redirects and
+	// their bytes, messages without a peer to redirect to; tcp_proxy pairs
+	// spliced, bytes spliced, and pairs left in user space by reason.
+	LocalSockets, MsgRedirects, MsgRedirectBytes, MsgPassed uint64
+	Splices, SplicedBytes                                   uint64
+	SpliceFallbacks                                         map[string]uint64
+}
+
+// Splicer is implemented by connections a transport can join inside the
+// kernel (sockmap): after Splice, bytes arriving on either connection leave
+// on the other without reaching user space.
+//
+// Splice is called once, on a started connection, with a started peer of the
+// same transport, when nothing is queued for writing on either (the
+// caller's OnDrained said so): bytes written before go out first. An error
+// means the pair stays in user space, unchanged. After a successful Splice:
+// OnData still delivers any byte the kernel passes up (rare: the caller
+// forwards it as before); OnReadEOF comes when the peer's bytes have all
+// been forwarded; CloseWrite completes asynchronously, once everything
+// forwarded into the connection has entered its socket, and reports
+// OnDrained then (the caller treats it like a queued write).
+type Splicer interface {
+	Splice(peer Conn) error
+	// SplicedBytes is how many bytes that arrived on this connection the
+	// kernel forwarded to its peer.
+	SplicedBytes() uint64
 }
 
 // StatsReporter is implemented by transports that count their work.
@@ -141,6 +167,19 @@ type Options struct {
 	CPUs []int
 	// ReadBufferSize is the buffer size taken from the pool for each read.
 	ReadBufferSize int
+	// Sockmap configures the eBPF transport; others ignore it.
+	Sockmap SockmapOptions
+}
+
+// SockmapOptions configure the sockmap transport.
+type SockmapOptions struct {
+	// Cgroup is the cgroup v2 directory the sockops program attaches to:
+	// same-host sockets of its processes are accelerated. Empty: the
+	// proxy's own cgroup. A directory that does not exist is created and
+	// the proxy joins it.
+	Cgroup string
+	// NoSplice keeps tcp_proxy pairs in user space.
+	NoSplice bool
 }
 
 // Factory builds a transport from options.

@@ -108,6 +108,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 	workers := fs.Int("workers", -1, "event-loop workers for reactor transports (0: one per CPU)")
 	levelFlag := fs.String("log-level", "info", "debug, info, warn or error")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+	cgroup := fs.String("cgroup", "", "sockmap transport: the cgroup v2 directory to attach to (created and joined if missing), overriding the file")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -149,6 +150,9 @@ func cmdRun(args []string, stderr io.Writer) int {
 	if *cpus != "" {
 		cfg.CPUs = *cpus
 	}
+	if *cgroup != "" {
+		cfg.Sockmap.Cgroup = *cgroup
+	}
 	if *workers >= 0 {
 		cfg.Workers = *workers
 	}
@@ -163,7 +167,8 @@ func cmdRun(args []string, stderr io.Writer) int {
 			return 1
 		}
 	}
-	tr, err := transport.New(cfg.Transport, transport.Options{Workers: cfg.Workers, CPUs: pinned})
+	tr, err := transport.New(cfg.Transport, transport.Options{Workers: cfg.Workers, CPUs: pinned,
+		Sockmap: transport.SockmapOptions{Cgroup: cfg.Sockmap.Cgroup, NoSplice: cfg.Sockmap.Splice != nil && !*cfg.Sockmap.Splice}})
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1

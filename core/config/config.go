@@ -36,6 +36,9 @@ type Config struct {
 	CPUs string `yaml:"cpus"`
 	// DrainTimeout bounds a graceful stop (SIGTERM).
 	DrainTimeout Duration `yaml:"drain_timeout"`
+	// Sockmap configures the eBPF transport (used when transport is
+	// sockmap).
+	Sockmap Sockmap `yaml:"sockmap"`
 	// DemoUpstream, when set, starts a small built-in HTTP server there,
 	// so the embedded config answers with no other process running.
 	DemoUpstream *DemoUpstream `yaml:"demo_upstream,omitempty"`
@@ -98,6 +101,16 @@ func (s Secret) String() string {
 
 // Dump renders the effective config as YAML with secrets redacted.
 func (c *Config) Dump() ([]byte, error) { return yaml.Marshal(c) }
+
+// Sockmap configures the eBPF transport.
+type Sockmap struct {
+	// Cgroup is the cgroup v2 directory whose same-host sockets are
+	// accelerated; empty means the proxy's own cgroup. A directory that
+	// does not exist is created and the proxy joins it.
+	Cgroup string `yaml:"cgroup"`
+	// Splice joins tcp_proxy pairs in the kernel (default true).
+	Splice *bool `yaml:"splice"`
+}
 
 // DemoUpstream is the built-in demo HTTP server.
 type DemoUpstream struct {

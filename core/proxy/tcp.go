@@ -60,6 +60,10 @@ type tcpFilter struct {
 	queued   [2]int        // bytes queued for writing to side
 	paused   [2]bool       // reading side paused by backpressure
 	closed   [2]bool
+
+	// Spliced: the transport forwards both ways in the kernel
+	// (transport.Splicer); tried once both write queues are empty.
+	spliceTried, spliced, accounted bool
 }
 
 func (f *tcpFilter) OnNewConnection(c *network.Conn) network.FilterStatus {
@@ -120,6 +124,59 @@ func (f *tcpFilter) onConnect(tc transport.Conn, err error) {
 	}
 	if f.eof[down] {
 		f.u.CloseWrite()
+	}
+	f.trySplice()
+}
+
+// trySplice hands the pair to the transport when it can forward in the
+// kernel, once nothing is queued either way (what user space already read
+// goes out first) and neither side has ended.
+func (f *tcpFilter) trySplice() {
+	if f.spliceTried || f.u == nil || f.queued[up] > 0 || f.queued[down] > 0 ||
+		f.eof[down] || f.eof[up] || f.closed[down] || f.closed[up] || len(f.pending) > 0 {
+		return
+	}
+	f.spliceTried = true
+	s, ok := f.c.Transport().(transport.Splicer)
+	if !ok {
+		return
+	}
+	if err := s.Splice(f.u); err != nil {
+		slog.Debug("tcp_proxy: pair stays in user space", "err", err)
+		return
+	}
+	f.spliced = true
+}
+
+// closeWrite half-closes side. Spliced, the transport first lets what it
+// forwards into the side out, then reports OnDrained: until then the side
+// counts as having bytes queued, so nothing closes early.
+func (f *tcpFilter) closeWrite(side int) {
+	if f.spliced {
+		f.queued[side] = max(f.queued[side], 1)
+	}
+	if side == up {
+		f.u.CloseWrite()
+	} else {
+		f.c.CloseWrite()
+	}
+}
+
+// accountSpliced adds what the kernel forwarded to the byte counters, once.
+func (f *tcpFilter) accountSpliced() {
+	if !f.spliced || f.accounted {
+		return
+	}
+	f.accounted = true
+	st := f.cfg.Stats
+	if st == nil {
+		return
+	}
+	if s, ok := f.c.Transport().(transport.Splicer); ok {
+		st.UpstreamTxBytes.Add(f.c.ID(), s.SplicedBytes())
+	}
+	if s, ok := f.u.(transport.Splicer); ok {
+		st.UpstreamRxBytes.Add(f.c.ID(), s.SplicedBytes())
 	}
 }
 
@@ -186,11 +243,7 @@ func (f *tcpFilter) onEOF(side int) {
 		return // sent once connected
 	}
 	if !f.closed[other] {
-		if other == up {
-			f.u.CloseWrite()
-		} else {
-			f.c.CloseWrite()
-		}
+		f.closeWrite(other)
 	}
 	f.maybeClose()
 }
@@ -206,6 +259,7 @@ func (f *tcpFilter) onDrained(side int) {
 		f.paused[1-side] = false
 		f.readDisable(1-side, false)
 	}
+	f.trySplice()
 	f.maybeClose()
 }
 
@@ -234,6 +288,7 @@ func (f *tcpFilter) closeSide(side int) {
 // closes when drained.
 func (f *tcpFilter) onClose(side int) {
 	f.closed[side] = true
+	f.accountSpliced()
 	other := 1 - side
 	if f.closed[other] {
 		return
@@ -246,11 +301,7 @@ func (f *tcpFilter) onClose(side int) {
 		return
 	}
 	f.eof[side] = true
-	if other == up {
-		f.u.CloseWrite()
-	} else {
-		f.c.CloseWrite()
-	}
+	f.closeWrite(other)
 }
 
 // HandlesHalfClose: a FIN is forwarded, not a reason to close.

@@ -639,7 +639,10 @@ func resolve(address string) (netip.AddrPort, error) {
 	if err != nil {
 		return netip.AddrPort{}, err
 	}
-	return ta.AddrPort(), nil
+	// An IPv4 address comes back 4-in-6: unmapped, it gets an AF_INET
+	// socket (what sockmap's programs and most tools expect).
+	ap := ta.AddrPort()
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), nil
 }
 
 // Dial connects without blocking; the loop reports the result.
