@@ -142,6 +142,7 @@ const (
 	taskStart taskKind = iota
 	taskClose
 	taskResume
+	taskRetryRead // readable again after an EAGAIN that followed the peer's FIN
 	taskConnectTimeout
 	taskAddListener
 	taskAcceptRetry
@@ -227,6 +228,11 @@ func (l *loop) runTasks() bool {
 			tk.c.finalize(nil)
 		case taskResume:
 			if !tk.c.finalized && tk.c.started {
+				tk.c.doRead()
+			}
+		case taskRetryRead:
+			if !tk.c.finalized && tk.c.started && !tk.c.eof {
+				tk.c.readable = true
 				tk.c.doRead()
 			}
 		case taskConnectTimeout:
@@ -413,6 +419,15 @@ func (c *conn) doRead() {
 			case unix.EAGAIN:
 				c.l.nEAGAIN.Add(1)
 				c.readable = false
+				if c.rdhup {
+					// The peer's FIN is in, yet nothing to read: the bytes
+					// ahead of it are still with a BPF stream parser
+					// (sockmap), which wakes nobody when it is done. Look
+					// again shortly.
+					time.AfterFunc(time.Millisecond, func() {
+						c.l.post(task{kind: taskRetryRead, c: c})
+					})
+				}
 				return
 			}
 			c.finalize(fmt.Errorf("rawepoll: read: %w", err))

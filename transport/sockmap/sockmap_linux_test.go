@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -256,7 +257,8 @@ func TestSpliceEchoBulkAndHalfClose(t *testing.T) {
 	cg := testCgroup(t)
 	tr := newTransport(t, transport.SockmapOptions{Cgroup: cg})
 	results := make(chan error, 64)
-	addr := spliceVia(t, tr, echoServer(t), results)
+	echo := echoServer(t)
+	addr := spliceVia(t, tr, echo, results)
 	for round := 0; round < 40; round++ {
 		c, err := net.Dial("tcp", addr)
 		if err != nil {
@@ -282,7 +284,9 @@ func TestSpliceEchoBulkAndHalfClose(t *testing.T) {
 				t.Fatalf("round %d: %d of %d bytes came back, equal prefix %v", round, len(b), len(in), bytes.Equal(b, in[:min(len(b), len(in))]))
 			}
 		case <-time.After(20 * time.Second):
-			t.Fatalf("round %d: no EOF", round)
+			lp, up := addr[strings.LastIndex(addr, ":")+1:], echo[strings.LastIndex(echo, ":")+1:]
+			out, _ := exec.Command("ss", "-tni", "state", "connected", "( sport = :"+lp+" or dport = :"+up+" or dport = :"+lp+" )").CombinedOutput()
+			t.Fatalf("round %d: no EOF; stats %+v\nss:\n%s", round, tr.Stats(), out)
 		}
 		c.Close()
 	}
