@@ -133,13 +133,23 @@ type Stats struct {
 	SpliceFallbacks                                         map[string]uint64
 }
 
+// NearDialer is implemented by reactor transports that can connect on the
+// event loop of an existing connection (a proxy's upstream on its
+// downstream's loop, as Envoy's workers do): the two connections' callbacks
+// then never run concurrently, and per-pair work needs no cross-loop
+// hand-off (sockmap's splice relies on it).
+type NearDialer interface {
+	DialNear(near Conn, network, address string, timeout time.Duration, done func(Conn, error))
+}
+
 // Splicer is implemented by connections a transport can join inside the
 // kernel (sockmap): after Splice, bytes arriving on either connection leave
 // on the other without reaching user space.
 //
 // Splice is called once, on a started connection, with a started peer of the
-// same transport, when nothing is queued for writing on either (the
-// caller's OnDrained said so): bytes written before go out first. An error
+// same transport dialed near it (NearDialer), from one of their callbacks,
+// when nothing is queued for writing on either (the caller's OnDrained said
+// so): bytes written before go out first. An error
 // means the pair stays in user space, unchanged. After a successful Splice:
 // OnData still delivers any byte the kernel passes up (rare: the caller
 // forwards it as before); OnReadEOF comes when the peer's bytes have all
@@ -149,7 +159,8 @@ type Stats struct {
 type Splicer interface {
 	Splice(peer Conn) error
 	// SplicedBytes is how many bytes that arrived on this connection the
-	// kernel forwarded to its peer.
+	// transport forwarded to its peer itself (the caller did not see them),
+	// whether or not Splice succeeded.
 	SplicedBytes() uint64
 }
 

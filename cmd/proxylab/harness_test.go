@@ -30,6 +30,8 @@ var transports = append([]string{"netpoll"}, platformTransports...)
 func TestMain(m *testing.M) {
 	if v := os.Getenv("PROXYLAB_TRANSPORTS"); v != "" {
 		transports = strings.Split(v, ",")
+	} else {
+		transports = append(transports, probedTransports()...)
 	}
 	binPath = os.Getenv("PROXYLAB_BIN")
 	dir := ""
@@ -75,6 +77,7 @@ func startProxy(t *testing.T, config string, args ...string) *proc {
 		t.Fatal(err)
 	}
 	p := &proc{t: t, addrs: map[string]string{}, done: make(chan struct{})}
+	args = append(args, transportArgs(t, config, args)...)
 	p.cmd = exec.Command(binPath, append([]string{"run", "-c", cfgPath, "--log-level", "debug"}, args...)...)
 	stderr, err := p.cmd.StderrPipe()
 	if err != nil {

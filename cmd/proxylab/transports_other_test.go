@@ -2,4 +2,10 @@
 
 package main
 
+import "testing"
+
 var platformTransports []string
+
+func probedTransports() []string { return nil }
+
+func transportArgs(*testing.T, string, []string) []string { return nil }

@@ -61,6 +61,13 @@ var (
 	dTrWakeups  = desc("transport_wakeups_total", "Event-loop wakeups (epoll_wait returns).", "transport")
 	dTrEvents   = desc("transport_events_total", "Readiness events handled.", "transport")
 	dTrLoops    = desc("transport_loops", "Event loops (rawepoll workers).", "transport")
+	dSmLocal    = desc("sockmap_local_sockets_total", "Same-host sockets recorded by the sockops program.", "transport")
+	dSmMsg      = desc("sockmap_msg_redirects_total", "Messages handed to the peer socket by SK_MSG (TCP/IP skipped).", "transport")
+	dSmMsgBytes = desc("sockmap_msg_redirect_bytes_total", "Bytes handed to the peer socket by SK_MSG.", "transport")
+	dSmMsgPass  = desc("sockmap_msg_passed_total", "Messages sent normally: no peer socket in the map (remote, or outside the cgroup).", "transport")
+	dSmSplices  = desc("sockmap_splices_total", "tcp_proxy pairs joined in the kernel.", "transport")
+	dSmSpliced  = desc("sockmap_spliced_bytes_total", "Bytes forwarded between spliced sockets in the kernel.", "transport")
+	dSmFallback = desc("sockmap_splice_fallbacks_total", "tcp_proxy pairs left in user space, by reason.", "transport", "reason")
 	dTLSHs      = desc("tls_handshakes_total", "Completed TLS handshakes.", "side", "name")
 	dTLSResume  = desc("tls_resumptions_total", "TLS handshakes that resumed a session.", "side", "name")
 	dTLSFail    = desc("tls_handshake_failures_total", "Failed TLS handshakes by reason.", "side", "name", "reason")
@@ -220,6 +227,17 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		counter(ch, dTrWakeups, s.Wakeups, name)
 		counter(ch, dTrEvents, s.Events, name)
 		gauge(ch, dTrLoops, float64(s.Loops), name)
+		if s.SpliceFallbacks != nil { // a transport with BPF programs (sockmap)
+			counter(ch, dSmLocal, s.LocalSockets, name)
+			counter(ch, dSmMsg, s.MsgRedirects, name)
+			counter(ch, dSmMsgBytes, s.MsgRedirectBytes, name)
+			counter(ch, dSmMsgPass, s.MsgPassed, name)
+			counter(ch, dSmSplices, s.Splices, name)
+			counter(ch, dSmSpliced, s.SplicedBytes, name)
+			for reason, v := range s.SpliceFallbacks {
+				counter(ch, dSmFallback, v, name, reason)
+			}
+		}
 	}
 	gets, allocs := buffer.PoolStats()
 	counter(ch, dBufGets, gets)

@@ -84,6 +84,12 @@ func (f *tcpFilter) connect() {
 		st.UpstreamCxTotal.Inc(f.c.ID())
 	}
 	f.upHost = h
+	// On the downstream's event loop where the transport can: the pair's
+	// callbacks never overlap, which a kernel splice needs.
+	if nd, ok := f.cfg.Transport.(transport.NearDialer); ok {
+		nd.DialNear(f.c.Transport(), "tcp", h.Address, f.cfg.ConnectTimeout, f.onConnect)
+		return
+	}
 	f.cfg.Transport.Dial("tcp", h.Address, f.cfg.ConnectTimeout, f.onConnect)
 }
 
@@ -162,9 +168,10 @@ func (f *tcpFilter) closeWrite(side int) {
 	}
 }
 
-// accountSpliced adds what the kernel forwarded to the byte counters, once.
+// accountSpliced adds what the transport forwarded itself (in the kernel,
+// or while setting a splice up) to the byte counters, once.
 func (f *tcpFilter) accountSpliced() {
-	if !f.spliced || f.accounted {
+	if !f.spliceTried || f.accounted || f.u == nil {
 		return
 	}
 	f.accounted = true

@@ -345,6 +345,7 @@ type conn struct {
 var (
 	_ transport.Conn          = (*conn)(nil)
 	_ transport.SyscallConner = (*conn)(nil)
+	_ transport.NearDialer    = (*Transport)(nil)
 )
 
 func (t *Transport) newConn(fd int, l *loop) *conn {
@@ -662,6 +663,21 @@ func resolve(address string) (netip.AddrPort, error) {
 
 // Dial connects without blocking; the loop reports the result.
 func (t *Transport) Dial(network, address string, timeout time.Duration, done func(transport.Conn, error)) {
+	t.dialOn(nil, address, timeout, done)
+}
+
+// DialNear connects on near's event loop (transport.NearDialer): the two
+// connections' callbacks then never run at the same time.
+func (t *Transport) DialNear(near transport.Conn, network, address string, timeout time.Duration, done func(transport.Conn, error)) {
+	var l *loop
+	if nc, ok := near.(*conn); ok && nc.t == t {
+		l = nc.l
+	}
+	t.dialOn(l, address, timeout, done)
+}
+
+// dialOn connects on loop l (nil: the next loop in turn).
+func (t *Transport) dialOn(l *loop, address string, timeout time.Duration, done func(transport.Conn, error)) {
 	t.dials.Add(1)
 	fail := func(err error) {
 		t.dialFails.Add(1)
@@ -684,7 +700,9 @@ func (t *Transport) Dial(network, address string, timeout time.Duration, done fu
 		fail(err)
 		return
 	}
-	l := t.pick()
+	if l == nil {
+		l = t.pick()
+	}
 	c := t.newConn(fd, l)
 	c.raddr, c.connecting, c.dialDone = ap, true, done
 	if timeout > 0 {

@@ -28,6 +28,7 @@ type conn struct {
 	read    uint64 // bytes delivered by OnData
 	written uint64 // bytes handed to Write
 	eof     bool   // OnReadEOF delivered: the peer's FIN was received
+	moved   uint64 // bytes a splice's set-up moved to the peer in user space
 	sp      *spliced
 }
 
@@ -37,7 +38,7 @@ type spliced struct {
 	cookie, peerCookie uint64
 	shut               bool   // CloseWrite asked for
 	stopped            bool   // closed: the flush wait ends
-	final              uint64 // SplicedBytes when it closed
+	final              uint64 // the kernel's count when it closed
 }
 
 var (
@@ -159,7 +160,7 @@ func (c *conn) Splice(peer transport.Conn) error {
 	err := c.withFD(func(fa int) error {
 		return p.withFD(func(fb int) error {
 			var err error
-			ca, cb, err = t.join(fa, fb)
+			ca, cb, err = t.join(c, p, fa, fb)
 			return err
 		})
 	})
@@ -177,6 +178,7 @@ func (c *conn) Splice(peer transport.Conn) error {
 	p.sp = &spliced{peer: c, cookie: cb, peerCookie: ca}
 	p.mu.Unlock()
 	t.splices.Add(1)
+	t.log.Debug("sockmap: spliced", "cookies", [2]uint64{ca, cb})
 	return nil
 }
 
@@ -190,7 +192,33 @@ func (e *fallbackError) Error() string { return e.reason + ": " + e.err.Error() 
 // join puts sockets fa and fb in the splice maps: both as redirect targets
 // first, then their peers, then both under the stream programs, then a kick
 // for bytes that arrived before. It returns their cookies.
-func (t *Transport) join(fa, fb int) (uint64, uint64, error) {
+//
+// Both receive queues are emptied first, in user space, into the other
+// socket: a stream parser attached while a socket's next byte is in the
+// middle of a queued buffer (user space read part of it) frames from the
+// buffer's start and loses bytes at the end. It runs on the pair's event
+// loop (NearDialer), so nothing else reads either socket meanwhile.
+func (t *Transport) join(a, b *conn, fa, fb int) (uint64, uint64, error) {
+	for _, d := range []struct {
+		from, to *conn
+		ffd, tfd int
+	}{{a, b, fa, fb}, {b, a, fb, fa}} {
+		n, eof, err := drain(d.ffd, d.tfd)
+		d.from.mu.Lock()
+		d.from.read += uint64(n)
+		d.from.moved += uint64(n)
+		d.from.mu.Unlock()
+		d.to.mu.Lock()
+		d.to.written += uint64(n)
+		d.to.mu.Unlock()
+		if err != nil {
+			return 0, 0, &fallbackError{"drain", err}
+		}
+		if eof {
+			// The FIN stays readable: the pair finishes in user space.
+			return 0, 0, &fallbackError{"ended", errors.New("a side already sent FIN")}
+		}
+	}
 	ca, err := unix.GetsockoptUint64(fa, unix.SOL_SOCKET, unix.SO_COOKIE)
 	if err != nil {
 		return 0, 0, &fallbackError{"no-cookie", err}
@@ -211,9 +239,10 @@ func (t *Transport) join(fa, fb int) (uint64, uint64, error) {
 		if t.objs.LocalSocks.Lookup(reverse(k), &cookie) == nil {
 			return 0, 0, &fallbackError{"same-host-redirected", errors.New("the hop is already redirected by SK_MSG")}
 		}
-		// Its own entry goes (nothing can redirect to it: its far end is
-		// not in the map), so it sends without the SK_MSG verdict.
-		t.objs.LocalSocks.Delete(k)
+		// Its own entry, if any, stays: with the far end absent, the
+		// SK_MSG verdict passes everything, and removing it would tear
+		// down the socket's BPF state while the splice sets up a new one
+		// (which loses bytes).
 	}
 	undo := func() {
 		t.objs.SplicePeers.Delete(ca)
@@ -254,22 +283,76 @@ func (t *Transport) join(fa, fb int) (uint64, uint64, error) {
 	return ca, cb, nil
 }
 
-// SplicedBytes are the bytes the kernel forwarded from this connection to
-// its peer.
+// drainLimit bounds what join moves in user space before giving up on a
+// sender that never pauses.
+const drainLimit = 8 << 20
+
+// drain moves what is queued on socket from into socket to, until from has
+// nothing more (EAGAIN) or says EOF.
+func drain(from, to int) (moved int, eof bool, err error) {
+	buf := make([]byte, 64<<10)
+	deadline := time.Now().Add(2 * time.Second)
+	for moved < drainLimit {
+		n, err := unix.Read(from, buf)
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err == unix.EAGAIN:
+			return moved, false, nil
+		case err != nil:
+			return moved, false, err
+		case n == 0:
+			return moved, true, nil
+		}
+		if err := writeAll(to, buf[:n], deadline); err != nil {
+			return moved, false, err
+		}
+		moved += n
+	}
+	return moved, false, errors.New("the sender did not pause")
+}
+
+// writeAll writes p to non-blocking socket fd, waiting for room until
+// deadline.
+func writeAll(fd int, p []byte, deadline time.Time) error {
+	for len(p) > 0 {
+		n, err := unix.Write(fd, p)
+		if err == unix.EINTR {
+			continue
+		}
+		if err == unix.EAGAIN {
+			wait := time.Until(deadline)
+			if wait <= 0 {
+				return errors.New("the peer socket stayed full")
+			}
+			unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}, int(wait/time.Millisecond)+1)
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		p = p[n:]
+	}
+	return nil
+}
+
+// SplicedBytes are the bytes forwarded from this connection to its peer by
+// the transport: in the kernel, and what a splice's set-up moved (also when
+// the splice then fell back).
 func (c *conn) SplicedBytes() uint64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.sp == nil {
-		return 0
+		return c.moved // a splice that fell back may have moved some
 	}
 	if c.sp.stopped {
-		return c.sp.final
+		return c.sp.final + c.moved
 	}
 	var p sockmapPeer
 	if c.t.objs.SplicePeers.Lookup(c.sp.cookie, &p) != nil {
-		return 0
+		return c.moved
 	}
-	return p.Bytes
+	return p.Bytes + c.moved
 }
 
 // unsplice forgets a closed connection's peer entry (the kernel drops the
@@ -305,7 +388,10 @@ func (c *conn) CloseWrite() error {
 	}
 	sp.shut = true
 	c.mu.Unlock()
-	c.flushThenShut(time.Now().Add(flushTimeout), 100*time.Microsecond)
+	// Checked from a timer, never from inside this call: OnDrained must
+	// not run within a Conn method (the caller holds its own lock).
+	deadline := time.Now().Add(flushTimeout)
+	time.AfterFunc(0, func() { c.flushThenShut(deadline, 100*time.Microsecond) })
 	return nil
 }
 

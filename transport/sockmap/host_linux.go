@@ -168,6 +168,23 @@ func replaceStale(root string) []string {
 	return cleared
 }
 
+// claimedBy is the pid of a live instance whose pins say it is attached to
+// the cgroup with this id (0: none). Two instances on one cgroup would fight
+// over the same sockets (a socket takes one SK_MSG program).
+func claimedBy(root, id string) int {
+	entries, _ := os.ReadDir(root)
+	for _, e := range entries {
+		parts := strings.Split(e.Name(), "-")
+		if len(parts) < 3 || parts[0] != id {
+			continue
+		}
+		if pid, err := strconv.Atoi(parts[1]); err == nil && (pid == os.Getpid() || alive(pid)) {
+			return pid
+		}
+	}
+	return 0
+}
+
 func alive(pid int) bool {
 	return pid == os.Getpid() || unix.Kill(pid, 0) != unix.ESRCH
 }

@@ -57,6 +57,7 @@ type Transport struct {
 var (
 	_ transport.Transport     = (*Transport)(nil)
 	_ transport.StatsReporter = (*Transport)(nil)
+	_ transport.NearDialer    = (*Transport)(nil)
 )
 
 // New checks what the host allows, loads and attaches the programs and
@@ -103,17 +104,22 @@ func (t *Transport) attach() error {
 		}
 		t.raw = append(t.raw, a)
 	}
+	root := bpffs(t.log)
+	if root != "" {
+		for _, dir := range replaceStale(root) {
+			t.log.Warn("sockmap: detached what a previous run left attached", "pins", dir)
+		}
+		if pid := claimedBy(root, cgroupID(t.cgroup)); pid != 0 {
+			return fmt.Errorf("sockmap: cgroup %s is already served by proxylab pid %d (one instance per cgroup: name another with --cgroup)", t.cgroup, pid)
+		}
+	}
 	cg, err := link.AttachCgroup(link.CgroupOptions{Path: t.cgroup, Attach: ebpf.AttachCGroupSockOps, Program: t.objs.ProxylabSockops})
 	if err != nil {
 		return fmt.Errorf("sockmap: attaching sockops to cgroup %s: %w", t.cgroup, permissionHint(err))
 	}
 	t.cg = cg
-	root := bpffs(t.log)
 	if root == "" {
 		return nil
-	}
-	for _, dir := range replaceStale(root) {
-		t.log.Warn("sockmap: detached what a previous run left attached", "pins", dir)
 	}
 	dir := filepath.Join(root, fmt.Sprintf("%s-%d-%d", cgroupID(t.cgroup), os.Getpid(), instances.Add(1)))
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -189,6 +195,23 @@ func (t *Transport) Dial(network, address string, timeout time.Duration, done fu
 		}
 		done(t.wrap(c), nil)
 	})
+}
+
+// DialNear connects on near's loop (transport.NearDialer), so a splice of
+// the pair runs where neither socket can be read concurrently.
+func (t *Transport) DialNear(near transport.Conn, network, address string, timeout time.Duration, done func(transport.Conn, error)) {
+	nd, ok := t.inner.(transport.NearDialer)
+	if w, isOurs := near.(*conn); ok && isOurs {
+		nd.DialNear(w.Conn, network, address, timeout, func(c transport.Conn, err error) {
+			if err != nil {
+				done(nil, err)
+				return
+			}
+			done(t.wrap(c), nil)
+		})
+		return
+	}
+	t.Dial(network, address, timeout, done)
 }
 
 // fallback counts a pair left in user space and returns why.

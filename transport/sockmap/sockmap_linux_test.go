@@ -157,6 +157,14 @@ func TestRefusedWithReason(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "not under the cgroup v2 mount") {
 		t.Fatalf("err = %v", err)
 	}
+	cg := testCgroup(t)
+	if newTransport(t, transport.SockmapOptions{Cgroup: cg}).PinDir() == "" {
+		t.Skip("no BPF filesystem: a second instance cannot be detected")
+	}
+	_, err = New(transport.Options{Sockmap: transport.SockmapOptions{Cgroup: cg}})
+	if err == nil || !strings.Contains(err.Error(), "already served by proxylab pid") {
+		t.Fatalf("second instance on one cgroup: err = %v", err)
+	}
 }
 
 // echoServer is a plain kernel echo server.
