@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"bufio"
+	"bytes"
 	"io"
 	"net"
 	"net/http"
@@ -170,5 +171,31 @@ func BenchmarkKeepAlive(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestServeEcho: bytes come back exact, and a half-close is answered with
+// one after the echo.
+func TestServeEcho(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go ServeEcho(ln)
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	in := bytes.Repeat([]byte("echo!"), 100000)
+	go func() {
+		c.Write(in)
+		c.(*net.TCPConn).CloseWrite()
+	}()
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	got, err := io.ReadAll(c)
+	if err != nil || !bytes.Equal(got, in) {
+		t.Fatalf("%d of %d bytes, %v", len(got), len(in), err)
 	}
 }

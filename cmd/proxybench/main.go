@@ -27,7 +27,7 @@ import (
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 
 const usage = `proxybench matrix -scenario FILE [-out DIR] [-proxylab BIN] [-proxy-cpus L] [-load-cpus L] [-upstream-cpus L]
-proxybench upstream [-listen ADDR] [-size BYTES] [-delay DURATION] [-grpc | -rpc bolt|dubbo]
+proxybench upstream [-listen ADDR] [-size BYTES] [-delay DURATION] [-grpc | -rpc bolt|dubbo | -tcp-echo]
 proxybench load -target HOST:PORT [-protocol http1|http2|tcp|bolt|dubbo|handshake] [-c N] [-d DURATION]
                 [-rate RPS] [-tls [-engine go|tlcp] [-tlcp-suite NAME] [-resume]]
                 [-path P] [-host H] [-body BYTES] [-echo BYTES] [-json]
@@ -202,6 +202,7 @@ func serveUpstream(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&cfg.Delay, "delay", 0, "delay before each response (per request: ?delay=D)")
 	grpcMode := fs.Bool("grpc", false, "serve gRPC (the interop TestService's UnaryCall, -size bytes) instead of HTTP/1.1")
 	rpcMode := fs.String("rpc", "", "serve an RPC protocol (bolt, dubbo) instead of HTTP/1.1: -size-byte success responses")
+	echoMode := fs.Bool("tcp-echo", false, "echo raw TCP bytes instead of HTTP/1.1 (for -protocol tcp loads)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -216,6 +217,13 @@ func serveUpstream(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if *echoMode {
+		go upstream.ServeEcho(ln)
+		fmt.Fprintf(stdout, "TCP echo upstream listening on %s\n", ln.Addr())
+		<-ctx.Done()
+		ln.Close()
+		return 0
+	}
 	if *rpcMode != "" {
 		codec := upstream.RPCCodec(*rpcMode)
 		if codec == nil {

@@ -129,9 +129,9 @@ func TestSockmapSpliceTCPProxy(t *testing.T) {
 func TestSockmapSameHostRedirect(t *testing.T) {
 	needSockmap(t)
 	cg := filepath.Join(cgroup2Mount(), fmt.Sprintf("proxylab-it-redirect-%d", os.Getpid()))
+	t.Cleanup(func() { os.Remove(cg) }) // last: after the proxy has exited
 	up := startUpstream(t, http.HandlerFunc(echoHandler))
 	p := startProxy(t, httpConfig("sockmap", []string{up.addr}, "", "")+"admin: {address: \"127.0.0.1:0\"}\n", "--cgroup", cg)
-	t.Cleanup(func() { os.Remove(cg) })
 	// The test process joins too: its client and upstream sockets are
 	// then recorded, and both hops are redirected. Connections opened
 	// before (the upstream's listener is fine: only established sockets
@@ -180,7 +180,7 @@ func join(t *testing.T, dir string) {
 func TestSockmapKilledRunIsReplaced(t *testing.T) {
 	needSockmap(t)
 	cg := filepath.Join(cgroup2Mount(), fmt.Sprintf("proxylab-it-kill-%d", os.Getpid()))
-	t.Cleanup(func() { os.Remove(cg) })
+	t.Cleanup(func() { os.Remove(cg) }) // last: after the proxies have exited
 	cfg := tcpConfig("sockmap", closedPort(t))
 	first := exec.Command(binPath, "run", "-c", writeTemp(t, cfg), "--cgroup", cg)
 	out := &lockedBuffer{}
