@@ -6,7 +6,7 @@ LDFLAGS   := -X main.version=$(VERSION)
 FUZZTIME  ?= 20s
 PKGS      := ./...
 
-.PHONY: all build run test fuzz race bench bench-overhead bench-go deps vet clean
+.PHONY: all build run test fuzz race bench bench-overhead bench-go bench-sockmap bench-gm bpf deps vet clean
 
 all: build
 
@@ -60,6 +60,20 @@ bench: build deps
 # What metrics and access logs cost, on vs off in one run.
 bench-overhead: build deps
 	./scripts/bench-overhead.sh
+
+# The sockmap transport against the kernel path and haproxy (root).
+bench-sockmap: build deps
+	./scripts/bench-sockmap.sh
+
+# TLCP handshakes and bulk against Go TLS and haproxy.
+bench-gm: build deps
+	./scripts/bench-gm.sh
+
+# Regenerate the sockmap transport's BPF objects from bpf/sockmap.c (they are
+# committed, so building needs no clang): clang, llvm and libbpf-dev.
+bpf:
+	command -v clang >/dev/null || apt-get install -y clang llvm libbpf-dev
+	cd transport/sockmap && $(GO) generate .
 
 clean:
 	rm -rf bin

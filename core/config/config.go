@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"reflect"
 	"regexp"
 	"slices"
@@ -629,6 +630,9 @@ func (c *Config) validate(k Known) Errors {
 	}
 	if c.Workers < 0 {
 		add("workers", "must be >= 0")
+	}
+	if c.Sockmap.Cgroup != "" && !filepath.IsAbs(c.Sockmap.Cgroup) {
+		add("sockmap.cgroup", "must be an absolute path to a cgroup v2 directory, got %q", c.Sockmap.Cgroup)
 	}
 	if c.CPUs != "" {
 		if _, err := ParseCPUList(c.CPUs); err != nil {

@@ -31,6 +31,7 @@ func TestEveryErrorHasItsPath(t *testing.T) {
 	in := `
 transport: turbo
 cpus: "3-1"
+sockmap: {cgroup: relative/dir}
 listeners:
   - name: a
     address: 127.0.0.1:80800
@@ -69,6 +70,7 @@ clusters:
 	for _, want := range []string{
 		`transport: unknown transport "turbo"`,
 		`cpus: invalid CPU range "3-1"`,
+		`sockmap.cgroup: must be an absolute path to a cgroup v2 directory, got "relative/dir"`,
 		`listeners[0].address: invalid port "80800"`,
 		`listeners[0].http_proxy.virtual_hosts[0]: unknown virtual host "nope"`,
 		`listeners[0].http_proxy.idle_timeout: invalid duration "soon"`,
@@ -91,7 +93,7 @@ clusters:
 		}
 	}
 	// Decode errors carry the line number.
-	if !strings.Contains(got, `listeners[1].udp: unknown field (known: name, address, tls, http_proxy, tcp_proxy) (line 13)`) {
+	if !strings.Contains(got, `listeners[1].udp: unknown field (known: name, address, tls, http_proxy, tcp_proxy) (line 14)`) {
 		t.Errorf("unknown field error lacks line: %s", got)
 	}
 }
