@@ -83,9 +83,7 @@ func ServeRPC(ln net.Listener, codec xprotocol.Codec, size int) {
 	}
 }
 
-// ServeEcho echoes every byte back on each connection until the client
-// half-closes, then half-closes too. It reads and writes with plain calls:
-// no splice(2), which bytes moved by sockmap's redirect would bypass.
+// ServeEcho echoes every byte back on each connection (Echo).
 func ServeEcho(ln net.Listener) {
 	for {
 		c, err := ln.Accept()
@@ -94,21 +92,28 @@ func ServeEcho(ln net.Listener) {
 		}
 		go func() {
 			defer c.Close()
-			buf := make([]byte, 64<<10)
-			for {
-				n, err := c.Read(buf)
-				if n > 0 {
-					if _, werr := c.Write(buf[:n]); werr != nil {
-						return
-					}
-				}
-				if err != nil {
-					break
-				}
-			}
-			if tc, ok := c.(*net.TCPConn); ok {
-				tc.CloseWrite()
-			}
+			Echo(c)
 		}()
+	}
+}
+
+// Echo sends every byte of c back until the peer half-closes, then
+// half-closes too. It reads and writes with plain calls: no splice(2), which
+// bytes moved by sockmap's redirect would bypass.
+func Echo(c net.Conn) {
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := c.Read(buf)
+		if n > 0 {
+			if _, werr := c.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			break
+		}
+	}
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.CloseWrite()
 	}
 }

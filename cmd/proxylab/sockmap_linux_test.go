@@ -16,6 +16,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/proxylab/proxylab/bench/upstream"
 )
 
 // The sockmap transport's own behaviour through the binary; the rest of
@@ -28,31 +30,13 @@ func needSockmap(t *testing.T) {
 	}
 }
 
-// echoLoop is an upstream that echoes with read and write calls, then
-// half-closes after the client's FIN.
-func echoLoop(c net.Conn) {
-	buf := make([]byte, 64<<10)
-	for {
-		n, err := c.Read(buf)
-		if n > 0 {
-			if _, err := c.Write(buf[:n]); err != nil {
-				return
-			}
-		}
-		if err != nil {
-			break
-		}
-	}
-	c.(*net.TCPConn).CloseWrite()
-}
-
 // TestSockmapSpliceTCPProxy: tcp_proxy pairs are spliced in the kernel:
 // 40 of 40 bidirectional runs (1 MiB up while the echo streams back, then
 // half-close) arrive byte-exact, 16 more run at once, and the metrics show
 // the pairs spliced and the bytes counted.
 func TestSockmapSpliceTCPProxy(t *testing.T) {
 	needSockmap(t)
-	up := rawUpstream(t, echoLoop)
+	up := rawUpstream(t, upstream.Echo)
 	// The proxy in a cgroup of its own (created and joined): its sockets
 	// are recorded for SK_MSG, their far ends are not, so they splice.
 	p := startProxy(t, tcpConfig("sockmap", up)+"admin: {address: \"127.0.0.1:0\"}\n")
