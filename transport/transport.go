@@ -180,6 +180,21 @@ type Options struct {
 	ReadBufferSize int
 	// Sockmap configures the eBPF transport; others ignore it.
 	Sockmap SockmapOptions
+	// DPDK configures the kernel-bypass transport; others ignore it.
+	DPDK DPDKOptions
+}
+
+// DPDKOptions configure the dpdk transport: DPDK's EAL, the port it owns,
+// and the userspace TCP/IP stack's address on it.
+type DPDKOptions struct {
+	// EAL is the EAL command line after the program name, e.g.
+	// --no-huge --no-pci -m 256 --vdev net_af_packet0,iface=veth0.
+	EAL []string
+	// Port is the ethdev name, e.g. net_af_packet0 or a PCI address.
+	Port string
+	// Address is the stack's IPv4 address with prefix, e.g. 10.0.0.2/24;
+	// Gateway, when set, the next hop for other destinations.
+	Address, Gateway string
 }
 
 // SockmapOptions configure the sockmap transport.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"github.com/proxylab/proxylab/transport"
+	"github.com/proxylab/proxylab/transport/dpdk"
 	"github.com/proxylab/proxylab/transport/rawepoll"
 	"github.com/proxylab/proxylab/transport/sockmap"
 )
@@ -11,4 +12,5 @@ import (
 func registerPlatformBuiltins() {
 	transport.Register(rawepoll.Name, rawepoll.New)
 	transport.Register(sockmap.Name, sockmap.New) // needs root (BPF); refused with the reason otherwise
+	transport.Register(dpdk.Name, dpdk.New)       // built with -tags dpdk; otherwise refused with how to build it
 }

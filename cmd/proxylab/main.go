@@ -168,7 +168,8 @@ func cmdRun(args []string, stderr io.Writer) int {
 		}
 	}
 	tr, err := transport.New(cfg.Transport, transport.Options{Workers: cfg.Workers, CPUs: pinned,
-		Sockmap: transport.SockmapOptions{Cgroup: cfg.Sockmap.Cgroup, NoSplice: cfg.Sockmap.Splice != nil && !*cfg.Sockmap.Splice}})
+		Sockmap: transport.SockmapOptions{Cgroup: cfg.Sockmap.Cgroup, NoSplice: cfg.Sockmap.Splice != nil && !*cfg.Sockmap.Splice},
+		DPDK:    transport.DPDKOptions{EAL: cfg.DPDK.EAL, Port: cfg.DPDK.Port, Address: cfg.DPDK.Address, Gateway: cfg.DPDK.Gateway}})
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1

@@ -7,6 +7,7 @@ import (
 	_ "embed"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -40,6 +41,9 @@ type Config struct {
 	// Sockmap configures the eBPF transport (used when transport is
 	// sockmap).
 	Sockmap Sockmap `yaml:"sockmap"`
+	// DPDK configures the kernel-bypass transport (used when transport is
+	// dpdk).
+	DPDK DPDK `yaml:"dpdk"`
 	// DemoUpstream, when set, starts a small built-in HTTP server there,
 	// so the embedded config answers with no other process running.
 	DemoUpstream *DemoUpstream `yaml:"demo_upstream,omitempty"`
@@ -111,6 +115,19 @@ type Sockmap struct {
 	Cgroup string `yaml:"cgroup"`
 	// Splice joins tcp_proxy pairs in the kernel (default true).
 	Splice *bool `yaml:"splice"`
+}
+
+// DPDK configures the kernel-bypass transport.
+type DPDK struct {
+	// EAL is DPDK's EAL command line, e.g. [--no-huge, --no-pci, -m, "256",
+	// --vdev, "net_af_packet0,iface=veth0"].
+	EAL []string `yaml:"eal"`
+	// Port is the ethdev the stack runs on (a vdev name or PCI address).
+	Port string `yaml:"port"`
+	// Address is the userspace stack's IPv4 address with prefix; Gateway
+	// the next hop for other destinations (optional).
+	Address string `yaml:"address"`
+	Gateway string `yaml:"gateway"`
 }
 
 // DemoUpstream is the built-in demo HTTP server.
@@ -630,6 +647,19 @@ func (c *Config) validate(k Known) Errors {
 	}
 	if c.Workers < 0 {
 		add("workers", "must be >= 0")
+	}
+	if c.Transport == "dpdk" {
+		if c.DPDK.Port == "" {
+			add("dpdk.port", "required with transport dpdk (e.g. net_af_packet0)")
+		}
+		if p, err := netip.ParsePrefix(c.DPDK.Address); err != nil || !p.Addr().Is4() {
+			add("dpdk.address", "want an IPv4 address with prefix, e.g. 10.0.0.2/24, got %q", c.DPDK.Address)
+		}
+		if c.DPDK.Gateway != "" {
+			if a, err := netip.ParseAddr(c.DPDK.Gateway); err != nil || !a.Is4() {
+				add("dpdk.gateway", "want an IPv4 address, got %q", c.DPDK.Gateway)
+			}
+		}
 	}
 	if c.Sockmap.Cgroup != "" && !filepath.IsAbs(c.Sockmap.Cgroup) {
 		add("sockmap.cgroup", "must be an absolute path to a cgroup v2 directory, got %q", c.Sockmap.Cgroup)
