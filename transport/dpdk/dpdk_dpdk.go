@@ -10,6 +10,8 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -79,6 +81,15 @@ func New(opts transport.Options) (transport.Transport, error) {
 		return nil, errors.New("dpdk: the EAL is already running in this process (one dpdk transport per process)")
 	}
 	args := append([]string{"proxylab"}, o.EAL...)
+	if !hasLcores(o.EAL) {
+		// The poll loop runs on the EAL's main lcore: the first CPU the
+		// process is pinned to.
+		lcore := 0
+		if len(opts.CPUs) > 0 {
+			lcore = opts.CPUs[0]
+		}
+		args = append(args, "-l", strconv.Itoa(lcore))
+	}
 	if _, err := eal.Init(args); err != nil {
 		return nil, fmt.Errorf("dpdk: EAL init %v: %w (no hugepages: add --no-huge -m 256; not root: DPDK needs root)", o.EAL, err)
 	}
@@ -96,7 +107,8 @@ func New(opts transport.Options) (transport.Transport, error) {
 		p.stop()
 		return nil, err
 	}
-	go t.poll()
+	// The poll loop takes the main lcore's thread (pinned by the EAL).
+	eal.ExecOnMainAsync(nil, func(*eal.LcoreCtx) { t.poll() })
 	slog.Info("dpdk: port up", "port", o.Port, "mac", net.HardwareAddr(p.mac[:]).String(), "address", addr)
 	return t, nil
 }
@@ -138,7 +150,7 @@ func (t *Transport) startStack(gateway string) error {
 
 // poll moves packets between the port and the stack: an rx burst into the
 // stack, then whatever the stack queued out as one tx burst; one cgo call
-// per burst. It runs on its own goroutine locked to a thread.
+// per burst. It runs on the EAL's main lcore thread.
 func (t *Transport) poll() {
 	defer close(t.stopped)
 	rxBuf := make([]byte, 64*2048)
@@ -192,8 +204,8 @@ func (t *Transport) poll() {
 
 func (t *Transport) Name() string { return Name }
 
-// Close stops polling and the port; the EAL stays (it cannot restart in
-// one process) until exit.
+// Close stops polling, the stack and the port, then the EAL (it cannot
+// start again in this process).
 func (t *Transport) Close() error {
 	if t.stop.Swap(true) {
 		return nil
@@ -201,7 +213,21 @@ func (t *Transport) Close() error {
 	<-t.stopped
 	t.stack.Close()
 	t.port.stop()
+	eal.StopLcores()
+	if err := eal.Cleanup(); err != nil {
+		return fmt.Errorf("dpdk: EAL cleanup: %w", err)
+	}
 	return nil
+}
+
+// hasLcores says whether the EAL arguments choose lcores themselves.
+func hasLcores(args []string) bool {
+	for _, a := range args {
+		if a == "-l" || a == "-c" || a == "--lcores" || strings.HasPrefix(a, "--lcores=") {
+			return true
+		}
+	}
+	return false
 }
 
 func (t *Transport) full(address string) (tcpip.FullAddress, error) {
