@@ -6,13 +6,17 @@ LDFLAGS   := -X main.version=$(VERSION)
 FUZZTIME  ?= 20s
 PKGS      := ./...
 
-.PHONY: all build run test fuzz race bench bench-overhead bench-go bench-sockmap bench-gm bpf deps vet clean
+.PHONY: all build build-dpdk run test test-dpdk fuzz race bench bench-overhead bench-go bench-sockmap bench-gm bench-dpdk bpf deps vet clean
 
 all: build
 
 build:
 	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/proxylab
 	$(GO) build -trimpath -o bin/proxybench ./cmd/proxybench
+
+# With the DPDK transport (cgo, libdpdk-dev 22.11: make deps installs it).
+build-dpdk:
+	$(GO) build -trimpath -tags dpdk -ldflags "$(LDFLAGS)" -o bin/proxylab-dpdk ./cmd/proxylab
 
 # The proxy on its embedded default config: curl -i 127.0.0.1:8080/
 run: build
@@ -31,8 +35,16 @@ test: deps vet
 	# One package at a time: the integration suites and the benchmark-matrix
 	# test each load both cores, and their timing assertions must not compete.
 	$(GO) test -p 1 -count=1 -timeout 20m $(PKGS)
+	$(MAKE) test-dpdk
 	$(MAKE) race
 	$(MAKE) fuzz
+
+# The DPDK transport's tests (build tag dpdk): as root with libdpdk-dev,
+# a network namespace and veth pair with net_af_packet; skipped otherwise.
+test-dpdk:
+	@if [ "$$(id -u)" = 0 ] && pkg-config --exists libdpdk; then \
+	  $(GO) test -tags dpdk -count=1 -timeout 10m -run 'DPDK|NetConn' ./cmd/proxylab/ ./transport/dpdk/ ./transport/internal/netconn/; \
+	else echo "test-dpdk: skipped (needs root and libdpdk-dev)"; fi
 
 # The integration suite against a race-detector build of the binary.
 race:

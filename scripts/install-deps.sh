@@ -11,9 +11,14 @@ have wrk || need+=(wrk)
 have curl || need+=(curl)
 have h2load || need+=(nghttp2-client)
 [ -f /usr/lib/nginx/modules/ngx_stream_module.so ] || need+=(libnginx-mod-stream)
+# The DPDK transport (-tags dpdk) and its namespace/veth test.
+have pkg-config || need+=(pkg-config)
+pkg-config --exists libdpdk 2>/dev/null || need+=(libdpdk-dev)
+have ethtool || need+=(ethtool)
+have ip || need+=(iproute2)
 
 if [ ${#need[@]} -eq 0 ]; then
-  echo "install-deps: all present (haproxy nginx nginx-stream wrk curl h2load)"
+  echo "install-deps: all present (haproxy nginx nginx-stream wrk curl h2load libdpdk-dev ethtool iproute2)"
   exit 0
 fi
 if [ "$(id -u)" != 0 ]; then
