@@ -265,10 +265,3 @@ clusters:
 		t.Fatal("proxylab did not stop on SIGINT")
 	}
 }
-
-// String returns what was written so far.
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}

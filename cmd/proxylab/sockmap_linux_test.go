@@ -204,23 +204,3 @@ func TestSockmapRefusedWithReason(t *testing.T) {
 		t.Fatalf("err %v, output:\n%s", err, out)
 	}
 }
-
-func writeTemp(t *testing.T, s string) string {
-	t.Helper()
-	p := filepath.Join(t.TempDir(), "proxylab.yaml")
-	if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
