@@ -353,22 +353,3 @@ func (l *lockedBuffer) String() string {
 	defer l.mu.Unlock()
 	return l.b.String()
 }
-
-// TestDPDKErrorsAreClear: a port the EAL does not have, and an EAL that
-// cannot start, refuse the transport with what to do, not a crash.
-func TestDPDKErrorsAreClear(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root")
-	}
-	bin := dpdkBinary(t)
-	for _, tc := range []struct{ eal, want string }{
-		{fmt.Sprintf(`[--no-huge, --no-pci, -m, "256", --file-prefix, plabe%d]`, os.Getpid()), `dpdk: port "net_af_packet0" not found`},
-		{`[--no-huge, --no-pci, -m, "256", --bogus-eal-flag]`, "dpdk: EAL init"},
-	} {
-		cfg := fmt.Sprintf("transport: dpdk\ndpdk: {eal: %s, port: net_af_packet0, address: 10.99.0.2/24}\nlisteners:\n  - {name: t, address: \"0.0.0.0:8081\", tcp_proxy: {cluster: c}}\nclusters:\n  - {name: c, hosts: [{address: \"10.99.0.1:9\"}]}\n", tc.eal)
-		out, err := exec.Command(bin, "run", "-c", writeTemp(t, cfg)).CombinedOutput()
-		if err == nil || !strings.Contains(string(out), tc.want) {
-			t.Errorf("eal %s: err %v, want %q in:\n%s", tc.eal, err, tc.want, out)
-		}
-	}
-}
