@@ -16,6 +16,7 @@ have pkg-config || need+=(pkg-config)
 pkg-config --exists libdpdk 2>/dev/null || need+=(libdpdk-dev)
 have ethtool || need+=(ethtool)
 have ip || need+=(iproute2)
+have gcc || need+=(gcc) # cgo for -tags dpdk
 
 if [ ${#need[@]} -eq 0 ]; then
   echo "install-deps: all present (haproxy nginx nginx-stream wrk curl h2load libdpdk-dev ethtool iproute2)"

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -157,7 +158,7 @@ func (t *Transport) poll() {
 	rxLens := make([]uint16, 64)
 	txBuf := make([]byte, 64*2048)
 	txLens := make([]uint16, 0, 64)
-	idle := 0
+	var idleSince time.Time
 	for !t.stop.Load() {
 		n := t.port.rx(rxBuf, rxLens)
 		off := 0
@@ -189,15 +190,18 @@ func (t *Transport) poll() {
 			t.txDrops.Add(uint64(len(txLens) - sent))
 		}
 		if n == 0 && len(txLens) == 0 {
-			// Nothing either way: back off briefly rather than spin a
-			// shared core (a dedicated core on bare metal can busy-poll
-			// with --dpdk-busy-poll, not yet offered).
-			idle++
-			if idle > 64 {
-				time.Sleep(20 * time.Microsecond)
+			// Nothing either way: let the stack's and the proxy's
+			// goroutines run (this loop holds a P), and after a long quiet
+			// spell stop spinning until traffic returns.
+			if idleSince.IsZero() {
+				idleSince = time.Now()
+			} else if time.Since(idleSince) > 10*time.Millisecond {
+				time.Sleep(100 * time.Microsecond)
+				continue
 			}
+			runtime.Gosched()
 		} else {
-			idle = 0
+			idleSince = time.Time{}
 		}
 	}
 }
