@@ -77,6 +77,10 @@ bench-overhead: build deps
 bench-sockmap: build deps
 	./scripts/bench-sockmap.sh
 
+# The DPDK transport against the kernel path on one veth (root).
+bench-dpdk: deps
+	./scripts/bench-dpdk.sh
+
 # TLCP handshakes and bulk against Go TLS and haproxy.
 bench-gm: build deps
 	./scripts/bench-gm.sh
