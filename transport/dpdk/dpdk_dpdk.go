@@ -22,7 +22,6 @@ import (
 	"gvisor.dev/gvisor/pkg/buffer"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
-	"gvisor.dev/gvisor/pkg/tcpip/link/channel"
 	"gvisor.dev/gvisor/pkg/tcpip/link/ethernet"
 	"gvisor.dev/gvisor/pkg/tcpip/network/arp"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
@@ -47,7 +46,7 @@ type Transport struct {
 	opts  transport.Options
 	port  *port
 	pool  *mempool.Mempool
-	link  *channel.Endpoint
+	link  *portLink
 	stack *stack.Stack
 	addr  netip.Prefix
 
@@ -119,7 +118,7 @@ func (t *Transport) startStack(gateway string) error {
 		NetworkProtocols:   []stack.NetworkProtocolFactory{ipv4.NewProtocol, arp.NewProtocol},
 		TransportProtocols: []stack.TransportProtocolFactory{tcp.NewProtocol},
 	})
-	t.link = channel.New(1024, mtu, tcpip.LinkAddress(t.port.mac[:]))
+	t.link = newPortLink(mtu, tcpip.LinkAddress(t.port.mac[:]))
 	if err := t.stack.CreateNIC(nicID, ethernet.New(t.link)); err != nil {
 		return fmt.Errorf("dpdk: netstack NIC: %v", err)
 	}
@@ -154,10 +153,9 @@ func (t *Transport) startStack(gateway string) error {
 // per burst. It runs on the EAL's main lcore thread.
 func (t *Transport) poll() {
 	defer close(t.stopped)
-	rxBuf := make([]byte, 64*2048)
-	rxLens := make([]uint16, 64)
-	txBuf := make([]byte, 64*2048)
-	txLens := make([]uint16, 0, 64)
+	rxBuf := make([]byte, burst*2048)
+	rxLens := make([]uint16, burst)
+	spare := newTxBatch()
 	var idleSince time.Time
 	for !t.stop.Load() {
 		n := t.port.rx(rxBuf, rxLens)
@@ -165,29 +163,25 @@ func (t *Transport) poll() {
 		for i := 0; i < n; i++ {
 			l := int(rxLens[i])
 			pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithData(rxBuf[off : off+l])})
-			t.link.InjectInbound(0, pkt)
+			t.link.deliver(pkt)
 			pkt.DecRef()
 			off += l
 		}
 		t.rxPkts.Add(uint64(n))
-		// Out: up to a burst of frames the stack has queued.
-		txLens = txLens[:0]
-		toff := 0
-		for len(txLens) < cap(txLens) {
-			pkt := t.link.Read()
-			if pkt == nil {
-				break
+		// Out: what the stack wrote since the last turn, as one burst.
+		b := t.link.take(spare)
+		spare = b
+		txLens := b.lens
+		for off, rest := 0, txLens; len(rest) > 0; {
+			k := min(len(rest), burst)
+			size := 0
+			for _, l := range rest[:k] {
+				size += int(l)
 			}
-			for _, s := range pkt.AsSlices() {
-				toff += copy(txBuf[toff:], s)
-			}
-			txLens = append(txLens, uint16(pkt.Size()))
-			pkt.DecRef()
-		}
-		if len(txLens) > 0 {
-			sent := t.port.tx(txBuf[:toff], txLens)
+			sent := t.port.tx(b.buf[off:off+size], rest[:k])
 			t.txPkts.Add(uint64(sent))
-			t.txDrops.Add(uint64(len(txLens) - sent))
+			t.txDrops.Add(uint64(k - sent))
+			off, rest = off+size, rest[k:]
 		}
 		if n == 0 && len(txLens) == 0 {
 			// Nothing either way: let the stack's and the proxy's
