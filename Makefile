@@ -50,7 +50,7 @@ test-dpdk:
 race:
 	$(GO) build -race -o bin/proxylab-race ./cmd/proxylab
 	PROXYLAB_BIN=$(CURDIR)/bin/proxylab-race $(GO) test -count=1 -short -timeout 10m ./cmd/proxylab/
-	$(GO) test -race -count=1 -timeout 10m ./core/... ./transport/... ./bench/upstream ./bench/loadgen
+	$(GO) test -race -count=1 -timeout 10m ./core/... ./transport/... ./offload/... ./bench/upstream ./bench/loadgen
 
 fuzz:
 	@set -e; for pkg in $$($(GO) list ./...); do \

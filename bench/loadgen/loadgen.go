@@ -39,6 +39,9 @@ type Config struct {
 	// (offload/gm/tlcp's client, offering TLCPSuite or all four).
 	Engine    string
 	TLCPSuite uint16
+	// Curves, with the go engine: the key-exchange groups offered, in
+	// order (the first gets a key share); nil: crypto/tls's default.
+	Curves []tls.CurveID
 	// Resume offers the last session on each new connection (Go TLS
 	// tickets, TLCP session IDs); otherwise every handshake is full.
 	Resume   bool
@@ -71,7 +74,7 @@ func newTLSClients(cfg Config) (*tlsClients, error) {
 		return nil, fmt.Errorf("loadgen: unknown engine %q (go, tlcp)", cfg.Engine)
 	}
 	c := &tlsClients{
-		tls:  &tls.Config{InsecureSkipVerify: true, ServerName: "localhost"},
+		tls:  &tls.Config{InsecureSkipVerify: true, ServerName: "localhost", CurvePreferences: cfg.Curves},
 		tlcp: &tlcp.Config{InsecureSkipVerify: true, ServerName: "localhost"},
 	}
 	if cfg.TLCPSuite != 0 {

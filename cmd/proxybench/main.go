@@ -22,6 +22,7 @@ import (
 	"github.com/proxylab/proxylab/bench/loadgen"
 	"github.com/proxylab/proxylab/bench/upstream"
 	"github.com/proxylab/proxylab/offload/gm/tlcp"
+	"github.com/proxylab/proxylab/offload/gotls"
 )
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
@@ -29,7 +30,7 @@ func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 const usage = `proxybench matrix -scenario FILE [-out DIR] [-proxylab BIN] [-proxy-cpus L] [-load-cpus L] [-upstream-cpus L]
 proxybench upstream [-listen ADDR] [-size BYTES] [-delay DURATION] [-grpc | -rpc bolt|dubbo | -tcp-echo]
 proxybench load -target HOST:PORT [-protocol http1|http2|tcp|bolt|dubbo|handshake] [-c N] [-d DURATION]
-                [-rate RPS] [-tls [-engine go|tlcp] [-tlcp-suite NAME] [-resume]]
+                [-rate RPS] [-tls [-engine go|tlcp] [-tlcp-suite NAME] [-curves LIST] [-resume]]
                 [-path P] [-host H] [-body BYTES] [-echo BYTES] [-json]
 
 The handshake protocol opens a connection per request: dial, TLS or TLCP
@@ -61,6 +62,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&cfg.TLS, "tls", false, "speak TLS to the target (not verified; ALPN h2 for http2)")
 	fs.StringVar(&cfg.Engine, "engine", "go", "with -tls: go (crypto/tls) or tlcp (TLCP 1.1, GB/T 38636)")
 	suite := fs.String("tlcp-suite", "", "with -engine tlcp: offer only this suite (ECC_SM4_GCM_SM3, ECC_SM4_CBC_SM3, ...)")
+	curves := fs.String("curves", "", "with -engine go: key-exchange groups offered, comma-separated (X25519MLKEM768, X25519, P256, P384); default crypto/tls's")
 	fs.BoolVar(&cfg.Resume, "resume", false, "resume the previous session on each new connection")
 	fs.DurationVar(&cfg.Duration, "d", 10*time.Second, "duration")
 	fs.Float64Var(&cfg.Rate, "rate", 0, "total requests per second (0: closed loop)")
@@ -83,6 +85,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 		cfg.TLCPSuite = id
+	}
+	if *curves != "" {
+		ids, err := gotls.ParseCurves(strings.Split(*curves, ","))
+		if err != nil {
+			fmt.Fprintf(stderr, "proxybench: -curves: %v\n", err)
+			return 2
+		}
+		cfg.Curves = ids
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()

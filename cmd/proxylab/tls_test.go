@@ -8,6 +8,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -504,6 +505,93 @@ func TestTLSSharedTicketKeys(t *testing.T) {
 		}
 		if connect(c.addr("web")) {
 			t.Error("instance c resumed with different keys")
+		}
+	})
+}
+
+// clientHello is the first flight a Go TLS client sends (one record).
+func clientHello(t *testing.T) []byte {
+	t.Helper()
+	a, b := net.Pipe()
+	defer a.Close()
+	go tls.Client(b, &tls.Config{ServerName: "localhost", InsecureSkipVerify: true}).Handshake()
+	hdr := make([]byte, 5)
+	if _, err := io.ReadFull(a, hdr); err != nil {
+		t.Fatal(err)
+	}
+	body := make([]byte, int(hdr[3])<<8|int(hdr[4]))
+	if _, err := io.ReadFull(a, body); err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+	return append(hdr, body...)
+}
+
+// Handshakes that stall or are abandoned end cleanly and are counted by
+// reason; handshakes interleaved on one event loop all complete.
+func TestTLSHandshakeTimeoutAndAbort(t *testing.T) {
+	p := newPKI(t)
+	hello := clientHello(t)
+	forEachTransport(t, func(t *testing.T, tr string) {
+		up := startUpstream(t, http.HandlerFunc(echoHandler))
+		px := startProxy(t, tlsListenerConfig(tr, p, up.addr, "handshake_timeout: 300ms"))
+		addr := px.addr("web")
+		a := adminClient{t: t, base: "http://" + px.adminAddr()}
+		failures := func(reason string) float64 {
+			return value(t, a.scrape(), "proxylab_tls_handshake_failures_total", map[string]string{"name": "web", "reason": reason})
+		}
+		// Stalled: nothing sent, and half a ClientHello sent.
+		for _, sent := range [][]byte{nil, hello[:len(hello)/2]} {
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.Write(sent)
+			start := time.Now()
+			c.SetReadDeadline(time.Now().Add(3 * time.Second))
+			n, err := c.Read(make([]byte, 64))
+			took := time.Since(start)
+			c.Close()
+			if n != 0 || err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Fatalf("stalled handshake (%d bytes sent): read %d, %v; want the proxy to close", len(sent), n, err)
+			}
+			if took < 200*time.Millisecond {
+				t.Fatalf("stalled handshake closed after %v, before the 300ms timeout", took)
+			}
+		}
+		waitFor(t, 3*time.Second, "2 timeouts counted", func() bool { return failures("timeout") == 2 })
+		// Abandoned after the ClientHello: the server flight is sent, then
+		// the client goes away.
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Write(hello)
+		if _, err := io.ReadFull(c, make([]byte, 5)); err != nil {
+			t.Fatalf("no server flight: %v", err)
+		}
+		c.Close()
+		waitFor(t, 3*time.Second, "1 abandoned handshake counted", func() bool { return failures("connection_closed") == 1 })
+		// Many handshakes at once, interleaved on the loops.
+		var wg sync.WaitGroup
+		errs := make(chan error, 64)
+		for i := 0; i < 64; i++ {
+			wg.Add(1)
+			go func(i int) {
+				defer wg.Done()
+				resp, body, err := tlsGet(t, addr, &tls.Config{RootCAs: p.pool, ServerName: "localhost"}, fmt.Sprintf("/c%d", i))
+				if err != nil || resp.StatusCode != 200 || body != fmt.Sprintf("GET /c%d 0 ", i) {
+					errs <- fmt.Errorf("client %d: %v %q", i, err, body)
+				}
+			}(i)
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Error(err)
+		}
+		if n := failures("timeout"); n != 2 {
+			t.Errorf("timeouts now %v, want still 2", n)
 		}
 	})
 }

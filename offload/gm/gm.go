@@ -171,7 +171,7 @@ func (Engine) NewServer(cfg *offload.ServerConfig) (offload.Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &server{cfg: *cfg, hs: engineconn.NewHandshakers(), timeout: cfg.HandshakeTimeout, stop: make(chan struct{})}
+	s := &server{cfg: *cfg, hs: engineconn.NewInlineHandshakers(), timeout: cfg.HandshakeTimeout, stop: make(chan struct{})}
 	s.certs.Store(cs)
 	// Sessions resume by ID for an hour (TLCP has no tickets).
 	t := &tlcp.Config{SessionCache: tlcp.NewSessionCache(20000, time.Hour)}

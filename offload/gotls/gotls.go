@@ -2,7 +2,11 @@
 package gotls
 
 import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
@@ -95,13 +99,27 @@ func ParseCurves(names []string) ([]tls.CurveID, error) {
 type certSet struct {
 	offload.ByName[*tls.Certificate]
 	stamp string // file sizes and times, to see changes
+	// inMemory: every key is a software key in this process, so handshakes
+	// run inline on the event loop (a key elsewhere, e.g. a hardware
+	// signer, may block: its handshakes go to worker goroutines).
+	inMemory bool
+}
+
+// inMemoryKey says whether k is a software key crypto/tls signs with at
+// CPU speed.
+func inMemoryKey(k crypto.PrivateKey) bool {
+	switch k.(type) {
+	case *ecdsa.PrivateKey, *rsa.PrivateKey, ed25519.PrivateKey:
+		return true
+	}
+	return false
 }
 
 func loadCerts(files []offload.CertFiles) (*certSet, error) {
 	if len(files) == 0 {
 		return nil, errors.New("gotls: a listener needs at least one certificate")
 	}
-	cs := &certSet{stamp: offload.FileStamp(offload.Paths(files)...)}
+	cs := &certSet{stamp: offload.FileStamp(offload.Paths(files)...), inMemory: true}
 	for _, f := range files {
 		c, err := tls.LoadX509KeyPair(f.CertFile, f.KeyFile)
 		if err != nil {
@@ -114,13 +132,15 @@ func loadCerts(files []offload.CertFiles) (*certSet, error) {
 			}
 			c.Leaf = leaf
 		}
+		cs.inMemory = cs.inMemory && inMemoryKey(c.PrivateKey)
 		cs.Add(&c, leaf.DNSNames)
 	}
 	return cs, nil
 }
 
 type server struct {
-	hs    *engineconn.Handshakers
+	hs    *engineconn.Handshakers // workers, for keys outside the process
+	ihs   *engineconn.Handshakers // inline coroutines, for in-memory keys
 	cfg   offload.ServerConfig
 	tls   *tls.Config
 	certs atomic.Pointer[certSet]
@@ -133,7 +153,7 @@ type server struct {
 }
 
 func (Engine) NewServer(cfg *offload.ServerConfig) (offload.Server, error) {
-	s := &server{cfg: *cfg, stop: make(chan struct{}), hs: engineconn.NewHandshakers()}
+	s := &server{cfg: *cfg, stop: make(chan struct{}), hs: engineconn.NewHandshakers(), ihs: engineconn.NewInlineHandshakers()}
 	cs, err := loadCerts(cfg.Certificates)
 	if err != nil {
 		return nil, err
@@ -325,7 +345,11 @@ func (s *server) watch() {
 }
 
 func (s *server) Wrap(c transport.Conn) offload.Conn {
-	tc := engineconn.New(c, true, s.cfg.HandshakeTimeout, s.cfg.Stats, s.hs)
+	hs := s.hs
+	if s.certs.Load().inMemory {
+		hs = s.ihs
+	}
+	tc := engineconn.New(c, true, s.cfg.HandshakeTimeout, s.cfg.Stats, hs)
 	tc.SetProtocol(goTLS{tls.Server(tc.Adapter(), s.tls)})
 	return tc
 }

@@ -41,15 +41,28 @@ type Negotiated struct {
 // Conn runs a Protocol over a non-blocking transport.Conn.
 //
 // The handshake is a sequential function (in crypto/tls) that cannot be
-// resumed after a read error, so it runs on a goroutine of its own, reading
-// from ciphertext the transport hands over (the goroutine waits on a
-// condition variable, not a socket). Once established, records are decrypted
-// inline on each OnData: tls.Conn's reads are resumable after a temporary
-// "would block" error, so no goroutine stays with the connection.
+// resumed after a read error, so it runs where it can wait for input: as a
+// coroutine resumed by the transport's callbacks, or on a worker goroutine
+// waiting on a condition variable (see Handshakers for the two modes). Once
+// established, records are decrypted inline on each OnData: tls.Conn's reads
+// are resumable after a temporary "would block" error, so nothing stays
+// with the connection.
 //
-// Locks: dmu serialises delivery to the plaintext handler (transport
-// callbacks and the handshake goroutine's final delivery); mu guards the
-// ciphertext input and the state, and is never held while calling out.
+// Lifecycle of the ciphertext side (inline mode):
+//
+//	Attach           arm the handshake timeout
+//	OnData/ReadEOF   append input, resume the coroutine (its first resume
+//	                 starts it); it runs until it needs input or is done
+//	done             established: queued plaintext written, plaintext
+//	                 delivered; failed: counted, connection closed
+//	timeout          the connection is closed; OnClose ends the handshake
+//	OnClose          input ends; a handshake still running is resumed to
+//	                 fail, then the handler's OnClose
+//
+// Locks: dmu serialises delivery to the plaintext handler and every resume
+// of the coroutine (transport callbacks, the worker's final delivery); mu
+// guards the ciphertext input and the state, and is never held while
+// calling out or yielding.
 type Conn struct {
 	inner   transport.Conn
 	proto   Protocol
@@ -69,6 +82,8 @@ type Conn struct {
 	gone     bool // OnClose delivered
 	hsErr    error
 	timedOut bool
+	co       *coro       // inline: the running handshake coroutine
+	timer    *time.Timer // inline: the handshake timeout
 
 	// Plaintext written before the handshake completed.
 	pending []*buffer.Buf
@@ -115,11 +130,49 @@ func (c *Conn) Start(h transport.Handler) {
 
 func (c *Conn) Attach(h transport.Handler) transport.Handler {
 	c.h = h
-	c.hs.run(c)
+	if !c.hs.inline {
+		c.hs.run(c)
+	} else if c.timeout > 0 {
+		c.timer = time.AfterFunc(c.timeout, c.onTimeout)
+	}
 	return (*cipherSide)(c)
 }
 
-func (c *Conn) handshake() {
+// onTimeout ends an inline handshake that took too long: the connection is
+// closed, and its OnClose resumes the handshake to fail as a timeout.
+func (c *Conn) onTimeout() {
+	c.mu.Lock()
+	late := c.state == handshaking
+	if late {
+		c.timedOut = true
+	}
+	c.mu.Unlock()
+	if late {
+		c.inner.Close()
+	}
+}
+
+// resume runs the inline handshake until it needs input or ends (starting
+// it on the first call). Caller holds dmu; the state is handshaking.
+func (c *Conn) resume() {
+	if c.co == nil {
+		c.co = c.hs.get(c)
+	}
+	co := c.co
+	if s, _ := co.next(); s != stepDone {
+		return
+	}
+	err := co.err
+	c.co = nil
+	c.hs.put(co)
+	if c.timer != nil {
+		c.timer.Stop()
+	}
+	c.finish(err)
+}
+
+// handshakeOnWorker runs the whole handshake on a worker goroutine.
+func (c *Conn) handshakeOnWorker() {
 	ctx := context.Background()
 	if c.timeout > 0 {
 		var cancel context.CancelFunc
@@ -136,6 +189,13 @@ func (c *Conn) handshake() {
 	err := c.proto.HandshakeContext(ctx)
 	c.dmu.Lock()
 	defer c.dmu.Unlock()
+	c.finish(err)
+}
+
+// finish records the handshake's end: on success the queued plaintext is
+// written and whatever plaintext arrived delivered; on failure it is
+// counted and the connection closed. Caller holds dmu.
+func (c *Conn) finish(err error) {
 	c.mu.Lock()
 	if err != nil {
 		c.state, c.hsErr = failed, err
@@ -169,6 +229,12 @@ func (c *Conn) handshake() {
 // failureReason names a handshake failure for metrics: the protocol's own
 // reasons first, then timeouts and closed connections.
 func (c *Conn) failureReason(err error) string {
+	c.mu.Lock()
+	timedOut := c.timedOut
+	c.mu.Unlock()
+	if timedOut {
+		return "timeout"
+	}
 	if r := c.proto.FailureReason(err); r != "" {
 		return r
 	}
@@ -224,8 +290,11 @@ func (s *cipherSide) OnData(_ transport.Conn, b *buffer.Buf) {
 	}
 	c.mu.Unlock()
 	b.Release()
-	if st == established {
+	switch {
+	case st == established:
 		c.deliver()
+	case st == handshaking && c.hs.inline:
+		c.resume()
 	}
 	c.dmu.Unlock()
 }
@@ -238,8 +307,11 @@ func (s *cipherSide) OnReadEOF(transport.Conn) {
 	st := c.state
 	c.cond.Broadcast()
 	c.mu.Unlock()
-	if st == established {
+	switch {
+	case st == established:
 		c.deliver()
+	case st == handshaking && c.hs.inline:
+		c.resume()
 	}
 	c.dmu.Unlock()
 }
@@ -262,9 +334,16 @@ func (s *cipherSide) OnClose(_ transport.Conn, err error) {
 	if err == nil {
 		err = c.hsErr
 	}
+	st := c.state
 	c.mu.Unlock()
 	c.dmu.Lock()
 	defer c.dmu.Unlock()
+	if st == handshaking && c.hs.inline {
+		c.resume() // input ended: the handshake fails (and its coroutine is freed)
+	}
+	if c.timer != nil {
+		c.timer.Stop()
+	}
 	c.gone = true
 	c.wmu.Lock()
 	for _, b := range c.pending {
@@ -415,6 +494,16 @@ func (a adapter) Read(p []byte) (int, error) {
 			return 0, io.EOF
 		case c.state != handshaking:
 			return 0, errWouldBlock
+		}
+		if co := c.co; co != nil {
+			// Inline: back to whoever resumed us until more input came.
+			c.mu.Unlock()
+			ok := co.yield(stepInput)
+			c.mu.Lock()
+			if !ok {
+				return 0, net.ErrClosed
+			}
+			continue
 		}
 		c.cond.Wait()
 	}
