@@ -81,54 +81,32 @@ echo "- command: TRANSPORT=$TRANSPORT scripts/bench-gm.sh $ROUNDS $SECS"
 echo
 } | tee "$REPORT"
 
-# cell NAME PID -- proxybench load args: appends "NAME requests cpu-ticks errors".
 ROWS=$W/rows
 : > "$ROWS"
-cell() {
-  local name=$1 pid=$2; shift 3
-  local t0 t1 out n e
-  t0=$(ticks "$pid")
-  out=$(taskset -c "$LOAD_CPU" "$PB" load -json -d "${SECS}s" "$@" || true)
-  t1=$(ticks "$pid")
-  n=$(echo "$out" | sed -n 's/.*"requests":\([0-9]*\).*/\1/p')
-  e=$(echo "$out" | sed -n 's/.*"errors":\([0-9]*\).*/\1/p')
-  [ -n "$n" ] && [ "$n" -gt 0 ] || { echo "bench: $name failed: $out" >&2; return 0; }
-  echo "$name $n $((t1 - t0)) $e" >> "$ROWS"
-}
 HSC=${HS_CONNS:-4}
 BULKC=${BULK_CONNS:-4}
 for r in $(seq 1 "$ROUNDS"); do
-  cell tlcp-full "$PX" -- -target 127.0.0.1:19463 -protocol handshake -tls -engine tlcp -tlcp-suite ECC_SM4_GCM_SM3 -c "$HSC"
-  cell tlcp-resumed "$PX" -- -target 127.0.0.1:19463 -protocol handshake -tls -engine tlcp -tlcp-suite ECC_SM4_GCM_SM3 -resume -c "$HSC"
-  cell tls13-ecdsa-full "$PX" -- -target 127.0.0.1:19443 -protocol handshake -tls -c "$HSC"
-  cell haproxy-tls13-ecdsa-full "$HP" -- -target 127.0.0.1:19453 -protocol handshake -tls -c "$HSC"
-  cell bulk-tlcp-sm4-gcm "$PX" -- -target 127.0.0.1:19464 -tls -engine tlcp -tlcp-suite ECC_SM4_GCM_SM3 -c "$BULKC"
-  cell bulk-tlcp-sm4-cbc "$PX" -- -target 127.0.0.1:19464 -tls -engine tlcp -tlcp-suite ECC_SM4_CBC_SM3 -c "$BULKC"
-  cell bulk-tls13-aes128-gcm "$PX" -- -target 127.0.0.1:19444 -tls -c "$BULKC"
-  cell haproxy-bulk-tls13-aes128-gcm "$HP" -- -target 127.0.0.1:19454 -tls -c "$BULKC"
+  pb_cell tlcp-full "$PX" -- -target 127.0.0.1:19463 -protocol handshake -tls -engine tlcp -tlcp-suite ECC_SM4_GCM_SM3 -c "$HSC"
+  pb_cell tlcp-resumed "$PX" -- -target 127.0.0.1:19463 -protocol handshake -tls -engine tlcp -tlcp-suite ECC_SM4_GCM_SM3 -resume -c "$HSC"
+  pb_cell tls13-ecdsa-full "$PX" -- -target 127.0.0.1:19443 -protocol handshake -tls -curves X25519 -c "$HSC"
+  pb_cell haproxy-tls13-ecdsa-full "$HP" -- -target 127.0.0.1:19453 -protocol handshake -tls -curves X25519 -c "$HSC"
+  pb_cell bulk-tlcp-sm4-gcm "$PX" -- -target 127.0.0.1:19464 -tls -engine tlcp -tlcp-suite ECC_SM4_GCM_SM3 -c "$BULKC"
+  pb_cell bulk-tlcp-sm4-cbc "$PX" -- -target 127.0.0.1:19464 -tls -engine tlcp -tlcp-suite ECC_SM4_CBC_SM3 -c "$BULKC"
+  pb_cell bulk-tls13-aes128-gcm "$PX" -- -target 127.0.0.1:19444 -tls -c "$BULKC"
+  pb_cell haproxy-bulk-tls13-aes128-gcm "$HP" -- -target 127.0.0.1:19454 -tls -c "$BULKC"
 done
-# median of per-round CPU per unit; handshakes: µs per handshake; bulk: ms per MiB.
-summarise() {
-  local pattern=$1 unit=$2 scale=$3
-  for name in $(awk -v p="$pattern" '$1 ~ p {print $1}' "$ROWS" | awk '!seen[$0]++'); do
-    awk -v n="$name" -v hz="$HZ" -v sc="$scale" -v s="$SECS" '$1 == n {k++; v[k] = $3 / hz * sc / $2; rate[k] = $2 / s; tot += $2; err += $4} END {
-      for (i = 1; i <= k; i++) for (j = i + 1; j <= k; j++) if (v[j] < v[i]) { t = v[i]; v[i] = v[j]; v[j] = t; t = rate[i]; rate[i] = rate[j]; rate[j] = t }
-      m = v[int((k + 1) / 2)]
-      printf "| %s | %d | %d | %.1f | %.1f–%.1f |\n", n, tot, err, m, v[1], v[k] }' "$ROWS"
-  done
-}
 {
 echo "## Handshakes: proxy CPU per handshake (proxybench -protocol handshake, $HSC connections)"
 echo
 echo "| cell | handshakes | errors | µs CPU per handshake (median) | range |"
 echo "|---|---|---|---|---|"
-summarise '^(tlcp|tls13|haproxy-tls13)' us 1e6
+pb_summarise '^(tlcp|tls13|haproxy-tls13)' 1e6
 echo
 echo "## Bulk: 1 MiB responses through the proxy ($BULKC connections): proxy CPU per MiB"
 echo
 echo "| cell | responses | errors | ms CPU per MiB (median) | range |"
 echo "|---|---|---|---|---|"
-summarise 'bulk' ms 1e3
+pb_summarise 'bulk' 1e3
 echo
 echo "## The engine alone (go test, same run)"
 echo

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # TLS: full handshakes per second per core (ECDSA P-256 and RSA-2048 server
-# keys, TLS 1.3, `openssl s_time -new` so nothing is resumed) from the proxy's
-# CPU time per handshake, and keep-alive proxy CPU per request over TLS vs
-# plaintext; haproxy measured the same way in the same run.
+# keys, TLS 1.3, X25519 and P-256 key exchange; proxybench's handshake
+# protocol: dial, handshake, close, HS_CONNS at once, nothing resumed unless
+# the cell says so) from the proxy's CPU time per handshake, and keep-alive
+# proxy CPU per request over TLS vs plaintext; haproxy measured the same way
+# in the same run.
 #
 # Usage: scripts/bench-tls.sh [ROUNDS] [SECONDS]   env: TRANSPORT (rawepoll)
 set -euo pipefail
@@ -10,8 +12,10 @@ ROUNDS=${1:-3}
 SECS=${2:-5}
 TRANSPORT=${TRANSPORT:-rawepoll}
 cd "$(dirname "$0")/.."
-command -v haproxy >/dev/null && command -v openssl >/dev/null || { echo "bench: haproxy and openssl needed (make deps)"; exit 1; }
+command -v haproxy >/dev/null || { echo "bench: haproxy needed (make deps)"; exit 1; }
 . scripts/lib/bench.sh
+PB=${PROXYBENCH_BIN:-bin/proxybench}
+[ -x "$PB" ] || go build -o "$PB" ./cmd/proxybench
 start_upstream
 
 "$BIN" certs -dir "$W/ec" -key ecdsa >/dev/null
@@ -61,6 +65,7 @@ sleep 1
 RESULTS=${RESULTS:-results/$(date +%F)-$(hostname -s)}
 mkdir -p "$RESULTS"
 REPORT=$RESULTS/bench-tls.md
+HSC=${HS_CONNS:-4}
 {
 echo "# TLS: handshakes per core and keep-alive cost, proxylab ($TRANSPORT) vs haproxy"
 echo
@@ -68,30 +73,34 @@ echo "- date: $(date -u +%FT%TZ); host: $(hostname -s); kernel: $(uname -r); $(o
 echo "- proxy pinned to CPU $PROXY_CPU; clients and nginx upstream on CPU $LOAD_CPU"
 echo "- command: TRANSPORT=$TRANSPORT scripts/bench-tls.sh $ROUNDS $SECS"
 echo
-echo "## Full handshakes (TLS 1.3, no resumption; openssl s_time -new, ${SECS}s per cell, $ROUNDS rounds interleaved)"
+echo "## Handshakes (TLS 1.3; proxybench -protocol handshake, $HSC connections, ${SECS}s per cell, $ROUNDS rounds interleaved)"
 echo
-echo "| system | key | handshakes measured | proxy CPU µs/handshake (median) | handshakes/s per core |"
+echo "| cell | handshakes | errors | proxy CPU µs/handshake (median) | range |"
 echo "|---|---|---|---|---|"
 } | tee "$REPORT"
-HS=$W/hs
-: > "$HS"
+ROWS=$W/rows-hs
+: > "$ROWS"
 for r in $(seq 1 "$ROUNDS"); do
-  for cell in "proxylab ec $PX 19443" "haproxy ec $HP 19453" "proxylab rsa $PX 19444" "haproxy rsa $HP 19454"; do
-    set -- $cell
-    t0=$(ticks "$3")
-    out=$(taskset -c "$LOAD_CPU" openssl s_time -connect "127.0.0.1:$4" -new -time "$SECS" 2>&1 || true)
-    t1=$(ticks "$3")
-    n=$(echo "$out" | awk '/connections in/ && /real seconds/ {print $1; exit}')
-    [ -n "$n" ] && [ "$n" -gt 0 ] || { echo "bench: $1 $2: s_time failed: $out" >&2; continue; }
-    awk -v s="$1" -v k="$2" -v t=$((t1 - t0)) -v hz="$HZ" -v n="$n" 'BEGIN {printf "%s %s %d %.1f\n", s, k, n, t / hz * 1e6 / n}' >> "$HS"
+  for sys in "proxylab $PX 1944" "haproxy $HP 1945"; do
+    set -- $sys
+    name=$1 pid=$2 p=$3
+    pb_cell "$name-ecdsa-x25519-full" "$pid" -- -target 127.0.0.1:${p}3 -protocol handshake -tls -curves X25519 -c "$HSC"
+    pb_cell "$name-ecdsa-p256-full" "$pid" -- -target 127.0.0.1:${p}3 -protocol handshake -tls -curves P256 -c "$HSC"
+    pb_cell "$name-rsa2048-x25519-full" "$pid" -- -target 127.0.0.1:${p}4 -protocol handshake -tls -curves X25519 -c "$HSC"
+    pb_cell "$name-ecdsa-x25519-resumed" "$pid" -- -target 127.0.0.1:${p}3 -protocol handshake -tls -curves X25519 -resume -c "$HSC"
   done
 done
-for cell in "proxylab ec" "haproxy ec" "proxylab rsa" "haproxy rsa"; do
-  set -- $cell
-  grep "^$1 $2 " "$HS" | awk -v s="$1" -v k="$2" '{n += $3; v[NR] = $4} END {
-      for (i = 1; i <= NR; i++) for (j = i + 1; j <= NR; j++) if (v[j] < v[i]) { t = v[i]; v[i] = v[j]; v[j] = t }
-      m = v[int((NR + 1) / 2)]; printf "| %s | %s | %d | %.1f | %.0f |\n", s, (k == "ec" ? "ECDSA P-256" : "RSA-2048"), n, m, 1e6 / m }'
+for k in ecdsa-x25519-full ecdsa-p256-full rsa2048-x25519-full ecdsa-x25519-resumed; do
+  pb_summarise "^(proxylab|haproxy)-$k\$" 1e6
 done | tee -a "$REPORT"
+{
+echo
+echo "Handshakes per second per core = 1e6 / the median. The engine alone (crypto/tls's server side, its socket reads and writes included, accept and close excluded; \`go test -bench ServerHandshakeCPU ./offload/gotls\`, same run):"
+echo
+echo '```'
+go test -run XXX -bench ServerHandshakeCPU -benchtime 2000x ./offload/gotls | grep '^Benchmark'
+echo '```'
+} | tee -a "$REPORT"
 
 declare -A SYS=( [proxylab-plain]="$PX 19445 http" [proxylab-tls]="$PX 19443 https" [haproxy-plain]="$HP 19455 http" [haproxy-tls]="$HP 19453 https" )
 ORDER=(proxylab-plain proxylab-tls haproxy-plain haproxy-tls)

@@ -15,6 +15,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/proxylab/proxylab/bench/hdr"
@@ -63,8 +64,23 @@ type Config struct {
 
 // tlsClients are the client configurations of one run.
 type tlsClients struct {
-	tls  *tls.Config
-	tlcp *tlcp.Config
+	tls     *tls.Config
+	tlcp    *tlcp.Config
+	tickets *ticketCache // Go TLS with Resume
+}
+
+// ticketCache is the Go TLS session cache of a resuming run; it notes
+// whether a session (a TLS 1.3 ticket) was ever stored.
+type ticketCache struct {
+	tls.ClientSessionCache
+	have atomic.Bool
+}
+
+func (t *ticketCache) Put(key string, cs *tls.ClientSessionState) {
+	t.ClientSessionCache.Put(key, cs)
+	if cs != nil {
+		t.have.Store(true)
+	}
 }
 
 func newTLSClients(cfg Config) (*tlsClients, error) {
@@ -81,7 +97,8 @@ func newTLSClients(cfg Config) (*tlsClients, error) {
 		c.tlcp.CipherSuites = []uint16{cfg.TLCPSuite}
 	}
 	if cfg.Resume {
-		c.tls.ClientSessionCache = tls.NewLRUClientSessionCache(1)
+		c.tickets = &ticketCache{ClientSessionCache: tls.NewLRUClientSessionCache(1)}
+		c.tls.ClientSessionCache = c.tickets
 		c.tlcp.SessionCache = tlcp.NewSessionCache(1, time.Hour)
 	}
 	return c, nil
@@ -238,12 +255,31 @@ type handshaker struct {
 	cfg Config
 }
 
+// With Resume over Go TLS, a TLS 1.3 ticket arrives after the handshake
+// and crypto/tls takes it only on a Read: until the cache holds one, each
+// connection waits briefly for it. Once it does, every handshake must
+// resume (the ticket is reused) or the exchange fails, so a "resumed"
+// figure never silently measures full handshakes.
 func (h handshaker) exchange() error {
+	tickets := h.cfg.clients.tickets
+	hadTicket := tickets != nil && tickets.have.Load()
 	c, err := dial(h.ctx, h.cfg, "http/1.1")
 	if err != nil {
 		return err
 	}
-	return c.Close()
+	defer c.Close()
+	tc, ok := c.(*tls.Conn)
+	if !ok || tickets == nil {
+		return nil
+	}
+	if hadTicket && !tc.ConnectionState().DidResume {
+		return errors.New("loadgen: handshake not resumed with the cached ticket")
+	}
+	if !tickets.have.Load() {
+		tc.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+		tc.Read(make([]byte, 1))
+	}
+	return nil
 }
 
 func (handshaker) Close() error { return nil }

@@ -2,6 +2,7 @@ package loadgen
 
 import (
 	"context"
+	"crypto/tls"
 	"io"
 	"net"
 	"net/http"
@@ -147,5 +148,76 @@ func TestHTTP2AndTLS(t *testing.T) {
 				t.Fatalf("%d ok, %d errors, server saw %d (first error %v)", res.Requests, res.Errors, n, res.FirstError)
 			}
 		})
+	}
+}
+
+// The handshake protocol: every exchange is a full handshake, or with
+// Resume a resumed one once a ticket is held (and a server that stops
+// resuming turns into errors, not silently full handshakes).
+func TestHandshakeProtocol(t *testing.T) {
+	srv := httptest.NewUnstartedServer(http.NotFoundHandler())
+	srv.StartTLS()
+	defer srv.Close()
+	cfg := srv.TLS.Clone()
+	cfg.SetSessionTicketKeys([][32]byte{{1}}) // one key for every connection's clone
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var full, resumed atomic.Int64
+	var noResume atomic.Bool
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				sc := cfg.Clone()
+				sc.SessionTicketsDisabled = noResume.Load()
+				tc := tls.Server(c, sc)
+				if tc.Handshake() != nil {
+					return
+				}
+				if tc.ConnectionState().DidResume {
+					resumed.Add(1)
+				} else {
+					full.Add(1)
+				}
+				io.Copy(io.Discard, tc)
+			}()
+		}
+	}()
+	run := func(resume bool, curves []tls.CurveID) *Result {
+		t.Helper()
+		full.Store(0)
+		resumed.Store(0)
+		res, err := Run(context.Background(), Config{Target: ln.Addr().String(), Protocol: "handshake", TLS: true, Resume: resume,
+			Curves: curves, Connections: 2, Duration: 300 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	if res := run(false, []tls.CurveID{tls.CurveP256}); res.Requests == 0 || res.Errors != 0 || resumed.Load() != 0 || full.Load() < int64(res.Requests)-4 {
+		t.Fatalf("full: %d ok, %d errors; server: %d full, %d resumed", res.Requests, res.Errors, full.Load(), resumed.Load())
+	}
+	if res := run(true, nil); res.Requests < 10 || res.Errors != 0 || full.Load() > 4 || resumed.Load() < int64(res.Requests)-4 {
+		t.Fatalf("resumed: %d ok, %d errors; server: %d full, %d resumed", res.Requests, res.Errors, full.Load(), resumed.Load())
+	}
+	// The server stops resuming after the first ticket: errors, counted.
+	srvTickets := make(chan struct{})
+	go func() {
+		time.Sleep(100 * time.Millisecond)
+		noResume.Store(true)
+		close(srvTickets)
+	}()
+	res := run(true, nil)
+	<-srvTickets
+	noResume.Store(false)
+	if res.Errors == 0 || res.FirstError == nil || !strings.Contains(res.FirstError.Error(), "not resumed") {
+		t.Fatalf("server refusing resumption: %d ok, %d errors (%v)", res.Requests, res.Errors, res.FirstError)
 	}
 }

@@ -111,3 +111,31 @@ report() {
     echo "| $name | $ROUNDS | $rps | $us | $p99 | $ratio |"
   done
 }
+
+# pb_cell NAME PID -- PROXYBENCH-LOAD-ARGS: one proxybench load of SECS,
+# appending "NAME requests cpu-ticks errors" (PID's CPU over the cell) to
+# $ROWS. Needs PB (the proxybench binary).
+pb_cell() {
+  local name=$1 pid=$2; shift 3
+  local t0 t1 out n e
+  t0=$(ticks "$pid")
+  out=$(taskset -c "$LOAD_CPU" "$PB" load -json -d "${SECS}s" "$@" || true)
+  t1=$(ticks "$pid")
+  n=$(echo "$out" | sed -n 's/.*"requests":\([0-9]*\).*/\1/p')
+  e=$(echo "$out" | sed -n 's/.*"errors":\([0-9]*\).*/\1/p')
+  [ -n "$n" ] && [ "$n" -gt 0 ] || { echo "bench: $name failed: $out" >&2; return 0; }
+  echo "$name $n $((t1 - t0)) $e" >> "$ROWS"
+}
+
+# pb_summarise PATTERN SCALE: a markdown row per cell name matching
+# PATTERN in $ROWS: requests, errors, then the median and range over rounds
+# of CPU per request times SCALE (1e6: µs; 1e3: ms), and the median rate.
+pb_summarise() {
+  local pattern=$1 scale=$2 name
+  for name in $(awk -v p="$pattern" '$1 ~ p {print $1}' "$ROWS" | awk '!seen[$0]++'); do
+    awk -v n="$name" -v hz="$HZ" -v sc="$scale" -v s="$SECS" '$1 == n {k++; v[k] = $3 / hz * sc / $2; tot += $2; err += $4} END {
+      for (i = 1; i <= k; i++) for (j = i + 1; j <= k; j++) if (v[j] < v[i]) { t = v[i]; v[i] = v[j]; v[j] = t }
+      m = v[int((k + 1) / 2)]
+      printf "| %s | %d | %d | %.1f | %.1f–%.1f |\n", n, tot, err, m, v[1], v[k] }' "$ROWS"
+  done
+}
