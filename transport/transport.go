@@ -131,6 +131,13 @@ type Stats struct {
 	LocalSockets, MsgRedirects, MsgRedirectBytes, MsgPassed uint64
 	Splices, SplicedBytes                                   uint64
 	SpliceFallbacks                                         map[string]uint64
+	// dpdk: packets per NIC queue.
+	Queues []QueueStats
+}
+
+// QueueStats counts one NIC queue pair's packets (dpdk).
+type QueueStats struct {
+	RxPackets, TxPackets, TxDropped uint64
 }
 
 // NearDialer is implemented by reactor transports that can connect on the
@@ -195,6 +202,8 @@ type DPDKOptions struct {
 	// Address is the stack's IPv4 address with prefix, e.g. 10.0.0.2/24;
 	// Gateway, when set, the next hop for other destinations.
 	Address, Gateway string
+	// Queues is the rx/tx queue pairs, one polling lcore each (0: one).
+	Queues int
 }
 
 // SockmapOptions configure the sockmap transport.

@@ -112,8 +112,21 @@ func dpdkBinary(t *testing.T) string {
 }
 
 func TestDPDKTransportEndToEnd(t *testing.T) {
+	t.Run("one-queue", func(t *testing.T) { testDPDKEndToEnd(t, 1) })
+	// Two queue pairs (af_packet: two sockets in a fanout group, which
+	// spreads flows by hash), each polled by its own lcore.
+	t.Run("two-queues", func(t *testing.T) { testDPDKEndToEnd(t, 2) })
+}
+
+func testDPDKEndToEnd(t *testing.T, queues int) {
 	n := setupDPDKNet(t)
 	bin := dpdkBinary(t)
+	adminLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	adminAddr := adminLn.Addr().String()
+	adminLn.Close()
 
 	// Upstreams in the namespace: an HTTP echo and a TCP echo.
 	var httpLn, tcpLn net.Listener
@@ -142,10 +155,12 @@ func TestDPDKTransportEndToEnd(t *testing.T) {
 	t.Cleanup(func() { tcpLn.Close() })
 
 	cfg := fmt.Sprintf(`transport: dpdk
+admin: {address: %q}
 dpdk:
-  eal: [--no-huge, --no-pci, -m, "256", --file-prefix, plabt%d, --vdev, "net_af_packet0,iface=%s"]
+  eal: [--no-huge, --no-pci, -m, "256", --file-prefix, plabt%d-%d, --vdev, "net_af_packet0,iface=%s,qpairs=%d"]
   port: net_af_packet0
   address: %s/24
+  queues: %d
 listeners:
   - {name: http, address: "0.0.0.0:8080", http_proxy: {}}
   - {name: tcp, address: "0.0.0.0:8081", tcp_proxy: {cluster: echo}}
@@ -154,7 +169,7 @@ routes:
 clusters:
   - {name: up, hosts: [{address: "%s:9000"}]}
   - {name: echo, hosts: [{address: "%s:9001"}]}
-`, os.Getpid(), n.hostIf, n.pxAddr, n.nsAddr, n.nsAddr)
+`, adminAddr, os.Getpid(), queues, n.hostIf, queues, n.pxAddr, queues, n.nsAddr, n.nsAddr)
 	cfgPath := writeTemp(t, cfg)
 	cmd := exec.Command(bin, "run", "-c", cfgPath, "--log-level", "info")
 	logs := &lockedBuffer{}
@@ -252,6 +267,21 @@ clusters:
 	}
 	c.Close()
 
+	// Every queue carried traffic, and its counters are exported.
+	a := adminClient{t: t, base: "http://" + adminAddr}
+	fams := a.scrape()
+	for q := 0; q < queues; q++ {
+		rx := value(t, fams, "proxylab_dpdk_rx_packets_total", map[string]string{"transport": "dpdk", "queue": fmt.Sprint(q)})
+		tx := value(t, fams, "proxylab_dpdk_tx_packets_total", map[string]string{"transport": "dpdk", "queue": fmt.Sprint(q)})
+		t.Logf("queue %d: rx %v tx %v packets", q, rx, tx)
+		if rx < 50 || tx < 50 {
+			t.Errorf("queue %d: rx %v tx %v packets; want traffic on every queue", q, rx, tx)
+		}
+	}
+	if !strings.Contains(logs.String(), fmt.Sprintf("queues=%d", queues)) {
+		t.Errorf("start-up log does not say queues=%d", queues)
+	}
+
 	// Clean teardown: SIGINT stops the port and the EAL, exit 0.
 	stopped = true
 	cmd.Process.Signal(os.Interrupt)
@@ -273,14 +303,31 @@ func TestDPDKErrorsAreClear(t *testing.T) {
 		t.Skip("needs root")
 	}
 	bin := dpdkBinary(t)
-	for _, tc := range []struct{ eal, want string }{
-		{fmt.Sprintf(`[--no-huge, --no-pci, -m, "256", --file-prefix, plabe%d]`, os.Getpid()), `dpdk: port "net_af_packet0" not found`},
-		{`[--no-huge, --no-pci, -m, "256", --bogus-eal-flag]`, "dpdk: EAL init"},
+	n := setupDPDKNet(t)
+	pid := os.Getpid()
+	withVeth := func(i int) string {
+		return fmt.Sprintf(`[--no-huge, --no-pci, -m, "256", --file-prefix, plabq%d-%d, --vdev, "net_af_packet0,iface=%s"]`, pid, i, n.hostIf)
+	}
+	for i, tc := range []struct {
+		eal    string
+		queues int
+		args   []string
+		want   string
+	}{
+		{fmt.Sprintf(`[--no-huge, --no-pci, -m, "256", --file-prefix, plabe%d]`, pid), 0, nil, `dpdk: port "net_af_packet0" not found`},
+		{`[--no-huge, --no-pci, -m, "256", --bogus-eal-flag]`, 0, nil, "dpdk: EAL init"},
+		// af_packet has one queue pair unless qpairs= says more.
+		{withVeth(1), 2, nil, `dpdk: port "net_af_packet0" has at most 1 queue pairs, 2 asked`},
+		// Each queue needs a CPU to poll on.
+		{withVeth(2), 2, []string{"--cpus", "0"}, "dpdk: 2 queues need 2 CPUs to poll on, the process is pinned to 1"},
 	} {
-		cfg := fmt.Sprintf("transport: dpdk\ndpdk: {eal: %s, port: net_af_packet0, address: 10.99.0.2/24}\nlisteners:\n  - {name: t, address: \"0.0.0.0:8081\", tcp_proxy: {cluster: c}}\nclusters:\n  - {name: c, hosts: [{address: \"10.99.0.1:9\"}]}\n", tc.eal)
-		out, err := exec.Command(bin, "run", "-c", writeTemp(t, cfg)).CombinedOutput()
+		cfg := fmt.Sprintf("transport: dpdk\ndpdk: {eal: %s, port: net_af_packet0, address: 10.99.0.2/24, queues: %d}\nlisteners:\n  - {name: t, address: \"0.0.0.0:8081\", tcp_proxy: {cluster: c}}\nclusters:\n  - {name: c, hosts: [{address: \"10.99.0.1:9\"}]}\n", tc.eal, tc.queues)
+		args := append([]string{"run", "-c", writeTemp(t, cfg)}, tc.args...)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		out, err := exec.CommandContext(ctx, bin, args...).CombinedOutput()
+		cancel()
 		if err == nil || !strings.Contains(string(out), tc.want) {
-			t.Errorf("eal %s: err %v, want %q in:\n%s", tc.eal, err, tc.want, out)
+			t.Errorf("case %d (eal %s, queues %d): err %v, want %q in:\n%s", i, tc.eal, tc.queues, err, tc.want, out)
 		}
 	}
 }

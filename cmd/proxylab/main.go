@@ -169,7 +169,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 	}
 	tr, err := transport.New(cfg.Transport, transport.Options{Workers: cfg.Workers, CPUs: pinned,
 		Sockmap: transport.SockmapOptions{Cgroup: cfg.Sockmap.Cgroup, NoSplice: cfg.Sockmap.Splice != nil && !*cfg.Sockmap.Splice},
-		DPDK:    transport.DPDKOptions{EAL: cfg.DPDK.EAL, Port: cfg.DPDK.Port, Address: cfg.DPDK.Address, Gateway: cfg.DPDK.Gateway}})
+		DPDK:    transport.DPDKOptions{EAL: cfg.DPDK.EAL, Port: cfg.DPDK.Port, Address: cfg.DPDK.Address, Gateway: cfg.DPDK.Gateway, Queues: cfg.DPDK.Queues}})
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1

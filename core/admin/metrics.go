@@ -1,6 +1,8 @@
 package admin
 
 import (
+	"strconv"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/proxylab/proxylab/core/buffer"
@@ -61,6 +63,9 @@ var (
 	dTrWakeups  = desc("transport_wakeups_total", "Event-loop wakeups (epoll_wait returns).", "transport")
 	dTrEvents   = desc("transport_events_total", "Readiness events handled.", "transport")
 	dTrLoops    = desc("transport_loops", "Event loops (rawepoll workers).", "transport")
+	dQRx        = desc("dpdk_rx_packets_total", "Packets received on a NIC queue.", "transport", "queue")
+	dQTx        = desc("dpdk_tx_packets_total", "Packets sent on a NIC queue.", "transport", "queue")
+	dQTxDrop    = desc("dpdk_tx_dropped_total", "Packets the NIC queue did not take (ring full or no mbuf).", "transport", "queue")
 	dSmLocal    = desc("sockmap_local_sockets_total", "Same-host sockets recorded by the sockops program.", "transport")
 	dSmMsg      = desc("sockmap_msg_redirects_total", "Messages handed to the peer socket by SK_MSG (TCP/IP skipped).", "transport")
 	dSmMsgBytes = desc("sockmap_msg_redirect_bytes_total", "Bytes handed to the peer socket by SK_MSG.", "transport")
@@ -237,6 +242,12 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 			for reason, v := range s.SpliceFallbacks {
 				counter(ch, dSmFallback, v, name, reason)
 			}
+		}
+		for i, q := range s.Queues {
+			qn := strconv.Itoa(i)
+			counter(ch, dQRx, q.RxPackets, name, qn)
+			counter(ch, dQTx, q.TxPackets, name, qn)
+			counter(ch, dQTxDrop, q.TxDropped, name, qn)
 		}
 	}
 	gets, allocs := buffer.PoolStats()

@@ -128,6 +128,9 @@ type DPDK struct {
 	// the next hop for other destinations (optional).
 	Address string `yaml:"address"`
 	Gateway string `yaml:"gateway"`
+	// Queues is the rx/tx queue pairs to use, each polled by its own lcore
+	// (RSS spreads flows over them when the NIC has it). 0 or 1: one.
+	Queues int `yaml:"queues"`
 }
 
 // DemoUpstream is the built-in demo HTTP server.
@@ -659,6 +662,9 @@ func (c *Config) validate(k Known) Errors {
 			if a, err := netip.ParseAddr(c.DPDK.Gateway); err != nil || !a.Is4() {
 				add("dpdk.gateway", "want an IPv4 address, got %q", c.DPDK.Gateway)
 			}
+		}
+		if c.DPDK.Queues < 0 || c.DPDK.Queues > 64 {
+			add("dpdk.queues", "must be between 0 and 64, got %d", c.DPDK.Queues)
 		}
 	}
 	if c.Sockmap.Cgroup != "" && !filepath.IsAbs(c.Sockmap.Cgroup) {

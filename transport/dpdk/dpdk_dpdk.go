@@ -51,10 +51,14 @@ type Transport struct {
 	addr  netip.Prefix
 
 	stop    atomic.Bool
-	stopped chan struct{}
-	rxPkts  atomic.Uint64
-	txPkts  atomic.Uint64
-	txDrops atomic.Uint64
+	stopped sync.WaitGroup
+	queues  []queueCounters
+}
+
+// queueCounters are one queue's packet counts, written by its poll loop.
+type queueCounters struct {
+	rx, tx, txDrops atomic.Uint64
+	_               [40]byte
 }
 
 var _ transport.Transport = (*Transport)(nil)
@@ -80,36 +84,71 @@ func New(opts transport.Options) (transport.Transport, error) {
 	if ealOnce.started {
 		return nil, errors.New("dpdk: the EAL is already running in this process (one dpdk transport per process)")
 	}
+	queues := max(o.Queues, 1)
 	args := append([]string{"proxylab"}, o.EAL...)
 	if !hasLcores(o.EAL) {
-		// The poll loop runs on the EAL's main lcore: the first CPU the
-		// process is pinned to.
-		lcore := 0
-		if len(opts.CPUs) > 0 {
-			lcore = opts.CPUs[0]
+		// One lcore per queue: the first CPUs the process is pinned to
+		// (the first is the EAL's main lcore and polls queue 0).
+		lcores := make([]string, queues)
+		for i := range lcores {
+			c := i
+			if i < len(opts.CPUs) {
+				c = opts.CPUs[i]
+			} else if len(opts.CPUs) > 0 {
+				return nil, fmt.Errorf("dpdk: %d queues need %d CPUs to poll on, the process is pinned to %d (--cpus)", queues, queues, len(opts.CPUs))
+			}
+			lcores[i] = strconv.Itoa(c)
 		}
-		args = append(args, "-l", strconv.Itoa(lcore))
+		args = append(args, "-l", strings.Join(lcores, ","))
 	}
 	if _, err := eal.Init(args); err != nil {
 		return nil, fmt.Errorf("dpdk: EAL init %v: %w (no hugepages: add --no-huge -m 256; not root: DPDK needs root)", o.EAL, err)
 	}
 	ealOnce.started = true
-	pool, err := mempool.CreateMbufPool(fmt.Sprintf("plab%d", os.Getpid()), 8191, 2048+128, mempool.OptCacheSize(256), mempool.OptSocket(0))
-	if err != nil {
-		return nil, fmt.Errorf("dpdk: mbuf pool: %w (memory: raise -m)", err)
+	if n := int(eal.LcoreCount()); n < queues {
+		eal.Cleanup()
+		return nil, fmt.Errorf("dpdk: %d queues need %d lcores to poll them, the EAL has %d (its -l/--lcores)", queues, queues, n)
 	}
-	p, err := openPort(o.Port, pool)
+	// Enough mbufs for every queue's rings, the per-lcore caches and
+	// packets in flight, as 2^k-1 (the mempool's most efficient size).
+	need := queues*(1024+1024) + int(eal.LcoreCount())*256 + 4096
+	nmbufs := 8191
+	for nmbufs < need {
+		nmbufs = nmbufs*2 + 1
+	}
+	pool, err := mempool.CreateMbufPool(fmt.Sprintf("plab%d", os.Getpid()), uint32(nmbufs), 2048+128, mempool.OptCacheSize(256), mempool.OptSocket(0))
+	if err != nil {
+		return nil, fmt.Errorf("dpdk: mbuf pool of %d: %w (memory: raise -m)", nmbufs, err)
+	}
+	p, err := openPort(o.Port, pool, queues)
 	if err != nil {
 		return nil, err
 	}
-	t := &Transport{opts: opts, port: p, pool: pool, addr: addr, stopped: make(chan struct{})}
+	t := &Transport{opts: opts, port: p, pool: pool, addr: addr, queues: make([]queueCounters, queues)}
 	if err := t.startStack(o.Gateway); err != nil {
 		p.stop()
 		return nil, err
 	}
-	// The poll loop takes the main lcore's thread (pinned by the EAL).
-	eal.ExecOnMainAsync(nil, func(*eal.LcoreCtx) { t.poll() })
-	slog.Info("dpdk: port up", "port", o.Port, "mac", net.HardwareAddr(p.mac[:]).String(), "address", addr)
+	// Queue 0's poll loop takes the main lcore's thread, queue i the i-th
+	// worker lcore's (each pinned by the EAL).
+	workers := eal.LcoresWorker()
+	t.stopped.Add(queues)
+	for q := 0; q < queues; q++ {
+		run := func(*eal.LcoreCtx) { t.poll(q) }
+		if q == 0 {
+			eal.ExecOnMainAsync(nil, run)
+		} else {
+			eal.ExecOnLcoreAsync(workers[q-1], nil, run)
+		}
+	}
+	rss := "none"
+	if queues > 1 {
+		rss = fmt.Sprintf("%#x", p.rssHF)
+		if p.rssHF == 0 {
+			rss = "not offered by the device (it spreads flows itself, or queue 0 gets all)"
+		}
+	}
+	slog.Info("dpdk: port up", "port", o.Port, "mac", net.HardwareAddr(p.mac[:]).String(), "address", addr, "queues", queues, "rss_hash", rss)
 	return t, nil
 }
 
@@ -118,7 +157,7 @@ func (t *Transport) startStack(gateway string) error {
 		NetworkProtocols:   []stack.NetworkProtocolFactory{ipv4.NewProtocol, arp.NewProtocol},
 		TransportProtocols: []stack.TransportProtocolFactory{tcp.NewProtocol},
 	})
-	t.link = newPortLink(mtu, tcpip.LinkAddress(t.port.mac[:]))
+	t.link = newPortLink(mtu, tcpip.LinkAddress(t.port.mac[:]), t.port.queues)
 	if err := t.stack.CreateNIC(nicID, ethernet.New(t.link)); err != nil {
 		return fmt.Errorf("dpdk: netstack NIC: %v", err)
 	}
@@ -148,17 +187,18 @@ func (t *Transport) startStack(gateway string) error {
 	return nil
 }
 
-// poll moves packets between the port and the stack: an rx burst into the
-// stack, then whatever the stack queued out as one tx burst; one cgo call
-// per burst. It runs on the EAL's main lcore thread.
-func (t *Transport) poll() {
-	defer close(t.stopped)
+// poll moves packets between queue q and the stack: an rx burst into the
+// stack, then whatever the stack queued out on q as one tx burst; one cgo
+// call per burst. It runs on its lcore's thread.
+func (t *Transport) poll(q int) {
+	defer t.stopped.Done()
+	cnt := &t.queues[q]
 	rxBuf := make([]byte, burst*2048)
 	rxLens := make([]uint16, burst)
 	spare := newTxBatch()
 	var idleSince time.Time
 	for !t.stop.Load() {
-		n := t.port.rx(rxBuf, rxLens)
+		n := t.port.rx(q, rxBuf, rxLens)
 		off := 0
 		for i := 0; i < n; i++ {
 			l := int(rxLens[i])
@@ -167,9 +207,10 @@ func (t *Transport) poll() {
 			pkt.DecRef()
 			off += l
 		}
-		t.rxPkts.Add(uint64(n))
-		// Out: what the stack wrote since the last turn, as one burst.
-		b := t.link.take(spare)
+		cnt.rx.Add(uint64(n))
+		// Out: what the stack wrote for this queue since the last turn,
+		// in bursts.
+		b := t.link.take(q, spare)
 		spare = b
 		txLens := b.lens
 		for off, rest := 0, txLens; len(rest) > 0; {
@@ -178,9 +219,9 @@ func (t *Transport) poll() {
 			for _, l := range rest[:k] {
 				size += int(l)
 			}
-			sent := t.port.tx(b.buf[off:off+size], rest[:k])
-			t.txPkts.Add(uint64(sent))
-			t.txDrops.Add(uint64(k - sent))
+			sent := t.port.tx(q, b.buf[off:off+size], rest[:k])
+			cnt.tx.Add(uint64(sent))
+			cnt.txDrops.Add(uint64(k - sent))
 			off, rest = off+size, rest[k:]
 		}
 		if n == 0 && len(txLens) == 0 {
@@ -208,7 +249,7 @@ func (t *Transport) Close() error {
 	if t.stop.Swap(true) {
 		return nil
 	}
-	<-t.stopped
+	t.stopped.Wait()
 	t.stack.Close()
 	t.port.stop()
 	eal.StopLcores()
@@ -307,7 +348,15 @@ func (t *Transport) Dial(network, address string, timeout time.Duration, done fu
 	}()
 }
 
-// Stats reports packets through the port.
+// Stats reports packets through the port, per queue.
 func (t *Transport) Stats() transport.Stats {
-	return transport.Stats{Reads: t.rxPkts.Load(), Writes: t.txPkts.Load()}
+	s := transport.Stats{Loops: len(t.queues), Queues: make([]transport.QueueStats, len(t.queues))}
+	for i := range t.queues {
+		c := &t.queues[i]
+		q := transport.QueueStats{RxPackets: c.rx.Load(), TxPackets: c.tx.Load(), TxDropped: c.txDrops.Load()}
+		s.Queues[i] = q
+		s.Reads += q.RxPackets
+		s.Writes += q.TxPackets
+	}
+	return s
 }

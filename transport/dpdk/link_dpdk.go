@@ -17,9 +17,14 @@ import (
 // queue of packet buffers between them: a frame is copied once each way and
 // its PacketBuffer released at once.
 //
+// With several queue pairs, each has its own batch: a frame goes to the
+// batch of queue (its flow hash mod the queues), so one connection's
+// segments leave in order through one queue, and each poll loop sends only
+// its own queue's batch.
+//
 // Ownership: WritePackets runs on whichever goroutine the stack sends from
-// and only appends under mu; the poll loop alone swaps the batch out (take)
-// and delivers inbound frames.
+// and only appends under the batch's mu; the poll loop of queue q alone
+// swaps batch q out (take) and delivers the frames it received.
 type portLink struct {
 	mtu  uint32
 	addr tcpip.LinkAddress
@@ -27,9 +32,15 @@ type portLink struct {
 	dmu        sync.RWMutex
 	dispatcher stack.NetworkDispatcher
 
+	out []outQueue
+}
+
+// outQueue is one tx queue's pending batch.
+type outQueue struct {
 	mu    sync.Mutex
 	batch txBatch
 	drops uint64 // frames refused because the batch was full
+	_     [64]byte
 }
 
 // txBatch is frames laid end to end with their lengths: what the stack
@@ -48,8 +59,12 @@ func newTxBatch() txBatch {
 	return txBatch{buf: make([]byte, 0, batchLimit*2048), lens: make([]uint16, 0, batchLimit)}
 }
 
-func newPortLink(mtu uint32, addr tcpip.LinkAddress) *portLink {
-	return &portLink{mtu: mtu, addr: addr, batch: newTxBatch()}
+func newPortLink(mtu uint32, addr tcpip.LinkAddress, queues int) *portLink {
+	l := &portLink{mtu: mtu, addr: addr, out: make([]outQueue, queues)}
+	for i := range l.out {
+		l.out[i].batch = newTxBatch()
+	}
+	return l
 }
 
 var _ stack.LinkEndpoint = (*portLink)(nil)
@@ -64,35 +79,52 @@ func (l *portLink) deliver(pkt *stack.PacketBuffer) {
 	}
 }
 
-// take swaps the pending batch for spare (emptied) and returns it.
-func (l *portLink) take(spare txBatch) txBatch {
+// take swaps queue q's pending batch for spare (emptied) and returns it.
+func (l *portLink) take(q int, spare txBatch) txBatch {
 	spare.buf, spare.lens = spare.buf[:0], spare.lens[:0]
-	l.mu.Lock()
-	b := l.batch
-	l.batch = spare
-	l.mu.Unlock()
+	o := &l.out[q]
+	o.mu.Lock()
+	b := o.batch
+	o.batch = spare
+	o.mu.Unlock()
 	return b
 }
 
-// WritePackets copies frames into the batch; a full batch refuses the rest
-// (the stack retransmits, as with a full NIC ring).
+// WritePackets copies frames into their queue's batch (by flow hash, so a
+// connection's segments stay in order); a full batch refuses the rest (the
+// stack retransmits, as with a full NIC ring).
 func (l *portLink) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
+	var o *outQueue
+	defer func() {
+		if o != nil {
+			o.mu.Unlock()
+		}
+	}()
 	n := 0
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	for _, pkt := range pkts.AsSlice() {
+		q := &l.out[0]
+		if len(l.out) > 1 {
+			q = &l.out[pkt.Hash%uint32(len(l.out))]
+		}
+		if q != o {
+			if o != nil {
+				o.mu.Unlock()
+			}
+			o = q
+			o.mu.Lock()
+		}
 		size := pkt.Size()
-		if len(l.batch.lens) == cap(l.batch.lens) || len(l.batch.buf)+size > cap(l.batch.buf) {
-			l.drops++
+		if len(o.batch.lens) == cap(o.batch.lens) || len(o.batch.buf)+size > cap(o.batch.buf) {
+			o.drops++
 			if n == 0 {
 				return 0, &tcpip.ErrNoBufferSpace{}
 			}
 			break
 		}
 		for _, s := range pkt.AsSlices() {
-			l.batch.buf = append(l.batch.buf, s...)
+			o.batch.buf = append(o.batch.buf, s...)
 		}
-		l.batch.lens = append(l.batch.lens, uint16(size))
+		o.batch.lens = append(o.batch.lens, uint16(size))
 		n++
 	}
 	return n, nil
