@@ -9,6 +9,8 @@
 # 16 (throughput, CPU per request), 64 KiB echoes with 4 (bulk).
 #
 # Usage (root): scripts/bench-dpdk.sh [ROUNDS] [SECONDS]
+#   env: PATHS (default "kernel dpdk"), RESULTS (report directory),
+#        PROFILE (directory for CPU profiles of the dpdk proxy, per cell)
 set -euo pipefail
 ROUNDS=${1:-3}
 SECS=${2:-5}
@@ -55,6 +57,7 @@ clusters:
   - {name: up, hosts: [{address: "10.88.0.1:9001"}]}
 YML
 { echo "transport: dpdk"
+  echo "admin: {address: 127.0.0.1:19902}"
   echo "dpdk: {eal: [--no-huge, --no-pci, -m, \"256\", --file-prefix, plabbench$$, --vdev, \"net_af_packet0,iface=$HIF\"], port: net_af_packet0, address: 10.88.0.2/24}"
   cat "$W/common.yaml"; } > "$W/dpdk.yaml"
 { echo "transport: rawepoll"; cat "$W/common.yaml"; } > "$W/kernel.yaml"
@@ -80,21 +83,30 @@ stop() {
 ROWS=$W/rows
 : > "$ROWS"
 load() { ip netns exec "$NS" taskset -c "$LOAD_CPU" "$PB" load -json -protocol tcp -target 10.88.0.2:8081 -d "${SECS}s" "$@"; }
+# packets: rx+tx packets through the DPDK port so far (0 for the kernel path).
+packets() {
+  curl -s http://127.0.0.1:19902/stats/prometheus 2>/dev/null | awk '/^proxylab_dpdk_(rx|tx)_packets_total/ {s += $2} END {printf "%d", s}'
+}
 cell() {
   local name=$1 kind=$2; shift 2
-  local t0 h0 out t1 h1
+  local t0 h0 out t1 h1 k0 k1
+  k0=$(packets)
   t0=$(ticks "$PX"); h0=$(host_ticks)
+  # PROFILE=DIR: a CPU profile of the dpdk proxy during each of its cells.
+  [ -n "${PROFILE:-}" ] && [ "$name" = dpdk ] && { mkdir -p "$PROFILE"; curl -s "http://127.0.0.1:19902/debug/pprof/profile?seconds=$((SECS - 1))" > "$PROFILE/$kind.prof" & }
   out=$(load "$@" || true)
   t1=$(ticks "$PX"); h1=$(host_ticks)
-  echo "$out" | awk -v n="$name" -v k="$kind" -v pt=$((t1 - t0)) -v ht=$((h1 - h0)) '{
+  k1=$(packets)
+  echo "$out" | awk -v n="$name" -v k="$kind" -v pt=$((t1 - t0)) -v ht=$((h1 - h0)) -v pk=$((k1 - k0)) '{
       match($0, /"requests":[0-9]+/); r = substr($0, RSTART + 11, RLENGTH - 11)
       match($0, /"errors":[0-9]+/); e = substr($0, RSTART + 9, RLENGTH - 9)
       match($0, /"p50_ms":[0-9.e+-]+/); p50 = substr($0, RSTART + 9, RLENGTH - 9) * 1000
       match($0, /"p99_ms":[0-9.e+-]+/); p99 = substr($0, RSTART + 9, RLENGTH - 9) * 1000
-      print n, k, r, e, p50, p99, pt, ht }' >> "$ROWS"
+      print n, k, r, e, p50, p99, pt, ht, pk }' >> "$ROWS"
 }
+PATHS=${PATHS:-kernel dpdk}
 for r in $(seq 1 "$ROUNDS"); do
-  for name in kernel dpdk; do
+  for name in $PATHS; do
     start "$name"
     load -echo 64 -c 4 -d 1s >/dev/null || true # warm-up
     cell "$name" rtt -echo 64 -c 1
@@ -119,14 +131,24 @@ echo "- command: scripts/bench-dpdk.sh $ROUNDS $SECS"
 echo
 echo "| path | RTT p50 µs (1 conn, 64 B) | RTT p99 µs | req/s (16 conns) | proxy CPU µs/req | host CPU µs/req | bulk MB/s (64 KiB, 4 conns) | errors |"
 echo "|---|---|---|---|---|---|---|---|"
-for name in kernel dpdk; do
+for name in $PATHS; do
   rps=$(awk -v n="$name" -v s="$SECS" '$1 == n && $2 == "rps" {print $3 / s}' "$ROWS" | median)
   mbs=$(awk -v n="$name" -v s="$SECS" '$1 == n && $2 == "bulk" {print $3 * 65536 / s / 1e6}' "$ROWS" | median)
   errs=$(awk -v n="$name" '$1 == n {e += $4} END {print e + 0}' "$ROWS")
   printf "| %s | %.1f | %.1f | %.0f | %.1f | %.1f | %.0f | %s |\n" "$name" "$(col "$name" rtt 5)" "$(col "$name" rtt 6)" "$rps" "$(per "$name" rps 7)" "$(per "$name" rps 8)" "$mbs" "$errs"
 done
 echo
-echo "Raw rows (path kind requests errors p50_us p99_us proxy_ticks host_ticks):"
+echo "DPDK packets through the port (rx + tx) per request and the busy CPU's time per packet (the poll loop keeps its CPU at 100%, so this is the whole proxy CPU divided by the packets it moved):"
+echo
+echo "| cell | packets per request | proxy CPU ns per packet |"
+echo "|---|---|---|"
+for kind in rps bulk; do
+  ppr=$(awk -v k="$kind" '$1 == "dpdk" && $2 == k && $3 > 0 {print $9 / $3}' "$ROWS" | median)
+  nspp=$(awk -v k="$kind" -v hz="$HZ" '$1 == "dpdk" && $2 == k && $9 > 0 {print $7 / hz * 1e9 / $9}' "$ROWS" | median)
+  printf "| %s | %.1f | %.0f |\n" "$kind" "$ppr" "$nspp"
+done
+echo
+echo "Raw rows (path kind requests errors p50_us p99_us proxy_ticks host_ticks dpdk_packets):"
 echo
 echo '```'
 cat "$ROWS"

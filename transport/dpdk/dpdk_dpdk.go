@@ -3,7 +3,6 @@
 package dpdk
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -21,7 +20,6 @@ import (
 	"github.com/yerden/go-dpdk/mempool"
 	"gvisor.dev/gvisor/pkg/buffer"
 	"gvisor.dev/gvisor/pkg/tcpip"
-	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
 	"gvisor.dev/gvisor/pkg/tcpip/link/ethernet"
 	"gvisor.dev/gvisor/pkg/tcpip/network/arp"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
@@ -29,7 +27,6 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 
 	"github.com/proxylab/proxylab/transport"
-	"github.com/proxylab/proxylab/transport/internal/netconn"
 )
 
 // Built reports whether this binary has the DPDK transport.
@@ -225,19 +222,22 @@ func (t *Transport) poll(q int) {
 			off, rest = off+size, rest[k:]
 		}
 		if n == 0 && len(txLens) == 0 {
-			// Nothing either way: let the stack's and the proxy's
-			// goroutines run (this loop holds a P), and after a long quiet
-			// spell stop spinning until traffic returns.
+			// Nothing either way; after a long quiet spell stop spinning
+			// until traffic returns.
 			if idleSince.IsZero() {
 				idleSince = time.Now()
 			} else if time.Since(idleSince) > 10*time.Millisecond {
 				time.Sleep(100 * time.Microsecond)
 				continue
 			}
-			runtime.Gosched()
 		} else {
 			idleSince = time.Time{}
 		}
+		// Every turn lets the stack's and the proxy's goroutines run: this
+		// loop holds a P, and what it delivered is processed there (TCP
+		// segments by the stack's processors, data by the proxy), which
+		// is also what produces the next turn's tx batch.
+		runtime.Gosched()
 	}
 }
 
@@ -285,67 +285,11 @@ func (t *Transport) full(address string) (tcpip.FullAddress, error) {
 	return fa, nil
 }
 
-// Listen binds in the userspace stack (0.0.0.0 means the port's address).
-func (t *Transport) Listen(network, address string) (transport.Listener, error) {
-	fa, err := t.full(address)
-	if err != nil {
-		return nil, err
-	}
-	ln, err := gonet.ListenTCP(t.stack, fa, ipv4.ProtocolNumber)
-	if err != nil {
-		return nil, fmt.Errorf("dpdk: listen %s: %w", address, err)
-	}
-	return &listener{ln: ln, t: t}, nil
-}
-
-type listener struct {
-	ln *gonet.TCPListener
-	t  *Transport
-}
-
-func (l *listener) Addr() net.Addr { return l.ln.Addr() }
-func (l *listener) Close() error   { return l.ln.Close() }
-
-func (l *listener) Start(accept func(transport.Conn)) {
-	go func() {
-		for {
-			c, err := l.ln.Accept()
-			if err != nil {
-				return
-			}
-			accept(netconn.New(c, l.t.bufSize()))
-		}
-	}()
-}
-
 func (t *Transport) bufSize() int {
 	if t.opts.ReadBufferSize > 0 {
 		return t.opts.ReadBufferSize
 	}
 	return 16 << 10
-}
-
-// Dial connects through the userspace stack.
-func (t *Transport) Dial(network, address string, timeout time.Duration, done func(transport.Conn, error)) {
-	fa, err := t.full(address)
-	if err != nil {
-		go done(nil, err)
-		return
-	}
-	go func() {
-		ctx := context.Background()
-		if timeout > 0 {
-			var cancel context.CancelFunc
-			ctx, cancel = context.WithTimeout(ctx, timeout)
-			defer cancel()
-		}
-		c, err := gonet.DialContextTCP(ctx, t.stack, fa, ipv4.ProtocolNumber)
-		if err != nil {
-			done(nil, fmt.Errorf("dpdk: dial %s: %w", address, err))
-			return
-		}
-		done(netconn.New(c, t.bufSize()), nil)
-	}()
 }
 
 // Stats reports packets through the port, per queue.

@@ -2,7 +2,10 @@
 // connection, which has no file descriptor) to the transport contract: a
 // goroutine per connection reads and calls the handler, and a writer
 // goroutine, started when a write has to wait, flushes the queue so Write
-// never blocks.
+// never blocks. A net.Conn that can also write without blocking
+// (TryWriter) is written inline by the caller while nothing is queued, so
+// the writer goroutine runs only when the peer's window or the send buffer
+// is full.
 package netconn
 
 import (
@@ -18,9 +21,17 @@ import (
 // halfCloser is what a TCP connection offers for CloseWrite.
 type halfCloser interface{ CloseWrite() error }
 
+// TryWriter is a connection that can write without blocking: TryWrite
+// takes as much of p as fits now (possibly nothing) and returns how much;
+// an error means the connection cannot be written any more.
+type TryWriter interface {
+	TryWrite(p []byte) (int, error)
+}
+
 // Conn is a transport.Conn over a net.Conn.
 type Conn struct {
 	nc      net.Conn
+	tw      TryWriter // nc, when it can write without blocking
 	bufSize int
 	h       transport.Handler
 
@@ -47,6 +58,7 @@ var _ transport.Conn = (*Conn)(nil)
 // New wraps nc; reads use buffers of bufSize from the pool.
 func New(nc net.Conn, bufSize int) *Conn {
 	c := &Conn{nc: nc, bufSize: bufSize, done: make(chan struct{})}
+	c.tw, _ = nc.(TryWriter)
 	c.rcond = sync.NewCond(&c.rmu)
 	return c
 }
@@ -139,6 +151,28 @@ func (c *Conn) Write(bufs ...*buffer.Buf) (int, error) {
 			err = transport.ErrClosed
 		}
 		return 0, err
+	}
+	if c.tw != nil && !c.writing && len(c.queue) == 0 {
+		// Nothing ahead of these bytes: write what fits now, inline.
+		for len(bufs) > 0 {
+			b := bufs[0]
+			n, err := c.tw.TryWrite(b.Bytes())
+			if err != nil {
+				c.werr = err
+				c.wmu.Unlock()
+				for _, b := range bufs {
+					b.Release()
+				}
+				c.Close()
+				return 0, err
+			}
+			if n < b.Len() {
+				b.Consume(n)
+				break
+			}
+			b.Release()
+			bufs = bufs[1:]
+		}
 	}
 	for _, b := range bufs {
 		c.queued += b.Len()
