@@ -31,12 +31,23 @@ NIF=plbk$$
 W=$(mktemp -d /tmp/proxylab-dpdk.XXXXXX)
 pids=()
 cleanup() {
+  [ -z "${PX:-}" ] || kill "$PX" 2>/dev/null || true
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
   ip netns del "$NS" 2>/dev/null || true
   rm -rf "$W"
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM
+# A run killed before its clean-up leaves its namespace and veth (named
+# after its pid) holding 10.88.0.0/24, which would hijack this run's
+# traffic: remove those whose script is gone.
+for stale in $(ip netns list | awk '/^plabbench[0-9]+/ {print $1}'); do
+  kill -0 "${stale#plabbench}" 2>/dev/null || { echo "bench: removing stale $stale"; ip netns del "$stale"; }
+done
+for stale in $(ip -br link | awk '/^plbd[0-9]+/ {sub(/@.*/, "", $1); print $1}'); do
+  kill -0 "${stale#plbd}" 2>/dev/null || ip link del "$stale" 2>/dev/null || true
+done
 ip netns add "$NS"
 ip link add "$HIF" type veth peer name "$NIF"
 ip link set "$NIF" netns "$NS"
@@ -70,7 +81,7 @@ start() {
     dpdk)   "$DBIN" run -c "$W/dpdk.yaml" --cpus "$PROXY_CPU" --log-level warn >/dev/null 2>&1 & PX=$! ;;
   esac
   for _ in $(seq 100); do
-    ip netns exec "$NS" bash -c "exec 3<>/dev/tcp/10.88.0.2/8081" 2>/dev/null && return 0
+    ip netns exec "$NS" timeout 2 bash -c "exec 3<>/dev/tcp/10.88.0.2/8081" 2>/dev/null && return 0
     sleep 0.1
   done
   echo "bench: $1 proxy not answering"; exit 1
@@ -85,7 +96,7 @@ ROWS=$W/rows
 load() { ip netns exec "$NS" taskset -c "$LOAD_CPU" "$PB" load -json -protocol tcp -target 10.88.0.2:8081 -d "${SECS}s" "$@"; }
 # packets: rx+tx packets through the DPDK port so far (0 for the kernel path).
 packets() {
-  curl -s http://127.0.0.1:19902/stats/prometheus 2>/dev/null | awk '/^proxylab_dpdk_(rx|tx)_packets_total/ {s += $2} END {printf "%d", s}'
+  { curl -s http://127.0.0.1:19902/stats/prometheus 2>/dev/null || true; } | awk '/^proxylab_dpdk_(rx|tx)_packets_total/ {s += $2} END {printf "%d", s}'
 }
 cell() {
   local name=$1 kind=$2; shift 2

@@ -47,6 +47,7 @@ type Transport struct {
 	stack *stack.Stack
 	addr  netip.Prefix
 
+	shared  bool // pollers are goroutines sharing the CPUs (see New)
 	stop    atomic.Bool
 	stopped sync.WaitGroup
 	queues  []queueCounters
@@ -126,17 +127,33 @@ func New(opts transport.Options) (transport.Transport, error) {
 		p.stop()
 		return nil, err
 	}
-	// Queue 0's poll loop takes the main lcore's thread, queue i the i-th
-	// worker lcore's (each pinned by the EAL).
+	// With CPUs to spare, queue 0's poll loop takes the main lcore's
+	// thread and queue i the i-th worker lcore's (each pinned by the EAL),
+	// and spins there. When the pollers would take every CPU the process
+	// has, they share them with the stack and the proxy instead: plain
+	// goroutines that yield every turn (a poller on an lcore thread is
+	// locked to it, and each yield would hand the CPU to another thread
+	// and back).
+	cpus := len(opts.CPUs)
+	if cpus == 0 {
+		cpus = runtime.NumCPU()
+	}
+	t.shared = cpus <= queues
 	workers := eal.LcoresWorker()
 	t.stopped.Add(queues)
 	for q := 0; q < queues; q++ {
-		run := func(*eal.LcoreCtx) { t.poll(q) }
-		if q == 0 {
-			eal.ExecOnMainAsync(nil, run)
-		} else {
-			eal.ExecOnLcoreAsync(workers[q-1], nil, run)
+		switch {
+		case t.shared:
+			go t.poll(q)
+		case q == 0:
+			eal.ExecOnMainAsync(nil, func(*eal.LcoreCtx) { t.poll(q) })
+		default:
+			eal.ExecOnLcoreAsync(workers[q-1], nil, func(*eal.LcoreCtx) { t.poll(q) })
 		}
+	}
+	mode := "dedicated lcores"
+	if t.shared {
+		mode = fmt.Sprintf("shared with the proxy (%d CPUs for %d queues)", cpus, queues)
 	}
 	rss := "none"
 	if queues > 1 {
@@ -145,7 +162,7 @@ func New(opts transport.Options) (transport.Transport, error) {
 			rss = "not offered by the device (it spreads flows itself, or queue 0 gets all)"
 		}
 	}
-	slog.Info("dpdk: port up", "port", o.Port, "mac", net.HardwareAddr(p.mac[:]).String(), "address", addr, "queues", queues, "rss_hash", rss)
+	slog.Info("dpdk: port up", "port", o.Port, "mac", net.HardwareAddr(p.mac[:]).String(), "address", addr, "queues", queues, "rss_hash", rss, "polling", mode)
 	return t, nil
 }
 
@@ -233,11 +250,13 @@ func (t *Transport) poll(q int) {
 		} else {
 			idleSince = time.Time{}
 		}
-		// Every turn lets the stack's and the proxy's goroutines run: this
-		// loop holds a P, and what it delivered is processed there (TCP
-		// segments by the stack's processors, data by the proxy), which
-		// is also what produces the next turn's tx batch.
-		runtime.Gosched()
+		if t.shared {
+			// Every turn lets the stack's and the proxy's goroutines run:
+			// what this turn delivered is processed there (TCP segments by
+			// the stack's processors, data by the proxy), which is also
+			// what fills the next turn's tx batch.
+			runtime.Gosched()
+		}
 	}
 }
 
