@@ -137,7 +137,7 @@ per() { awk -v n="$1" -v k="$2" -v c="$3" -v hz="$HZ" '$1 == n && $2 == k && $3 
 echo "# DPDK (net_af_packet + gVisor netstack) vs the kernel path, same veth, tcp_proxy"
 echo
 echo "- date: $(date -u +%FT%TZ); host: $(hostname -s); kernel: $(uname -r); DPDK $(pkg-config --modversion libdpdk); CPU: $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)"
-echo "- proxy on CPU $PROXY_CPU (DPDK: its poll loop's lcore), client and echo upstream in a network namespace on CPU $LOAD_CPU; $ROUNDS rounds of ${SECS}s cells, interleaved; medians"
+echo "- proxy on CPU $PROXY_CPU (DPDK: its poll loop shares it, one queue), client and echo upstream in a network namespace on CPU $LOAD_CPU; $ROUNDS rounds of ${SECS}s cells, interleaved; medians"
 echo "- command: scripts/bench-dpdk.sh $ROUNDS $SECS"
 echo
 echo "| path | RTT p50 µs (1 conn, 64 B) | RTT p99 µs | req/s (16 conns) | proxy CPU µs/req | host CPU µs/req | bulk MB/s (64 KiB, 4 conns) | errors |"
