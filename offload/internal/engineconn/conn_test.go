@@ -42,7 +42,7 @@ func (goTLS) FailureReason(err error) string {
 type echo struct{ transport.NopHandler }
 
 func (echo) OnData(c transport.Conn, b *buffer.Buf) { c.Write(b) }
-func (echo) OnReadEOF(c transport.Conn)            { c.Close() }
+func (echo) OnReadEOF(c transport.Conn)             { c.Close() }
 
 func serverConfig(t *testing.T) *tls.Config {
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
