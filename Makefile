@@ -53,12 +53,7 @@ race:
 	$(GO) test -race -count=1 -timeout 10m ./core/... ./transport/... ./offload/... ./bench/upstream ./bench/loadgen
 
 fuzz:
-	@set -e; for pkg in $$($(GO) list ./...); do \
-	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
-	    echo "fuzz $$pkg $$f ($(FUZZTIME))"; \
-	    $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
-	  done; \
-	done
+	GO=$(GO) FUZZTIME=$(FUZZTIME) ./scripts/fuzz.sh
 
 # Micro-benchmarks next to the hot code, allocs/op included.
 bench-go:

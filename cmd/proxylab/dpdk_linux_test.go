@@ -6,6 +6,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -127,6 +129,7 @@ func testDPDKEndToEnd(t *testing.T, queues int) {
 	}
 	adminAddr := adminLn.Addr().String()
 	adminLn.Close()
+	p := newPKI(t)
 
 	// Upstreams in the namespace: an HTTP echo and a TCP echo.
 	var httpLn, tcpLn net.Listener
@@ -164,12 +167,13 @@ dpdk:
 listeners:
   - {name: http, address: "0.0.0.0:8080", http_proxy: {}}
   - {name: tcp, address: "0.0.0.0:8081", tcp_proxy: {cluster: echo}}
+  - {name: https, address: "0.0.0.0:8443", tls: {certificates: [{cert_file: %q, key_file: %q}], handshake_timeout: 500ms}, http_proxy: {}}
 routes:
   - {name: all, domains: ["*"], routes: [{prefix: /, cluster: up}]}
 clusters:
   - {name: up, hosts: [{address: "%s:9000"}]}
   - {name: echo, hosts: [{address: "%s:9001"}]}
-`, adminAddr, os.Getpid(), queues, n.hostIf, queues, n.pxAddr, queues, n.nsAddr, n.nsAddr)
+`, adminAddr, os.Getpid(), queues, n.hostIf, queues, n.pxAddr, queues, p.file("server.pem"), p.file("server-key.pem"), n.nsAddr, n.nsAddr)
 	cfgPath := writeTemp(t, cfg)
 	cmd := exec.Command(bin, "run", "-c", cfgPath, "--log-level", "info")
 	logs := &lockedBuffer{}
@@ -243,6 +247,46 @@ clusters:
 	for err := range errs {
 		t.Fatal(err)
 	}
+
+	// TLS through the userspace stack: concurrent handshakes (inline, on
+	// the connections' read goroutines) and 64 KiB bodies both ways.
+	tlsClient := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: p.pool, ServerName: "localhost"},
+		DialContext:     func(_ context.Context, network, addr string) (net.Conn, error) { return dial(network, addr) },
+	}}
+	tlsErrs := make(chan error, 16)
+	for i := 0; i < 16; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			msg := bytes.Repeat([]byte{byte(i)}, 64<<10)
+			resp, err := tlsClient.Post(fmt.Sprintf("https://%s:8443/t%d", n.pxAddr, i), "application/octet-stream", bytes.NewReader(msg))
+			if err != nil {
+				tlsErrs <- fmt.Errorf("https %d: %w", i, err)
+				return
+			}
+			got, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 || !bytes.Equal(got, msg) || resp.TLS == nil {
+				tlsErrs <- fmt.Errorf("https %d: %d, %d of %d bytes", i, resp.StatusCode, len(got), len(msg))
+			}
+		}(i)
+	}
+	wg.Wait()
+	close(tlsErrs)
+	for err := range tlsErrs {
+		t.Fatal(err)
+	}
+	// A client that never says hello is closed after handshake_timeout.
+	stall, err := dial("tcp", n.pxAddr+":8443")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stall.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if k, err := stall.Read(make([]byte, 8)); k != 0 || err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("stalled TLS client: read %d, %v; want closed by the proxy", k, err)
+	}
+	stall.Close()
 
 	// TCP: 4 MiB up while the echo streams back, then half-close.
 	c, err := dial("tcp", n.pxAddr+":8081")
