@@ -64,12 +64,31 @@ func (a adminClient) scrape() map[string]*dto.MetricFamily {
 	return fams
 }
 
-// value finds the sample of family name whose labels include want.
+// value finds the sample of family name whose labels include want; a
+// missing one fails the test.
 func value(t *testing.T, fams map[string]*dto.MetricFamily, name string, want map[string]string) float64 {
 	t.Helper()
+	if _, ok := fams[name]; !ok {
+		t.Fatalf("metric %s missing", name)
+	}
+	v, ok := lookup(fams, name, want)
+	if !ok {
+		t.Fatalf("no %s with labels %v", name, want)
+	}
+	return v
+}
+
+// counterOr0 is a labelled counter's value, 0 while no sample with those
+// labels exists yet (a counter is exported from its first increment).
+func counterOr0(fams map[string]*dto.MetricFamily, name string, want map[string]string) float64 {
+	v, _ := lookup(fams, name, want)
+	return v
+}
+
+func lookup(fams map[string]*dto.MetricFamily, name string, want map[string]string) (float64, bool) {
 	f, ok := fams[name]
 	if !ok {
-		t.Fatalf("metric %s missing", name)
+		return 0, false
 	}
 next:
 	for _, m := range f.GetMetric() {
@@ -86,15 +105,14 @@ next:
 		}
 		switch f.GetType() {
 		case dto.MetricType_COUNTER:
-			return m.GetCounter().GetValue()
+			return m.GetCounter().GetValue(), true
 		case dto.MetricType_GAUGE:
-			return m.GetGauge().GetValue()
+			return m.GetGauge().GetValue(), true
 		case dto.MetricType_HISTOGRAM:
-			return float64(m.GetHistogram().GetSampleCount())
+			return float64(m.GetHistogram().GetSampleCount()), true
 		}
 	}
-	t.Fatalf("no %s with labels %v", name, want)
-	return 0
+	return 0, false
 }
 
 func TestAdminMetricsAndAccessLog(t *testing.T) {
