@@ -45,15 +45,7 @@ clusters:
 YML
 "$BIN" run -c "$W/proxylab.yaml" --cpus "$PROXY_CPU" --transport "$TRANSPORT" --log-level warn & pids+=($!)
 PX=$!
-cat > "$W/haproxy.cfg" <<HAP
-global
-  nbthread 1
-  maxconn 8000
-defaults
-  mode http
-  timeout connect 5s
-  timeout client 60s
-  timeout server 60s
+start_haproxy <<HAP
 frontend ec
   bind 127.0.0.1:19453 ssl crt $W/ec.pem
   default_backend up
@@ -65,8 +57,6 @@ backend up
 backend bulk
   server bulk $BULK_UP
 HAP
-taskset -c "$PROXY_CPU" haproxy -f "$W/haproxy.cfg" -db & pids+=($!)
-HP=$!
 sleep 1
 
 RESULTS=${RESULTS:-results/$(date +%F)-$(hostname -s)}

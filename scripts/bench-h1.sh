@@ -19,14 +19,7 @@ command -v haproxy >/dev/null || { echo "bench: haproxy missing (make deps)"; ex
 start_upstream
 
 mkdir -p "$W/nginx-px/logs"
-cat > "$W/haproxy.cfg" <<HAP
-global
-  nbthread 1
-  maxconn 8000
-defaults
-  timeout connect 5s
-  timeout client 60s
-  timeout server 60s
+start_haproxy <<HAP
 frontend fe_http
   mode http
   bind 127.0.0.1:19081
@@ -43,8 +36,7 @@ backend be_tcp
   mode tcp
   server up $UP
 HAP
-taskset -c "$PROXY_CPU" haproxy -f "$W/haproxy.cfg" -db & pids+=($!)
-HAPROXY_PID=$!
+HAPROXY_PID=$HP
 
 cat > "$W/nginx-px/nginx.conf" <<NGX
 worker_processes 1;

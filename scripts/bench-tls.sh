@@ -35,16 +35,7 @@ clusters:
 YML
 "$BIN" run -c "$W/proxylab.yaml" --cpus "$PROXY_CPU" --transport "$TRANSPORT" --log-level warn & pids+=($!)
 PX=$!
-cat > "$W/haproxy.cfg" <<HAP
-global
-  nbthread 1
-  maxconn 8000
-  tune.ssl.default-dh-param 2048
-defaults
-  mode http
-  timeout connect 5s
-  timeout client 60s
-  timeout server 60s
+start_haproxy <<HAP
 frontend ec
   bind 127.0.0.1:19453 ssl crt $W/ec.pem
   default_backend up
@@ -58,8 +49,6 @@ backend up
   http-reuse always
   server up $UP
 HAP
-taskset -c "$PROXY_CPU" haproxy -f "$W/haproxy.cfg" -db & pids+=($!)
-HP=$!
 sleep 1
 
 RESULTS=${RESULTS:-results/$(date +%F)-$(hostname -s)}

@@ -35,6 +35,18 @@ NGX
   taskset -c "$LOAD_CPU" nginx -p "$W/nginx-up" -c "$W/nginx-up/nginx.conf" & pids+=($!)
 }
 
+# start_haproxy: haproxy on the proxy CPU, one thread, HTTP mode, with the
+# frontends and backends read from stdin; sets HP.
+start_haproxy() {
+  {
+    printf '%s\n' "global" "  nbthread 1" "  maxconn 8000" "  tune.ssl.default-dh-param 2048" \
+      "defaults" "  mode http" "  timeout connect 5s" "  timeout client 60s" "  timeout server 60s"
+    cat
+  } > "$W/haproxy.cfg"
+  taskset -c "$PROXY_CPU" haproxy -f "$W/haproxy.cfg" -db & pids+=($!)
+  HP=$!
+}
+
 # ticks PID: the process's CPU time in clock ticks, its children included
 # (nginx runs a worker process).
 ticks() {

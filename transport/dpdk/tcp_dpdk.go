@@ -27,19 +27,19 @@ import (
 type tcpConn struct {
 	*gonet.TCPConn
 	ep tcpip.Endpoint
+	r  bytes.Reader // TryWrite's payload; netconn serialises TryWrite
 }
 
-var _ netconn.TryWriter = tcpConn{}
+var _ netconn.TryWriter = (*tcpConn)(nil)
 
-func newTCPConn(ep tcpip.Endpoint, wq *waiter.Queue) tcpConn {
-	return tcpConn{TCPConn: gonet.NewTCPConn(wq, ep), ep: ep}
+func newTCPConn(ep tcpip.Endpoint, wq *waiter.Queue) *tcpConn {
+	return &tcpConn{TCPConn: gonet.NewTCPConn(wq, ep), ep: ep}
 }
 
 // TryWrite writes what the endpoint's send buffer takes now.
-func (c tcpConn) TryWrite(p []byte) (int, error) {
-	var r bytes.Reader
-	r.Reset(p)
-	n, err := c.ep.Write(&r, tcpip.WriteOptions{})
+func (c *tcpConn) TryWrite(p []byte) (int, error) {
+	c.r.Reset(p)
+	n, err := c.ep.Write(&c.r, tcpip.WriteOptions{})
 	switch err.(type) {
 	case nil, *tcpip.ErrWouldBlock:
 		return int(n), nil
@@ -140,11 +140,11 @@ func (t *Transport) Dial(network, address string, timeout time.Duration, done fu
 	}()
 }
 
-func (t *Transport) connect(ctx context.Context, fa tcpip.FullAddress) (tcpConn, error) {
+func (t *Transport) connect(ctx context.Context, fa tcpip.FullAddress) (*tcpConn, error) {
 	wq := new(waiter.Queue)
 	ep, terr := t.stack.NewEndpoint(tcp.ProtocolNumber, ipv4.ProtocolNumber, wq)
 	if terr != nil {
-		return tcpConn{}, errors.New(terr.String())
+		return nil, errors.New(terr.String())
 	}
 	entry, ready := waiter.NewChannelEntry(waiter.WritableEvents | waiter.EventHUp | waiter.EventErr)
 	wq.EventRegister(&entry)
@@ -156,12 +156,12 @@ func (t *Transport) connect(ctx context.Context, fa tcpip.FullAddress) (tcpConn,
 			terr = ep.LastError()
 		case <-ctx.Done():
 			ep.Close()
-			return tcpConn{}, ctx.Err()
+			return nil, ctx.Err()
 		}
 	}
 	if terr != nil {
 		ep.Close()
-		return tcpConn{}, errors.New(terr.String())
+		return nil, errors.New(terr.String())
 	}
 	return newTCPConn(ep, wq), nil
 }

@@ -83,7 +83,7 @@ type Conn struct {
 	hsErr    error
 	timedOut bool
 	co       *coro       // inline: the running handshake coroutine
-	timer    *time.Timer // inline: the handshake timeout
+	timer    *time.Timer // the handshake timeout
 
 	// Plaintext written before the handshake completed.
 	pending []*buffer.Buf
@@ -130,16 +130,18 @@ func (c *Conn) Start(h transport.Handler) {
 
 func (c *Conn) Attach(h transport.Handler) transport.Handler {
 	c.h = h
+	if c.timeout > 0 {
+		c.timer = time.AfterFunc(c.timeout, c.onTimeout)
+	}
 	if !c.hs.inline {
 		c.hs.run(c)
-	} else if c.timeout > 0 {
-		c.timer = time.AfterFunc(c.timeout, c.onTimeout)
 	}
 	return (*cipherSide)(c)
 }
 
-// onTimeout ends an inline handshake that took too long: the connection is
-// closed, and its OnClose resumes the handshake to fail as a timeout.
+// onTimeout ends a handshake that took too long, in either mode: the
+// connection is closed, its OnClose ends the input, and the handshake fails
+// and is counted as a timeout.
 func (c *Conn) onTimeout() {
 	c.mu.Lock()
 	late := c.state == handshaking
@@ -165,28 +167,12 @@ func (c *Conn) resume() {
 	err := co.err
 	c.co = nil
 	c.hs.put(co)
-	if c.timer != nil {
-		c.timer.Stop()
-	}
 	c.finish(err)
 }
 
 // handshakeOnWorker runs the whole handshake on a worker goroutine.
 func (c *Conn) handshakeOnWorker() {
-	ctx := context.Background()
-	if c.timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, c.timeout)
-		defer cancel()
-		stop := context.AfterFunc(ctx, func() {
-			c.mu.Lock()
-			c.timedOut = true
-			c.cond.Broadcast()
-			c.mu.Unlock()
-		})
-		defer stop()
-	}
-	err := c.proto.HandshakeContext(ctx)
+	err := c.proto.HandshakeContext(context.Background())
 	c.dmu.Lock()
 	defer c.dmu.Unlock()
 	c.finish(err)
@@ -196,6 +182,9 @@ func (c *Conn) handshakeOnWorker() {
 // written and whatever plaintext arrived delivered; on failure it is
 // counted and the connection closed. Caller holds dmu.
 func (c *Conn) finish(err error) {
+	if c.timer != nil {
+		c.timer.Stop()
+	}
 	c.mu.Lock()
 	if err != nil {
 		c.state, c.hsErr = failed, err
@@ -239,8 +228,6 @@ func (c *Conn) failureReason(err error) string {
 		return r
 	}
 	switch {
-	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, errTimeout):
-		return "timeout"
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed):
 		return "connection_closed"
 	}
@@ -290,13 +277,20 @@ func (s *cipherSide) OnData(_ transport.Conn, b *buffer.Buf) {
 	}
 	c.mu.Unlock()
 	b.Release()
+	c.advance(st)
+	c.dmu.Unlock()
+}
+
+// advance moves on what new input (or its end) unblocks: plaintext to the
+// handler once established, an inline handshake while handshaking (a worker
+// was woken by the broadcast). Caller holds dmu.
+func (c *Conn) advance(st int) {
 	switch {
 	case st == established:
 		c.deliver()
 	case st == handshaking && c.hs.inline:
 		c.resume()
 	}
-	c.dmu.Unlock()
 }
 
 func (s *cipherSide) OnReadEOF(transport.Conn) {
@@ -307,12 +301,7 @@ func (s *cipherSide) OnReadEOF(transport.Conn) {
 	st := c.state
 	c.cond.Broadcast()
 	c.mu.Unlock()
-	switch {
-	case st == established:
-		c.deliver()
-	case st == handshaking && c.hs.inline:
-		c.resume()
-	}
+	c.advance(st)
 	c.dmu.Unlock()
 }
 
@@ -460,17 +449,13 @@ func (c *Conn) Close() error { return c.inner.Close() }
 
 // errWouldBlock is the temporary net.Error the adapter returns when no
 // ciphertext is buffered; tls.Conn keeps its state and Read resumes later.
-var errWouldBlock = &netErr{msg: "engineconn: would block", temporary: true}
-var errTimeout = &netErr{msg: "engineconn: handshake timeout", timeout: true}
+var errWouldBlock wouldBlock
 
-type netErr struct {
-	msg                string
-	timeout, temporary bool
-}
+type wouldBlock struct{}
 
-func (e *netErr) Error() string   { return e.msg }
-func (e *netErr) Timeout() bool   { return e.timeout }
-func (e *netErr) Temporary() bool { return e.temporary || e.timeout }
+func (wouldBlock) Error() string   { return "engineconn: would block" }
+func (wouldBlock) Timeout() bool   { return false }
+func (wouldBlock) Temporary() bool { return true }
 
 // SetProtocol sets the record protocol, built on Adapter().
 func (c *Conn) SetProtocol(p Protocol) { c.proto = p }
@@ -488,8 +473,6 @@ func (a adapter) Read(p []byte) (int, error) {
 	defer c.mu.Unlock()
 	for len(c.in) == 0 {
 		switch {
-		case c.timedOut && c.state == handshaking:
-			return 0, errTimeout
 		case c.eof:
 			return 0, io.EOF
 		case c.state != handshaking:

@@ -23,7 +23,8 @@ type halfCloser interface{ CloseWrite() error }
 
 // TryWriter is a connection that can write without blocking: TryWrite
 // takes as much of p as fits now (possibly nothing) and returns how much;
-// an error means the connection cannot be written any more.
+// an error means the connection cannot be written any more. Conn calls it
+// under its write lock, never concurrently with itself.
 type TryWriter interface {
 	TryWrite(p []byte) (int, error)
 }
