@@ -126,6 +126,7 @@ type Stats struct {
 	RefusedStreams, HeaderListTooLarge     atomic.Uint64
 	RapidResets, ContinuationFloods, Pings atomic.Uint64
 	MalformedRequests, MalformedResponses  atomic.Uint64
+	TrailerFieldsDropped, ControlFloods    atomic.Uint64
 	ActiveStreams                          atomic.Int64
 }
 
@@ -143,6 +144,7 @@ func (st *Stats) Each(f func(event string, v uint64)) {
 		{"rapid_reset", &st.RapidResets}, {"continuation_flood", &st.ContinuationFloods},
 		{"ping", &st.Pings}, {"malformed_request", &st.MalformedRequests},
 		{"malformed_response", &st.MalformedResponses},
+		{"trailer_field_dropped", &st.TrailerFieldsDropped}, {"control_flood", &st.ControlFloods},
 	} {
 		f(c.name, c.v.Load())
 	}
@@ -247,6 +249,9 @@ type conn struct {
 		bytes  int
 		block  []byte
 		active bool
+		// selfDep: the HEADERS frame's priority names its own stream
+		// (RFC 9113 §5.3.1), a stream error once the block is decoded.
+		selfDep bool
 	}
 
 	needPreface bool // server: the client preface is not read yet
@@ -268,10 +273,64 @@ type conn struct {
 	resetTokens float64
 	resetLast   time.Time
 
+	// ctlQueued counts control frames (PING and SETTINGS acks, RST_STREAM)
+	// queued since the transport last reported its queue empty; the
+	// server role resets it (Flush, OnDrained). Past maxQueuedControl the
+	// peer is not reading what it provokes: a flood (CVE-2019-9512, -9514,
+	// -9515), answered with GOAWAY ENHANCE_YOUR_CALM.
+	ctlQueued int
+	// empties counts consecutive frames without payload or effect
+	// (CVE-2019-9518); past maxEmptyFrames the connection is closed.
+	empties int
+
 	// ids of the streams we reset last: frames the peer sent before it
 	// saw the reset are ignored (RFC 9113 §5.4.2), not errors.
 	resetIDs [32]uint32
 	resetPos int
+}
+
+// Flood bounds (see conn.ctlQueued, conn.empties): Go's x/net server
+// allows 10000 queued control frames; Envoy 1 consecutive empty frame,
+// nghttp2 more — 100 leaves room for odd but honest peers.
+const (
+	maxQueuedControl = 10000
+	maxEmptyFrames   = 100
+)
+
+// queuedControl counts one queued control frame (see ctlQueued).
+func (c *conn) queuedControl() { c.ctlQueued++ }
+
+// flooded reports whether the peer exceeded a frame-flood bound.
+func (c *conn) flooded() error {
+	switch {
+	case c.ctlQueued > maxQueuedControl && c.role.isServer():
+		c.set.Stats.ControlFloods.Add(1)
+		return &connError{http2.ErrCodeEnhanceYourCalm, "control frame flood: peer does not read the replies"}
+	case c.empties > maxEmptyFrames:
+		c.set.Stats.ControlFloods.Add(1)
+		return &connError{http2.ErrCodeEnhanceYourCalm, "flood of empty frames"}
+	}
+	return nil
+}
+
+// countEmpty tracks runs of frames that carry nothing (CVE-2019-9518):
+// DATA without payload or END_STREAM, HEADERS/CONTINUATION fragments
+// without bytes that do not end the block.
+func (c *conn) countEmpty(f http2.Frame) {
+	empty := false
+	switch f := f.(type) {
+	case *http2.DataFrame:
+		empty = f.Length == 0 && !f.StreamEnded()
+	case *http2.HeadersFrame:
+		empty = len(f.HeaderBlockFragment()) == 0 && !f.HeadersEnded()
+	case *http2.ContinuationFrame:
+		empty = len(f.HeaderBlockFragment()) == 0 && !f.HeadersEnded()
+	}
+	if empty {
+		c.empties++
+	} else {
+		c.empties = 0
+	}
 }
 
 func (c *conn) wasReset(id uint32) bool {
@@ -398,9 +457,13 @@ func (c *conn) feed() error {
 		c.rd.p = p[:9+length]
 		f, err := c.fr.ReadFrame()
 		if err == nil {
+			c.countEmpty(f)
 			err = c.frame(f)
 		}
 		c.in.Consume(9 + int(length))
+		if err == nil {
+			err = c.flooded()
+		}
 		if err != nil {
 			var se http2.StreamError
 			if errors.As(err, &se) {
@@ -482,13 +545,18 @@ func (c *conn) frame(f http2.Frame) error {
 		return c.data(f)
 	case *http2.HeadersFrame: // §6.2
 		c.cont.id, c.cont.end, c.cont.frames, c.cont.bytes = f.StreamID, f.StreamEnded(), 1, len(f.HeaderBlockFragment())
+		c.cont.selfDep = f.HasPriority() && f.Priority.StreamDep == f.StreamID
 		c.cont.block = append(c.cont.block[:0], f.HeaderBlockFragment()...)
 		if !f.HeadersEnded() {
 			c.cont.active = true
 			return c.contLimit()
 		}
 		return c.headerBlock()
-	case *http2.PriorityFrame: // §6.3: deprecated, ignored
+	case *http2.PriorityFrame: // §6.3: deprecated, ignored but for §5.3.1
+		if f.StreamDep == f.StreamID {
+			c.set.Stats.ProtocolErrors.Add(1)
+			c.resetStream(f.StreamID, http2.ErrCodeProtocol)
+		}
 		return nil
 	case *http2.RSTStreamFrame: // §6.4
 		return c.rstStream(f)
@@ -499,6 +567,7 @@ func (c *conn) frame(f http2.Frame) error {
 	case *http2.PingFrame: // §6.7
 		if !f.IsAck() {
 			c.set.Stats.Pings.Add(1)
+			c.queuedControl()
 			c.fr.WritePing(true, f.Data)
 			c.role.wantFlush()
 		}
@@ -733,6 +802,7 @@ func (c *conn) settings(f *http2.SettingsFrame) error {
 	if err != nil {
 		return err
 	}
+	c.queuedControl()
 	c.fr.WriteSettingsAck()
 	c.role.wantFlush()
 	c.pump()
@@ -770,6 +840,7 @@ func (c *conn) windowUpdate(f *http2.WindowUpdateFrame) error {
 // the role when the reset was ours to decide (see onLocalReset).
 func (c *conn) resetStream(id uint32, code http2.ErrCode) {
 	c.set.Stats.TxReset.Add(1)
+	c.queuedControl()
 	c.resetIDs[c.resetPos] = id
 	c.resetPos = (c.resetPos + 1) % len(c.resetIDs)
 	c.fr.WriteRSTStream(id, code)
@@ -791,8 +862,12 @@ func (c *conn) maybeForget(st *h2stream) {
 }
 
 // writeHeaders encodes fields as one header block: HEADERS, then
-// CONTINUATION frames if it exceeds the peer's max frame size.
-func (c *conn) writeHeaders(id uint32, fields []hpack.HeaderField, end bool) {
+// CONTINUATION frames if it exceeds the peer's max frame size. A block with
+// END_STREAM ends st's sending side here (endSent), whichever path sent it,
+// so a response that ends on its HEADERS (204, 304, HEAD, trailers-only
+// gRPC, trailers) releases the stream like one ending on DATA.
+func (c *conn) writeHeaders(st *h2stream, fields []hpack.HeaderField, end bool) {
+	id := st.id
 	c.hbuf.Reset()
 	for _, f := range fields {
 		c.henc.WriteField(f)
@@ -811,6 +886,9 @@ func (c *conn) writeHeaders(id uint32, fields []hpack.HeaderField, end bool) {
 		block = block[n:]
 	}
 	c.role.wantFlush()
+	if end {
+		c.endSent(st)
+	}
 }
 
 // sendData sends p on st as far as the windows allow and keeps the rest;
@@ -840,8 +918,7 @@ func (c *conn) sendData(st *h2stream, p []byte, end bool) (crossed bool) {
 // sendTrailers sends trailers (ending the stream) after any pending data.
 func (c *conn) sendTrailers(st *h2stream, t []hpack.HeaderField) {
 	if len(st.pend) == 0 {
-		c.writeHeaders(st.id, t, true)
-		c.endSent(st)
+		c.writeHeaders(st, t, true)
 		return
 	}
 	st.pendTrl, st.hasPendTrl = append(st.pendTrl[:0], t...), true
@@ -911,8 +988,7 @@ func (c *conn) pump() {
 		}
 		if len(st.pend) == 0 && st.hasPendTrl {
 			st.hasPendTrl = false
-			c.writeHeaders(st.id, st.pendTrl, true)
-			st.localDone = true
+			c.writeHeaders(st, st.pendTrl, true)
 		}
 		if st.above && len(st.pend) <= c.set.HighWatermark/2 {
 			st.above = false
