@@ -31,10 +31,10 @@ type ServerConn struct {
 	// whose request had not ended: reset with NO_ERROR once the input read
 	// so far is parsed, unless it ended them (RFC 9113 §8.1).
 	answered []*h2stream
-	draining    bool
-	closing     bool // connection error or GOAWAY done: waiting to close
-	timer       timer.Timer
-	timerOn     bool
+	draining bool
+	closing  bool // connection error or GOAWAY done: waiting to close
+	timer    timer.Timer
+	timerOn  bool
 
 	head      protocol.Head
 	trl       protocol.Headers
