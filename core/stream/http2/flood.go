@@ -45,4 +45,3 @@ func (c *conn) countEmpty(f http2.Frame) {
 		c.empties = 0
 	}
 }
-
