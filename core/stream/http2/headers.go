@@ -144,7 +144,8 @@ func (p *pseudo) check() string {
 // Host: :authority wins, as in Go's server and Envoy — a host field that
 // differs from :authority is dropped and :authority forwarded as Host, so
 // the upstream never sees two; host alone is used when :authority is
-// absent. Cookie crumbs are joined (§8.2.3). A CONNECT (plain or extended,
+// absent; an http(s) request with neither is malformed (RFC 9110 §7.2).
+// Cookie crumbs are joined (§8.2.3). A CONNECT (plain or extended,
 // :protocol in *proto) returns "CONNECT", answered by the caller.
 func requestHead(fields []hpack.HeaderField, h *protocol.Head, proto *string) string {
 	*h = protocol.Head{Major: 2, Minor: 1, ContentLength: -1, Headers: protocol.Headers{Fields: h.Headers.Fields[:0]}}
@@ -191,6 +192,8 @@ func requestHead(fields []hpack.HeaderField, h *protocol.Head, proto *string) st
 	}
 	if p.has[2] {
 		h.Headers.Append(hostName, bytesOf(p.authority))
+	} else if hosts == 0 && (p.scheme == "http" || p.scheme == "https") {
+		return "no :authority or host" // RFC 9110 §4.2, §7.2: the host is required
 	}
 	if cookies > 1 {
 		joinCookies(&h.Headers)
