@@ -155,6 +155,7 @@ listeners:
       - {prefix: /empty, direct_response: {status: 204}}
       - {prefix: /redirect, redirect: {host_redirect: "elsewhere.example", response_code: 302}}
       - {prefix: /grpc.testing., cluster: grpc}
+      - {regex: "[*]", cluster: up}
       - {prefix: /, cluster: up}
 clusters:
   - {name: up, connect_timeout: 1s, hosts: [{address: %q}]}
