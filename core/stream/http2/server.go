@@ -26,6 +26,7 @@ type ServerConn struct {
 	lastID      uint32
 	flushQueued bool
 	readStopped bool // Flush stopped reading: too much output queued
+	flood       bool // closing after a flood: reading stays stopped
 	inData      bool // feed is parsing input
 	// answered are streams whose response completed while feed ran and
 	// whose request had not ended: reset with NO_ERROR once the input read
@@ -100,6 +101,11 @@ func (sc *ServerConn) OnData(_ *network.Conn, b *buffer.Buf) network.FilterStatu
 func (sc *ServerConn) shutdown(err error) {
 	sc.closing = true
 	sc.in.Reset()
+	if ce, ok := err.(*connError); ok && ce.Code == http2.ErrCodeEnhanceYourCalm && !sc.readStopped {
+		// A flood: read no more of it while the GOAWAY lingers.
+		sc.readStopped, sc.flood = true, true
+		sc.c.ReadDisable(true)
+	}
 	for _, st := range sc.streams {
 		sc.forget(st)
 		if ss, ok := st.owner.(*serverStream); ok && !ss.finished {
@@ -171,7 +177,7 @@ func (sc *ServerConn) OnReadEOF(*network.Conn) {
 
 func (sc *ServerConn) OnDrained(*network.Conn) {
 	sc.ctlQueued = 0
-	if sc.readStopped {
+	if sc.readStopped && !sc.flood {
 		sc.readStopped = false
 		sc.c.ReadDisable(false)
 	}
@@ -515,8 +521,14 @@ func (s *serverStream) complete() {
 }
 
 // stopSender resets st with NO_ERROR if its request is still open and its
-// response fully sent.
+// response fully sent — unless the rest of a body of known length fits in
+// the stream's window: the client then finishes it without waiting on us,
+// so the request is not really still open, and the stream ends cleanly
+// when it does (clients such as curl fail on the reset otherwise).
 func (sc *ServerConn) stopSender(st *h2stream) {
+	if st.wantLen >= 0 && st.wantLen-st.gotLen <= int64(st.recvWin) {
+		return
+	}
 	if !st.remoteDone && st.localDone && len(st.pend) == 0 && !st.hasPendTrl && sc.streams[st.id] == st {
 		st.owner = nil
 		sc.resetStream(st.id, http2.ErrCodeNo)
