@@ -1,11 +1,13 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/tls"
 	"errors"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -256,6 +258,62 @@ func TestH2FloodsBounded(t *testing.T) {
 						}
 						return
 					}
+				}
+			})
+		}
+	})
+}
+
+// TestH2RequestTrailers: pseudo-fields in trailers make the request
+// malformed (RST_STREAM, nothing forwarded); fields a trailer may not carry
+// (RFC 9110 §6.5.1: content-length, host, te...) are dropped and counted,
+// the rest forwarded in the HTTP/1.1 chunked trailer.
+func TestH2RequestTrailers(t *testing.T) {
+	forEachTransport(t, func(t *testing.T, tr string) {
+		pk := newPKI(t)
+		up := startRecUpstream(t)
+		p := startProxy(t, h2secConfig(tr, pk, up.addr, closedPort(t)))
+		post := hf(":method", "POST", ":scheme", "$s", ":authority", "example.com", ":path", "/t", "te", "trailers")
+		for _, l := range h2Listeners {
+			t.Run(l, func(t *testing.T) {
+				h := dialH2(t, p, l, pk)
+				sendWithTrailers := func(id uint32, trailers []hpack.HeaderField) {
+					var buf bytes.Buffer
+					fr := http2.NewFramer(&buf, nil)
+					fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: h.block(post), EndHeaders: true})
+					fr.WriteData(id, false, []byte("hello"))
+					fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: h.block(trailers), EndStream: true, EndHeaders: true})
+					h.c.Write(buf.Bytes())
+				}
+				before := h2Event(t, p, l, "trailer_field_dropped")
+				mark := up.mark()
+				sendWithTrailers(1, hf(":path", "/evil"))
+				if r := h.await(1); !r.rst || r.code != http2.ErrCodeProtocol {
+					t.Fatalf("pseudo-header in trailers: %v", r)
+				}
+				sendWithTrailers(3, hf("x-sum", "42", "content-length", "99", "host", "evil.example", "te", "trailers", "trailer", "x-sum"))
+				if r := h.await(3); r.status != "200" {
+					t.Fatalf("%v", r)
+				}
+				seen := up.since(mark)
+				r, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(seen)))
+				if err != nil {
+					t.Fatalf("%v\n%q", err, seen)
+				}
+				body, _ := io.ReadAll(r.Body)
+				if r.URL.Path != "/t" || string(body) != "hello" || r.Trailer.Get("X-Sum") != "42" {
+					t.Fatalf("%s %q trailer %v\n%q", r.URL.Path, body, r.Trailer, seen)
+				}
+				for _, k := range []string{"Content-Length", "Host", "Te", "Trailer"} {
+					if _, ok := r.Trailer[k]; ok {
+						t.Errorf("trailer %s forwarded: %q", k, seen)
+					}
+				}
+				if bytes.Contains(seen, []byte("evil")) {
+					t.Fatalf("dropped trailer reached the upstream: %q", seen)
+				}
+				if got := h2Event(t, p, l, "trailer_field_dropped"); got-before != 4 {
+					t.Fatalf("trailer_field_dropped %v → %v, want +4", before, got)
 				}
 			})
 		}
