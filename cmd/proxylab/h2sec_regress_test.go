@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -92,6 +93,26 @@ func TestH2StreamsEndingOnHeaders(t *testing.T) {
 				h.halfClose()
 				h.expectClosedWithin(5 * time.Second) // the idle timeout is 30s
 			})
+		}
+		// SIGTERM with a connection open whose responses all ended on
+		// HEADERS: nothing is in flight, so the drain ends at once
+		// rather than at drain_timeout (5s).
+		h := dialH2(t, p, "h2c", pk)
+		for i := range 10 {
+			h.send(uint32(2*i+1), get("/204"), nil)
+			if r := h.await(uint32(2*i + 1)); r.status != "204" {
+				t.Fatalf("%v", r)
+			}
+		}
+		start := time.Now()
+		p.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-p.done:
+			if d := time.Since(start); d > 3*time.Second {
+				t.Fatalf("drain took %v", d)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("proxylab did not exit after SIGTERM")
 		}
 	})
 }

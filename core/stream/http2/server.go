@@ -407,8 +407,9 @@ type serverStream struct {
 	dec      stream.RequestDecoder
 	headReq  bool
 	headSent bool
-	// protocol is an extended CONNECT's :protocol (RFC 8441), aliasing the
-	// decoded header block: valid during onHeaders only.
+	// protocol is an extended CONNECT's :protocol (RFC 8441), "" for any
+	// other request (an immutable string from the HPACK decoder); such a
+	// request is answered 501 until a tunnel handles it.
 	protocol string
 	finished bool
 }
