@@ -84,3 +84,21 @@ func TestRequestHeadDoesNotAllocate(t *testing.T) {
 		t.Fatalf("%v allocations per request", n)
 	}
 }
+
+// TestServerStopsReadingOnQueuedOutput: while more than maxQueuedBytes of
+// output waits in the transport (a client that sends requests and reads no
+// responses), the connection is not read; it is again once it drains.
+func TestServerStopsReadingOnQueuedOutput(t *testing.T) {
+	h := newHarness(t, Settings{})
+	h.handshake()
+	h.fc.queueReport = h.sc.maxQueuedBytes() + 1
+	h.get(1)
+	if h.fc.readDisabled != 1 {
+		t.Fatalf("read-disabled %d with %d bytes queued", h.fc.readDisabled, h.fc.queueReport)
+	}
+	h.fc.queueReport = 0
+	h.nc.OnDrained(h.fc)
+	if h.fc.readDisabled != 0 {
+		t.Fatalf("read-disabled %d after the queue drained", h.fc.readDisabled)
+	}
+}

@@ -88,6 +88,8 @@ func (sc *ServerConn) OnData(_ *network.Conn, b *buffer.Buf) network.FilterStatu
 	err := sc.feed()
 	sc.inData = false
 	if err != nil {
+		clear(sc.answered)
+		sc.answered = sc.answered[:0]
 		sc.shutdown(err)
 	} else {
 		sc.stopSenders()
