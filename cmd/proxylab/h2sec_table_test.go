@@ -63,6 +63,7 @@ func h2Cases() []h2Case {
 		bad("path non-ASCII", withPath("/\xc3\xa9")),
 		bad("path empty", withPath("")),
 		bad("path relative", withPath("a")),
+		bad("path with fragment", withPath("/a#/../admin")),
 		bad("path asterisk with GET", withPath("*")),
 		// :authority (no userinfo, host[:port])
 		bad("authority with SP", withAuthority("a b")),

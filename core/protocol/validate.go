@@ -60,15 +60,19 @@ func ValidMethod[T ~string | ~[]byte](s T) bool { return ValidToken(s) }
 // ValidRequestTarget reports whether s may be written as a request target
 // (RFC 9112 §3.2, RFC 9113 §8.3.1 :path): non-empty, only visible ASCII
 // (0x21-0x7E) — no SP, CTL, DEL or bytes above 0x7F, so it cannot end the
-// request line early or start a header line. It does not check the form
-// (origin, absolute, authority, asterisk); callers check the one their
-// method allows.
+// request line early or start a header line — and no '#': a fragment is
+// never part of a request target (RFC 9112 §3.2, RFC 3986 §3.5), and
+// servers that strip it would see another path than the one routed (Envoy
+// rejects it too). Other characters RFC 3986 leaves out but clients send
+// unescaped ('|', '{', '"' ...) are accepted, as by common servers. It does
+// not check the form (origin, absolute, authority, asterisk); callers check
+// the one their method allows.
 func ValidRequestTarget[T ~string | ~[]byte](s T) bool {
 	if len(s) == 0 {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
-		if c := s[i]; c <= ' ' || c >= 0x7f {
+		if c := s[i]; c <= ' ' || c >= 0x7f || c == '#' {
 			return false
 		}
 	}

@@ -18,7 +18,7 @@ func TestValidators(t *testing.T) {
 		}},
 		{"target", ValidRequestTarget[string], []tc{
 			{"/", true}, {"/a?b=c&d=%20", true}, {"*", true}, {"http://h/x", true}, {"", false},
-			{"/a b", false}, {"/a\r\nX: y", false}, {"/\x00", false}, {"/\x7f", false}, {"/\xc3\xa9", false}, {"/\t", false},
+			{"/a b", false}, {"/a\r\nX: y", false}, {"/a#frag", false}, {"/a|{b}\"", true}, {"/\x00", false}, {"/\x7f", false}, {"/\xc3\xa9", false}, {"/\t", false},
 		}},
 		{"scheme", ValidScheme[string], []tc{
 			{"http", true}, {"HTTPS", true}, {"a+b-c.d", true}, {"x1", true}, {"", false}, {"1x", false},
