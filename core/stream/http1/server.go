@@ -104,8 +104,13 @@ func (sc *ServerConn) releaseParser() {
 	}
 }
 
-// parserIdle reports whether no request byte is pending.
-func (sc *ServerConn) parserIdle() bool { return sc.p == nil || sc.p.Idle() }
+// requestPending reports whether a byte of the next request has arrived:
+// buffered (an incomplete request line is not yet consumed by the parser) or
+// consumed into a head the parser is still assembling. The header timer runs
+// from then, so a request line trickled byte by byte is bounded too.
+func (sc *ServerConn) requestPending() bool {
+	return sc.in.Len() > 0 || (sc.p != nil && !sc.p.Idle())
+}
 
 // Session is the connection's session (valid after OnNewConnection).
 func (sc *ServerConn) Session() stream.Session { return sc.c }
@@ -316,7 +321,7 @@ func (sc *ServerConn) updateTimer() {
 	case sc.lingering:
 	case sc.cur != nil:
 		sc.setTimer(timerNone, 0)
-	case !sc.parserIdle():
+	case sc.requestPending():
 		sc.setTimer(timerHeader, sc.set.HeaderTimeout)
 	default:
 		sc.setTimer(timerIdle, sc.set.IdleTimeout)
