@@ -10,6 +10,7 @@ package http1
 
 import (
 	"bytes"
+	"log/slog"
 
 	"github.com/proxylab/proxylab/core/protocol"
 )
@@ -320,7 +321,13 @@ func (p *Parser) decodeHead(b []byte) error {
 	if err := p.decodeFields(rest, &h.Headers); err != nil {
 		return err
 	}
-	return p.applyFraming()
+	if err := p.applyFraming(); err != nil {
+		return err
+	}
+	if p.resp {
+		return nil
+	}
+	return p.normalizeTarget()
 }
 
 func (p *Parser) decodeRequestLine(l []byte) error {
@@ -652,8 +659,13 @@ func (p *Parser) parseTrailers(in []byte) (int, error) {
 		return 0, err
 	}
 	p.scanned = 0
-	if err := p.cb.OnTrailers(&p.trail); err != nil {
-		return end, err
+	if n := FilterTrailers(&p.trail); n > 0 {
+		slog.Debug("http1: dropped forbidden trailer fields", "count", n)
+	}
+	if len(p.trail.Fields) > 0 {
+		if err := p.cb.OnTrailers(&p.trail); err != nil {
+			return end, err
+		}
 	}
 	return end, p.complete()
 }

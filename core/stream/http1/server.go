@@ -397,11 +397,21 @@ func (s *serverStream) EncodeInterim(h *stream.Head) {
 	if s.finished || s.respHeadSent || s.minor == 0 {
 		return // HTTP/1.0 clients do not understand 1xx
 	}
+	if h.Status >= 200 || h1.CheckResponseHead(h) != nil {
+		return // an interim response is optional: a malformed one is dropped
+	}
 	s.queue(h1.EncodeResponseHead(h, nil, h1.Framing{ContentLength: -1}))
 }
 
 func (s *serverStream) EncodeHead(h *stream.Head, end bool) {
 	if s.finished || s.respHeadSent {
+		return
+	}
+	if err := h1.CheckResponseHead(h); err != nil {
+		// Never on the wire: the client gets a whole 502 instead, and the
+		// rest of this response is ignored (the stream is finished).
+		pe := err.(*protocol.Error)
+		s.LocalReply(pe.Status, pe.Reason)
 		return
 	}
 	s.respHeadSent = true

@@ -1,0 +1,174 @@
+package http1
+
+import (
+	"github.com/proxylab/proxylab/core/protocol"
+)
+
+// The encoder's own checks. A head reaches the HTTP/1 encoder from any codec
+// (HTTP/2 downstream today) and through the proxy's rewrites, so before a
+// head is serialised it is checked against the HTTP/1.1 grammar: a byte that
+// could end a line or a token early would make the upstream (or client) read
+// a different message than the one the proxy routed. Each check is one loop
+// over the bytes and allocates nothing.
+
+var (
+	errEncMethod  = perr(400, "method is not a token")
+	errEncTarget  = perr(400, "request target not encodable")
+	errEncName    = perr(400, "header name is not a token")
+	errEncValue   = perr(400, "header value has a control character")
+	errEncHost    = perr(400, "Host is not a valid authority")
+	errEncStatus  = perr(502, "status code out of range")
+	errEncReason  = perr(502, "reason phrase has a control character")
+	errEncRspName = perr(502, "response header name is not a token")
+	errEncRspVal  = perr(502, "response header value has a control character")
+)
+
+// validValue reports whether v may follow "name: " on a header line: no
+// control byte but HTAB, no DEL (RFC 9110 §5.5; obs-text is allowed). Unlike
+// protocol.ValidFieldValue it accepts leading or trailing whitespace, which
+// every HTTP/1 parser strips the same way (it cannot change the framing).
+func validValue(v []byte) bool {
+	for _, c := range v {
+		if c < ' ' && c != '\t' || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// validTarget reports whether t is a request target of a form method may
+// use (RFC 9112 §3.2): origin-form "/...", absolute-form "scheme://...",
+// authority-form for CONNECT only, "*" for OPTIONS only; in every case only
+// visible ASCII, so it cannot end the request line early.
+func validTarget(method, t []byte) bool {
+	if !protocol.ValidRequestTarget(t) {
+		return false
+	}
+	if string(method) == "CONNECT" {
+		return protocol.ValidAuthority(t)
+	}
+	switch t[0] {
+	case '/':
+		return true
+	case '*':
+		return len(t) == 1 && string(method) == "OPTIONS"
+	}
+	for i, c := range t {
+		if c == ':' {
+			if i == 0 || !protocol.ValidScheme(t[:i]) || len(t) < i+3 || t[i+1] != '/' || t[i+2] != '/' {
+				return false
+			}
+			auth := t[i+3:]
+			for j, c := range auth {
+				if c == '/' || c == '?' {
+					auth = auth[:j]
+					break
+				}
+			}
+			return protocol.ValidAuthority(auth)
+		}
+	}
+	return false
+}
+
+// CheckRequestHead reports why h cannot be written as an HTTP/1.1 request
+// head (a *protocol.Error with status 400), or nil. Fields the encoder would
+// drop as hop-by-hop are checked too: nothing malformed is trusted.
+func CheckRequestHead(h *Head) error {
+	if !protocol.ValidMethod(h.Method) {
+		return errEncMethod
+	}
+	if !validTarget(h.Method, h.Target) {
+		return errEncTarget
+	}
+	for _, f := range h.Headers.Fields {
+		if !protocol.ValidFieldName(f.Name) {
+			return errEncName
+		}
+		if !validValue(f.Value) {
+			return errEncValue
+		}
+		if len(f.Name) == 4 && protocol.EqualFold(f.Name, "host") && len(f.Value) > 0 && !protocol.ValidAuthority(f.Value) {
+			return errEncHost
+		}
+	}
+	return nil
+}
+
+// CheckResponseHead reports why h cannot be written as an HTTP/1.1 response
+// head (a *protocol.Error with status 502: the fault is upstream's), or nil.
+func CheckResponseHead(h *Head) error {
+	if h.Status < 100 || h.Status > 999 {
+		return errEncStatus
+	}
+	if !validValue(h.Reason) {
+		return errEncReason
+	}
+	for _, f := range h.Headers.Fields {
+		if !protocol.ValidFieldName(f.Name) {
+			return errEncRspName
+		}
+		if !validValue(f.Value) {
+			return errEncRspVal
+		}
+	}
+	return nil
+}
+
+// ForbiddenTrailer reports whether a field must not be taken from, nor sent
+// in, a trailer section: fields that frame the message, route it, authenticate
+// it, or describe its content or the connection (RFC 9110 §6.5.1, which says
+// a recipient must not merge such trailers into the header section). A proxy
+// that forwarded "Content-Length" or "Host" as a trailer would let a later hop
+// that merges trailers reinterpret the message. The list is Go net/http's
+// (badTrailer) plus Upgrade and Cookie; Envoy likewise refuses
+// connection-specific and pseudo fields in trailers.
+func ForbiddenTrailer(name []byte) bool {
+	switch len(name) {
+	case 2:
+		return protocol.EqualFold(name, "te")
+	case 4:
+		return protocol.EqualFold(name, "host")
+	case 5:
+		return protocol.EqualFold(name, "range") || protocol.EqualFold(name, "realm")
+	case 6:
+		return protocol.EqualFold(name, "expect") || protocol.EqualFold(name, "pragma") || protocol.EqualFold(name, "cookie")
+	case 7:
+		return protocol.EqualFold(name, "trailer") || protocol.EqualFold(name, "upgrade")
+	case 10:
+		return protocol.EqualFold(name, "connection") || protocol.EqualFold(name, "keep-alive")
+	case 12:
+		return protocol.EqualFold(name, "content-type") || protocol.EqualFold(name, "max-forwards")
+	case 13:
+		return protocol.EqualFold(name, "authorization") || protocol.EqualFold(name, "cache-control") ||
+			protocol.EqualFold(name, "content-range")
+	case 14:
+		return protocol.EqualFold(name, "content-length")
+	case 16:
+		return protocol.EqualFold(name, "content-encoding") || protocol.EqualFold(name, "proxy-connection") ||
+			protocol.EqualFold(name, "www-authenticate")
+	case 17:
+		return protocol.EqualFold(name, "transfer-encoding")
+	case 18:
+		return protocol.EqualFold(name, "proxy-authenticate")
+	case 19:
+		return protocol.EqualFold(name, "proxy-authorization")
+	}
+	return len(name) > 0 && name[0] == ':' // pseudo-header from HTTP/2
+}
+
+// FilterTrailers removes, in place, the fields of t that ForbiddenTrailer
+// names or that are not well formed, and returns how many it removed.
+func FilterTrailers(t *protocol.Headers) int {
+	out := t.Fields[:0]
+	for _, f := range t.Fields {
+		if ForbiddenTrailer(f.Name) || !protocol.ValidFieldName(f.Name) || !validValue(f.Value) {
+			continue
+		}
+		out = append(out, f)
+	}
+	n := len(t.Fields) - len(out)
+	clear(t.Fields[len(out):])
+	t.Fields = out
+	return n
+}
