@@ -151,3 +151,74 @@ func TestH1HeaderTimeoutFromFirstByte(t *testing.T) {
 		}
 	})
 }
+
+// TestH1AbsoluteFormTarget: RFC 9112 §3.2.2 absolute-form is accepted, its
+// authority replaces Host (for routing and upstream), and the upstream gets
+// origin-form; a malformed absolute-form is refused with 400 and reaches no
+// upstream.
+func TestH1AbsoluteFormTarget(t *testing.T) {
+	forEachTransport(t, func(t *testing.T, tr string) {
+		up := startRecordingUpstream(t, "")
+		cfg := httpConfig(tr, []string{up.addr}, "", "")
+		// Only the absolute-form authority routes: a request routed by its
+		// (disagreeing) Host header would get 404.
+		cfg = strings.Replace(cfg, `domains: ["*"]`, `domains: ["routed.example", "routed.example:8080"]`, 1)
+		p := startProxy(t, cfg)
+		for _, tc := range []struct {
+			target, host    string
+			wantURI, wantHo string
+		}{
+			{"http://routed.example/abs?x=1", "Host: other.example\r\n", "/abs?x=1", "routed.example"},
+			{"HTTP://routed.example:8080", "Host: routed.example:8080\r\n", "/", "routed.example:8080"},
+		} {
+			c := dialRaw(t, p.addr("http"))
+			c.send("GET " + tc.target + " HTTP/1.1\r\n" + tc.host + "\r\n")
+			if resp, body := c.readResponse("GET"); resp.StatusCode != 200 || body != "ok" {
+				t.Fatalf("%s: %d %q", tc.target, resp.StatusCode, body)
+			}
+			reqs := up.requests()
+			last := reqs[len(reqs)-1]
+			if last.RequestURI != tc.wantURI || last.Host != tc.wantHo || len(last.Header["Host"]) != 0 {
+				t.Fatalf("%s: upstream got %q Host %q", tc.target, last.RequestURI, last.Host)
+			}
+		}
+		before := len(up.requests())
+		for _, target := range []string{"http://user@routed.example/", "http:///p", "ftp://routed.example/", "http://routed.example:x/", "nothing"} {
+			c := dialRaw(t, p.addr("http"))
+			c.send("GET " + target + " HTTP/1.1\r\nHost: routed.example\r\n\r\n")
+			if resp, _ := c.readResponse("GET"); resp.StatusCode != 400 {
+				t.Fatalf("%s: %d, want 400", target, resp.StatusCode)
+			}
+		}
+		if n := len(up.requests()); n != before {
+			t.Fatalf("%d malformed requests reached the upstream", n-before)
+		}
+	})
+}
+
+// TestH1TrailerFramingFieldsDropped: framing, routing and auth fields sent as
+// chunked trailers are not forwarded, in requests nor in responses; other
+// trailer fields are.
+func TestH1TrailerFramingFieldsDropped(t *testing.T) {
+	forEachTransport(t, func(t *testing.T, tr string) {
+		up := startRecordingUpstream(t, "Content-Length: 9\r\nX-Up: 1\r\nTransfer-Encoding: chunked\r\n")
+		p := startProxy(t, httpConfig(tr, []string{up.addr}, "", ""))
+		c := dialRaw(t, p.addr("http"))
+		c.send("POST /t HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n" +
+			"3\r\nabc\r\n0\r\nContent-Length: 50\r\nX-Sum: 7\r\nHost: evil.example\r\nAuthorization: Basic eA==\r\n\r\n")
+		raw, err := io.ReadAll(c.r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp := string(raw)
+		if !strings.HasPrefix(resp, "HTTP/1.1 200") || !strings.Contains(resp, "\r\nX-Up: 1\r\n") ||
+			strings.Contains(resp, "Content-Length: 9") || strings.Count(resp, "Transfer-Encoding") != 1 {
+			t.Fatalf("response to the client: %q", resp)
+		}
+		got := up.rawString()
+		if !strings.Contains(got, "\r\nX-Sum: 7\r\n") || strings.Contains(got, "Content-Length: 50") ||
+			strings.Contains(got, "evil.example") || strings.Contains(got, "Authorization") {
+			t.Fatalf("upstream got %q", got)
+		}
+	})
+}
