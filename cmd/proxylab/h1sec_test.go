@@ -7,6 +7,8 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -14,6 +16,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
 )
 
 // recordingUpstream is a raw HTTP/1.1 upstream that parses each request with
@@ -220,5 +225,114 @@ func TestH1TrailerFramingFieldsDropped(t *testing.T) {
 			strings.Contains(got, "evil.example") || strings.Contains(got, "Authorization") {
 			t.Fatalf("upstream got %q", got)
 		}
+	})
+}
+
+// h2RawRequest sends one HTTP/2 request with exactly the given header fields
+// (no validation: hpack carries any bytes) on a fresh connection and returns
+// the response :status, or 0 with a description when the stream or
+// connection was reset instead.
+func h2RawRequest(t *testing.T, c net.Conn, fields [][2]string) (int, string) {
+	t.Helper()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(c, http2.ClientPreface); err != nil {
+		t.Fatal(err)
+	}
+	fr := http2.NewFramer(c, c)
+	fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
+	if err := fr.WriteSettings(); err != nil {
+		t.Fatal(err)
+	}
+	var hb bytes.Buffer
+	enc := hpack.NewEncoder(&hb)
+	for _, f := range fields {
+		enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
+	}
+	if err := fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: hb.Bytes(), EndStream: true, EndHeaders: true}); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			return 0, "connection: " + err.Error()
+		}
+		switch f := f.(type) {
+		case *http2.SettingsFrame:
+			if !f.IsAck() {
+				fr.WriteSettingsAck()
+			}
+		case *http2.MetaHeadersFrame:
+			if f.StreamID == 1 {
+				var status int
+				fmt.Sscan(f.PseudoValue("status"), &status)
+				return status, ""
+			}
+		case *http2.RSTStreamFrame:
+			return 0, "RST_STREAM " + f.ErrCode.String()
+		case *http2.GoAwayFrame:
+			return 0, "GOAWAY " + f.ErrCode.String()
+		}
+	}
+}
+
+// TestH1EncoderRefusesMalformedH2Head: an HTTP/2 request whose method, path
+// or authority cannot be written on an HTTP/1.1 request line or header line
+// never reaches the HTTP/1.1 upstream: the HTTP/1 encoder refuses it (400)
+// even if the HTTP/2 codec let it through (defence in depth); a refusal by
+// the HTTP/2 codec itself (RST_STREAM, 400) is as good. Over h2c and TLS.
+func TestH1EncoderRefusesMalformedH2Head(t *testing.T) {
+	cases := []struct {
+		name   string
+		fields [][2]string
+	}{
+		{"path with CRLF", [][2]string{{":method", "GET"}, {":scheme", "http"}, {":authority", "a"}, {":path", "/x HTTP/1.1\r\nHost: a\r\n\r\nGET /smuggled"}}},
+		{"path with space", [][2]string{{":method", "GET"}, {":scheme", "http"}, {":authority", "a"}, {":path", "/x /smuggled"}}},
+		{"method with CRLF", [][2]string{{":method", "GET /smuggled HTTP/1.1\r\nX:"}, {":scheme", "http"}, {":authority", "a"}, {":path", "/x"}}},
+		{"authority with CRLF", [][2]string{{":method", "GET"}, {":scheme", "http"}, {":authority", "a\r\nX-Smuggled: 1"}, {":path", "/x"}}},
+		{"authority with space", [][2]string{{":method", "GET"}, {":scheme", "http"}, {":authority", "a /smuggled"}, {":path", "/x"}}},
+	}
+	run := func(t *testing.T, dial func() net.Conn, up *recordingUpstream) {
+		for _, tc := range cases {
+			t.Run(tc.name, func(t *testing.T) {
+				c := dial()
+				defer c.Close()
+				status, reset := h2RawRequest(t, c, tc.fields)
+				if status != 400 && (status != 0 || !strings.HasPrefix(reset, "RST_STREAM")) {
+					t.Fatalf("status %d %s, want 400 or RST_STREAM", status, reset)
+				}
+			})
+		}
+		if raw := up.rawString(); raw != "" {
+			t.Fatalf("the upstream received %q", raw)
+		}
+	}
+	forEachTransport(t, func(t *testing.T, tr string) {
+		t.Run("h2c", func(t *testing.T) {
+			up := startRecordingUpstream(t, "")
+			p := startProxy(t, h2Config(tr, up.addr, false, ""))
+			run(t, func() net.Conn {
+				c, err := net.DialTimeout("tcp", p.addr("http"), 2*time.Second)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return c
+			}, up)
+		})
+		t.Run("tls", func(t *testing.T) {
+			pk := newPKI(t)
+			up := startRecordingUpstream(t, "")
+			p := startProxy(t, tlsListenerConfig(tr, pk, up.addr, ""))
+			run(t, func() net.Conn {
+				c, err := tls.DialWithDialer(&net.Dialer{Timeout: 2 * time.Second}, "tcp", p.addr("web"),
+					&tls.Config{RootCAs: pk.pool, ServerName: "localhost", NextProtos: []string{"h2"}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if c.ConnectionState().NegotiatedProtocol != "h2" {
+					t.Fatalf("ALPN %q", c.ConnectionState().NegotiatedProtocol)
+				}
+				return c
+			}, up)
+		})
 	})
 }
