@@ -41,7 +41,7 @@ func validValue(v []byte) bool {
 // authority-form for CONNECT only, "*" for OPTIONS only; in every case only
 // visible ASCII, so it cannot end the request line early.
 func validTarget(method, t []byte) bool {
-	if !protocol.ValidRequestTarget(t) {
+	if !protocol.ValidRequestTarget(t) || !validPercent(t) {
 		return false
 	}
 	if string(method) == "CONNECT" {
@@ -69,6 +69,26 @@ func validTarget(method, t []byte) bool {
 		}
 	}
 	return false
+}
+
+// validPercent reports whether every '%' in t starts a pct-encoded octet
+// ("%" HEXDIG HEXDIG, RFC 3986 §2.1): an upstream that decodes the path
+// (net/http does, and refuses the request otherwise) must not read something
+// else than what the proxy routed.
+func validPercent(t []byte) bool {
+	for i := 0; i < len(t); i++ {
+		if t[i] == '%' {
+			if i+2 >= len(t) || !isHex(t[i+1]) || !isHex(t[i+2]) {
+				return false
+			}
+			i += 2
+		}
+	}
+	return true
+}
+
+func isHex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
 }
 
 // CheckRequestHead reports why h cannot be written as an HTTP/1.1 request

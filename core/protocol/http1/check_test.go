@@ -33,6 +33,9 @@ func TestAbsoluteFormTarget(t *testing.T) {
 		{"relative target", "GET foo HTTP/1.1\r\nHost: a\r\n\r\n", "", 400},
 		{"asterisk not OPTIONS", "GET * HTTP/1.1\r\nHost: a\r\n\r\n", "", 400},
 		{"Host not an authority", "GET / HTTP/1.1\r\nHost: a b\r\n\r\n", "", 400},
+		{"pct-encoded ok", "GET /a%2Fb?q=%41 HTTP/1.1\r\nHost: a\r\n\r\n", "GET /a%2Fb?q=%41 1.1|Host=a", 0},
+		{"short pct-encoding", "GET /%0 HTTP/1.1\r\nHost: a\r\n\r\n", "", 400},
+		{"non-hex pct-encoding", "GET /%zz HTTP/1.1\r\nHost: a\r\n\r\n", "", 400},
 		{"Host with userinfo", "GET / HTTP/1.1\r\nHost: u@a\r\n\r\n", "", 400},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -112,6 +115,8 @@ func TestCheckRequestHead(t *testing.T) {
 		{"GET", "a.example:443", nil, false},
 		{"CONNECT", "/x", nil, false},
 		{"GET", "x://", nil, false},
+		{"GET", "/%4", nil, false},
+		{"GET", "/%4g", nil, false},
 		{"GET", "/", [][2]string{{"X", "a\r\nContent-Length: 0"}}, false},
 		{"GET", "/", [][2]string{{"X", "a\nb"}}, false},
 		{"GET", "/", [][2]string{{"X", "a\x00"}}, false},

@@ -353,6 +353,9 @@ func (p *Parser) decodeRequestLine(l []byte) error {
 			return perr(400, "invalid request target")
 		}
 	}
+	if !validPercent(h.Target) {
+		return perr(400, "invalid percent-encoding in request target")
+	}
 	minor, err := parseVersion(l[sp+1:])
 	if err != nil {
 		return err
