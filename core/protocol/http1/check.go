@@ -135,46 +135,38 @@ func CheckResponseHead(h *Head) error {
 	return nil
 }
 
-// ForbiddenTrailer reports whether a field must not be taken from, nor sent
-// in, a trailer section: fields that frame the message, route it, authenticate
-// it, or describe its content or the connection (RFC 9110 §6.5.1, which says
-// a recipient must not merge such trailers into the header section). A proxy
-// that forwarded "Content-Length" or "Host" as a trailer would let a later hop
-// that merges trailers reinterpret the message. The list is Go net/http's
-// (badTrailer) plus Upgrade and Cookie; Envoy likewise refuses
-// connection-specific and pseudo fields in trailers.
+// forbiddenTrailers are the fields never taken from, nor sent in, a trailer
+// section: those that frame the message, route it, authenticate it, modify
+// the request, or describe its content, cache or connection (RFC 9110
+// §6.5.1: a recipient must not merge such trailers into the header section,
+// and a proxy that forwarded "Content-Length" or "Host" as a trailer would let
+// a later hop that merges trailers reinterpret the message). It is Go
+// net/http's badTrailer list, plus the connection-specific fields and the
+// list the HTTP/2 codec drops (content-location, conditionals, set-cookie,
+// location, retry-after, vary, date, age, expires), so both protocols drop
+// the same fields.
+var forbiddenTrailers = [...]string{
+	"te", "host", "age", "date", "vary", "range", "realm", "expect", "pragma", "cookie",
+	"expires", "trailer", "upgrade", "location", "if-match", "if-range", "connection",
+	"keep-alive", "set-cookie", "retry-after", "content-type", "max-forwards",
+	"authorization", "cache-control", "content-range", "if-none-match",
+	"content-length", "content-encoding", "content-location", "proxy-connection",
+	"www-authenticate", "transfer-encoding", "if-modified-since", "proxy-authenticate",
+	"if-unmodified-since", "proxy-authorization",
+}
+
+// ForbiddenTrailer reports whether name is in forbiddenTrailers or is an
+// HTTP/2 pseudo-field.
 func ForbiddenTrailer(name []byte) bool {
-	switch len(name) {
-	case 2:
-		return protocol.EqualFold(name, "te")
-	case 4:
-		return protocol.EqualFold(name, "host")
-	case 5:
-		return protocol.EqualFold(name, "range") || protocol.EqualFold(name, "realm")
-	case 6:
-		return protocol.EqualFold(name, "expect") || protocol.EqualFold(name, "pragma") || protocol.EqualFold(name, "cookie")
-	case 7:
-		return protocol.EqualFold(name, "trailer") || protocol.EqualFold(name, "upgrade")
-	case 10:
-		return protocol.EqualFold(name, "connection") || protocol.EqualFold(name, "keep-alive")
-	case 12:
-		return protocol.EqualFold(name, "content-type") || protocol.EqualFold(name, "max-forwards")
-	case 13:
-		return protocol.EqualFold(name, "authorization") || protocol.EqualFold(name, "cache-control") ||
-			protocol.EqualFold(name, "content-range")
-	case 14:
-		return protocol.EqualFold(name, "content-length")
-	case 16:
-		return protocol.EqualFold(name, "content-encoding") || protocol.EqualFold(name, "proxy-connection") ||
-			protocol.EqualFold(name, "www-authenticate")
-	case 17:
-		return protocol.EqualFold(name, "transfer-encoding")
-	case 18:
-		return protocol.EqualFold(name, "proxy-authenticate")
-	case 19:
-		return protocol.EqualFold(name, "proxy-authorization")
+	if len(name) > 0 && name[0] == ':' {
+		return true
 	}
-	return len(name) > 0 && name[0] == ':' // pseudo-header from HTTP/2
+	for _, f := range forbiddenTrailers {
+		if len(f) == len(name) && protocol.EqualFold(name, f) {
+			return true
+		}
+	}
+	return false
 }
 
 // FilterTrailers removes, in place, the fields of t that ForbiddenTrailer
