@@ -16,7 +16,7 @@ var (
 	errEncTarget  = perr(400, "request target not encodable")
 	errEncName    = perr(400, "header name is not a token")
 	errEncValue   = perr(400, "header value has a control character")
-	errEncHost    = perr(400, "Host is not a valid authority")
+	errEncHost    = perr(400, "Host is not one valid authority")
 	errEncStatus  = perr(502, "status code out of range")
 	errEncReason  = perr(502, "reason phrase has a control character")
 	errEncRspName = perr(502, "response header name is not a token")
@@ -101,6 +101,7 @@ func CheckRequestHead(h *Head) error {
 	if !validTarget(h.Method, h.Target) {
 		return errEncTarget
 	}
+	hosts := 0
 	for _, f := range h.Headers.Fields {
 		if !protocol.ValidFieldName(f.Name) {
 			return errEncName
@@ -108,8 +109,10 @@ func CheckRequestHead(h *Head) error {
 		if !validValue(f.Value) {
 			return errEncValue
 		}
-		if len(f.Name) == 4 && protocol.EqualFold(f.Name, "host") && len(f.Value) > 0 && !protocol.ValidAuthority(f.Value) {
-			return errEncHost
+		if len(f.Name) == 4 && protocol.EqualFold(f.Name, "host") {
+			if hosts++; hosts > 1 || len(f.Value) > 0 && !protocol.ValidAuthority(f.Value) {
+				return errEncHost
+			}
 		}
 	}
 	return nil

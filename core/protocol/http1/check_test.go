@@ -34,6 +34,7 @@ func TestAbsoluteFormTarget(t *testing.T) {
 		{"asterisk not OPTIONS", "GET * HTTP/1.1\r\nHost: a\r\n\r\n", "", 400},
 		{"Host not an authority", "GET / HTTP/1.1\r\nHost: a b\r\n\r\n", "", 400},
 		{"pct-encoded ok", "GET /a%2Fb?q=%41 HTTP/1.1\r\nHost: a\r\n\r\n", "GET /a%2Fb?q=%41 1.1|Host=a", 0},
+		{"HTTP/1.0 two Hosts", "GET / HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n", "", 400},
 		{"short pct-encoding", "GET /%0 HTTP/1.1\r\nHost: a\r\n\r\n", "", 400},
 		{"non-hex pct-encoding", "GET /%zz HTTP/1.1\r\nHost: a\r\n\r\n", "", 400},
 		{"Host with userinfo", "GET / HTTP/1.1\r\nHost: u@a\r\n\r\n", "", 400},
@@ -126,6 +127,7 @@ func TestCheckRequestHead(t *testing.T) {
 		{"GET", "/", [][2]string{{":authority", "a"}}, false},
 		{"GET", "/", [][2]string{{"Host", "a b"}}, false},
 		{"GET", "/", [][2]string{{"host", "u@a"}}, false},
+		{"GET", "/", [][2]string{{"Host", "a"}, {"host", "b"}}, false},
 	} {
 		h := &Head{Method: []byte(tc.method), Target: []byte(tc.target)}
 		for _, f := range tc.fields {

@@ -511,7 +511,9 @@ func (p *Parser) applyFraming() error {
 		}
 		h.Chunked = true
 	}
-	if !p.resp && h.Minor == 1 && hosts != 1 {
+	// RFC 9112 §3.2: 400 for an HTTP/1.1 request without Host and for any
+	// request (1.0 too) with more than one.
+	if !p.resp && (hosts > 1 || h.Minor == 1 && hosts != 1) {
 		return errNoHost
 	}
 	return nil
