@@ -233,6 +233,12 @@ func TestH1TrailerFramingFieldsDropped(t *testing.T) {
 // the response :status, or 0 with a description when the stream or
 // connection was reset instead.
 func h2RawRequest(t *testing.T, c net.Conn, fields [][2]string) (int, string) {
+	return h2RawExchange(t, c, fields, nil, nil)
+}
+
+// h2RawExchange is h2RawRequest with a body (DATA) and trailers (a second
+// HEADERS) when given.
+func h2RawExchange(t *testing.T, c net.Conn, fields [][2]string, body []byte, trailers [][2]string) (int, string) {
 	t.Helper()
 	c.SetDeadline(time.Now().Add(10 * time.Second))
 	if _, err := io.WriteString(c, http2.ClientPreface); err != nil {
@@ -248,8 +254,19 @@ func h2RawRequest(t *testing.T, c net.Conn, fields [][2]string) (int, string) {
 	for _, f := range fields {
 		enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
 	}
-	if err := fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: hb.Bytes(), EndStream: true, EndHeaders: true}); err != nil {
+	noBody := body == nil && trailers == nil
+	if err := fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: hb.Bytes(), EndStream: noBody, EndHeaders: true}); err != nil {
 		t.Fatal(err)
+	}
+	if body != nil {
+		fr.WriteData(1, trailers == nil, body)
+	}
+	if trailers != nil {
+		hb.Reset()
+		for _, f := range trailers {
+			enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
+		}
+		fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: hb.Bytes(), EndStream: true, EndHeaders: true})
 	}
 	for {
 		f, err := fr.ReadFrame()
@@ -333,6 +350,47 @@ func TestH1EncoderRefusesMalformedH2Head(t *testing.T) {
 				}
 				return c
 			}, up)
+		})
+	})
+}
+
+// TestH1TrailerFramingFieldsDroppedFromH2: HTTP/2 request trailers carrying
+// framing or routing fields are not written into the HTTP/1.1 upstream's
+// chunked trailer section (whichever codec drops them), over h2c and TLS.
+func TestH1TrailerFramingFieldsDroppedFromH2(t *testing.T) {
+	fields := [][2]string{{":method", "POST"}, {":scheme", "http"}, {":authority", "a"}, {":path", "/t"}}
+	trailers := [][2]string{{"x-sum", "7"}, {"content-length", "50"}, {"host", "evil.example"}, {"authorization", "Basic eA=="}}
+	check := func(t *testing.T, c net.Conn, up *recordingUpstream) {
+		defer c.Close()
+		if status, reset := h2RawExchange(t, c, fields, []byte("abc"), trailers); status != 200 {
+			t.Fatalf("status %d %s", status, reset)
+		}
+		got := up.rawString()
+		if !strings.Contains(got, "\r\nx-sum: 7\r\n") || strings.Contains(got, "Content-Length: 50") || strings.Contains(got, "content-length: 50") ||
+			strings.Contains(got, "evil.example") || strings.Contains(got, "Basic") {
+			t.Fatalf("upstream got %q", got)
+		}
+	}
+	forEachTransport(t, func(t *testing.T, tr string) {
+		t.Run("h2c", func(t *testing.T) {
+			up := startRecordingUpstream(t, "")
+			p := startProxy(t, h2Config(tr, up.addr, false, ""))
+			c, err := net.DialTimeout("tcp", p.addr("http"), 2*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			check(t, c, up)
+		})
+		t.Run("tls", func(t *testing.T) {
+			pk := newPKI(t)
+			up := startRecordingUpstream(t, "")
+			p := startProxy(t, tlsListenerConfig(tr, pk, up.addr, ""))
+			c, err := tls.DialWithDialer(&net.Dialer{Timeout: 2 * time.Second}, "tcp", p.addr("web"),
+				&tls.Config{RootCAs: pk.pool, ServerName: "localhost", NextProtos: []string{"h2"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			check(t, c, up)
 		})
 	})
 }
