@@ -1158,6 +1158,13 @@ func (u *upstreamRequest) OnReset(reason error) {
 		s.timedOut("gRPC deadline exceeded")
 		return
 	}
+	if errors.Is(reason, stream.ErrUnencodable) {
+		// The request cannot be written upstream as it is (e.g. an HTTP/2
+		// request field HTTP/1.1 cannot carry): the client's fault, 400 like
+		// Envoy's malformed request; no host is blamed, no retry.
+		s.localReply(400, "DPE", "request not encodable for the upstream")
+		return
+	}
 	s.cluster.ReportResponse(s.host, 0) // a reset before any response counts like a 5xx
 	if s.bodyless && s.route.RetryOn&router.RetryReset != 0 && s.retryElsewhere() {
 		return

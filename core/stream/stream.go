@@ -154,6 +154,9 @@ var (
 	// (HTTP/2 REFUSED_STREAM or above a GOAWAY's last stream), so the
 	// request may be retried whatever its method.
 	ErrRefused = errors.New("stream: refused by upstream before processing")
+	// ErrUnencodable: the request encoder refused the head as malformed
+	// for its protocol, before writing anything. Retrying cannot help.
+	ErrUnencodable = errors.New("stream: request head cannot be encoded")
 )
 
 // UpstreamClosed is the reset reason for streams of an upstream connection

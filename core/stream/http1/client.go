@@ -523,6 +523,7 @@ type clientStream struct {
 	finished  bool
 	reusable  bool
 	gotBytes  bool
+	refused   error // a refused head's reset, reported by the next Flush
 	encoder
 }
 
@@ -530,8 +531,14 @@ var _ stream.RequestEncoder = (*clientStream)(nil)
 
 func (s *clientStream) done() bool { return s.finished || s.failed || s.reset }
 
-// Flush writes the queued request bytes (stream.Flusher).
+// Flush writes the queued request bytes (stream.Flusher), or reports a
+// refused head.
 func (s *clientStream) Flush() {
+	if err := s.refused; err != nil {
+		s.refused = nil
+		s.dec.OnReset(err)
+		return
+	}
 	if s.done() {
 		s.out.drop()
 		s.out.queued = false
@@ -544,6 +551,10 @@ func (s *clientStream) Flush() {
 
 func (s *clientStream) EncodeHead(h *stream.Head, end bool) {
 	if s.done() {
+		return
+	}
+	if err := h1.CheckRequestHead(h); err != nil {
+		s.refuse(err)
 		return
 	}
 	s.reusable = true
@@ -600,6 +611,18 @@ func (s *clientStream) ReadDisable(d bool) {
 	if !s.done() {
 		s.readDisable(d)
 	}
+}
+
+// refuse fails the stream for a head the encoder will not write (nothing
+// reached the wire). The reset is reported from the deferred flush, not from
+// inside EncodeHead, so the proxy never sees its stream reset re-entrantly.
+func (s *clientStream) refuse(err error) {
+	s.failed = true
+	s.refused = fmt.Errorf("http1: %w: %w", stream.ErrUnencodable, err)
+	s.out.drop()
+	s.detach()
+	s.cc.tc.Close()
+	s.schedule()
 }
 
 // fail reports an upstream failure to the decoder once.
