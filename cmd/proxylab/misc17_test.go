@@ -4,13 +4,19 @@ import (
 	"crypto/tls"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/proxylab/proxylab/core/protocol/xprotocol"
+	"github.com/proxylab/proxylab/core/protocol/xprotocol/bolt"
+	"github.com/proxylab/proxylab/core/protocol/xprotocol/dubbo"
 )
 
 // TestUpstreamTLSHandshakeFailureIsConnectFailure: a TLS handshake to a
@@ -109,4 +115,83 @@ clusters:
 			})
 		})
 	}
+}
+
+// TestRPCToWrongProtocolCluster: `validate` refuses a route that sends a
+// listener's RPC requests to a cluster of another protocol, with its path;
+// with codec auto (decided per connection) the proxy refuses such a request
+// with 503 instead of writing it upstream in the wrong protocol: a dubbo
+// call falling through to an HTTP cluster, a bolt call to a dubbo cluster,
+// an HTTP request carrying the `service` header an RPC route matches.
+func TestRPCToWrongProtocolCluster(t *testing.T) {
+	bad := writeTemp(t, `listeners:
+  - {name: rpc, address: "127.0.0.1:1", http_proxy: {codec: dubbo}}
+routes:
+  - name: all
+    domains: ["*"]
+    routes:
+      - {prefix: /svc.A/, cluster: dub}
+      - {prefix: /, cluster: web}
+clusters:
+  - {name: dub, protocol: dubbo, hosts: [{address: "127.0.0.1:2"}]}
+  - {name: web, hosts: [{address: "127.0.0.1:3"}]}
+`)
+	out, err := exec.Command(binPath, "validate", "-c", bad).CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
+		t.Fatalf("validate: exit %v, want 1\n%s", err, out)
+	}
+	if want := `routes[0].routes[1].cluster: cluster "web" speaks http1, listener "rpc" codec dubbo`; !strings.Contains(string(out), want) {
+		t.Fatalf("validate output lacks %q:\n%s", want, out)
+	}
+	forEachTransport(t, func(t *testing.T, tr string) {
+		boltUp := startRPCServer(t, "bolt", bolt.Codec{})
+		dubboUp := startRPCServer(t, "dubbo", dubbo.Codec{})
+		httpUp := startUpstream(t, httpHello())
+		p := startProxy(t, fmt.Sprintf(`transport: %s
+listeners:
+  - {name: web, address: "127.0.0.1:0", http_proxy: {}}
+routes:
+  - name: all
+    domains: ["*"]
+    routes:
+      - {prefix: /, headers: [{name: service, exact: "svc.bolt"}], cluster: bolt}
+      - {prefix: /, headers: [{name: service, exact: "svc.both"}], cluster: dubbo}
+      - {prefix: /, cluster: web}
+clusters:
+  - {name: bolt, protocol: bolt, hosts: [{address: %q}]}
+  - {name: dubbo, protocol: dubbo, hosts: [{address: %q}]}
+  - {name: web, hosts: [{address: %q}]}
+`, tr, boltUp.addr, dubboUp.addr, httpUp.addr))
+		addr := p.addr("web")
+		for _, tc := range []struct {
+			codec   xprotocol.Codec
+			service string
+		}{{dubbo.Codec{}, "svc.other"}, {bolt.Codec{}, "svc.both"}, {bolt.Codec{}, "svc.other"}} {
+			c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.SetDeadline(time.Now().Add(5 * time.Second))
+			peer := newPeer(tc.codec, c)
+			peer.write(rpcRequest(tc.codec, 9, tc.service, "m", nil))
+			f, err := peer.read()
+			if err != nil || f.Kind != xprotocol.Response || f.ID != 9 || tc.codec.HTTPStatus(&f) != 503 {
+				t.Fatalf("%s %s: %v kind=%v id=%d status=%d", tc.codec.Name(), tc.service, err, f.Kind, f.ID, tc.codec.HTTPStatus(&f))
+			}
+			c.Close()
+		}
+		req, _ := http.NewRequest("GET", "http://"+addr+"/x", nil)
+		req.Header.Set("service", "svc.bolt")
+		resp, err := h1Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 503 {
+			t.Fatalf("HTTP request routed to the bolt cluster: %d, want 503", resp.StatusCode)
+		}
+		if n, m, h := boltUp.conns.Load(), dubboUp.conns.Load(), httpUp.conns.get(); n+m+int64(h) != 0 {
+			t.Fatalf("upstreams saw connections: bolt %d dubbo %d http %d", n, m, h)
+		}
+	})
 }

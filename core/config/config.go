@@ -1071,6 +1071,7 @@ func (c *Config) validate(k Known) Errors {
 			}
 		}
 	}
+	c.checkRouteProtocols(k, add)
 	return es
 }
 

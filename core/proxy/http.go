@@ -170,7 +170,7 @@ func (f *httpFilter) use(kind codecKind, rs *rpc.ServerSettings) {
 		cm.mux = true
 		f.codec = h2s.NewServerConn(cm.cfg.HTTP2, cm)
 	case codecRPC:
-		cm.mux = true
+		cm.mux, cm.speaks = true, rs.Codec.Name()
 		f.codec = rpc.NewServerConn(rs, cm)
 	default:
 		f.codec = h1s.NewServerConn(&cm.cfg.Server, cm)
@@ -247,7 +247,8 @@ type connManager struct {
 	clientIP  []byte
 	scheme    []byte
 	xffBuf    []byte
-	mux       bool // streams run concurrently (HTTP/2)
+	mux       bool   // streams run concurrently (HTTP/2)
+	speaks    string // the request protocol: "" (HTTP) or an RPC codec's name
 
 	// One response timer per connection on the shared wheel, re-armed per
 	// stream, when streams run one at a time (HTTP/1); multiplexed streams
@@ -255,6 +256,14 @@ type connManager struct {
 	timer     timer.Timer
 	timerInit bool
 	timed     *httpStream
+}
+
+// fits reports whether cl speaks this connection's request protocol.
+func (cm *connManager) fits(cl *upstream.Cluster) bool {
+	if cm.speaks == "" {
+		return cl.Speaks() == "http"
+	}
+	return cl.Speaks() == cm.speaks
 }
 
 // streamTimer is the response timer of one multiplexed stream.
@@ -533,6 +542,12 @@ func (s *httpStream) DecodeHead(h *stream.Head, end bool) {
 	cl := cfg.Clusters.Get(name)
 	if cl == nil {
 		s.localReply(503, "NC", fmt.Sprintf("cluster %q not found", name))
+		return
+	}
+	if !s.cm.fits(cl) {
+		// Never write a request upstream in another protocol (codec auto,
+		// cluster_header: what config validation cannot see).
+		s.localReply(503, "NC", fmt.Sprintf("cluster %q speaks another protocol", name))
 		return
 	}
 	if !cl.AdmitRequest() {
