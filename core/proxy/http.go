@@ -44,6 +44,10 @@ type HTTPConfig struct {
 	// MaxRequestBuffer bounds request body bytes held while no upstream
 	// connection is ready yet; beyond it reading pauses.
 	MaxRequestBuffer int
+	// StreamIdle ends a stream with no bytes either way that long (0: off);
+	// RequestTimeout bounds receiving the request from its head until the
+	// response starts (0: off).
+	StreamIdle, RequestTimeout time.Duration
 	// Stats, when not nil, counts this listener's requests.
 	Stats *HTTPStats
 	// AccessLog, when not nil, gets one entry per request.
@@ -60,6 +64,9 @@ type HTTPStats struct {
 	RqXX         [6]stats.Counter // by status class: RqXX[2] counts 2xx
 	RqTime       stats.Histogram  // request head received → response complete
 	LocalReplies stats.Counter
+	// RqIdleTimeout and RqTimeout count streams ended by StreamIdle and
+	// RequestTimeout.
+	RqIdleTimeout, RqTimeout stats.Counter
 }
 
 func (st *HTTPStats) countStatus(key uint64, code int) {
@@ -278,15 +285,15 @@ func (t *streamTimer) Expire() {
 	sess.Lock()
 	defer sess.Unlock()
 	if !t.s.done {
-		t.s.onTimeout()
+		t.s.onTimer()
 	}
 }
 
 func (cm *connManager) arm(s *httpStream, d time.Duration) {
 	if cm.mux {
-		if s.rt == nil {
-			s.rt = &streamTimer{s: s}
-			s.rt.Init(cm.cfg.Server.Timers, s.rt)
+		if s.rt.s == nil {
+			s.rt.s = s
+			s.rt.Init(cm.cfg.Server.Timers, &s.rt)
 		}
 		s.rt.Reset(d)
 		return
@@ -300,7 +307,7 @@ func (cm *connManager) arm(s *httpStream, d time.Duration) {
 }
 
 func (cm *connManager) disarm(s *httpStream) {
-	if s.rt != nil {
+	if s.rt.s != nil {
 		s.rt.Stop()
 		return
 	}
@@ -317,7 +324,7 @@ func (cm *connManager) Expire() {
 	defer sess.Unlock()
 	if s := cm.timed; s != nil {
 		cm.timed = nil
-		s.onTimeout()
+		s.onTimer()
 	}
 }
 
@@ -376,7 +383,10 @@ type httpStream struct {
 	shadows     []*shadow
 	attempt     int // upstream attempts made so far
 	tryTimer    *time.Timer
-	rt          *streamTimer // the response timer, when streams are multiplexed
+	rt          streamTimer // the stream's timer, when streams are multiplexed (bound on first use)
+	reqAt       time.Time   // request_timeout deadline (zero: none); see timeouts.go
+	respAt      time.Time   // response timeout deadline (zero: none)
+	lastIO      time.Time   // the last byte either way, with a stream idle timeout
 
 	respStarted  bool
 	grpc         bool          // a gRPC call: local replies are gRPC-shaped
@@ -579,9 +589,7 @@ func (s *httpStream) DecodeHead(h *stream.Head, end bool) {
 		s.upStart = time.Now()
 	}
 	s.rewrite(h)
-	if end {
-		s.armTimer()
-	}
+	s.startTimers(end)
 	if len(s.route.Mirrors) > 0 {
 		s.startShadows(h, end)
 	}
@@ -778,6 +786,7 @@ func (s *httpStream) DecodeData(p []byte, end bool) {
 		return
 	}
 	s.rxBytes += int64(len(p))
+	s.touch()
 	if end {
 		s.reqEnd = true
 		s.armTimer()
@@ -845,21 +854,21 @@ func (s *httpStream) OnReset(error) {
 	}
 }
 
+// armTimer starts the response timeout once the request is whole (and
+// ends its request_timeout).
 func (s *httpStream) armTimer() {
-	d := s.timeout
-	if d <= 0 || s.timerArmed || s.up.gotHead || s.done {
+	if s.done {
 		return
 	}
-	s.timerArmed = true
-	s.cm.arm(s, d)
-}
-
-// onTimeout runs under the session (connManager.onTimer).
-func (s *httpStream) onTimeout() {
-	if s.done || s.up.gotHead {
-		return
+	changed := !s.reqAt.IsZero()
+	s.reqAt = time.Time{}
+	if d := s.timeout; d > 0 && !s.timerArmed && !s.up.gotHead {
+		s.timerArmed, changed = true, true
+		s.respAt = time.Now().Add(d)
 	}
-	s.timedOut("upstream response timeout")
+	if changed {
+		s.schedule()
+	}
 }
 
 // timedOut answers 504 for a response that did not start in time (counted
@@ -1078,7 +1087,11 @@ func (u *upstreamRequest) DecodeHead(h *stream.Head, end bool) {
 	u.gotHead = true
 	s.respStarted = true
 	s.headSaved = false
-	s.cm.disarm(s)
+	s.respAt, s.reqAt = time.Time{}, time.Time{}
+	if !end { // (finish disarms otherwise)
+		s.touch()
+		s.schedule()
+	}
 	s.status = h.Status
 	s.headerOps(&h.Headers, false)
 	if st := s.cluster.Stats; st != nil && h.Status >= 100 && h.Status < 600 {
@@ -1096,6 +1109,7 @@ func (u *upstreamRequest) DecodeData(p []byte, end bool) {
 		return
 	}
 	s.txBytes += int64(len(p))
+	s.touch()
 	if end {
 		s.finish()
 	}

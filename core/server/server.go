@@ -327,6 +327,8 @@ func (s *Server) chainFor(lc config.Listener, info *ListenerInfo) (network.Chain
 			HTTP2:            h2Settings(h.HTTP2, h.IdleTimeout.D(), s.timers),
 			RPC:              map[string]*rpc.ServerSettings{},
 			MaxRequestBuffer: h.MaxRequestBuffer,
+			StreamIdle:       h.StreamIdleTimeout.D(),
+			RequestTimeout:   h.RequestTimeout.D(),
 			HeaderOps:        headerOps(h.HeaderOps),
 			Log:              s.log,
 		}
@@ -369,6 +371,8 @@ func (s *Server) chainFor(lc config.Listener, info *ListenerInfo) (network.Chain
 		ConnectTimeout:  s.connectTimeout(t.Cluster),
 		ConnectAttempts: min(len(cl.Hosts()), 3),
 		HighWatermark:   t.HighWatermark,
+		IdleTimeout:     t.IdleTimeout.D(),
+		Timers:          s.timers,
 	}
 	info.Filter = "tcp_proxy"
 	if s.cfg.Stats.Enabled {
