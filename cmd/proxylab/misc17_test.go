@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"crypto/tls"
 	"fmt"
 	"io"
@@ -11,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -425,4 +427,75 @@ func TestTCPProxyIdleTimeout(t *testing.T) {
 			return counterOr0(a.scrape(), "proxylab_tcp_idle_timeout_total", map[string]string{"listener": "tcp"}) == 2
 		})
 	})
+}
+
+// startupLine runs proxylab through cmdPrefix (e.g. taskset) with cfg and
+// returns its "proxylab started" log line; the process is stopped and
+// reaped before returning.
+func startupLine(t *testing.T, cfg string, cmdPrefix ...string) string {
+	t.Helper()
+	args := append(cmdPrefix, binPath, "run", "-c", writeTemp(t, cfg))
+	cmd := exec.Command(args[0], args[1:]...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		cmd.Process.Signal(syscall.SIGINT)
+		cmd.Wait()
+	}()
+	lines := make(chan string)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			if strings.Contains(sc.Text(), `msg="proxylab started"`) {
+				lines <- sc.Text()
+			}
+		}
+		close(lines)
+	}()
+	select {
+	case l, ok := <-lines:
+		if !ok {
+			t.Fatal("proxylab exited before starting")
+		}
+		go func() {
+			for range lines {
+			}
+		}()
+		return l
+	case <-time.After(10 * time.Second):
+		t.Fatal("proxylab did not start")
+	}
+	return ""
+}
+
+// TestStartupLineReportsInheritedAffinity: a process pinned from outside
+// (taskset) reports the CPUs it may use, not "all"; unpinned, it reports
+// what it inherited, as /proc shows it.
+func TestStartupLineReportsInheritedAffinity(t *testing.T) {
+	if _, err := exec.LookPath("taskset"); err != nil {
+		t.Skip("no taskset")
+	}
+	up := startUpstream(t, http.HandlerFunc(echoHandler))
+	cfg := httpConfig("netpoll", []string{up.addr}, "", "")
+	if l := startupLine(t, cfg, "taskset", "-c", "0"); !strings.Contains(l, " cpus=0 gomaxprocs=1 ") {
+		t.Fatalf("under taskset -c 0: %s", l)
+	}
+	status, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	allowed := ""
+	for _, line := range strings.Split(string(status), "\n") {
+		if v, ok := strings.CutPrefix(line, "Cpus_allowed_list:"); ok {
+			allowed = strings.TrimSpace(v)
+		}
+	}
+	if l := startupLine(t, cfg); !strings.Contains(l, " cpus="+allowed+" ") {
+		t.Fatalf("unpinned (allowed %s): %s", allowed, l)
+	}
 }
