@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/proxylab/proxylab/core/config"
 	"github.com/proxylab/proxylab/core/protocol/xprotocol"
 	"github.com/proxylab/proxylab/core/protocol/xprotocol/bolt"
 	"github.com/proxylab/proxylab/core/protocol/xprotocol/dubbo"
@@ -497,5 +498,30 @@ func TestStartupLineReportsInheritedAffinity(t *testing.T) {
 	}
 	if l := startupLine(t, cfg); !strings.Contains(l, " cpus="+allowed+" ") {
 		t.Fatalf("unpinned (allowed %s): %s", allowed, l)
+	}
+}
+
+// TestConfigDumpShowsDefaults: /config_dump of the embedded default config
+// (its ports made free) shows every value in force, no null: sockmap.splice
+// included.
+func TestConfigDumpShowsDefaults(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	demo := ln.Addr().String()
+	ln.Close()
+	cfg := strings.NewReplacer("127.0.0.1:18080", demo, "127.0.0.1:8080", "127.0.0.1:0", "127.0.0.1:9901", "127.0.0.1:0").Replace(string(config.DefaultYAML()))
+	p := startProxy(t, cfg)
+	a := adminClient{t: t, base: "http://" + p.adminAddr()}
+	code, dump := a.do("GET", "/config_dump")
+	if code != 200 {
+		t.Fatalf("%d %s", code, dump)
+	}
+	if strings.Contains(dump, "null") || strings.Contains(dump, ": ~") {
+		t.Errorf("unset values dumped as null:\n%s", dump)
+	}
+	if !strings.Contains(dump, "sockmap:\n    cgroup: \"\"\n    splice: true\n") {
+		t.Errorf("sockmap.splice default not shown:\n%s", dump)
 	}
 }

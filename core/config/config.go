@@ -59,6 +59,7 @@ func (c *Config) setDefaults() {
 	c.Transport = "netpoll"
 	c.DrainTimeout = Duration(30 * time.Second)
 	c.Stats.Enabled = true
+	c.Sockmap.setDefaults() // so the dump shows it when the file has no sockmap block
 }
 
 // Admin configures the admin HTTP server.
@@ -116,6 +117,8 @@ type Sockmap struct {
 	// Splice joins tcp_proxy pairs in the kernel (default true).
 	Splice *bool `yaml:"splice"`
 }
+
+func (s *Sockmap) setDefaults() { s.Splice = new(bool); *s.Splice = true }
 
 // DPDK configures the kernel-bypass transport.
 type DPDK struct {
