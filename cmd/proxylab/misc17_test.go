@@ -525,3 +525,33 @@ func TestConfigDumpShowsDefaults(t *testing.T) {
 		t.Errorf("sockmap.splice default not shown:\n%s", dump)
 	}
 }
+
+// stopGroup stops a process started as the leader of its own process group
+// (Setpgid) and everything in the group — nginx's workers outlive a killed
+// master — and fails the test if any of them remains. sig asks for a
+// graceful stop first (nginx: SIGQUIT waits for the workers).
+func stopGroup(t *testing.T, cmd *exec.Cmd, sig syscall.Signal) {
+	t.Helper()
+	pgid := cmd.Process.Pid
+	cmd.Process.Signal(sig)
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Errorf("%s did not stop on %v within 5s", cmd.Path, sig)
+		syscall.Kill(-pgid, syscall.SIGKILL)
+		<-done
+	}
+	for end := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		out, _ := exec.Command("pgrep", "-g", fmt.Sprint(pgid)).Output()
+		if len(strings.TrimSpace(string(out))) == 0 {
+			return
+		}
+		if time.Now().After(end) {
+			syscall.Kill(-pgid, syscall.SIGKILL)
+			t.Errorf("processes of %s left after it stopped: %s", cmd.Path, out)
+			return
+		}
+	}
+}
