@@ -46,6 +46,28 @@ func TestUpstreamTLSHandshakeFailureIsConnectFailure(t *testing.T) {
 	}
 	goodUp, expiredUp := tlsUp(good, goodKey), tlsUp(expired, expiredKey)
 	plainUp := startUpstream(t, http.HandlerFunc(echoHandler)).addr
+	// rawUp accepts and hands each connection to serve (which owns it).
+	rawUp := func(serve func(net.Conn)) string {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ln.Close() })
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				go serve(c)
+			}
+		}()
+		return ln.Addr().String()
+	}
+	// A silent peer: the handshake times out (connect_timeout bounds it).
+	silentUp := rawUp(func(c net.Conn) { time.Sleep(5 * time.Second); c.Close() })
+	// A peer that hangs up on the ClientHello.
+	hangupUp := rawUp(func(c net.Conn) { c.Read(make([]byte, 512)); c.Close() })
 	for _, proto := range []string{"http1", "http2"} {
 		t.Run(proto, func(t *testing.T) {
 			forEachTransport(t, func(t *testing.T, tr string) {
@@ -64,6 +86,8 @@ routes:
       - {prefix: /retry, cluster: retry, retry_policy: {retry_on: [connect-failure], num_retries: 2}}
       - {prefix: /expired, cluster: expired}
       - {prefix: /plain, cluster: plain}
+      - {prefix: /silent, cluster: silent}
+      - {prefix: /hangup, cluster: hangup}
 clusters:
   - {name: retry, protocol: %s, tls: {ca_file: %q}, hosts: [{address: %q}, {address: %q}, {address: %q}]}
   - name: expired
@@ -72,7 +96,9 @@ clusters:
     outlier_detection: {consecutive_connect_failure: 2, consecutive_5xx: 0, interval: 50ms, base_ejection_time: 30s, max_ejection_percent: 100}
     hosts: [{address: %q}]
   - {name: plain, protocol: %s, tls: {ca_file: %q}, hosts: [{address: %q}]}
-`, tr, logPath, proto, p.file("cas.pem"), expiredUp, plainUp, goodUp, proto, p.file("cas.pem"), expiredUp, proto, p.file("cas.pem"), plainUp)
+  - {name: silent, protocol: %[3]s, connect_timeout: 300ms, tls: {ca_file: %[4]q}, hosts: [{address: %[14]q}]}
+  - {name: hangup, protocol: %[3]s, tls: {ca_file: %[4]q}, hosts: [{address: %[15]q}]}
+`, tr, logPath, proto, p.file("cas.pem"), expiredUp, plainUp, goodUp, proto, p.file("cas.pem"), expiredUp, proto, p.file("cas.pem"), plainUp, silentUp, hangupUp)
 				px := startProxy(t, cfg)
 				a := adminClient{t: t, base: "http://" + px.adminAddr()}
 				// Round robin over expired, plaintext, good: every request
@@ -82,11 +108,16 @@ clusters:
 						t.Fatalf("/retry #%d: %d %q", i, code, body)
 					}
 				}
-				for _, path := range []string{"/expired", "/expired", "/plain"} {
-					if code, body := px.get(path); code != 503 {
-						t.Fatalf("%s: %d %q, want 503", path, code, body)
+				for _, path := range []string{"/expired", "/expired", "/plain", "/hangup"} {
+					if code, body := px.get(path); code != 503 || !strings.Contains(body, "upstream connect error") {
+						t.Fatalf("%s: %d %q, want 503 upstream connect error", path, code, body)
 					}
 				}
+				start := time.Now()
+				if code, body := px.get("/silent"); code != 503 || !strings.Contains(body, "upstream connect timeout") {
+					t.Fatalf("/silent: %d %q, want 503 upstream connect timeout", code, body)
+				}
+				within(t, "handshake timeout", time.Since(start), 250*time.Millisecond, 3*time.Second)
 				fams := a.scrape()
 				for _, c := range []struct {
 					name, cluster string
@@ -96,6 +127,8 @@ clusters:
 					{"proxylab_cluster_upstream_rq_retry_total", "retry", 2},
 					{"proxylab_cluster_upstream_cx_connect_fail_total", "expired", 2},
 					{"proxylab_cluster_upstream_cx_connect_fail_total", "plain", 1},
+					{"proxylab_cluster_upstream_cx_connect_fail_total", "silent", 1},
+					{"proxylab_cluster_upstream_cx_connect_fail_total", "hangup", 1},
 					{"proxylab_cluster_outlier_detection_ejections_total", "expired", 1},
 				} {
 					if v := counterOr0(fams, c.name, map[string]string{"cluster": c.cluster}); v < c.min {
@@ -107,10 +140,10 @@ clusters:
 				}
 				waitFor(t, 5*time.Second, "access log lines", func() bool {
 					b, _ := os.ReadFile(logPath)
-					return strings.Count(string(b), "\n") >= 9
+					return strings.Count(string(b), "\n") >= 11
 				})
 				b, _ := os.ReadFile(logPath)
-				for _, want := range []string{"/expired 503 UF", "/plain 503 UF", "/retry 200 -"} {
+				for _, want := range []string{"/expired 503 UF", "/plain 503 UF", "/hangup 503 UF", "/silent 503 UF", "/retry 200 -"} {
 					if !strings.Contains(string(b), want) {
 						t.Errorf("access log lacks %q:\n%s", want, b)
 					}

@@ -94,7 +94,8 @@ func New(cfg *config.Config, tr transport.Transport, log *slog.Logger) (*Server,
 			if len(alpn) == 0 && cc.Protocol == "http2" {
 				alpn = []string{"h2"}
 			}
-			occ := &offload.ClientConfig{SNI: t.SNI, CAFile: t.CAFile, Insecure: t.InsecureSkipVerify, ALPN: alpn, MinVersion: t.MinVersion, Stats: st}
+			occ := &offload.ClientConfig{SNI: t.SNI, CAFile: t.CAFile, Insecure: t.InsecureSkipVerify, ALPN: alpn, MinVersion: t.MinVersion, Stats: st,
+				HandshakeTimeout: cc.ConnectTimeout.D()}
 			if c := t.ClientCert; c != nil {
 				occ.Cert = &offload.CertFiles{CertFile: c.CertFile, KeyFile: c.KeyFile, EncCertFile: c.EncCertFile, EncKeyFile: c.EncKeyFile}
 			}

@@ -216,8 +216,18 @@ func (p *Pool) handshaken(cc *ClientConn, err error) {
 	p.mu.Unlock()
 	p.Stats.ConnectFailures.Add(1)
 	if w != nil {
-		w.fail(stream.ConnectFailure, fmt.Errorf("http1: TLS handshake with %s: %w", p.addr, err))
+		w.fail(handshakeFailure(err), fmt.Errorf("http1: TLS handshake with %s: %w", p.addr, err))
 	}
+}
+
+// handshakeFailure is a failed handshake's pool failure: a connect timeout
+// when its timeout ended it, otherwise a connect failure.
+func handshakeFailure(err error) stream.PoolFailure {
+	var ne interface{ Timeout() bool }
+	if errors.As(err, &ne) && ne.Timeout() {
+		return stream.ConnectTimeout
+	}
+	return stream.ConnectFailure
 }
 
 // assign gives cc to the first live waiter or parks it as idle.

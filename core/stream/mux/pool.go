@@ -279,9 +279,14 @@ func (p *Pool) handshaken(c Conn, err error) {
 	}
 	p.mu.Unlock()
 	p.Stats.ConnectFailures.Add(1)
+	f := stream.ConnectFailure
+	var ne interface{ Timeout() bool }
+	if errors.As(err, &ne) && ne.Timeout() {
+		f = stream.ConnectTimeout
+	}
 	err = fmt.Errorf("%s: TLS handshake with %s: %w", p.set.Protocol, p.addr, err)
 	for _, w := range failed {
-		w.fail(stream.ConnectFailure, err)
+		w.fail(f, err)
 	}
 }
 

@@ -198,6 +198,11 @@ func (c *Conn) finish(err error) {
 		c.mu.Unlock()
 		c.stats.Failed(c.failureReason(err))
 		if c.onHS != nil {
+			c.mu.Lock()
+			if c.timedOut {
+				err = timeoutError{err}
+			}
+			c.mu.Unlock()
 			c.onHS(err)
 		}
 		c.inner.Close()
@@ -459,6 +464,15 @@ func (c *Conn) CloseWrite() error {
 }
 
 func (c *Conn) Close() error { return c.inner.Close() }
+
+// timeoutError is a handshake that failed because its timeout closed the
+// connection: a net.Error whose Timeout is true.
+type timeoutError struct{ err error }
+
+func (e timeoutError) Error() string   { return "handshake timeout: " + e.err.Error() }
+func (e timeoutError) Unwrap() error   { return e.err }
+func (e timeoutError) Timeout() bool   { return true }
+func (e timeoutError) Temporary() bool { return false }
 
 // errWouldBlock is the temporary net.Error the adapter returns when no
 // ciphertext is buffered; tls.Conn keeps its state and Read resumes later.
