@@ -182,17 +182,52 @@ func (p *Pool) onConnect(tc transport.Conn, err error) {
 		}
 		return
 	}
-	p.mu.Lock()
-	p.connecting--
-	p.mu.Unlock()
 	if p.set.Wrap != nil {
 		tc = p.set.Wrap(tc, p.addr)
 	}
 	cc := &ClientConn{pool: p, tc: tc}
 	cc.p = h1.NewResponseParser(p.set.Limits, cc)
 	p.Stats.Active.Add(1)
+	if hs, ok := tc.(stream.Handshaker); ok {
+		// Still connecting until the handshake ends; its OnClose (after a
+		// failure) removes it like any closed connection.
+		hs.OnHandshake(func(err error) { p.handshaken(cc, err) })
+		tc.Start(cc)
+		return
+	}
+	p.mu.Lock()
+	p.connecting--
+	p.mu.Unlock()
 	tc.Start(cc)
 	p.assign(cc)
+}
+
+// handshaken ends the connecting phase of a secured connection: ready, it
+// serves a waiter; failed, the oldest waiter gets a connect failure.
+func (p *Pool) handshaken(cc *ClientConn, err error) {
+	p.mu.Lock()
+	p.connecting--
+	if err == nil {
+		p.mu.Unlock()
+		p.assign(cc)
+		return
+	}
+	w := p.popWaiter()
+	p.mu.Unlock()
+	p.Stats.ConnectFailures.Add(1)
+	if w != nil {
+		w.fail(handshakeFailure(err), fmt.Errorf("http1: TLS handshake with %s: %w", p.addr, err))
+	}
+}
+
+// handshakeFailure is a failed handshake's pool failure: a connect timeout
+// when its timeout ended it, otherwise a connect failure.
+func handshakeFailure(err error) stream.PoolFailure {
+	var ne interface{ Timeout() bool }
+	if errors.As(err, &ne) && ne.Timeout() {
+		return stream.ConnectTimeout
+	}
+	return stream.ConnectFailure
 }
 
 // assign gives cc to the first live waiter or parks it as idle.
