@@ -79,6 +79,9 @@ func parseLength(h *protocol.Head, v string) string {
 // Host when no Host field is present, cookie crumbs joined (§8.2.3).
 // It returns a reason when the request is malformed.
 func requestHead(fields []hpack.HeaderField, h *protocol.Head) string {
+	if isConnect(fields) {
+		return connectHead(fields, h) // connect.go
+	}
 	*h = protocol.Head{Major: 2, Minor: 1, ContentLength: -1, Headers: protocol.Headers{Fields: h.Headers.Fields[:0]}}
 	var scheme, authority string
 	var hasMethod, hasPath, hasScheme, regular, hasHost bool

@@ -271,6 +271,13 @@ func (sc *ServerConn) onHeaders(id uint32, st *h2stream, end bool) error {
 		sc.malformed(st, why)
 		return nil
 	}
+	if ss.tunnel, ss.ext = stream.UpgradeType(&sc.head) != nil, sc.head.Upgrade; ss.tunnel {
+		if why := sc.checkConnect(ss, end); why != "" {
+			st.owner = nil
+			sc.malformed(st, why)
+			return nil
+		}
+	}
 	st.wantLen = sc.head.ContentLength
 	ss.headReq = string(sc.head.Method) == "HEAD"
 	ss.dec = sc.cbs.NewStream(ss)
@@ -313,6 +320,9 @@ func (sc *ServerConn) onData(st *h2stream, p []byte, end bool) {
 	ss.dec.DecodeData(p, end)
 	if sc.streams[st.id] == st {
 		sc.returnStream(st, int32(len(p)))
+	}
+	if end && ss.tunOn && ss.respEnded && !ss.finished {
+		ss.complete() // the tunnel ended both ways
 	}
 }
 
@@ -360,6 +370,8 @@ type serverStream struct {
 	headReq  bool
 	headSent bool
 	finished bool
+	// CONNECT and extended CONNECT (connect.go).
+	tunnel, ext, tunOn, respEnded bool
 }
 
 var _ stream.ResponseEncoder = (*serverStream)(nil)
@@ -379,6 +391,9 @@ func (s *serverStream) EncodeHead(h *stream.Head, end bool) {
 	if s.finished || s.headSent {
 		return
 	}
+	if s.tunnel && s.encodeTunnelHead(h) {
+		return
+	}
 	s.headSent = true
 	sc := s.sc
 	sc.encFields = responseFields(sc.encFields[:0], h)
@@ -390,6 +405,10 @@ func (s *serverStream) EncodeHead(h *stream.Head, end bool) {
 
 func (s *serverStream) EncodeData(p []byte, end bool) {
 	if s.finished || !s.headSent {
+		return
+	}
+	if s.tunOn {
+		s.tunnelData(p, end)
 		return
 	}
 	if s.headReq {
