@@ -464,3 +464,63 @@ func TestConnectHTTP1(t *testing.T) {
 		}
 	})
 }
+
+// A tunnel with no byte either way for tunnel_idle_timeout is closed on
+// both sides and counted; one with traffic is not.
+func TestTunnelIdleTimeout(t *testing.T) {
+	forEachTransport(t, func(t *testing.T, tr string) {
+		echo := tcpEcho(t)
+		p := startProxy(t, connectConfig(tr, connectUpstream(t), "tunnel_idle_timeout: 1s"))
+		a := adminClient{t: t, base: "http://" + p.adminAddr()}
+		open := func() *rawConn {
+			c := dialRaw(t, p.addr("http"))
+			c.SetDeadline(time.Now().Add(20 * time.Second))
+			c.send("CONNECT " + echo + " HTTP/1.1\r\nHost: " + echo + "\r\n\r\n")
+			if resp, err := http.ReadResponse(c.r, &http.Request{Method: "CONNECT"}); err != nil || resp.StatusCode != 200 {
+				t.Fatalf("CONNECT: %v %v", resp, err)
+			}
+			return c
+		}
+		busy := open()
+		start := time.Now() // before the idle tunnel exists: it cannot be closed sooner than 1s after
+		idle := open()
+		if v := value(t, a.scrape(), "proxylab_http_tunnels_active", nil); v != 2 {
+			t.Fatalf("tunnels_active = %v, want 2", v)
+		}
+		closed := make(chan time.Duration, 1)
+		go func() {
+			buf := make([]byte, 1)
+			_, err := idle.r.Read(buf) // the proxy closes it: EOF, not data
+			if err == nil {
+				t.Errorf("idle tunnel delivered %q", buf)
+			}
+			closed <- time.Since(start)
+		}()
+		buf := make([]byte, 4)
+		for time.Since(start) < 2500*time.Millisecond {
+			busy.send("ping")
+			if _, err := io.ReadFull(busy.r, buf); err != nil || string(buf) != "ping" {
+				t.Fatalf("busy tunnel broke after %v: %v", time.Since(start), err)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		select {
+		case d := <-closed:
+			if d < time.Second {
+				t.Fatalf("idle tunnel closed after %v, before its timeout", d)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("idle tunnel not closed")
+		}
+		fams := a.scrape()
+		if v := value(t, fams, "proxylab_http_tunnel_idle_timeouts_total", nil); v != 1 {
+			t.Fatalf("tunnel_idle_timeouts_total = %v, want 1", v)
+		}
+		if v := value(t, fams, "proxylab_http_tunnels_active", nil); v != 1 {
+			t.Fatalf("tunnels_active = %v, want 1 (the busy one)", v)
+		}
+		if !strings.Contains(p.logs(), "ACCESS CONNECT 200 0 0 SI") {
+			t.Errorf("idle tunnel's access log entry lacks SI:\n%s", p.logs())
+		}
+	})
+}
