@@ -417,6 +417,20 @@ func TestConnectHTTP1(t *testing.T) {
 			t.Fatalf("after half-close: %q %v", rest, err)
 		}
 
+		// A client that half-closes right behind its early data: the
+		// tunnel opens half-closed, the destination still answers.
+		for _, early := range []string{"first", ""} {
+			c = dialRaw(t, px)
+			c.send("CONNECT " + echo + " HTTP/1.1\r\nHost: " + echo + "\r\n\r\n" + early)
+			c.Conn.(*net.TCPConn).CloseWrite()
+			if resp, err := http.ReadResponse(c.r, &http.Request{Method: "CONNECT"}); err != nil || resp.StatusCode != 200 {
+				t.Fatalf("CONNECT then FIN: %v %v", resp, err)
+			}
+			if rest, err := io.ReadAll(c.r); err != nil || string(rest) != early+"bye" {
+				t.Fatalf("half-closed tunnel: %q %v", rest, err)
+			}
+		}
+
 		cases := []struct {
 			name, target, extra string
 			status              int
@@ -521,6 +535,21 @@ func TestTunnelIdleTimeout(t *testing.T) {
 		}
 		if !strings.Contains(p.logs(), "ACCESS CONNECT 200 0 0 SI") {
 			t.Errorf("idle tunnel's access log entry lacks SI:\n%s", p.logs())
+		}
+	})
+}
+
+// Upgrades go to HTTP/1.1 upstreams only: an HTTP/2 cluster gets 501.
+func TestUpgradeToHTTP2ClusterRefused(t *testing.T) {
+	forEachTransport(t, func(t *testing.T, tr string) {
+		up := startH2CUpstream(t, http.HandlerFunc(protoEcho))
+		cfg := wsConfig(tr, up.addr, "")
+		cfg = cfg[:strings.Index(cfg, "clusters:")] + cluster2(up.addr)
+		p := startProxy(t, cfg)
+		c := dialRaw(t, p.addr("http"))
+		c.send("GET /ws/x HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+		if resp, body := c.readResponse("GET"); resp.StatusCode != 501 {
+			t.Fatalf("upgrade to an h2 cluster: %d %q", resp.StatusCode, body)
 		}
 	})
 }

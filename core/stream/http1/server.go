@@ -271,11 +271,13 @@ func (sc *ServerConn) OnReadEOF(*network.Conn) {
 	switch s := sc.cur; {
 	case sc.lingering || s == nil:
 		sc.c.Close()
-	case !s.reqDone:
+	case !s.reqDone && !s.tun.cand:
 		s.finished = true
 		s.dec.OnReset(stream.ErrDownstreamReset)
 		sc.c.Close()
 	}
+	// An upgrade candidate's client may half-close after its early data:
+	// the tunnel, if it opens, starts half-closed (tunnelHead).
 	// Otherwise the request is complete: answer it, then close.
 }
 
