@@ -26,7 +26,10 @@ type tunnelState struct {
 	extra    [1]protocol.Field
 }
 
-var hdrUpgrade = []byte("Upgrade")
+var (
+	hdrUpgrade  = []byte("Upgrade")
+	connectType = []byte("CONNECT")
+)
 
 // start marks a candidate of upgrade type typ (nil: an ordinary request).
 func (t *tunnelState) start(typ []byte) {
@@ -90,7 +93,7 @@ func (s *serverStream) tunnelHead(h *stream.Head) bool {
 // connectOr is the upgrade type to judge a response by.
 func connectOr(connect bool, h *stream.Head) []byte {
 	if connect {
-		return []byte("CONNECT")
+		return connectType
 	}
 	return h.Headers.Get("upgrade")
 }
