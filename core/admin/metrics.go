@@ -34,6 +34,10 @@ var (
 	dLocal      = desc("http_local_replies_total", "Responses made by the proxy itself (404, 502, 503, 504 …).", "listener")
 	dRqIdleTO   = desc("http_downstream_rq_idle_timeout_total", "Requests ended by the stream idle timeout (408 or reset, flag SI).", "listener")
 	dRqTO       = desc("http_downstream_rq_timeout_total", "Requests not received whole within request_timeout (408, flag DT).", "listener")
+	dUpgrades   = desc("http_downstream_upgrades_total", "Upgrades and CONNECT tunnels established, by type (websocket, CONNECT, other).", "listener", "type")
+	dUpgRefused = desc("http_downstream_upgrades_refused_total", "Upgrades and CONNECTs refused by policy (403).", "listener")
+	dTunActive  = desc("http_tunnels_active", "Tunnels (upgraded or CONNECT streams) open.", "listener")
+	dTunIdle    = desc("http_tunnel_idle_timeouts_total", "Tunnels closed by the tunnel idle timeout.", "listener")
 	dTCPCx      = desc("tcp_upstream_cx_total", "Upstream connections opened by tcp_proxy.", "listener")
 	dTCPFail    = desc("tcp_upstream_cx_connect_fail_total", "tcp_proxy upstream connect failures.", "listener")
 	dTCPTx      = desc("tcp_upstream_tx_bytes_total", "Bytes tcp_proxy sent upstream.", "listener")
@@ -135,6 +139,12 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 			counter(ch, dLocal, st.LocalReplies.Value(), l.Name)
 			counter(ch, dRqIdleTO, st.RqIdleTimeout.Value(), l.Name)
 			counter(ch, dRqTO, st.RqTimeout.Value(), l.Name)
+			counter(ch, dUpgrades, st.UpgradesWebSocket.Value(), l.Name, "websocket")
+			counter(ch, dUpgrades, st.UpgradesConnect.Value(), l.Name, "CONNECT")
+			counter(ch, dUpgrades, st.UpgradesOther.Value(), l.Name, "other")
+			counter(ch, dUpgRefused, st.UpgradesRefused.Value(), l.Name)
+			gauge(ch, dTunActive, float64(st.TunnelsActive.Value()), l.Name)
+			counter(ch, dTunIdle, st.TunnelIdleTimeouts.Value(), l.Name)
 		}
 		if st := l.HTTP2; st != nil {
 			h2Metrics(ch, "listener", l.Name, st)

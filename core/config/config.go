@@ -262,6 +262,8 @@ type HTTPProxy struct {
 	HTTP2 HTTP2Options `yaml:"http2_protocol_options"`
 	// Header changes for every request and response of the listener.
 	HeaderOps `yaml:",inline"`
+	// Upgrades (WebSocket), CONNECT, tunnel idle timeout (tunnel.go).
+	HTTPTunnels `yaml:",inline"`
 }
 
 // AccessLog configures a listener's request log.
@@ -343,6 +345,7 @@ func (h *HTTPProxy) setDefaults() {
 	h.MaxHeaders = 100
 	h.MaxRequestBuffer = 64 << 10
 	h.HighWatermark = 256 << 10
+	h.TunnelIdleTimeout = Duration(time.Hour)
 }
 
 // TCPProxy configures the tcp_proxy filter.
@@ -395,6 +398,8 @@ type Route struct {
 	// RequestMirrorPolicies copy requests to shadow clusters, fire and
 	// forget: responses are discarded and never affect the client.
 	RequestMirrorPolicies []MirrorPolicy `yaml:"request_mirror_policies,omitempty"`
+	// Upgrades, connect_matcher and the connect action (tunnel.go).
+	RouteTunnel `yaml:",inline"`
 }
 
 // MirrorPolicy copies a share of requests to a cluster.
@@ -849,7 +854,7 @@ func (c *Config) validate(k Known) Errors {
 		}
 		for j, r := range vh.Routes {
 			rp := fmt.Sprintf("%s.routes[%d]", p, j)
-			nPath := 0
+			nPath := r.pathMatchers()
 			for _, v := range []string{r.Prefix, r.Path, r.Regex} {
 				if v != "" {
 					nPath++
@@ -869,7 +874,7 @@ func (c *Config) validate(k Known) Errors {
 			checkMatchers(r.QueryParameters, rp+".query_parameters", false, add)
 			switch {
 			case nPath != 1:
-				add(rp, "exactly one of prefix, path or regex is required")
+				add(rp, "exactly one of prefix, path, regex or connect_matcher is required")
 			case r.Prefix != "" && !strings.HasPrefix(r.Prefix, "/"):
 				add(rp+".prefix", "must start with /")
 			case r.Path != "" && !strings.HasPrefix(r.Path, "/"):
@@ -915,14 +920,15 @@ func (c *Config) validate(k Known) Errors {
 				}
 			}
 			nAct := 0
-			for _, set := range []bool{r.Cluster != "", len(r.WeightedClusters) > 0, r.ClusterHeader != "", r.DirectResponse != nil, r.Redirect != nil} {
+			for _, set := range []bool{r.Cluster != "", len(r.WeightedClusters) > 0, r.ClusterHeader != "", r.DirectResponse != nil, r.Redirect != nil, r.Connect != nil} {
 				if set {
 					nAct++
 				}
 			}
 			if nAct != 1 {
-				add(rp, "exactly one of cluster, weighted_clusters, cluster_header, direct_response or redirect is required")
+				add(rp, "exactly one of cluster, weighted_clusters, cluster_header, direct_response, redirect or connect is required")
 			}
+			r.RouteTunnel.validate(&r, rp, add)
 			if r.Cluster != "" && !clusters[r.Cluster] {
 				add(rp+".cluster", "unknown cluster %q", r.Cluster)
 			}
@@ -1036,6 +1042,7 @@ func (c *Config) validate(k Known) Errors {
 		}
 		if h := l.HTTP; h != nil {
 			hp := p + ".http_proxy"
+			h.HTTPTunnels.validate(hp, add)
 			for j, v := range h.VirtualHosts {
 				if !vhosts[v] {
 					add(fmt.Sprintf("%s.virtual_hosts[%d]", hp, j), "unknown virtual host %q", v)

@@ -79,7 +79,7 @@ clusters:
 		`listeners[1].udp: unknown field`,
 		`routes[0].domains[0]: invalid domain "a.*.b"`,
 		`routes[0].routes[0].prefix: must start with /`,
-		`routes[0].routes[1]: exactly one of prefix, path or regex is required`,
+		`routes[0].routes[1]: exactly one of prefix, path, regex or connect_matcher is required`,
 		`routes[0].routes[1].cluster: unknown cluster "ghost"`,
 		`clusters[0].lb: unknown policy "rr2"`,
 		`clusters[0].hosts: at least one host is required`,
@@ -175,5 +175,52 @@ routes:
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("missing %q in:\n%v", want, err)
 		}
+	}
+}
+
+func TestTunnelValidation(t *testing.T) {
+	in := `
+listeners:
+  - name: a
+    address: "127.0.0.1:1"
+    http_proxy:
+      upgrade_configs: [{upgrade_type: websocket}, {upgrade_type: WebSocket}, {upgrade_type: connect}, {upgrade_type: "a b"}, {upgrade_type: h2c}, {}]
+      tunnel_idle_timeout: 0s
+clusters: [{name: c, hosts: [{address: "127.0.0.1:2"}]}]
+routes:
+  - name: v
+    domains: ["*"]
+    routes:
+      - {prefix: /, connect: {allow: ["*:*"]}}
+      - {connect_matcher: {}, connect: {allow: ["nohost", "h:0", "h:x"]}, host_rewrite: h}
+      - {connect_matcher: {}, prefix: /, cluster: c}
+      - {connect_matcher: {}, connect: {}}
+      - {connect_matcher: {}, connect: {allow: ["127.0.0.1:*", "*.example.com:443", "[::1]:22"]}}
+`
+	_, err := Parse([]byte(in), known)
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	for _, want := range []string{
+		`listeners[0].http_proxy.upgrade_configs[1].upgrade_type: duplicate upgrade type "WebSocket"`,
+		`listeners[0].http_proxy.upgrade_configs[2].upgrade_type: the CONNECT method is spelled CONNECT`,
+		`listeners[0].http_proxy.upgrade_configs[3].upgrade_type: invalid upgrade type "a b"`,
+		`listeners[0].http_proxy.upgrade_configs[4].upgrade_type: h2c is not a tunnel`,
+		`listeners[0].http_proxy.upgrade_configs[5].upgrade_type: required`,
+		`listeners[0].http_proxy.tunnel_idle_timeout: must be > 0`,
+		`routes[0].routes[0].connect: needs connect_matcher: {}`,
+		`routes[0].routes[1].connect.allow[0]: invalid pattern "nohost"`,
+		`routes[0].routes[1].connect.allow[1]: invalid pattern "h:0"`,
+		`routes[0].routes[1].connect.allow[2]: invalid pattern "h:x"`,
+		`routes[0].routes[1].connect: a terminated CONNECT has no upstream request`,
+		`routes[0].routes[2]: exactly one of prefix, path, regex or connect_matcher is required`,
+		`routes[0].routes[3].connect.allow: at least one host:port pattern is required`,
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("missing %q in:\n%v", want, err)
+		}
+	}
+	if strings.Contains(err.Error(), "routes[0].routes[4]") {
+		t.Errorf("valid CONNECT route refused:\n%v", err)
 	}
 }

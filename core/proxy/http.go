@@ -55,6 +55,8 @@ type HTTPConfig struct {
 	// HeaderOps apply to every request and response of the listener.
 	HeaderOps router.HeaderOps
 	Log       *slog.Logger
+	// Tunnels: upgrades and CONNECT (tunnel.go).
+	Tunnels TunnelConfig
 }
 
 // HTTPStats are a listener's request metrics (Envoy's http.downstream_rq_*).
@@ -67,6 +69,7 @@ type HTTPStats struct {
 	// RqIdleTimeout and RqTimeout count streams ended by StreamIdle and
 	// RequestTimeout.
 	RqIdleTimeout, RqTimeout stats.Counter
+	TunnelStats
 }
 
 func (st *HTTPStats) countStatus(key uint64, code int) {
@@ -405,6 +408,7 @@ type httpStream struct {
 	log     *accesslog.Entry
 	cluster *upstream.Cluster
 	upHost  *upstream.Host
+	tun     *tunnel // set for an accepted upgrade or CONNECT (tunnel.go)
 }
 
 // upstreamRequest is the httpStream's upstream half: pool callbacks and the
@@ -479,6 +483,9 @@ func (s *httpStream) record() {
 // (being) completed, or the stream was reset.
 func (s *httpStream) finish() {
 	s.done = true
+	if s.tun != nil {
+		s.tun.end()
+	}
 	s.record()
 	s.cm.disarm(s)
 	s.headSaved = false
@@ -544,6 +551,10 @@ func (s *httpStream) DecodeHead(h *stream.Head, end bool) {
 		s.redirect(h, s.route.Redirect)
 		return
 	}
+	if s.beginTunnel(h) {
+		return
+	}
+	end = s.reqEnd
 	var pick uint32
 	if tw := s.route.TotalWeight(); tw > 0 {
 		pick = rand.Uint32N(tw)
@@ -588,9 +599,12 @@ func (s *httpStream) DecodeHead(h *stream.Head, end bool) {
 		st.UpstreamRqTotal.Inc(s.cm.id)
 		s.upStart = time.Now()
 	}
+	if s.tun != nil && !s.tunnelUpstreamOK() {
+		return
+	}
 	s.rewrite(h)
 	s.startTimers(end)
-	if len(s.route.Mirrors) > 0 {
+	if len(s.route.Mirrors) > 0 && s.tun == nil {
 		s.startShadows(h, end)
 	}
 	s.openUpstream(h)
@@ -785,6 +799,10 @@ func (s *httpStream) DecodeData(p []byte, end bool) {
 	if s.done {
 		return
 	}
+	if s.tun != nil {
+		s.tunnelDown(p, end)
+		return
+	}
 	s.rxBytes += int64(len(p))
 	s.touch()
 	if end {
@@ -811,6 +829,10 @@ func (s *httpStream) DecodeTrailers(t *protocol.Headers) {
 		sh.data(nil, true) // shadows end without the trailers
 	}
 	if s.done {
+		return
+	}
+	if s.tun != nil {
+		s.tunnelDown(nil, true) // a tunnel has no trailers: they end it
 		return
 	}
 	s.reqEnd = true
@@ -895,6 +917,11 @@ func (u *upstreamRequest) OnPoolReady(enc stream.RequestEncoder, reused bool) {
 	u.enc, u.reused = enc, reused
 	if !s.headSaved {
 		return // synchronous first try: openUpstream encodes the live head
+	}
+	if s.tun != nil {
+		enc.EncodeHead(&s.head, false) // its bytes wait for the upgrade
+		s.armTryTimer()
+		return
 	}
 	enc.EncodeHead(&s.head, s.reqEnd && len(s.pending) == 0 && s.pendingTrl == nil && !s.pendingEnd)
 	for _, b := range s.pending {
@@ -1077,6 +1104,9 @@ func (u *upstreamRequest) DecodeHead(h *stream.Head, end bool) {
 	if s.done {
 		return
 	}
+	if s.tun != nil && u.tunnelResponse(h) {
+		return
+	}
 	s.cluster.ReportResponse(s.host, h.Status)
 	if s.bodyless && s.route.RetriesStatus(h.Status) && s.retryAfterBackoff() {
 		return // this response is dropped; the retry's answers the client
@@ -1106,6 +1136,10 @@ func (u *upstreamRequest) DecodeHead(h *stream.Head, end bool) {
 func (u *upstreamRequest) DecodeData(p []byte, end bool) {
 	s := u.s
 	if s.done {
+		return
+	}
+	if s.tun != nil {
+		u.tunnelUp(p, end)
 		return
 	}
 	s.txBytes += int64(len(p))

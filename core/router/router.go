@@ -55,6 +55,8 @@ type Route struct {
 	// BackoffBase and BackoffMax shape the wait before a retry after a
 	// response: exponential with full jitter.
 	BackoffBase, BackoffMax time.Duration
+	// Upgrades and CONNECT (connect.go).
+	Tunnel
 }
 
 // RetryOn is a set of retriable failures.
@@ -230,7 +232,10 @@ func (r *Route) matchPath(path []byte) bool {
 
 // Matches reports whether req matches every condition of the route.
 func (r *Route) Matches(req *Request, path, query []byte) bool {
-	if !r.matchPath(path) {
+	if r.ConnectMatcher != (string(req.Method) == "CONNECT") {
+		return false // CONNECT matches connect_matcher routes only
+	}
+	if !r.ConnectMatcher && !r.matchPath(path) {
 		return false
 	}
 	if len(r.Methods) > 0 {
@@ -326,6 +331,7 @@ func buildIndex(routes []Route) *routeIndex {
 		r := &routes[i]
 		plain := r.Regex == nil && len(r.Headers) == 0 && len(r.Query) == 0 && len(r.Methods) == 0
 		switch {
+		case r.ConnectMatcher: // found by connectRoute
 		case !plain:
 			x.others = append(x.others, i)
 		case r.Path != "":
@@ -444,6 +450,9 @@ func (r *Router) RouteVH(host []byte, req *Request) (*Route, *VirtualHost) {
 	vh := r.VirtualHost(host)
 	if vh == nil {
 		return nil, nil
+	}
+	if string(req.Method) == "CONNECT" {
+		return vh.connectRoute(req), vh
 	}
 	path, query := req.Target, []byte(nil)
 	if i := bytes.IndexByte(path, '#'); i >= 0 {

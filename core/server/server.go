@@ -269,7 +269,8 @@ func (s *Server) chainFor(lc config.Listener, info *ListenerInfo) (network.Chain
 			rv := router.VirtualHost{Name: vh.Name, Domains: vh.Domains, HeaderOps: headerOps(vh.HeaderOps)}
 			for _, r := range vh.Routes {
 				rr := router.Route{Prefix: r.Prefix, Path: r.Path, Methods: r.Methods, Cluster: r.Cluster, Timeout: r.Timeout.D(),
-					PrefixRewrite: r.PrefixRewrite, ClusterHeader: r.ClusterHeader, HostRewrite: r.HostRewrite, HeaderOps: headerOps(r.HeaderOps)}
+					PrefixRewrite: r.PrefixRewrite, ClusterHeader: r.ClusterHeader, HostRewrite: r.HostRewrite, HeaderOps: headerOps(r.HeaderOps),
+					Tunnel: routeTunnel(r.RouteTunnel)}
 				for _, m := range r.RequestMirrorPolicies {
 					rr.Mirrors = append(rr.Mirrors, router.Mirror{Cluster: m.Cluster, Percent: m.Percent})
 				}
@@ -332,7 +333,10 @@ func (s *Server) chainFor(lc config.Listener, info *ListenerInfo) (network.Chain
 			RequestTimeout:   h.RequestTimeout.D(),
 			HeaderOps:        headerOps(h.HeaderOps),
 			Log:              s.log,
+			Tunnels: proxy.TunnelConfig{Upgrades: upgrades(h.UpgradeConfigs), IdleTimeout: h.TunnelIdleTimeout.D(),
+				Transport: s.tr, ConnectTimeout: 5 * time.Second},
 		}
+		hc.HTTP2.EnableConnectProtocol = extendedConnect(h)
 		info.Filter = "http_proxy"
 		info.HTTP2 = hc.HTTP2.Stats
 		info.RPC = map[string]*rpc.Stats{}

@@ -349,14 +349,16 @@ func (p *Pool) Idle() int {
 // ClientConn is one upstream HTTP/1 connection; it serves one stream at a
 // time. Its transport events run under the session of the stream it serves.
 type ClientConn struct {
-	pool      *Pool
-	tc        transport.Conn
-	p         *h1.Parser
-	in        inbuf
-	owner     atomic.Pointer[clientStream]
-	requests  int
-	idleSince time.Time // guarded by pool.mu
-	closed    bool      // guarded by pool.mu
+	pool     *Pool
+	tc       transport.Conn
+	p        *h1.Parser
+	in       inbuf
+	owner    atomic.Pointer[clientStream]
+	requests int
+	// closeOnDrain: a finished tunnel closes once its writes are out.
+	closeOnDrain atomic.Bool
+	idleSince    time.Time // guarded by pool.mu
+	closed       bool      // guarded by pool.mu
 }
 
 var (
@@ -396,6 +398,12 @@ func (cc *ClientConn) OnData(_ transport.Conn, b *buffer.Buf) {
 		return
 	}
 	s.gotBytes = true
+	if s.tun.on {
+		s.tunnelData(b.Bytes())
+		b.Release()
+		s.sess.Unlock()
+		return
+	}
 	cc.in.Add(b)
 	for cc.in.Len() > 0 && !s.done() {
 		n, err := cc.p.Parse(cc.in.Bytes())
@@ -416,6 +424,11 @@ func (cc *ClientConn) OnData(_ transport.Conn, b *buffer.Buf) {
 			break
 		}
 	}
+	if s.tun.on && cc.in.Len() > 0 {
+		b := cc.in.Take() // bytes after the 101 are the tunnel's
+		s.tunnelData(b.Bytes())
+		b.Release()
+	}
 	if s.respDone && cc.in.Len() > 0 {
 		cc.in.Reset()
 		s.reusable = false // bytes after a complete response
@@ -430,6 +443,11 @@ func (cc *ClientConn) OnReadEOF(transport.Conn) {
 		cc.tc.Close()
 		return
 	}
+	if s.tun.on {
+		s.tunnelEOF()
+		s.sess.Unlock()
+		return
+	}
 	s.reusable = false
 	if !s.respDone {
 		if err := cc.p.EOF(); err != nil {
@@ -442,7 +460,12 @@ func (cc *ClientConn) OnReadEOF(transport.Conn) {
 }
 
 func (cc *ClientConn) OnDrained(transport.Conn) {
+	if cc.closeOnDrain.Load() {
+		cc.tc.Close()
+		return
+	}
 	if s := cc.lockOwner(); s != nil {
+		s.queued = 0
 		if !s.done() && s.drained() {
 			s.dec.OnBelowWriteLowWatermark()
 		}
@@ -468,6 +491,11 @@ func (cc *ClientConn) OnHead(h *h1.Head) error {
 	s := cc.current()
 	if s == nil {
 		return errStreamGone
+	}
+	if s.tun.cand {
+		if on, err := s.upgradeResponse(h); on || err != nil {
+			return err
+		}
 	}
 	if h.Status == 101 {
 		return &protocol.Error{Status: 502, Reason: "unexpected 101 Switching Protocols"}
@@ -531,7 +559,7 @@ func (cc *ClientConn) OnComplete() error {
 	if s == nil {
 		return errStreamGone
 	}
-	if s.interim {
+	if s.interim || s.tun.on {
 		return nil
 	}
 	if !s.respEnded {
@@ -559,6 +587,7 @@ type clientStream struct {
 	reusable  bool
 	gotBytes  bool
 	refused   error // a refused head's reset, reported by the next Flush
+	tun       tunnelState
 	encoder
 }
 
@@ -592,6 +621,10 @@ func (s *clientStream) EncodeHead(h *stream.Head, end bool) {
 		s.refuse(err)
 		return
 	}
+	if typ := stream.UpgradeType(h); typ != nil {
+		s.encodeUpgrade(h, typ)
+		return
+	}
 	s.reusable = true
 	s.headReq = string(h.Method) == "HEAD"
 	s.cc.p.NoBody = s.headReq
@@ -613,6 +646,12 @@ func (s *clientStream) EncodeHead(h *stream.Head, end bool) {
 func (s *clientStream) EncodeData(p []byte, end bool) {
 	if s.done() || s.reqDone {
 		return
+	}
+	if s.tun.cand {
+		if s.tun.on {
+			s.tunnelWrite(p, end)
+		}
+		return // nothing goes before the upgrade: it could parse as a request
 	}
 	s.body(p)
 	if end {

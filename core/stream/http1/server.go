@@ -123,6 +123,10 @@ func (sc *ServerConn) OnNewConnection(c *network.Conn) network.FilterStatus {
 }
 
 func (sc *ServerConn) OnData(_ *network.Conn, b *buffer.Buf) network.FilterStatus {
+	if s := sc.tunnel(); s != nil {
+		s.tunnelData(b)
+		return network.StopIteration
+	}
 	if sc.lingering {
 		b.Release()
 		return network.StopIteration
@@ -140,7 +144,7 @@ func (sc *ServerConn) dispatch() {
 		return
 	}
 	sc.dispatching = true
-	for sc.in.Len() > 0 && !sc.lingering {
+	for sc.in.Len() > 0 && !sc.lingering && sc.tunnel() == nil {
 		p := sc.parser()
 		if p.Done() {
 			if sc.cur != nil {
@@ -166,6 +170,9 @@ func (sc *ServerConn) dispatch() {
 			break
 		}
 	}
+	if s := sc.tunnel(); s != nil && sc.in.Len() > 0 {
+		s.tunnelData(sc.in.Take()) // a tunnel began inside a callback
+	}
 	if sc.p != nil && sc.p.Done() && sc.cur == nil {
 		sc.p.Reset()
 	}
@@ -176,14 +183,17 @@ func (sc *ServerConn) dispatch() {
 
 // OnHead starts a stream (h1.Callbacks).
 func (sc *ServerConn) OnHead(h *h1.Head) error {
-	if string(h.Method) == "CONNECT" {
-		return &protocol.Error{Status: 501, Reason: "CONNECT is not supported"}
+	typ := stream.UpgradeType(h)
+	if typ != nil && stream.HasUpgradeBody(h) {
+		return &protocol.Error{Status: 400, Reason: "upgrade or CONNECT request with a body"}
 	}
 	s := &serverStream{sc: sc, minor: h.Minor, headReq: string(h.Method) == "HEAD", reqClose: h.Close}
 	s.encoder = encoder{sess: sc.c, self: s, conn: sc.c, hw: sc.set.HighWatermark}
+	s.tun.start(typ)
 	// A request without a body ends with its head; mark it now so a reply
-	// made while decoding the head keeps the connection alive.
-	end := !h.Chunked && h.ContentLength <= 0
+	// made while decoding the head keeps the connection alive. An upgrade
+	// candidate's end is decided by its response (stream.UpgradeType).
+	end := !h.Chunked && h.ContentLength <= 0 && typ == nil
 	s.reqDone = end
 	sc.cur = s
 	sc.setTimer(timerNone, 0)
@@ -217,7 +227,7 @@ func (sc *ServerConn) OnTrailers(t *protocol.Headers) error {
 }
 
 func (sc *ServerConn) OnComplete() error {
-	if s := sc.active(); s != nil {
+	if s := sc.active(); s != nil && !s.tun.cand {
 		s.reqDone = true
 		s.dec.DecodeData(nil, true)
 	}
@@ -259,18 +269,27 @@ func (sc *ServerConn) HandlesHalfClose() bool { return true }
 
 func (sc *ServerConn) OnReadEOF(*network.Conn) {
 	sc.peerEOF = true
+	if s := sc.tunnel(); s != nil {
+		s.tunnelEOF()
+		return
+	}
 	switch s := sc.cur; {
 	case sc.lingering || s == nil:
 		sc.c.Close()
-	case !s.reqDone:
+	case !s.reqDone && !s.tun.cand:
 		s.finished = true
 		s.dec.OnReset(stream.ErrDownstreamReset)
 		sc.c.Close()
 	}
+	// An upgrade candidate's client may half-close after its early data:
+	// the tunnel, if it opens, starts half-closed (tunnelHead).
 	// Otherwise the request is complete: answer it, then close.
 }
 
 func (sc *ServerConn) OnDrained(*network.Conn) {
+	if sc.tunnelDrained() {
+		return
+	}
 	if s := sc.cur; s != nil && !s.finished && s.drained() {
 		s.dec.OnBelowWriteLowWatermark()
 	}
@@ -379,6 +398,7 @@ type serverStream struct {
 	respHeadSent bool
 	finished     bool
 	closeAfter   bool
+	tun          tunnelState
 	encoder
 }
 
@@ -414,6 +434,9 @@ func (s *serverStream) EncodeHead(h *stream.Head, end bool) {
 		s.LocalReply(pe.Status, pe.Reason)
 		return
 	}
+	if s.tun.cand && s.tunnelHead(h) {
+		return
+	}
 	s.respHeadSent = true
 	fr := h1.Framing{ContentLength: -1}
 	switch {
@@ -444,6 +467,10 @@ func (s *serverStream) EncodeHead(h *stream.Head, end bool) {
 
 func (s *serverStream) EncodeData(p []byte, end bool) {
 	if s.finished || !s.respHeadSent {
+		return
+	}
+	if s.tun.on {
+		s.tunnelWrite(p, end)
 		return
 	}
 	if !s.headReq {

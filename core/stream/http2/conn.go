@@ -62,6 +62,9 @@ type Settings struct {
 	// Stats, when set, counts events of every connection using these
 	// settings.
 	Stats *Stats
+	// EnableConnectProtocol (server): advertise RFC 8441 extended CONNECT
+	// and accept requests with :protocol (connect.go).
+	EnableConnectProtocol bool
 }
 
 // DefaultSettings are the values zero fields take.
@@ -322,14 +325,20 @@ func (c *conn) start(client bool) {
 	if client {
 		c.out.Write([]byte(ClientPreface))
 	}
-	c.fr.WriteSettings(
-		http2.Setting{ID: http2.SettingMaxConcurrentStreams, Val: c.set.MaxConcurrentStreams},
-		http2.Setting{ID: http2.SettingInitialWindowSize, Val: uint32(c.set.InitialStreamWindow)},
-		http2.Setting{ID: http2.SettingMaxFrameSize, Val: c.set.MaxFrameSize},
-		http2.Setting{ID: http2.SettingMaxHeaderListSize, Val: c.set.MaxHeaderListSize},
-		http2.Setting{ID: http2.SettingHeaderTableSize, Val: c.set.HeaderTableSize},
-		http2.Setting{ID: http2.SettingEnablePush, Val: 0},
-	)
+	settings := [...]http2.Setting{
+		{ID: http2.SettingMaxConcurrentStreams, Val: c.set.MaxConcurrentStreams},
+		{ID: http2.SettingInitialWindowSize, Val: uint32(c.set.InitialStreamWindow)},
+		{ID: http2.SettingMaxFrameSize, Val: c.set.MaxFrameSize},
+		{ID: http2.SettingMaxHeaderListSize, Val: c.set.MaxHeaderListSize},
+		{ID: http2.SettingHeaderTableSize, Val: c.set.HeaderTableSize},
+		{ID: http2.SettingEnablePush, Val: 0},
+		{ID: http2.SettingEnableConnectProtocol, Val: 1},
+	}
+	n := len(settings) - 1
+	if !client && c.set.EnableConnectProtocol {
+		n++
+	}
+	c.fr.WriteSettings(settings[:n]...)
 	if inc := c.set.ConnWindow - initialWindow; inc > 0 {
 		c.fr.WriteWindowUpdate(0, uint32(inc))
 		c.recvWin += inc

@@ -145,9 +145,9 @@ func (p *pseudo) check() string {
 // differs from :authority is dropped and :authority forwarded as Host, so
 // the upstream never sees two; host alone is used when :authority is
 // absent; an http(s) request with neither is malformed (RFC 9110 §7.2).
-// Cookie crumbs are joined (§8.2.3). A CONNECT (plain or extended,
-// :protocol in *proto) returns "CONNECT", answered by the caller.
-func requestHead(fields []hpack.HeaderField, h *protocol.Head, proto *string) string {
+// Cookie crumbs are joined (§8.2.3). A CONNECT (plain or extended) is
+// finished by connectHead (connect.go).
+func requestHead(fields []hpack.HeaderField, h *protocol.Head) string {
 	*h = protocol.Head{Major: 2, Minor: 1, ContentLength: -1, Headers: protocol.Headers{Fields: h.Headers.Fields[:0]}}
 	var p pseudo
 	var regular bool
@@ -186,9 +186,9 @@ func requestHead(fields []hpack.HeaderField, h *protocol.Head, proto *string) st
 	if why := p.check(); why != "" {
 		return why
 	}
-	h.Method, h.Target, *proto = bytesOf(p.method), bytesOf(p.path), p.protocol
+	h.Method, h.Target = bytesOf(p.method), bytesOf(p.path)
 	if p.method == "CONNECT" {
-		return "CONNECT"
+		return connectHead(h, &p)
 	}
 	if p.has[2] {
 		h.Headers.Append(hostName, bytesOf(p.authority))

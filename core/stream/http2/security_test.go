@@ -71,12 +71,11 @@ func TestRequestHeadDoesNotAllocate(t *testing.T) {
 		{Name: "host", Value: "example.com:8443"}, {Name: "te", Value: "trailers"},
 	}
 	var head protocol.Head
-	var proto string
-	if why := requestHead(fields, &head, &proto); why != "" {
+	if why := requestHead(fields, &head); why != "" {
 		t.Fatal(why)
 	}
 	n := testing.AllocsPerRun(200, func() {
-		if why := requestHead(fields, &head, &proto); why != "" {
+		if why := requestHead(fields, &head); why != "" {
 			t.Fatal(why)
 		}
 	})

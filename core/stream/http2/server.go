@@ -305,19 +305,21 @@ func (sc *ServerConn) onHeaders(id uint32, st *h2stream, end bool) error {
 		ss.reply(431, "request header list too large")
 		return nil
 	}
-	why := requestHead(sc.fields, &sc.head, &ss.protocol)
+	why := requestHead(sc.fields, &sc.head)
 	if why == "" && end && sc.head.ContentLength > 0 {
 		why = "content-length without DATA"
 	}
-	switch why {
-	case "":
-	case "CONNECT":
-		ss.reply(501, "CONNECT is not supported")
-		return nil
-	default:
+	if why != "" {
 		st.owner = nil
 		sc.malformed(st, why)
 		return nil
+	}
+	if ss.tunnel, ss.ext = stream.UpgradeType(&sc.head) != nil, sc.head.Upgrade; ss.tunnel {
+		if why := sc.checkConnect(ss, end); why != "" {
+			st.owner = nil
+			sc.malformed(st, why)
+			return nil
+		}
 	}
 	st.wantLen = sc.head.ContentLength
 	ss.headReq = string(sc.head.Method) == "HEAD"
@@ -364,6 +366,9 @@ func (sc *ServerConn) onData(st *h2stream, p []byte, end bool) {
 	if sc.streams[st.id] == st {
 		sc.returnStream(st, int32(len(p)))
 	}
+	if end && ss.tunOn && ss.respEnded && !ss.finished {
+		ss.complete() // the tunnel ended both ways
+	}
 }
 
 func (sc *ServerConn) onRSTStream(st *h2stream, code http2.ErrCode) {
@@ -409,11 +414,9 @@ type serverStream struct {
 	dec      stream.RequestDecoder
 	headReq  bool
 	headSent bool
-	// protocol is an extended CONNECT's :protocol (RFC 8441), "" for any
-	// other request (an immutable string from the HPACK decoder); such a
-	// request is answered 501 until a tunnel handles it.
-	protocol string
 	finished bool
+	// CONNECT and extended CONNECT (connect.go).
+	tunnel, ext, tunOn, respEnded bool
 }
 
 var _ stream.ResponseEncoder = (*serverStream)(nil)
@@ -433,6 +436,9 @@ func (s *serverStream) EncodeHead(h *stream.Head, end bool) {
 	if s.finished || s.headSent {
 		return
 	}
+	if s.tunnel && s.encodeTunnelHead(h) {
+		return
+	}
 	s.headSent = true
 	sc := s.sc
 	sc.encFields = responseFields(sc.encFields[:0], h)
@@ -444,6 +450,10 @@ func (s *serverStream) EncodeHead(h *stream.Head, end bool) {
 
 func (s *serverStream) EncodeData(p []byte, end bool) {
 	if s.finished || !s.headSent {
+		return
+	}
+	if s.tunOn {
+		s.tunnelData(p, end)
 		return
 	}
 	if s.headReq {

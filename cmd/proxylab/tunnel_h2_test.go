@@ -1,0 +1,386 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha1"
+	"crypto/tls"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+)
+
+// tunH2Client is a raw HTTP/2 client connection (x/net/http2's Framer) for
+// CONNECT and extended CONNECT streams, with flow control both ways: it
+// returns window only as the application reads, so the proxy must respect
+// it, and never sends beyond the proxy's windows.
+type tunH2Client struct {
+	t    *testing.T
+	c    net.Conn
+	fr   *http2.Framer
+	wmu  sync.Mutex // frame writes
+	henc *hpack.Encoder
+	hbuf bytes.Buffer
+
+	mu       sync.Mutex
+	cond     *sync.Cond
+	settings map[http2.SettingID]uint32
+	gotSet   bool
+	connWin  int64
+	peerInit int64
+	streams  map[uint32]*h2Stream
+	nextID   uint32
+	err      error
+}
+
+type h2Stream struct {
+	cc      *tunH2Client
+	id      uint32
+	win     int64
+	status  int
+	fields  []hpack.HeaderField
+	buf     bytes.Buffer
+	eof     bool
+	rst     http2.ErrCode
+	gotRst  bool
+	gotHead bool
+}
+
+func dialTunH2(t *testing.T, addr string, tlsCfg *tls.Config) *tunH2Client {
+	t.Helper()
+	var c net.Conn
+	var err error
+	if tlsCfg != nil {
+		c, err = tls.Dial("tcp", addr, tlsCfg)
+	} else {
+		c, err = net.Dial("tcp", addr)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	cc := &tunH2Client{t: t, c: c, fr: http2.NewFramer(c, c), settings: map[http2.SettingID]uint32{},
+		connWin: 65535, peerInit: 65535, streams: map[uint32]*h2Stream{}, nextID: 1}
+	cc.cond = sync.NewCond(&cc.mu)
+	cc.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
+	cc.henc = hpack.NewEncoder(&cc.hbuf)
+	io.WriteString(c, http2.ClientPreface)
+	cc.fr.WriteSettings()
+	go cc.readLoop()
+	cc.mu.Lock()
+	for !cc.gotSet && cc.err == nil {
+		cc.cond.Wait()
+	}
+	cc.mu.Unlock()
+	if cc.err != nil {
+		t.Fatalf("h2 handshake: %v", cc.err)
+	}
+	return cc
+}
+
+func (cc *tunH2Client) readLoop() {
+	for {
+		f, err := cc.fr.ReadFrame()
+		cc.mu.Lock()
+		if err != nil {
+			cc.err = err
+			for _, st := range cc.streams {
+				st.eof = true
+			}
+			cc.cond.Broadcast()
+			cc.mu.Unlock()
+			return
+		}
+		switch f := f.(type) {
+		case *http2.SettingsFrame:
+			if !f.IsAck() {
+				f.ForeachSetting(func(s http2.Setting) error {
+					cc.settings[s.ID] = s.Val
+					if s.ID == http2.SettingInitialWindowSize {
+						for _, st := range cc.streams {
+							st.win += int64(s.Val) - cc.peerInit
+						}
+						cc.peerInit = int64(s.Val)
+					}
+					return nil
+				})
+				cc.gotSet = true
+				cc.write(func() { cc.fr.WriteSettingsAck() })
+			}
+		case *http2.WindowUpdateFrame:
+			if f.StreamID == 0 {
+				cc.connWin += int64(f.Increment)
+			} else if st := cc.streams[f.StreamID]; st != nil {
+				st.win += int64(f.Increment)
+			}
+		case *http2.MetaHeadersFrame:
+			if st := cc.streams[f.StreamID]; st != nil {
+				st.status, _ = strconv.Atoi(f.PseudoValue("status"))
+				st.fields, st.gotHead = f.Fields, true
+				st.eof = st.eof || f.StreamEnded()
+			}
+		case *http2.DataFrame:
+			if st := cc.streams[f.StreamID]; st != nil {
+				st.buf.Write(f.Data())
+				st.eof = st.eof || f.StreamEnded()
+			}
+		case *http2.RSTStreamFrame:
+			if st := cc.streams[f.StreamID]; st != nil {
+				st.gotRst, st.rst, st.eof = true, f.ErrCode, true
+			}
+		case *http2.PingFrame:
+			if !f.IsAck() {
+				cc.write(func() { cc.fr.WritePing(true, f.Data) })
+			}
+		case *http2.GoAwayFrame:
+			cc.err = fmt.Errorf("GOAWAY %v", f.ErrCode)
+		}
+		cc.cond.Broadcast()
+		cc.mu.Unlock()
+	}
+}
+
+func (cc *tunH2Client) write(f func()) {
+	cc.wmu.Lock()
+	f()
+	cc.wmu.Unlock()
+}
+
+// open sends HEADERS (without END_STREAM) and waits for the response head.
+func (cc *tunH2Client) open(fields ...string) *h2Stream {
+	cc.mu.Lock()
+	st := &h2Stream{cc: cc, id: cc.nextID, win: cc.peerInit}
+	cc.nextID += 2
+	cc.streams[st.id] = st
+	cc.mu.Unlock()
+	cc.write(func() {
+		cc.hbuf.Reset()
+		for i := 0; i < len(fields); i += 2 {
+			cc.henc.WriteField(hpack.HeaderField{Name: fields[i], Value: fields[i+1]})
+		}
+		cc.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: st.id, BlockFragment: cc.hbuf.Bytes(), EndHeaders: true})
+	})
+	cc.mu.Lock()
+	deadline := time.AfterFunc(10*time.Second, func() { cc.mu.Lock(); cc.err = fmt.Errorf("timeout"); cc.cond.Broadcast(); cc.mu.Unlock() })
+	defer deadline.Stop()
+	for !st.gotHead && !st.gotRst && cc.err == nil {
+		cc.cond.Wait()
+	}
+	cc.mu.Unlock()
+	return st
+}
+
+func (st *h2Stream) header(name string) string {
+	for _, f := range st.fields {
+		if f.Name == name {
+			return f.Value
+		}
+	}
+	return ""
+}
+
+// Write sends DATA within the peer's windows.
+func (st *h2Stream) Write(p []byte) (int, error) {
+	cc, n := st.cc, 0
+	for len(p) > 0 {
+		cc.mu.Lock()
+		for (cc.connWin <= 0 || st.win <= 0) && cc.err == nil && !st.gotRst {
+			cc.cond.Wait()
+		}
+		if cc.err != nil || st.gotRst {
+			cc.mu.Unlock()
+			return n, fmt.Errorf("h2 stream: %v rst=%v", cc.err, st.rst)
+		}
+		k := int(min(int64(len(p)), cc.connWin, st.win, 16384))
+		cc.connWin -= int64(k)
+		st.win -= int64(k)
+		cc.mu.Unlock()
+		cc.write(func() { cc.fr.WriteData(st.id, false, p[:k]) })
+		p, n = p[k:], n+k
+	}
+	return n, nil
+}
+
+// Read returns DATA and gives the window back as it is consumed.
+func (st *h2Stream) Read(p []byte) (int, error) {
+	cc := st.cc
+	cc.mu.Lock()
+	for st.buf.Len() == 0 && !st.eof {
+		cc.cond.Wait()
+	}
+	n, _ := st.buf.Read(p)
+	eof := st.eof && st.buf.Len() == 0
+	cc.mu.Unlock()
+	if n > 0 {
+		cc.write(func() {
+			cc.fr.WriteWindowUpdate(0, uint32(n))
+			cc.fr.WriteWindowUpdate(st.id, uint32(n))
+		})
+		return n, nil
+	}
+	if eof {
+		if st.gotRst {
+			return 0, fmt.Errorf("RST_STREAM %v", st.rst)
+		}
+		return 0, io.EOF
+	}
+	return 0, nil
+}
+
+// Close half-closes: an empty DATA frame with END_STREAM.
+func (st *h2Stream) Close() error {
+	st.cc.write(func() { st.cc.fr.WriteData(st.id, true, nil) })
+	return nil
+}
+
+// rfc8441 is an http.RoundTripper turning coder/websocket's HTTP/1.1
+// handshake into an RFC 8441 extended CONNECT on h2 (no Sec-WebSocket-Key
+// is sent, as the RFC says), so a real WebSocket library runs over it.
+type rfc8441 struct {
+	cc   *tunH2Client
+	resp chan []hpack.HeaderField
+}
+
+func (r rfc8441) RoundTrip(req *http.Request) (*http.Response, error) {
+	st := r.cc.open(":method", "CONNECT", ":protocol", "websocket", ":scheme", "http", ":path", req.URL.RequestURI(),
+		":authority", req.Host, "sec-websocket-version", "13")
+	r.resp <- st.fields
+	if st.status != 200 {
+		return &http.Response{StatusCode: st.status, Body: io.NopCloser(st), Request: req}, nil
+	}
+	h := sha1.Sum([]byte(req.Header.Get("Sec-WebSocket-Key") + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"))
+	hdr := http.Header{"Upgrade": {"websocket"}, "Connection": {"Upgrade"}, "Sec-Websocket-Accept": {base64.StdEncoding.EncodeToString(h[:])}}
+	return &http.Response{StatusCode: 101, Header: hdr, Body: st, Request: req}, nil
+}
+
+func h2TunnelConfig(tr, up string, pk *pki, upgrades string) string {
+	return fmt.Sprintf(`transport: %s
+listeners:
+  - name: h2c
+    address: 127.0.0.1:0
+    http_proxy: {%s}
+  - name: tls
+    address: 127.0.0.2:0
+    tls:
+      certificates: [{cert_file: %q, key_file: %q}]
+      alpn: [h2, http/1.1]
+    http_proxy: {%s}
+routes:
+  - name: all
+    domains: ["*"]
+    routes:
+      - {prefix: /nows/, cluster: up, upgrade_configs: [{upgrade_type: websocket, enabled: false}]}
+      - {connect_matcher: {}, connect: {allow: ["127.0.0.1:*"]}}
+      - {prefix: /, cluster: up}
+clusters:
+  - name: up
+    connect_timeout: 1s
+    hosts: [{address: %q}]
+`, tr, upgrades, pk.file("server.pem"), pk.file("server-key.pem"), upgrades, up)
+}
+
+// forEachH2 runs f over h2c and TLS on every transport.
+func forEachH2(t *testing.T, upgrades string, f func(t *testing.T, p *proc, dial func() *tunH2Client, up *wsUpstream)) {
+	pk := newPKI(t)
+	forEachTransport(t, func(t *testing.T, tr string) {
+		up := startWSUpstream(t)
+		p := startProxy(t, h2TunnelConfig(tr, up.addr, pk, upgrades))
+		for _, mode := range []string{"h2c", "tls"} {
+			t.Run(mode, func(t *testing.T) {
+				dial := func() *tunH2Client {
+					if mode == "h2c" {
+						return dialTunH2(t, p.addr("h2c"), nil)
+					}
+					return dialTunH2(t, p.addr("tls"), &tls.Config{RootCAs: pk.pool, ServerName: "localhost", NextProtos: []string{"h2"}})
+				}
+				f(t, p, dial, up)
+			})
+		}
+	})
+}
+
+func TestWebSocketHTTP2(t *testing.T) {
+	forEachH2(t, "upgrade_configs: [{upgrade_type: websocket}, {upgrade_type: CONNECT}]", func(t *testing.T, p *proc, dial func() *tunH2Client, up *wsUpstream) {
+		cc := dial()
+		if v, ok := cc.settings[http2.SettingEnableConnectProtocol]; !ok || v != 1 {
+			t.Fatalf("SETTINGS_ENABLE_CONNECT_PROTOCOL not advertised: %v", cc.settings)
+		}
+		rt := rfc8441{cc: cc, resp: make(chan []hpack.HeaderField, 1)}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		c, resp, err := websocket.Dial(ctx, "ws://"+p.addr("h2c")+"/ws/h2", &websocket.DialOptions{HTTPClient: &http.Client{Transport: rt}})
+		if err != nil {
+			t.Fatalf("dial: %v %v\n%s", err, resp, p.logs())
+		}
+		for _, f := range <-rt.resp {
+			if f.Name == "sec-websocket-accept" || f.Name == "upgrade" || f.Name == "connection" {
+				t.Fatalf("h2 response carries %s", f.Name)
+			}
+		}
+		echoSizes(t, c, up)
+		seen := up.requests()
+		if want := `/ws/h2 connection="Upgrade" upgrade="websocket" key=true`; seen[len(seen)-1] != want {
+			t.Fatalf("upstream saw %s, want %s", seen[len(seen)-1], want)
+		}
+
+		// Disabled on the route: 403, on the same connection.
+		st := cc.open(":method", "CONNECT", ":protocol", "websocket", ":scheme", "http", ":path", "/nows/x", ":authority", "x")
+		if st.status != 403 {
+			t.Fatalf("extended CONNECT on a disabled route: %d rst=%v", st.status, st.rst)
+		}
+		// Malformed shapes are stream errors.
+		for _, fields := range [][]string{
+			{":method", "CONNECT", ":protocol", "websocket", ":authority", "x"},               // no :scheme/:path
+			{":method", "CONNECT", ":scheme", "http", ":path", "/", ":authority", "x:1"},      // plain with :path
+			{":method", "CONNECT", ":protocol", "websocket", ":scheme", "http", ":path", "/"}, // no :authority
+		} {
+			if st := cc.open(fields...); !st.gotRst || st.rst != http2.ErrCodeProtocol {
+				t.Errorf("%v: status %d rst %v, want PROTOCOL_ERROR", fields, st.status, st.rst)
+			}
+		}
+	})
+}
+
+func TestConnectHTTP2(t *testing.T) {
+	forEachH2(t, "upgrade_configs: [{upgrade_type: CONNECT}]", func(t *testing.T, p *proc, dial func() *tunH2Client, up *wsUpstream) {
+		echo := tcpEcho(t)
+		cc := dial()
+		if _, ok := cc.settings[http2.SettingEnableConnectProtocol]; ok {
+			t.Fatalf("extended CONNECT advertised without a WebSocket upgrade: %v", cc.settings)
+		}
+		st := cc.open(":method", "CONNECT", ":authority", echo)
+		if st.status != 200 || st.header("content-length") != "" {
+			t.Fatalf("CONNECT: %d %v\n%s", st.status, st.fields, p.logs())
+		}
+		big := make([]byte, 1<<20)
+		rand.Read(big)
+		go func() { st.Write(big); st.Close() }()
+		got, err := io.ReadAll(st)
+		if err != nil || !bytes.Equal(got, append(big, "bye"...)) {
+			t.Fatalf("tunnel: %v, %d bytes", err, len(got))
+		}
+		for _, tc := range []struct {
+			authority string
+			status    int
+		}{{"127.0.0.2:1", 403}, {closedPort(t), 503}, {"no-port", 400}} {
+			if st := cc.open(":method", "CONNECT", ":authority", tc.authority); st.status != tc.status {
+				t.Errorf("CONNECT %s: %d, want %d", tc.authority, st.status, tc.status)
+			}
+		}
+		// Extended CONNECT was not advertised: malformed.
+		if st := cc.open(":method", "CONNECT", ":protocol", "websocket", ":scheme", "http", ":path", "/ws/x", ":authority", "x"); st.rst != http2.ErrCodeProtocol {
+			t.Fatalf("extended CONNECT without the setting: %d %v", st.status, st.rst)
+		}
+	})
+}
