@@ -3,6 +3,7 @@ package http1
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -586,7 +587,7 @@ type clientStream struct {
 	finished  bool
 	reusable  bool
 	gotBytes  bool
-	refused   error // a refused head's reset, reported by the next Flush
+	refused   bool // the head was refused: the next Flush reports errRefusedHead
 	tun       tunnelState
 	encoder
 }
@@ -598,9 +599,9 @@ func (s *clientStream) done() bool { return s.finished || s.failed || s.reset }
 // Flush writes the queued request bytes (stream.Flusher), or reports a
 // refused head.
 func (s *clientStream) Flush() {
-	if err := s.refused; err != nil {
-		s.refused = nil
-		s.dec.OnReset(err)
+	if s.refused {
+		s.refused = false
+		s.dec.OnReset(errRefusedHead)
 		return
 	}
 	if s.done() {
@@ -687,12 +688,18 @@ func (s *clientStream) ReadDisable(d bool) {
 	}
 }
 
+// errRefusedHead is the reset reason of a refused request head; the
+// particular rule broken is logged at debug (keeping it would grow every
+// stream for a rare event).
+var errRefusedHead = fmt.Errorf("http1: %w: %w", stream.ErrUnencodable,
+	&protocol.Error{Status: 400, Reason: "request head not encodable as HTTP/1.1"})
+
 // refuse fails the stream for a head the encoder will not write (nothing
 // reached the wire). The reset is reported from the deferred flush, not from
 // inside EncodeHead, so the proxy never sees its stream reset re-entrantly.
 func (s *clientStream) refuse(err error) {
-	s.failed = true
-	s.refused = fmt.Errorf("http1: %w: %w", stream.ErrUnencodable, err)
+	slog.Debug("http1: refused to encode an upstream request head", "err", err)
+	s.failed, s.refused = true, true
 	s.out.drop()
 	s.detach()
 	s.cc.tc.Close()
