@@ -93,6 +93,7 @@ func (sc *ServerConn) OnData(_ *network.Conn, b *buffer.Buf) network.FilterStatu
 		sc.shutdown(err)
 	} else {
 		sc.stopSenders()
+		sc.maybeClose() // the input may have ended the last stream
 	}
 	sc.updateTimer()
 	return network.StopIteration
@@ -183,9 +184,11 @@ func (sc *ServerConn) OnDrained(*network.Conn) {
 		sc.readStopped = false
 		sc.c.ReadDisable(false)
 	}
-	if sc.blocked {
+	if sc.blocked && !sc.closing {
 		sc.blocked = false
-		sc.pump()
+		sc.pump() // may end streams
+		sc.maybeClose()
+		sc.updateTimer()
 	}
 }
 
@@ -548,7 +551,6 @@ func (sc *ServerConn) stopSenders() {
 	}
 	clear(sc.answered)
 	sc.answered = sc.answered[:0]
-	sc.maybeClose()
 }
 
 // Reset aborts the stream with RST_STREAM; the connection lives on.
