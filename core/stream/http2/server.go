@@ -184,11 +184,14 @@ func (sc *ServerConn) OnDrained(*network.Conn) {
 		sc.readStopped = false
 		sc.c.ReadDisable(false)
 	}
-	if sc.blocked && !sc.closing {
+	if sc.blocked {
 		sc.blocked = false
-		sc.pump() // may end streams
-		sc.maybeClose()
-		sc.updateTimer()
+		n := len(sc.streams)
+		sc.pump()
+		if len(sc.streams) < n { // streams ended: maybe the last one
+			sc.maybeClose()
+			sc.updateTimer()
+		}
 	}
 }
 
