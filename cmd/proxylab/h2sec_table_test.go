@@ -283,7 +283,8 @@ func checkCase(t *testing.T, c h2Case, res h2Result, seen []byte, id uint32) {
 		if err != nil {
 			t.Fatalf("upstream body: %v\n%q", err, seen)
 		}
-		if r.Header.Get("X-Injected") != "" || len(r.Header.Values("Host")) > 0 && len(r.Header.Values("Host")) != 1 {
+		// ReadRequest refuses two Host fields; an injected line would show.
+		if r.Header.Get("X-Injected") != "" {
 			t.Errorf("smuggled fields: %v", r.Header)
 		}
 		if c.check != nil {

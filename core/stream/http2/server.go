@@ -93,6 +93,7 @@ func (sc *ServerConn) OnData(_ *network.Conn, b *buffer.Buf) network.FilterStatu
 		sc.shutdown(err)
 	} else {
 		sc.stopSenders()
+		sc.maybeClose() // the input may have ended the last stream
 	}
 	sc.updateTimer()
 	return network.StopIteration
@@ -185,7 +186,12 @@ func (sc *ServerConn) OnDrained(*network.Conn) {
 	}
 	if sc.blocked {
 		sc.blocked = false
+		n := len(sc.streams)
 		sc.pump()
+		if len(sc.streams) < n { // streams ended: maybe the last one
+			sc.maybeClose()
+			sc.updateTimer()
+		}
 	}
 }
 
@@ -558,7 +564,6 @@ func (sc *ServerConn) stopSenders() {
 	}
 	clear(sc.answered)
 	sc.answered = sc.answered[:0]
-	sc.maybeClose()
 }
 
 // Reset aborts the stream with RST_STREAM; the connection lives on.
