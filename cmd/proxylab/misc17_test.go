@@ -588,3 +588,46 @@ func stopGroup(t *testing.T, cmd *exec.Cmd, sig syscall.Signal) {
 		}
 	}
 }
+
+// TestRouteIdleTimeoutOverride: a route's idle_timeout replaces the
+// listener's stream_idle_timeout (0 turns it off for the route).
+func TestRouteIdleTimeoutOverride(t *testing.T) {
+	up := stallingUpstream(t)
+	forEachTransport(t, func(t *testing.T, tr string) {
+		p := startProxy(t, fmt.Sprintf(`transport: %s
+listeners:
+  - {name: web, address: "127.0.0.1:0", http_proxy: {stream_idle_timeout: 200ms}}
+routes:
+  - name: all
+    domains: ["*"]
+    routes:
+      - {path: /stall, cluster: up, idle_timeout: 1s}
+      - {prefix: /, regex_rewrite: {pattern: ".*", substitution: /stall}, cluster: up, idle_timeout: 0s}
+clusters:
+  - {name: up, hosts: [{address: %q}]}
+`, tr, up.addr))
+		// stalled reads the head and partial body of a stalled response and
+		// says how long until the proxy cut it (wait: how long to wait).
+		stalled := func(path string, wait time.Duration) (time.Duration, error) {
+			c := dialRaw(t, p.addr("web"))
+			c.send("GET " + path + " HTTP/1.1\r\nHost: x\r\n\r\n")
+			resp, err := http.ReadResponse(c.r, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			start := time.Now()
+			c.SetReadDeadline(start.Add(wait))
+			_, err = io.ReadAll(resp.Body)
+			return time.Since(start), err
+		}
+		d, err := stalled("/stall", 5*time.Second)
+		if ne, ok := err.(net.Error); err == nil || ok && ne.Timeout() {
+			t.Fatalf("route idle_timeout 1s: not cut within 5s (%v)", err)
+		}
+		within(t, "route idle_timeout 1s", d, 950*time.Millisecond, 4*time.Second)
+		_, err = stalled("/off", 1500*time.Millisecond)
+		if ne, ok := err.(net.Error); !ok || !ne.Timeout() {
+			t.Fatalf("route idle_timeout 0s: cut (%v), want the stream left open", err)
+		}
+	})
+}

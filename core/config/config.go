@@ -381,6 +381,9 @@ type Route struct {
 	DirectResponse   *DirectResponse   `yaml:"direct_response,omitempty"`
 	Redirect         *Redirect         `yaml:"redirect,omitempty"`
 	Timeout          Duration          `yaml:"timeout"`
+	// IdleTimeout, when set, replaces the listener's stream_idle_timeout
+	// for this route (Envoy's route idle_timeout; 0: off).
+	IdleTimeout *Duration `yaml:"idle_timeout,omitempty"`
 	PrefixRewrite    string            `yaml:"prefix_rewrite,omitempty"`
 	RegexRewrite     *RegexRewrite     `yaml:"regex_rewrite,omitempty"`
 	HostRewrite      string            `yaml:"host_rewrite,omitempty"`
