@@ -383,11 +383,11 @@ type Route struct {
 	Timeout          Duration          `yaml:"timeout"`
 	// IdleTimeout, when set, replaces the listener's stream_idle_timeout
 	// for this route (Envoy's route idle_timeout; 0: off).
-	IdleTimeout *Duration `yaml:"idle_timeout,omitempty"`
-	PrefixRewrite    string            `yaml:"prefix_rewrite,omitempty"`
-	RegexRewrite     *RegexRewrite     `yaml:"regex_rewrite,omitempty"`
-	HostRewrite      string            `yaml:"host_rewrite,omitempty"`
-	HeaderOps        `yaml:",inline"`
+	IdleTimeout   *Duration     `yaml:"idle_timeout,omitempty"`
+	PrefixRewrite string        `yaml:"prefix_rewrite,omitempty"`
+	RegexRewrite  *RegexRewrite `yaml:"regex_rewrite,omitempty"`
+	HostRewrite   string        `yaml:"host_rewrite,omitempty"`
+	HeaderOps     `yaml:",inline"`
 	// HashPolicy feeds ring_hash and maglev clusters; the first policy
 	// that finds a value in the request is used.
 	HashPolicy []HashPolicy `yaml:"hash_policy,omitempty"`
