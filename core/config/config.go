@@ -381,13 +381,10 @@ type Route struct {
 	DirectResponse   *DirectResponse   `yaml:"direct_response,omitempty"`
 	Redirect         *Redirect         `yaml:"redirect,omitempty"`
 	Timeout          Duration          `yaml:"timeout"`
-	// IdleTimeout, when set, replaces the listener's stream_idle_timeout
-	// for this route (Envoy's route idle_timeout; 0: off).
-	IdleTimeout   *Duration     `yaml:"idle_timeout,omitempty"`
-	PrefixRewrite string        `yaml:"prefix_rewrite,omitempty"`
-	RegexRewrite  *RegexRewrite `yaml:"regex_rewrite,omitempty"`
-	HostRewrite   string        `yaml:"host_rewrite,omitempty"`
-	HeaderOps     `yaml:",inline"`
+	PrefixRewrite    string            `yaml:"prefix_rewrite,omitempty"`
+	RegexRewrite     *RegexRewrite     `yaml:"regex_rewrite,omitempty"`
+	HostRewrite      string            `yaml:"host_rewrite,omitempty"`
+	HeaderOps        `yaml:",inline"`
 	// HashPolicy feeds ring_hash and maglev clusters; the first policy
 	// that finds a value in the request is used.
 	HashPolicy []HashPolicy `yaml:"hash_policy,omitempty"`
@@ -398,6 +395,10 @@ type Route struct {
 	// RequestMirrorPolicies copy requests to shadow clusters, fire and
 	// forget: responses are discarded and never affect the client.
 	RequestMirrorPolicies []MirrorPolicy `yaml:"request_mirror_policies,omitempty"`
+
+	// IdleTimeout, when set, replaces the listener's stream_idle_timeout
+	// for this route (Envoy's route idle_timeout; 0: off).
+	IdleTimeout *Duration `yaml:"idle_timeout,omitempty"`
 }
 
 // MirrorPolicy copies a share of requests to a cluster.
