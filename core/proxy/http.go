@@ -386,10 +386,11 @@ type httpStream struct {
 	shadows     []*shadow
 	attempt     int // upstream attempts made so far
 	tryTimer    *time.Timer
-	rt          streamTimer // the stream's timer, when streams are multiplexed (bound on first use)
-	reqAt       time.Time   // request_timeout deadline (zero: none); see timeouts.go
-	respAt      time.Time   // response timeout deadline (zero: none)
-	lastIO      time.Time   // the last byte either way, with a stream idle timeout
+	rt          streamTimer   // the stream's timer, when streams are multiplexed (bound on first use)
+	reqAt       time.Time     // request_timeout deadline (zero: none); see timeouts.go
+	respAt      time.Time     // response timeout deadline (zero: none)
+	lastIO      time.Time     // the last byte either way, with a stream idle timeout
+	idle        time.Duration // the stream idle timeout in force (0: off)
 
 	respStarted  bool
 	grpc         bool          // a gRPC call: local replies are gRPC-shaped

@@ -271,6 +271,9 @@ func (s *Server) chainFor(lc config.Listener, info *ListenerInfo) (network.Chain
 				rr := router.Route{Prefix: r.Prefix, Path: r.Path, Methods: r.Methods, Cluster: r.Cluster, Timeout: r.Timeout.D(),
 					PrefixRewrite: r.PrefixRewrite, ClusterHeader: r.ClusterHeader, HostRewrite: r.HostRewrite, HeaderOps: headerOps(r.HeaderOps),
 					Tunnel: routeTunnel(r.RouteTunnel)}
+				if r.IdleTimeout != nil {
+					rr.IdleTimeout, rr.IdleSet = r.IdleTimeout.D(), true
+				}
 				for _, m := range r.RequestMirrorPolicies {
 					rr.Mirrors = append(rr.Mirrors, router.Mirror{Cluster: m.Cluster, Percent: m.Percent})
 				}
