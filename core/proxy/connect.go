@@ -3,9 +3,9 @@ package proxy
 import (
 	"fmt"
 
-	"github.com/proxylab/proxylab/core/buffer"
 	"github.com/proxylab/proxylab/core/protocol"
 	"github.com/proxylab/proxylab/core/stream"
+	"github.com/proxylab/proxylab/foundation/buffer"
 	"github.com/proxylab/proxylab/transport"
 )
 

@@ -15,18 +15,18 @@ import (
 	"time"
 
 	"github.com/proxylab/proxylab/core/accesslog"
-	"github.com/proxylab/proxylab/core/buffer"
 	"github.com/proxylab/proxylab/core/network"
 	"github.com/proxylab/proxylab/core/protocol"
 	"github.com/proxylab/proxylab/core/protocol/xprotocol"
 	"github.com/proxylab/proxylab/core/router"
-	"github.com/proxylab/proxylab/core/stats"
 	"github.com/proxylab/proxylab/core/stream"
 	h1s "github.com/proxylab/proxylab/core/stream/http1"
 	h2s "github.com/proxylab/proxylab/core/stream/http2"
 	"github.com/proxylab/proxylab/core/stream/rpc"
-	"github.com/proxylab/proxylab/core/timer"
 	"github.com/proxylab/proxylab/core/upstream"
+	"github.com/proxylab/proxylab/foundation/buffer"
+	"github.com/proxylab/proxylab/foundation/stats"
+	"github.com/proxylab/proxylab/foundation/timer"
 	"github.com/proxylab/proxylab/offload"
 )
 

@@ -7,11 +7,11 @@ import (
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
 
-	"github.com/proxylab/proxylab/core/buffer"
 	"github.com/proxylab/proxylab/core/network"
 	"github.com/proxylab/proxylab/core/protocol"
 	"github.com/proxylab/proxylab/core/stream"
-	"github.com/proxylab/proxylab/core/timer"
+	"github.com/proxylab/proxylab/foundation/buffer"
+	"github.com/proxylab/proxylab/foundation/timer"
 )
 
 // ServerConn is the terminal read filter of a downstream HTTP/2 connection.
