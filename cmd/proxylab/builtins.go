@@ -14,7 +14,8 @@ import (
 
 // registerBuiltins is the one list of what this binary ships: transports,
 // crypto engines, RPC protocols and load-balancing policies. A new
-// transport, engine or protocol is one package plus one line here.
+// transport, engine, protocol or LB policy is one package plus one line
+// here (docs/extending.md).
 func registerBuiltins() {
 	xprotocol.Register(bolt.Codec{})
 	xprotocol.Register(dubbo.Codec{})
@@ -27,7 +28,7 @@ func registerBuiltins() {
 
 	upstream.RegisterLB("round_robin", upstream.NewWeightedRoundRobin) // smooth weighted; plain rotation when weights are equal
 	upstream.RegisterLB("random", upstream.NewRandom)
-	upstream.RegisterLB("least_request", upstream.NewLeastRequest)
-	upstream.RegisterLB("ring_hash", upstream.NewRingHash)
-	upstream.RegisterLB("maglev", upstream.NewMaglev)
+	upstream.RegisterLBPolicy("least_request", upstream.LeastRequestPolicy) // lb_options: choice_count
+	upstream.RegisterLBPolicy("ring_hash", upstream.RingHashPolicy)         // lb_options: minimum_ring_size, maximum_ring_size, hash_function
+	upstream.RegisterLBPolicy("maglev", upstream.MaglevPolicy)              // lb_options: table_size
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/proxylab/proxylab/core/upstream"
 	"github.com/proxylab/proxylab/offload"
 	"github.com/proxylab/proxylab/transport"
+	"gopkg.in/yaml.v3"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -70,7 +71,26 @@ func run(args []string, stdout, stderr io.Writer) int {
 }
 
 func known() config.Known {
-	return config.Known{Transports: transport.Names(), LBs: upstream.LBNames(), Engines: offload.Names(), RPC: xprotocol.Names()}
+	return config.Known{Transports: transport.Names(), LBs: upstream.LBNames(), DefaultLB: upstream.DefaultLB,
+		LBOptions: lbOptions, Engines: offload.Names(), RPC: xprotocol.Names()}
+}
+
+// lbOptions checks a cluster's lb_options block with the policy's own
+// decoder, for config validation.
+func lbOptions(policy string, raw *yaml.Node) []config.FieldError {
+	err := upstream.DecodeLBOptions(policy, raw)
+	var oes upstream.OptionErrors
+	if errors.As(err, &oes) {
+		out := make([]config.FieldError, len(oes))
+		for i, e := range oes {
+			out[i] = config.FieldError{Path: e.Field, Line: e.Line, Msg: e.Msg}
+		}
+		return out
+	}
+	if err != nil {
+		return []config.FieldError{{Msg: err.Error()}}
+	}
+	return nil
 }
 
 func cmdValidate(args []string, stdout, stderr io.Writer) int {

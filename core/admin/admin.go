@@ -251,14 +251,17 @@ type ClusterHost struct {
 
 // ClusterState is one cluster as /clusters shows it.
 type ClusterState struct {
-	Name  string        `json:"name"`
+	Name string `json:"name"`
+	// LB is the policy and the settings it runs with, e.g. "maglev
+	// table_size=65537".
+	LB    string        `json:"lb"`
 	Hosts []ClusterHost `json:"hosts"`
 }
 
 func (a *Server) clusters(w http.ResponseWriter, r *http.Request) {
 	var out []ClusterState
 	for _, cl := range a.srv.Clusters().Clusters() {
-		cs := ClusterState{Name: cl.Name}
+		cs := ClusterState{Name: cl.Name, LB: cl.LBInfo()}
 		for _, h := range cl.Hosts() {
 			ps := h.HTTPPool().Counters()
 			health := "healthy"
@@ -282,6 +285,7 @@ func (a *Server) clusters(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	for _, cs := range out {
+		fmt.Fprintf(w, "%s::lb::%s\n", cs.Name, cs.LB)
 		for _, h := range cs.Hosts {
 			p := cs.Name + "::" + h.Address + "::"
 			fmt.Fprintf(w, "%shealth_flags::%s\n%sweight::%d\n%srq_active::%d\n%srq_total::%d\n%scx_active::%d\n%scx_idle::%d\n%scx_connect_fail::%d\n%soutlier_ejected::%v\n",

@@ -506,14 +506,17 @@ type Cluster struct {
 	Name string `yaml:"name"`
 	// Type: static (hosts are IP:port) or strict_dns (hosts are name:port,
 	// re-resolved every DNSRefreshRate; each address is a host).
-	Type                     string   `yaml:"type"`
-	DNSRefreshRate           Duration `yaml:"dns_refresh_rate"`
-	DNSResolver              string   `yaml:"dns_resolver,omitempty"` // ip:port; empty: the system's
-	LB                       string   `yaml:"lb"`
-	ConnectTimeout           Duration `yaml:"connect_timeout"`
-	MaxConnections           int      `yaml:"max_connections"`
-	MaxPending               int      `yaml:"max_pending"`
-	MaxRequestsPerConnection int      `yaml:"max_requests_per_connection"`
+	Type           string   `yaml:"type"`
+	DNSRefreshRate Duration `yaml:"dns_refresh_rate"`
+	DNSResolver    string   `yaml:"dns_resolver,omitempty"` // ip:port; empty: the system's
+	LB             string   `yaml:"lb"`                     // a registered policy; empty: Known.DefaultLB
+	// LBOptions is the policy's own options block, handed raw to the
+	// policy's decoder (Known.LBOptions): config names no policy.
+	LBOptions                *yaml.Node `yaml:"lb_options,omitempty"`
+	ConnectTimeout           Duration   `yaml:"connect_timeout"`
+	MaxConnections           int        `yaml:"max_connections"`
+	MaxPending               int        `yaml:"max_pending"`
+	MaxRequestsPerConnection int        `yaml:"max_requests_per_connection"`
 	// IdleTimeout closes pooled upstream connections unused that long.
 	IdleTimeout Duration `yaml:"idle_timeout"`
 	// TLS, when set, secures connections to the hosts (each may opt out).
@@ -601,7 +604,6 @@ func (h *HealthCheck) setDefaults() {
 func (c *Cluster) setDefaults() {
 	c.Type, c.DNSRefreshRate = "static", Duration(5*time.Second)
 	c.IdleTimeout = Duration(time.Hour) // Envoy's default
-	c.LB = "round_robin"
 	c.Protocol = "http1"
 	c.HTTP2.setDefaults()
 	c.RPC.setDefaults()
@@ -627,8 +629,13 @@ func (h *Host) setDefaults() { h.Weight = 1 }
 type Known struct {
 	Transports []string
 	LBs        []string
-	Engines    []string
-	RPC        []string // xprotocol codecs
+	// DefaultLB is the policy of a cluster without lb.
+	DefaultLB string
+	// LBOptions, when set, checks a cluster's lb_options block against the
+	// policy's options; the errors' paths are inside the block.
+	LBOptions func(policy string, raw *yaml.Node) []FieldError
+	Engines   []string
+	RPC       []string // xprotocol codecs
 }
 
 // Parse decodes and validates a config; the error is an Errors listing every
@@ -715,8 +722,16 @@ func (c *Config) validate(k Known) Errors {
 			add(p+".name", "duplicate cluster name %q", cl.Name)
 		}
 		clusters[cl.Name] = true
-		if !slices.Contains(k.LBs, cl.LB) {
+		if cl.LB == "" {
+			cl.LB, c.Clusters[i].LB = k.DefaultLB, k.DefaultLB
+		}
+		if cl.LB != "" && !slices.Contains(k.LBs, cl.LB) {
 			add(p+".lb", "unknown policy %q (available: %s)", cl.LB, strings.Join(k.LBs, ", "))
+		} else if k.LBOptions != nil {
+			for _, e := range k.LBOptions(cl.LB, cl.LBOptions) {
+				e.Path = join(p+".lb_options", e.Path)
+				es = append(es, e)
+			}
 		}
 		if cl.ConnectTimeout <= 0 {
 			add(p+".connect_timeout", "must be > 0")

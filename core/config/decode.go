@@ -38,7 +38,10 @@ func (es Errors) Error() string {
 // the file's values are decoded over them.
 type defaulter interface{ setDefaults() }
 
-var durationType = reflect.TypeOf(Duration(0))
+var (
+	durationType = reflect.TypeOf(Duration(0))
+	nodeType     = reflect.TypeOf(yaml.Node{})
+)
 
 // Duration is a time.Duration written as "1.5s", "250ms", "2m".
 type Duration time.Duration
@@ -95,6 +98,8 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 		}
 	}
 	switch {
+	case v.Type() == nodeType: // handed raw to a plugin's own decoder
+		v.Set(reflect.ValueOf(*n))
 	case v.Type() == durationType:
 		var s string
 		if n.Kind != yaml.ScalarNode || n.Decode(&s) != nil {

@@ -104,10 +104,11 @@ func New(cfg *config.Config, tr transport.Transport, log *slog.Logger) (*Server,
 			}
 		}
 		ucfg := upstream.ClusterConfig{
-			Name:  cc.Name,
-			LB:    cc.LB,
-			Stats: cfg.Stats.Enabled,
-			TLS:   secure,
+			Name:      cc.Name,
+			LB:        cc.LB,
+			LBOptions: cc.LBOptions,
+			Stats:     cfg.Stats.Enabled,
+			TLS:       secure,
 			Breakers: upstream.Breakers{
 				MaxConnections: cc.CircuitBreakers.MaxConnections, MaxPending: cc.CircuitBreakers.MaxPendingRequests,
 				MaxRequests: cc.CircuitBreakers.MaxRequests, MaxRetries: cc.CircuitBreakers.MaxRetries,

@@ -19,6 +19,7 @@ import (
 	"github.com/proxylab/proxylab/foundation/stats"
 	"github.com/proxylab/proxylab/offload"
 	"github.com/proxylab/proxylab/transport"
+	"gopkg.in/yaml.v3"
 )
 
 // Host is one upstream endpoint.
@@ -84,15 +85,20 @@ type LoadBalancer interface {
 // LBFactory builds a policy over a fixed host set.
 type LBFactory func(hosts []*Host) LoadBalancer
 
-var lbs = registry.New[LBFactory]("load balancer")
+var lbs = registry.New[LBPolicy]("load balancer")
 
-// RegisterLB makes a load-balancing policy available by name; duplicates panic.
-func RegisterLB(name string, f LBFactory) { lbs.Register(name, f) }
+// RegisterLB makes a load-balancing policy without options available by
+// name (an lb_options block for it is refused); duplicates panic.
+func RegisterLB(name string, f LBFactory) { lbs.Register(name, NoOptions(f)) }
+
+// RegisterLBPolicy makes a policy with options available by name;
+// duplicates panic. See Options for building p from a typed struct.
+func RegisterLBPolicy(name string, p LBPolicy) { lbs.Register(name, p) }
 
 // LBNames lists the registered policies, sorted.
 func LBNames() []string { return lbs.Names() }
 
-func lookupLB(name string) (LBFactory, bool) { return lbs.Get(name) }
+func lookupLB(name string) (LBPolicy, bool) { return lbs.Get(name) }
 
 type roundRobin struct {
 	hosts []*Host
@@ -123,10 +129,13 @@ func (r *random) Choose(*LBContext) *Host {
 
 // ClusterConfig is what the config layer hands over to build a cluster.
 type ClusterConfig struct {
-	Name  string
-	LB    string
-	Hosts []HostConfig
-	HTTP1 h1s.ClientSettings
+	Name string
+	LB   string
+	// LBOptions is the cluster's lb_options block, decoded by the policy
+	// (nil: the policy's defaults).
+	LBOptions *yaml.Node
+	Hosts     []HostConfig
+	HTTP1     h1s.ClientSettings
 	// HTTP2, when set, makes the hosts' pools speak HTTP/2 (Wrap and
 	// Scheme are filled per host).
 	HTTP2 *h2s.ClientSettings
@@ -198,7 +207,8 @@ type Cluster struct {
 	cfg     ClusterConfig
 	hostsMu sync.Mutex // serialises host-set changes
 	onAdd   []func(*Host)
-	lbf     LBFactory
+	lbf     LBFactory // the policy with the cluster's options applied
+	lbName  string
 	lb      atomic.Pointer[lbState]
 	panicAt float64 // healthy share below which all hosts are used
 	// Stats is nil when metrics are disabled.
@@ -305,11 +315,15 @@ func (c *Cluster) Hosts() []*Host {
 func NewCluster(cfg ClusterConfig, tr transport.Transport) (*Cluster, error) {
 	name := cfg.LB
 	if name == "" {
-		name = "round_robin"
+		name = DefaultLB
 	}
-	f, ok := lookupLB(name)
+	pol, ok := lookupLB(name)
 	if !ok {
 		return nil, fmt.Errorf("upstream: cluster %q: unknown load balancer %q (have %v)", cfg.Name, name, LBNames())
+	}
+	f, err := pol.Factory(cfg.LBOptions)
+	if err != nil {
+		return nil, fmt.Errorf("upstream: cluster %q: %w", cfg.Name, err)
 	}
 	c := &Cluster{Name: cfg.Name}
 	if cfg.Stats {
@@ -336,7 +350,7 @@ func NewCluster(cfg ClusterConfig, tr transport.Transport) (*Cluster, error) {
 		hosts = append(hosts, c.newHost(hc))
 	}
 	c.hosts.Store(&hosts)
-	c.lbf, c.panicAt = f, PanicThreshold
+	c.lbf, c.panicAt, c.lbName = f, PanicThreshold, name
 	c.rebalance()
 	return c, nil
 }
