@@ -1,5 +1,5 @@
 // Package stream turns a connection's codec events into request/response
-// streams. A codec (HTTP/1 now; HTTP/2 and RPC codecs later) implements the
+// streams. A codec (HTTP/1, HTTP/2, RPC: the subpackages) implements the
 // encoders and calls the decoders; the proxy implements the decoders.
 //
 // Order of calls on one stream, each direction independently:
