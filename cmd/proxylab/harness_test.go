@@ -73,13 +73,20 @@ var readyRE = regexp.MustCompile(`msg="listener ready" name=(\S+) address=(\S+)`
 // port 0) and waits until every listener is ready.
 func startProxy(t *testing.T, config string, args ...string) *proc {
 	t.Helper()
+	return startProxyBin(t, binPath, config, args...)
+}
+
+// startProxyBin is startProxy with another build of proxylab (one with
+// extra plugins registered: TestDocsExamples).
+func startProxyBin(t *testing.T, bin, config string, args ...string) *proc {
+	t.Helper()
 	cfgPath := filepath.Join(t.TempDir(), "proxylab.yaml")
 	if err := os.WriteFile(cfgPath, []byte(config), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	p := &proc{t: t, addrs: map[string]string{}, done: make(chan struct{})}
 	args = append(args, transportArgs(t, config, args)...)
-	p.cmd = exec.Command(binPath, append([]string{"run", "-c", cfgPath, "--log-level", "debug"}, args...)...)
+	p.cmd = exec.Command(bin, append([]string{"run", "-c", cfgPath, "--log-level", "debug"}, args...)...)
 	stderr, err := p.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
