@@ -20,7 +20,7 @@ func registerBuiltins() {
 	xprotocol.Register(dubbo.Codec{})
 
 	offload.Register(gotls.Name, gotls.New)
-	offload.Register(gm.Name, gm.New)
+	offload.RegisterModule(gm.Module) // TLCP: double certificates, and tlcp: beside TLS
 
 	transport.Register(netpoll.Name, netpoll.New)
 	registerPlatformBuiltins() // rawepoll on Linux
