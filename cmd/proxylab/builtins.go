@@ -12,6 +12,12 @@ import (
 	"github.com/proxylab/proxylab/transport/netpoll"
 )
 
+// The defaults where a config names no transport or engine.
+const (
+	defaultTransport = netpoll.Name
+	defaultEngine    = gotls.Name
+)
+
 // registerBuiltins is the one list of what this binary ships: transports,
 // crypto engines, RPC protocols and load-balancing policies. A new
 // transport, engine or protocol is one package plus one line here.

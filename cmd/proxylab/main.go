@@ -75,6 +75,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 // the decoders of the settings they own.
 func known() config.Known {
 	k := config.Known{Transports: transport.Names(), LBs: upstream.LBNames(), Engines: offload.Names(), RPC: xprotocol.Names(),
+		DefaultTransport: defaultTransport, DefaultEngine: defaultEngine,
 		TransportOptions:  map[string]func(*yaml.Node, string, bool) (any, []error){},
 		EngineCertOptions: map[string]func(*yaml.Node, string) (any, []error){},
 		ListenerTLSBlocks: map[string]func(*yaml.Node, string, string) (any, []error){}}

@@ -128,7 +128,7 @@ func (d *decoder) resolveCert(c *CertFiles, engine, path string, k Known) {
 }
 
 // resolveListenerTLS hands the unknown keys of a listener's tls block to
-// the engines that added them (gm: tlcp).
+// the engines that added them.
 func (d *decoder) resolveListenerTLS(t *ListenerTLS, path string, k Known) {
 	var names []string
 	for n := range k.ListenerTLSBlocks {
@@ -164,11 +164,17 @@ func sortedKeys(b Blocks) []string {
 
 // resolve runs the plugins' decoders over what they own.
 func (d *decoder) resolve(c *Config, k Known) {
+	if c.Transport == "" {
+		c.Transport = k.DefaultTransport
+	}
 	d.resolveTop(c, k)
 	for i := range c.Listeners {
 		t := c.Listeners[i].TLS
 		if t == nil {
 			continue
+		}
+		if t.Engine == "" {
+			t.Engine = k.DefaultEngine
 		}
 		p := "listeners[" + strconv.Itoa(i) + "].tls"
 		d.resolveListenerTLS(t, p, k)
@@ -177,7 +183,11 @@ func (d *decoder) resolve(c *Config, k Known) {
 		}
 	}
 	for i := range c.Clusters {
-		if t := c.Clusters[i].TLS; t != nil && t.ClientCert != nil {
+		t := c.Clusters[i].TLS
+		if t != nil && t.Engine == "" {
+			t.Engine = k.DefaultEngine
+		}
+		if t != nil && t.ClientCert != nil {
 			d.resolveCert(t.ClientCert, t.Engine, "clusters["+strconv.Itoa(i)+"].tls.client_cert", k)
 		}
 	}

@@ -28,7 +28,8 @@ func DefaultYAML() []byte { return slices.Clone(defaultYAML) }
 
 // Config is the whole file.
 type Config struct {
-	// Transport moves the bytes: netpoll (default) or another registered one.
+	// Transport moves the bytes: a registered transport (the binary's
+	// default when unset, Known.DefaultTransport).
 	Transport string `yaml:"transport"`
 	// Workers for reactor transports; 0 means one per usable CPU.
 	Workers int `yaml:"workers"`
@@ -52,7 +53,6 @@ type Config struct {
 }
 
 func (c *Config) setDefaults() {
-	c.Transport = "netpoll"
 	c.DrainTimeout = Duration(30 * time.Second)
 	c.Stats.Enabled = true
 }
@@ -131,7 +131,8 @@ type CertFiles struct {
 
 // ListenerTLS is a listener's TLS settings.
 type ListenerTLS struct {
-	// Engine secures the connections: gotls (crypto/tls) by default.
+	// Engine secures the connections: a registered engine (the binary's
+	// default when unset, Known.DefaultEngine).
 	Engine string `yaml:"engine"`
 	// Certificates: the first is the default, the others chosen by SNI
 	// against the names in them (exact or wildcard).
@@ -163,7 +164,6 @@ type ListenerTLS struct {
 }
 
 func (t *ListenerTLS) setDefaults() {
-	t.Engine = "gotls"
 	t.ClientAuth = "none"
 	t.TicketRotation = Duration(time.Hour)
 	t.ReloadInterval = Duration(5 * time.Second)
@@ -183,8 +183,6 @@ type ClusterTLS struct {
 	ALPN               []string   `yaml:"alpn,omitempty"`
 	MinVersion         string     `yaml:"min_version,omitempty"`
 }
-
-func (t *ClusterTLS) setDefaults() { t.Engine = "gotls" }
 
 // HTTPProxy configures the http_proxy filter.
 type HTTPProxy struct {
@@ -586,6 +584,9 @@ type Known struct {
 	LBs        []string
 	Engines    []string
 	RPC        []string // xprotocol codecs
+	// DefaultTransport and DefaultEngine are used where the file names
+	// none.
+	DefaultTransport, DefaultEngine string
 	// TransportOptions decode the top-level block named after a transport
 	// (node nil when the file has none); selected: the config runs it.
 	TransportOptions map[string]func(node *yaml.Node, path string, selected bool) (any, []error)

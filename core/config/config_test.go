@@ -12,7 +12,7 @@ import (
 	"github.com/proxylab/proxylab/transport/sockmap"
 )
 
-var known = Known{Transports: []string{"netpoll"}, LBs: []string{"random", "round_robin"}, Engines: []string{"gotls"},
+var known = Known{Transports: []string{"netpoll"}, DefaultTransport: "netpoll", DefaultEngine: "gotls", LBs: []string{"random", "round_robin"}, Engines: []string{"gotls"},
 	TransportOptions: map[string]func(*yaml.Node, string, bool) (any, []error){"sockmap": sockmap.DecodeOptions}}
 
 func TestDefaultConfigIsValid(t *testing.T) {

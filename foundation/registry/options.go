@@ -75,7 +75,7 @@ func decodeValue(n *yaml.Node, v reflect.Value, path string, errs *[]error) {
 		n = n.Alias
 	}
 	switch {
-	case v.Kind() == reflect.Pointer && v.Type().Elem().Kind() == reflect.Struct:
+	case v.Kind() == reflect.Pointer:
 		if n.Tag == "!!null" {
 			return
 		}

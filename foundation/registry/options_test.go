@@ -50,6 +50,7 @@ func TestDecodeOptions(t *testing.T) {
 		{"nested unknown", "nested: {prt: 1}", "p.nested.prt: unknown field (known: port) (line 1)"},
 		{"list item unknown", "items:\n- {fil: f}", "p.items[0].fil: unknown field (known: file) (line 2)"},
 		{"bad int", "count: many", `p.count: expected a whole number, got "many" (line 1)`},
+		{"bad pointer", "on: maybe", `p.on: expected a boolean (true/false), got "maybe" (line 1)`},
 		{"bad list", "list: x", "p.list: expected a list (line 1)"},
 		{"twice", "count: 1\ncount: 2", "p.count: set twice (line 2)"},
 		{"not a mapping", "[1]", "p: expected a mapping (line 1)"},
