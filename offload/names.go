@@ -64,11 +64,14 @@ func FileStamp(paths ...string) string {
 	return b.String()
 }
 
-// Paths lists every file of the entries (both pairs).
+// Paths lists every file of the entries, the engine options' included.
 func Paths(files []CertFiles) []string {
 	var out []string
 	for _, f := range files {
-		out = append(out, f.CertFile, f.KeyFile, f.EncCertFile, f.EncKeyFile)
+		out = append(out, f.CertFile, f.KeyFile)
+		if fl, ok := f.Options.(Filer); ok {
+			out = append(out, fl.Files()...)
+		}
 	}
 	return out
 }

@@ -15,6 +15,8 @@ import (
 	"sync"
 	"time"
 
+	"gopkg.in/yaml.v3"
+
 	"github.com/proxylab/proxylab/foundation/registry"
 	"github.com/proxylab/proxylab/foundation/stats"
 	"github.com/proxylab/proxylab/transport"
@@ -68,11 +70,15 @@ type Conn interface {
 type CertFiles struct {
 	CertFile string
 	KeyFile  string
-	// EncCertFile and EncKeyFile are the encryption certificate and key of
-	// engines with double certificates (gm: TLCP); others ignore them.
-	EncCertFile string
-	EncKeyFile  string
+	// Options are the entry's settings of the engine's own, as its
+	// module's CertOptions decoder returned them (gm: the encryption
+	// pair); nil when it has none.
+	Options any
 }
+
+// Filer is implemented by certificate options that name files of their
+// own, so a change to them reloads the certificates too.
+type Filer interface{ Files() []string }
 
 // ServerConfig is a listener's TLS settings, engine-neutral.
 type ServerConfig struct {
@@ -162,6 +168,25 @@ func (s *Stats) Negotiated(key uint64, version, suite string, resumed bool) {
 	s.mu.Unlock()
 }
 
+// Collect exports the handshake counts (proxylab_tls_*); the caller
+// adds the side and name labels.
+func (s *Stats) Collect(emit stats.Emit) {
+	emit("tls_handshakes_total", "Completed TLS handshakes.", stats.CounterKind, float64(s.Handshakes.Value()))
+	emit("tls_resumptions_total", "TLS handshakes that resumed a session.", stats.CounterKind, float64(s.Resumptions.Value()))
+	failures, versions, suites := s.Snapshot()
+	for k, v := range failures {
+		emit("tls_handshake_failures_total", "Failed TLS handshakes by reason.", stats.CounterKind, float64(v), stats.Label{Name: "reason", Value: k})
+	}
+	for k, v := range versions {
+		emit("tls_versions_total", "Completed TLS handshakes by negotiated version.", stats.CounterKind, float64(v), stats.Label{Name: "version", Value: k})
+	}
+	for k, v := range suites {
+		emit("tls_suites_total", "Completed TLS handshakes by cipher suite.", stats.CounterKind, float64(v), stats.Label{Name: "suite", Value: k})
+	}
+}
+
+var _ stats.Collector = (*Stats)(nil)
+
 // Snapshot copies the labelled counts.
 func (s *Stats) Snapshot() (failures, versions, suites map[string]uint64) {
 	s.mu.Lock()
@@ -179,21 +204,94 @@ func (s *Stats) Snapshot() (failures, versions, suites map[string]uint64) {
 // Factory builds an engine.
 type Factory func() (Engine, error)
 
-var engines = registry.New[Factory]("crypto engine")
+// CertOptionsDecoder decodes the keys of a certificate entry beyond
+// cert_file and key_file, as one mapping (nil when the entry has none),
+// for entries of tls blocks using the engine. Errors are
+// registry.FieldErrors under path; the value becomes CertFiles.Options.
+type CertOptionsDecoder func(node *yaml.Node, path string) (any, []error)
 
-// Register makes an engine available by name; duplicates panic.
-func Register(name string, f Factory) { engines.Register(name, f) }
+// ListenerBlockDecoder decodes a block an engine adds to every listener's
+// tls block, whatever engine the listener uses (engine names it). A value
+// that is a Beside adds a server to the listener.
+type ListenerBlockDecoder func(node *yaml.Node, path, engine string) (any, []error)
+
+// Module is an engine as registered: its factory and the decoders of the
+// settings it owns.
+type Module struct {
+	Name string
+	New  Factory
+	// CertOptions: nil means entries of the engine take no other keys.
+	CertOptions CertOptionsDecoder
+	// ListenerBlocks by key in the listener's tls block (gm: tlcp).
+	ListenerBlocks map[string]ListenerBlockDecoder
+}
+
+// Beside is a listener block's decoded value that serves a second secure
+// protocol on the listener's port (gm's tlcp beside TLS). Its server is
+// asked before the listener's own which connections are its (Claimer).
+type Beside interface {
+	// NewServer builds the server; listener carries the listener's
+	// handshake timeout and its handshake stats, which it shares.
+	NewServer(listener *ServerConfig) (Server, error)
+}
+
+// Claimer is implemented by servers that tell their clients by the first
+// bytes a connection sends: the TLS inspector asks the listener's servers
+// in order. match: the bytes start this engine's handshake; needMore: too
+// few bytes arrived to tell.
+type Claimer interface {
+	Claims(first []byte) (match, needMore bool)
+}
+
+var (
+	engines = registry.New[Module]("crypto engine")
+	blocks  = registry.New[ListenerBlockDecoder]("listener tls block")
+)
+
+// Register makes an engine without settings of its own available by
+// name; duplicates panic.
+func Register(name string, f Factory) { RegisterModule(Module{Name: name, New: f}) }
+
+// RegisterModule makes m available by m.Name; a duplicate name or
+// listener block key panics.
+func RegisterModule(m Module) {
+	engines.Register(m.Name, m)
+	for key, dec := range m.ListenerBlocks {
+		blocks.Register(key, dec)
+	}
+}
+
+// CertOptionsDecoders are the engines' certificate options decoders, by
+// engine name.
+func CertOptionsDecoders() map[string]CertOptionsDecoder {
+	out := map[string]CertOptionsDecoder{}
+	for _, n := range engines.Names() {
+		if m, _ := engines.Get(n); m.CertOptions != nil {
+			out[n] = m.CertOptions
+		}
+	}
+	return out
+}
+
+// ListenerBlockDecoders are the listener tls blocks engines added, by key.
+func ListenerBlockDecoders() map[string]ListenerBlockDecoder {
+	out := map[string]ListenerBlockDecoder{}
+	for _, n := range blocks.Names() {
+		out[n], _ = blocks.Get(n)
+	}
+	return out
+}
 
 // ErrUnknown is wrapped by New for an unregistered name.
 var ErrUnknown = errors.New("offload: unknown engine")
 
 // New builds the named engine.
 func New(name string) (Engine, error) {
-	f, ok := engines.Get(name)
+	m, ok := engines.Get(name)
 	if !ok {
 		return nil, fmt.Errorf("%w %q (available: %v)", ErrUnknown, name, Names())
 	}
-	return f()
+	return m.New()
 }
 
 // Names lists the registered engines, sorted.

@@ -30,6 +30,8 @@ import (
 	"syscall"
 	"time"
 
+	"gopkg.in/yaml.v3"
+
 	"github.com/proxylab/proxylab/foundation/buffer"
 	"github.com/proxylab/proxylab/foundation/registry"
 )
@@ -119,25 +121,14 @@ type SyscallConner interface {
 }
 
 // Stats are a transport's own counters, for metrics (zero where a transport
-// does not have the notion: netpoll has no loops or wakeups of its own).
+// does not have the notion: netpoll has no loops or wakeups of its own). A
+// transport's counters of its own kind (sockmap's BPF programs, dpdk's NIC
+// queues) it exports itself through stats.Collector.
 type Stats struct {
 	Loops                        int
 	Accepts, Dials, DialFailures uint64
 	Reads, EAGAINReads, Writes   uint64
 	Wakeups, Events              uint64
-	// sockmap: same-host sockets recorded by sockops, SK_MSG redirects and
-	// their bytes, messages without a peer to redirect to; tcp_proxy pairs
-	// spliced, bytes spliced, and pairs left in user space by reason.
-	LocalSockets, MsgRedirects, MsgRedirectBytes, MsgPassed uint64
-	Splices, SplicedBytes                                   uint64
-	SpliceFallbacks                                         map[string]uint64
-	// dpdk: packets per NIC queue.
-	Queues []QueueStats
-}
-
-// QueueStats counts one NIC queue pair's packets (dpdk).
-type QueueStats struct {
-	RxPackets, TxPackets, TxDropped uint64
 }
 
 // NearDialer is implemented by reactor transports that can connect on the
@@ -185,59 +176,62 @@ type Options struct {
 	CPUs []int
 	// ReadBufferSize is the buffer size taken from the pool for each read.
 	ReadBufferSize int
-	// Sockmap configures the eBPF transport; others ignore it.
-	Sockmap SockmapOptions
-	// DPDK configures the kernel-bypass transport; others ignore it.
-	DPDK DPDKOptions
-}
-
-// DPDKOptions configure the dpdk transport: DPDK's EAL, the port it owns,
-// and the userspace TCP/IP stack's address on it.
-type DPDKOptions struct {
-	// EAL is the EAL command line after the program name, e.g.
-	// --no-huge --no-pci -m 256 --vdev net_af_packet0,iface=veth0.
-	EAL []string
-	// Port is the ethdev name, e.g. net_af_packet0 or a PCI address.
-	Port string
-	// Address is the stack's IPv4 address with prefix, e.g. 10.0.0.2/24;
-	// Gateway, when set, the next hop for other destinations.
-	Address, Gateway string
-	// Queues is the rx/tx queue pairs, one polling lcore each (0: one).
-	Queues int
-}
-
-// SockmapOptions configure the sockmap transport.
-type SockmapOptions struct {
-	// Cgroup is the cgroup v2 directory the sockops program attaches to:
-	// same-host sockets of its processes are accelerated. Empty: the
-	// proxy's own cgroup. A directory that does not exist is created and
-	// the proxy joins it.
-	Cgroup string
-	// NoSplice keeps tcp_proxy pairs in user space.
-	NoSplice bool
+	// Config is the transport's own options block, as its module's
+	// Options decoder returned it (nil: the transport's defaults).
+	Config any
 }
 
 // Factory builds a transport from options.
 type Factory func(Options) (Transport, error)
 
-var factories = registry.New[Factory]("transport")
+// OptionsDecoder decodes a transport's own options block: the top-level
+// block of the config named after the transport (node nil when the file
+// has none: the defaults). selected says whether the config runs this
+// transport; what is needed only to run it is checked only then. Errors
+// are registry.FieldErrors under path; the value goes to Options.Config.
+type OptionsDecoder func(node *yaml.Node, path string, selected bool) (any, []error)
 
-// Register makes a transport available by name. Registering a name twice panics.
-func Register(name string, f Factory) { factories.Register(name, f) }
+// Module is a transport as registered: its name, its factory and, when it
+// has settings, the decoder of its options block.
+type Module struct {
+	Name    string
+	New     Factory
+	Options OptionsDecoder // nil: no options block
+}
+
+var factories = registry.New[Module]("transport")
+
+// Register makes a transport without options available by name.
+// Registering a name twice panics.
+func Register(name string, f Factory) { RegisterModule(Module{Name: name, New: f}) }
+
+// RegisterModule makes a transport available by m.Name; duplicates panic.
+func RegisterModule(m Module) { factories.Register(m.Name, m) }
+
+// OptionsDecoders are the registered transports' options decoders, by name.
+func OptionsDecoders() map[string]OptionsDecoder {
+	out := map[string]OptionsDecoder{}
+	for _, n := range factories.Names() {
+		if m, _ := factories.Get(n); m.Options != nil {
+			out[n] = m.Options
+		}
+	}
+	return out
+}
 
 // ErrUnknown is wrapped by New for a name that is not registered.
 var ErrUnknown = errors.New("transport: unknown transport")
 
 // New builds the transport registered under name.
 func New(name string, opts Options) (Transport, error) {
-	f, ok := factories.Get(name)
+	m, ok := factories.Get(name)
 	if !ok {
 		return nil, fmt.Errorf("%w %q (available: %v)", ErrUnknown, name, Names())
 	}
 	if opts.ReadBufferSize <= 0 {
 		opts.ReadBufferSize = 16 << 10
 	}
-	return f(opts)
+	return m.New(opts)
 }
 
 // Names lists the registered transports, sorted.

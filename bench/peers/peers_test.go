@@ -118,14 +118,14 @@ func TestBadScenario(t *testing.T) {
 func TestProxylabConfigValidates(t *testing.T) {
 	for sc, s := range scenarios {
 		out, _ := Proxylab(s)
-		if _, err := config.Parse([]byte(out), config.Known{Transports: []string{"netpoll"}, LBs: []string{"round_robin"}, Engines: []string{"gotls"}, RPC: []string{"bolt", "dubbo"}}); err != nil {
+		if _, err := config.Parse([]byte(out), config.Known{Transports: []string{"netpoll"}, DefaultTransport: "netpoll", DefaultEngine: "gotls", LBs: []string{"round_robin"}, Engines: []string{"gotls"}, RPC: []string{"bolt", "dubbo"}}); err != nil {
 			t.Errorf("%s: %v\n%s", sc, err, out)
 		}
 	}
 	s := scenarios["http1"]
 	s.Admin = "127.0.0.1:29901"
 	out, _ := Proxylab(s)
-	c, err := config.Parse([]byte(out), config.Known{Transports: []string{"netpoll"}, LBs: []string{"round_robin"}})
+	c, err := config.Parse([]byte(out), config.Known{Transports: []string{"netpoll"}, DefaultTransport: "netpoll", LBs: []string{"round_robin"}})
 	if err != nil || c.Admin == nil || c.Admin.Address != s.Admin {
 		t.Fatalf("admin address not carried: %v\n%s", err, out)
 	}

@@ -12,6 +12,12 @@ import (
 	"github.com/proxylab/proxylab/transport/netpoll"
 )
 
+// The defaults where a config names no transport or engine.
+const (
+	defaultTransport = netpoll.Name
+	defaultEngine    = gotls.Name
+)
+
 // registerBuiltins is the one list of what this binary ships: transports,
 // crypto engines, RPC protocols and load-balancing policies. A new
 // transport, engine, protocol or LB policy is one package plus one line
@@ -21,7 +27,7 @@ func registerBuiltins() {
 	xprotocol.Register(dubbo.Codec{})
 
 	offload.Register(gotls.Name, gotls.New)
-	offload.Register(gm.Name, gm.New)
+	offload.RegisterModule(gm.Module) // TLCP: double certificates, and tlcp: beside TLS
 
 	transport.Register(netpoll.Name, netpoll.New)
 	registerPlatformBuiltins() // rawepoll on Linux

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"github.com/proxylab/proxylab/core/config"
 	"github.com/proxylab/proxylab/transport"
 	"github.com/proxylab/proxylab/transport/dpdk"
 	"github.com/proxylab/proxylab/transport/rawepoll"
@@ -11,6 +12,13 @@ import (
 // with the list of transports that exist.
 func registerPlatformBuiltins() {
 	transport.Register(rawepoll.Name, rawepoll.New)
-	transport.Register(sockmap.Name, sockmap.New) // needs root (BPF); refused with the reason otherwise
-	transport.Register(dpdk.Name, dpdk.New)       // built with -tags dpdk; otherwise refused with how to build it
+	transport.RegisterModule(sockmap.Module) // needs root (BPF); refused with the reason otherwise
+	transport.RegisterModule(dpdk.Module)    // built with -tags dpdk; otherwise refused with how to build it
+}
+
+// setCgroup applies --cgroup to the sockmap transport's options.
+func setCgroup(cfg *config.Config, dir string) {
+	if o, ok := cfg.Plugins[sockmap.Name].(*sockmap.Options); ok {
+		o.Cgroup = dir
+	}
 }

@@ -2,4 +2,9 @@
 
 package main
 
+import "github.com/proxylab/proxylab/core/config"
+
 func registerPlatformBuiltins() {}
+
+// setCgroup: sockmap exists on Linux only.
+func setCgroup(*config.Config, string) {}

@@ -17,6 +17,8 @@ import (
 	"strings"
 	"syscall"
 
+	"gopkg.in/yaml.v3"
+
 	"github.com/proxylab/proxylab/core/admin"
 	"github.com/proxylab/proxylab/core/config"
 	"github.com/proxylab/proxylab/core/protocol/xprotocol"
@@ -24,7 +26,6 @@ import (
 	"github.com/proxylab/proxylab/core/upstream"
 	"github.com/proxylab/proxylab/offload"
 	"github.com/proxylab/proxylab/transport"
-	"gopkg.in/yaml.v3"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -70,9 +71,25 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return 2
 }
 
+// known is what the registered plugins tell core/config: their names and
+// the decoders of the settings they own.
 func known() config.Known {
-	return config.Known{Transports: transport.Names(), LBs: upstream.LBNames(), DefaultLB: upstream.DefaultLB,
-		LBOptions: lbOptions, Engines: offload.Names(), RPC: xprotocol.Names()}
+	k := config.Known{Transports: transport.Names(), LBs: upstream.LBNames(), Engines: offload.Names(), RPC: xprotocol.Names(),
+		DefaultLB: upstream.DefaultLB, LBOptions: lbOptions,
+		DefaultTransport: defaultTransport, DefaultEngine: defaultEngine,
+		TransportOptions:  map[string]func(*yaml.Node, string, bool) (any, []error){},
+		EngineCertOptions: map[string]func(*yaml.Node, string) (any, []error){},
+		ListenerTLSBlocks: map[string]func(*yaml.Node, string, string) (any, []error){}}
+	for name, dec := range transport.OptionsDecoders() {
+		k.TransportOptions[name] = dec
+	}
+	for name, dec := range offload.CertOptionsDecoders() {
+		k.EngineCertOptions[name] = dec
+	}
+	for key, dec := range offload.ListenerBlockDecoders() {
+		k.ListenerTLSBlocks[key] = dec
+	}
+	return k
 }
 
 // lbOptions checks a cluster's lb_options block with the policy's own
@@ -171,7 +188,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 		cfg.CPUs = *cpus
 	}
 	if *cgroup != "" {
-		cfg.Sockmap.Cgroup = *cgroup
+		setCgroup(cfg, *cgroup)
 	}
 	if *workers >= 0 {
 		cfg.Workers = *workers
@@ -187,9 +204,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 			return 1
 		}
 	}
-	tr, err := transport.New(cfg.Transport, transport.Options{Workers: cfg.Workers, CPUs: pinned,
-		Sockmap: transport.SockmapOptions{Cgroup: cfg.Sockmap.Cgroup, NoSplice: cfg.Sockmap.Splice != nil && !*cfg.Sockmap.Splice},
-		DPDK:    transport.DPDKOptions{EAL: cfg.DPDK.EAL, Port: cfg.DPDK.Port, Address: cfg.DPDK.Address, Gateway: cfg.DPDK.Gateway, Queues: cfg.DPDK.Queues}})
+	tr, err := transport.New(cfg.Transport, transport.Options{Workers: cfg.Workers, CPUs: pinned, Config: cfg.Plugins[cfg.Transport]})
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1

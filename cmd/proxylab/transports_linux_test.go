@@ -29,7 +29,7 @@ func probedTransports() []string {
 		return nil
 	}
 	defer os.Remove(dir)
-	tr, err := sockmap.New(transport.Options{Workers: 1, Sockmap: transport.SockmapOptions{Cgroup: dir}})
+	tr, err := sockmap.New(transport.Options{Workers: 1, Config: &sockmap.Options{Cgroup: dir}})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "integration: sockmap not run:", err)
 		return nil

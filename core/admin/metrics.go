@@ -1,15 +1,12 @@
 package admin
 
 import (
-	"strconv"
-
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/proxylab/proxylab/core/server"
 	h2s "github.com/proxylab/proxylab/core/stream/http2"
 	"github.com/proxylab/proxylab/foundation/buffer"
 	"github.com/proxylab/proxylab/foundation/stats"
-	"github.com/proxylab/proxylab/offload"
 	"github.com/proxylab/proxylab/transport"
 )
 
@@ -70,21 +67,6 @@ var (
 	dTrWakeups  = desc("transport_wakeups_total", "Event-loop wakeups (epoll_wait returns).", "transport")
 	dTrEvents   = desc("transport_events_total", "Readiness events handled.", "transport")
 	dTrLoops    = desc("transport_loops", "Event loops (rawepoll workers).", "transport")
-	dQRx        = desc("dpdk_rx_packets_total", "Packets received on a NIC queue.", "transport", "queue")
-	dQTx        = desc("dpdk_tx_packets_total", "Packets sent on a NIC queue.", "transport", "queue")
-	dQTxDrop    = desc("dpdk_tx_dropped_total", "Packets the NIC queue did not take (ring full or no mbuf).", "transport", "queue")
-	dSmLocal    = desc("sockmap_local_sockets_total", "Same-host sockets recorded by the sockops program.", "transport")
-	dSmMsg      = desc("sockmap_msg_redirects_total", "Messages handed to the peer socket by SK_MSG (TCP/IP skipped).", "transport")
-	dSmMsgBytes = desc("sockmap_msg_redirect_bytes_total", "Bytes handed to the peer socket by SK_MSG.", "transport")
-	dSmMsgPass  = desc("sockmap_msg_passed_total", "Messages sent normally: no peer socket in the map (remote, or outside the cgroup).", "transport")
-	dSmSplices  = desc("sockmap_splices_total", "tcp_proxy pairs joined in the kernel.", "transport")
-	dSmSpliced  = desc("sockmap_spliced_bytes_total", "Bytes forwarded between spliced sockets in the kernel.", "transport")
-	dSmFallback = desc("sockmap_splice_fallbacks_total", "tcp_proxy pairs left in user space, by reason.", "transport", "reason")
-	dTLSHs      = desc("tls_handshakes_total", "Completed TLS handshakes.", "side", "name")
-	dTLSResume  = desc("tls_resumptions_total", "TLS handshakes that resumed a session.", "side", "name")
-	dTLSFail    = desc("tls_handshake_failures_total", "Failed TLS handshakes by reason.", "side", "name", "reason")
-	dTLSVersion = desc("tls_versions_total", "Completed TLS handshakes by negotiated version.", "side", "name", "version")
-	dTLSSuite   = desc("tls_suites_total", "Completed TLS handshakes by cipher suite.", "side", "name", "suite")
 	dHCAttempt  = desc("cluster_health_check_attempt_total", "Active health checks run.", "cluster")
 	dHCSuccess  = desc("cluster_health_check_success_total", "Active health checks passed.", "cluster")
 	dHCFailure  = desc("cluster_health_check_failure_total", "Active health checks failed.", "cluster")
@@ -224,10 +206,12 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	for _, l := range c.srv.Infos() {
-		tlsMetrics(ch, "listener", l.Name, l.TLS)
+		if l.TLS != nil {
+			l.TLS.Collect(stats.WithLabels(c.emit(ch), stats.Label{Name: "side", Value: "listener"}, stats.Label{Name: "name", Value: l.Name}))
+		}
 	}
 	for name, st := range c.srv.ClusterTLSStats() {
-		tlsMetrics(ch, "cluster", name, st)
+		st.Collect(stats.WithLabels(c.emit(ch), stats.Label{Name: "side", Value: "cluster"}, stats.Label{Name: "name", Value: name}))
 	}
 	for name, st := range c.srv.ClusterHTTP2Stats() {
 		h2Metrics(ch, "cluster", name, st)
@@ -248,44 +232,28 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		counter(ch, dTrWakeups, s.Wakeups, name)
 		counter(ch, dTrEvents, s.Events, name)
 		gauge(ch, dTrLoops, float64(s.Loops), name)
-		if s.SpliceFallbacks != nil { // a transport with BPF programs (sockmap)
-			counter(ch, dSmLocal, s.LocalSockets, name)
-			counter(ch, dSmMsg, s.MsgRedirects, name)
-			counter(ch, dSmMsgBytes, s.MsgRedirectBytes, name)
-			counter(ch, dSmMsgPass, s.MsgPassed, name)
-			counter(ch, dSmSplices, s.Splices, name)
-			counter(ch, dSmSpliced, s.SplicedBytes, name)
-			for reason, v := range s.SpliceFallbacks {
-				counter(ch, dSmFallback, v, name, reason)
-			}
-		}
-		for i, q := range s.Queues {
-			qn := strconv.Itoa(i)
-			counter(ch, dQRx, q.RxPackets, name, qn)
-			counter(ch, dQTx, q.TxPackets, name, qn)
-			counter(ch, dQTxDrop, q.TxDropped, name, qn)
-		}
+	}
+	if pc, ok := tr.(stats.Collector); ok {
+		pc.Collect(c.emit(ch))
 	}
 	gets, allocs := buffer.PoolStats()
 	counter(ch, dBufGets, gets)
 	counter(ch, dBufAllocs, allocs)
 }
 
-func tlsMetrics(ch chan<- prometheus.Metric, side, name string, st *offload.Stats) {
-	if st == nil {
-		return
-	}
-	counter(ch, dTLSHs, st.Handshakes.Value(), side, name)
-	counter(ch, dTLSResume, st.Resumptions.Value(), side, name)
-	failures, versions, suites := st.Snapshot()
-	for k, v := range failures {
-		counter(ch, dTLSFail, v, side, name, k)
-	}
-	for k, v := range versions {
-		counter(ch, dTLSVersion, v, side, name, k)
-	}
-	for k, v := range suites {
-		counter(ch, dTLSSuite, v, side, name, k)
+// emit turns what plugins report through stats.Collector into Prometheus
+// metrics (proxylab_<name>); plugins own their names, help and labels.
+func (collector) emit(ch chan<- prometheus.Metric) stats.Emit {
+	return func(name, help string, kind stats.MetricKind, value float64, labels ...stats.Label) {
+		names, values := make([]string, len(labels)), make([]string, len(labels))
+		for i, l := range labels {
+			names[i], values[i] = l.Name, l.Value
+		}
+		vt := prometheus.CounterValue
+		if kind == stats.GaugeKind {
+			vt = prometheus.GaugeValue
+		}
+		ch <- prometheus.MustNewConstMetric(desc(name, help, names...), vt, value, values...)
 	}
 }
 

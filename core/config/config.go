@@ -7,9 +7,7 @@ import (
 	_ "embed"
 	"fmt"
 	"net"
-	"net/netip"
 	"os"
-	"path/filepath"
 	"reflect"
 	"regexp"
 	"slices"
@@ -30,7 +28,8 @@ func DefaultYAML() []byte { return slices.Clone(defaultYAML) }
 
 // Config is the whole file.
 type Config struct {
-	// Transport moves the bytes: netpoll (default) or another registered one.
+	// Transport moves the bytes: a registered transport (the binary's
+	// default when unset, Known.DefaultTransport).
 	Transport string `yaml:"transport"`
 	// Workers for reactor transports; 0 means one per usable CPU.
 	Workers int `yaml:"workers"`
@@ -38,12 +37,10 @@ type Config struct {
 	CPUs string `yaml:"cpus"`
 	// DrainTimeout bounds a graceful stop (SIGTERM).
 	DrainTimeout Duration `yaml:"drain_timeout"`
-	// Sockmap configures the eBPF transport (used when transport is
-	// sockmap).
-	Sockmap Sockmap `yaml:"sockmap"`
-	// DPDK configures the kernel-bypass transport (used when transport is
-	// dpdk).
-	DPDK DPDK `yaml:"dpdk"`
+	// Plugins are the top-level blocks named after registered transports
+	// (each decoded by its transport, which owns its settings): the
+	// transport's Options.Config.
+	Plugins Blocks `yaml:",inline"`
 	// DemoUpstream, when set, starts a small built-in HTTP server there,
 	// so the embedded config answers with no other process running.
 	DemoUpstream *DemoUpstream `yaml:"demo_upstream,omitempty"`
@@ -56,10 +53,8 @@ type Config struct {
 }
 
 func (c *Config) setDefaults() {
-	c.Transport = "netpoll"
 	c.DrainTimeout = Duration(30 * time.Second)
 	c.Stats.Enabled = true
-	c.Sockmap.setDefaults() // so the dump shows it when the file has no sockmap block
 }
 
 // Admin configures the admin HTTP server.
@@ -108,34 +103,6 @@ func (s Secret) String() string {
 // Dump renders the effective config as YAML with secrets redacted.
 func (c *Config) Dump() ([]byte, error) { return yaml.Marshal(c) }
 
-// Sockmap configures the eBPF transport.
-type Sockmap struct {
-	// Cgroup is the cgroup v2 directory whose same-host sockets are
-	// accelerated; empty means the proxy's own cgroup. A directory that
-	// does not exist is created and the proxy joins it.
-	Cgroup string `yaml:"cgroup"`
-	// Splice joins tcp_proxy pairs in the kernel (default true).
-	Splice *bool `yaml:"splice"`
-}
-
-func (s *Sockmap) setDefaults() { s.Splice = new(bool); *s.Splice = true }
-
-// DPDK configures the kernel-bypass transport.
-type DPDK struct {
-	// EAL is DPDK's EAL command line, e.g. [--no-huge, --no-pci, -m, "256",
-	// --vdev, "net_af_packet0,iface=veth0"].
-	EAL []string `yaml:"eal"`
-	// Port is the ethdev the stack runs on (a vdev name or PCI address).
-	Port string `yaml:"port"`
-	// Address is the userspace stack's IPv4 address with prefix; Gateway
-	// the next hop for other destinations (optional).
-	Address string `yaml:"address"`
-	Gateway string `yaml:"gateway"`
-	// Queues is the rx/tx queue pairs to use, each polled by its own lcore
-	// (RSS spreads flows over them when the NIC has it). 0 or 1: one.
-	Queues int `yaml:"queues"`
-}
-
 // DemoUpstream is the built-in demo HTTP server.
 type DemoUpstream struct {
 	Address string `yaml:"address"`
@@ -156,23 +123,24 @@ type Listener struct {
 type CertFiles struct {
 	CertFile string `yaml:"cert_file"`
 	KeyFile  string `yaml:"key_file"`
-	// EncCertFile and EncKeyFile are the encryption certificate and key
-	// TLCP needs besides the signing pair (engine gm).
-	EncCertFile string `yaml:"enc_cert_file,omitempty"`
-	EncKeyFile  string `yaml:"enc_key_file,omitempty"`
+	// Extra are the entry's other keys, the engine's own (decoded by the
+	// engine of the tls block into EngineOptions).
+	Extra         Blocks `yaml:",inline"`
+	EngineOptions any    `yaml:"-"`
 }
 
 // ListenerTLS is a listener's TLS settings.
 type ListenerTLS struct {
-	// Engine secures the connections: gotls (crypto/tls) by default.
+	// Engine secures the connections: a registered engine (the binary's
+	// default when unset, Known.DefaultEngine).
 	Engine string `yaml:"engine"`
 	// Certificates: the first is the default, the others chosen by SNI
 	// against the names in them (exact or wildcard).
 	Certificates []CertFiles `yaml:"certificates"`
-	// TLCP, when set, makes the port also serve TLCP (GB/T 38636) clients
-	// with the gm engine, told apart from TLS ones by the ClientHello's
-	// record version.
-	TLCP *ListenerTLCP `yaml:"tlcp,omitempty"`
+	// Blocks are keys engines add to any listener's tls block, each
+	// decoded by its engine (e.g. one serving a second protocol on the
+	// port, asked first which connections are its own).
+	Blocks Blocks `yaml:",inline"`
 	// ALPN protocols offered; empty means what the listener's codec
 	// speaks (h2 and http/1.1 for codec auto).
 	ALPN         []string `yaml:"alpn,omitempty"`
@@ -196,23 +164,11 @@ type ListenerTLS struct {
 }
 
 func (t *ListenerTLS) setDefaults() {
-	t.Engine = "gotls"
 	t.ClientAuth = "none"
 	t.TicketRotation = Duration(time.Hour)
 	t.ReloadInterval = Duration(5 * time.Second)
 	t.HandshakeTimeout = Duration(10 * time.Second)
 }
-
-// ListenerTLCP is the TLCP side of a listener that serves TLS and TLCP.
-type ListenerTLCP struct {
-	// Certificates: signing and encryption pairs (cert_file, key_file,
-	// enc_cert_file, enc_key_file); the first serves.
-	Certificates []CertFiles `yaml:"certificates"`
-	ClientAuth   string      `yaml:"client_auth"` // none or require
-	ClientCA     string      `yaml:"client_ca,omitempty"`
-}
-
-func (t *ListenerTLCP) setDefaults() { t.ClientAuth = "none" }
 
 // ClusterTLS is how a cluster's upstream connections are secured.
 type ClusterTLS struct {
@@ -227,8 +183,6 @@ type ClusterTLS struct {
 	ALPN               []string   `yaml:"alpn,omitempty"`
 	MinVersion         string     `yaml:"min_version,omitempty"`
 }
-
-func (t *ClusterTLS) setDefaults() { t.Engine = "gotls" }
 
 // HTTPProxy configures the http_proxy filter.
 type HTTPProxy struct {
@@ -625,7 +579,8 @@ type Host struct {
 
 func (h *Host) setDefaults() { h.Weight = 1 }
 
-// Known lists the names registered in this binary, for validation.
+// Known lists the names registered in this binary, for validation, and
+// the decoders of the settings plugins own (core/config names no plugin).
 type Known struct {
 	Transports []string
 	LBs        []string
@@ -636,6 +591,18 @@ type Known struct {
 	LBOptions func(policy string, raw *yaml.Node) []FieldError
 	Engines   []string
 	RPC       []string // xprotocol codecs
+	// DefaultTransport and DefaultEngine are used where the file names
+	// none.
+	DefaultTransport, DefaultEngine string
+	// TransportOptions decode the top-level block named after a transport
+	// (node nil when the file has none); selected: the config runs it.
+	TransportOptions map[string]func(node *yaml.Node, path string, selected bool) (any, []error)
+	// EngineCertOptions decode a certificate entry's keys beyond cert_file
+	// and key_file (one mapping; nil when there are none), by engine.
+	EngineCertOptions map[string]func(node *yaml.Node, path string) (any, []error)
+	// ListenerTLSBlocks decode the keys engines add to a listener's tls
+	// block, by key; engine is the listener's.
+	ListenerTLSBlocks map[string]func(node *yaml.Node, path, engine string) (any, []error)
 }
 
 // Parse decodes and validates a config; the error is an Errors listing every
@@ -651,6 +618,7 @@ func Parse(data []byte, known Known) (*Config, error) {
 	if root.Kind != 0 {
 		d.decode(&root, reflect.ValueOf(cfg).Elem(), "")
 	}
+	d.resolve(cfg, known)
 	d.errs = append(d.errs, cfg.validate(known)...)
 	if len(d.errs) > 0 {
 		return nil, d.errs
@@ -680,25 +648,6 @@ func (c *Config) validate(k Known) Errors {
 	}
 	if c.Workers < 0 {
 		add("workers", "must be >= 0")
-	}
-	if c.Transport == "dpdk" {
-		if c.DPDK.Port == "" {
-			add("dpdk.port", "required with transport dpdk (e.g. net_af_packet0)")
-		}
-		if p, err := netip.ParsePrefix(c.DPDK.Address); err != nil || !p.Addr().Is4() {
-			add("dpdk.address", "want an IPv4 address with prefix, e.g. 10.0.0.2/24, got %q", c.DPDK.Address)
-		}
-		if c.DPDK.Gateway != "" {
-			if a, err := netip.ParseAddr(c.DPDK.Gateway); err != nil || !a.Is4() {
-				add("dpdk.gateway", "want an IPv4 address, got %q", c.DPDK.Gateway)
-			}
-		}
-		if c.DPDK.Queues < 0 || c.DPDK.Queues > 64 {
-			add("dpdk.queues", "must be between 0 and 64, got %d", c.DPDK.Queues)
-		}
-	}
-	if c.Sockmap.Cgroup != "" && !filepath.IsAbs(c.Sockmap.Cgroup) {
-		add("sockmap.cgroup", "must be an absolute path to a cgroup v2 directory, got %q", c.Sockmap.Cgroup)
 	}
 	if c.CPUs != "" {
 		if _, err := ParseCPUList(c.CPUs); err != nil {
@@ -811,7 +760,6 @@ func (c *Config) validate(k Known) Errors {
 			if c := t.ClientCert; c != nil {
 				checkFile(c.CertFile, p+".tls.client_cert.cert_file", add)
 				checkFile(c.KeyFile, p+".tls.client_cert.key_file", add)
-				checkEncPair(t.Engine, *c, p+".tls.client_cert", add)
 			}
 		}
 		switch {
@@ -1012,7 +960,6 @@ func (c *Config) validate(k Known) Errors {
 			for j, c := range t.Certificates {
 				checkFile(c.CertFile, fmt.Sprintf("%s.certificates[%d].cert_file", tp, j), add)
 				checkFile(c.KeyFile, fmt.Sprintf("%s.certificates[%d].key_file", tp, j), add)
-				checkEncPair(t.Engine, c, fmt.Sprintf("%s.certificates[%d]", tp, j), add)
 			}
 			switch t.ClientAuth {
 			case "none", "request":
@@ -1025,32 +972,6 @@ func (c *Config) validate(k Known) Errors {
 			}
 			if t.ClientCA != "" {
 				checkFile(t.ClientCA, tp+".client_ca", add)
-			}
-			if g := t.TLCP; g != nil {
-				gp := tp + ".tlcp"
-				if t.Engine == "gm" {
-					add(gp, "the listener's engine is already gm; tlcp adds TLCP beside another engine's TLS")
-				}
-				if !slices.Contains(k.Engines, "gm") {
-					add(gp, "needs the gm engine, which this binary lacks")
-				}
-				if len(g.Certificates) == 0 {
-					add(gp+".certificates", "at least one certificate is required")
-				}
-				for j, c := range g.Certificates {
-					checkFile(c.CertFile, fmt.Sprintf("%s.certificates[%d].cert_file", gp, j), add)
-					checkFile(c.KeyFile, fmt.Sprintf("%s.certificates[%d].key_file", gp, j), add)
-					checkEncPair("gm", c, fmt.Sprintf("%s.certificates[%d]", gp, j), add)
-				}
-				switch g.ClientAuth {
-				case "none":
-				case "require":
-					if g.ClientCA == "" {
-						add(gp+".client_ca", "required when client_auth is require")
-					}
-				default:
-					add(gp+".client_auth", "unknown policy %q (none, require)", g.ClientAuth)
-				}
 			}
 			for _, v := range []struct{ name, v string }{{"min_version", t.MinVersion}, {"max_version", t.MaxVersion}} {
 				if v.v != "" && v.v != "1.2" && v.v != "1.3" {
@@ -1225,18 +1146,4 @@ func (c *Config) ClusterByName(name string) Cluster {
 		}
 	}
 	return Cluster{}
-}
-
-// checkEncPair: the gm engine (TLCP) needs the encryption pair besides the
-// signing one.
-func checkEncPair(engine string, c CertFiles, p string, add func(path, format string, args ...any)) {
-	if engine != "gm" {
-		return
-	}
-	if c.EncCertFile == "" || c.EncKeyFile == "" {
-		add(p, "engine gm needs enc_cert_file and enc_key_file (TLCP's encryption certificate) besides cert_file and key_file")
-		return
-	}
-	checkFile(c.EncCertFile, p+".enc_cert_file", add)
-	checkFile(c.EncKeyFile, p+".enc_key_file", add)
 }

@@ -6,9 +6,14 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/proxylab/proxylab/transport/sockmap"
 )
 
-var known = Known{Transports: []string{"netpoll"}, LBs: []string{"random", "round_robin"}, Engines: []string{"gotls"}}
+var known = Known{Transports: []string{"netpoll"}, DefaultTransport: "netpoll", DefaultEngine: "gotls", LBs: []string{"random", "round_robin"}, Engines: []string{"gotls"},
+	TransportOptions: map[string]func(*yaml.Node, string, bool) (any, []error){"sockmap": sockmap.DecodeOptions}}
 
 func TestDefaultConfigIsValid(t *testing.T) {
 	cfg, err := Load("", known)

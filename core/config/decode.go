@@ -179,6 +179,9 @@ func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string) {
 		}
 		seen[key.Value] = true
 		idx := fieldIndex(t, key.Value)
+		if idx == nil && keep(v, key, val, fpath) {
+			continue // a plugin's: resolved once the whole file is read
+		}
 		if idx == nil {
 			d.fail(fpath, key, "unknown field (known: %s)", strings.Join(fieldNames(t), ", "))
 			continue
@@ -206,7 +209,7 @@ func inline(f reflect.StructField) bool {
 func fieldIndex(t reflect.Type, key string) []int {
 	for i := 0; i < t.NumField(); i++ {
 		f := t.Field(i)
-		if !f.IsExported() {
+		if !f.IsExported() || f.Type == blocksType {
 			continue
 		}
 		if inline(f) {
@@ -227,7 +230,7 @@ func fieldNames(t reflect.Type) []string {
 	for i := 0; i < t.NumField(); i++ {
 		f := t.Field(i)
 		switch {
-		case !f.IsExported() || yamlName(f) == "-":
+		case !f.IsExported() || yamlName(f) == "-" || f.Type == blocksType:
 		case inline(f):
 			out = append(out, fieldNames(f.Type)...)
 		default:

@@ -10,8 +10,24 @@ import (
 
 	"github.com/proxylab/proxylab/core/config"
 	"github.com/proxylab/proxylab/core/upstream"
+	"github.com/proxylab/proxylab/offload/gm"
+	"github.com/proxylab/proxylab/transport/dpdk"
+	"github.com/proxylab/proxylab/transport/sockmap"
 	"gopkg.in/yaml.v3"
 )
+
+// pluginBlocks are the keys plugins own inside core/config's mappings (a
+// config.Blocks field), with the types they decode: a transport's top-level
+// block, the TLCP block of a listener's tls. Keep in step with the built-ins.
+var pluginBlocks = map[string]reflect.Type{
+	"sockmap": reflect.TypeOf(sockmap.Options{}),
+	"dpdk":    reflect.TypeOf(dpdk.Options{}),
+	"tlcp":    reflect.TypeOf(gm.TLCP{}),
+}
+
+// pluginInline are types whose keys a plugin adds directly to a mapping of
+// core/config's (an engine's keys in a certificate entry).
+var pluginInline = []reflect.Type{reflect.TypeOf(gm.CertOptions{})}
 
 // schemaKey is one yaml key of the config schema and where it sits.
 type schemaKey struct{ key, path string }
@@ -47,7 +63,7 @@ func walkSchema(t reflect.Type, path string, seen map[reflect.Type]bool, out *[]
 			continue
 		}
 		if inline {
-			walkSchema(f.Type, path, seen, out)
+			walkSchema(f.Type, path, seen, out) // a Blocks map: nothing to walk
 			continue
 		}
 		*out = append(*out, schemaKey{name, path + "." + name})
@@ -70,6 +86,13 @@ func TestConfigReferenceCoversSchema(t *testing.T) {
 	doc := readReference(t)
 	var keys []schemaKey
 	walkSchema(reflect.TypeOf(config.Config{}), "", map[reflect.Type]bool{}, &keys)
+	for name, t := range pluginBlocks {
+		keys = append(keys, schemaKey{name, "(plugin) " + name})
+		walkSchema(t, "(plugin) "+name, map[reflect.Type]bool{}, &keys)
+	}
+	for _, t := range pluginInline {
+		walkSchema(t, "(plugin) "+t.String(), map[reflect.Type]bool{}, &keys)
+	}
 	if len(keys) < 100 {
 		t.Fatalf("walked only %d keys: the walk is broken", len(keys))
 	}
@@ -129,6 +152,17 @@ func checkNode(t *testing.T, n *yaml.Node, typ reflect.Type, path string, lbKeys
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			key := n.Content[i].Value
 			f, ok := fieldFor(typ, key)
+			if !ok && hasBlocks(typ) {
+				if pt, isPlugin := pluginBlocks[key]; isPlugin {
+					checkNode(t, n.Content[i+1], pt, path+"."+key, lbKeys)
+					continue
+				}
+				for _, pt := range pluginInline {
+					if f, ok = fieldFor(pt, key); ok {
+						break
+					}
+				}
+			}
 			if !ok {
 				t.Errorf("docs/configuration.md line %d: %s.%s is not a config key", n.Content[i].Line, path, key)
 				continue
@@ -136,6 +170,16 @@ func checkNode(t *testing.T, n *yaml.Node, typ reflect.Type, path string, lbKeys
 			checkNode(t, n.Content[i+1], f.Type, path+"."+key, lbKeys)
 		}
 	}
+}
+
+// hasBlocks reports whether t hands unknown keys to plugins.
+func hasBlocks(t reflect.Type) bool {
+	for i := 0; i < t.NumField(); i++ {
+		if _, inline := yamlKey(t.Field(i)); inline && t.Field(i).Type.Kind() == reflect.Map {
+			return true
+		}
+	}
+	return false
 }
 
 func fieldFor(t reflect.Type, key string) (reflect.StructField, bool) {
@@ -146,6 +190,9 @@ func fieldFor(t reflect.Type, key string) (reflect.StructField, bool) {
 		}
 		name, inline := yamlKey(f)
 		if inline {
+			if f.Type.Kind() != reflect.Struct {
+				continue // plugins' keys: see hasBlocks
+			}
 			if sub, ok := fieldFor(f.Type, key); ok {
 				return sub, true
 			}

@@ -10,24 +10,46 @@ import (
 )
 
 // TLSInspector is the listener filter that secures a listener's
-// connections with an engine. With
-// Inspect, one port serves TLS and plaintext clients: the first byte decides
-// (a TLS record starts with 0x16, no HTTP request does). With TLCP set, the
-// same port also serves TLCP clients, told apart by the ClientHello
-// record's version (0x0101). What is looked at is not consumed.
+// connections with an engine. With Inspect, or with Beside servers, the
+// first bytes decide which: the servers are asked in order (Beside first,
+// Server last) whether the bytes start their handshake (offload.Claimer);
+// none claiming, the connection is plaintext with Inspect and Server's
+// otherwise. What is looked at is not consumed. Which bytes mean which
+// engine the engines know (e.g. gm claims TLCP's record version 0x0101).
 type TLSInspector struct {
 	Server  offload.Server
 	Inspect bool
-	TLCP    offload.Server
+	Beside  []offload.Server
 }
 
 var _ ListenerFilter = (*TLSInspector)(nil)
 
 func (f *TLSInspector) OnAccept(tc transport.Conn) transport.Conn {
-	if !f.Inspect && f.TLCP == nil {
+	if !f.Inspect && len(f.Beside) == 0 {
 		return secured{f.Server.Wrap(tc)}
 	}
-	return &sniffConn{inner: tc, srv: f.Server, tlcp: f.TLCP, plainOK: f.Inspect}
+	return &sniffConn{inner: tc, f: f}
+}
+
+// pick asks the servers in order; nil: plaintext.
+func (f *TLSInspector) pick(first []byte) (srv offload.Server, needMore bool) {
+	for _, s := range f.Beside {
+		if match, more := claims(s, first); match || more {
+			return s, more
+		}
+	}
+	if match, more := claims(f.Server, first); match || more || !f.Inspect {
+		return f.Server, more
+	}
+	return nil, false
+}
+
+// claims asks s; a server that cannot tell claims everything.
+func claims(s offload.Server, first []byte) (match, needMore bool) {
+	if c, ok := s.(offload.Claimer); ok {
+		return c.Claims(first)
+	}
+	return true, false
 }
 
 // secured marks an engine connection as secure.
@@ -38,15 +60,13 @@ func (secured) IsSecure() bool { return true }
 // sniffConn waits for the first bytes, then routes everything either through
 // the engine or straight to the handler.
 type sniffConn struct {
-	inner   transport.Conn
-	srv     offload.Server
-	tlcp    offload.Server // serves ClientHellos of record version 0x0101, when set
-	plainOK bool           // non-TLS first bytes go through in plaintext
-	held    *buffer.Buf
-	h       transport.Handler
-	route   transport.Handler // where inner's events go once decided
-	target  atomic.Pointer[transport.Conn]
-	tls     atomic.Bool
+	inner  transport.Conn
+	f      *TLSInspector
+	held   *buffer.Buf
+	h      transport.Handler
+	route  transport.Handler // where inner's events go once decided
+	target atomic.Pointer[transport.Conn]
+	tls    atomic.Bool
 }
 
 func (c *sniffConn) LocalAddr() net.Addr  { return c.inner.LocalAddr() }
@@ -84,17 +104,13 @@ func (s *sniffHandler) OnData(tc transport.Conn, b *buffer.Buf) {
 			b.Release()
 			b, c.held = nb, nil
 		}
-		p := b.Bytes()
+		srv, needMore := c.f.pick(b.Bytes())
 		switch {
-		case p[0] == 0x16 && c.tlcp != nil && len(p) < 3:
-			// Too little to read the record version: wait for more.
+		case needMore:
+			// Too little to tell: wait for more.
 			c.held = b
 			return
-		case p[0] == 0x16 || !c.plainOK: // a TLS (or TLCP) handshake record
-			srv := c.srv
-			if c.tlcp != nil && len(p) >= 3 && p[1] == 0x01 && p[2] == 0x01 {
-				srv = c.tlcp
-			}
+		case srv != nil:
 			sc := srv.Wrap(c.inner)
 			var t transport.Conn = sc
 			c.target.Store(&t)

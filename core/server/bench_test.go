@@ -69,7 +69,7 @@ routes:
 clusters:
   - {name: up, hosts: [{address: %q}]}
 `, up)
-	cfg, err := config.Parse([]byte(yml), config.Known{Transports: transport.Names(), LBs: upstream.LBNames()})
+	cfg, err := config.Parse([]byte(yml), config.Known{Transports: transport.Names(), LBs: upstream.LBNames(), DefaultTransport: "netpoll"})
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -7,9 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -64,6 +66,7 @@ type ListenerInfo struct {
 	Engine    string
 	AccessLog *accesslog.Logger
 	secure    offload.Server
+	beside    []offload.Server
 }
 
 // ClusterRPCStats are the RPC events of clusters speaking an RPC protocol,
@@ -97,7 +100,7 @@ func New(cfg *config.Config, tr transport.Transport, log *slog.Logger) (*Server,
 			occ := &offload.ClientConfig{SNI: t.SNI, CAFile: t.CAFile, Insecure: t.InsecureSkipVerify, ALPN: alpn, MinVersion: t.MinVersion, Stats: st,
 				HandshakeTimeout: cc.ConnectTimeout.D()}
 			if c := t.ClientCert; c != nil {
-				occ.Cert = &offload.CertFiles{CertFile: c.CertFile, KeyFile: c.KeyFile, EncCertFile: c.EncCertFile, EncKeyFile: c.EncKeyFile}
+				occ.Cert = &offload.CertFiles{CertFile: c.CertFile, KeyFile: c.KeyFile, Options: c.EngineOptions}
 			}
 			if secure, err = eng.NewClient(occ); err != nil {
 				return nil, fmt.Errorf("server: cluster %q: %w", cc.Name, err)
@@ -224,7 +227,7 @@ func (s *Server) tlsFilter(name string, t *config.ListenerTLS, alpn []string, in
 		Stats: &offload.Stats{},
 	}
 	for _, c := range t.Certificates {
-		sc.Certificates = append(sc.Certificates, offload.CertFiles{CertFile: c.CertFile, KeyFile: c.KeyFile, EncCertFile: c.EncCertFile, EncKeyFile: c.EncKeyFile})
+		sc.Certificates = append(sc.Certificates, offload.CertFiles{CertFile: c.CertFile, KeyFile: c.KeyFile, Options: c.EngineOptions})
 	}
 	srv, err := eng.NewServer(sc)
 	if err != nil {
@@ -232,18 +235,19 @@ func (s *Server) tlsFilter(name string, t *config.ListenerTLS, alpn []string, in
 	}
 	info.TLS, info.Engine, info.secure = sc.Stats, eng.Name(), srv
 	f := &network.TLSInspector{Server: srv, Inspect: t.Inspector}
-	if g := t.TLCP; g != nil {
-		gm, err := offload.New("gm")
+	// Blocks engines added to the tls block that serve beside the
+	// listener's engine (gm's tlcp), in key order; they share its stats.
+	for _, key := range slices.Sorted(maps.Keys(t.Blocks)) {
+		b, ok := t.Blocks[key].(offload.Beside)
+		if !ok {
+			continue
+		}
+		bs, err := b.NewServer(sc)
 		if err != nil {
-			return nil, fmt.Errorf("server: listener %q: tlcp: %w", name, err)
+			return nil, fmt.Errorf("server: listener %q: %s: %w", name, key, err)
 		}
-		gc := &offload.ServerConfig{ClientAuth: g.ClientAuth, ClientCA: g.ClientCA, HandshakeTimeout: t.HandshakeTimeout.D(), Stats: sc.Stats}
-		for _, c := range g.Certificates {
-			gc.Certificates = append(gc.Certificates, offload.CertFiles{CertFile: c.CertFile, KeyFile: c.KeyFile, EncCertFile: c.EncCertFile, EncKeyFile: c.EncKeyFile})
-		}
-		if f.TLCP, err = gm.NewServer(gc); err != nil {
-			return nil, fmt.Errorf("server: listener %q: tlcp: %w", name, err)
-		}
+		f.Beside = append(f.Beside, bs)
+		info.beside = append(info.beside, bs)
 	}
 	return f, nil
 }
@@ -555,6 +559,9 @@ func (s *Server) Close() {
 		}
 		if info.secure != nil {
 			info.secure.Close()
+		}
+		for _, b := range info.beside {
+			b.Close()
 		}
 	}
 	if s.clusters != nil {

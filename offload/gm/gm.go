@@ -86,7 +86,8 @@ func loadKey(path string) (crypto.PrivateKey, error) {
 
 // loadPair loads the signing and encryption certificates of one entry.
 func loadPair(f offload.CertFiles) (sign, enc *tlcp.Certificate, err error) {
-	if f.EncCertFile == "" || f.EncKeyFile == "" {
+	o, _ := f.Options.(*CertOptions)
+	if o == nil || o.EncCertFile == "" || o.EncKeyFile == "" {
 		return nil, nil, errors.New("gm: a certificate entry needs enc_cert_file and enc_key_file (TLCP's encryption certificate)")
 	}
 	load := func(cert, key string, want func(crypto.PrivateKey) bool, role string) (*tlcp.Certificate, error) {
@@ -106,7 +107,7 @@ func loadPair(f offload.CertFiles) (sign, enc *tlcp.Certificate, err error) {
 	if sign, err = load(f.CertFile, f.KeyFile, func(k crypto.PrivateKey) bool { _, ok := k.(crypto.Signer); return ok }, "signing"); err != nil {
 		return nil, nil, err
 	}
-	if enc, err = load(f.EncCertFile, f.EncKeyFile, func(k crypto.PrivateKey) bool { _, ok := k.(crypto.Decrypter); return ok }, "encryption"); err != nil {
+	if enc, err = load(o.EncCertFile, o.EncKeyFile, func(k crypto.PrivateKey) bool { _, ok := k.(crypto.Decrypter); return ok }, "encryption"); err != nil {
 		return nil, nil, err
 	}
 	return sign, enc, nil
@@ -238,6 +239,20 @@ func (s *server) Wrap(c transport.Conn) offload.Conn {
 }
 
 func (s *server) Close() { s.once.Do(func() { close(s.stop) }) }
+
+// Claims TLCP ClientHellos: a handshake record (22) of record version
+// 1.1 (0x0101), which no TLS version uses.
+func (s *server) Claims(first []byte) (match, needMore bool) {
+	if len(first) == 0 || first[0] != 0x16 {
+		return false, false
+	}
+	if len(first) < 3 {
+		return false, true
+	}
+	return first[1] == 0x01 && first[2] == 0x01, false
+}
+
+var _ offload.Claimer = (*server)(nil)
 
 // client speaks TLCP to upstream hosts.
 type client struct {

@@ -356,6 +356,16 @@ func (s *server) Wrap(c transport.Conn) offload.Conn {
 
 func (s *server) Close() { s.once.Do(func() { close(s.stop) }) }
 
+// Claims every TLS handshake record (content type 22).
+func (s *server) Claims(first []byte) (match, needMore bool) {
+	return len(first) > 0 && first[0] == recordTypeHandshake, false
+}
+
+// recordTypeHandshake starts every TLS ClientHello (RFC 8446 §5.1).
+const recordTypeHandshake = 0x16
+
+var _ offload.Claimer = (*server)(nil)
+
 type client struct {
 	hs    *engineconn.Handshakers
 	cfg   offload.ClientConfig

@@ -26,6 +26,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 
+	"github.com/proxylab/proxylab/foundation/stats"
 	"github.com/proxylab/proxylab/transport"
 )
 
@@ -59,7 +60,11 @@ type queueCounters struct {
 	_               [40]byte
 }
 
-var _ transport.Transport = (*Transport)(nil)
+var (
+	_ transport.Transport     = (*Transport)(nil)
+	_ transport.StatsReporter = (*Transport)(nil)
+	_ stats.Collector         = (*Transport)(nil)
+)
 
 const (
 	nicID = 1
@@ -69,7 +74,10 @@ const (
 // New starts the EAL, the port and the stack, and the poll loop on an
 // lcore of its own.
 func New(opts transport.Options) (transport.Transport, error) {
-	o := opts.DPDK
+	o, _ := opts.Config.(*Options)
+	if o == nil {
+		o = &Options{}
+	}
 	addr, err := netip.ParsePrefix(o.Address)
 	if err != nil || !addr.Addr().Is4() {
 		return nil, fmt.Errorf("dpdk: address %q: want an IPv4 address with prefix, e.g. 10.0.0.2/24", o.Address)
@@ -311,15 +319,23 @@ func (t *Transport) bufSize() int {
 	return 16 << 10
 }
 
-// Stats reports packets through the port, per queue.
+// Stats reports packets through the port, all queues together.
 func (t *Transport) Stats() transport.Stats {
-	s := transport.Stats{Loops: len(t.queues), Queues: make([]transport.QueueStats, len(t.queues))}
+	s := transport.Stats{Loops: len(t.queues)}
 	for i := range t.queues {
-		c := &t.queues[i]
-		q := transport.QueueStats{RxPackets: c.rx.Load(), TxPackets: c.tx.Load(), TxDropped: c.txDrops.Load()}
-		s.Queues[i] = q
-		s.Reads += q.RxPackets
-		s.Writes += q.TxPackets
+		s.Reads += t.queues[i].rx.Load()
+		s.Writes += t.queues[i].tx.Load()
 	}
 	return s
+}
+
+// Collect exports the packets per NIC queue (proxylab_dpdk_*).
+func (t *Transport) Collect(emit stats.Emit) {
+	tr := stats.Label{Name: "transport", Value: Name}
+	for i := range t.queues {
+		c, q := &t.queues[i], stats.Label{Name: "queue", Value: strconv.Itoa(i)}
+		emit("dpdk_rx_packets_total", "Packets received on a NIC queue.", stats.CounterKind, float64(c.rx.Load()), tr, q)
+		emit("dpdk_tx_packets_total", "Packets sent on a NIC queue.", stats.CounterKind, float64(c.tx.Load()), tr, q)
+		emit("dpdk_tx_dropped_total", "Packets the NIC queue did not take (ring full or no mbuf).", stats.CounterKind, float64(c.txDrops.Load()), tr, q)
+	}
 }

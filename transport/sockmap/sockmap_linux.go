@@ -30,12 +30,10 @@ import (
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/rlimit"
 
+	"github.com/proxylab/proxylab/foundation/stats"
 	"github.com/proxylab/proxylab/transport"
 	"github.com/proxylab/proxylab/transport/rawepoll"
 )
-
-// Name is the registered name.
-const Name = "sockmap"
 
 // Transport is rawepoll with the BPF programs attached.
 type Transport struct {
@@ -58,6 +56,7 @@ var (
 	_ transport.Transport     = (*Transport)(nil)
 	_ transport.StatsReporter = (*Transport)(nil)
 	_ transport.NearDialer    = (*Transport)(nil)
+	_ stats.Collector         = (*Transport)(nil)
 )
 
 // New checks what the host allows, loads and attaches the programs and
@@ -70,11 +69,16 @@ func New(opts transport.Options) (transport.Transport, error) {
 	if err := checkKernel(); err != nil {
 		return nil, permissionHint(err)
 	}
-	cg, err := resolveCgroup(opts.Sockmap.Cgroup, log)
+	o, _ := opts.Config.(*Options)
+	if o == nil {
+		o = &Options{}
+		o.SetDefaults()
+	}
+	cg, err := resolveCgroup(o.Cgroup, log)
 	if err != nil {
 		return nil, err
 	}
-	t := &Transport{cgroup: cg, splice: !opts.Sockmap.NoSplice, log: log, fallbacks: map[string]uint64{}}
+	t := &Transport{cgroup: cg, splice: o.splice(), log: log, fallbacks: map[string]uint64{}}
 	if err := loadSockmapObjects(&t.objs, nil); err != nil {
 		return nil, fmt.Errorf("sockmap: loading the BPF programs: %w", permissionHint(err))
 	}
@@ -251,25 +255,40 @@ func (t *Transport) counter(slot uint32) uint64 {
 	return n
 }
 
-// Stats are the reactor's counters and the programs'.
+// Stats are the reactor's counters; the programs' are exported by Collect.
 func (t *Transport) Stats() transport.Stats {
-	var s transport.Stats
 	if r, ok := t.inner.(transport.StatsReporter); ok {
-		s = r.Stats()
+		return r.Stats()
 	}
-	s.LocalSockets = t.counter(cLocalInserted)
-	s.MsgRedirects = t.counter(cMsgRedirected)
-	s.MsgRedirectBytes = t.counter(cMsgRedirectedBytes)
-	s.MsgPassed = t.counter(cMsgPassed)
-	s.Splices = t.splices.Load()
-	s.SplicedBytes = t.counter(cSkbRedirectedBytes)
+	return transport.Stats{}
+}
+
+// Collect exports the BPF programs' counters and the splices (metric
+// names are part of the admin API: proxylab_sockmap_*).
+func (t *Transport) Collect(emit stats.Emit) {
+	tr := stats.Label{Name: "transport", Value: Name}
+	for _, m := range []struct {
+		name, help string
+		v          uint64
+	}{
+		{"sockmap_local_sockets_total", "Same-host sockets recorded by the sockops program.", t.counter(cLocalInserted)},
+		{"sockmap_msg_redirects_total", "Messages handed to the peer socket by SK_MSG (TCP/IP skipped).", t.counter(cMsgRedirected)},
+		{"sockmap_msg_redirect_bytes_total", "Bytes handed to the peer socket by SK_MSG.", t.counter(cMsgRedirectedBytes)},
+		{"sockmap_msg_passed_total", "Messages sent normally: no peer socket in the map (remote, or outside the cgroup).", t.counter(cMsgPassed)},
+		{"sockmap_splices_total", "tcp_proxy pairs joined in the kernel.", t.splices.Load()},
+		{"sockmap_spliced_bytes_total", "Bytes forwarded between spliced sockets in the kernel.", t.counter(cSkbRedirectedBytes)},
+	} {
+		emit(m.name, m.help, stats.CounterKind, float64(m.v), tr)
+	}
 	t.mu.Lock()
-	s.SpliceFallbacks = make(map[string]uint64, len(t.fallbacks))
+	fallbacks := make(map[string]uint64, len(t.fallbacks))
 	for k, v := range t.fallbacks {
-		s.SpliceFallbacks[k] = v
+		fallbacks[k] = v
 	}
 	t.mu.Unlock()
-	return s
+	for reason, v := range fallbacks {
+		emit("sockmap_splice_fallbacks_total", "tcp_proxy pairs left in user space, by reason.", stats.CounterKind, float64(v), tr, stats.Label{Name: "reason", Value: reason})
+	}
 }
 
 // Cgroup is the cgroup v2 directory sockops is attached to.
@@ -282,3 +301,6 @@ var errNotSockmap = errors.New("the peer is not a sockmap connection")
 
 // instances numbers the transports of this process (pin directories).
 var instances atomic.Uint64
+
+// Module is the sockmap transport as cmd registers it.
+var Module = transport.Module{Name: Name, New: New, Options: DecodeOptions}

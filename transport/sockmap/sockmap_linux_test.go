@@ -49,12 +49,12 @@ func testCgroup(t *testing.T) string {
 	return dir
 }
 
-func newTransport(t *testing.T, opts transport.SockmapOptions) *Transport {
+func newTransport(t *testing.T, opts *Options) *Transport {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("sockmap needs root")
 	}
-	tr, err := New(transport.Options{Workers: 2, ReadBufferSize: 16 << 10, Sockmap: opts})
+	tr, err := New(transport.Options{Workers: 2, ReadBufferSize: 16 << 10, Config: opts})
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -100,10 +100,10 @@ func TestContract(t *testing.T) {
 				if prev != nil {
 					prev.Close()
 				}
-				prev = newTransport(t, transport.SockmapOptions{Cgroup: cg})
+				prev = newTransport(t, &Options{Cgroup: cg})
 				return prev
 			}, transporttest.Options{NoReceiverBackpressure: inside})
-			if inside && prev.Stats().MsgRedirects == 0 {
+			if inside && prev.counter(cMsgRedirected) == 0 {
 				t.Fatal("nothing was redirected")
 			}
 		})
@@ -114,7 +114,7 @@ func TestContract(t *testing.T) {
 // Close removes it, and a run that died without Close is replaced.
 func TestAttachPinsAndCleansUp(t *testing.T) {
 	cg := testCgroup(t)
-	tr := newTransport(t, transport.SockmapOptions{Cgroup: cg})
+	tr := newTransport(t, &Options{Cgroup: cg})
 	if tr.PinDir() == "" {
 		t.Skip("no BPF filesystem")
 	}
@@ -130,7 +130,7 @@ func TestAttachPinsAndCleansUp(t *testing.T) {
 	}
 
 	// A run that was killed: its pins stay, under a pid that is gone.
-	stale := newTransport(t, transport.SockmapOptions{Cgroup: cg})
+	stale := newTransport(t, &Options{Cgroup: cg})
 	dead := filepath.Join(filepath.Dir(stale.PinDir()), cgroupID(cg)+"-999999999-1")
 	if err := os.Rename(stale.PinDir(), dead); err != nil {
 		t.Fatal(err)
@@ -140,7 +140,7 @@ func TestAttachPinsAndCleansUp(t *testing.T) {
 	if _, err := link.LoadPinnedLink(filepath.Join(dead, "sockops_link"), nil); err != nil {
 		t.Fatalf("the stale link is not pinned: %v", err)
 	}
-	fresh := newTransport(t, transport.SockmapOptions{Cgroup: cg})
+	fresh := newTransport(t, &Options{Cgroup: cg})
 	if _, err := os.Stat(dead); !os.IsNotExist(err) {
 		t.Fatalf("stale pins not replaced: %v", err)
 	}
@@ -153,15 +153,15 @@ func TestRefusedWithReason(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to get past the permission check")
 	}
-	_, err := New(transport.Options{Sockmap: transport.SockmapOptions{Cgroup: "/tmp/not-a-cgroup"}})
+	_, err := New(transport.Options{Config: &Options{Cgroup: "/tmp/not-a-cgroup"}})
 	if err == nil || !strings.Contains(err.Error(), "not under the cgroup v2 mount") {
 		t.Fatalf("err = %v", err)
 	}
 	cg := testCgroup(t)
-	if newTransport(t, transport.SockmapOptions{Cgroup: cg}).PinDir() == "" {
+	if newTransport(t, &Options{Cgroup: cg}).PinDir() == "" {
 		t.Skip("no BPF filesystem: a second instance cannot be detected")
 	}
-	_, err = New(transport.Options{Sockmap: transport.SockmapOptions{Cgroup: cg}})
+	_, err = New(transport.Options{Config: &Options{Cgroup: cg}})
 	if err == nil || !strings.Contains(err.Error(), "already served by proxylab pid") {
 		t.Fatalf("second instance on one cgroup: err = %v", err)
 	}
@@ -263,7 +263,7 @@ func spliceVia(t *testing.T, tr *Transport, target string, results chan<- error)
 // bytes come back exact and the proxy saw none of them.
 func TestSpliceEchoBulkAndHalfClose(t *testing.T) {
 	cg := testCgroup(t)
-	tr := newTransport(t, transport.SockmapOptions{Cgroup: cg})
+	tr := newTransport(t, &Options{Cgroup: cg})
 	results := make(chan error, 64)
 	echo := echoServer(t)
 	addr := spliceVia(t, tr, echo, results)
@@ -298,9 +298,9 @@ func TestSpliceEchoBulkAndHalfClose(t *testing.T) {
 		}
 		c.Close()
 	}
-	st := tr.Stats()
-	if st.Splices < 40 || st.SplicedBytes < 40*2*(4<<20) {
-		t.Fatalf("splices %d, spliced bytes %d", st.Splices, st.SplicedBytes)
+	splices, spliced := tr.splices.Load(), tr.counter(cSkbRedirectedBytes)
+	if splices < 40 || spliced < 40*2*(4<<20) {
+		t.Fatalf("splices %d, spliced bytes %d", splices, spliced)
 	}
 }
 
@@ -309,7 +309,7 @@ func TestSpliceEchoBulkAndHalfClose(t *testing.T) {
 // redirect, byte-exact.
 func TestSameHostRedirect(t *testing.T) {
 	cg := testCgroup(t)
-	tr := newTransport(t, transport.SockmapOptions{Cgroup: cg})
+	tr := newTransport(t, &Options{Cgroup: cg})
 	joinCgroup(t, cg)
 	ln, err := tr.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -317,7 +317,7 @@ func TestSameHostRedirect(t *testing.T) {
 	}
 	defer ln.Close()
 	ln.Start(func(c transport.Conn) { c.Start(echoHandler{}) })
-	before := tr.Stats().MsgRedirects
+	before := tr.counter(cMsgRedirected)
 	c, err := net.Dial("tcp", ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
@@ -332,7 +332,7 @@ func TestSameHostRedirect(t *testing.T) {
 			t.Fatalf("message %d: %v", i, err)
 		}
 	}
-	if n := tr.Stats().MsgRedirects - before; n < 200 {
+	if n := tr.counter(cMsgRedirected) - before; n < 200 {
 		t.Fatalf("%d messages redirected, want both directions of 100 round trips", n)
 	}
 }
