@@ -22,7 +22,7 @@ func (c *Config) checkRouteProtocols(k Known, add func(path, format string, args
 		if kc, ok := k.codec(codec); ok {
 			return kc.Carries
 		}
-		return codec
+		return ""
 	}
 	for _, l := range c.Listeners {
 		h := l.HTTP
@@ -30,6 +30,9 @@ func (c *Config) checkRouteProtocols(k Known, add func(path, format string, args
 			continue
 		}
 		codecs := listenerCodecs(h.Codec, k)
+		if len(codecs) == 0 {
+			continue // an unknown codec is reported elsewhere
+		}
 		for i, vh := range c.Routes {
 			if len(h.VirtualHosts) > 0 && !slices.Contains(h.VirtualHosts, vh.Name) {
 				continue
@@ -38,8 +41,8 @@ func (c *Config) checkRouteProtocols(k Known, add func(path, format string, args
 				rp := fmt.Sprintf("routes[%d].routes[%d]", i, j)
 				check := func(path, cluster string) {
 					p, ok := speaks[cluster]
-					if !ok || slices.Contains(codecs, carries(p)) {
-						return // unknown clusters are reported elsewhere
+					if c := carries(p); !ok || c == "" || slices.Contains(codecs, c) {
+						return // unknown clusters and protocols are reported elsewhere
 					}
 					add(path, "cluster %q speaks %s, listener %q codec %s", cluster, p, l.Name, h.Codec)
 				}
@@ -68,7 +71,7 @@ func listenerCodecs(codec string, k Known) []string {
 		if kc, ok := k.codec(codec); ok {
 			return []string{kc.Carries}
 		}
-		return []string{codec}
+		return nil
 	}
 	var out []string
 	for _, kc := range k.Codecs {
