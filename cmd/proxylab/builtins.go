@@ -1,9 +1,12 @@
 package main
 
 import (
-	"github.com/proxylab/proxylab/core/protocol/xprotocol"
 	"github.com/proxylab/proxylab/core/protocol/xprotocol/bolt"
 	"github.com/proxylab/proxylab/core/protocol/xprotocol/dubbo"
+	"github.com/proxylab/proxylab/core/stream"
+	h1s "github.com/proxylab/proxylab/core/stream/http1"
+	h2s "github.com/proxylab/proxylab/core/stream/http2"
+	"github.com/proxylab/proxylab/core/stream/rpc"
 	"github.com/proxylab/proxylab/core/upstream"
 	"github.com/proxylab/proxylab/offload"
 	"github.com/proxylab/proxylab/offload/gm"
@@ -12,19 +15,24 @@ import (
 	"github.com/proxylab/proxylab/transport/netpoll"
 )
 
-// The defaults where a config names no transport or engine.
+// The defaults where a config names no transport, engine or protocol.
 const (
 	defaultTransport = netpoll.Name
 	defaultEngine    = gotls.Name
+	defaultProtocol  = "http1" // a cluster's protocol when its config names none
 )
 
 // registerBuiltins is the one list of what this binary ships: transports,
-// crypto engines, RPC protocols and load-balancing policies. A new
-// transport, engine, protocol or LB policy is one package plus one line
-// here (docs/extending.md).
+// crypto engines, L7 codecs and load-balancing policies. A new transport,
+// engine, codec or LB policy is one package plus one line here
+// (docs/extending.md).
 func registerBuiltins() {
-	xprotocol.Register(bolt.Codec{})
-	xprotocol.Register(dubbo.Codec{})
+	// L7 codecs; the order is auto-detection's: HTTP/2 by its preface,
+	// the RPC codecs by their magic, HTTP/1 takes whatever is left.
+	stream.Register(h2s.Codec{})
+	stream.Register(rpc.Codec{Wire: bolt.Codec{}})
+	stream.Register(rpc.Codec{Wire: dubbo.Codec{}})
+	stream.Register(h1s.Codec{})
 
 	offload.Register(gotls.Name, gotls.New)
 	offload.RegisterModule(gm.Module) // TLCP: double certificates, and tlcp: beside TLS

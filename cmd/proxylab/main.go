@@ -21,7 +21,6 @@ import (
 
 	"github.com/proxylab/proxylab/core/admin"
 	"github.com/proxylab/proxylab/core/config"
-	"github.com/proxylab/proxylab/core/protocol/xprotocol"
 	"github.com/proxylab/proxylab/core/server"
 	"github.com/proxylab/proxylab/core/upstream"
 	"github.com/proxylab/proxylab/offload"
@@ -74,7 +73,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 // known is what the registered plugins tell core/config: their names and
 // the decoders of the settings they own.
 func known() config.Known {
-	k := config.Known{Transports: transport.Names(), LBs: upstream.LBNames(), Engines: offload.Names(), RPC: xprotocol.Names(),
+	k := config.Known{Transports: transport.Names(), LBs: upstream.LBNames(), Engines: offload.Names(),
+		Codecs: server.KnownCodecs(), DefaultProtocol: defaultProtocol,
 		DefaultLB: upstream.DefaultLB, LBOptions: lbOptions,
 		DefaultTransport: defaultTransport, DefaultEngine: defaultEngine,
 		TransportOptions:  map[string]func(*yaml.Node, string, bool) (any, []error){},

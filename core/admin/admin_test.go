@@ -19,6 +19,8 @@ import (
 	"github.com/proxylab/proxylab/core/admin"
 	"github.com/proxylab/proxylab/core/config"
 	"github.com/proxylab/proxylab/core/server"
+	"github.com/proxylab/proxylab/core/stream"
+	h1s "github.com/proxylab/proxylab/core/stream/http1"
 	"github.com/proxylab/proxylab/core/upstream"
 	"github.com/proxylab/proxylab/transport"
 	"github.com/proxylab/proxylab/transport/netpoll"
@@ -28,6 +30,7 @@ func TestMain(m *testing.M) {
 	// What the proxylab binary registers in cmd/proxylab/builtins.go.
 	transport.Register(netpoll.Name, netpoll.New)
 	upstream.RegisterLB(upstream.DefaultLB, upstream.NewWeightedRoundRobin)
+	stream.Register(h1s.Codec{})
 	os.Exit(m.Run())
 }
 
@@ -49,7 +52,8 @@ routes:
 clusters:
   - {name: up, hosts: [{address: %q}]}
 `, token, upAddr)
-	cfg, err := config.Parse([]byte(yml), config.Known{Transports: transport.Names(), LBs: upstream.LBNames(), DefaultLB: upstream.DefaultLB})
+	cfg, err := config.Parse([]byte(yml), config.Known{Transports: transport.Names(), DefaultTransport: netpoll.Name,
+		LBs: upstream.LBNames(), DefaultLB: upstream.DefaultLB, Codecs: server.KnownCodecs(), DefaultProtocol: "http1"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,6 +21,7 @@ import (
 	h1 "github.com/proxylab/proxylab/core/protocol/http1"
 	"github.com/proxylab/proxylab/core/proxy"
 	"github.com/proxylab/proxylab/core/router"
+	"github.com/proxylab/proxylab/core/stream"
 	h1s "github.com/proxylab/proxylab/core/stream/http1"
 	"github.com/proxylab/proxylab/core/upstream"
 	"github.com/proxylab/proxylab/foundation/timer"
@@ -45,8 +46,10 @@ func newTransport(t *testing.T) transport.Transport {
 
 func newCluster(t *testing.T, tr transport.Transport, name string, addrs ...string) *upstream.Cluster {
 	t.Helper()
-	cc := upstream.ClusterConfig{Name: name, HTTP1: h1s.ClientSettings{Limits: h1.DefaultLimits, ConnectTimeout: 5 * time.Second,
-		IdleTimeout: time.Minute, HighWatermark: 256 << 10},
+	codec := h1s.Codec{}
+	cc := upstream.ClusterConfig{Name: name, Carries: codec.Carries(),
+		Codec: codec.NewClient(&stream.ClientOptions{ConnectTimeout: 5 * time.Second, IdleTimeout: time.Minute,
+			MaxConnections: 1024, MaxPending: 1024, HighWatermark: 256 << 10}),
 		Breakers: upstream.Breakers{MaxConnections: 1024, MaxPending: 1024, MaxRequests: 1024, MaxRetries: 3}}
 	for _, a := range addrs {
 		cc.Hosts = append(cc.Hosts, upstream.HostConfig{Address: a, Weight: 1})
@@ -92,6 +95,9 @@ func TestHTTPProxyRoutes(t *testing.T) {
 		newCluster(t, tr, "down", deadAddr),
 	})
 	timers := timer.New(10 * time.Millisecond)
+	so := &stream.ServerOptions{MaxRequestLine: h1.DefaultLimits.MaxRequestLine, MaxHeaderBytes: h1.DefaultLimits.MaxHeaderBytes,
+		MaxHeaders: h1.DefaultLimits.MaxHeaders, HeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute, Linger: time.Second,
+		HighWatermark: 256 << 10, Timers: timers}
 	hc := &proxy.HTTPConfig{
 		Router: router.New([]router.VirtualHost{{Name: "site", Domains: []string{"example.com"}, Routes: []router.Route{
 			{Prefix: "/api/", Cluster: "api", Timeout: 10 * time.Second},
@@ -99,10 +105,10 @@ func TestHTTPProxyRoutes(t *testing.T) {
 			{Prefix: "/ghost", Cluster: "ghost", Timeout: 10 * time.Second},
 			{Path: "/ping", Direct: &router.DirectResponse{Status: 200, Body: []byte("pong")}},
 		}}}),
-		Clusters: mgr,
-		Server: h1s.ServerSettings{Limits: h1.DefaultLimits, HeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute,
-			HighWatermark: 256 << 10, Linger: time.Second, Timers: timers},
-		Codec:            "http1",
+		Clusters:         mgr,
+		Server:           *so,
+		Codecs:           []stream.Codec{h1s.Codec{}},
+		Servers:          []stream.Server{h1s.Codec{}.NewServer(so)},
 		MaxRequestBuffer: 64 << 10,
 		Log:              slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}
