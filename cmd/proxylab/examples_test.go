@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -14,6 +15,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/proxylab/proxylab/core/protocol/xprotocol"
+	"github.com/proxylab/proxylab/docs/examples/tinyrpc"
 )
 
 // extendingLines returns the builtins.go lines docs/extending.md shows: the
@@ -37,7 +41,7 @@ func extendingLines(t *testing.T) (imports, registers []string) {
 			}
 		}
 	}
-	if len(imports) < 3 || len(registers) < 3 {
+	if len(imports) < 4 || len(registers) < 4 {
 		t.Fatalf("docs/extending.md: found imports %v and registrations %v, want one of each per example", imports, registers)
 	}
 	return imports, registers
@@ -54,12 +58,25 @@ func buildWithExamples(t *testing.T) string {
 		t.Fatal(err)
 	}
 	s := string(src)
-	const anchor = "\tregisterPlatformBuiltins()"
-	if !strings.Contains(s, "import (\n") || !strings.Contains(s, anchor) {
+	// Codecs go before HTTP/1's line (it takes whatever no codec before it
+	// claims), everything else at the end of the list.
+	const anchor, codecAnchor = "\tregisterPlatformBuiltins()", "\tstream.Register(h1s.Codec{})"
+	if !strings.Contains(s, "import (\n") || !strings.Contains(s, anchor) || !strings.Contains(s, codecAnchor) {
 		t.Fatal("builtins.go changed shape: update buildWithExamples")
 	}
+	var codecs, others []string
+	for _, r := range registers {
+		if strings.HasPrefix(r, "stream.Register(") {
+			codecs = append(codecs, r)
+		} else {
+			others = append(others, r)
+		}
+	}
 	s = strings.Replace(s, "import (\n", "import (\n\t"+strings.Join(imports, "\n\t")+"\n", 1)
-	s = strings.Replace(s, anchor, "\t"+strings.Join(registers, "\n\t")+"\n"+anchor, 1)
+	s = strings.Replace(s, anchor, "\t"+strings.Join(others, "\n\t")+"\n"+anchor, 1)
+	if len(codecs) > 0 {
+		s = strings.Replace(s, codecAnchor, "\t"+strings.Join(codecs, "\n\t")+"\n"+codecAnchor, 1)
+	}
 	dir := t.TempDir()
 	patched := filepath.Join(dir, "builtins.go")
 	os.WriteFile(patched, []byte(s), 0o644)
@@ -75,12 +92,14 @@ func buildWithExamples(t *testing.T) string {
 
 // TestDocsExamples builds proxylab with the example plugins of
 // docs/extending.md registered as the document says, and runs each end to
-// end: the LB policy with its options, the transport, the crypto engine.
+// end: the LB policy with its options, the transport, the crypto engine,
+// the codec.
 func TestDocsExamples(t *testing.T) {
 	bin := buildWithExamples(t)
 	t.Run("lbfirst", func(t *testing.T) { testExampleLBFirst(t, bin) })
 	t.Run("conncount", func(t *testing.T) { testExampleConnCount(t, bin) })
 	t.Run("tls13only", func(t *testing.T) { testExampleTLS13Only(t, bin) })
+	t.Run("tinyrpc", func(t *testing.T) { testExampleTinyRPC(t, bin) })
 }
 
 func httpGet(t *testing.T, c *http.Client, url string) (int, string) {
@@ -251,6 +270,120 @@ clusters:
 		resp.Body.Close()
 		if resp.StatusCode != 200 || string(body) != "secure" || resp.TLS.Version != tls.VersionTLS13 {
 			t.Fatalf("tls13only with TLS 1.3: %d %q version %x", resp.StatusCode, body, resp.TLS.Version)
+		}
+	})
+}
+
+// tinyUpstream is a tinyrpc server: it answers each request with its body
+// upper-cased (status ok) and heartbeats with replies.
+func tinyUpstream(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				codec := tinyrpc.Codec{}
+				var in []byte
+				buf := make([]byte, 64<<10)
+				for {
+					n, err := c.Read(buf)
+					if err != nil {
+						return
+					}
+					in = append(in, buf[:n]...)
+					for {
+						var f xprotocol.Frame
+						used, err := codec.Decode(in, &f)
+						if err != nil {
+							return
+						}
+						if used == 0 {
+							break
+						}
+						var out []byte
+						switch f.Kind {
+						case xprotocol.Request:
+							route := len(f.Headers.Get(xprotocol.FieldService)) + 1 + len(f.Headers.Get(xprotocol.FieldMethod))
+							body := f.Raw[14+route:]
+							out = tinyrpc.AppendResponse(nil, uint32(f.ID), tinyrpc.StatusOK, []byte(strings.ToUpper(string(body))))
+						case xprotocol.Heartbeat:
+							out = codec.AppendHeartbeatReply(nil, &f)
+						}
+						c.Write(out)
+						in = in[used:]
+					}
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// testExampleTinyRPC: an http_proxy port with codec auto detects tinyrpc by
+// its magic, routes it by service to a tinyrpc cluster and answers under the
+// client's IDs; a request with no route gets tinyrpc's own 404 frame.
+func testExampleTinyRPC(t *testing.T, bin string) {
+	up := tinyUpstream(t)
+	forEachTransport(t, func(t *testing.T, tr string) {
+		cfg := fmt.Sprintf(`transport: %s
+listeners:
+  - {name: rpc, address: "127.0.0.1:0", http_proxy: {}}
+routes:
+  - {name: all, domains: ["*"], routes: [{prefix: /echo/, cluster: echo}]}
+clusters:
+  - {name: echo, protocol: tinyrpc, hosts: [{address: %q}]}
+`, tr, up)
+		p := startProxyBin(t, bin, cfg)
+		c, err := net.Dial("tcp", p.addr("rpc"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(15 * time.Second))
+		var req []byte
+		req = tinyrpc.AppendRequest(req, 5, "echo", "upper", []byte("hello"), false)
+		req = tinyrpc.AppendRequest(req, 6, "echo", "upper", []byte("world"), false)
+		req = tinyrpc.AppendRequest(req, 7, "nope", "x", nil, false)
+		req = tinyrpc.Codec{}.AppendHeartbeat(req, 8)
+		c.Write(req)
+		got := map[uint64]string{}
+		codec := tinyrpc.Codec{}
+		var in []byte
+		buf := make([]byte, 4096)
+		for len(got) < 4 {
+			n, err := c.Read(buf)
+			if err != nil {
+				t.Fatalf("answers so far %v: %v", got, err)
+			}
+			in = append(in, buf[:n]...)
+			for {
+				var f xprotocol.Frame
+				used, err := codec.Decode(in, &f)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if used == 0 {
+					break
+				}
+				got[f.ID] = fmt.Sprintf("%v %d %s", f.Kind, codec.HTTPStatus(&f), f.Raw[14:])
+				in = in[used:]
+			}
+		}
+		for id, want := range map[uint64]string{5: "response 200 HELLO", 6: "response 200 WORLD", 8: "heartbeat-reply 200 "} {
+			if got[id] != want {
+				t.Errorf("ID %d: %q, want %q", id, got[id], want)
+			}
+		}
+		if !strings.HasPrefix(got[7], "response 404 ") {
+			t.Errorf("no route: %q, want tinyrpc's not-found frame", got[7])
 		}
 	})
 }
