@@ -188,35 +188,53 @@ clusters:
 }
 
 // testExampleConnCount: --transport conncount carries the traffic and counts
-// the connections it accepted and dialled.
+// the connections it accepted and dialled; its own options block
+// (conncount.count_dials) takes effect and is validated.
 func testExampleConnCount(t *testing.T, bin string) {
 	up := startUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
-	cfg := fmt.Sprintf(`admin: {address: "127.0.0.1:0"}
-listeners:
+	for _, tc := range []struct {
+		block     string
+		wantDials bool
+	}{{"", true}, {"conncount: {count_dials: false}\n", false}} {
+		cfg := fmt.Sprintf(`admin: {address: "127.0.0.1:0"}
+%slisteners:
   - {name: web, address: "127.0.0.1:0", http_proxy: {}}
 routes:
   - {name: all, domains: ["*"], routes: [{prefix: /, cluster: up}]}
 clusters:
   - {name: up, hosts: [{address: %q}]}
-`, up.addr)
-	p := startProxyBin(t, bin, cfg, "--transport", "conncount")
-	if !strings.Contains(p.logs(), "transport=conncount") {
-		t.Fatalf("not running on conncount:\n%s", p.logs())
-	}
-	for i := 0; i < 3; i++ { // three client connections
-		c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
-		if code, body := httpGet(t, c, "http://"+p.addr("web")+"/"); code != 200 || body != "ok" {
-			t.Fatalf("request %d: %d %q", i, code, body)
+`, tc.block, up.addr)
+		p := startProxyBin(t, bin, cfg, "--transport", "conncount")
+		if !strings.Contains(p.logs(), "transport=conncount") {
+			t.Fatalf("not running on conncount:\n%s", p.logs())
+		}
+		for i := 0; i < 3; i++ { // three client connections
+			c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+			if code, body := httpGet(t, c, "http://"+p.addr("web")+"/"); code != 200 || body != "ok" {
+				t.Fatalf("request %d: %d %q", i, code, body)
+			}
+		}
+		a := adminClient{t: t, base: "http://" + p.adminAddr()}
+		fams := a.scrape()
+		lbl := map[string]string{"transport": "conncount"}
+		if n := value(t, fams, "proxylab_transport_accepts_total", lbl); n != 3 {
+			t.Errorf("%q: accepts counted %v, want 3", tc.block, n)
+		}
+		if n := value(t, fams, "proxylab_transport_dials_total", lbl); (n >= 1) != tc.wantDials {
+			t.Errorf("%q: dials counted %v, want them counted: %v", tc.block, n, tc.wantDials)
 		}
 	}
-	a := adminClient{t: t, base: "http://" + p.adminAddr()}
-	fams := a.scrape()
-	lbl := map[string]string{"transport": "conncount"}
-	if n := value(t, fams, "proxylab_transport_accepts_total", lbl); n != 3 {
-		t.Errorf("accepts counted %v, want 3", n)
-	}
-	if n := value(t, fams, "proxylab_transport_dials_total", lbl); n < 1 {
-		t.Errorf("dials counted %v, want at least 1", n)
+	bad := writeTemp(t, `transport: conncount
+conncount: {count_dials: maybe, label: x}
+listeners:
+  - {name: l, address: "127.0.0.1:0", tcp_proxy: {cluster: c}}
+clusters:
+  - {name: c, hosts: [{address: "127.0.0.1:1"}]}
+`)
+	out, err := exec.Command(bin, "validate", "-c", bad).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "conncount.count_dials: expected a boolean (true/false), got \"maybe\"") ||
+		!strings.Contains(string(out), "conncount.label: unknown field (known: count_dials)") {
+		t.Errorf("validate with a bad conncount block (%v):\n%s", err, out)
 	}
 }
 

@@ -6,16 +6,26 @@
 // transport package — a Name, a Factory, the Transport and Listener
 // interfaces — without an event loop of its own.
 //
+// It owns an options block, the config's top-level `conncount:` (decoded
+// by registry.Decode into Options: unknown fields refused, errors with
+// their paths):
+//
+//	transport: conncount
+//	conncount: {count_dials: false}
+//
 // Registered with one line in cmd/proxylab/builtins.go, then chosen with
 // `--transport conncount` or `transport: conncount`:
 //
-//	transport.Register(conncount.Name, conncount.New)
+//	transport.RegisterModule(conncount.Module)
 package conncount
 
 import (
 	"sync/atomic"
 	"time"
 
+	"gopkg.in/yaml.v3"
+
+	"github.com/proxylab/proxylab/foundation/registry"
 	"github.com/proxylab/proxylab/transport"
 	"github.com/proxylab/proxylab/transport/netpoll"
 )
@@ -23,11 +33,36 @@ import (
 // Name is the transport's name for --transport and the config.
 const Name = "conncount"
 
+// Module is what the binary registers: the name, the factory and the
+// decoder of the `conncount:` block.
+var Module = transport.Module{Name: Name, New: New, Options: DecodeOptions}
+
+// Options are the `conncount:` block.
+type Options struct {
+	// CountDials counts the connections the transport dials too, not only
+	// those it accepts (default true).
+	CountDials bool `yaml:"count_dials"`
+}
+
+// SetDefaults is called by registry.Decode before the block is decoded.
+func (o *Options) SetDefaults() { o.CountDials = true }
+
+// DecodeOptions decodes the block (node nil: the defaults); errors are
+// registry.FieldErrors under path (e.g. conncount.count_dials).
+func DecodeOptions(node *yaml.Node, path string, _ bool) (any, []error) {
+	o, errs := registry.Decode[Options](node, path)
+	if errs != nil {
+		return nil, errs
+	}
+	return o, nil
+}
+
 // Transport counts connections over an inner netpoll transport. The
 // connections themselves are netpoll's, unwrapped, so their optional
 // capabilities (transport.SyscallConner) stay visible.
 type Transport struct {
 	inner    transport.Transport
+	opts     Options
 	accepted atomic.Uint64
 	dialled  atomic.Uint64 // dials that connected
 	failed   atomic.Uint64 // dials that did not
@@ -38,13 +73,18 @@ var (
 	_ transport.StatsReporter = (*Transport)(nil)
 )
 
-// New is the transport.Factory.
+// New is the transport.Factory; opts.Config is the decoded block (nil when
+// the transport is built without a config: the defaults).
 func New(opts transport.Options) (transport.Transport, error) {
+	o := Options{CountDials: true}
+	if c, ok := opts.Config.(*Options); ok {
+		o = *c
+	}
 	inner, err := netpoll.New(opts)
 	if err != nil {
 		return nil, err
 	}
-	return &Transport{inner: inner}, nil
+	return &Transport{inner: inner, opts: o}, nil
 }
 
 func (t *Transport) Name() string { return Name }
@@ -61,6 +101,10 @@ func (t *Transport) Listen(network, address string) (transport.Listener, error) 
 
 // Dial connects through netpoll and counts the outcome before done runs.
 func (t *Transport) Dial(network, address string, timeout time.Duration, done func(transport.Conn, error)) {
+	if !t.opts.CountDials {
+		t.inner.Dial(network, address, timeout, done)
+		return
+	}
 	t.inner.Dial(network, address, timeout, func(c transport.Conn, err error) {
 		if err != nil {
 			t.failed.Add(1)
