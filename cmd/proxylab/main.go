@@ -75,7 +75,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 func known() config.Known {
 	k := config.Known{Transports: transport.Names(), LBs: upstream.LBNames(), Engines: offload.Names(),
 		Codecs: server.KnownCodecs(), DefaultProtocol: defaultProtocol,
-		DefaultLB: upstream.DefaultLB, LBOptions: lbOptions,
+		DefaultLB: upstream.DefaultLB, LBOptions: upstream.DecodeLBOptions,
 		DefaultTransport: defaultTransport, DefaultEngine: defaultEngine,
 		TransportOptions:  map[string]func(*yaml.Node, string, bool) (any, []error){},
 		EngineCertOptions: map[string]func(*yaml.Node, string) (any, []error){},
@@ -90,24 +90,6 @@ func known() config.Known {
 		k.ListenerTLSBlocks[key] = dec
 	}
 	return k
-}
-
-// lbOptions checks a cluster's lb_options block with the policy's own
-// decoder, for config validation.
-func lbOptions(policy string, raw *yaml.Node) []config.FieldError {
-	err := upstream.DecodeLBOptions(policy, raw)
-	var oes upstream.OptionErrors
-	if errors.As(err, &oes) {
-		out := make([]config.FieldError, len(oes))
-		for i, e := range oes {
-			out[i] = config.FieldError{Path: e.Field, Line: e.Line, Msg: e.Msg}
-		}
-		return out
-	}
-	if err != nil {
-		return []config.FieldError{{Msg: err.Error()}}
-	}
-	return nil
 }
 
 func cmdValidate(args []string, stdout, stderr io.Writer) int {

@@ -5,6 +5,7 @@ package config
 
 import (
 	_ "embed"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -18,6 +19,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/proxylab/proxylab/core/accesslog"
+	"github.com/proxylab/proxylab/foundation/registry"
 )
 
 //go:embed default.yaml
@@ -600,9 +602,9 @@ type Known struct {
 	LBs        []string
 	// DefaultLB is the policy of a cluster without lb.
 	DefaultLB string
-	// LBOptions, when set, checks a cluster's lb_options block against the
-	// policy's options; the errors' paths are inside the block.
-	LBOptions func(policy string, raw *yaml.Node) []FieldError
+	// LBOptions, when set, checks a cluster's lb_options block (at path)
+	// with the policy's own decoder; errors are registry.FieldErrors.
+	LBOptions func(policy string, raw *yaml.Node, path string) []error
 	Engines   []string
 	// DefaultTransport and DefaultEngine are used where the file names
 	// none.
@@ -732,9 +734,13 @@ func (c *Config) validate(k Known) Errors {
 		if cl.LB != "" && !slices.Contains(k.LBs, cl.LB) {
 			add(p+".lb", "unknown policy %q (available: %s)", cl.LB, strings.Join(k.LBs, ", "))
 		} else if k.LBOptions != nil {
-			for _, e := range k.LBOptions(cl.LB, cl.LBOptions) {
-				e.Path = join(p+".lb_options", e.Path)
-				es = append(es, e)
+			for _, err := range k.LBOptions(cl.LB, cl.LBOptions, p+".lb_options") {
+				var fe registry.FieldError
+				if errors.As(err, &fe) {
+					es = append(es, FieldError{Path: fe.Path, Line: fe.Line, Msg: fe.Msg})
+				} else {
+					add(p+".lb_options", "%v", err)
+				}
 			}
 		}
 		if cl.ConnectTimeout <= 0 {

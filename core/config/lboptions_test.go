@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/proxylab/proxylab/foundation/registry"
 )
 
 // TestLBOptionsHandedToThePolicy: config names no policy; it fills the
@@ -20,14 +22,14 @@ func TestLBOptionsHandedToThePolicy(t *testing.T) {
 	k := known
 	k.LBs = []string{"round_robin", "least_request"}
 	k.DefaultLB = "round_robin"
-	k.LBOptions = func(policy string, raw *yaml.Node) []FieldError {
+	k.LBOptions = func(policy string, raw *yaml.Node, path string) []error {
 		var b []byte
 		if raw != nil {
 			b, _ = yaml.Marshal(raw)
 		}
 		calls = append(calls, call{policy, strings.TrimSpace(string(b))})
 		if policy == "least_request" && raw != nil {
-			return []FieldError{{Path: "choice_count", Line: raw.Line, Msg: "must be >= 2"}}
+			return []error{registry.FieldError{Path: path + ".choice_count", Line: raw.Line, Msg: "must be >= 2"}}
 		}
 		return nil
 	}

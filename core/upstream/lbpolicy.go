@@ -1,9 +1,9 @@
 package upstream
 
 import (
-	"fmt"
-
 	"gopkg.in/yaml.v3"
+
+	"github.com/proxylab/proxylab/foundation/registry"
 )
 
 // DefaultLB is the policy of a cluster that names none.
@@ -16,64 +16,88 @@ const DefaultLB = "round_robin"
 type LBPolicy struct {
 	// Decode reads the lb_options block (nil when absent) into the
 	// policy's typed options, with its defaults filled and its rules
-	// checked. Errors are OptionErrors naming fields inside the block.
-	Decode func(raw *yaml.Node) (any, error)
+	// checked. Errors are registry.FieldErrors with paths under path.
+	Decode func(raw *yaml.Node, path string) (any, []error)
 	// New builds a balancer over a fixed host set with options from Decode.
 	// It is called again whenever the eligible hosts change.
 	New func(hosts []*Host, opts any) LoadBalancer
 }
 
-// Factory decodes raw and returns the policy's builder with the options
-// applied.
-func (p LBPolicy) Factory(raw *yaml.Node) (LBFactory, error) {
-	opts, err := p.Decode(raw)
-	if err != nil {
-		return nil, err
+// Factory decodes raw (errors under path) and returns the policy's builder
+// with the options applied.
+func (p LBPolicy) Factory(raw *yaml.Node, path string) (LBFactory, error) {
+	opts, errs := p.Decode(raw, path)
+	if len(errs) > 0 {
+		return nil, errs[0]
 	}
 	return func(hosts []*Host) LoadBalancer { return p.New(hosts, opts) }, nil
+}
+
+func isNull(n *yaml.Node) bool {
+	if n != nil && n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
+		n = n.Content[0]
+	}
+	return n == nil || n.Kind == yaml.ScalarNode && n.Tag == "!!null"
 }
 
 // NoOptions is a policy that takes no options: any lb_options field is
 // refused as unknown.
 func NoOptions(f LBFactory) LBPolicy {
-	return Options(struct{}{}, nil, func(hosts []*Host, _ struct{}) LoadBalancer { return f(hosts) })
-}
-
-// Options builds a policy from a typed options struct: defaults is the
-// value an absent block or field gets, the block's fields are T's yaml tags
-// (unknown ones refused), validate (optional) checks the decoded value and
-// build makes a balancer with it.
-func Options[T any](defaults T, validate func(*T) OptionErrors, build func(hosts []*Host, opts T) LoadBalancer) LBPolicy {
 	return LBPolicy{
-		Decode: func(raw *yaml.Node) (any, error) {
-			o := defaults
-			if es := decodeOptions(raw, &o); len(es) > 0 {
-				return nil, es
+		Decode: func(raw *yaml.Node, path string) (any, []error) {
+			if isNull(raw) {
+				return nil, nil
 			}
-			if validate != nil {
-				if es := validate(&o); len(es) > 0 {
-					return nil, es
-				}
+			n := raw
+			if n.Kind == yaml.DocumentNode {
+				n = n.Content[0]
 			}
-			return o, nil
+			if n.Kind != yaml.MappingNode {
+				return nil, []error{registry.FieldError{Path: path, Line: n.Line, Msg: "expected a mapping"}}
+			}
+			var errs []error
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				errs = append(errs, registry.FieldError{Path: path + "." + n.Content[i].Value, Line: n.Content[i].Line, Msg: "unknown field (known: none)"})
+			}
+			return nil, errs
 		},
-		New: func(hosts []*Host, opts any) LoadBalancer { return build(hosts, opts.(T)) },
+		New: func(hosts []*Host, _ any) LoadBalancer { return f(hosts) },
 	}
 }
 
-// DecodeLBOptions checks a cluster's lb_options block against the named
-// policy's options; the error is OptionErrors when the block is at fault.
-// The binary uses it to validate a config before anything starts.
-func DecodeLBOptions(policy string, raw *yaml.Node) error {
+// Options builds a policy from a typed options struct T, decoded by
+// registry.Decode: the block's fields are T's yaml tags (unknown ones
+// refused), *T's SetDefaults fills the defaults and its Validate(path)
+// checks the result, when T has them; build makes a balancer with it.
+func Options[T any](build func(hosts []*Host, opts *T) LoadBalancer) LBPolicy {
+	return LBPolicy{
+		Decode: func(raw *yaml.Node, path string) (any, []error) {
+			if isNull(raw) {
+				raw = nil
+			}
+			o, errs := registry.Decode[T](raw, path)
+			if errs != nil {
+				return nil, errs
+			}
+			return o, nil
+		},
+		New: func(hosts []*Host, opts any) LoadBalancer { return build(hosts, opts.(*T)) },
+	}
+}
+
+// DecodeLBOptions checks a cluster's lb_options block (at path) against the
+// named policy's options; the binary hands it to config validation
+// (config.Known.LBOptions).
+func DecodeLBOptions(policy string, raw *yaml.Node, path string) []error {
 	if policy == "" {
 		policy = DefaultLB
 	}
 	p, ok := lookupLB(policy)
 	if !ok {
-		return fmt.Errorf("upstream: unknown load balancer %q", policy)
+		return []error{registry.Errorf(path, "unknown load balancer %q", policy)}
 	}
-	_, err := p.Decode(raw)
-	return err
+	_, errs := p.Decode(raw, path)
+	return errs
 }
 
 // Describer is implemented by balancers that report the settings they run
@@ -96,15 +120,19 @@ type LeastRequestOptions struct {
 	ChoiceCount int `yaml:"choice_count"`
 }
 
+func (o *LeastRequestOptions) SetDefaults() { o.ChoiceCount = 2 }
+
+func (o *LeastRequestOptions) Validate(path string) []error {
+	if o.ChoiceCount < 2 {
+		return []error{registry.Errorf(path+".choice_count", "must be >= 2, got %d", o.ChoiceCount)}
+	}
+	return nil
+}
+
 // LeastRequestPolicy is least_request with its options.
-var LeastRequestPolicy = Options(LeastRequestOptions{ChoiceCount: 2},
-	func(o *LeastRequestOptions) OptionErrors {
-		if o.ChoiceCount < 2 {
-			return OptionErrors{{Field: "choice_count", Msg: fmt.Sprintf("must be >= 2, got %d", o.ChoiceCount)}}
-		}
-		return nil
-	},
-	func(hosts []*Host, o LeastRequestOptions) LoadBalancer { return newLeastRequest(hosts, o.ChoiceCount) })
+var LeastRequestPolicy = Options(func(hosts []*Host, o *LeastRequestOptions) LoadBalancer {
+	return newLeastRequest(hosts, o.ChoiceCount)
+})
 
 // RingHashOptions are ring_hash's lb_options (Envoy's ring_hash_lb_config).
 type RingHashOptions struct {
@@ -121,24 +149,26 @@ type RingHashOptions struct {
 // MaxRingSize is the largest ring allowed (Envoy's bound).
 const MaxRingSize = 8 << 20
 
+func (o *RingHashOptions) SetDefaults() { o.MaximumRingSize, o.HashFunction = MaxRingSize, "xx_hash" }
+
+func (o *RingHashOptions) Validate(path string) []error {
+	var errs []error
+	if o.MinimumRingSize < 0 {
+		errs = append(errs, registry.Errorf(path+".minimum_ring_size", "must be >= 0, got %d", o.MinimumRingSize))
+	}
+	if o.MaximumRingSize < 1 || o.MaximumRingSize > MaxRingSize {
+		errs = append(errs, registry.Errorf(path+".maximum_ring_size", "must be between 1 and %d, got %d", MaxRingSize, o.MaximumRingSize))
+	} else if o.MinimumRingSize > o.MaximumRingSize {
+		errs = append(errs, registry.Errorf(path+".minimum_ring_size", "must be <= maximum_ring_size (%d), got %d", o.MaximumRingSize, o.MinimumRingSize))
+	}
+	if o.HashFunction != "xx_hash" && o.HashFunction != "murmur_hash_2" {
+		errs = append(errs, registry.Errorf(path+".hash_function", "unknown function %q (xx_hash, murmur_hash_2)", o.HashFunction))
+	}
+	return errs
+}
+
 // RingHashPolicy is ring_hash with its options.
-var RingHashPolicy = Options(RingHashOptions{MaximumRingSize: MaxRingSize, HashFunction: "xx_hash"},
-	func(o *RingHashOptions) OptionErrors {
-		var es OptionErrors
-		if o.MinimumRingSize < 0 {
-			es = append(es, OptionError{Field: "minimum_ring_size", Msg: fmt.Sprintf("must be >= 0, got %d", o.MinimumRingSize)})
-		}
-		if o.MaximumRingSize < 1 || o.MaximumRingSize > MaxRingSize {
-			es = append(es, OptionError{Field: "maximum_ring_size", Msg: fmt.Sprintf("must be between 1 and %d, got %d", MaxRingSize, o.MaximumRingSize)})
-		} else if o.MinimumRingSize > o.MaximumRingSize {
-			es = append(es, OptionError{Field: "minimum_ring_size", Msg: fmt.Sprintf("must be <= maximum_ring_size (%d), got %d", o.MaximumRingSize, o.MinimumRingSize)})
-		}
-		if o.HashFunction != "xx_hash" && o.HashFunction != "murmur_hash_2" {
-			es = append(es, OptionError{Field: "hash_function", Msg: fmt.Sprintf("unknown function %q (xx_hash, murmur_hash_2)", o.HashFunction)})
-		}
-		return es
-	},
-	func(hosts []*Host, o RingHashOptions) LoadBalancer { return newRingHash(hosts, o) })
+var RingHashPolicy = Options(func(hosts []*Host, o *RingHashOptions) LoadBalancer { return newRingHash(hosts, *o) })
 
 // MaglevOptions are maglev's lb_options (Envoy's maglev_lb_config).
 type MaglevOptions struct {
@@ -150,15 +180,19 @@ type MaglevOptions struct {
 // MaxMaglevTableSize is the largest table allowed (Envoy's bound).
 const MaxMaglevTableSize = 5000011
 
+func (o *MaglevOptions) SetDefaults() { o.TableSize = MaglevTableSize }
+
+func (o *MaglevOptions) Validate(path string) []error {
+	if o.TableSize < 2 || o.TableSize > MaxMaglevTableSize || !isPrime(o.TableSize) {
+		return []error{registry.Errorf(path+".table_size", "must be a prime between 2 and %d, got %d", MaxMaglevTableSize, o.TableSize)}
+	}
+	return nil
+}
+
 // MaglevPolicy is maglev with its options.
-var MaglevPolicy = Options(MaglevOptions{TableSize: MaglevTableSize},
-	func(o *MaglevOptions) OptionErrors {
-		if o.TableSize < 2 || o.TableSize > MaxMaglevTableSize || !isPrime(o.TableSize) {
-			return OptionErrors{{Field: "table_size", Msg: fmt.Sprintf("must be a prime between 2 and %d, got %d", MaxMaglevTableSize, o.TableSize)}}
-		}
-		return nil
-	},
-	func(hosts []*Host, o MaglevOptions) LoadBalancer { return newMaglev(hosts, uint64(o.TableSize)) })
+var MaglevPolicy = Options(func(hosts []*Host, o *MaglevOptions) LoadBalancer {
+	return newMaglev(hosts, uint64(o.TableSize))
+})
 
 func isPrime(n int) bool {
 	if n < 2 {

@@ -1,8 +1,12 @@
 package upstream
 
 import (
+	"errors"
+	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/proxylab/proxylab/foundation/registry"
 
 	"gopkg.in/yaml.v3"
 )
@@ -29,48 +33,57 @@ func TestLBOptionsValidation(t *testing.T) {
 		want    any    // decoded options when ok
 		wantErr string // substring of the error
 	}{
-		{"least_request default", LeastRequestPolicy, "", LeastRequestOptions{ChoiceCount: 2}, ""},
-		{"least_request empty", LeastRequestPolicy, "{}", LeastRequestOptions{ChoiceCount: 2}, ""},
-		{"least_request null", LeastRequestPolicy, "~", LeastRequestOptions{ChoiceCount: 2}, ""},
-		{"least_request 5", LeastRequestPolicy, "choice_count: 5", LeastRequestOptions{ChoiceCount: 5}, ""},
+		{"least_request default", LeastRequestPolicy, "", &LeastRequestOptions{ChoiceCount: 2}, ""},
+		{"least_request empty", LeastRequestPolicy, "{}", &LeastRequestOptions{ChoiceCount: 2}, ""},
+		{"least_request null", LeastRequestPolicy, "~", &LeastRequestOptions{ChoiceCount: 2}, ""},
+		{"least_request 5", LeastRequestPolicy, "choice_count: 5", &LeastRequestOptions{ChoiceCount: 5}, ""},
 		{"least_request 1", LeastRequestPolicy, "choice_count: 1", nil, "choice_count: must be >= 2, got 1"},
 		{"least_request negative", LeastRequestPolicy, "choice_count: -3", nil, "choice_count: must be >= 2"},
 		{"least_request not a number", LeastRequestPolicy, "choice_count: two", nil, `choice_count: expected a whole number, got "two"`},
 		{"least_request list", LeastRequestPolicy, "choice_count: [2]", nil, "choice_count: expected a whole number"},
 		{"least_request unknown", LeastRequestPolicy, "choices: 3", nil, "choices: unknown field (known: choice_count)"},
 		{"least_request twice", LeastRequestPolicy, "{choice_count: 3, choice_count: 4}", nil, "choice_count: set twice"},
-		{"least_request scalar block", LeastRequestPolicy, "3", nil, "expected a mapping"},
-		{"ring_hash default", RingHashPolicy, "", RingHashOptions{MaximumRingSize: MaxRingSize, HashFunction: "xx_hash"}, ""},
+		{"least_request scalar block", LeastRequestPolicy, "3", nil, ": expected a mapping"},
+		{"ring_hash default", RingHashPolicy, "", &RingHashOptions{MaximumRingSize: MaxRingSize, HashFunction: "xx_hash"}, ""},
 		{"ring_hash sizes", RingHashPolicy, "{minimum_ring_size: 1024, maximum_ring_size: 4096, hash_function: murmur_hash_2}",
-			RingHashOptions{MinimumRingSize: 1024, MaximumRingSize: 4096, HashFunction: "murmur_hash_2"}, ""},
+			&RingHashOptions{MinimumRingSize: 1024, MaximumRingSize: 4096, HashFunction: "murmur_hash_2"}, ""},
 		{"ring_hash min > max", RingHashPolicy, "{minimum_ring_size: 5000, maximum_ring_size: 4096}", nil, "minimum_ring_size: must be <= maximum_ring_size (4096), got 5000"},
 		{"ring_hash max too big", RingHashPolicy, "maximum_ring_size: 8388609", nil, "maximum_ring_size: must be between 1 and 8388608"},
 		{"ring_hash max zero", RingHashPolicy, "maximum_ring_size: 0", nil, "maximum_ring_size: must be between 1"},
 		{"ring_hash min negative", RingHashPolicy, "minimum_ring_size: -1", nil, "minimum_ring_size: must be >= 0"},
 		{"ring_hash bad function", RingHashPolicy, "hash_function: md5", nil, `hash_function: unknown function "md5" (xx_hash, murmur_hash_2)`},
 		{"ring_hash unknown", RingHashPolicy, "table_size: 7", nil, "table_size: unknown field (known: minimum_ring_size, maximum_ring_size, hash_function)"},
-		{"maglev default", MaglevPolicy, "", MaglevOptions{TableSize: MaglevTableSize}, ""},
-		{"maglev prime", MaglevPolicy, "table_size: 251", MaglevOptions{TableSize: 251}, ""},
+		{"maglev default", MaglevPolicy, "", &MaglevOptions{TableSize: MaglevTableSize}, ""},
+		{"maglev prime", MaglevPolicy, "table_size: 251", &MaglevOptions{TableSize: 251}, ""},
 		{"maglev not prime", MaglevPolicy, "table_size: 1000", nil, "table_size: must be a prime between 2 and 5000011, got 1000"},
 		{"maglev too big", MaglevPolicy, "table_size: 5000017", nil, "table_size: must be a prime"},
 		{"maglev one", MaglevPolicy, "table_size: 1", nil, "table_size: must be a prime"},
-		{"no options ok", NoOptions(NewRandom), "{}", struct{}{}, ""},
+		{"no options ok", NoOptions(NewRandom), "{}", nil, ""},
 		{"no options refused", NoOptions(NewRandom), "choice_count: 2", nil, "choice_count: unknown field (known: none)"},
-		{"two errors", RingHashPolicy, "{maximum_ring_size: 0, hash_function: x}", nil, "maximum_ring_size: must be between 1 and 8388608, got 0; hash_function: unknown function"},
+		{"two errors", RingHashPolicy, "{maximum_ring_size: 0, hash_function: x}", nil, "hash_function: unknown function"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := tc.policy.Decode(node(t, tc.block))
+			got, errs := tc.policy.Decode(node(t, tc.block), "lb_options")
 			if tc.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-					t.Fatalf("error %v, want one containing %q", err, tc.wantErr)
+				var all []string
+				for _, err := range errs {
+					var fe registry.FieldError
+					if !errors.As(err, &fe) {
+						t.Fatalf("error %T, want registry.FieldError", err)
+					}
+					all = append(all, err.Error())
 				}
-				if _, ok := err.(OptionErrors); !ok {
-					t.Fatalf("error %T, want OptionErrors", err)
+				want := "lb_options." + tc.wantErr // every error names its field under the block's path
+				if strings.HasPrefix(tc.wantErr, ":") {
+					want = "lb_options" + tc.wantErr
+				}
+				if !strings.Contains(strings.Join(all, "; "), want) {
+					t.Fatalf("errors %v, want one containing %q", all, want)
 				}
 				return
 			}
-			if err != nil || got != tc.want {
-				t.Fatalf("got %+v, %v; want %+v", got, err, tc.want)
+			if len(errs) > 0 || !reflect.DeepEqual(got, tc.want) {
+				t.Fatalf("got %+v, %v; want %+v", got, errs, tc.want)
 			}
 		})
 	}
@@ -79,7 +92,7 @@ func TestLBOptionsValidation(t *testing.T) {
 // TestLBOptionsTakeEffect: the decoded options reach the balancer.
 func TestLBOptionsTakeEffect(t *testing.T) {
 	build := func(p LBPolicy, block string, hosts []*Host) LoadBalancer {
-		f, err := p.Factory(node(t, block))
+		f, err := p.Factory(node(t, block), "lb_options")
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -297,7 +297,7 @@ func NewCluster(cfg ClusterConfig, tr transport.Transport) (*Cluster, error) {
 	if !ok {
 		return nil, fmt.Errorf("upstream: cluster %q: unknown load balancer %q (have %v)", cfg.Name, name, LBNames())
 	}
-	f, err := pol.Factory(cfg.LBOptions)
+	f, err := pol.Factory(cfg.LBOptions, "lb_options")
 	if err != nil {
 		return nil, fmt.Errorf("upstream: cluster %q: %w", cfg.Name, err)
 	}

@@ -16,34 +16,37 @@
 package lbfirst
 
 import (
-	"fmt"
 	"strconv"
 
 	"github.com/proxylab/proxylab/core/upstream"
+	"github.com/proxylab/proxylab/foundation/registry"
 )
 
 // Name is the policy's name in a cluster's `lb`.
 const Name = "first"
 
 // Options are the policy's lb_options: the block's fields are the yaml
-// tags; unknown fields are refused by upstream.Options.
+// tags; registry.Decode (through upstream.Options) refuses unknown fields,
+// checks types, fills SetDefaults (none needed here: zero is the default)
+// and runs Validate.
 type Options struct {
 	// Skip passes over that many eligible hosts (modulo their number).
 	Skip int `yaml:"skip"`
 }
 
-// Policy is what the binary registers: defaults, validation, and the
-// builder called whenever the eligible hosts change.
-var Policy = upstream.Options(Options{}, validate, build)
-
-func validate(o *Options) upstream.OptionErrors {
+// Validate checks the decoded options; errors carry their path.
+func (o *Options) Validate(path string) []error {
 	if o.Skip < 0 {
-		return upstream.OptionErrors{{Field: "skip", Msg: fmt.Sprintf("must be >= 0, got %d", o.Skip)}}
+		return []error{registry.Errorf(path+".skip", "must be >= 0, got %d", o.Skip)}
 	}
 	return nil
 }
 
-func build(hosts []*upstream.Host, o Options) upstream.LoadBalancer {
+// Policy is what the binary registers: the options type and the builder
+// called whenever the eligible hosts change.
+var Policy = upstream.Options(build)
+
+func build(hosts []*upstream.Host, o *Options) upstream.LoadBalancer {
 	b := &first{skip: o.Skip}
 	if len(hosts) > 0 {
 		b.host = hosts[o.Skip%len(hosts)]

@@ -19,9 +19,9 @@ func TestOptionsAndChoice(t *testing.T) {
 		{"{}", "10.0.0.1:80", ""},
 		{"skip: 1", "10.0.0.2:80", ""},
 		{"skip: 4", "10.0.0.2:80", ""},
-		{"skip: -1", "", "skip: must be >= 0, got -1"},
-		{"skip: one", "", `skip: expected a whole number, got "one"`},
-		{"step: 1", "", "step: unknown field (known: skip)"},
+		{"skip: -1", "", "lb_options.skip: must be >= 0, got -1"},
+		{"skip: one", "", `lb_options.skip: expected a whole number, got "one"`},
+		{"step: 1", "", "lb_options.step: unknown field (known: skip)"},
 	} {
 		var raw *yaml.Node
 		if tc.block != "" {
@@ -30,7 +30,7 @@ func TestOptionsAndChoice(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		f, err := Policy.Factory(raw)
+		f, err := Policy.Factory(raw, "lb_options")
 		if tc.wantErr != "" {
 			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 				t.Errorf("%q: error %v, want %q", tc.block, err, tc.wantErr)
@@ -47,7 +47,7 @@ func TestOptionsAndChoice(t *testing.T) {
 			}
 		}
 	}
-	if f, _ := Policy.Factory(nil); f(nil).Choose(nil) != nil {
+	if f, _ := Policy.Factory(nil, "lb_options"); f(nil).Choose(nil) != nil {
 		t.Fatal("no hosts: want nil")
 	}
 }
