@@ -4,7 +4,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/proxylab/proxylab/core/server"
-	h2s "github.com/proxylab/proxylab/core/stream/http2"
 	"github.com/proxylab/proxylab/foundation/buffer"
 	"github.com/proxylab/proxylab/foundation/stats"
 	"github.com/proxylab/proxylab/transport"
@@ -77,9 +76,7 @@ var (
 	dOutOver    = desc("cluster_outlier_detection_ejections_overflow_total", "Ejections skipped because of max_ejection_percent.", "cluster")
 	dHostEject  = desc("cluster_host_ejected", "1 while outlier detection has the host ejected.", "cluster", "host")
 	dPanic      = desc("cluster_lb_panic", "1 when too few hosts are healthy and traffic goes to all of them.", "cluster")
-	dH2Events   = desc("http2_events_total", "HTTP/2 protocol events (streams, resets, GOAWAYs, errors and attacks refused) by side.", "side", "name", "event")
 	dRPCEvents  = desc("rpc_events_total", "RPC protocol events (requests, heartbeats, bad frames) by side and codec.", "side", "name", "codec", "event")
-	dH2Active   = desc("http2_streams_active", "HTTP/2 streams open.", "side", "name")
 	dBufGets    = desc("buffer_pool_gets_total", "Buffers taken from the pool.")
 	dBufAllocs  = desc("buffer_pool_allocs_total", "Buffers the pool had to allocate (the rest were reused).")
 )
@@ -129,7 +126,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 			counter(ch, dTunIdle, st.TunnelIdleTimeouts.Value(), l.Name)
 		}
 		if st := l.HTTP2; st != nil {
-			h2Metrics(ch, "listener", l.Name, st)
+			st.Collect(sideEmit(ch, "listener", l.Name))
 		}
 		for codec, st := range l.RPC {
 			st.Each(func(event string, v uint64) { counter(ch, dRPCEvents, v, "listener", l.Name, codec, event) })
@@ -207,14 +204,14 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for _, l := range c.srv.Infos() {
 		if l.TLS != nil {
-			l.TLS.Collect(stats.WithLabels(c.emit(ch), stats.Label{Name: "side", Value: "listener"}, stats.Label{Name: "name", Value: l.Name}))
+			l.TLS.Collect(sideEmit(ch, "listener", l.Name))
 		}
 	}
 	for name, st := range c.srv.ClusterTLSStats() {
-		st.Collect(stats.WithLabels(c.emit(ch), stats.Label{Name: "side", Value: "cluster"}, stats.Label{Name: "name", Value: name}))
+		st.Collect(sideEmit(ch, "cluster", name))
 	}
 	for name, st := range c.srv.ClusterHTTP2Stats() {
-		h2Metrics(ch, "cluster", name, st)
+		st.Collect(sideEmit(ch, "cluster", name))
 	}
 	for name, st := range c.srv.ClusterRPCStats() {
 		codec := c.srv.Config().ClusterByName(name).Protocol
@@ -234,16 +231,16 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(ch, dTrLoops, float64(s.Loops), name)
 	}
 	if pc, ok := tr.(stats.Collector); ok {
-		pc.Collect(c.emit(ch))
+		pc.Collect(emitTo(ch))
 	}
 	gets, allocs := buffer.PoolStats()
 	counter(ch, dBufGets, gets)
 	counter(ch, dBufAllocs, allocs)
 }
 
-// emit turns what plugins report through stats.Collector into Prometheus
+// emitTo turns what plugins report through stats.Collector into Prometheus
 // metrics (proxylab_<name>); plugins own their names, help and labels.
-func (collector) emit(ch chan<- prometheus.Metric) stats.Emit {
+func emitTo(ch chan<- prometheus.Metric) stats.Emit {
 	return func(name, help string, kind stats.MetricKind, value float64, labels ...stats.Label) {
 		names, values := make([]string, len(labels)), make([]string, len(labels))
 		for i, l := range labels {
@@ -257,7 +254,8 @@ func (collector) emit(ch chan<- prometheus.Metric) stats.Emit {
 	}
 }
 
-func h2Metrics(ch chan<- prometheus.Metric, side, name string, st *h2s.Stats) {
-	st.Each(func(event string, v uint64) { counter(ch, dH2Events, v, side, name, event) })
-	gauge(ch, dH2Active, float64(st.ActiveStreams.Load()), side, name)
+// sideEmit labels a listener's or cluster's plugin metrics with where they
+// come from.
+func sideEmit(ch chan<- prometheus.Metric, side, name string) stats.Emit {
+	return stats.WithLabels(emitTo(ch), stats.Label{Name: "side", Value: side}, stats.Label{Name: "name", Value: name})
 }

@@ -136,6 +136,7 @@ func FuzzParse(f *testing.F) {
 	f.Add(DefaultYAML())
 	f.Add([]byte("listeners: [{name: a, address: '127.0.0.1:1', tcp_proxy: {cluster: c}}]\nclusters: [{name: c, hosts: [{address: '127.0.0.1:2'}]}]"))
 	f.Add([]byte("routes: &a [*a]"))
+	f.Add([]byte("sockmap: &a {cgroup: *a, splice: [*a]}\nbogus: {}"))
 	f.Fuzz(func(t *testing.T, in []byte) {
 		cfg, err := Parse(in, known)
 		if err == nil {
