@@ -282,6 +282,7 @@ routes:
     routes:
       - {prefix: /nows/, cluster: up, upgrade_configs: [{upgrade_type: websocket, enabled: false}]}
       - {connect_matcher: {}, connect: {allow: ["127.0.0.1:*"]}}
+      - {path: /direct, direct_response: {status: 200, body: hi}}
       - {prefix: /, cluster: up}
 clusters:
   - name: up
@@ -338,6 +339,11 @@ func TestWebSocketHTTP2(t *testing.T) {
 		st := cc.open(":method", "CONNECT", ":protocol", "websocket", ":scheme", "http", ":path", "/nows/x", ":authority", "x")
 		if st.status != 403 {
 			t.Fatalf("extended CONNECT on a disabled route: %d rst=%v", st.status, st.rst)
+		}
+		// A response of the proxy's own is an ordinary response, not a tunnel.
+		st = cc.open(":method", "CONNECT", ":protocol", "websocket", ":scheme", "http", ":path", "/direct", ":authority", "x")
+		if body, _ := io.ReadAll(st); st.status != 200 || st.header("content-length") != "2" || string(body) != "hi" {
+			t.Fatalf("extended CONNECT to a direct response: %d %v %q", st.status, st.fields, body)
 		}
 		// Malformed shapes are stream errors.
 		for _, fields := range [][]string{

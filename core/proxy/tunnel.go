@@ -64,7 +64,6 @@ type tunnel struct {
 	counted    bool // counted in TunnelsActive
 	last       time.Time
 	rawUp      *rawUpstream // a terminated CONNECT's destination
-	rawCancel  bool
 	idleArmed  bool
 	idleWindow time.Duration
 }
@@ -267,7 +266,6 @@ func (t *tunnel) end() {
 		t.counted = false
 		t.s.cm.cfg.Stats.TunnelsActive.Add(t.s.cm.id, -1)
 	}
-	t.rawCancel = true
 }
 
 // Expire runs the idle timeout (timer.Expirer): both sides are reset.

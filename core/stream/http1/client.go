@@ -457,7 +457,7 @@ func (cc *ClientConn) OnHead(h *h1.Head) error {
 	if s == nil {
 		return errStreamGone
 	}
-	if s.tun.cand {
+	if s.tun.cand && (h.Status == 101 || h.Status >= 200) {
 		if on, err := s.upgradeResponse(h); on || err != nil {
 			return err
 		}
