@@ -553,3 +553,80 @@ func TestUpgradeToHTTP2ClusterRefused(t *testing.T) {
 		}
 	})
 }
+
+// scriptedUpstream answers every connection with reply once it has read a
+// request head, then echoes what follows.
+func scriptedUpstream(t *testing.T, reply string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				var head []byte
+				buf := make([]byte, 1)
+				for !bytes.HasSuffix(head, []byte("\r\n\r\n")) {
+					if _, err := c.Read(buf); err != nil {
+						return
+					}
+					head = append(head, buf[0])
+				}
+				io.WriteString(c, reply)
+				io.Copy(c, c)
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// What the upstream answers an upgrade decides: 101 with Upgrade opens the
+// tunnel (bytes right behind it included, a 100 before it relayed as
+// interim), a 101 without Upgrade is a protocol error (502).
+func TestUpgradeUpstreamAnswers(t *testing.T) {
+	const req = "GET /ws/x HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+	cases := []struct {
+		name, reply string
+		want        []string // status lines the client sees, in order
+		tunnel      bool
+	}{
+		{"101 and bytes at once", "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\nserver-first", []string{"HTTP/1.1 101 "}, true},
+		{"100 then 101", "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\nserver-first", []string{"HTTP/1.1 100 ", "HTTP/1.1 101 "}, true},
+		{"101 without Upgrade", "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n\r\n", []string{"HTTP/1.1 502 "}, false},
+	}
+	forEachTransport(t, func(t *testing.T, tr string) {
+		for _, tc := range cases {
+			t.Run(tc.name, func(t *testing.T) {
+				p := startProxy(t, wsConfig(tr, scriptedUpstream(t, tc.reply), ""))
+				c := dialRaw(t, p.addr("http"))
+				c.send(req)
+				for _, want := range tc.want {
+					line, err := c.r.ReadString('\n')
+					if err != nil || !strings.HasPrefix(line, want) {
+						t.Fatalf("got %q %v, want %q", line, err, want)
+					}
+					readHeaderBlock(t, c)
+				}
+				if !tc.tunnel {
+					return
+				}
+				buf := make([]byte, len("server-first"))
+				if _, err := io.ReadFull(c.r, buf); err != nil || string(buf) != "server-first" {
+					t.Fatalf("bytes behind the 101: %q %v", buf, err)
+				}
+				c.send("echo me")
+				buf = make([]byte, len("echo me"))
+				if _, err := io.ReadFull(c.r, buf); err != nil || string(buf) != "echo me" {
+					t.Fatalf("tunnel echo: %q %v", buf, err)
+				}
+			})
+		}
+	})
+}
