@@ -363,7 +363,7 @@ func (cc *ClientConn) OnData(_ transport.Conn, b *buffer.Buf) {
 		return
 	}
 	s.gotBytes = true
-	if s.tun.on {
+	if s.tun.is(tunOn) {
 		s.tunnelData(b.Bytes())
 		b.Release()
 		s.sess.Unlock()
@@ -389,7 +389,7 @@ func (cc *ClientConn) OnData(_ transport.Conn, b *buffer.Buf) {
 			break
 		}
 	}
-	if s.tun.on && cc.in.Len() > 0 {
+	if s.tun.is(tunOn) && cc.in.Len() > 0 {
 		b := cc.in.Take() // bytes after the 101 are the tunnel's
 		s.tunnelData(b.Bytes())
 		b.Release()
@@ -408,7 +408,7 @@ func (cc *ClientConn) OnReadEOF(transport.Conn) {
 		cc.tc.Close()
 		return
 	}
-	if s.tun.on {
+	if s.tun.is(tunOn) {
 		s.tunnelEOF()
 		s.sess.Unlock()
 		return
@@ -430,7 +430,7 @@ func (cc *ClientConn) OnDrained(transport.Conn) {
 		return
 	}
 	if s := cc.lockOwner(); s != nil {
-		s.queued = 0
+		s.queued = false
 		if !s.done() && s.drained() {
 			s.dec.OnBelowWriteLowWatermark()
 		}
@@ -457,7 +457,7 @@ func (cc *ClientConn) OnHead(h *h1.Head) error {
 	if s == nil {
 		return errStreamGone
 	}
-	if s.tun.cand && (h.Status == 101 || h.Status >= 200) {
+	if s.tun.is(tunCand) && (h.Status == 101 || h.Status >= 200) {
 		if on, err := s.upgradeResponse(h); on || err != nil {
 			return err
 		}
@@ -524,7 +524,7 @@ func (cc *ClientConn) OnComplete() error {
 	if s == nil {
 		return errStreamGone
 	}
-	if s.interim || s.tun.on {
+	if s.interim || s.tun.is(tunOn) {
 		return nil
 	}
 	if !s.respEnded {
@@ -601,8 +601,8 @@ func (s *clientStream) EncodeData(p []byte, end bool) {
 	if s.done() || s.reqDone {
 		return
 	}
-	if s.tun.cand {
-		if s.tun.on {
+	if s.tun.is(tunCand) {
+		if s.tun.is(tunOn) {
 			s.tunnelWrite(p, end)
 		}
 		return // nothing goes before the upgrade: it could parse as a request
