@@ -102,7 +102,18 @@ type ClientConfig struct {
 	Cert       *CertFiles
 	ALPN       []string
 	MinVersion string
-	Stats      *Stats
+	// HandshakeTimeout bounds the handshake (the cluster's connect
+	// timeout: connected means secured); 0: 10 s.
+	HandshakeTimeout time.Duration
+	Stats            *Stats
+}
+
+// ClientHandshakeTimeout is cfg's handshake bound, 10 s when unset.
+func (cfg *ClientConfig) ClientHandshakeTimeout() time.Duration {
+	if cfg.HandshakeTimeout > 0 {
+		return cfg.HandshakeTimeout
+	}
+	return 10 * time.Second
 }
 
 // Stats count handshakes (Envoy's ssl.*).

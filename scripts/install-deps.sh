@@ -5,6 +5,14 @@ set -euo pipefail
 
 need=()
 have() { command -v "$1" >/dev/null 2>&1; }
+
+# h2spec (HTTP/2 conformance, cmd/proxylab TestH2Spec) is a Go module, not a
+# Debian package: installed with go install at a pinned version.
+H2SPEC_VERSION="v2.2.1+incompatible"
+if ! have h2spec && have go && [ ! -x "$(go env GOPATH)/bin/h2spec" ]; then
+  echo "install-deps: go install github.com/summerwind/h2spec/cmd/h2spec@$H2SPEC_VERSION"
+  go install "github.com/summerwind/h2spec/cmd/h2spec@$H2SPEC_VERSION"
+fi
 have haproxy || need+=(haproxy)
 have nginx || need+=(nginx)
 have wrk || need+=(wrk)

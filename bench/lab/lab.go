@@ -22,7 +22,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -62,6 +61,10 @@ type Scenario struct {
 	// Upstream is the origin every system forwards to: "nginx" (default)
 	// or "proxybench" (`proxybench upstream`); both answer 20 bytes.
 	Upstream string `yaml:"upstream"`
+	// BasePort, when set, is the first of the loopback ports the run uses
+	// (upstreams, then each system and admin API in turn); 0, the default,
+	// picks free ports at run time so concurrent runs do not collide.
+	BasePort int `yaml:"base_port"`
 	CPUs     struct {
 		Proxy    string `yaml:"proxy"`
 		Load     string `yaml:"load"`
@@ -177,14 +180,6 @@ type Tools struct {
 	wrkDir               string // where Run writes the wrk scripts, one per request size
 }
 
-const (
-	upstreamAddr     = "127.0.0.1:19190"
-	grpcUpstreamAddr = "127.0.0.1:19191" // `proxybench upstream -grpc`, for the grpc protocol
-)
-
-// rpcUpstreamAddr is where `proxybench upstream -rpc <protocol>` listens.
-var rpcUpstreamAddr = map[string]string{"bolt": "127.0.0.1:19192", "dubbo": "127.0.0.1:19193"}
-
 // Run measures the whole matrix, calling progress after each cell. Each
 // protocol is a phase: every system is started with its generated config
 // for that protocol, warmed up, measured round by round (all systems each
@@ -198,13 +193,18 @@ func Run(ctx context.Context, s *Scenario, tools Tools, workdir string, progress
 			return nil, nil, nil, fmt.Errorf("lab: %w", err)
 		}
 	}
-	up, err := startUpstream(s, tools, workdir)
+	pa := &ports{next: s.BasePort}
+	addrs, err := newRunAddrs(pa)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	up, err := startUpstream(s, tools, workdir, addrs.upstream)
 	if err != nil {
 		return nil, nil, nil, err
 	}
 	defer stop(up)
-	extra := map[string][]string{"grpc": {"-grpc", "-listen", grpcUpstreamAddr}}
-	for p, addr := range rpcUpstreamAddr {
+	extra := map[string][]string{"grpc": {"-grpc", "-listen", addrs.grpc}}
+	for p, addr := range addrs.rpc {
 		extra[p] = []string{"-rpc", p, "-listen", addr}
 	}
 	for _, p := range s.Protocols {
@@ -213,7 +213,7 @@ func Run(ctx context.Context, s *Scenario, tools Tools, workdir string, progress
 			continue
 		}
 		cmd := exec.Command("taskset", append([]string{"-c", s.CPUs.Upstream, tools.Proxybench, "upstream", "-size", "20"}, args...)...)
-		if err := cmd.Start(); err != nil {
+		if err := start(cmd); err != nil {
 			return nil, nil, nil, fmt.Errorf("lab: %s upstream: %w", p, err)
 		}
 		defer stop(cmd)
@@ -230,7 +230,6 @@ func Run(ctx context.Context, s *Scenario, tools Tools, workdir string, progress
 	points := len(s.points())
 	total := s.Rounds * len(phases) * points * len(s.Systems)
 	var cells []Cell
-	port := 19200
 	// A system that cannot start (a peer not installed) is assumed missing
 	// for the remaining protocols too, so the time left is right from the
 	// first phase; the estimate is corrected if it starts after all.
@@ -240,8 +239,7 @@ func Run(ctx context.Context, s *Scenario, tools Tools, workdir string, progress
 		cellsLeft := s.Rounds * points * (len(phases) - pi)
 		var systems []*system
 		for _, name := range s.Systems {
-			port++
-			sy, err := startSystem(name, ph, port, s, tools, workdir)
+			sy, err := startSystem(name, ph, addrs, pa, s, tools, workdir)
 			if err != nil {
 				skipped = append(skipped, fmt.Sprintf("%s (%s): %v", name, p, err))
 				if !missing[name] {
@@ -415,10 +413,10 @@ func peakRSS(pid int) int {
 	return 0
 }
 
-func startUpstream(s *Scenario, tools Tools, dir string) (*exec.Cmd, error) {
+func startUpstream(s *Scenario, tools Tools, dir, upstreamAddr string) (*exec.Cmd, error) {
 	if s.Upstream == "proxybench" {
 		cmd := exec.Command("taskset", "-c", s.CPUs.Upstream, tools.Proxybench, "upstream", "-listen", upstreamAddr, "-size", "20")
-		if err := cmd.Start(); err != nil {
+		if err := start(cmd); err != nil {
 			return nil, fmt.Errorf("lab: upstream proxybench: %w", err)
 		}
 		return cmd, waitPort(upstreamAddr, cmd)
@@ -439,7 +437,7 @@ http {
 `, d, d, upstreamAddr)
 	os.WriteFile(filepath.Join(d, "nginx.conf"), []byte(conf), 0o644)
 	cmd := exec.Command("taskset", "-c", cpus, "nginx", "-p", d, "-c", filepath.Join(d, "nginx.conf"))
-	if err := cmd.Start(); err != nil {
+	if err := start(cmd); err != nil {
 		return nil, fmt.Errorf("lab: upstream nginx: %w", err)
 	}
 	return cmd, waitPort(upstreamAddr, cmd)
@@ -502,7 +500,7 @@ func profileCell(ctx context.Context, s *Scenario, tools Tools, sy *system, ph p
 	return pr, nil
 }
 
-func startSystem(name string, ph phase, port int, s *Scenario, tools Tools, dir string) (*system, error) {
+func startSystem(name string, ph phase, addrs *runAddrs, pa *ports, s *Scenario, tools Tools, dir string) (*system, error) {
 	protocol := ph.proto
 	gen, transport := name, ""
 	if strings.HasPrefix(name, "proxylab") {
@@ -515,11 +513,15 @@ func startSystem(name string, ph phase, port int, s *Scenario, tools Tools, dir 
 	if !ok {
 		return nil, fmt.Errorf("no config generator (have %v)", peers.Names())
 	}
-	up := upstreamAddr
+	up := addrs.upstream
 	if protocol == "grpc" {
-		up = grpcUpstreamAddr
-	} else if a, ok := rpcUpstreamAddr[protocol]; ok {
+		up = addrs.grpc
+	} else if a, ok := addrs.rpc[protocol]; ok {
 		up = a
+	}
+	port, err := pa.take()
+	if err != nil {
+		return nil, err
 	}
 	ps := peers.Scenario{Protocol: protocol, Listen: fmt.Sprintf("127.0.0.1:%d", port), Upstreams: []string{up}, Workers: s.Workers}
 	engine := "none"
@@ -536,7 +538,9 @@ func startSystem(name string, ph phase, port int, s *Scenario, tools Tools, dir 
 		}
 	}
 	if gen == "proxylab" && s.Profile {
-		ps.Admin = fmt.Sprintf("127.0.0.1:%d", port+1000)
+		if ps.Admin, err = pa.addr(); err != nil {
+			return nil, err
+		}
 	}
 	conf, err := g(ps)
 	if err != nil {
@@ -567,7 +571,7 @@ func startSystem(name string, ph phase, port int, s *Scenario, tools Tools, dir 
 	}
 	cmd := exec.Command("taskset", append([]string{"-c", s.CPUs.Proxy}, argv...)...)
 	cmd.Stderr = io.Discard
-	if err := cmd.Start(); err != nil {
+	if err := start(cmd); err != nil {
 		return nil, err
 	}
 	if err := waitPort(fmt.Sprintf("127.0.0.1:%d", port), cmd); err != nil {
@@ -589,22 +593,6 @@ func waitPort(addr string, cmd *exec.Cmd) error {
 		time.Sleep(50 * time.Millisecond)
 	}
 	return fmt.Errorf("%s not listening", addr)
-}
-
-func stop(cmd *exec.Cmd) {
-	if cmd == nil || cmd.Process == nil {
-		return
-	}
-	// taskset execs the target, so the pid is the system's own.
-	cmd.Process.Signal(syscall.SIGINT)
-	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(3 * time.Second):
-		cmd.Process.Kill()
-		<-done
-	}
 }
 
 // Percentiles are the points of each cell's latency distribution kept for
@@ -645,7 +633,7 @@ func load(ctx context.Context, s *Scenario, tools Tools, ph phase, port int, pt 
 	if s.Upstream == "proxybench" {
 		path = "/?size=" + strconv.Itoa(size)
 	}
-	_, isRPC := rpcUpstreamAddr[ph.proto]
+	isRPC := slices.Contains(rpcProtocols, ph.proto)
 	if s.Rate > 0 || isRPC {
 		// proxybench's own generator: HTTP/1.1, HTTP/2 (s.Streams per
 		// connection) or an RPC protocol, TLS when the phase has an engine;

@@ -89,7 +89,9 @@ func TestTinyMatrixEndToEnd(t *testing.T) {
 			t.Skipf("%s not installed (make test installs it)", tool)
 		}
 	}
+	becomeSubreaper(t)
 	dir := t.TempDir()
+	defer noLeftovers(t, dir)
 	bin := filepath.Join(dir, "proxylab")
 	pb := filepath.Join(dir, "proxybench")
 	for target, src := range map[string]string{bin: "../../cmd/proxylab", pb: "../../cmd/proxybench"} {

@@ -138,6 +138,7 @@ func matrix(args []string, stdout, stderr io.Writer) int {
 	proxyCPUs := fs.String("proxy-cpus", "", "CPUs for the systems under test (overrides the scenario), e.g. 2-3")
 	loadCPUs := fs.String("load-cpus", "", "CPUs for the load generator, e.g. 4-7")
 	upCPUs := fs.String("upstream-cpus", "", "CPUs for the upstream, e.g. 8-9")
+	basePort := fs.Int("base-port", 0, "first loopback port of the run (upstreams, then systems and admin APIs in turn); 0: the scenario's base_port, else free ports picked at run time")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -158,6 +159,9 @@ func matrix(args []string, stdout, stderr io.Writer) int {
 		if o.flag != "" {
 			*o.dst = o.flag
 		}
+	}
+	if *basePort > 0 {
+		sc.BasePort = *basePort
 	}
 	self, _ := os.Executable()
 	tools := lab.Tools{Proxylab: *proxylab, Proxybench: self}

@@ -214,8 +214,12 @@ func cmdRun(args []string, stderr io.Writer) int {
 	for _, l := range srv.Listeners() {
 		names = append(names, l.Name+"="+l.Addr().String())
 	}
+	inForce := pinned
+	if inForce == nil {
+		inForce, _ = affinity() // inherited (taskset); unknown: "all"
+	}
 	log.Info("proxylab started", "version", version, "transport", tr.Name(), "engine", "none",
-		"cpus", cpuString(pinned), "gomaxprocs", runtime.GOMAXPROCS(0), "listeners", strings.Join(names, ","))
+		"cpus", cpuString(inForce), "gomaxprocs", runtime.GOMAXPROCS(0), "listeners", strings.Join(names, ","))
 
 	sig := <-sigs
 	if sig == syscall.SIGINT {
@@ -257,9 +261,27 @@ func logMemory(log *slog.Logger) {
 		"sys_bytes", ms.Sys, "goroutines", runtime.NumGoroutine())
 }
 
+// cpuString writes sorted CPU numbers as a list like the kernel's
+// Cpus_allowed_list ("0-3,6"); none known is "all".
 func cpuString(cpus []int) string {
 	if len(cpus) == 0 {
 		return "all"
 	}
-	return strings.Trim(fmt.Sprint(cpus), "[]")
+	var b strings.Builder
+	for i := 0; i < len(cpus); {
+		j := i
+		for j+1 < len(cpus) && cpus[j+1] == cpus[j]+1 {
+			j++
+		}
+		if b.Len() > 0 {
+			b.WriteByte(',')
+		}
+		if j == i {
+			fmt.Fprint(&b, cpus[i])
+		} else {
+			fmt.Fprintf(&b, "%d-%d", cpus[i], cpus[j])
+		}
+		i = j + 1
+	}
+	return b.String()
 }

@@ -31,19 +31,29 @@ func pinCPUs(cpus []int) ([]int, error) {
 			return nil, fmt.Errorf("pin to CPUs %v: %w", cpus, err)
 		}
 	}
-	var got unix.CPUSet
-	if err := unix.SchedGetaffinity(0, &got); err != nil {
-		return nil, fmt.Errorf("pin: %w", err)
-	}
-	var out []int
-	for c := 0; c < 1024; c++ {
-		if got.IsSet(c) {
-			out = append(out, c)
-		}
+	out, err := affinity()
+	if err != nil {
+		return nil, err
 	}
 	if len(out) == 0 {
 		return nil, fmt.Errorf("pin: no usable CPU in %v", cpus)
 	}
 	runtime.GOMAXPROCS(len(out))
+	return out, nil
+}
+
+// affinity is the CPUs the process may run on (sched_getaffinity): what
+// --cpus set, or what it inherited (taskset, cgroup cpusets).
+func affinity() ([]int, error) {
+	var got unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &got); err != nil {
+		return nil, fmt.Errorf("pin: %w", err)
+	}
+	var out []int
+	for c := 0; c < len(got)*64; c++ {
+		if got.IsSet(c) {
+			out = append(out, c)
+		}
+	}
 	return out, nil
 }

@@ -313,8 +313,8 @@ clusters:
 			{"/good", 200, "tls upstream saw -"}, // pooled, still TLS
 			{"/mtls", 200, "tls upstream saw spiffe://proxylab.test/proxy"},
 			{"/optout", 200, "GET /optout 0 "},
-			{"/wronghost", 502, ""},
-			{"/expired", 502, ""},
+			{"/wronghost", 503, ""}, // a failed handshake is a connect failure
+			{"/expired", 503, ""},
 		} {
 			c.send("GET " + tc.path + " HTTP/1.1\r\nHost: x\r\n\r\n")
 			resp, body := c.readResponse("GET")

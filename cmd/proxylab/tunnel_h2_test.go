@@ -21,11 +21,11 @@ import (
 	"golang.org/x/net/http2/hpack"
 )
 
-// h2Client is a raw HTTP/2 client connection (x/net/http2's Framer) for
+// tunH2Client is a raw HTTP/2 client connection (x/net/http2's Framer) for
 // CONNECT and extended CONNECT streams, with flow control both ways: it
 // returns window only as the application reads, so the proxy must respect
 // it, and never sends beyond the proxy's windows.
-type h2Client struct {
+type tunH2Client struct {
 	t    *testing.T
 	c    net.Conn
 	fr   *http2.Framer
@@ -45,7 +45,7 @@ type h2Client struct {
 }
 
 type h2Stream struct {
-	cc      *h2Client
+	cc      *tunH2Client
 	id      uint32
 	win     int64
 	status  int
@@ -57,7 +57,7 @@ type h2Stream struct {
 	gotHead bool
 }
 
-func dialH2(t *testing.T, addr string, tlsCfg *tls.Config) *h2Client {
+func dialTunH2(t *testing.T, addr string, tlsCfg *tls.Config) *tunH2Client {
 	t.Helper()
 	var c net.Conn
 	var err error
@@ -70,7 +70,7 @@ func dialH2(t *testing.T, addr string, tlsCfg *tls.Config) *h2Client {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	cc := &h2Client{t: t, c: c, fr: http2.NewFramer(c, c), settings: map[http2.SettingID]uint32{},
+	cc := &tunH2Client{t: t, c: c, fr: http2.NewFramer(c, c), settings: map[http2.SettingID]uint32{},
 		connWin: 65535, peerInit: 65535, streams: map[uint32]*h2Stream{}, nextID: 1}
 	cc.cond = sync.NewCond(&cc.mu)
 	cc.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
@@ -89,7 +89,7 @@ func dialH2(t *testing.T, addr string, tlsCfg *tls.Config) *h2Client {
 	return cc
 }
 
-func (cc *h2Client) readLoop() {
+func (cc *tunH2Client) readLoop() {
 	for {
 		f, err := cc.fr.ReadFrame()
 		cc.mu.Lock()
@@ -151,14 +151,14 @@ func (cc *h2Client) readLoop() {
 	}
 }
 
-func (cc *h2Client) write(f func()) {
+func (cc *tunH2Client) write(f func()) {
 	cc.wmu.Lock()
 	f()
 	cc.wmu.Unlock()
 }
 
 // open sends HEADERS (without END_STREAM) and waits for the response head.
-func (cc *h2Client) open(fields ...string) *h2Stream {
+func (cc *tunH2Client) open(fields ...string) *h2Stream {
 	cc.mu.Lock()
 	st := &h2Stream{cc: cc, id: cc.nextID, win: cc.peerInit}
 	cc.nextID += 2
@@ -248,7 +248,7 @@ func (st *h2Stream) Close() error {
 // handshake into an RFC 8441 extended CONNECT on h2 (no Sec-WebSocket-Key
 // is sent, as the RFC says), so a real WebSocket library runs over it.
 type rfc8441 struct {
-	cc   *h2Client
+	cc   *tunH2Client
 	resp chan []hpack.HeaderField
 }
 
@@ -292,18 +292,18 @@ clusters:
 }
 
 // forEachH2 runs f over h2c and TLS on every transport.
-func forEachH2(t *testing.T, upgrades string, f func(t *testing.T, p *proc, dial func() *h2Client, up *wsUpstream)) {
+func forEachH2(t *testing.T, upgrades string, f func(t *testing.T, p *proc, dial func() *tunH2Client, up *wsUpstream)) {
 	pk := newPKI(t)
 	forEachTransport(t, func(t *testing.T, tr string) {
 		up := startWSUpstream(t)
 		p := startProxy(t, h2TunnelConfig(tr, up.addr, pk, upgrades))
 		for _, mode := range []string{"h2c", "tls"} {
 			t.Run(mode, func(t *testing.T) {
-				dial := func() *h2Client {
+				dial := func() *tunH2Client {
 					if mode == "h2c" {
-						return dialH2(t, p.addr("h2c"), nil)
+						return dialTunH2(t, p.addr("h2c"), nil)
 					}
-					return dialH2(t, p.addr("tls"), &tls.Config{RootCAs: pk.pool, ServerName: "localhost", NextProtos: []string{"h2"}})
+					return dialTunH2(t, p.addr("tls"), &tls.Config{RootCAs: pk.pool, ServerName: "localhost", NextProtos: []string{"h2"}})
 				}
 				f(t, p, dial, up)
 			})
@@ -312,7 +312,7 @@ func forEachH2(t *testing.T, upgrades string, f func(t *testing.T, p *proc, dial
 }
 
 func TestWebSocketHTTP2(t *testing.T) {
-	forEachH2(t, "upgrade_configs: [{upgrade_type: websocket}, {upgrade_type: CONNECT}]", func(t *testing.T, p *proc, dial func() *h2Client, up *wsUpstream) {
+	forEachH2(t, "upgrade_configs: [{upgrade_type: websocket}, {upgrade_type: CONNECT}]", func(t *testing.T, p *proc, dial func() *tunH2Client, up *wsUpstream) {
 		cc := dial()
 		if v, ok := cc.settings[http2.SettingEnableConnectProtocol]; !ok || v != 1 {
 			t.Fatalf("SETTINGS_ENABLE_CONNECT_PROTOCOL not advertised: %v", cc.settings)
@@ -359,7 +359,7 @@ func TestWebSocketHTTP2(t *testing.T) {
 }
 
 func TestConnectHTTP2(t *testing.T) {
-	forEachH2(t, "upgrade_configs: [{upgrade_type: CONNECT}]", func(t *testing.T, p *proc, dial func() *h2Client, up *wsUpstream) {
+	forEachH2(t, "upgrade_configs: [{upgrade_type: CONNECT}]", func(t *testing.T, p *proc, dial func() *tunH2Client, up *wsUpstream) {
 		echo := tcpEcho(t)
 		cc := dial()
 		if _, ok := cc.settings[http2.SettingEnableConnectProtocol]; ok {

@@ -32,6 +32,8 @@ var (
 	dRqXX       = desc("http_downstream_rq_xx_total", "Downstream HTTP responses by status class.", "listener", "code_class")
 	dRqTime     = desc("http_downstream_rq_time_seconds", "Time from a request head to its complete response.", "listener")
 	dLocal      = desc("http_local_replies_total", "Responses made by the proxy itself (404, 502, 503, 504 …).", "listener")
+	dRqIdleTO   = desc("http_downstream_rq_idle_timeout_total", "Requests ended by the stream idle timeout (408 or reset, flag SI).", "listener")
+	dRqTO       = desc("http_downstream_rq_timeout_total", "Requests not received whole within request_timeout (408, flag DT).", "listener")
 	dUpgrades   = desc("http_downstream_upgrades_total", "Upgrades and CONNECT tunnels established, by type (websocket, CONNECT, other).", "listener", "type")
 	dUpgRefused = desc("http_downstream_upgrades_refused_total", "Upgrades and CONNECTs refused by policy (403).", "listener")
 	dTunActive  = desc("http_tunnels_active", "Tunnels (upgraded or CONNECT streams) open.", "listener")
@@ -40,6 +42,7 @@ var (
 	dTCPFail    = desc("tcp_upstream_cx_connect_fail_total", "tcp_proxy upstream connect failures.", "listener")
 	dTCPTx      = desc("tcp_upstream_tx_bytes_total", "Bytes tcp_proxy sent upstream.", "listener")
 	dTCPRx      = desc("tcp_upstream_rx_bytes_total", "Bytes tcp_proxy received from upstream.", "listener")
+	dTCPIdle    = desc("tcp_idle_timeout_total", "tcp_proxy pairs closed by the idle timeout.", "listener")
 	dALWritten  = desc("access_log_written_total", "Access log entries written.", "listener")
 	dALDropped  = desc("access_log_dropped_total", "Access log entries dropped because the writer fell behind.", "listener")
 	dUpRq       = desc("cluster_upstream_rq_total", "Upstream requests.", "cluster")
@@ -134,6 +137,8 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 			}
 			histogram(ch, dRqTime, &st.RqTime, l.Name)
 			counter(ch, dLocal, st.LocalReplies.Value(), l.Name)
+			counter(ch, dRqIdleTO, st.RqIdleTimeout.Value(), l.Name)
+			counter(ch, dRqTO, st.RqTimeout.Value(), l.Name)
 			counter(ch, dUpgrades, st.UpgradesWebSocket.Value(), l.Name, "websocket")
 			counter(ch, dUpgrades, st.UpgradesConnect.Value(), l.Name, "CONNECT")
 			counter(ch, dUpgrades, st.UpgradesOther.Value(), l.Name, "other")
@@ -152,6 +157,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 			counter(ch, dTCPFail, st.UpstreamCxConnectFail.Value(), l.Name)
 			counter(ch, dTCPTx, st.UpstreamTxBytes.Value(), l.Name)
 			counter(ch, dTCPRx, st.UpstreamRxBytes.Value(), l.Name)
+			counter(ch, dTCPIdle, st.IdleTimeout.Value(), l.Name)
 		}
 		if al := l.AccessLog; al != nil {
 			counter(ch, dALWritten, al.Written(), l.Name)

@@ -59,6 +59,7 @@ func (c *Config) setDefaults() {
 	c.Transport = "netpoll"
 	c.DrainTimeout = Duration(30 * time.Second)
 	c.Stats.Enabled = true
+	c.Sockmap.setDefaults() // so the dump shows it when the file has no sockmap block
 }
 
 // Admin configures the admin HTTP server.
@@ -116,6 +117,8 @@ type Sockmap struct {
 	// Splice joins tcp_proxy pairs in the kernel (default true).
 	Splice *bool `yaml:"splice"`
 }
+
+func (s *Sockmap) setDefaults() { s.Splice = new(bool); *s.Splice = true }
 
 // DPDK configures the kernel-bypass transport.
 type DPDK struct {
@@ -233,9 +236,17 @@ type HTTPProxy struct {
 	VirtualHosts      []string `yaml:"virtual_hosts,omitempty"`
 	HeaderReadTimeout Duration `yaml:"header_read_timeout"`
 	IdleTimeout       Duration `yaml:"idle_timeout"`
-	MaxRequestLine    int      `yaml:"max_request_line"`
-	MaxHeaderBytes    int      `yaml:"max_header_bytes"`
-	MaxHeaders        int      `yaml:"max_headers"`
+	// StreamIdleTimeout ends a request with no bytes either way for that
+	// long (Envoy's stream_idle_timeout, 5m by default; 0: off): 408 flag
+	// SI before the response started, a reset after.
+	StreamIdleTimeout Duration `yaml:"stream_idle_timeout"`
+	// RequestTimeout bounds receiving the whole request from its head on
+	// (Envoy's request_timeout; 0, the default: off): 408 flag DT. It stops
+	// once the response starts.
+	RequestTimeout Duration `yaml:"request_timeout"`
+	MaxRequestLine int      `yaml:"max_request_line"`
+	MaxHeaderBytes int      `yaml:"max_header_bytes"`
+	MaxHeaders     int      `yaml:"max_headers"`
 	// MaxRequestBuffer bounds body bytes held while the upstream connects.
 	MaxRequestBuffer int `yaml:"max_request_buffer"`
 	// HighWatermark is the per-connection write queue size that pauses the
@@ -328,6 +339,7 @@ func (h *HTTPProxy) setDefaults() {
 	h.HTTP2.setDefaults()
 	h.HeaderReadTimeout = Duration(10 * time.Second)
 	h.IdleTimeout = Duration(60 * time.Second)
+	h.StreamIdleTimeout = Duration(5 * time.Minute)
 	h.MaxRequestLine = 8 << 10
 	h.MaxHeaderBytes = 64 << 10
 	h.MaxHeaders = 100
@@ -340,9 +352,12 @@ func (h *HTTPProxy) setDefaults() {
 type TCPProxy struct {
 	Cluster       string `yaml:"cluster"`
 	HighWatermark int    `yaml:"high_watermark"`
+	// IdleTimeout closes both sides of a pair with no bytes either way for
+	// that long (Envoy's tcp_proxy idle_timeout, 1h by default; 0: off).
+	IdleTimeout Duration `yaml:"idle_timeout"`
 }
 
-func (t *TCPProxy) setDefaults() { t.HighWatermark = 256 << 10 }
+func (t *TCPProxy) setDefaults() { t.HighWatermark, t.IdleTimeout = 256<<10, Duration(time.Hour) }
 
 // VirtualHost groups routes by Host header.
 type VirtualHost struct {
@@ -1044,6 +1059,9 @@ func (c *Config) validate(k Known) Errors {
 					add(hp+"."+f.name, "must be > 0")
 				}
 			}
+			if h.StreamIdleTimeout < 0 || h.RequestTimeout < 0 {
+				add(hp, "stream_idle_timeout and request_timeout must be >= 0 (0: off)")
+			}
 			if h.MaxRequestLine > h.MaxHeaderBytes {
 				add(hp+".max_request_line", "must not exceed max_header_bytes")
 			}
@@ -1076,8 +1094,12 @@ func (c *Config) validate(k Known) Errors {
 			if t.HighWatermark <= 0 {
 				add(tp+".high_watermark", "must be > 0")
 			}
+			if t.IdleTimeout < 0 {
+				add(tp+".idle_timeout", "must be >= 0 (0: off)")
+			}
 		}
 	}
+	c.checkRouteProtocols(k, add)
 	return es
 }
 

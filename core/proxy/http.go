@@ -44,6 +44,10 @@ type HTTPConfig struct {
 	// MaxRequestBuffer bounds request body bytes held while no upstream
 	// connection is ready yet; beyond it reading pauses.
 	MaxRequestBuffer int
+	// StreamIdle ends a stream with no bytes either way that long (0: off);
+	// RequestTimeout bounds receiving the request from its head until the
+	// response starts (0: off).
+	StreamIdle, RequestTimeout time.Duration
 	// Stats, when not nil, counts this listener's requests.
 	Stats *HTTPStats
 	// AccessLog, when not nil, gets one entry per request.
@@ -62,6 +66,9 @@ type HTTPStats struct {
 	RqXX         [6]stats.Counter // by status class: RqXX[2] counts 2xx
 	RqTime       stats.Histogram  // request head received → response complete
 	LocalReplies stats.Counter
+	// RqIdleTimeout and RqTimeout count streams ended by StreamIdle and
+	// RequestTimeout.
+	RqIdleTimeout, RqTimeout stats.Counter
 	TunnelStats
 }
 
@@ -173,7 +180,7 @@ func (f *httpFilter) use(kind codecKind, rs *rpc.ServerSettings) {
 		cm.mux = true
 		f.codec = h2s.NewServerConn(cm.cfg.HTTP2, cm)
 	case codecRPC:
-		cm.mux = true
+		cm.mux, cm.speaks = true, rs.Codec.Name()
 		f.codec = rpc.NewServerConn(rs, cm)
 	default:
 		f.codec = h1s.NewServerConn(&cm.cfg.Server, cm)
@@ -250,7 +257,8 @@ type connManager struct {
 	clientIP  []byte
 	scheme    []byte
 	xffBuf    []byte
-	mux       bool // streams run concurrently (HTTP/2)
+	mux       bool   // streams run concurrently (HTTP/2)
+	speaks    string // the request protocol: "" (HTTP) or an RPC codec's name
 
 	// One response timer per connection on the shared wheel, re-armed per
 	// stream, when streams run one at a time (HTTP/1); multiplexed streams
@@ -258,6 +266,14 @@ type connManager struct {
 	timer     timer.Timer
 	timerInit bool
 	timed     *httpStream
+}
+
+// fits reports whether cl speaks this connection's request protocol.
+func (cm *connManager) fits(cl *upstream.Cluster) bool {
+	if cm.speaks == "" {
+		return cl.Speaks() == "http"
+	}
+	return cl.Speaks() == cm.speaks
 }
 
 // streamTimer is the response timer of one multiplexed stream.
@@ -272,15 +288,15 @@ func (t *streamTimer) Expire() {
 	sess.Lock()
 	defer sess.Unlock()
 	if !t.s.done {
-		t.s.onTimeout()
+		t.s.onTimer()
 	}
 }
 
 func (cm *connManager) arm(s *httpStream, d time.Duration) {
 	if cm.mux {
-		if s.rt == nil {
-			s.rt = &streamTimer{s: s}
-			s.rt.Init(cm.cfg.Server.Timers, s.rt)
+		if s.rt.s == nil {
+			s.rt.s = s
+			s.rt.Init(cm.cfg.Server.Timers, &s.rt)
 		}
 		s.rt.Reset(d)
 		return
@@ -294,7 +310,7 @@ func (cm *connManager) arm(s *httpStream, d time.Duration) {
 }
 
 func (cm *connManager) disarm(s *httpStream) {
-	if s.rt != nil {
+	if s.rt.s != nil {
 		s.rt.Stop()
 		return
 	}
@@ -311,7 +327,7 @@ func (cm *connManager) Expire() {
 	defer sess.Unlock()
 	if s := cm.timed; s != nil {
 		cm.timed = nil
-		s.onTimeout()
+		s.onTimer()
 	}
 }
 
@@ -370,7 +386,10 @@ type httpStream struct {
 	shadows     []*shadow
 	attempt     int // upstream attempts made so far
 	tryTimer    *time.Timer
-	rt          *streamTimer // the response timer, when streams are multiplexed
+	rt          streamTimer // the stream's timer, when streams are multiplexed (bound on first use)
+	reqAt       time.Time   // request_timeout deadline (zero: none); see timeouts.go
+	respAt      time.Time   // response timeout deadline (zero: none)
+	lastIO      time.Time   // the last byte either way, with a stream idle timeout
 
 	respStarted  bool
 	grpc         bool          // a gRPC call: local replies are gRPC-shaped
@@ -546,6 +565,12 @@ func (s *httpStream) DecodeHead(h *stream.Head, end bool) {
 		s.localReply(503, "NC", fmt.Sprintf("cluster %q not found", name))
 		return
 	}
+	if !s.cm.fits(cl) {
+		// Never write a request upstream in another protocol (codec auto,
+		// cluster_header: what config validation cannot see).
+		s.localReply(503, "NC", fmt.Sprintf("cluster %q speaks another protocol", name))
+		return
+	}
 	if !cl.AdmitRequest() {
 		if st := cl.Stats; st != nil {
 			st.UpstreamRqOverflow.Inc(s.cm.id)
@@ -578,9 +603,7 @@ func (s *httpStream) DecodeHead(h *stream.Head, end bool) {
 		return
 	}
 	s.rewrite(h)
-	if end {
-		s.armTimer()
-	}
+	s.startTimers(end)
 	if len(s.route.Mirrors) > 0 && s.tun == nil {
 		s.startShadows(h, end)
 	}
@@ -781,6 +804,7 @@ func (s *httpStream) DecodeData(p []byte, end bool) {
 		return
 	}
 	s.rxBytes += int64(len(p))
+	s.touch()
 	if end {
 		s.reqEnd = true
 		s.armTimer()
@@ -852,21 +876,21 @@ func (s *httpStream) OnReset(error) {
 	}
 }
 
+// armTimer starts the response timeout once the request is whole (and
+// ends its request_timeout).
 func (s *httpStream) armTimer() {
-	d := s.timeout
-	if d <= 0 || s.timerArmed || s.up.gotHead || s.done {
+	if s.done {
 		return
 	}
-	s.timerArmed = true
-	s.cm.arm(s, d)
-}
-
-// onTimeout runs under the session (connManager.onTimer).
-func (s *httpStream) onTimeout() {
-	if s.done || s.up.gotHead {
-		return
+	changed := !s.reqAt.IsZero()
+	s.reqAt = time.Time{}
+	if d := s.timeout; d > 0 && !s.timerArmed && !s.up.gotHead {
+		s.timerArmed, changed = true, true
+		s.respAt = time.Now().Add(d)
 	}
-	s.timedOut("upstream response timeout")
+	if changed {
+		s.schedule()
+	}
 }
 
 // timedOut answers 504 for a response that did not start in time (counted
@@ -1093,7 +1117,11 @@ func (u *upstreamRequest) DecodeHead(h *stream.Head, end bool) {
 	u.gotHead = true
 	s.respStarted = true
 	s.headSaved = false
-	s.cm.disarm(s)
+	s.respAt, s.reqAt = time.Time{}, time.Time{}
+	if !end { // (finish disarms otherwise)
+		s.touch()
+		s.schedule()
+	}
 	s.status = h.Status
 	s.headerOps(&h.Headers, false)
 	if st := s.cluster.Stats; st != nil && h.Status >= 100 && h.Status < 600 {
@@ -1115,6 +1143,7 @@ func (u *upstreamRequest) DecodeData(p []byte, end bool) {
 		return
 	}
 	s.txBytes += int64(len(p))
+	s.touch()
 	if end {
 		s.finish()
 	}
@@ -1190,6 +1219,13 @@ func (u *upstreamRequest) OnReset(reason error) {
 		// The upstream gave up on the call's deadline (gRPC servers reset
 		// the stream when it passes): that is the deadline, not a failure.
 		s.timedOut("gRPC deadline exceeded")
+		return
+	}
+	if errors.Is(reason, stream.ErrUnencodable) {
+		// The request cannot be written upstream as it is (e.g. an HTTP/2
+		// request field HTTP/1.1 cannot carry): the client's fault, 400 like
+		// Envoy's malformed request; no host is blamed, no retry.
+		s.localReply(400, "DPE", "request not encodable for the upstream")
 		return
 	}
 	s.cluster.ReportResponse(s.host, 0) // a reset before any response counts like a 5xx

@@ -39,7 +39,7 @@ func (s *httpStream) startShadows(h *stream.Head, end bool) {
 			continue
 		}
 		cl := s.cm.cfg.Clusters.Get(m.Cluster)
-		if cl == nil {
+		if cl == nil || !s.cm.fits(cl) {
 			continue
 		}
 		host := cl.Choose(&upstream.LBContext{})

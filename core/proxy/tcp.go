@@ -7,6 +7,7 @@ import (
 	"github.com/proxylab/proxylab/core/buffer"
 	"github.com/proxylab/proxylab/core/network"
 	"github.com/proxylab/proxylab/core/stats"
+	"github.com/proxylab/proxylab/core/timer"
 	"github.com/proxylab/proxylab/core/upstream"
 	"github.com/proxylab/proxylab/transport"
 )
@@ -21,7 +22,11 @@ type TCPConfig struct {
 	// HighWatermark: queued bytes on one side above which the other side
 	// stops being read.
 	HighWatermark int
-	Stats         *TCPStats
+	// IdleTimeout closes a pair with no bytes either way that long (0: off);
+	// Timers runs it.
+	IdleTimeout time.Duration
+	Timers      *timer.Wheel
+	Stats       *TCPStats
 }
 
 // TCPStats are a tcp_proxy listener's upstream-side metrics (Envoy's
@@ -29,6 +34,7 @@ type TCPConfig struct {
 type TCPStats struct {
 	UpstreamCxTotal, UpstreamCxConnectFail stats.Counter
 	UpstreamTxBytes, UpstreamRxBytes       stats.Counter
+	IdleTimeout                            stats.Counter // pairs closed by the idle timeout
 }
 
 // NewTCPFilter returns the per-connection tcp_proxy filter.
@@ -64,10 +70,17 @@ type tcpFilter struct {
 	// Spliced: the transport forwards both ways in the kernel
 	// (transport.Splicer); tried once both write queues are empty.
 	spliceTried, spliced, accounted bool
+
+	// The idle timeout (tcpidle.go).
+	idle        timer.Timer
+	idleArmed   bool
+	lastIO      time.Time
+	splicedSeen uint64
 }
 
 func (f *tcpFilter) OnNewConnection(c *network.Conn) network.FilterStatus {
 	f.c = c
+	f.startIdle()
 	f.connect()
 	return network.StopIteration
 }
@@ -226,6 +239,7 @@ func (f *tcpFilter) readDisable(side int, d bool) {
 }
 
 func (f *tcpFilter) onData(side int, b *buffer.Buf) {
+	f.touch()
 	other := 1 - side
 	if f.closed[other] {
 		b.Release()
@@ -326,6 +340,7 @@ func (f *tcpFilter) OnClose(*network.Conn, error) {
 		b.Release()
 	}
 	f.pending = nil
+	f.stopIdle()
 	f.onClose(down)
 }
 

@@ -159,6 +159,7 @@ func (u *upstreamRequest) tunnelResponse(h *stream.Head) bool {
 		s.tryTimer.Stop()
 	}
 	u.gotHead, s.respStarted, s.headSaved = true, true, false
+	s.respAt, s.reqAt = time.Time{}, time.Time{} // the tunnel's idle timer takes over
 	s.cm.disarm(s)
 	s.status = h.Status
 	if s.cluster != nil {

@@ -94,7 +94,8 @@ func New(cfg *config.Config, tr transport.Transport, log *slog.Logger) (*Server,
 			if len(alpn) == 0 && cc.Protocol == "http2" {
 				alpn = []string{"h2"}
 			}
-			occ := &offload.ClientConfig{SNI: t.SNI, CAFile: t.CAFile, Insecure: t.InsecureSkipVerify, ALPN: alpn, MinVersion: t.MinVersion, Stats: st}
+			occ := &offload.ClientConfig{SNI: t.SNI, CAFile: t.CAFile, Insecure: t.InsecureSkipVerify, ALPN: alpn, MinVersion: t.MinVersion, Stats: st,
+				HandshakeTimeout: cc.ConnectTimeout.D()}
 			if c := t.ClientCert; c != nil {
 				occ.Cert = &offload.CertFiles{CertFile: c.CertFile, KeyFile: c.KeyFile, EncCertFile: c.EncCertFile, EncKeyFile: c.EncKeyFile}
 			}
@@ -328,6 +329,8 @@ func (s *Server) chainFor(lc config.Listener, info *ListenerInfo) (network.Chain
 			HTTP2:            h2Settings(h.HTTP2, h.IdleTimeout.D(), s.timers),
 			RPC:              map[string]*rpc.ServerSettings{},
 			MaxRequestBuffer: h.MaxRequestBuffer,
+			StreamIdle:       h.StreamIdleTimeout.D(),
+			RequestTimeout:   h.RequestTimeout.D(),
 			HeaderOps:        headerOps(h.HeaderOps),
 			Log:              s.log,
 			Tunnels: proxy.TunnelConfig{Upgrades: upgrades(h.UpgradeConfigs), IdleTimeout: h.TunnelIdleTimeout.D(),
@@ -373,6 +376,8 @@ func (s *Server) chainFor(lc config.Listener, info *ListenerInfo) (network.Chain
 		ConnectTimeout:  s.connectTimeout(t.Cluster),
 		ConnectAttempts: min(len(cl.Hosts()), 3),
 		HighWatermark:   t.HighWatermark,
+		IdleTimeout:     t.IdleTimeout.D(),
+		Timers:          s.timers,
 	}
 	info.Filter = "tcp_proxy"
 	if s.cfg.Stats.Enabled {

@@ -122,6 +122,17 @@ func (f PoolFailure) String() string {
 	return "upstream pool failure"
 }
 
+// Handshaker is a secured upstream connection (an offload engine's client
+// side) that reports when its handshake ends. A pool counts such a
+// connection as connecting until then and hands it no request before: a
+// failed handshake is a connect failure (the request was never sent), as
+// in Envoy, where a connection is connected only once TLS is up.
+type Handshaker interface {
+	// OnHandshake sets f, called once with nil or the handshake's error;
+	// set before the connection is started.
+	OnHandshake(f func(err error))
+}
+
 // PoolCallbacks receive the result of Pool.NewStream, under the session the
 // caller passed.
 type PoolCallbacks interface {
@@ -154,6 +165,9 @@ var (
 	// (HTTP/2 REFUSED_STREAM or above a GOAWAY's last stream), so the
 	// request may be retried whatever its method.
 	ErrRefused = errors.New("stream: refused by upstream before processing")
+	// ErrUnencodable: the request encoder refused the head as malformed
+	// for its protocol, before writing anything. Retrying cannot help.
+	ErrUnencodable = errors.New("stream: request head cannot be encoded")
 )
 
 // UpstreamClosed is the reset reason for streams of an upstream connection

@@ -144,6 +144,15 @@ type ClusterConfig struct {
 	Subsets *Subsets
 }
 
+// Speaks is the request protocol the cluster carries: "http" (HTTP/1.1 or
+// HTTP/2 alike) or its RPC codec's name.
+func (c *Cluster) Speaks() string {
+	if c.cfg.RPC != nil {
+		return c.cfg.RPC.Codec.Name()
+	}
+	return "http"
+}
+
 // OutlierStats are the cluster's ejection counters (nil without outlier
 // detection).
 func (c *Cluster) OutlierStats() *OutlierStats { return c.outlierStats }

@@ -277,7 +277,7 @@ func (cl *client) Wrap(c transport.Conn, host string) offload.Conn {
 	if t.ServerName == "" {
 		t.ServerName = hostOnly(host)
 	}
-	tc := engineconn.New(c, false, 10*time.Second, cl.cfg.Stats, cl.hs)
+	tc := engineconn.New(c, false, cl.cfg.ClientHandshakeTimeout(), cl.cfg.Stats, cl.hs)
 	tc.SetProtocol(protocol{tlcp.Client(tc.Adapter(), &t)})
 	return tc
 }

@@ -410,7 +410,7 @@ func (cl *client) Wrap(c transport.Conn, host string) offload.Conn {
 		cl.perSN[sni] = t
 	}
 	cl.mu.Unlock()
-	tc := engineconn.New(c, false, 10*time.Second, cl.cfg.Stats, cl.hs)
+	tc := engineconn.New(c, false, cl.cfg.ClientHandshakeTimeout(), cl.cfg.Stats, cl.hs)
 	tc.SetProtocol(goTLS{tls.Client(tc.Adapter(), t)})
 	return tc
 }

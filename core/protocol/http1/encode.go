@@ -156,7 +156,8 @@ func EncodeChunk(p []byte) *buffer.Buf {
 	return finish(buf, b)
 }
 
-// EncodeLastChunk writes the last-chunk, trailers (if any) and the final CRLF.
+// EncodeLastChunk writes the last-chunk, trailers (if any; see
+// ForbiddenTrailer for those it leaves out) and the final CRLF.
 func EncodeLastChunk(t *protocol.Headers) *buffer.Buf {
 	n := 8
 	if t != nil {
@@ -167,6 +168,11 @@ func EncodeLastChunk(t *protocol.Headers) *buffer.Buf {
 	b = append(b, "0\r\n"...)
 	if t != nil {
 		for _, f := range t.Fields {
+			// Framing, routing and connection fields and malformed ones are
+			// never sent as trailers, whichever codec delivered them.
+			if ForbiddenTrailer(f.Name) || !protocol.ValidFieldName(f.Name) || !validValue(f.Value) {
+				continue
+			}
 			b = appendField(b, f.Name, f.Value)
 		}
 	}

@@ -10,6 +10,7 @@ package http1
 
 import (
 	"bytes"
+	"log/slog"
 
 	"github.com/proxylab/proxylab/core/protocol"
 )
@@ -320,7 +321,13 @@ func (p *Parser) decodeHead(b []byte) error {
 	if err := p.decodeFields(rest, &h.Headers); err != nil {
 		return err
 	}
-	return p.applyFraming()
+	if err := p.applyFraming(); err != nil {
+		return err
+	}
+	if p.resp {
+		return nil
+	}
+	return p.normalizeTarget()
 }
 
 func (p *Parser) decodeRequestLine(l []byte) error {
@@ -345,6 +352,9 @@ func (p *Parser) decodeRequestLine(l []byte) error {
 		if c <= ' ' || c >= 0x7f {
 			return perr(400, "invalid request target")
 		}
+	}
+	if !validPercent(h.Target) {
+		return perr(400, "invalid percent-encoding in request target")
 	}
 	minor, err := parseVersion(l[sp+1:])
 	if err != nil {
@@ -501,7 +511,9 @@ func (p *Parser) applyFraming() error {
 		}
 		h.Chunked = true
 	}
-	if !p.resp && h.Minor == 1 && hosts != 1 {
+	// RFC 9112 §3.2: 400 for an HTTP/1.1 request without Host and for any
+	// request (1.0 too) with more than one.
+	if !p.resp && (hosts > 1 || h.Minor == 1 && hosts != 1) {
 		return errNoHost
 	}
 	return nil
@@ -652,8 +664,13 @@ func (p *Parser) parseTrailers(in []byte) (int, error) {
 		return 0, err
 	}
 	p.scanned = 0
-	if err := p.cb.OnTrailers(&p.trail); err != nil {
-		return end, err
+	if n := FilterTrailers(&p.trail); n > 0 {
+		slog.Debug("http1: dropped forbidden trailer fields", "count", n)
+	}
+	if len(p.trail.Fields) > 0 {
+		if err := p.cb.OnTrailers(&p.trail); err != nil {
+			return end, err
+		}
 	}
 	return end, p.complete()
 }

@@ -3,6 +3,7 @@ package http1
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -182,17 +183,52 @@ func (p *Pool) onConnect(tc transport.Conn, err error) {
 		}
 		return
 	}
-	p.mu.Lock()
-	p.connecting--
-	p.mu.Unlock()
 	if p.set.Wrap != nil {
 		tc = p.set.Wrap(tc, p.addr)
 	}
 	cc := &ClientConn{pool: p, tc: tc}
 	cc.p = h1.NewResponseParser(p.set.Limits, cc)
 	p.Stats.Active.Add(1)
+	if hs, ok := tc.(stream.Handshaker); ok {
+		// Still connecting until the handshake ends; its OnClose (after a
+		// failure) removes it like any closed connection.
+		hs.OnHandshake(func(err error) { p.handshaken(cc, err) })
+		tc.Start(cc)
+		return
+	}
+	p.mu.Lock()
+	p.connecting--
+	p.mu.Unlock()
 	tc.Start(cc)
 	p.assign(cc)
+}
+
+// handshaken ends the connecting phase of a secured connection: ready, it
+// serves a waiter; failed, the oldest waiter gets a connect failure.
+func (p *Pool) handshaken(cc *ClientConn, err error) {
+	p.mu.Lock()
+	p.connecting--
+	if err == nil {
+		p.mu.Unlock()
+		p.assign(cc)
+		return
+	}
+	w := p.popWaiter()
+	p.mu.Unlock()
+	p.Stats.ConnectFailures.Add(1)
+	if w != nil {
+		w.fail(handshakeFailure(err), fmt.Errorf("http1: TLS handshake with %s: %w", p.addr, err))
+	}
+}
+
+// handshakeFailure is a failed handshake's pool failure: a connect timeout
+// when its timeout ended it, otherwise a connect failure.
+func handshakeFailure(err error) stream.PoolFailure {
+	var ne interface{ Timeout() bool }
+	if errors.As(err, &ne) && ne.Timeout() {
+		return stream.ConnectTimeout
+	}
+	return stream.ConnectFailure
 }
 
 // assign gives cc to the first live waiter or parks it as idle.
@@ -551,6 +587,7 @@ type clientStream struct {
 	finished  bool
 	reusable  bool
 	gotBytes  bool
+	refused   bool // the head was refused: the next Flush reports errRefusedHead
 	tun       tunnelState
 	encoder
 }
@@ -559,8 +596,14 @@ var _ stream.RequestEncoder = (*clientStream)(nil)
 
 func (s *clientStream) done() bool { return s.finished || s.failed || s.reset }
 
-// Flush writes the queued request bytes (stream.Flusher).
+// Flush writes the queued request bytes (stream.Flusher), or reports a
+// refused head.
 func (s *clientStream) Flush() {
+	if s.refused {
+		s.refused = false
+		s.dec.OnReset(errRefusedHead)
+		return
+	}
 	if s.done() {
 		s.out.drop()
 		s.out.queued = false
@@ -573,6 +616,10 @@ func (s *clientStream) Flush() {
 
 func (s *clientStream) EncodeHead(h *stream.Head, end bool) {
 	if s.done() {
+		return
+	}
+	if err := h1.CheckRequestHead(h); err != nil {
+		s.refuse(err)
 		return
 	}
 	if typ := stream.UpgradeType(h); typ != nil {
@@ -639,6 +686,24 @@ func (s *clientStream) ReadDisable(d bool) {
 	if !s.done() {
 		s.readDisable(d)
 	}
+}
+
+// errRefusedHead is the reset reason of a refused request head; the
+// particular rule broken is logged at debug (keeping it would grow every
+// stream for a rare event).
+var errRefusedHead = fmt.Errorf("http1: %w: %w", stream.ErrUnencodable,
+	&protocol.Error{Status: 400, Reason: "request head not encodable as HTTP/1.1"})
+
+// refuse fails the stream for a head the encoder will not write (nothing
+// reached the wire). The reset is reported from the deferred flush, not from
+// inside EncodeHead, so the proxy never sees its stream reset re-entrantly.
+func (s *clientStream) refuse(err error) {
+	slog.Debug("http1: refused to encode an upstream request head", "err", err)
+	s.failed, s.refused = true, true
+	s.out.drop()
+	s.detach()
+	s.cc.tc.Close()
+	s.schedule()
 }
 
 // fail reports an upstream failure to the decoder once.

@@ -104,8 +104,13 @@ func (sc *ServerConn) releaseParser() {
 	}
 }
 
-// parserIdle reports whether no request byte is pending.
-func (sc *ServerConn) parserIdle() bool { return sc.p == nil || sc.p.Idle() }
+// requestPending reports whether a byte of the next request has arrived:
+// buffered (an incomplete request line is not yet consumed by the parser) or
+// consumed into a head the parser is still assembling. The header timer runs
+// from then, so a request line trickled byte by byte is bounded too.
+func (sc *ServerConn) requestPending() bool {
+	return sc.in.Len() > 0 || (sc.p != nil && !sc.p.Idle())
+}
 
 // Session is the connection's session (valid after OnNewConnection).
 func (sc *ServerConn) Session() stream.Session { return sc.c }
@@ -335,7 +340,7 @@ func (sc *ServerConn) updateTimer() {
 	case sc.lingering:
 	case sc.cur != nil:
 		sc.setTimer(timerNone, 0)
-	case !sc.parserIdle():
+	case sc.requestPending():
 		sc.setTimer(timerHeader, sc.set.HeaderTimeout)
 	default:
 		sc.setTimer(timerIdle, sc.set.IdleTimeout)
@@ -412,11 +417,21 @@ func (s *serverStream) EncodeInterim(h *stream.Head) {
 	if s.finished || s.respHeadSent || s.minor == 0 {
 		return // HTTP/1.0 clients do not understand 1xx
 	}
+	if h.Status >= 200 || h1.CheckResponseHead(h) != nil {
+		return // an interim response is optional: a malformed one is dropped
+	}
 	s.queue(h1.EncodeResponseHead(h, nil, h1.Framing{ContentLength: -1}))
 }
 
 func (s *serverStream) EncodeHead(h *stream.Head, end bool) {
 	if s.finished || s.respHeadSent {
+		return
+	}
+	if err := h1.CheckResponseHead(h); err != nil {
+		// Never on the wire: the client gets a whole 502 instead, and the
+		// rest of this response is ignored (the stream is finished).
+		pe := err.(*protocol.Error)
+		s.LocalReply(pe.Status, pe.Reason)
 		return
 	}
 	if s.tun.is(tunCand) && s.tunnelHead(h) {

@@ -214,7 +214,9 @@ func (cc *ClientConn) onHeaders(id uint32, st *h2stream, end bool) error {
 			cc.malformed(st, "trailers without END_STREAM")
 			return nil
 		}
-		if why := trailerFields(cc.fields, &cs.evTrl); why != "" {
+		why, dropped := trailerFields(cc.fields, &cs.evTrl)
+		cc.set.Stats.TrailerFieldsDropped.Add(uint64(dropped))
+		if why != "" {
 			cc.malformed(st, why)
 			return nil
 		}
@@ -455,10 +457,7 @@ func (cs *clientStream) EncodeHead(h *stream.Head, end bool) {
 	cs.st = cc.newStream(id)
 	cs.st.owner = cs
 	cc.encFields = requestFields(cc.encFields[:0], h, cc.cset.Scheme)
-	cc.writeHeaders(id, cc.encFields, end)
-	if end {
-		cc.endSent(cs.st)
-	}
+	cc.writeHeaders(cs.st, cc.encFields, end)
 	cs.scheduleFlush()
 }
 

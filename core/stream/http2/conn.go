@@ -129,6 +129,7 @@ type Stats struct {
 	RefusedStreams, HeaderListTooLarge     atomic.Uint64
 	RapidResets, ContinuationFloods, Pings atomic.Uint64
 	MalformedRequests, MalformedResponses  atomic.Uint64
+	TrailerFieldsDropped, ControlFloods    atomic.Uint64
 	ActiveStreams                          atomic.Int64
 }
 
@@ -146,6 +147,7 @@ func (st *Stats) Each(f func(event string, v uint64)) {
 		{"rapid_reset", &st.RapidResets}, {"continuation_flood", &st.ContinuationFloods},
 		{"ping", &st.Pings}, {"malformed_request", &st.MalformedRequests},
 		{"malformed_response", &st.MalformedResponses},
+		{"trailer_field_dropped", &st.TrailerFieldsDropped}, {"control_flood", &st.ControlFloods},
 	} {
 		f(c.name, c.v.Load())
 	}
@@ -250,6 +252,9 @@ type conn struct {
 		bytes  int
 		block  []byte
 		active bool
+		// selfDep: the HEADERS frame's priority names its own stream
+		// (RFC 9113 §5.3.1), a stream error once the block is decoded.
+		selfDep bool
 	}
 
 	needPreface bool // server: the client preface is not read yet
@@ -270,6 +275,16 @@ type conn struct {
 
 	resetTokens float64
 	resetLast   time.Time
+
+	// ctlQueued counts control frames (PING and SETTINGS acks, RST_STREAM)
+	// queued since the transport last reported its queue empty; the
+	// server role resets it (Flush, OnDrained). Past maxQueuedControl the
+	// peer is not reading what it provokes: a flood (CVE-2019-9512, -9514,
+	// -9515), answered with GOAWAY ENHANCE_YOUR_CALM.
+	ctlQueued int
+	// empties counts consecutive frames without payload or effect
+	// (CVE-2019-9518); past maxEmptyFrames the connection is closed.
+	empties int
 
 	// ids of the streams we reset last: frames the peer sent before it
 	// saw the reset are ignored (RFC 9113 §5.4.2), not errors.
@@ -407,9 +422,13 @@ func (c *conn) feed() error {
 		c.rd.p = p[:9+length]
 		f, err := c.fr.ReadFrame()
 		if err == nil {
+			c.countEmpty(f)
 			err = c.frame(f)
 		}
 		c.in.Consume(9 + int(length))
+		if err == nil {
+			err = c.flooded()
+		}
 		if err != nil {
 			var se http2.StreamError
 			if errors.As(err, &se) {
@@ -491,13 +510,18 @@ func (c *conn) frame(f http2.Frame) error {
 		return c.data(f)
 	case *http2.HeadersFrame: // §6.2
 		c.cont.id, c.cont.end, c.cont.frames, c.cont.bytes = f.StreamID, f.StreamEnded(), 1, len(f.HeaderBlockFragment())
+		c.cont.selfDep = f.HasPriority() && f.Priority.StreamDep == f.StreamID
 		c.cont.block = append(c.cont.block[:0], f.HeaderBlockFragment()...)
 		if !f.HeadersEnded() {
 			c.cont.active = true
 			return c.contLimit()
 		}
 		return c.headerBlock()
-	case *http2.PriorityFrame: // §6.3: deprecated, ignored
+	case *http2.PriorityFrame: // §6.3: deprecated, ignored but for §5.3.1
+		if f.StreamDep == f.StreamID {
+			c.set.Stats.ProtocolErrors.Add(1)
+			c.resetStream(f.StreamID, http2.ErrCodeProtocol)
+		}
 		return nil
 	case *http2.RSTStreamFrame: // §6.4
 		return c.rstStream(f)
@@ -508,6 +532,7 @@ func (c *conn) frame(f http2.Frame) error {
 	case *http2.PingFrame: // §6.7
 		if !f.IsAck() {
 			c.set.Stats.Pings.Add(1)
+			c.queuedControl()
 			c.fr.WritePing(true, f.Data)
 			c.role.wantFlush()
 		}
@@ -742,6 +767,7 @@ func (c *conn) settings(f *http2.SettingsFrame) error {
 	if err != nil {
 		return err
 	}
+	c.queuedControl()
 	c.fr.WriteSettingsAck()
 	c.role.wantFlush()
 	c.pump()
@@ -779,6 +805,7 @@ func (c *conn) windowUpdate(f *http2.WindowUpdateFrame) error {
 // the role when the reset was ours to decide (see onLocalReset).
 func (c *conn) resetStream(id uint32, code http2.ErrCode) {
 	c.set.Stats.TxReset.Add(1)
+	c.queuedControl()
 	c.resetIDs[c.resetPos] = id
 	c.resetPos = (c.resetPos + 1) % len(c.resetIDs)
 	c.fr.WriteRSTStream(id, code)
@@ -800,8 +827,12 @@ func (c *conn) maybeForget(st *h2stream) {
 }
 
 // writeHeaders encodes fields as one header block: HEADERS, then
-// CONTINUATION frames if it exceeds the peer's max frame size.
-func (c *conn) writeHeaders(id uint32, fields []hpack.HeaderField, end bool) {
+// CONTINUATION frames if it exceeds the peer's max frame size. A block with
+// END_STREAM ends st's sending side here (endSent), whichever path sent it,
+// so a response that ends on its HEADERS (204, 304, HEAD, trailers-only
+// gRPC, trailers) releases the stream like one ending on DATA.
+func (c *conn) writeHeaders(st *h2stream, fields []hpack.HeaderField, end bool) {
+	id := st.id
 	c.hbuf.Reset()
 	for _, f := range fields {
 		c.henc.WriteField(f)
@@ -820,6 +851,9 @@ func (c *conn) writeHeaders(id uint32, fields []hpack.HeaderField, end bool) {
 		block = block[n:]
 	}
 	c.role.wantFlush()
+	if end {
+		c.endSent(st)
+	}
 }
 
 // sendData sends p on st as far as the windows allow and keeps the rest;
@@ -849,8 +883,7 @@ func (c *conn) sendData(st *h2stream, p []byte, end bool) (crossed bool) {
 // sendTrailers sends trailers (ending the stream) after any pending data.
 func (c *conn) sendTrailers(st *h2stream, t []hpack.HeaderField) {
 	if len(st.pend) == 0 {
-		c.writeHeaders(st.id, t, true)
-		c.endSent(st)
+		c.writeHeaders(st, t, true)
 		return
 	}
 	st.pendTrl, st.hasPendTrl = append(st.pendTrl[:0], t...), true
@@ -920,8 +953,7 @@ func (c *conn) pump() {
 		}
 		if len(st.pend) == 0 && st.hasPendTrl {
 			st.hasPendTrl = false
-			c.writeHeaders(st.id, st.pendTrl, true)
-			st.localDone = true
+			c.writeHeaders(st, st.pendTrl, true)
 		}
 		if st.above && len(st.pend) <= c.set.HighWatermark/2 {
 			st.above = false

@@ -23,92 +23,37 @@ import (
 // as 200 (a 101 from an HTTP/1.1 upstream, its Sec-WebSocket-Accept
 // dropped), and the stream's DATA are the tunnel's bytes.
 
-// isConnect reports whether a request's field list has :method CONNECT.
-func isConnect(fields []hpack.HeaderField) bool {
-	for _, f := range fields {
-		if f.Name == ":method" {
-			return f.Value == "CONNECT"
-		}
-		if f.Name == "" || f.Name[0] != ':' {
-			return false
-		}
+// connectHead finishes the head of a CONNECT whose fields requestHead
+// validated (pseudo.check): a plain CONNECT targets its authority; an
+// extended one becomes GET :path with Upgrade: :protocol. It returns a
+// reason when the request is malformed.
+func connectHead(h *protocol.Head, p *pseudo) string {
+	if h.ContentLength >= 0 {
+		return "CONNECT with content-length"
 	}
-	return false
-}
-
-// connectHead builds the head of a CONNECT request; it returns a reason
-// when the request is malformed.
-func connectHead(fields []hpack.HeaderField, h *protocol.Head) string {
-	*h = protocol.Head{Major: 2, Minor: 1, ContentLength: -1, Headers: protocol.Headers{Fields: h.Headers.Fields[:0]}}
-	var pseudo [5]string // method, scheme, path, authority, protocol
-	var seen [5]bool
-	var regular, hasHost, hasKey, hasVersion bool
-	for _, f := range fields {
-		if len(f.Name) > 0 && f.Name[0] == ':' {
-			if regular {
-				return "pseudo-header after regular fields"
-			}
-			var i int
-			switch f.Name {
-			case ":method":
-				i = 0
-			case ":scheme":
-				i = 1
-			case ":path":
-				i = 2
-			case ":authority":
-				i = 3
-			case ":protocol":
-				i = 4
-			default:
-				return "unknown pseudo-header " + f.Name
-			}
-			if seen[i] {
-				return "duplicate " + f.Name
-			}
-			seen[i], pseudo[i] = true, f.Value
-			continue
-		}
-		regular = true
-		if why := checkRegular(f); why != "" {
-			return why
-		}
-		switch f.Name {
-		case "content-length":
-			return "CONNECT with content-length"
-		case "host":
-			hasHost = true
+	var hasKey, hasVersion bool
+	for _, f := range h.Headers.Fields {
+		switch string(f.Name) {
 		case "sec-websocket-key":
 			hasKey = true
 		case "sec-websocket-version":
 			hasVersion = true
 		}
-		h.Headers.Append(bytesOf(f.Name), bytesOf(f.Value))
 	}
-	authority := pseudo[3]
-	if authority == "" {
-		return "CONNECT without :authority"
-	}
-	if !hasHost {
-		h.Headers.Append([]byte("host"), bytesOf(authority))
-	}
-	if !seen[4] {
-		if seen[1] || seen[2] {
-			return "CONNECT with :scheme or :path" // §8.5
-		}
-		h.Method, h.Target = bytesOf("CONNECT"), bytesOf(authority)
+	h.Headers.Append(hostName, bytesOf(p.authority)) // :authority wins (requestHead dropped host)
+	if !p.has[4] {
+		h.Target = bytesOf(p.authority)
 		return ""
 	}
-	proto, path := pseudo[4], pseudo[2]
-	switch {
-	case proto == "" || !validName(strings.ToLower(proto)):
+	if !protocol.ValidToken(p.protocol) {
 		return "invalid :protocol"
-	case !seen[1] || pseudo[1] == "" || path == "" || path[0] != '/':
-		return "extended CONNECT needs :scheme and :path" // RFC 8441 §4
 	}
-	h.Method, h.Target, h.Upgrade = bytesOf("GET"), bytesOf(path), true
-	h.Headers.Append([]byte("upgrade"), bytesOf(proto))
-	if strings.EqualFold(proto, "websocket") {
+	if p.path[0] != '/' {
+		return "invalid :path"
+	}
+	h.Method, h.Upgrade = bytesOf("GET"), true
+	h.Headers.Append([]byte("upgrade"), bytesOf(p.protocol))
+	if strings.EqualFold(p.protocol, "websocket") {
 		if !hasKey {
 			h.Headers.Append([]byte("sec-websocket-key"), newWebSocketKey())
 		}
@@ -166,7 +111,7 @@ func (s *serverStream) encodeTunnelHead(h *stream.Head) bool {
 	s.tunOn, s.headSent = true, true
 	sc := s.sc
 	sc.encFields = tunnelResponseFields(sc.encFields[:0], h)
-	sc.writeHeaders(s.st.id, sc.encFields, false)
+	sc.writeHeaders(s.st, sc.encFields, false)
 	return true
 }
 

@@ -26,6 +26,8 @@ type fakeConn struct {
 	wclosed     bool
 	readOff     int
 	queueReport int // what Write reports as still queued
+	// readDisabled nests ReadDisable calls (> 0: not reading).
+	readDisabled int
 }
 
 var _ transport.Conn = (*fakeConn)(nil)
@@ -44,7 +46,15 @@ func (f *fakeConn) Write(bufs ...*buffer.Buf) (int, error) {
 	}
 	return f.queueReport, nil
 }
-func (f *fakeConn) ReadDisable(bool) {}
+func (f *fakeConn) ReadDisable(d bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if d {
+		f.readDisabled++
+	} else {
+		f.readDisabled--
+	}
+}
 
 // writeClosed reports whether CloseWrite was called.
 func (f *fakeConn) writeClosed() bool {

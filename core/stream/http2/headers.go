@@ -13,28 +13,20 @@ import (
 // are read-only for their consumers, as the stream package documents.
 func bytesOf(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }
 
-// validName: RFC 9113 §8.2.1 — lowercase, no separators or controls.
+// hostName is the name :authority is forwarded under (shared, read-only).
+var hostName = []byte("host")
+
+// validName: RFC 9113 §8.2.1 — a token (RFC 9110 §5.1) in lowercase.
 func validName(s string) bool {
-	if s == "" {
+	if !protocol.ValidFieldName(s) {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c <= ' ' || c >= 0x7f || ('A' <= c && c <= 'Z') || c == ':' {
+		if 'A' <= s[i] && s[i] <= 'Z' {
 			return false
 		}
 	}
 	return true
-}
-
-// validValue: §8.2.1 — no NUL, CR, LF; no leading or trailing whitespace.
-func validValue(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c == 0 || c == '\r' || c == '\n' {
-			return false
-		}
-	}
-	return len(s) == 0 || (s[0] != ' ' && s[0] != '\t' && s[len(s)-1] != ' ' && s[len(s)-1] != '\t')
 }
 
 // connectionSpecificName: §8.2.2 — fields that make a message malformed.
@@ -46,12 +38,14 @@ func connectionSpecificName(s string) bool {
 	return false
 }
 
-// checkRegular validates one regular field of a received header list.
+// checkRegular validates one regular field of a received header list
+// (§8.2.1, §8.2.2); values are held to RFC 9110 §5.5 (protocol.ValidFieldValue)
+// since they may be forwarded to HTTP/1.
 func checkRegular(f hpack.HeaderField) string {
 	switch {
 	case !validName(f.Name):
 		return "invalid field name " + strconv.Quote(f.Name)
-	case !validValue(f.Value):
+	case !protocol.ValidFieldValue(f.Value):
 		return "invalid value of " + f.Name
 	case connectionSpecificName(f.Name):
 		return "connection-specific field " + f.Name
@@ -74,38 +68,97 @@ func parseLength(h *protocol.Head, v string) string {
 	return ""
 }
 
-// requestHead builds a request head from a decoded field list (§8.3.1):
-// pseudo-fields first, :method/:scheme/:path required, :authority becomes
-// Host when no Host field is present, cookie crumbs joined (§8.2.3).
-// It returns a reason when the request is malformed.
-func requestHead(fields []hpack.HeaderField, h *protocol.Head) string {
-	if isConnect(fields) {
-		return connectHead(fields, h) // connect.go
+// pseudo are a request's pseudo-header fields (§8.3.1, RFC 8441 §4).
+type pseudo struct {
+	method, scheme, authority, path, protocol string
+	has                                       [5]bool // in the order above
+}
+
+// set records one pseudo-field; it returns a reason when the field is
+// unknown (response pseudo-fields included) or repeated.
+func (p *pseudo) set(name, value string) string {
+	var i int
+	switch name {
+	case ":method":
+		i, p.method = 0, value
+	case ":scheme":
+		i, p.scheme = 1, value
+	case ":authority":
+		i, p.authority = 2, value
+	case ":path":
+		i, p.path = 3, value
+	case ":protocol":
+		i, p.protocol = 4, value
+	default:
+		return "unknown pseudo-header " + name
 	}
+	if p.has[i] {
+		return "duplicate " + name
+	}
+	p.has[i] = true
+	return ""
+}
+
+// check validates the pseudo-fields' values and their combination:
+// a plain CONNECT (§8.5) has only :method and :authority; an extended
+// CONNECT (RFC 8441 §4) has all five; any other request has :method,
+// :scheme and a non-empty :path starting with '/' ('*' for OPTIONS) and
+// no :protocol. :authority, when present, is host[:port] without userinfo.
+func (p *pseudo) check() string {
+	switch {
+	case !p.has[0] || !protocol.ValidMethod(p.method):
+		return "missing or invalid :method"
+	case p.has[2] && !protocol.ValidAuthority(p.authority):
+		return "invalid :authority"
+	case p.has[1] && !protocol.ValidScheme(p.scheme):
+		return "invalid :scheme"
+	case p.has[3] && !protocol.ValidRequestTarget(p.path):
+		return "invalid :path"
+	}
+	if p.method == "CONNECT" {
+		if !p.has[4] {
+			if p.has[1] || p.has[3] || !p.has[2] {
+				return "CONNECT needs :authority and no :scheme or :path"
+			}
+			return ""
+		}
+		if !p.has[1] || !p.has[2] || !p.has[3] || p.protocol == "" {
+			return "extended CONNECT needs :scheme, :authority, :path and :protocol"
+		}
+		return ""
+	}
+	switch {
+	case p.has[4]:
+		return ":protocol outside CONNECT"
+	case !p.has[1] || !p.has[3]:
+		return "missing :scheme or :path"
+	case p.path[0] != '/' && !(p.path == "*" && p.method == "OPTIONS"):
+		return "invalid :path"
+	}
+	return ""
+}
+
+// requestHead builds a request head from a decoded field list (§8.3.1) and
+// returns a reason when the request is malformed (§8.1.1): pseudo-fields
+// first and valid (pseudo.check), regular fields valid (checkRegular).
+// Host: :authority wins, as in Go's server and Envoy — a host field that
+// differs from :authority is dropped and :authority forwarded as Host, so
+// the upstream never sees two; host alone is used when :authority is
+// absent; an http(s) request with neither is malformed (RFC 9110 §7.2).
+// Cookie crumbs are joined (§8.2.3). A CONNECT (plain or extended) is
+// finished by connectHead (connect.go).
+func requestHead(fields []hpack.HeaderField, h *protocol.Head) string {
 	*h = protocol.Head{Major: 2, Minor: 1, ContentLength: -1, Headers: protocol.Headers{Fields: h.Headers.Fields[:0]}}
-	var scheme, authority string
-	var hasMethod, hasPath, hasScheme, regular, hasHost bool
-	var cookies int
+	var p pseudo
+	var regular bool
+	var cookies, hosts int
 	for _, f := range fields {
 		if len(f.Name) > 0 && f.Name[0] == ':' {
 			if regular {
 				return "pseudo-header after regular fields"
 			}
-			dup := false
-			switch f.Name {
-			case ":method":
-				dup, hasMethod, h.Method = hasMethod, true, bytesOf(f.Value)
-			case ":path":
-				dup, hasPath, h.Target = hasPath, true, bytesOf(f.Value)
-			case ":scheme":
-				dup, hasScheme, scheme = hasScheme, true, f.Value
-			case ":authority":
-				dup, authority = authority != "", f.Value
-			default:
-				return "unknown pseudo-header " + f.Name
-			}
-			if dup {
-				return "duplicate " + f.Name
+			if why := p.set(f.Name, f.Value); why != "" {
+				return why
 			}
 			continue
 		}
@@ -119,25 +172,28 @@ func requestHead(fields []hpack.HeaderField, h *protocol.Head) string {
 				return why
 			}
 		case "host":
-			hasHost = true
+			if hosts++; hosts > 1 || !protocol.ValidAuthority(f.Value) {
+				return "invalid or repeated host"
+			}
+			if p.has[2] {
+				continue // :authority wins
+			}
 		case "cookie":
 			cookies++
 		}
 		h.Headers.Append(bytesOf(f.Name), bytesOf(f.Value))
 	}
-	switch {
-	case !hasMethod:
-		return "missing :method"
-	case string(h.Method) == "CONNECT":
-		return "CONNECT" // answered 501 by the caller
-	case !hasScheme || !hasPath || len(h.Target) == 0:
-		return "missing :scheme or :path"
-	case h.Target[0] != '/' && !(string(h.Target) == "*" && string(h.Method) == "OPTIONS"):
-		return "invalid :path"
+	if why := p.check(); why != "" {
+		return why
 	}
-	_ = scheme
-	if !hasHost && authority != "" {
-		h.Headers.Append([]byte("host"), bytesOf(authority))
+	h.Method, h.Target = bytesOf(p.method), bytesOf(p.path)
+	if p.method == "CONNECT" {
+		return connectHead(h, &p)
+	}
+	if p.has[2] {
+		h.Headers.Append(hostName, bytesOf(p.authority))
+	} else if hosts == 0 && (p.scheme == "http" || p.scheme == "https") {
+		return "no :authority or host" // RFC 9110 §4.2, §7.2: the host is required
 	}
 	if cookies > 1 {
 		joinCookies(&h.Headers)
@@ -204,19 +260,40 @@ func responseHead(fields []hpack.HeaderField, h *protocol.Head) string {
 	return ""
 }
 
-// trailerFields validates a trailer block (no pseudo-fields, §8.1).
-func trailerFields(fields []hpack.HeaderField, t *protocol.Headers) string {
+// trailerFields validates a trailer block (no pseudo-fields, §8.1) and
+// drops the fields a trailer may not carry (RFC 9110 §6.5.1: framing,
+// routing, request modifiers, content metadata), so they never reach a
+// peer that might act on them; it returns how many it dropped.
+func trailerFields(fields []hpack.HeaderField, t *protocol.Headers) (why string, dropped int) {
 	t.Fields = t.Fields[:0]
 	for _, f := range fields {
 		if len(f.Name) > 0 && f.Name[0] == ':' {
-			return "pseudo-header in trailers"
+			return "pseudo-header in trailers", dropped
 		}
 		if why := checkRegular(f); why != "" {
-			return why
+			return why, dropped
+		}
+		if notInTrailer(f.Name) {
+			dropped++
+			continue
 		}
 		t.Append(bytesOf(f.Name), bytesOf(f.Value))
 	}
-	return ""
+	return "", dropped
+}
+
+// notInTrailer: fields RFC 9110 §6.5.1 forbids in trailers (lowercase).
+func notInTrailer(name string) bool {
+	switch name {
+	case "content-length", "transfer-encoding", "host", "te", "trailer",
+		"content-type", "content-encoding", "content-range", "content-location",
+		"authorization", "proxy-authorization", "www-authenticate", "proxy-authenticate",
+		"cache-control", "expires", "pragma", "age", "expect", "max-forwards", "range",
+		"if-match", "if-none-match", "if-modified-since", "if-unmodified-since", "if-range",
+		"set-cookie", "cookie", "location", "retry-after", "vary", "date":
+		return true
+	}
+	return false
 }
 
 // lowerNames maps the usual spellings of common names to their lowercase

@@ -25,10 +25,17 @@ type ServerConn struct {
 
 	lastID      uint32
 	flushQueued bool
-	draining    bool
-	closing     bool // connection error or GOAWAY done: waiting to close
-	timer       timer.Timer
-	timerOn     bool
+	readStopped bool // Flush stopped reading: too much output queued
+	flood       bool // closing after a flood: reading stays stopped
+	inData      bool // feed is parsing input
+	// answered are streams whose response completed while feed ran and
+	// whose request had not ended: reset with NO_ERROR once the input read
+	// so far is parsed, unless it ended them (RFC 9113 §8.1).
+	answered []*h2stream
+	draining bool
+	closing  bool // connection error or GOAWAY done: waiting to close
+	timer    timer.Timer
+	timerOn  bool
 
 	head      protocol.Head
 	trl       protocol.Headers
@@ -77,8 +84,15 @@ func (sc *ServerConn) OnData(_ *network.Conn, b *buffer.Buf) network.FilterStatu
 		return network.StopIteration
 	}
 	sc.in.Add(b)
-	if err := sc.feed(); err != nil {
+	sc.inData = true
+	err := sc.feed()
+	sc.inData = false
+	if err != nil {
+		clear(sc.answered)
+		sc.answered = sc.answered[:0]
 		sc.shutdown(err)
+	} else {
+		sc.stopSenders()
 	}
 	sc.updateTimer()
 	return network.StopIteration
@@ -89,6 +103,11 @@ func (sc *ServerConn) OnData(_ *network.Conn, b *buffer.Buf) network.FilterStatu
 func (sc *ServerConn) shutdown(err error) {
 	sc.closing = true
 	sc.in.Reset()
+	if ce, ok := err.(*connError); ok && ce.Code == http2.ErrCodeEnhanceYourCalm && !sc.readStopped {
+		// A flood: read no more of it while the GOAWAY lingers.
+		sc.readStopped, sc.flood = true, true
+		sc.c.ReadDisable(true)
+	}
 	for _, st := range sc.streams {
 		sc.forget(st)
 		if ss, ok := st.owner.(*serverStream); ok && !ss.finished {
@@ -102,12 +121,27 @@ func (sc *ServerConn) shutdown(err error) {
 }
 
 // Flush writes the queued frames (stream.Flusher, run at session release).
+// Past the high watermark DATA waits for OnDrained; past maxQueuedBytes
+// (the peer reads nothing while it keeps provoking HEADERS or control
+// frames) the connection stops reading until the queue drains, so what
+// one client can make us hold is bounded.
 func (sc *ServerConn) Flush() {
 	sc.flushQueued = false
-	if q, _ := sc.out.WriteTo(sc.c); q > sc.set.HighWatermark {
-		sc.blocked = true // DATA waits for OnDrained
+	q, _ := sc.out.WriteTo(sc.c)
+	switch {
+	case q == 0:
+		sc.ctlQueued = 0
+	case q > sc.set.HighWatermark:
+		sc.blocked = true
+	}
+	if q > sc.maxQueuedBytes() && !sc.readStopped && !sc.c.Closed() {
+		sc.readStopped = true
+		sc.c.ReadDisable(true)
 	}
 }
+
+// maxQueuedBytes bounds the transport queue before reading stops.
+func (sc *ServerConn) maxQueuedBytes() int { return max(1<<20, 4*sc.set.HighWatermark) }
 
 func (sc *ServerConn) wantFlush() {
 	if !sc.flushQueued && sc.c != nil {
@@ -144,6 +178,11 @@ func (sc *ServerConn) OnReadEOF(*network.Conn) {
 }
 
 func (sc *ServerConn) OnDrained(*network.Conn) {
+	sc.ctlQueued = 0
+	if sc.readStopped && !sc.flood {
+		sc.readStopped = false
+		sc.c.ReadDisable(false)
+	}
 	if sc.blocked {
 		sc.blocked = false
 		sc.pump()
@@ -230,6 +269,10 @@ func (sc *ServerConn) onHeaders(id uint32, st *h2stream, end bool) error {
 		return &connError{http2.ErrCodeProtocol, "client opened an even stream"} // §5.1.1
 	}
 	if st != nil {
+		if sc.cont.selfDep {
+			sc.malformed(st, "stream depends on itself")
+			return nil
+		}
 		return sc.trailers(st, end)
 	}
 	if id <= sc.lastID {
@@ -240,6 +283,11 @@ func (sc *ServerConn) onHeaders(id uint32, st *h2stream, end bool) error {
 		return &connError{http2.ErrCodeProtocol, "HEADERS on a closed or lower stream id"}
 	}
 	sc.lastID = id
+	if sc.cont.selfDep { // §5.3.1: a stream cannot depend on itself
+		sc.set.Stats.ProtocolErrors.Add(1)
+		sc.resetStream(id, http2.ErrCodeProtocol)
+		return nil
+	}
 	if sc.goAwaySent || sc.closing {
 		sc.resetStream(id, http2.ErrCodeRefusedStream)
 		return nil
@@ -261,12 +309,7 @@ func (sc *ServerConn) onHeaders(id uint32, st *h2stream, end bool) error {
 	if why == "" && end && sc.head.ContentLength > 0 {
 		why = "content-length without DATA"
 	}
-	switch why {
-	case "":
-	case "CONNECT":
-		ss.reply(501, "CONNECT is not supported")
-		return nil
-	default:
+	if why != "" {
 		st.owner = nil
 		sc.malformed(st, why)
 		return nil
@@ -295,7 +338,9 @@ func (sc *ServerConn) trailers(st *h2stream, end bool) error {
 		sc.malformed(st, "trailers without END_STREAM") // §8.1
 		return nil
 	}
-	if why := trailerFields(sc.fields, &sc.trl); why != "" || sc.listLarge {
+	why, dropped := trailerFields(sc.fields, &sc.trl)
+	sc.set.Stats.TrailerFieldsDropped.Add(uint64(dropped))
+	if why != "" || sc.listLarge {
 		sc.malformed(st, why)
 		return nil
 	}
@@ -384,7 +429,7 @@ func (s *serverStream) EncodeInterim(h *stream.Head) {
 	}
 	sc := s.sc
 	sc.encFields = appendRegular(append(sc.encFields[:0], hpack.HeaderField{Name: ":status", Value: statusString(h.Status)}), &h.Headers, false)
-	sc.writeHeaders(s.st.id, sc.encFields, false)
+	sc.writeHeaders(s.st, sc.encFields, false)
 }
 
 func (s *serverStream) EncodeHead(h *stream.Head, end bool) {
@@ -397,7 +442,7 @@ func (s *serverStream) EncodeHead(h *stream.Head, end bool) {
 	s.headSent = true
 	sc := s.sc
 	sc.encFields = responseFields(sc.encFields[:0], h)
-	sc.writeHeaders(s.st.id, sc.encFields, end)
+	sc.writeHeaders(s.st, sc.encFields, end)
 	if end {
 		s.complete()
 	}
@@ -461,26 +506,59 @@ func (s *serverStream) reply(status int, reason string) {
 		hpack.HeaderField{Name: "content-length", Value: strconv.Itoa(len(body))},
 	)
 	if s.headReq {
-		sc.writeHeaders(s.st.id, sc.encFields, true)
-		sc.endSent(s.st)
+		sc.writeHeaders(s.st, sc.encFields, true)
 	} else {
-		sc.writeHeaders(s.st.id, sc.encFields, false)
+		sc.writeHeaders(s.st, sc.encFields, false)
 		sc.sendData(s.st, []byte(body), true)
 	}
 	s.complete()
 }
 
 // complete ends the exchange from the proxy's side. A response complete
-// before its request asks the client to stop sending (RFC 9113 §8.1).
+// before its request asks the client to stop sending (RFC 9113 §8.1) —
+// but only if the request is still open after the input already read
+// (a local reply to a POST whose body is in the same read must not be
+// followed by RST_STREAM: stopSenders decides once feed is done).
 func (s *serverStream) complete() {
 	s.finished = true
 	st := s.st
-	if !st.remoteDone && len(st.pend) == 0 && !st.hasPendTrl && s.sc.streams[st.id] == st {
-		st.owner = nil
-		s.sc.resetStream(st.id, http2.ErrCodeNo)
+	if !st.remoteDone && s.sc.streams[st.id] == st {
+		if s.sc.inData {
+			s.sc.answered = append(s.sc.answered, st)
+		} else {
+			s.sc.stopSender(st)
+		}
 	}
 	s.sc.maybeClose()
 	s.sc.updateTimer()
+}
+
+// stopSender resets st with NO_ERROR if its request is still open and its
+// response fully sent — unless the rest of a body of known length fits in
+// the stream's window: the client then finishes it without waiting on us,
+// so the request is not really still open, and the stream ends cleanly
+// when it does (clients such as curl fail on the reset otherwise).
+func (sc *ServerConn) stopSender(st *h2stream) {
+	if st.wantLen >= 0 && st.wantLen-st.gotLen <= int64(st.recvWin) {
+		return
+	}
+	if !st.remoteDone && st.localDone && len(st.pend) == 0 && !st.hasPendTrl && sc.streams[st.id] == st {
+		st.owner = nil
+		sc.resetStream(st.id, http2.ErrCodeNo)
+	}
+}
+
+// stopSenders runs stopSender for the streams answered during feed.
+func (sc *ServerConn) stopSenders() {
+	if len(sc.answered) == 0 {
+		return
+	}
+	for _, st := range sc.answered {
+		sc.stopSender(st)
+	}
+	clear(sc.answered)
+	sc.answered = sc.answered[:0]
+	sc.maybeClose()
 }
 
 // Reset aborts the stream with RST_STREAM; the connection lives on.

@@ -76,6 +76,7 @@ type Pool struct {
 
 	mu         sync.Mutex
 	conns      []Conn
+	shaking    []Conn // secured connections whose handshake is running
 	total      int
 	connecting int
 	waiters    []*waiter
@@ -220,6 +221,16 @@ func (p *Pool) onConnect(tc transport.Conn, err error) {
 	}
 	c := p.open(tc, p)
 	p.Stats.Active.Add(1)
+	if hs, ok := tc.(stream.Handshaker); ok {
+		// Kept out of conns (no stream is reserved on it) and counted as
+		// connecting until the handshake ends.
+		p.mu.Lock()
+		p.shaking = append(p.shaking, c)
+		p.mu.Unlock()
+		hs.OnHandshake(func(err error) { p.handshaken(c, err) })
+		c.Start()
+		return
+	}
 	p.mu.Lock()
 	p.conns = append(p.conns, c)
 	p.mu.Unlock()
@@ -234,6 +245,59 @@ func (p *Pool) onConnect(tc transport.Conn, err error) {
 		c.Retire()
 	}
 	p.serveWaiters()
+}
+
+// handshaken ends the connecting phase of a secured connection: ready, it
+// joins conns and serves waiters; failed, the waiters it would have
+// carried get a connect failure (its OnClose removes it).
+func (p *Pool) handshaken(c Conn, err error) {
+	p.mu.Lock()
+	p.connecting--
+	live := removeConn(&p.shaking, c)
+	if err == nil {
+		if !live { // closed meanwhile
+			p.maybeDialLocked()
+			p.mu.Unlock()
+			return
+		}
+		p.conns = append(p.conns, c)
+		draining := p.draining
+		p.mu.Unlock()
+		if draining {
+			c.Retire()
+		}
+		p.serveWaiters()
+		return
+	}
+	var failed []*waiter
+	for range max(p.set.StreamsPerConn, 1) {
+		w := p.popWaiterLocked()
+		if w == nil {
+			break
+		}
+		failed = append(failed, w)
+	}
+	p.mu.Unlock()
+	p.Stats.ConnectFailures.Add(1)
+	f := stream.ConnectFailure
+	var ne interface{ Timeout() bool }
+	if errors.As(err, &ne) && ne.Timeout() {
+		f = stream.ConnectTimeout
+	}
+	err = fmt.Errorf("%s: TLS handshake with %s: %w", p.set.Protocol, p.addr, err)
+	for _, w := range failed {
+		w.fail(f, err)
+	}
+}
+
+func removeConn(list *[]Conn, c Conn) bool {
+	for i, x := range *list {
+		if x == c {
+			*list = append((*list)[:i], (*list)[i+1:]...)
+			return true
+		}
+	}
+	return false
 }
 
 // serveWaiters gives free slots to waiting requests, each under its own
@@ -277,11 +341,8 @@ func (p *Pool) Closed(c Conn) {
 	p.set.ClusterConns.Release()
 	p.mu.Lock()
 	p.total--
-	for i, x := range p.conns {
-		if x == c {
-			p.conns = append(p.conns[:i], p.conns[i+1:]...)
-			break
-		}
+	if !removeConn(&p.conns, c) {
+		removeConn(&p.shaking, c)
 	}
 	p.maybeDialLocked()
 	p.mu.Unlock()

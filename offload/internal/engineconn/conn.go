@@ -84,6 +84,7 @@ type Conn struct {
 	timedOut bool
 	co       *coro       // inline: the running handshake coroutine
 	timer    *time.Timer // the handshake timeout
+	onHS     func(err error)
 
 	// Plaintext written before the handshake completed.
 	pending []*buffer.Buf
@@ -139,6 +140,12 @@ func (c *Conn) Attach(h transport.Handler) transport.Handler {
 	return (*cipherSide)(c)
 }
 
+// OnHandshake sets f to be called once when the handshake ends, with nil
+// on success (the plaintext queued so far is written) or the error that
+// failed it (before the connection is closed). Set it before Start; f runs
+// on the connection's event path and must not block.
+func (c *Conn) OnHandshake(f func(err error)) { c.onHS = f }
+
 // onTimeout ends a handshake that took too long, in either mode: the
 // connection is closed, its OnClose ends the input, and the handshake fails
 // and is counted as a timeout.
@@ -190,6 +197,14 @@ func (c *Conn) finish(err error) {
 		c.state, c.hsErr = failed, err
 		c.mu.Unlock()
 		c.stats.Failed(c.failureReason(err))
+		if c.onHS != nil {
+			c.mu.Lock()
+			if c.timedOut {
+				err = timeoutError{err}
+			}
+			c.mu.Unlock()
+			c.onHS(err)
+		}
 		c.inner.Close()
 		return
 	}
@@ -210,6 +225,9 @@ func (c *Conn) finish(err error) {
 		c.writeLocked(pending)
 	}
 	c.wmu.Unlock()
+	if c.onHS != nil {
+		c.onHS(nil)
+	}
 	if !c.gone {
 		c.deliver()
 	}
@@ -446,6 +464,15 @@ func (c *Conn) CloseWrite() error {
 }
 
 func (c *Conn) Close() error { return c.inner.Close() }
+
+// timeoutError is a handshake that failed because its timeout closed the
+// connection: a net.Error whose Timeout is true.
+type timeoutError struct{ err error }
+
+func (e timeoutError) Error() string   { return "handshake timeout: " + e.err.Error() }
+func (e timeoutError) Unwrap() error   { return e.err }
+func (e timeoutError) Timeout() bool   { return true }
+func (e timeoutError) Temporary() bool { return false }
 
 // errWouldBlock is the temporary net.Error the adapter returns when no
 // ciphertext is buffered; tls.Conn keeps its state and Read resumes later.
