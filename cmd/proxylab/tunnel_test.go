@@ -383,7 +383,7 @@ routes:
         headers: [{name: x-mode, exact: refuse}]
         cluster: fwd
       - connect_matcher: {}
-        connect: {allow: ["127.0.0.1:*", "localhost:1"]}
+        connect: {allow: ["127.0.0.1:*", "localhost:*", "example.invalid:1"]}
       - {prefix: /, cluster: fwd}
 clusters:
   - name: fwd
@@ -436,7 +436,8 @@ func TestConnectHTTP1(t *testing.T) {
 			status              int
 		}{
 			{"disallowed host", "127.0.0.2:" + strings.Split(echo, ":")[1], "", 403},
-			{"disallowed port", "localhost:2", "", 403},
+			{"disallowed port", "example.invalid:2", "", 403},
+			{"unresolvable", "example.invalid:1", "", 503},
 			{"unreachable", closedPort(t), "", 503},
 			{"no port", "127.0.0.1", "", 400},
 			{"bad port", "127.0.0.1:99999", "", 400},
@@ -451,6 +452,18 @@ func TestConnectHTTP1(t *testing.T) {
 			if resp.StatusCode != tc.status {
 				t.Errorf("%s: %d %q, want %d", tc.name, resp.StatusCode, body, tc.status)
 			}
+		}
+
+		// A name is resolved (off the event loop) and dialled.
+		c = dialRaw(t, px)
+		byName := "localhost:" + strings.Split(echo, ":")[1]
+		c.send("CONNECT " + byName + " HTTP/1.1\r\nHost: " + byName + "\r\n\r\nnamed")
+		if resp, err := http.ReadResponse(c.r, &http.Request{Method: "CONNECT"}); err != nil || resp.StatusCode != 200 {
+			t.Fatalf("CONNECT by name: %v %v", resp, err)
+		}
+		named := make([]byte, 5)
+		if _, err := io.ReadFull(c.r, named); err != nil || string(named) != "named" {
+			t.Fatalf("CONNECT by name: echo %q %v", named, err)
 		}
 
 		// Forwarded CONNECT: the upstream proxy answers and tunnels.

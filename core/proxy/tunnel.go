@@ -3,6 +3,7 @@ package proxy
 import (
 	"fmt"
 	"net"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -317,6 +318,12 @@ func (s *httpStream) connectDirect(h *stream.Head) {
 	}
 	r := &rawUpstream{s: s, addr: net.JoinHostPort(host, port)}
 	s.tun.rawUp = r
+	if _, err := netip.ParseAddr(host); err != nil {
+		// A name: resolved off the event loop (a transport may resolve
+		// synchronously), then dialled by address.
+		go r.resolveAndDial(host, port, tc)
+		return
+	}
 	tc.Transport.Dial("tcp", r.addr, tc.ConnectTimeout, r.onConnect)
 }
 
