@@ -390,3 +390,54 @@ func TestConnectHTTP2(t *testing.T) {
 		}
 	})
 }
+
+// Many WebSockets at once: over HTTP/1.1 each on its own connection, over
+// HTTP/2 all as streams of one connection (their flow control shares the
+// connection window); every echo byte-exact.
+func TestWebSocketConcurrent(t *testing.T) {
+	forEachH2(t, "upgrade_configs: [{upgrade_type: websocket}]", func(t *testing.T, p *proc, dial func() *tunH2Client, up *wsUpstream) {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		cc := dial()
+		var wg sync.WaitGroup
+		errs := make(chan error, 40)
+		for i := range 16 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				opts := &websocket.DialOptions{}
+				if i%2 == 1 { // half over HTTP/2, sharing cc
+					opts.HTTPClient = &http.Client{Transport: rfc8441{cc: cc, resp: make(chan []hpack.HeaderField, 1)}}
+				}
+				c, _, err := websocket.Dial(ctx, fmt.Sprintf("ws://%s/ws/%d", p.addr("h2c"), i), opts)
+				if err != nil {
+					errs <- fmt.Errorf("dial %d: %w", i, err)
+					return
+				}
+				defer c.CloseNow()
+				c.SetReadLimit(1 << 20)
+				for n := 1; n <= 200<<10; n = n*3 + 7 {
+					msg := make([]byte, n)
+					rand.Read(msg)
+					if err := c.Write(ctx, websocket.MessageBinary, msg); err != nil {
+						errs <- fmt.Errorf("write %d/%d: %w", i, n, err)
+						return
+					}
+					_, got, err := c.Read(ctx)
+					if err != nil || !bytes.Equal(got, msg) {
+						errs <- fmt.Errorf("echo %d/%d: %v (%d bytes)", i, n, err, len(got))
+						return
+					}
+				}
+				if err := c.Close(websocket.StatusNormalClosure, ""); err != nil {
+					errs <- fmt.Errorf("close %d: %w", i, err)
+				}
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Error(err)
+		}
+	})
+}
