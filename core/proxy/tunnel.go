@@ -338,8 +338,10 @@ func splitAuthority(a []byte) (host, port string, ok bool) {
 	if _, ok := router.ParsePort(p); !ok {
 		return "", "", false
 	}
-	if strings.IndexByte(h, ':') >= 0 {
-		if net.ParseIP(h) == nil || a[0] != '[' {
+	if a[0] == '[' || strings.IndexByte(h, ':') >= 0 {
+		// Brackets hold an IPv6 address and nothing else (RFC 3986 §3.2.2).
+		ip, err := netip.ParseAddr(h)
+		if a[0] != '[' || err != nil || !ip.Is6() || ip.Is4In6() || ip.Zone() != "" {
 			return "", "", false
 		}
 		return strings.ToLower(h), p, true
