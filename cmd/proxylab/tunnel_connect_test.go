@@ -144,6 +144,7 @@ func TestConnectHTTP1(t *testing.T) {
 			{"not an authority", "/path", "", 400},
 			{"userinfo", "u@127.0.0.1:80", "", 400},
 			{"CONNECT not enabled on the route", echo, "x-mode: refuse\r\n", 403},
+			{"malformed, to be forwarded", "u@example.test:443", "x-mode: forward\r\n", 400},
 		}
 		for _, tc := range cases {
 			c := dialRaw(t, px)

@@ -87,6 +87,12 @@ func (s *httpStream) beginTunnel(h *stream.Head) bool {
 		s.reqEnd = true
 		return false
 	}
+	if connect {
+		if _, _, ok := splitAuthority(h.Target); !ok {
+			s.localReply(400, "", "CONNECT needs an authority host:port")
+			return true // forwarded or terminated, never a malformed one
+		}
+	}
 	if !s.upgradeAllowed(typ) {
 		if st := s.cm.cfg.Stats; st != nil {
 			st.UpgradesRefused.Inc(s.cm.id)
@@ -299,11 +305,7 @@ func (t *tunnel) Expire() {
 // connectDirect terminates a CONNECT: checks the authority against the
 // route's allow-list and dials it.
 func (s *httpStream) connectDirect(h *stream.Head) {
-	host, port, ok := splitAuthority(h.Target)
-	if !ok {
-		s.localReply(400, "", "CONNECT needs an authority host:port")
-		return
-	}
+	host, port, _ := splitAuthority(h.Target) // checked by beginTunnel
 	if !s.route.Connect.Allows(host, port) {
 		if st := s.cm.cfg.Stats; st != nil {
 			st.UpgradesRefused.Inc(s.cm.id)
