@@ -264,7 +264,7 @@ func (r rfc8441) RoundTrip(req *http.Request) (*http.Response, error) {
 	return &http.Response{StatusCode: 101, Header: hdr, Body: st, Request: req}, nil
 }
 
-func h2TunnelConfig(tr, up string, pk *pki, upgrades string) string {
+func h2TunnelConfig(tr, up, fwd string, pk *pki, upgrades string) string {
 	return fmt.Sprintf(`transport: %s
 listeners:
   - name: h2c
@@ -281,6 +281,7 @@ routes:
     domains: ["*"]
     routes:
       - {prefix: /nows/, cluster: up, upgrade_configs: [{upgrade_type: websocket, enabled: false}]}
+      - {connect_matcher: {}, headers: [{name: x-mode, exact: forward}], cluster: fwd}
       - {connect_matcher: {}, connect: {allow: ["127.0.0.1:*"]}}
       - {path: /direct, direct_response: {status: 200, body: hi}}
       - {prefix: /, cluster: up}
@@ -288,7 +289,9 @@ clusters:
   - name: up
     connect_timeout: 1s
     hosts: [{address: %q}]
-`, tr, upgrades, pk.file("server.pem"), pk.file("server-key.pem"), upgrades, up)
+  - name: fwd
+    hosts: [{address: %q}]
+`, tr, upgrades, pk.file("server.pem"), pk.file("server-key.pem"), upgrades, up, fwd)
 }
 
 // forEachH2 runs f over h2c and TLS on every transport.
@@ -296,7 +299,7 @@ func forEachH2(t *testing.T, upgrades string, f func(t *testing.T, p *proc, dial
 	pk := newPKI(t)
 	forEachTransport(t, func(t *testing.T, tr string) {
 		up := startWSUpstream(t)
-		p := startProxy(t, h2TunnelConfig(tr, up.addr, pk, upgrades))
+		p := startProxy(t, h2TunnelConfig(tr, up.addr, connectUpstream(t), pk, upgrades))
 		for _, mode := range []string{"h2c", "tls"} {
 			t.Run(mode, func(t *testing.T) {
 				dial := func() *tunH2Client {
@@ -383,6 +386,16 @@ func TestConnectHTTP2(t *testing.T) {
 			if st := cc.open(":method", "CONNECT", ":authority", tc.authority); st.status != tc.status {
 				t.Errorf("CONNECT %s: %d, want %d", tc.authority, st.status, tc.status)
 			}
+		}
+		// Forwarded to an HTTP/1.1 forward proxy (CONNECT is enabled).
+		st = cc.open(":method", "CONNECT", ":authority", "example.test:443", "x-mode", "forward")
+		if st.status != 200 || st.header("x-forwarded-to") != "example.test:443" {
+			t.Fatalf("forwarded CONNECT: %d %v", st.status, st.fields)
+		}
+		st.Write([]byte("over h2"))
+		buf := make([]byte, 7)
+		if _, err := io.ReadFull(st, buf); err != nil || string(buf) != "over h2" {
+			t.Fatalf("forwarded tunnel: %q %v", buf, err)
 		}
 		// Extended CONNECT was not advertised: malformed.
 		if st := cc.open(":method", "CONNECT", ":protocol", "websocket", ":scheme", "http", ":path", "/ws/x", ":authority", "x"); st.rst != http2.ErrCodeProtocol {
