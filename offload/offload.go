@@ -15,8 +15,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/proxylab/proxylab/core/registry"
-	"github.com/proxylab/proxylab/core/stats"
+	"github.com/proxylab/proxylab/foundation/registry"
+	"github.com/proxylab/proxylab/foundation/stats"
 	"github.com/proxylab/proxylab/transport"
 )
 
@@ -44,6 +44,12 @@ type Client interface {
 	// the config names none). Writes before the handshake completes are
 	// queued, so a pool may send a request at once.
 	Wrap(c transport.Conn, host string) Conn
+}
+
+// Secure is implemented by connections that can say whether they are
+// encrypted (the HTTP layer sets X-Forwarded-Proto from it).
+type Secure interface {
+	IsSecure() bool
 }
 
 // Conn is a secured connection.

@@ -30,8 +30,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/proxylab/proxylab/core/buffer"
-	"github.com/proxylab/proxylab/core/registry"
+	"github.com/proxylab/proxylab/foundation/buffer"
+	"github.com/proxylab/proxylab/foundation/registry"
 )
 
 // Transport makes listeners and outbound connections. It is a value built from

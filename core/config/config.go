@@ -236,6 +236,14 @@ type HTTPProxy struct {
 	VirtualHosts      []string `yaml:"virtual_hosts,omitempty"`
 	HeaderReadTimeout Duration `yaml:"header_read_timeout"`
 	IdleTimeout       Duration `yaml:"idle_timeout"`
+	MaxRequestLine    int      `yaml:"max_request_line"`
+	MaxHeaderBytes    int      `yaml:"max_header_bytes"`
+	MaxHeaders        int      `yaml:"max_headers"`
+	// MaxRequestBuffer bounds body bytes held while the upstream connects.
+	MaxRequestBuffer int `yaml:"max_request_buffer"`
+	// HighWatermark is the per-connection write queue size that pauses the
+	// other side.
+	HighWatermark int `yaml:"high_watermark"`
 	// StreamIdleTimeout ends a request with no bytes either way for that
 	// long (Envoy's stream_idle_timeout, 5m by default; 0: off): 408 flag
 	// SI before the response started, a reset after.
@@ -244,14 +252,6 @@ type HTTPProxy struct {
 	// (Envoy's request_timeout; 0, the default: off): 408 flag DT. It stops
 	// once the response starts.
 	RequestTimeout Duration `yaml:"request_timeout"`
-	MaxRequestLine int      `yaml:"max_request_line"`
-	MaxHeaderBytes int      `yaml:"max_header_bytes"`
-	MaxHeaders     int      `yaml:"max_headers"`
-	// MaxRequestBuffer bounds body bytes held while the upstream connects.
-	MaxRequestBuffer int `yaml:"max_request_buffer"`
-	// HighWatermark is the per-connection write queue size that pauses the
-	// other side.
-	HighWatermark int `yaml:"high_watermark"`
 	// AccessLog, when set, writes one line per request.
 	AccessLog *AccessLog `yaml:"access_log,omitempty"`
 	// Codec: auto (HTTP/1.1, HTTP/2 by h2c preface or ALPN h2, or an RPC
@@ -400,6 +400,9 @@ type Route struct {
 	RequestMirrorPolicies []MirrorPolicy `yaml:"request_mirror_policies,omitempty"`
 	// Upgrades, connect_matcher and the connect action (tunnel.go).
 	RouteTunnel `yaml:",inline"`
+	// IdleTimeout, when set, replaces the listener's stream_idle_timeout
+	// for this route (Envoy's route idle_timeout; 0: off).
+	IdleTimeout *Duration `yaml:"idle_timeout,omitempty"`
 }
 
 // MirrorPolicy copies a share of requests to a cluster.

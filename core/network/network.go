@@ -14,8 +14,8 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/proxylab/proxylab/core/buffer"
-	"github.com/proxylab/proxylab/core/stats"
+	"github.com/proxylab/proxylab/foundation/buffer"
+	"github.com/proxylab/proxylab/foundation/stats"
 	"github.com/proxylab/proxylab/transport"
 )
 

@@ -109,7 +109,7 @@ func ValidAuthority[T ~string | ~[]byte](s T) bool {
 	i := 0
 	if s[0] == '[' {
 		for i = 1; i < len(s) && s[i] != ']'; i++ {
-			if c := s[i]; !authChar[c] || c == '%' && i == 1 {
+			if c := s[i]; !authChar[c] || c == '%' && (i == 1 || !pctAt(s, i)) {
 				return false
 			}
 		}
@@ -119,7 +119,7 @@ func ValidAuthority[T ~string | ~[]byte](s T) bool {
 		i++ // past ']'
 	} else {
 		for ; i < len(s) && s[i] != ':'; i++ {
-			if !authChar[s[i]] {
+			if !authChar[s[i]] || s[i] == '%' && !pctAt(s, i) {
 				return false
 			}
 		}
@@ -139,6 +139,16 @@ func ValidAuthority[T ~string | ~[]byte](s T) bool {
 		}
 	}
 	return true
+}
+
+// pctAt reports whether s[i] ('%') starts a pct-encoded octet: two hex
+// digits follow (RFC 3986 §2.1).
+func pctAt[T ~string | ~[]byte](s T, i int) bool {
+	return i+2 < len(s) && isHex(s[i+1]) && isHex(s[i+2])
+}
+
+func isHex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c|0x20 && c|0x20 <= 'f'
 }
 
 // ValidFieldName reports whether s is a field name: a token (RFC 9110

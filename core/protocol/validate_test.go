@@ -30,6 +30,7 @@ func TestValidators(t *testing.T) {
 			{"", false}, {":80", false}, {"user@host", false}, {"u:p@host", false}, {"host:8x", false},
 			{"ho st", false}, {"host\r\nX: y", false}, {"host/path", false}, {"[::1", false}, {"[]", false},
 			{"[::1]x", false}, {"host\x00", false}, {"h#", false}, {"h?", false},
+			{"a%41b", true}, {"a%4", false}, {"a%zz", false}, {"a%", false}, {"[fe80::1%2]", false},
 		}},
 		{"name", ValidFieldName[string], []tc{
 			{"x-a", true}, {"X-A", true}, {"", false}, {"a b", false}, {"a:", false}, {":path", false}, {"a\r", false}, {"\x00", false},

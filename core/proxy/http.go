@@ -15,18 +15,18 @@ import (
 	"time"
 
 	"github.com/proxylab/proxylab/core/accesslog"
-	"github.com/proxylab/proxylab/core/buffer"
 	"github.com/proxylab/proxylab/core/network"
 	"github.com/proxylab/proxylab/core/protocol"
 	"github.com/proxylab/proxylab/core/protocol/xprotocol"
 	"github.com/proxylab/proxylab/core/router"
-	"github.com/proxylab/proxylab/core/stats"
 	"github.com/proxylab/proxylab/core/stream"
 	h1s "github.com/proxylab/proxylab/core/stream/http1"
 	h2s "github.com/proxylab/proxylab/core/stream/http2"
 	"github.com/proxylab/proxylab/core/stream/rpc"
-	"github.com/proxylab/proxylab/core/timer"
 	"github.com/proxylab/proxylab/core/upstream"
+	"github.com/proxylab/proxylab/foundation/buffer"
+	"github.com/proxylab/proxylab/foundation/stats"
+	"github.com/proxylab/proxylab/foundation/timer"
 	"github.com/proxylab/proxylab/offload"
 )
 
@@ -386,10 +386,11 @@ type httpStream struct {
 	shadows     []*shadow
 	attempt     int // upstream attempts made so far
 	tryTimer    *time.Timer
-	rt          streamTimer // the stream's timer, when streams are multiplexed (bound on first use)
-	reqAt       time.Time   // request_timeout deadline (zero: none); see timeouts.go
-	respAt      time.Time   // response timeout deadline (zero: none)
-	lastIO      time.Time   // the last byte either way, with a stream idle timeout
+	rt          streamTimer   // the stream's timer, when streams are multiplexed (bound on first use)
+	reqAt       time.Time     // request_timeout deadline (zero: none); see timeouts.go
+	respAt      time.Time     // response timeout deadline (zero: none)
+	lastIO      time.Time     // the last byte either way, with a stream idle timeout
+	idle        time.Duration // the stream idle timeout in force (0: off)
 
 	respStarted  bool
 	grpc         bool          // a gRPC call: local replies are gRPC-shaped

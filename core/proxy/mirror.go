@@ -1,10 +1,10 @@
 package proxy
 
 import (
-	"github.com/proxylab/proxylab/core/buffer"
 	"github.com/proxylab/proxylab/core/protocol"
 	"github.com/proxylab/proxylab/core/stream"
 	"github.com/proxylab/proxylab/core/upstream"
+	"github.com/proxylab/proxylab/foundation/buffer"
 )
 
 // maxShadowBuffer bounds the body a shadow holds while its connection is

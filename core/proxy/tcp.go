@@ -4,11 +4,11 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/proxylab/proxylab/core/buffer"
 	"github.com/proxylab/proxylab/core/network"
-	"github.com/proxylab/proxylab/core/stats"
-	"github.com/proxylab/proxylab/core/timer"
 	"github.com/proxylab/proxylab/core/upstream"
+	"github.com/proxylab/proxylab/foundation/buffer"
+	"github.com/proxylab/proxylab/foundation/stats"
+	"github.com/proxylab/proxylab/foundation/timer"
 	"github.com/proxylab/proxylab/transport"
 )
 

@@ -12,8 +12,8 @@ import (
 //	        the response starts → 408, flag DT
 //	respAt  the route's response timeout: from the request's end until the
 //	        response head → 504, flag UT
-//	lastIO + StreamIdle
-//	        no bytes either way (Envoy's stream_idle_timeout) → 408 flag SI
+//	lastIO + idle
+//	        (the route's idle_timeout, or the listener's) no bytes either way (Envoy's stream_idle_timeout) → 408 flag SI
 //	        before the response started, a reset of both sides after
 //
 // Bytes only move lastIO forward (a clock read, no timer operation); when
@@ -24,7 +24,7 @@ var errStreamIdle = errors.New("proxy: stream idle timeout")
 
 // touch records bytes moving on the stream.
 func (s *httpStream) touch() {
-	if s.cm.cfg.StreamIdle > 0 {
+	if s.idle > 0 {
 		s.lastIO = time.Now()
 	}
 }
@@ -33,7 +33,11 @@ func (s *httpStream) touch() {
 // (end: the request is whole already).
 func (s *httpStream) startTimers(end bool) {
 	cfg := s.cm.cfg
-	if cfg.StreamIdle > 0 || (!end && cfg.RequestTimeout > 0) {
+	s.idle = cfg.StreamIdle
+	if s.route.IdleSet {
+		s.idle = s.route.IdleTimeout
+	}
+	if s.idle > 0 || (!end && cfg.RequestTimeout > 0) {
 		s.lastIO = time.Now()
 		if !end && cfg.RequestTimeout > 0 {
 			s.reqAt = s.lastIO.Add(cfg.RequestTimeout)
@@ -52,7 +56,7 @@ func (s *httpStream) schedule() {
 	if !s.reqAt.IsZero() && (next.IsZero() || s.reqAt.Before(next)) {
 		next = s.reqAt
 	}
-	if d := s.cm.cfg.StreamIdle; d > 0 {
+	if d := s.idle; d > 0 {
 		if at := s.lastIO.Add(d); next.IsZero() || at.Before(next) {
 			next = at
 		}
@@ -87,14 +91,14 @@ func (s *httpStream) onTimer() {
 			enc.Reset()
 		}
 		return
-	case s.cm.cfg.StreamIdle > 0 && now.Sub(s.lastIO) >= s.cm.cfg.StreamIdle:
+	case s.idle > 0 && now.Sub(s.lastIO) >= s.idle:
 		s.idleTimedOut()
 		return
 	}
 	s.schedule()
 }
 
-// idleTimedOut ends a stream idle past StreamIdle: 408 if no response
+// idleTimedOut ends a stream idle past its idle timeout: 408 if no response
 // started, otherwise both sides are reset.
 func (s *httpStream) idleTimedOut() {
 	if st := s.cm.cfg.Stats; st != nil {

@@ -9,10 +9,10 @@ import (
 
 	"github.com/proxylab/proxylab/core/protocol"
 	"github.com/proxylab/proxylab/core/router"
-	"github.com/proxylab/proxylab/core/stats"
 	"github.com/proxylab/proxylab/core/stream"
 	h1s "github.com/proxylab/proxylab/core/stream/http1"
-	"github.com/proxylab/proxylab/core/timer"
+	"github.com/proxylab/proxylab/foundation/stats"
+	"github.com/proxylab/proxylab/foundation/timer"
 	"github.com/proxylab/proxylab/transport"
 )
 

@@ -36,6 +36,10 @@ type Route struct {
 	// Header changes, applied after the virtual host's and the listener's.
 	HeaderOps HeaderOps
 	Timeout   time.Duration // upstream response timeout; 0: none
+	// IdleTimeout, when IdleSet, replaces the listener's stream idle
+	// timeout for this route's requests (0: off).
+	IdleTimeout time.Duration
+	IdleSet     bool
 	// PrefixRewrite replaces the matched Prefix when forwarding.
 	PrefixRewrite string
 	// HashPolicy makes the request hash for consistent load balancers; the

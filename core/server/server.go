@@ -23,8 +23,8 @@ import (
 	h1s "github.com/proxylab/proxylab/core/stream/http1"
 	h2s "github.com/proxylab/proxylab/core/stream/http2"
 	"github.com/proxylab/proxylab/core/stream/rpc"
-	"github.com/proxylab/proxylab/core/timer"
 	"github.com/proxylab/proxylab/core/upstream"
+	"github.com/proxylab/proxylab/foundation/timer"
 	"github.com/proxylab/proxylab/offload"
 	"github.com/proxylab/proxylab/transport"
 )
@@ -230,7 +230,7 @@ func (s *Server) tlsFilter(name string, t *config.ListenerTLS, alpn []string, in
 		return nil, fmt.Errorf("server: listener %q: %w", name, err)
 	}
 	info.TLS, info.Engine, info.secure = sc.Stats, eng.Name(), srv
-	f := &offload.ListenerFilter{Server: srv, Inspect: t.Inspector}
+	f := &network.TLSInspector{Server: srv, Inspect: t.Inspector}
 	if g := t.TLCP; g != nil {
 		gm, err := offload.New("gm")
 		if err != nil {
@@ -271,6 +271,9 @@ func (s *Server) chainFor(lc config.Listener, info *ListenerInfo) (network.Chain
 				rr := router.Route{Prefix: r.Prefix, Path: r.Path, Methods: r.Methods, Cluster: r.Cluster, Timeout: r.Timeout.D(),
 					PrefixRewrite: r.PrefixRewrite, ClusterHeader: r.ClusterHeader, HostRewrite: r.HostRewrite, HeaderOps: headerOps(r.HeaderOps),
 					Tunnel: routeTunnel(r.RouteTunnel)}
+				if r.IdleTimeout != nil {
+					rr.IdleTimeout, rr.IdleSet = r.IdleTimeout.D(), true
+				}
 				for _, m := range r.RequestMirrorPolicies {
 					rr.Mirrors = append(rr.Mirrors, router.Mirror{Cluster: m.Cluster, Percent: m.Percent})
 				}

@@ -11,7 +11,7 @@ import (
 	"slices"
 	"time"
 
-	"github.com/proxylab/proxylab/core/stats"
+	"github.com/proxylab/proxylab/foundation/stats"
 )
 
 // HealthCheck configures active health checking of a cluster's hosts.

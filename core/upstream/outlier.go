@@ -6,7 +6,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/proxylab/proxylab/core/stats"
+	"github.com/proxylab/proxylab/foundation/stats"
 )
 
 // Outlier configures passive outlier detection: hosts that fail requests in

@@ -10,13 +10,13 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/proxylab/proxylab/core/registry"
-	"github.com/proxylab/proxylab/core/stats"
 	"github.com/proxylab/proxylab/core/stream"
 	h1s "github.com/proxylab/proxylab/core/stream/http1"
 	h2s "github.com/proxylab/proxylab/core/stream/http2"
 	"github.com/proxylab/proxylab/core/stream/mux"
 	"github.com/proxylab/proxylab/core/stream/rpc"
+	"github.com/proxylab/proxylab/foundation/registry"
+	"github.com/proxylab/proxylab/foundation/stats"
 	"github.com/proxylab/proxylab/offload"
 	"github.com/proxylab/proxylab/transport"
 )

@@ -19,8 +19,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/proxylab/proxylab/core/buffer"
-	"github.com/proxylab/proxylab/core/stats"
+	"github.com/proxylab/proxylab/foundation/buffer"
+	"github.com/proxylab/proxylab/foundation/stats"
 	"github.com/proxylab/proxylab/transport"
 	"github.com/proxylab/proxylab/transport/internal/writeq"
 )

@@ -17,7 +17,7 @@ import (
 
 	"github.com/cilium/ebpf/link"
 
-	"github.com/proxylab/proxylab/core/buffer"
+	"github.com/proxylab/proxylab/foundation/buffer"
 	"github.com/proxylab/proxylab/transport"
 	"github.com/proxylab/proxylab/transport/transporttest"
 )

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/proxylab/proxylab/core/buffer"
+	"github.com/proxylab/proxylab/foundation/buffer"
 	"github.com/proxylab/proxylab/transport"
 )
 

@@ -4,8 +4,8 @@ import (
 	"net/http"
 	"strconv"
 
-	"github.com/proxylab/proxylab/core/buffer"
 	"github.com/proxylab/proxylab/core/protocol"
+	"github.com/proxylab/proxylab/foundation/buffer"
 )
 
 // Framing says how the encoded message's body is delimited.

@@ -5,12 +5,12 @@ import (
 	"sync"
 	"time"
 
-	"github.com/proxylab/proxylab/core/buffer"
 	"github.com/proxylab/proxylab/core/network"
 	"github.com/proxylab/proxylab/core/protocol"
 	h1 "github.com/proxylab/proxylab/core/protocol/http1"
 	"github.com/proxylab/proxylab/core/stream"
-	"github.com/proxylab/proxylab/core/timer"
+	"github.com/proxylab/proxylab/foundation/buffer"
+	"github.com/proxylab/proxylab/foundation/timer"
 )
 
 // ServerSettings configure downstream HTTP/1 connections.

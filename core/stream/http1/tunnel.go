@@ -1,10 +1,10 @@
 package http1
 
 import (
-	"github.com/proxylab/proxylab/core/buffer"
 	"github.com/proxylab/proxylab/core/protocol"
 	h1 "github.com/proxylab/proxylab/core/protocol/http1"
 	"github.com/proxylab/proxylab/core/stream"
+	"github.com/proxylab/proxylab/foundation/buffer"
 )
 
 // Upgrades and CONNECT over HTTP/1 (the contract is stream.UpgradeType's).

@@ -144,7 +144,7 @@ func (p *pseudo) check() string {
 // Host: :authority wins, as in Go's server and Envoy — a host field that
 // differs from :authority is dropped and :authority forwarded as Host, so
 // the upstream never sees two; host alone is used when :authority is
-// absent; an http(s) request with neither is malformed (RFC 9110 §7.2).
+// absent; a request with neither is malformed (RFC 9110 §7.2).
 // Cookie crumbs are joined (§8.2.3). A CONNECT (plain or extended) is
 // finished by connectHead (connect.go).
 func requestHead(fields []hpack.HeaderField, h *protocol.Head) string {
@@ -192,8 +192,10 @@ func requestHead(fields []hpack.HeaderField, h *protocol.Head) string {
 	}
 	if p.has[2] {
 		h.Headers.Append(hostName, bytesOf(p.authority))
-	} else if hosts == 0 && (p.scheme == "http" || p.scheme == "https") {
-		return "no :authority or host" // RFC 9110 §4.2, §7.2: the host is required
+	} else if hosts == 0 {
+		// RFC 9110 §7.2, RFC 9112 §3.2: forwarded as HTTP/1.1, the
+		// request needs a Host.
+		return "no :authority or host"
 	}
 	if cookies > 1 {
 		joinCookies(&h.Headers)

@@ -101,3 +101,34 @@ func TestServerStopsReadingOnQueuedOutput(t *testing.T) {
 		t.Fatalf("read-disabled %d after the queue drained", h.fc.readDisabled)
 	}
 }
+
+// TestServerAnsweredRequestEndsDrain: a response sent before its request
+// ended (a local reply to a POST whose body fits the window) is not
+// followed by RST_STREAM; the stream ends with the body, and a draining
+// connection then closes.
+func TestServerAnsweredRequestEndsDrain(t *testing.T) {
+	h := newHarness(t, Settings{})
+	h.app.auto = false
+	h.handshake()
+	h.headers(1, false, ":method", "POST", ":scheme", "http", ":path", "/", ":authority", "a", "content-length", "5")
+	h.nc.Lock()
+	h.app.streams[0].enc.EncodeHead(&protocol.Head{Status: 204, ContentLength: -1}, true)
+	h.sc.Drain(h.nc)
+	h.nc.Unlock()
+	h.expect(http2.FrameHeaders)
+	h.expectGoAway(http2.ErrCodeNo)
+	if f := h.next(); f != nil {
+		t.Fatalf("unexpected %v", describe(f))
+	}
+	if h.fc.writeClosed() {
+		t.Fatal("closed with the request still arriving")
+	}
+	h.fr.WriteData(1, true, []byte("hello"))
+	h.send()
+	if n := len(h.sc.streams); n != 0 {
+		t.Fatalf("%d streams after the body ended", n)
+	}
+	if !h.fc.writeClosed() {
+		t.Fatal("draining connection not closed after its last stream ended")
+	}
+}

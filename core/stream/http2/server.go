@@ -7,11 +7,11 @@ import (
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
 
-	"github.com/proxylab/proxylab/core/buffer"
 	"github.com/proxylab/proxylab/core/network"
 	"github.com/proxylab/proxylab/core/protocol"
 	"github.com/proxylab/proxylab/core/stream"
-	"github.com/proxylab/proxylab/core/timer"
+	"github.com/proxylab/proxylab/foundation/buffer"
+	"github.com/proxylab/proxylab/foundation/timer"
 )
 
 // ServerConn is the terminal read filter of a downstream HTTP/2 connection.
@@ -93,6 +93,7 @@ func (sc *ServerConn) OnData(_ *network.Conn, b *buffer.Buf) network.FilterStatu
 		sc.shutdown(err)
 	} else {
 		sc.stopSenders()
+		sc.maybeClose() // the input may have ended the last stream
 	}
 	sc.updateTimer()
 	return network.StopIteration
@@ -185,7 +186,12 @@ func (sc *ServerConn) OnDrained(*network.Conn) {
 	}
 	if sc.blocked {
 		sc.blocked = false
+		n := len(sc.streams)
 		sc.pump()
+		if len(sc.streams) < n { // streams ended: maybe the last one
+			sc.maybeClose()
+			sc.updateTimer()
+		}
 	}
 }
 
@@ -558,7 +564,6 @@ func (sc *ServerConn) stopSenders() {
 	}
 	clear(sc.answered)
 	sc.answered = sc.answered[:0]
-	sc.maybeClose()
 }
 
 // Reset aborts the stream with RST_STREAM; the connection lives on.

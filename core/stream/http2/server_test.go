@@ -10,7 +10,7 @@ import (
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
 
-	"github.com/proxylab/proxylab/core/timer"
+	"github.com/proxylab/proxylab/foundation/timer"
 )
 
 func TestServerSimpleGet(t *testing.T) {

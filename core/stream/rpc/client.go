@@ -4,11 +4,11 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/proxylab/proxylab/core/buffer"
 	"github.com/proxylab/proxylab/core/protocol"
 	"github.com/proxylab/proxylab/core/protocol/xprotocol"
 	"github.com/proxylab/proxylab/core/stream"
 	"github.com/proxylab/proxylab/core/stream/mux"
+	"github.com/proxylab/proxylab/foundation/buffer"
 	"github.com/proxylab/proxylab/transport"
 )
 

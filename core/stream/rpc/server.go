@@ -9,11 +9,11 @@ import (
 	"net/http"
 	"sync/atomic"
 
-	"github.com/proxylab/proxylab/core/buffer"
 	"github.com/proxylab/proxylab/core/network"
 	"github.com/proxylab/proxylab/core/protocol"
 	"github.com/proxylab/proxylab/core/protocol/xprotocol"
 	"github.com/proxylab/proxylab/core/stream"
+	"github.com/proxylab/proxylab/foundation/buffer"
 )
 
 // Stats count a codec's events on one side; safe for concurrent use.

@@ -17,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/proxylab/proxylab/core/buffer"
+	"github.com/proxylab/proxylab/foundation/buffer"
 	"github.com/proxylab/proxylab/offload"
 	"github.com/proxylab/proxylab/transport"
 	"github.com/proxylab/proxylab/transport/rawepoll"

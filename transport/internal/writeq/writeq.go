@@ -8,7 +8,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/proxylab/proxylab/core/buffer"
+	"github.com/proxylab/proxylab/foundation/buffer"
 )
 
 // MaxIov bounds one writev call (IOV_MAX is 1024 on Linux).

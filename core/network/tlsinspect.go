@@ -1,34 +1,29 @@
-package offload
+package network
 
 import (
 	"net"
 	"sync/atomic"
 
-	"github.com/proxylab/proxylab/core/buffer"
-	"github.com/proxylab/proxylab/core/network"
+	"github.com/proxylab/proxylab/foundation/buffer"
+	"github.com/proxylab/proxylab/offload"
 	"github.com/proxylab/proxylab/transport"
 )
 
-// Secure is implemented by connections that can say whether they are
-// encrypted (the HTTP layer sets X-Forwarded-Proto from it).
-type Secure interface {
-	IsSecure() bool
-}
-
-// ListenerFilter secures a listener's connections with an engine. With
+// TLSInspector is the listener filter that secures a listener's
+// connections with an engine. With
 // Inspect, one port serves TLS and plaintext clients: the first byte decides
 // (a TLS record starts with 0x16, no HTTP request does). With TLCP set, the
 // same port also serves TLCP clients, told apart by the ClientHello
 // record's version (0x0101). What is looked at is not consumed.
-type ListenerFilter struct {
-	Server  Server
+type TLSInspector struct {
+	Server  offload.Server
 	Inspect bool
-	TLCP    Server
+	TLCP    offload.Server
 }
 
-var _ network.ListenerFilter = (*ListenerFilter)(nil)
+var _ ListenerFilter = (*TLSInspector)(nil)
 
-func (f *ListenerFilter) OnAccept(tc transport.Conn) transport.Conn {
+func (f *TLSInspector) OnAccept(tc transport.Conn) transport.Conn {
 	if !f.Inspect && f.TLCP == nil {
 		return secured{f.Server.Wrap(tc)}
 	}
@@ -36,7 +31,7 @@ func (f *ListenerFilter) OnAccept(tc transport.Conn) transport.Conn {
 }
 
 // secured marks an engine connection as secure.
-type secured struct{ Conn }
+type secured struct{ offload.Conn }
 
 func (secured) IsSecure() bool { return true }
 
@@ -44,9 +39,9 @@ func (secured) IsSecure() bool { return true }
 // the engine or straight to the handler.
 type sniffConn struct {
 	inner   transport.Conn
-	srv     Server
-	tlcp    Server // serves ClientHellos of record version 0x0101, when set
-	plainOK bool   // non-TLS first bytes go through in plaintext
+	srv     offload.Server
+	tlcp    offload.Server // serves ClientHellos of record version 0x0101, when set
+	plainOK bool           // non-TLS first bytes go through in plaintext
 	held    *buffer.Buf
 	h       transport.Handler
 	route   transport.Handler // where inner's events go once decided
