@@ -115,17 +115,20 @@ func TestBadScenario(t *testing.T) {
 	}
 }
 
+// codecs are the proxylab binary's L7 codecs as validation sees them.
+var codecs = []config.Codec{{Name: "http2", Carries: "http"}, {Name: "bolt", Carries: "bolt"}, {Name: "dubbo", Carries: "dubbo"}, {Name: "http1", Carries: "http"}}
+
 func TestProxylabConfigValidates(t *testing.T) {
 	for sc, s := range scenarios {
 		out, _ := Proxylab(s)
-		if _, err := config.Parse([]byte(out), config.Known{Transports: []string{"netpoll"}, LBs: []string{"round_robin"}, Engines: []string{"gotls"}, RPC: []string{"bolt", "dubbo"}}); err != nil {
+		if _, err := config.Parse([]byte(out), config.Known{Transports: []string{"netpoll"}, LBs: []string{"round_robin"}, Engines: []string{"gotls"}, Codecs: codecs, DefaultProtocol: "http1"}); err != nil {
 			t.Errorf("%s: %v\n%s", sc, err, out)
 		}
 	}
 	s := scenarios["http1"]
 	s.Admin = "127.0.0.1:29901"
 	out, _ := Proxylab(s)
-	c, err := config.Parse([]byte(out), config.Known{Transports: []string{"netpoll"}, LBs: []string{"round_robin"}})
+	c, err := config.Parse([]byte(out), config.Known{Transports: []string{"netpoll"}, LBs: []string{"round_robin"}, Codecs: codecs, DefaultProtocol: "http1"})
 	if err != nil || c.Admin == nil || c.Admin.Address != s.Admin {
 		t.Fatalf("admin address not carried: %v\n%s", err, out)
 	}

@@ -19,7 +19,6 @@ import (
 
 	"github.com/proxylab/proxylab/core/admin"
 	"github.com/proxylab/proxylab/core/config"
-	"github.com/proxylab/proxylab/core/protocol/xprotocol"
 	"github.com/proxylab/proxylab/core/server"
 	"github.com/proxylab/proxylab/core/upstream"
 	"github.com/proxylab/proxylab/offload"
@@ -70,7 +69,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 }
 
 func known() config.Known {
-	return config.Known{Transports: transport.Names(), LBs: upstream.LBNames(), Engines: offload.Names(), RPC: xprotocol.Names()}
+	return config.Known{Transports: transport.Names(), LBs: upstream.LBNames(), Engines: offload.Names(),
+		Codecs: server.KnownCodecs(), DefaultProtocol: defaultProtocol}
 }
 
 func cmdValidate(args []string, stdout, stderr io.Writer) int {

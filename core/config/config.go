@@ -257,7 +257,7 @@ type HTTPProxy struct {
 	// Codec: auto (HTTP/1.1, HTTP/2 by h2c preface or ALPN h2, or an RPC
 	// protocol by its first bytes), http1, http2 (Envoy's codec_type), or
 	// an RPC protocol's name (bolt, dubbo).
-	Codec string `yaml:"codec"`
+	Codec string `yaml:"codec"` // CodecAuto or a Known codec's name
 	// HTTP2 tunes downstream HTTP/2 connections.
 	HTTP2 HTTP2Options `yaml:"http2_protocol_options"`
 	// Header changes for every request and response of the listener.
@@ -302,6 +302,20 @@ type RPCOptions struct {
 	HeartbeatInterval Duration `yaml:"heartbeat_interval"`
 }
 
+// validateOptions checks the option blocks the cluster's codec reads.
+func (c *Cluster) validateOptions(blocks []string, p string, add func(path, format string, args ...any)) {
+	for _, b := range blocks {
+		switch b {
+		case "http2_protocol_options":
+			c.HTTP2.validate(p+"."+b, add)
+		case "rpc_protocol_options":
+			if c.RPC.MaxInFlight < 1 || c.RPC.HeartbeatInterval < 0 {
+				add(p+"."+b, "max_in_flight must be >= 1 and heartbeat_interval >= 0")
+			}
+		}
+	}
+}
+
 func (o *RPCOptions) setDefaults() {
 	o.MaxInFlight = 1024
 	o.HeartbeatInterval = Duration(15 * time.Second)
@@ -335,7 +349,7 @@ func (o *HTTP2Options) validate(p string, add func(path, format string, args ...
 }
 
 func (h *HTTPProxy) setDefaults() {
-	h.Codec = "auto"
+	h.Codec = CodecAuto
 	h.HTTP2.setDefaults()
 	h.HeaderReadTimeout = Duration(10 * time.Second)
 	h.IdleTimeout = Duration(60 * time.Second)
@@ -602,7 +616,7 @@ func (c *Cluster) setDefaults() {
 	c.Type, c.DNSRefreshRate = "static", Duration(5*time.Second)
 	c.IdleTimeout = Duration(time.Hour) // Envoy's default
 	c.LB = "round_robin"
-	c.Protocol = "http1"
+	// Protocol: Known.DefaultProtocol when unset (Parse), the binary's choice.
 	c.HTTP2.setDefaults()
 	c.RPC.setDefaults()
 	c.ConnectTimeout = Duration(5 * time.Second)
@@ -628,7 +642,43 @@ type Known struct {
 	Transports []string
 	LBs        []string
 	Engines    []string
-	RPC        []string // xprotocol codecs
+	// Codecs are the binary's L7 codecs in registration order (a
+	// listener's codec, a cluster's protocol); DefaultProtocol is a
+	// cluster's protocol when it names none.
+	Codecs          []Codec
+	DefaultProtocol string
+}
+
+// Codec describes a registered L7 codec (the binary's stream.Codec) to
+// validation; core/config names none itself.
+type Codec struct {
+	Name string
+	// Carries is the request protocol its streams carry: a route may send
+	// a listener's requests to a cluster whose codec carries the same.
+	Carries string
+	// Options are the cluster option blocks (YAML keys) the codec reads;
+	// they are validated on the clusters speaking it.
+	Options []string
+}
+
+// codec returns the codec registered as name.
+func (k Known) codec(name string) (Codec, bool) {
+	for _, c := range k.Codecs {
+		if c.Name == name {
+			return c, true
+		}
+	}
+	return Codec{}, false
+}
+
+// codecNames lists the registered codecs sorted, extra first.
+func (k Known) codecNames(extra ...string) []string {
+	var names []string
+	for _, c := range k.Codecs {
+		names = append(names, c.Name)
+	}
+	slices.Sort(names)
+	return append(extra, names...)
 }
 
 // Parse decodes and validates a config; the error is an Errors listing every
@@ -643,6 +693,11 @@ func Parse(data []byte, known Known) (*Config, error) {
 	d := &decoder{}
 	if root.Kind != 0 {
 		d.decode(&root, reflect.ValueOf(cfg).Elem(), "")
+	}
+	for i := range cfg.Clusters {
+		if cfg.Clusters[i].Protocol == "" {
+			cfg.Clusters[i].Protocol = known.DefaultProtocol
+		}
 	}
 	d.errs = append(d.errs, cfg.validate(known)...)
 	if len(d.errs) > 0 {
@@ -799,16 +854,10 @@ func (c *Config) validate(k Known) Errors {
 				checkEncPair(t.Engine, *c, p+".tls.client_cert", add)
 			}
 		}
-		switch {
-		case cl.Protocol == "http1":
-		case cl.Protocol == "http2":
-			cl.HTTP2.validate(p+".http2_protocol_options", add)
-		case slices.Contains(k.RPC, cl.Protocol):
-			if cl.RPC.MaxInFlight < 1 || cl.RPC.HeartbeatInterval < 0 {
-				add(p+".rpc_protocol_options", "max_in_flight must be >= 1 and heartbeat_interval >= 0")
-			}
-		default:
-			add(p+".protocol", "unknown protocol %q (%s)", cl.Protocol, strings.Join(append([]string{"http1", "http2"}, k.RPC...), ", "))
+		if codec, ok := k.codec(cl.Protocol); !ok {
+			add(p+".protocol", "unknown protocol %q (%s)", cl.Protocol, strings.Join(k.codecNames(), ", "))
+		} else {
+			cl.validateOptions(codec.Options, p, add)
 		}
 		switch cl.Type {
 		case "static", "strict_dns":
@@ -1069,8 +1118,8 @@ func (c *Config) validate(k Known) Errors {
 				add(hp+".max_request_line", "must not exceed max_header_bytes")
 			}
 			checkHeaderOps(h.HeaderOps, hp, add)
-			if !slices.Contains(append([]string{"auto", "http1", "http2"}, k.RPC...), h.Codec) {
-				add(hp+".codec", "unknown codec %q (%s)", h.Codec, strings.Join(append([]string{"auto", "http1", "http2"}, k.RPC...), ", "))
+			if _, ok := k.codec(h.Codec); !ok && h.Codec != CodecAuto {
+				add(hp+".codec", "unknown codec %q (%s)", h.Codec, strings.Join(k.codecNames(CodecAuto), ", "))
 			}
 			h.HTTP2.validate(hp+".http2_protocol_options", add)
 			if al := h.AccessLog; al != nil {

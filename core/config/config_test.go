@@ -8,7 +8,13 @@ import (
 	"time"
 )
 
-var known = Known{Transports: []string{"netpoll"}, LBs: []string{"random", "round_robin"}, Engines: []string{"gotls"}}
+// known mirrors the binary's built-ins: HTTP codecs only (RPC ones are
+// added where a test needs them).
+var known = Known{Transports: []string{"netpoll"}, LBs: []string{"random", "round_robin"}, Engines: []string{"gotls"},
+	Codecs: []Codec{{Name: "http2", Carries: "http", Options: []string{"http2_protocol_options"}}, {Name: "http1", Carries: "http"}}, DefaultProtocol: "http1"}
+
+// rpcCodecs are the binary's RPC codecs, as it describes them.
+var rpcCodecs = []Codec{{Name: "bolt", Carries: "bolt", Options: []string{"rpc_protocol_options"}}, {Name: "dubbo", Carries: "dubbo", Options: []string{"rpc_protocol_options"}}}
 
 func TestDefaultConfigIsValid(t *testing.T) {
 	cfg, err := Load("", known)

@@ -3,15 +3,14 @@ package config
 import (
 	"fmt"
 	"slices"
-	"strings"
 )
 
 // checkRouteProtocols refuses a route that sends a listener's requests to a
 // cluster speaking none of the listener's codecs: an RPC frame written to
 // an HTTP server (or a dubbo one to a bolt server) would parse as something
-// else upstream. A listener with codec http1 or http2 receives HTTP; one
-// named after an RPC codec, that codec; codec auto, HTTP and every RPC
-// codec of the binary, so any cluster fits some of its requests statically
+// else upstream. A listener receives what its codec carries (HTTP for
+// every HTTP version; an RPC codec's own requests); codec auto, what every
+// codec of the binary carries, so any cluster fits some of its requests statically
 // and the proxy refuses the others per request (503 NC). Clusters named by
 // cluster_header are known only per request and checked then too.
 func (c *Config) checkRouteProtocols(k Known, add func(path, format string, args ...any)) {
@@ -19,12 +18,21 @@ func (c *Config) checkRouteProtocols(k Known, add func(path, format string, args
 	for _, cl := range c.Clusters {
 		speaks[cl.Name] = cl.Protocol
 	}
+	carries := func(codec string) string {
+		if kc, ok := k.codec(codec); ok {
+			return kc.Carries
+		}
+		return ""
+	}
 	for _, l := range c.Listeners {
 		h := l.HTTP
 		if h == nil {
 			continue
 		}
 		codecs := listenerCodecs(h.Codec, k)
+		if len(codecs) == 0 {
+			continue // an unknown codec is reported elsewhere
+		}
 		for i, vh := range c.Routes {
 			if len(h.VirtualHosts) > 0 && !slices.Contains(h.VirtualHosts, vh.Name) {
 				continue
@@ -33,8 +41,8 @@ func (c *Config) checkRouteProtocols(k Known, add func(path, format string, args
 				rp := fmt.Sprintf("routes[%d].routes[%d]", i, j)
 				check := func(path, cluster string) {
 					p, ok := speaks[cluster]
-					if !ok || slices.ContainsFunc(codecs, func(codec string) bool { return Serves(p, codec) }) {
-						return // unknown clusters are reported elsewhere
+					if c := carries(p); !ok || c == "" || slices.Contains(codecs, c) {
+						return // unknown clusters and protocols are reported elsewhere
 					}
 					add(path, "cluster %q speaks %s, listener %q codec %s", cluster, p, l.Name, h.Codec)
 				}
@@ -52,25 +60,24 @@ func (c *Config) checkRouteProtocols(k Known, add func(path, format string, args
 	}
 }
 
-// listenerCodecs are the request protocols an http_proxy listener receives:
-// "http" (HTTP/1.1 and HTTP/2 alike) and RPC codec names.
-func listenerCodecs(codec string, k Known) []string {
-	switch codec {
-	case "http1", "http2":
-		return []string{"http"}
-	case "auto":
-		return append([]string{"http"}, k.RPC...)
-	}
-	return []string{codec}
-}
+// CodecAuto is the listener codec that detects each connection's codec
+// among all the Known ones (ALPN first, then first bytes).
+const CodecAuto = "auto"
 
-// Serves reports whether a cluster speaking protocol (http1, http2 or an
-// RPC codec's name) can carry a request decoded by codec ("http" for
-// HTTP/1.1 and HTTP/2, or an RPC codec's name): HTTP clusters carry HTTP
-// requests of either version, an RPC cluster only its own codec's.
-func Serves(protocol, codec string) bool {
-	if protocol == "http1" || protocol == "http2" {
-		return codec == "http"
+// listenerCodecs are the request protocols an http_proxy listener receives
+// (Codec.Carries of its codecs: every known one for CodecAuto).
+func listenerCodecs(codec string, k Known) []string {
+	if codec != CodecAuto {
+		if kc, ok := k.codec(codec); ok {
+			return []string{kc.Carries}
+		}
+		return nil
 	}
-	return strings.EqualFold(protocol, codec)
+	var out []string
+	for _, kc := range k.Codecs {
+		if !slices.Contains(out, kc.Carries) {
+			out = append(out, kc.Carries)
+		}
+	}
+	return out
 }

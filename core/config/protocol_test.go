@@ -11,7 +11,7 @@ import (
 // codec auto accepts any cluster (refused per request at run time).
 func TestRouteProtocolMismatch(t *testing.T) {
 	k := known
-	k.RPC = []string{"bolt", "dubbo"}
+	k.Codecs = append(append([]Codec{}, rpcCodecs...), known.Codecs...)
 	cfg := func(codec, vhosts, route string) string {
 		return fmt.Sprintf(`
 listeners:

@@ -17,12 +17,8 @@ import (
 	"github.com/proxylab/proxylab/core/accesslog"
 	"github.com/proxylab/proxylab/core/network"
 	"github.com/proxylab/proxylab/core/protocol"
-	"github.com/proxylab/proxylab/core/protocol/xprotocol"
 	"github.com/proxylab/proxylab/core/router"
 	"github.com/proxylab/proxylab/core/stream"
-	h1s "github.com/proxylab/proxylab/core/stream/http1"
-	h2s "github.com/proxylab/proxylab/core/stream/http2"
-	"github.com/proxylab/proxylab/core/stream/rpc"
 	"github.com/proxylab/proxylab/core/upstream"
 	"github.com/proxylab/proxylab/foundation/buffer"
 	"github.com/proxylab/proxylab/foundation/stats"
@@ -34,13 +30,16 @@ import (
 type HTTPConfig struct {
 	Router   *router.Router
 	Clusters *upstream.Manager
-	Server   h1s.ServerSettings
-	// Codec: "auto", "http1", "http2" or an RPC codec's name; HTTP2
-	// configures HTTP/2, RPC each RPC codec (by name; with auto, any of
-	// them is detected from the first bytes).
-	Codec string
-	HTTP2 *h2s.Settings
-	RPC   map[string]*rpc.ServerSettings
+	// Server are the listener's settings every server codec was built
+	// from; the proxy reads its timers, idle timeout and watermark.
+	Server stream.ServerOptions
+	// Codecs are the codecs the listener speaks and Servers their server
+	// sides (same index). With Detect, a connection's codec is found by
+	// ALPN or first bytes among them, in order (stream.Detect); without,
+	// every connection speaks Codecs[0].
+	Codecs  []stream.Codec
+	Servers []stream.Server
+	Detect  bool
 	// MaxRequestBuffer bounds request body bytes held while no upstream
 	// connection is ready yet; beyond it reading pauses.
 	MaxRequestBuffer int
@@ -96,28 +95,14 @@ func NewHTTPFilter(cfg *HTTPConfig) network.ReadFilter {
 	return &httpFilter{cm: &connManager{cfg: cfg}}
 }
 
-// serverCodec is what a downstream codec is to the connection.
-type serverCodec interface {
-	network.ReadFilter
-	network.ConnCallbacks
-	network.Drainer
-}
-
-var (
-	_ serverCodec = (*h1s.ServerConn)(nil)
-	_ serverCodec = (*h2s.ServerConn)(nil)
-	_ serverCodec = (*rpc.ServerConn)(nil)
-)
-
-// httpFilter picks the codec and hands it every event. With codec auto a
-// connection is HTTP/2 when TLS negotiated ALPN h2 or its first bytes are
-// the HTTP/2 client preface (RFC 9113 §3.3, §3.4), an RPC protocol when a
-// registered xprotocol codec matches them, otherwise HTTP/1; the bytes
-// looked at are not consumed.
+// httpFilter picks the codec and hands it every event. With detection a
+// connection speaks the codec whose ALPN id TLS negotiated, else the first
+// (in registration order) that recognises its first bytes
+// (stream.Detect); the bytes looked at are not consumed.
 type httpFilter struct {
 	cm    *connManager
 	c     *network.Conn
-	codec serverCodec
+	codec stream.ServerConn
 	held  buffer.Input
 	// idle closes a connection that sends nothing before the codec is
 	// known, as the HTTP/1 idle timeout would.
@@ -146,45 +131,24 @@ func (f *httpFilter) OnNewConnection(c *network.Conn) network.FilterStatus {
 	if ta, ok := c.RemoteAddr().(*net.TCPAddr); ok {
 		f.cm.clientIP = []byte(ta.IP.String())
 	}
-	switch name := f.cm.cfg.Codec; name {
-	case "http2":
-		f.use(codecHTTP2, nil)
-	case "http1", "":
-		f.use(codecHTTP1, nil)
-	case "auto":
-		if d := f.cm.cfg.Server.IdleTimeout; d > 0 && f.cm.cfg.Server.Timers != nil {
-			f.idle.Init(f.cm.cfg.Server.Timers, f)
-			f.idle.Reset(d)
-		}
-	default:
-		f.use(codecRPC, f.cm.cfg.RPC[name])
+	if !f.cm.cfg.Detect {
+		f.use(0)
+	} else if d := f.cm.cfg.Server.IdleTimeout; d > 0 && f.cm.cfg.Server.Timers != nil {
+		f.idle.Init(f.cm.cfg.Server.Timers, f)
+		f.idle.Reset(d)
 	}
 	return network.Continue
 }
 
-type codecKind int
-
-const (
-	codecHTTP1 codecKind = iota
-	codecHTTP2
-	codecRPC
-)
-
-func (f *httpFilter) use(kind codecKind, rs *rpc.ServerSettings) {
+// use makes the connection speak the listener's i-th codec.
+func (f *httpFilter) use(i int) {
 	cm := f.cm
 	if f.codec == nil && f.c != nil {
 		f.idle.Stop()
 	}
-	switch kind {
-	case codecHTTP2:
-		cm.mux = true
-		f.codec = h2s.NewServerConn(cm.cfg.HTTP2, cm)
-	case codecRPC:
-		cm.mux, cm.speaks = true, rs.Codec.Name()
-		f.codec = rpc.NewServerConn(rs, cm)
-	default:
-		f.codec = h1s.NewServerConn(&cm.cfg.Server, cm)
-	}
+	srv := cm.cfg.Servers[i]
+	cm.mux, cm.carries = srv.Multiplexed(), cm.cfg.Codecs[i].Carries()
+	f.codec = srv.NewConn(cm)
 	f.codec.OnNewConnection(f.c)
 }
 
@@ -193,26 +157,19 @@ func (f *httpFilter) OnData(c *network.Conn, b *buffer.Buf) network.FilterStatus
 		return f.codec.OnData(c, b)
 	}
 	f.held.Add(b)
-	p := f.held.Bytes()
-	if ap, ok := c.Transport().(interface{ NegotiatedProtocol() string }); ok && ap.NegotiatedProtocol() == "h2" {
-		f.use(codecHTTP2, nil)
-		return f.codec.OnData(c, f.held.Take())
+	var alpn string
+	if ap, ok := c.Transport().(interface{ NegotiatedProtocol() string }); ok {
+		alpn = ap.NegotiatedProtocol()
 	}
-	n := min(len(p), len(h2s.ClientPreface))
-	switch {
-	case string(p[:n]) == h2s.ClientPreface[:n] && n < len(h2s.ClientPreface):
-		return network.StopIteration // a prefix of the preface: wait
-	case n == len(h2s.ClientPreface) && string(p[:n]) == h2s.ClientPreface:
-		f.use(codecHTTP2, nil)
-		return f.codec.OnData(c, f.held.Take())
-	}
-	if xc, m := xprotocol.Detect(p); m == xprotocol.Match && f.cm.cfg.RPC[xc.Name()] != nil {
-		f.use(codecRPC, f.cm.cfg.RPC[xc.Name()])
-	} else if m == xprotocol.NeedMore && len(p) < 64 {
+	i, m := stream.Detect(f.cm.cfg.Codecs, alpn, f.held.Bytes())
+	switch m {
+	case stream.NeedMore:
 		return network.StopIteration
-	} else {
-		f.use(codecHTTP1, nil)
+	case stream.NoMatch:
+		c.Close() // no codec of the listener speaks this
+		return network.StopIteration
 	}
+	f.use(i)
 	return f.codec.OnData(c, f.held.Take())
 }
 
@@ -257,8 +214,8 @@ type connManager struct {
 	clientIP  []byte
 	scheme    []byte
 	xffBuf    []byte
-	mux       bool   // streams run concurrently (HTTP/2)
-	speaks    string // the request protocol: "" (HTTP) or an RPC codec's name
+	mux       bool   // streams run concurrently (HTTP/2, RPC)
+	carries   string // the request protocol (stream.Codec.Carries)
 
 	// One response timer per connection on the shared wheel, re-armed per
 	// stream, when streams run one at a time (HTTP/1); multiplexed streams
@@ -270,10 +227,7 @@ type connManager struct {
 
 // fits reports whether cl speaks this connection's request protocol.
 func (cm *connManager) fits(cl *upstream.Cluster) bool {
-	if cm.speaks == "" {
-		return cl.Speaks() == "http"
-	}
-	return cl.Speaks() == cm.speaks
+	return cl.Speaks() == cm.carries
 }
 
 // streamTimer is the response timer of one multiplexed stream.

@@ -11,6 +11,12 @@ import (
 	"testing"
 
 	"github.com/proxylab/proxylab/core/config"
+	"github.com/proxylab/proxylab/core/protocol/xprotocol/bolt"
+	"github.com/proxylab/proxylab/core/protocol/xprotocol/dubbo"
+	"github.com/proxylab/proxylab/core/stream"
+	h1s "github.com/proxylab/proxylab/core/stream/http1"
+	h2s "github.com/proxylab/proxylab/core/stream/http2"
+	"github.com/proxylab/proxylab/core/stream/rpc"
 	"github.com/proxylab/proxylab/core/upstream"
 	"github.com/proxylab/proxylab/foundation/buffer"
 	"github.com/proxylab/proxylab/transport"
@@ -21,6 +27,15 @@ func init() {
 	// Test binaries register what the proxylab binary registers in cmd/.
 	transport.Register(netpoll.Name, netpoll.New)
 	upstream.RegisterLB("round_robin", upstream.NewRoundRobin)
+	stream.Register(h2s.Codec{})
+	stream.Register(rpc.Codec{Wire: bolt.Codec{}})
+	stream.Register(rpc.Codec{Wire: dubbo.Codec{}})
+	stream.Register(h1s.Codec{})
+}
+
+// known is what the binary tells validation.
+func known() config.Known {
+	return config.Known{Transports: transport.Names(), LBs: upstream.LBNames(), Codecs: KnownCodecs(), DefaultProtocol: "http1"}
 }
 
 // rawHTTPUpstream answers every request on a connection with a fixed
@@ -69,7 +84,7 @@ routes:
 clusters:
   - {name: up, hosts: [{address: %q}]}
 `, up)
-	cfg, err := config.Parse([]byte(yml), config.Known{Transports: transport.Names(), LBs: upstream.LBNames()})
+	cfg, err := config.Parse([]byte(yml), known())
 	if err != nil {
 		tb.Fatal(err)
 	}

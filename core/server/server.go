@@ -16,11 +16,9 @@ import (
 	"github.com/proxylab/proxylab/core/accesslog"
 	"github.com/proxylab/proxylab/core/config"
 	"github.com/proxylab/proxylab/core/network"
-	h1 "github.com/proxylab/proxylab/core/protocol/http1"
-	"github.com/proxylab/proxylab/core/protocol/xprotocol"
 	"github.com/proxylab/proxylab/core/proxy"
 	"github.com/proxylab/proxylab/core/router"
-	h1s "github.com/proxylab/proxylab/core/stream/http1"
+	"github.com/proxylab/proxylab/core/stream"
 	h2s "github.com/proxylab/proxylab/core/stream/http2"
 	"github.com/proxylab/proxylab/core/stream/rpc"
 	"github.com/proxylab/proxylab/core/upstream"
@@ -82,6 +80,10 @@ func New(cfg *config.Config, tr transport.Transport, log *slog.Logger) (*Server,
 	s := &Server{cfg: cfg, tr: tr, log: log, timers: timer.New(10 * time.Millisecond), clusterTLS: map[string]*offload.Stats{}, clusterH2: map[string]*h2s.Stats{}, clusterRPC: map[string]*rpc.Stats{}, health: map[string]*upstream.HealthStats{}}
 	var clusters []*upstream.Cluster
 	for _, cc := range cfg.Clusters {
+		codec, cli, err := s.clusterCodec(cc)
+		if err != nil {
+			return nil, err
+		}
 		var secure offload.Client
 		if t := cc.TLS; t != nil {
 			eng, err := offload.New(t.Engine)
@@ -91,8 +93,8 @@ func New(cfg *config.Config, tr transport.Transport, log *slog.Logger) (*Server,
 			st := &offload.Stats{}
 			s.clusterTLS[cc.Name] = st
 			alpn := t.ALPN
-			if len(alpn) == 0 && cc.Protocol == "http2" {
-				alpn = []string{"h2"}
+			if len(alpn) == 0 {
+				alpn = cli.ALPN()
 			}
 			occ := &offload.ClientConfig{SNI: t.SNI, CAFile: t.CAFile, Insecure: t.InsecureSkipVerify, ALPN: alpn, MinVersion: t.MinVersion, Stats: st,
 				HandshakeTimeout: cc.ConnectTimeout.D()}
@@ -112,35 +114,8 @@ func New(cfg *config.Config, tr transport.Transport, log *slog.Logger) (*Server,
 				MaxConnections: cc.CircuitBreakers.MaxConnections, MaxPending: cc.CircuitBreakers.MaxPendingRequests,
 				MaxRequests: cc.CircuitBreakers.MaxRequests, MaxRetries: cc.CircuitBreakers.MaxRetries,
 			},
-			HTTP1: h1s.ClientSettings{
-				Limits:             h1.DefaultLimits,
-				ConnectTimeout:     cc.ConnectTimeout.D(),
-				MaxConnections:     cc.MaxConnections,
-				MaxPending:         cc.MaxPending,
-				MaxRequestsPerConn: cc.MaxRequestsPerConnection,
-				IdleTimeout:        cc.IdleTimeout.D(),
-				HighWatermark:      256 << 10,
-			},
-		}
-		if codec := xprotocol.Get(cc.Protocol); codec != nil {
-			st := &rpc.Stats{}
-			s.clusterRPC[cc.Name] = st
-			ucfg.RPC = &rpc.ClientSettings{
-				Codec: codec, ConnectTimeout: cc.ConnectTimeout.D(), MaxConnections: cc.MaxConnections,
-				MaxPending: cc.MaxPending, MaxInFlight: cc.RPC.MaxInFlight, IdleTimeout: cc.IdleTimeout.D(),
-				HeartbeatInterval: cc.RPC.HeartbeatInterval.D(), Stats: st,
-			}
-		}
-		if cc.Protocol == "http2" {
-			ucfg.HTTP2 = &h2s.ClientSettings{
-				H2:                 h2Settings(cc.HTTP2, cc.IdleTimeout.D(), s.timers),
-				ConnectTimeout:     cc.ConnectTimeout.D(),
-				MaxConnections:     cc.MaxConnections,
-				MaxPending:         cc.MaxPending,
-				MaxRequestsPerConn: cc.MaxRequestsPerConnection,
-				IdleTimeout:        cc.IdleTimeout.D(),
-			}
-			s.clusterH2[cc.Name] = ucfg.HTTP2.H2.Stats
+			Codec:   cli,
+			Carries: codec.Carries(),
 		}
 		if sc := cc.Subsets; sc != nil {
 			ucfg.Subsets = &upstream.Subsets{Selectors: sc.SubsetSelectors, Fallback: sc.FallbackPolicy, Default: sc.DefaultSubset}
@@ -180,15 +155,7 @@ func New(cfg *config.Config, tr transport.Transport, log *slog.Logger) (*Server,
 		if t := lc.TLS; t != nil {
 			alpn := t.ALPN
 			if len(alpn) == 0 && lc.HTTP != nil {
-				// Offer what the codec speaks, h2 first (RFC 7301).
-				switch lc.HTTP.Codec {
-				case "http1":
-					alpn = []string{"http/1.1"}
-				case "http2":
-					alpn = []string{"h2"}
-				default:
-					alpn = []string{"h2", "http/1.1"}
-				}
+				alpn = listenerALPN(lc.HTTP.Codec) // what the codec speaks (RFC 7301)
 			}
 			f, err := s.tlsFilter(lc.Name, t, alpn, info)
 			if err != nil {
@@ -320,17 +287,16 @@ func (s *Server) chainFor(lc config.Listener, info *ListenerInfo) (network.Chain
 		hc := &proxy.HTTPConfig{
 			Router:   router.New(vhosts),
 			Clusters: s.clusters,
-			Server: h1s.ServerSettings{
-				Limits:        h1.Limits{MaxRequestLine: h.MaxRequestLine, MaxHeaderBytes: h.MaxHeaderBytes, MaxHeaders: h.MaxHeaders},
-				HeaderTimeout: h.HeaderReadTimeout.D(),
-				IdleTimeout:   h.IdleTimeout.D(),
-				HighWatermark: h.HighWatermark,
-				Linger:        2 * time.Second,
-				Timers:        s.timers,
+			Server: stream.ServerOptions{
+				MaxRequestLine: h.MaxRequestLine, MaxHeaderBytes: h.MaxHeaderBytes, MaxHeaders: h.MaxHeaders,
+				HeaderTimeout:         h.HeaderReadTimeout.D(),
+				IdleTimeout:           h.IdleTimeout.D(),
+				HighWatermark:         h.HighWatermark,
+				Linger:                2 * time.Second,
+				Timers:                s.timers,
+				Mux:                   muxOptions(h.HTTP2),
+				EnableConnectProtocol: extendedConnect(h),
 			},
-			Codec:            h.Codec,
-			HTTP2:            h2Settings(h.HTTP2, h.IdleTimeout.D(), s.timers),
-			RPC:              map[string]*rpc.ServerSettings{},
 			MaxRequestBuffer: h.MaxRequestBuffer,
 			StreamIdle:       h.StreamIdleTimeout.D(),
 			RequestTimeout:   h.RequestTimeout.D(),
@@ -339,15 +305,11 @@ func (s *Server) chainFor(lc config.Listener, info *ListenerInfo) (network.Chain
 			Tunnels: proxy.TunnelConfig{Upgrades: upgrades(h.UpgradeConfigs), IdleTimeout: h.TunnelIdleTimeout.D(),
 				Transport: s.tr, ConnectTimeout: 5 * time.Second},
 		}
-		hc.HTTP2.EnableConnectProtocol = extendedConnect(h)
-		info.Filter = "http_proxy"
-		info.HTTP2 = hc.HTTP2.Stats
-		info.RPC = map[string]*rpc.Stats{}
-		for _, name := range xprotocol.Names() {
-			st := &rpc.Stats{}
-			hc.RPC[name] = &rpc.ServerSettings{Codec: xprotocol.Get(name), Stats: st}
-			info.RPC[name] = st
+		var err error
+		if hc.Codecs, hc.Servers, hc.Detect, err = listenerCodecs(h, &hc.Server, info); err != nil {
+			return nil, fmt.Errorf("server: listener %q: %w", lc.Name, err)
 		}
+		info.Filter = "http_proxy"
 		if s.cfg.Stats.Enabled {
 			hc.Stats = &proxy.HTTPStats{}
 			info.HTTP = hc.Stats
@@ -390,21 +352,6 @@ func (s *Server) chainFor(lc config.Listener, info *ListenerInfo) (network.Chain
 	return func() ([]network.ReadFilter, []network.WriteFilter) {
 		return []network.ReadFilter{proxy.NewTCPFilter(tc)}, nil
 	}, nil
-}
-
-// h2Settings turns config options into codec settings (defaults applied).
-func h2Settings(o config.HTTP2Options, idle time.Duration, timers *timer.Wheel) *h2s.Settings {
-	set := &h2s.Settings{
-		MaxConcurrentStreams: uint32(o.MaxConcurrentStreams),
-		InitialStreamWindow:  int32(o.InitialStreamWindowSize),
-		ConnWindow:           int32(o.InitialConnectionWindowSize),
-		MaxHeaderListSize:    uint32(o.MaxHeaderListSize),
-		ResetBurst:           o.ResetBurst,
-		ResetRate:            float64(o.MaxResetsPerSecond),
-		IdleTimeout:          idle,
-		Timers:               timers,
-	}
-	return set.Prepare()
 }
 
 // envoySubstitution turns Envoy's \1-style group references into Go's ${1}

@@ -11,10 +11,6 @@ import (
 	"time"
 
 	"github.com/proxylab/proxylab/core/stream"
-	h1s "github.com/proxylab/proxylab/core/stream/http1"
-	h2s "github.com/proxylab/proxylab/core/stream/http2"
-	"github.com/proxylab/proxylab/core/stream/mux"
-	"github.com/proxylab/proxylab/core/stream/rpc"
 	"github.com/proxylab/proxylab/foundation/registry"
 	"github.com/proxylab/proxylab/foundation/stats"
 	"github.com/proxylab/proxylab/offload"
@@ -46,24 +42,11 @@ func (h *Host) Healthy() bool { return !h.unhealthy.Load() }
 // Cluster returns the cluster the host belongs to.
 func (h *Host) Cluster() *Cluster { return h.cluster }
 
-// HTTPPool is what a host's HTTP connection pool offers, whatever the
-// protocol it speaks upstream.
-type HTTPPool interface {
-	stream.Pool
-	Counters() *stream.PoolStats
-	// Idle is the number of open connections carrying no request.
-	Idle() int
-	// SweepIdle closes connections idle past the pool's idle timeout.
-	SweepIdle(now time.Time) int
-}
+// HTTPPool is what a host's connection pool offers, whatever the codec it
+// speaks upstream.
+type HTTPPool = stream.HostPool
 
-var (
-	_ HTTPPool = (*h1s.Pool)(nil)
-	_ HTTPPool = (*mux.Pool)(nil)
-)
-
-// HTTPPool is the host's HTTP connection pool (HTTP/1 or HTTP/2, as the
-// cluster's protocol says).
+// HTTPPool is the host's connection pool (of the cluster's codec).
 func (h *Host) HTTPPool() HTTPPool { return h.pool }
 
 // LBContext carries what a load balancer may hash or look at.
@@ -126,12 +109,10 @@ type ClusterConfig struct {
 	Name  string
 	LB    string
 	Hosts []HostConfig
-	HTTP1 h1s.ClientSettings
-	// HTTP2, when set, makes the hosts' pools speak HTTP/2 (Wrap and
-	// Scheme are filled per host).
-	HTTP2 *h2s.ClientSettings
-	// RPC, when set, makes them speak its RPC codec, multiplexed.
-	RPC *rpc.ClientSettings
+	// Codec is the client side of the codec the hosts' pools speak;
+	// Carries is its request protocol (stream.Codec.Carries).
+	Codec   stream.Client
+	Carries string
 	// Stats enables the cluster's metrics.
 	Stats bool
 	// TLS secures the hosts' connections (those not marked Plaintext).
@@ -144,14 +125,9 @@ type ClusterConfig struct {
 	Subsets *Subsets
 }
 
-// Speaks is the request protocol the cluster carries: "http" (HTTP/1.1 or
-// HTTP/2 alike) or its RPC codec's name.
-func (c *Cluster) Speaks() string {
-	if c.cfg.RPC != nil {
-		return c.cfg.RPC.Codec.Name()
-	}
-	return "http"
-}
+// Speaks is the request protocol the cluster carries (its codec's
+// stream.Codec.Carries).
+func (c *Cluster) Speaks() string { return c.cfg.Carries }
 
 // OutlierStats are the cluster's ejection counters (nil without outlier
 // detection).
@@ -343,32 +319,17 @@ func NewCluster(cfg ClusterConfig, tr transport.Transport) (*Cluster, error) {
 
 func (c *Cluster) newHost(hc HostConfig) *Host {
 	h := &Host{Address: hc.Address, AddressBytes: []byte(hc.Address), Weight: hc.Weight, Metadata: hc.Metadata, cluster: c, removed: make(chan struct{})}
-	set := c.cfg.HTTP1
-	set.ClusterConns, set.ClusterPending = &c.conns, &c.pending
+	ho := stream.HostOptions{ClusterConns: &c.conns, ClusterPending: &c.pending}
 	if c.cfg.TLS != nil && !hc.Plaintext {
 		h.TLS = c.cfg.TLS
 		sni := hc.Address
 		if hc.Hostname != "" {
 			sni = hc.Hostname // verify the name the address came from
 		}
-		set.Wrap = func(conn transport.Conn, _ string) transport.Conn { return h.TLS.Wrap(conn, sni) }
+		ho.Wrap = func(conn transport.Conn, _ string) transport.Conn { return h.TLS.Wrap(conn, sni) }
+		ho.Secure = true
 	}
-	if c.cfg.RPC != nil {
-		rs := *c.cfg.RPC
-		rs.ClusterConns, rs.ClusterPending, rs.Wrap = set.ClusterConns, set.ClusterPending, set.Wrap
-		h.pool = rpc.NewPool(c.tr, hc.Address, &rs)
-		return h
-	}
-	if c.cfg.HTTP2 != nil {
-		h2 := *c.cfg.HTTP2
-		h2.ClusterConns, h2.ClusterPending, h2.Wrap, h2.Scheme = set.ClusterConns, set.ClusterPending, set.Wrap, "http"
-		if h.TLS != nil {
-			h2.Scheme = "https"
-		}
-		h.pool = h2s.NewPool(c.tr, hc.Address, &h2)
-		return h
-	}
-	h.pool = h1s.NewPool(c.tr, hc.Address, &set)
+	h.pool = c.cfg.Codec.NewPool(c.tr, hc.Address, ho)
 	return h
 }
 

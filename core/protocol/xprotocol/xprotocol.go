@@ -1,8 +1,8 @@
 // Package xprotocol is the framework for RPC protocols carried over TCP as
 // frames with a request ID — SOFARPC bolt, Dubbo, and private protocols. A
-// protocol is one package implementing Codec plus one Register line in the
-// binary's built-ins; the stream layer (core/stream/xprotocol) then serves it
-// downstream, multiplexes it upstream (requests matched by ID), answers
+// protocol is one package implementing Codec plus one line in the binary's
+// built-ins, stream.Register(rpc.Codec{Wire: …}); the stream layer
+// (core/stream/rpc) then serves it downstream, multiplexes it upstream (requests matched by ID), answers
 // heartbeats, and the proxy routes, retries, balances and counts its requests
 // like HTTP ones.
 //
@@ -15,8 +15,6 @@ package xprotocol
 import (
 	"errors"
 	"fmt"
-	"sort"
-	"sync"
 	"time"
 
 	"github.com/proxylab/proxylab/core/protocol"
@@ -119,61 +117,4 @@ var ErrFrame = errors.New("xprotocol: bad frame")
 // Errorf makes a decode error of codec name.
 func Errorf(name, format string, args ...any) error {
 	return fmt.Errorf("%s: %w: %s", name, ErrFrame, fmt.Sprintf(format, args...))
-}
-
-var (
-	regMu  sync.RWMutex
-	codecs = map[string]Codec{}
-)
-
-// Register makes a codec available by name; registering a name twice
-// panics.
-func Register(c Codec) {
-	regMu.Lock()
-	defer regMu.Unlock()
-	if _, dup := codecs[c.Name()]; dup {
-		panic("xprotocol: codec registered twice: " + c.Name())
-	}
-	codecs[c.Name()] = c
-}
-
-// Get returns the codec registered as name, or nil.
-func Get(name string) Codec {
-	regMu.RLock()
-	defer regMu.RUnlock()
-	return codecs[name]
-}
-
-// Names lists the registered codecs, sorted.
-func Names() []string {
-	regMu.RLock()
-	defer regMu.RUnlock()
-	return sortedNames()
-}
-
-// Detect finds the codec a connection's first bytes belong to: the codec
-// and Match, or nil and NeedMore while any codec cannot tell yet, or nil
-// and NoMatch.
-func Detect(p []byte) (Codec, MatchResult) {
-	regMu.RLock()
-	defer regMu.RUnlock()
-	res := NoMatch
-	for _, n := range sortedNames() {
-		switch codecs[n].Match(p) {
-		case Match:
-			return codecs[n], Match
-		case NeedMore:
-			res = NeedMore
-		}
-	}
-	return nil, res
-}
-
-func sortedNames() []string {
-	out := make([]string, 0, len(codecs))
-	for n := range codecs {
-		out = append(out, n)
-	}
-	sort.Strings(out)
-	return out
 }
