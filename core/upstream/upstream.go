@@ -13,7 +13,7 @@ import (
 	"github.com/proxylab/proxylab/core/stream"
 	h1s "github.com/proxylab/proxylab/core/stream/http1"
 	h2s "github.com/proxylab/proxylab/core/stream/http2"
-	"github.com/proxylab/proxylab/core/stream/mux"
+	"github.com/proxylab/proxylab/core/stream/pool"
 	"github.com/proxylab/proxylab/core/stream/rpc"
 	"github.com/proxylab/proxylab/foundation/registry"
 	"github.com/proxylab/proxylab/foundation/stats"
@@ -50,6 +50,8 @@ func (h *Host) Cluster() *Cluster { return h.cluster }
 // protocol it speaks upstream.
 type HTTPPool interface {
 	stream.Pool
+	// Protocol is the codec the pool speaks ("http1", "http2", "bolt" …).
+	Protocol() string
 	Counters() *stream.PoolStats
 	// Idle is the number of open connections carrying no request.
 	Idle() int
@@ -59,7 +61,7 @@ type HTTPPool interface {
 
 var (
 	_ HTTPPool = (*h1s.Pool)(nil)
-	_ HTTPPool = (*mux.Pool)(nil)
+	_ HTTPPool = (*pool.Pool)(nil)
 )
 
 // HTTPPool is the host's HTTP connection pool (HTTP/1 or HTTP/2, as the

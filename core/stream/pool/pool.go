@@ -1,13 +1,21 @@
-// Package mux is the upstream connection pool of protocols that carry many
-// requests at once on one connection: HTTP/2 streams, RPC requests matched by
-// request ID. A request takes a free slot on an open connection; when every
-// connection is full it waits while a new one is dialled.
+// Package pool is the upstream connection pool of every client codec. A
+// codec supplies a Conn per dialled transport connection and how many
+// streams one connection carries at once: 1 for HTTP/1 (a connection serves
+// one request at a time and is reusable once its response ends cleanly),
+// the peer's concurrent-stream limit for HTTP/2, N requests matched by ID
+// for the RPC codecs. A request takes a free slot on an open connection;
+// when every connection is full it waits while a new one is dialled.
 //
 // Lock order: a downstream session, then Pool.mu, then a Conn's own lock. A
 // Conn's transport events take only its own lock and release it before
-// taking any session; from under its lock a Conn may call SlotFreed and
-// nothing else of the pool.
-package mux
+// taking any session; from under its lock a Conn may call SlotFreed (or
+// flag a freed slot in Base) and nothing else of the pool.
+//
+// Waiters are served without a goroutine on the path where a connection's
+// own event frees the slot (a response ended): the codec's event handler
+// calls Base.Deliver once it holds no lock, and Deliver hands the slot to
+// the oldest waiter under that waiter's session.
+package pool
 
 import (
 	"errors"
@@ -20,7 +28,7 @@ import (
 	"github.com/proxylab/proxylab/transport"
 )
 
-// Conn is one multiplexed upstream connection, implemented by a codec.
+// Conn is one upstream connection, implemented by a codec.
 type Conn interface {
 	// Start begins serving the transport connection; called once, after
 	// the pool registered the Conn.
@@ -45,29 +53,34 @@ type Conn interface {
 
 // Settings configure one pool.
 type Settings struct {
-	// Protocol names the codec in errors ("http2", "bolt" …).
+	// Protocol names the codec in errors ("http1", "http2", "bolt" …).
 	Protocol       string
 	ConnectTimeout time.Duration
 	// MaxConnections bounds open connections to the host (0: unlimited).
 	MaxConnections int
 	// MaxPending bounds requests waiting for a slot (0: unlimited).
 	MaxPending int
-	// IdleTimeout closes a connection without streams for that long.
+	// IdleTimeout closes a connection without streams for that long; one
+	// found past it when a request looks for a slot is closed, not reused.
 	IdleTimeout time.Duration
 	// StreamsPerConn is what a connection being dialled is expected to
-	// carry, so one dial serves that many waiters.
+	// carry (1 for HTTP/1), so one dial serves that many waiters and a
+	// failed one fails that many.
 	StreamsPerConn int
 	// ClusterConns and ClusterPending are cluster-wide circuit breakers.
 	ClusterConns, ClusterPending *stream.Breaker
 	// Wrap secures each new connection (TLS), when set.
 	Wrap func(c transport.Conn, host string) transport.Conn
+	// Stats, when set, are the counters this pool adds to (shared by the
+	// per-loop pools of one host); nil: the pool's own.
+	Stats *stream.PoolStats
 }
 
 // Opener makes the codec's Conn for a new transport connection (not yet
 // started).
 type Opener func(tc transport.Conn, p *Pool) Conn
 
-// Pool keeps the multiplexed connections to one upstream address.
+// Pool keeps the connections to one upstream address.
 type Pool struct {
 	tr   transport.Transport
 	addr string
@@ -75,7 +88,7 @@ type Pool struct {
 	open Opener
 
 	mu         sync.Mutex
-	conns      []Conn
+	conns      []Conn // the warmest (last released) first
 	shaking    []Conn // secured connections whose handshake is running
 	total      int
 	connecting int
@@ -83,15 +96,27 @@ type Pool struct {
 	nwaiters   atomic.Int32 // len(waiters), readable under a Conn's lock
 	draining   bool
 
-	Stats stream.PoolStats
+	stats *stream.PoolStats
+	own   stream.PoolStats
 }
 
 var _ stream.Pool = (*Pool)(nil)
 
 // NewPool returns an empty pool for addr.
 func NewPool(tr transport.Transport, addr string, set *Settings, open Opener) *Pool {
-	return &Pool{tr: tr, addr: addr, set: set, open: open}
+	p := &Pool{tr: tr, addr: addr, set: set, open: open}
+	p.stats = set.Stats
+	if p.stats == nil {
+		p.stats = &p.own
+	}
+	return p
 }
+
+// Protocol is the codec the pool's connections speak.
+func (p *Pool) Protocol() string { return p.set.Protocol }
+
+// Settings are the pool's settings (read only).
+func (p *Pool) Settings() *Settings { return p.set }
 
 type waiter struct {
 	p         *Pool
@@ -129,7 +154,7 @@ func (p *Pool) NewStream(dec stream.ResponseDecoder, sess stream.Session, cb str
 	p.mu.Lock()
 	if c := p.freeLocked(); c != nil {
 		p.mu.Unlock()
-		p.Stats.Reuses.Add(1)
+		p.stats.Reuses.Add(1)
 		cb.OnPoolReady(c.Attach(dec, sess))
 		return nil
 	}
@@ -141,14 +166,42 @@ func (p *Pool) NewStream(dec stream.ResponseDecoder, sess stream.Session, cb str
 	w := &waiter{p: p, dec: dec, sess: sess, cb: cb}
 	p.waiters = append(p.waiters, w)
 	p.nwaiters.Store(int32(len(p.waiters)))
-	p.maybeDialLocked()
+	if p.maybeDialLocked() {
+		// Nothing to wait for on this host and no connection may be
+		// opened: waiting could last forever, so refuse now.
+		p.removeWaiterLocked(w)
+		p.mu.Unlock()
+		cb.OnPoolFailure(stream.CxOverflow, p.cxOverflow())
+		return nil
+	}
 	p.mu.Unlock()
 	return w
 }
 
+func (p *Pool) cxOverflow() error {
+	return fmt.Errorf("%s: cluster connection limit reached, none open to %s", p.set.Protocol, p.addr)
+}
+
+// freeLocked reserves a slot on the warmest connection that has one; one
+// found past the idle timeout is closed instead. A connection carrying one
+// stream at a time moves to the back once reserved, so free ones stay in
+// front and the search is short. Caller holds p.mu.
 func (p *Pool) freeLocked() Conn {
-	for _, c := range p.conns {
+	var now time.Time
+	for i, c := range p.conns {
+		if p.set.IdleTimeout > 0 {
+			if now.IsZero() {
+				now = time.Now()
+			}
+			if c.CloseIfIdle(now, p.set.IdleTimeout) {
+				continue // its OnClose removes it
+			}
+		}
 		if c.Reserve() {
+			if p.set.StreamsPerConn <= 1 {
+				copy(p.conns[i:], p.conns[i+1:])
+				p.conns[len(p.conns)-1] = c
+			}
 			return c
 		}
 	}
@@ -156,24 +209,57 @@ func (p *Pool) freeLocked() Conn {
 }
 
 // maybeDialLocked opens a connection when the waiters cannot fit on the
-// connections being dialled. Caller holds p.mu.
-func (p *Pool) maybeDialLocked() {
+// connections being dialled. It reports starved when the cluster's
+// connection breaker refuses and the pool has no connection at all: the
+// caller then fails its oldest waiter (none would ever serve it). Caller
+// holds p.mu.
+func (p *Pool) maybeDialLocked() (starved bool) {
 	per := max(p.set.StreamsPerConn, 1)
 	if len(p.waiters) <= p.connecting*per || p.draining || (p.set.MaxConnections > 0 && p.total >= p.set.MaxConnections) {
-		return
+		return false
 	}
 	if !p.set.ClusterConns.TryAcquire() {
-		if p.total == 0 {
-			if w := p.popWaiterLocked(); w != nil {
-				go w.fail(stream.CxOverflow, fmt.Errorf("%s: cluster connection limit reached, none open to %s", p.set.Protocol, p.addr))
-			}
-		}
-		return
+		return p.total == 0 // otherwise a connection another request releases serves them
 	}
 	p.total++
 	p.connecting++
-	p.Stats.ConnectsTotal.Add(1)
+	p.stats.ConnectsTotal.Add(1)
+	near := nearConn(p.waiters[len(p.waiters)-1].sess)
+	if nd, ok := p.tr.(transport.NearDialer); ok && near != nil {
+		nd.DialNear(near, "tcp", p.addr, p.set.ConnectTimeout, p.onConnect)
+		return false
+	}
 	p.tr.Dial("tcp", p.addr, p.set.ConnectTimeout, p.onConnect)
+	return false
+}
+
+// nearConn is the downstream transport connection behind a session, when
+// it exposes one: a reactor transport dials the upstream on its loop.
+func nearConn(s stream.Session) transport.Conn {
+	if t, ok := s.(interface{ Transport() transport.Conn }); ok {
+		return t.Transport()
+	}
+	return nil
+}
+
+// dialLocked runs maybeDialLocked where no session is held and returns the
+// waiter to fail when the pool is starved (nil otherwise). Caller holds p.mu.
+func (p *Pool) dialLocked() *waiter {
+	if p.maybeDialLocked() {
+		return p.popWaiterLocked()
+	}
+	return nil
+}
+
+func (p *Pool) removeWaiterLocked(w *waiter) {
+	for i, x := range p.waiters {
+		if x == w {
+			p.waiters = append(p.waiters[:i], p.waiters[i+1:]...)
+			p.nwaiters.Store(int32(len(p.waiters)))
+			p.set.ClusterPending.Release()
+			return
+		}
+	}
 }
 
 func (p *Pool) popWaiterLocked() *waiter {
@@ -188,29 +274,42 @@ func (p *Pool) popWaiterLocked() *waiter {
 	return w
 }
 
+// popFailedLocked takes the waiters a failed connection would have
+// carried. Caller holds p.mu.
+func (p *Pool) popFailedLocked() []*waiter {
+	var failed []*waiter
+	for range max(p.set.StreamsPerConn, 1) {
+		w := p.popWaiterLocked()
+		if w == nil {
+			break
+		}
+		failed = append(failed, w)
+	}
+	return failed
+}
+
+// connectFailure is a failed dial's or handshake's pool failure: a
+// connect timeout when a timeout ended it, otherwise a connect failure.
+func connectFailure(err error) stream.PoolFailure {
+	var ne interface{ Timeout() bool }
+	if errors.As(err, &ne) && ne.Timeout() {
+		return stream.ConnectTimeout
+	}
+	return stream.ConnectFailure
+}
+
 func (p *Pool) onConnect(tc transport.Conn, err error) {
 	if err != nil {
-		p.Stats.ConnectFailures.Add(1)
+		p.stats.ConnectFailures.Add(1)
 		p.set.ClusterConns.Release()
 		p.mu.Lock()
 		p.total--
 		p.connecting--
 		// The waiters this connection would have carried fail; the rest
 		// wait for other dials.
-		var failed []*waiter
-		for range max(p.set.StreamsPerConn, 1) {
-			w := p.popWaiterLocked()
-			if w == nil {
-				break
-			}
-			failed = append(failed, w)
-		}
+		failed := p.popFailedLocked()
 		p.mu.Unlock()
-		f := stream.ConnectFailure
-		var ne interface{ Timeout() bool }
-		if errors.As(err, &ne) && ne.Timeout() {
-			f = stream.ConnectTimeout
-		}
+		f := connectFailure(err)
 		for _, w := range failed {
 			w.fail(f, err)
 		}
@@ -220,7 +319,7 @@ func (p *Pool) onConnect(tc transport.Conn, err error) {
 		tc = p.set.Wrap(tc, p.addr)
 	}
 	c := p.open(tc, p)
-	p.Stats.Active.Add(1)
+	p.stats.Active.Add(1)
 	if hs, ok := tc.(stream.Handshaker); ok {
 		// Kept out of conns (no stream is reserved on it) and counted as
 		// connecting until the handshake ends.
@@ -232,7 +331,7 @@ func (p *Pool) onConnect(tc transport.Conn, err error) {
 		return
 	}
 	p.mu.Lock()
-	p.conns = append(p.conns, c)
+	p.addLocked(c)
 	p.mu.Unlock()
 	c.Start()
 	// Counted as connecting until started (it takes no stream before),
@@ -244,7 +343,7 @@ func (p *Pool) onConnect(tc transport.Conn, err error) {
 	if draining {
 		c.Retire()
 	}
-	p.serveWaiters()
+	p.ServeWaiters()
 }
 
 // handshaken ends the connecting phase of a secured connection: ready, it
@@ -256,38 +355,38 @@ func (p *Pool) handshaken(c Conn, err error) {
 	live := removeConn(&p.shaking, c)
 	if err == nil {
 		if !live { // closed meanwhile
-			p.maybeDialLocked()
+			starved := p.dialLocked()
 			p.mu.Unlock()
+			if starved != nil {
+				starved.fail(stream.CxOverflow, p.cxOverflow())
+			}
 			return
 		}
-		p.conns = append(p.conns, c)
+		p.addLocked(c)
 		draining := p.draining
 		p.mu.Unlock()
 		if draining {
 			c.Retire()
 		}
-		p.serveWaiters()
+		p.ServeWaiters()
 		return
 	}
-	var failed []*waiter
-	for range max(p.set.StreamsPerConn, 1) {
-		w := p.popWaiterLocked()
-		if w == nil {
-			break
-		}
-		failed = append(failed, w)
-	}
+	failed := p.popFailedLocked()
 	p.mu.Unlock()
-	p.Stats.ConnectFailures.Add(1)
-	f := stream.ConnectFailure
-	var ne interface{ Timeout() bool }
-	if errors.As(err, &ne) && ne.Timeout() {
-		f = stream.ConnectTimeout
-	}
+	p.stats.ConnectFailures.Add(1)
+	f := connectFailure(err)
 	err = fmt.Errorf("%s: TLS handshake with %s: %w", p.set.Protocol, p.addr, err)
 	for _, w := range failed {
 		w.fail(f, err)
 	}
+}
+
+// addLocked puts a new connection first: it is the warmest. Caller holds
+// p.mu.
+func (p *Pool) addLocked(c Conn) {
+	p.conns = append(p.conns, nil)
+	copy(p.conns[1:], p.conns)
+	p.conns[0] = c
 }
 
 func removeConn(list *[]Conn, c Conn) bool {
@@ -300,9 +399,10 @@ func removeConn(list *[]Conn, c Conn) bool {
 	return false
 }
 
-// serveWaiters gives free slots to waiting requests, each under its own
-// session, holding no other lock meanwhile.
-func (p *Pool) serveWaiters() {
+// ServeWaiters gives free slots to waiting requests, each under its own
+// session. Call it holding no lock: from a connection's event handler once
+// it released its own lock (Base.Deliver does), or from a dial's callback.
+func (p *Pool) ServeWaiters() {
 	for {
 		p.mu.Lock()
 		if len(p.waiters) == 0 {
@@ -311,8 +411,12 @@ func (p *Pool) serveWaiters() {
 		}
 		c := p.freeLocked()
 		if c == nil {
-			p.maybeDialLocked()
+			starved := p.dialLocked()
 			p.mu.Unlock()
+			if starved != nil {
+				starved.fail(stream.CxOverflow, p.cxOverflow())
+				continue
+			}
 			return
 		}
 		w := p.popWaiterLocked()
@@ -328,15 +432,39 @@ func (p *Pool) serveWaiters() {
 	}
 }
 
-// SlotFreed tells the pool a stream ended on a connection: a waiter may
-// take the slot. Safe to call under a Conn's lock.
+// Waiting reports whether requests wait for a slot. Safe under a Conn's
+// lock.
+func (p *Pool) Waiting() bool { return p.nwaiters.Load() > 0 }
+
+// SlotFreed tells the pool a stream ended on a connection where the caller
+// cannot serve waiters itself (it holds a lock, or runs under another
+// session): a waiter may take the slot, on a new goroutine. Codecs call it
+// only off their event path (a downstream reset a stream); their events
+// use Base.Deliver instead.
 func (p *Pool) SlotFreed() {
 	if p.nwaiters.Load() > 0 {
-		go p.serveWaiters()
+		go p.ServeWaiters()
 	}
 }
 
-// Closed removes a connection whose transport closed.
+// Released moves c, whose stream just ended, to the front of the
+// connections, so the warmest connection serves the next request (the
+// least likely to have been closed by the server meanwhile). Call it
+// under the finished stream's session, not under c's lock.
+func (p *Pool) Released(c Conn) {
+	p.mu.Lock()
+	for i, x := range p.conns {
+		if x == c {
+			copy(p.conns[1:i+1], p.conns[:i])
+			p.conns[0] = c
+			break
+		}
+	}
+	p.mu.Unlock()
+}
+
+// Closed removes a connection whose transport closed. Call it from the
+// connection's close event, holding no lock.
 func (p *Pool) Closed(c Conn) {
 	p.set.ClusterConns.Release()
 	p.mu.Lock()
@@ -344,13 +472,16 @@ func (p *Pool) Closed(c Conn) {
 	if !removeConn(&p.conns, c) {
 		removeConn(&p.shaking, c)
 	}
-	p.maybeDialLocked()
+	starved := p.dialLocked()
 	p.mu.Unlock()
-	p.Stats.Active.Add(-1)
+	p.stats.Active.Add(-1)
+	if starved != nil {
+		starved.fail(stream.CxOverflow, p.cxOverflow())
+	}
 }
 
 // Drain retires every connection: no new streams, each closes once its
-// streams finish.
+// streams finish (an idle one at once).
 func (p *Pool) Drain() {
 	p.mu.Lock()
 	p.draining = true
@@ -375,7 +506,7 @@ func (p *Pool) Idle() int {
 }
 
 // Counters are the pool's counters.
-func (p *Pool) Counters() *stream.PoolStats { return &p.Stats }
+func (p *Pool) Counters() *stream.PoolStats { return p.stats }
 
 // SweepIdle closes connections without streams for longer than the idle
 // timeout.

@@ -1,14 +1,14 @@
-package mux
+package pool
 
 import (
 	"sync"
 	"time"
 )
 
-// Base is the bookkeeping every multiplexed Conn shares, embedded by the
-// codec's Conn: its lock, the stream slots, the idle time, and the queue of
-// streams whose events wait to be delivered under their own sessions. It
-// provides Unreserve, Idle and CloseIfIdle of the Conn interface.
+// Base is the bookkeeping every Conn shares, embedded by the codec's Conn:
+// its lock, the stream slots, the idle time, and the queue of streams whose
+// events wait to be delivered under their own sessions. It provides
+// Unreserve, Idle and CloseIfIdle of the Conn interface.
 //
 // Fields are guarded by Mu; methods say whether they take it.
 type Base struct {
@@ -21,6 +21,7 @@ type Base struct {
 	Started                bool // Start ran: streams may be attached
 	IdleSince              time.Time
 	ready                  []Runner
+	freed                  bool // a slot freed while requests waited: Deliver serves them
 }
 
 // Runner is a stream with events to deliver; Run takes its session.
@@ -95,8 +96,8 @@ func (b *Base) ReleaseLocked(released *bool, draining bool) {
 	if b.Active+b.Reserved == 0 {
 		b.IdleSince = time.Now()
 	}
-	if !b.Retiring && !draining {
-		b.Pool.SlotFreed()
+	if !b.Retiring && !draining && b.Pool.Waiting() {
+		b.freed = true
 	}
 	b.MaybeCloseLocked(draining)
 }
@@ -110,13 +111,20 @@ func (b *Base) ScheduleLocked(r Runner, queued *bool) {
 	}
 }
 
-// Deliver runs the queued streams' events, each under its own session.
-// Called with no lock held, from the connection's event goroutine.
+// Deliver runs the queued streams' events, each under its own session,
+// then gives a slot freed meanwhile to the pool's waiters (on this
+// goroutine: no hand-off). Called with no lock held, from the connection's
+// event goroutine.
 func (b *Base) Deliver() {
 	for {
 		b.Mu.Lock()
 		if len(b.ready) == 0 {
+			freed := b.freed
+			b.freed = false
 			b.Mu.Unlock()
+			if freed {
+				b.Pool.ServeWaiters()
+			}
 			return
 		}
 		r := b.ready[0]
@@ -124,5 +132,16 @@ func (b *Base) Deliver() {
 		b.ready = b.ready[1:]
 		b.Mu.Unlock()
 		r.Run()
+	}
+}
+
+// KickLocked is Deliver's counterpart off the event path: a stream ended
+// under a downstream session (a reset, the request's last byte) and freed a
+// slot, and that session may not take another; a goroutine serves the
+// waiters (Pool.SlotFreed). Mu held.
+func (b *Base) KickLocked() {
+	if b.freed {
+		b.freed = false
+		b.Pool.SlotFreed()
 	}
 }
