@@ -65,7 +65,7 @@ type ClientConn struct {
 var (
 	_ transport.Handler = (*ClientConn)(nil)
 	_ roleEvents        = (*ClientConn)(nil)
-	_ pool.Conn          = (*ClientConn)(nil)
+	_ pool.Conn         = (*ClientConn)(nil)
 )
 
 // Start sends the preface and SETTINGS and begins reading (pool.Conn).

@@ -59,12 +59,12 @@ func NewPool(tr transport.Transport, addr string, set *ClientSettings) *pool.Poo
 // their responses by request ID (out of order is fine).
 type ClientConn struct {
 	pool.Base // Mu guards everything below
-	set      *ClientSettings
-	tc       transport.Conn
-	in       buffer.Input
-	out      buffer.Chain
-	f        xprotocol.Frame // the reader's frame
-	peek     xprotocol.Frame // EncodeHead's look at a request
+	set       *ClientSettings
+	tc        transport.Conn
+	in        buffer.Input
+	out       buffer.Chain
+	f         xprotocol.Frame // the reader's frame
+	peek      xprotocol.Frame // EncodeHead's look at a request
 
 	streams map[uint64]*clientStream
 	nextID  uint64
@@ -76,7 +76,7 @@ type ClientConn struct {
 
 var (
 	_ transport.Handler = (*ClientConn)(nil)
-	_ pool.Conn          = (*ClientConn)(nil)
+	_ pool.Conn         = (*ClientConn)(nil)
 )
 
 // Start begins reading and the heartbeat timer.
