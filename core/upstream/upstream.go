@@ -60,7 +60,6 @@ type HTTPPool interface {
 }
 
 var (
-	_ HTTPPool = (*h1s.Pool)(nil)
 	_ HTTPPool = (*pool.Pool)(nil)
 )
 
@@ -355,22 +354,29 @@ func (c *Cluster) newHost(hc HostConfig) *Host {
 		}
 		set.Wrap = func(conn transport.Conn, _ string) transport.Conn { return h.TLS.Wrap(conn, sni) }
 	}
-	if c.cfg.RPC != nil {
+	hostLimits := set.MaxConnections > 0 || set.MaxPending > 0
+	var mk func() *pool.Pool
+	switch {
+	case c.cfg.RPC != nil:
 		rs := *c.cfg.RPC
 		rs.ClusterConns, rs.ClusterPending, rs.Wrap = set.ClusterConns, set.ClusterPending, set.Wrap
-		h.pool = rpc.NewPool(c.tr, hc.Address, &rs)
-		return h
-	}
-	if c.cfg.HTTP2 != nil {
+		hostLimits = rs.MaxConnections > 0 || rs.MaxPending > 0
+		mk = func() *pool.Pool { return rpc.NewPool(c.tr, hc.Address, &rs) }
+	case c.cfg.HTTP2 != nil:
 		h2 := *c.cfg.HTTP2
 		h2.ClusterConns, h2.ClusterPending, h2.Wrap, h2.Scheme = set.ClusterConns, set.ClusterPending, set.Wrap, "http"
 		if h.TLS != nil {
 			h2.Scheme = "https"
 		}
-		h.pool = h2s.NewPool(c.tr, hc.Address, &h2)
-		return h
+		hostLimits = h2.MaxConnections > 0 || h2.MaxPending > 0
+		mk = func() *pool.Pool { return h2s.NewPool(c.tr, hc.Address, &h2) }
+	default:
+		mk = func() *pool.Pool { return h1s.NewPool(c.tr, hc.Address, &set) }
 	}
-	h.pool = h1s.NewPool(c.tr, hc.Address, &set)
+	// Per-loop pools unless a connection or pending limit makes the host
+	// (or the cluster) one queue.
+	perLoop := !hostLimits && c.conns.Max <= 0 && c.pending.Max <= 0
+	h.pool = newHostPools(mk, perLoop)
 	return h
 }
 

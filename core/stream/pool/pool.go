@@ -71,9 +71,6 @@ type Settings struct {
 	ClusterConns, ClusterPending *stream.Breaker
 	// Wrap secures each new connection (TLS), when set.
 	Wrap func(c transport.Conn, host string) transport.Conn
-	// Stats, when set, are the counters this pool adds to (shared by the
-	// per-loop pools of one host); nil: the pool's own.
-	Stats *stream.PoolStats
 }
 
 // Opener makes the codec's Conn for a new transport connection (not yet
@@ -105,12 +102,13 @@ var _ stream.Pool = (*Pool)(nil)
 // NewPool returns an empty pool for addr.
 func NewPool(tr transport.Transport, addr string, set *Settings, open Opener) *Pool {
 	p := &Pool{tr: tr, addr: addr, set: set, open: open}
-	p.stats = set.Stats
-	if p.stats == nil {
-		p.stats = &p.own
-	}
+	p.stats = &p.own
 	return p
 }
+
+// UseStats makes the pool count into s (shared by the pools of one host);
+// call it before the pool's first use.
+func (p *Pool) UseStats(s *stream.PoolStats) { p.stats = s }
 
 // Protocol is the codec the pool's connections speak.
 func (p *Pool) Protocol() string { return p.set.Protocol }
