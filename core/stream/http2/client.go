@@ -471,7 +471,7 @@ func (cs *clientStream) EncodeData(p []byte, end bool) {
 	if cc.streams[cs.st.id] == cs.st && !cs.st.localDone {
 		crossed = cc.sendData(cs.st, p, end)
 	}
-	cc.KickLocked()
+	cc.KickLocked(cs.sess)
 	cc.Mu.Unlock()
 	cs.scheduleFlush()
 	if crossed {
@@ -493,7 +493,7 @@ func (cs *clientStream) EncodeTrailers(t *protocol.Headers) {
 			cc.sendTrailers(cs.st, cc.encFields)
 		}
 	}
-	cc.KickLocked()
+	cc.KickLocked(cs.sess)
 	cc.Mu.Unlock()
 	cs.scheduleFlush()
 }
@@ -512,7 +512,7 @@ func (cs *clientStream) Reset() {
 		cc.resetStream(st.id, http2.ErrCodeCancel)
 	}
 	cc.onStreamClosed(cs)
-	cc.KickLocked()
+	cc.KickLocked(cs.sess)
 	cc.Mu.Unlock()
 	cs.scheduleFlush()
 }

@@ -3,6 +3,8 @@ package pool
 import (
 	"sync"
 	"time"
+
+	"github.com/proxylab/proxylab/core/stream"
 )
 
 // Base is the bookkeeping every Conn shares, embedded by the codec's Conn:
@@ -136,12 +138,21 @@ func (b *Base) Deliver() {
 }
 
 // KickLocked is Deliver's counterpart off the event path: a stream ended
-// under a downstream session (a reset, the request's last byte) and freed a
-// slot, and that session may not take another; a goroutine serves the
-// waiters (Pool.SlotFreed). Mu held.
-func (b *Base) KickLocked() {
+// under its downstream session s (a reset, the request's last byte) and
+// freed a slot while requests waited. s may not block on another session,
+// so the waiters are served when s unlocks (Pool.ServeFrom). Mu held, and
+// s held.
+func (b *Base) KickLocked(s stream.Session) {
 	if b.freed {
 		b.freed = false
-		b.Pool.SlotFreed()
+		s.DeferFlush(&kick{p: b.Pool, s: s})
 	}
 }
+
+// kick serves a pool's waiters at the end of a session's event.
+type kick struct {
+	p *Pool
+	s stream.Session
+}
+
+func (k *kick) Flush() { k.p.ServeFrom(k.s) }

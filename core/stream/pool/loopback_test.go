@@ -104,7 +104,7 @@ func (c *lineConn) Attach(dec stream.ResponseDecoder, sess stream.Session) (stre
 	c.Mu.Lock()
 	defer c.Mu.Unlock()
 	r := dec.(*lineResult)
-	return &lineStream{c: c, name: r.name, done: r.done}, c.AttachLocked()
+	return &lineStream{c: c, sess: sess, name: r.name, done: r.done}, c.AttachLocked()
 }
 
 func (c *lineConn) Retire() {
@@ -141,6 +141,7 @@ func (c *lineConn) OnClose(transport.Conn, error) {
 
 type lineStream struct {
 	c        *lineConn
+	sess     stream.Session
 	name     string
 	done     chan struct{}
 	released bool // c.Mu
@@ -156,8 +157,16 @@ func (s *lineStream) EncodeHead(*stream.Head, bool) {
 func (s *lineStream) Run()                             { close(s.done) }
 func (s *lineStream) EncodeData([]byte, bool)          {}
 func (s *lineStream) EncodeTrailers(*protocol.Headers) {}
-func (s *lineStream) Reset()                           {}
-func (s *lineStream) ReadDisable(bool)                 {}
+
+// Reset gives the slot back at once, under the stream's session (the
+// upstream's answer to it is still matched and dropped).
+func (s *lineStream) Reset() {
+	s.c.Mu.Lock()
+	s.c.ReleaseLocked(&s.released, false)
+	s.c.KickLocked(s.sess)
+	s.c.Mu.Unlock()
+}
+func (s *lineStream) ReadDisable(bool) {}
 
 // lineResult is one request: its pool outcome and its response.
 type lineResult struct {
@@ -167,6 +176,7 @@ type lineResult struct {
 	failure chan stream.PoolFailure
 	done    chan struct{} // response received
 	cancel  stream.Cancellable
+	enc     stream.RequestEncoder // set when served (session)
 }
 
 func (r *lineResult) DecodeInterim(*stream.Head)                  {}
@@ -178,6 +188,7 @@ func (r *lineResult) OnBelowWriteLowWatermark()                   {}
 func (r *lineResult) OnReset(error)                               {}
 func (r *lineResult) OnPoolFailure(f stream.PoolFailure, _ error) { r.failure <- f }
 func (r *lineResult) OnPoolReady(enc stream.RequestEncoder, reused bool) {
+	r.enc = enc
 	enc.EncodeHead(nil, true)
 	if r.order != nil {
 		r.order <- r.name
@@ -257,15 +268,36 @@ func newLinePool(t *testing.T, addr string, set Settings, cap int) *linePool {
 }
 
 // request asks the pool for a stream under a session of its own.
-func (lp *linePool) request(name string) *lineResult {
+func (lp *linePool) request(name string) *lineResult { return lp.requestIn(&flushSession{}, name) }
+
+// requestIn asks under s.
+func (lp *linePool) requestIn(s stream.Session, name string) *lineResult {
 	r := &lineResult{name: name, order: lp.order, ready: make(chan bool, 1),
 		failure: make(chan stream.PoolFailure, 1), done: make(chan struct{})}
-	s := &session{}
 	s.Lock()
 	r.cancel = lp.NewStream(r, s, r)
 	s.Unlock()
 	return r
 }
+
+// flushSession is a session as network.Conn is one: deferred flushes run
+// at Unlock, and it can be tried without blocking.
+type flushSession struct {
+	mu       sync.Mutex
+	flushers []stream.Flusher
+}
+
+func (s *flushSession) Lock()         { s.mu.Lock() }
+func (s *flushSession) TryLock() bool { return s.mu.TryLock() }
+func (s *flushSession) Unlock() {
+	for len(s.flushers) > 0 {
+		f := s.flushers[len(s.flushers)-1]
+		s.flushers = s.flushers[:len(s.flushers)-1]
+		f.Flush()
+	}
+	s.mu.Unlock()
+}
+func (s *flushSession) DeferFlush(f stream.Flusher) { s.flushers = append(s.flushers, f) }
 
 func TestLoopbackCapacityAndOrder(t *testing.T) {
 	cases := []struct {
@@ -504,6 +536,56 @@ func TestLoopbackIdleTimeout(t *testing.T) {
 			case <-time.After(5 * time.Second):
 				t.Fatal("the idle connection stayed open")
 			}
+		})
+	}
+}
+
+// A stream reset under its session frees its slot: the waiter takes it when
+// that session unlocks, before Unlock returns (no goroutine), whether it
+// waits under the same session or under another that is free; only a
+// waiter whose session is busy is served later, once it is free.
+func TestLoopbackSlotFreedUnderSession(t *testing.T) {
+	cases := []struct {
+		name   string
+		waiter string // "same", "free", "busy"
+	}{
+		{"waiter of the same session", "same"},
+		{"waiter of a free session", "free"},
+		{"waiter of a busy session", "busy"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			up := newLineUpstream(t)
+			lp := newLinePool(t, up.ln.Addr().String(), Settings{StreamsPerConn: 1, MaxConnections: 1}, 1)
+			sa := &flushSession{}
+			a := lp.requestIn(sa, "hold-a")
+			a.waitReady(t)
+			sw := sa
+			if tc.waiter != "same" {
+				sw = &flushSession{}
+			}
+			b := lp.requestIn(sw, "b")
+			b.notServed(t)
+			if tc.waiter == "busy" {
+				sw.Lock()
+			}
+			sa.Lock()
+			a.enc.Reset()
+			sa.Unlock()
+			select {
+			case <-b.ready:
+				if tc.waiter == "busy" {
+					t.Fatal("served while its session was held")
+				}
+			default:
+				if tc.waiter != "busy" {
+					t.Fatal("not served by the time the resetting session unlocked")
+				}
+				sw.Unlock()
+				b.waitReady(t)
+			}
+			up.answer(1)
+			b.waitDone(t)
 		})
 	}
 }

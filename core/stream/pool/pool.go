@@ -435,13 +435,62 @@ func (p *Pool) ServeWaiters() {
 func (p *Pool) Waiting() bool { return p.nwaiters.Load() > 0 }
 
 // SlotFreed tells the pool a stream ended on a connection where the caller
-// cannot serve waiters itself (it holds a lock, or runs under another
-// session): a waiter may take the slot, on a new goroutine. Codecs call it
-// only off their event path (a downstream reset a stream); their events
-// use Base.Deliver instead.
+// knows nothing of the sessions involved: a waiter may take the slot, on a
+// new goroutine. The codecs do not use it (Base.Deliver, Base.KickLocked).
 func (p *Pool) SlotFreed() {
 	if p.nwaiters.Load() > 0 {
 		go p.ServeWaiters()
+	}
+}
+
+// TryLocker is a session that can be taken without blocking
+// (network.Conn).
+type TryLocker interface{ TryLock() bool }
+
+// ServeFrom serves waiters from under session held (a deferred flush at
+// the end of its event): a waiter of the same session is served at once;
+// one of another session only if that session is free now (never blocking
+// on it: two sessions are never waited for together). A waiter whose
+// session is busy is served on a goroutine, the one case left.
+func (p *Pool) ServeFrom(held stream.Session) {
+	for {
+		p.mu.Lock()
+		if len(p.waiters) == 0 {
+			p.mu.Unlock()
+			return
+		}
+		w := p.waiters[0]
+		other := w.sess != held
+		if other {
+			tl, ok := w.sess.(TryLocker)
+			if !ok || !tl.TryLock() {
+				p.mu.Unlock()
+				go p.ServeWaiters()
+				return
+			}
+		}
+		c := p.freeLocked()
+		if c == nil {
+			starved := p.dialLocked()
+			p.mu.Unlock()
+			if other {
+				w.sess.Unlock()
+			}
+			if starved != nil {
+				go starved.fail(stream.CxOverflow, p.cxOverflow())
+			}
+			return
+		}
+		p.popWaiterLocked()
+		p.mu.Unlock()
+		if w.cancelled {
+			c.Unreserve()
+		} else {
+			w.cb.OnPoolReady(c.Attach(w.dec, w.sess))
+		}
+		if other {
+			w.sess.Unlock()
+		}
 	}
 }
 

@@ -380,7 +380,7 @@ func (cs *clientStream) Reset() {
 		delete(cc.streams, cs.id)
 	}
 	cc.release(cs)
-	cc.KickLocked()
+	cc.KickLocked(cs.sess)
 	cc.Mu.Unlock()
 }
 
