@@ -164,6 +164,16 @@ func (p *Pool) NewStream(dec stream.ResponseDecoder, sess stream.Session, cb str
 	w := &waiter{p: p, dec: dec, sess: sess, cb: cb}
 	p.waiters = append(p.waiters, w)
 	p.nwaiters.Store(int32(len(p.waiters)))
+	// A stream that ended since the scan above, on a connection's event,
+	// saw no waiter (Waiting) and so serves none: look again now that one
+	// is visible.
+	if c := p.freeLocked(); c != nil {
+		p.removeWaiterLocked(w)
+		p.mu.Unlock()
+		p.stats.Reuses.Add(1)
+		cb.OnPoolReady(c.Attach(dec, sess))
+		return nil
+	}
 	if p.maybeDialLocked() {
 		// Nothing to wait for on this host and no connection may be
 		// opened: waiting could last forever, so refuse now.
