@@ -142,9 +142,22 @@ func TestHostPoolPerLoop(t *testing.T) {
 			if tc.transport == "rawepoll" && (la < 0 || lb < 0 || la == lb) {
 				t.Fatalf("downstream loops %d and %d: want two distinct loops", la, lb)
 			}
+			// The decoder hears the end of a response before its connection
+			// is released (same event): wait for the release each time.
+			waitIdle := func(n int) {
+				t.Helper()
+				for deadline := time.Now().Add(5 * time.Second); h.HTTPPool().Idle() != n; time.Sleep(time.Millisecond) {
+					if time.Now().After(deadline) {
+						t.Fatalf("%d idle connections, want %d", h.HTTPPool().Idle(), n)
+					}
+				}
+			}
 			get(t, h, a)
+			waitIdle(1)
 			get(t, h, b)
+			waitIdle(int(tc.wantConns))
 			get(t, h, a) // reuses its loop's connection
+			waitIdle(int(tc.wantConns))
 			ps := h.HTTPPool().Counters()
 			if n := ps.ConnectsTotal.Load(); n != tc.wantConns {
 				t.Fatalf("%d upstream connections, want %d", n, tc.wantConns)
@@ -152,20 +165,8 @@ func TestHostPoolPerLoop(t *testing.T) {
 			if n := ps.Reuses.Load(); n != 3-tc.wantConns {
 				t.Fatalf("%d reuses, want %d", n, 3-tc.wantConns)
 			}
-			waitIdle := time.Now().Add(5 * time.Second)
-			for h.HTTPPool().Idle() != int(tc.wantConns) {
-				if time.Now().After(waitIdle) {
-					t.Fatalf("%d idle connections, want %d", h.HTTPPool().Idle(), tc.wantConns)
-				}
-				time.Sleep(10 * time.Millisecond)
-			}
 			h.HTTPPool().Drain()
-			for h.HTTPPool().Idle() != 0 {
-				if time.Now().After(waitIdle) {
-					t.Fatalf("drain left %d idle connections", h.HTTPPool().Idle())
-				}
-				time.Sleep(10 * time.Millisecond)
-			}
+			waitIdle(0)
 		})
 	}
 }
