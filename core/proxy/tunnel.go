@@ -10,7 +10,6 @@ import (
 	"github.com/proxylab/proxylab/core/protocol"
 	"github.com/proxylab/proxylab/core/router"
 	"github.com/proxylab/proxylab/core/stream"
-	h1s "github.com/proxylab/proxylab/core/stream/http1"
 	"github.com/proxylab/proxylab/foundation/stats"
 	"github.com/proxylab/proxylab/foundation/timer"
 	"github.com/proxylab/proxylab/transport"
@@ -124,7 +123,7 @@ func (s *httpStream) upgradeAllowed(typ []byte) bool {
 // tunnelUpstreamOK checks a tunnel's upstream before the request is sent:
 // only HTTP/1.1 pools can carry one. It answers (false) otherwise.
 func (s *httpStream) tunnelUpstreamOK() bool {
-	if _, ok := s.host.HTTPPool().(*h1s.Pool); !ok {
+	if s.host.HTTPPool().Protocol() != "http1" {
 		s.localReply(501, "", "upgrades and CONNECT are forwarded to HTTP/1.1 upstreams only")
 		return false
 	}
