@@ -49,7 +49,7 @@ test-dpdk:
 # The integration suite against a race-detector build of the binary.
 race:
 	$(GO) build -race -o bin/proxylab-race ./cmd/proxylab
-	PROXYLAB_BIN=$(CURDIR)/bin/proxylab-race $(GO) test -count=1 -short -timeout 10m ./cmd/proxylab/
+	PROXYLAB_BIN=$(CURDIR)/bin/proxylab-race $(GO) test -count=1 -short -timeout 25m ./cmd/proxylab/
 	$(GO) test -race -count=1 -timeout 10m ./core/... ./transport/... ./offload/... ./bench/upstream ./bench/loadgen
 
 fuzz:

@@ -140,6 +140,16 @@ type NearDialer interface {
 	DialNear(near Conn, network, address string, timeout time.Duration, done func(Conn, error))
 }
 
+// Looper is implemented by connections of a reactor transport: Loop is the
+// index (0, 1, …) of the event loop that runs the connection's callbacks,
+// fixed for its life; negative when it has none (a wrapper, such as a
+// crypto engine's connection, over a transport without loops). Layers above keep per-loop state with it (a host's
+// upstream pool per loop, as Envoy's workers keep worker-local pools), so
+// work for a connection stays on its loop.
+type Looper interface {
+	Loop() int
+}
+
 // Splicer is implemented by connections a transport can join inside the
 // kernel (sockmap): after Splice, bytes arriving on either connection leave
 // on the other without reaching user space.

@@ -264,7 +264,7 @@ func (r rfc8441) RoundTrip(req *http.Request) (*http.Response, error) {
 	return &http.Response{StatusCode: 101, Header: hdr, Body: st, Request: req}, nil
 }
 
-func h2TunnelConfig(tr, up string, pk *pki, upgrades string) string {
+func h2TunnelConfig(tr, up, fwd string, pk *pki, upgrades string) string {
 	return fmt.Sprintf(`transport: %s
 listeners:
   - name: h2c
@@ -281,13 +281,17 @@ routes:
     domains: ["*"]
     routes:
       - {prefix: /nows/, cluster: up, upgrade_configs: [{upgrade_type: websocket, enabled: false}]}
+      - {connect_matcher: {}, headers: [{name: x-mode, exact: forward}], cluster: fwd}
       - {connect_matcher: {}, connect: {allow: ["127.0.0.1:*"]}}
+      - {path: /direct, direct_response: {status: 200, body: hi}}
       - {prefix: /, cluster: up}
 clusters:
   - name: up
     connect_timeout: 1s
     hosts: [{address: %q}]
-`, tr, upgrades, pk.file("server.pem"), pk.file("server-key.pem"), upgrades, up)
+  - name: fwd
+    hosts: [{address: %q}]
+`, tr, upgrades, pk.file("server.pem"), pk.file("server-key.pem"), upgrades, up, fwd)
 }
 
 // forEachH2 runs f over h2c and TLS on every transport.
@@ -295,7 +299,7 @@ func forEachH2(t *testing.T, upgrades string, f func(t *testing.T, p *proc, dial
 	pk := newPKI(t)
 	forEachTransport(t, func(t *testing.T, tr string) {
 		up := startWSUpstream(t)
-		p := startProxy(t, h2TunnelConfig(tr, up.addr, pk, upgrades))
+		p := startProxy(t, h2TunnelConfig(tr, up.addr, connectUpstream(t), pk, upgrades))
 		for _, mode := range []string{"h2c", "tls"} {
 			t.Run(mode, func(t *testing.T) {
 				dial := func() *tunH2Client {
@@ -339,6 +343,11 @@ func TestWebSocketHTTP2(t *testing.T) {
 		if st.status != 403 {
 			t.Fatalf("extended CONNECT on a disabled route: %d rst=%v", st.status, st.rst)
 		}
+		// A response of the proxy's own is an ordinary response, not a tunnel.
+		st = cc.open(":method", "CONNECT", ":protocol", "websocket", ":scheme", "http", ":path", "/direct", ":authority", "x")
+		if body, _ := io.ReadAll(st); st.status != 200 || st.header("content-length") != "2" || string(body) != "hi" {
+			t.Fatalf("extended CONNECT to a direct response: %d %v %q", st.status, st.fields, body)
+		}
 		// Malformed shapes are stream errors.
 		for _, fields := range [][]string{
 			{":method", "CONNECT", ":protocol", "websocket", ":authority", "x"},               // no :scheme/:path
@@ -378,9 +387,70 @@ func TestConnectHTTP2(t *testing.T) {
 				t.Errorf("CONNECT %s: %d, want %d", tc.authority, st.status, tc.status)
 			}
 		}
+		// Forwarded to an HTTP/1.1 forward proxy (CONNECT is enabled).
+		st = cc.open(":method", "CONNECT", ":authority", "example.test:443", "x-mode", "forward")
+		if st.status != 200 || st.header("x-forwarded-to") != "example.test:443" {
+			t.Fatalf("forwarded CONNECT: %d %v", st.status, st.fields)
+		}
+		st.Write([]byte("over h2"))
+		buf := make([]byte, 7)
+		if _, err := io.ReadFull(st, buf); err != nil || string(buf) != "over h2" {
+			t.Fatalf("forwarded tunnel: %q %v", buf, err)
+		}
 		// Extended CONNECT was not advertised: malformed.
 		if st := cc.open(":method", "CONNECT", ":protocol", "websocket", ":scheme", "http", ":path", "/ws/x", ":authority", "x"); st.rst != http2.ErrCodeProtocol {
 			t.Fatalf("extended CONNECT without the setting: %d %v", st.status, st.rst)
+		}
+	})
+}
+
+// Many WebSockets at once: over HTTP/1.1 each on its own connection, over
+// HTTP/2 all as streams of one connection (their flow control shares the
+// connection window); every echo byte-exact.
+func TestWebSocketConcurrent(t *testing.T) {
+	forEachH2(t, "upgrade_configs: [{upgrade_type: websocket}]", func(t *testing.T, p *proc, dial func() *tunH2Client, up *wsUpstream) {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		cc := dial()
+		var wg sync.WaitGroup
+		errs := make(chan error, 40)
+		for i := range 16 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				opts := &websocket.DialOptions{}
+				if i%2 == 1 { // half over HTTP/2, sharing cc
+					opts.HTTPClient = &http.Client{Transport: rfc8441{cc: cc, resp: make(chan []hpack.HeaderField, 1)}}
+				}
+				c, _, err := websocket.Dial(ctx, fmt.Sprintf("ws://%s/ws/%d", p.addr("h2c"), i), opts)
+				if err != nil {
+					errs <- fmt.Errorf("dial %d: %w", i, err)
+					return
+				}
+				defer c.CloseNow()
+				c.SetReadLimit(1 << 20)
+				for n := 1; n <= 200<<10; n = n*3 + 7 {
+					msg := make([]byte, n)
+					rand.Read(msg)
+					if err := c.Write(ctx, websocket.MessageBinary, msg); err != nil {
+						errs <- fmt.Errorf("write %d/%d: %w", i, n, err)
+						return
+					}
+					_, got, err := c.Read(ctx)
+					if err != nil || !bytes.Equal(got, msg) {
+						errs <- fmt.Errorf("echo %d/%d: %v (%d bytes)", i, n, err, len(got))
+						return
+					}
+				}
+				if err := c.Close(websocket.StatusNormalClosure, ""); err != nil {
+					errs <- fmt.Errorf("close %d: %w", i, err)
+				}
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Error(err)
 		}
 	})
 }

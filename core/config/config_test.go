@@ -208,6 +208,8 @@ routes:
       - {connect_matcher: {}, prefix: /, cluster: c}
       - {connect_matcher: {}, connect: {}}
       - {connect_matcher: {}, connect: {allow: ["127.0.0.1:*", "*.example.com:443", "[::1]:22"]}}
+      - {connect_matcher: {}, direct_response: {status: 200}}
+      - {connect_matcher: {}, cluster: c, regex_rewrite: {pattern: "a", substitution: "b"}}
 `
 	_, err := Parse([]byte(in), known)
 	if err == nil {
@@ -227,6 +229,8 @@ routes:
 		`routes[0].routes[1].connect: a terminated CONNECT has no upstream request`,
 		`routes[0].routes[2]: exactly one of prefix, path, regex or connect_matcher is required`,
 		`routes[0].routes[3].connect.allow: at least one host:port pattern is required`,
+		`routes[0].routes[5].connect_matcher: a CONNECT route needs cluster`,
+		`routes[0].routes[6].connect_matcher: a CONNECT request has no path to rewrite`,
 	} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("missing %q in:\n%v", want, err)

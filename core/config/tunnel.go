@@ -96,6 +96,12 @@ func (t HTTPTunnels) validate(p string, add func(string, string, ...any)) {
 // include connect_matcher and connect (see Config.validate).
 func (t RouteTunnel) validate(r *Route, rp string, add func(string, string, ...any)) {
 	checkUpgrades(t.UpgradeConfigs, rp, add)
+	if t.ConnectMatcher != nil && (r.DirectResponse != nil || r.Redirect != nil) {
+		add(rp+".connect_matcher", "a CONNECT route needs cluster, weighted_clusters, cluster_header or connect")
+	}
+	if t.ConnectMatcher != nil && (r.PrefixRewrite != "" || r.RegexRewrite != nil) {
+		add(rp+".connect_matcher", "a CONNECT request has no path to rewrite")
+	}
 	c := t.Connect
 	if c == nil {
 		return

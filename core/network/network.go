@@ -140,6 +140,10 @@ func (c *Conn) Transport() transport.Conn { return c.tc }
 // Lock takes the session lock; see the package comment.
 func (c *Conn) Lock() { c.mu.Lock() }
 
+// TryLock takes the session if it is free, without blocking (an upstream
+// pool serves a waiting stream this way from under another session).
+func (c *Conn) TryLock() bool { return c.mu.TryLock() }
+
 // Unlock runs the deferred flushes, then releases the session lock.
 func (c *Conn) Unlock() {
 	for len(c.flushers) > 0 {

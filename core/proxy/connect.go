@@ -1,7 +1,9 @@
 package proxy
 
 import (
+	"context"
 	"fmt"
+	"net"
 
 	"github.com/proxylab/proxylab/core/protocol"
 	"github.com/proxylab/proxylab/core/stream"
@@ -56,6 +58,30 @@ func (r *rawUpstream) onConnect(tc transport.Conn, err error) {
 	s.up.enc = r
 	h := protocol.Head{Status: 200, ContentLength: -1}
 	s.up.DecodeHead(&h, false)
+}
+
+// resolveAndDial looks a destination name up (bounded by the connect
+// timeout) and dials its first address, IPv4 preferred; it runs on its own
+// goroutine, which ends with the lookup.
+func (r *rawUpstream) resolveAndDial(host, port string, tc TunnelConfig) {
+	ctx, cancel := context.WithTimeout(context.Background(), tc.ConnectTimeout)
+	ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+	cancel()
+	if err == nil && len(ips) == 0 {
+		err = fmt.Errorf("no address for %s", host)
+	}
+	if err != nil {
+		r.onConnect(nil, fmt.Errorf("proxy: resolving CONNECT destination: %w", err))
+		return
+	}
+	ip := ips[0]
+	for _, a := range ips {
+		if a.Unmap().Is4() {
+			ip = a
+			break
+		}
+	}
+	tc.Transport.Dial("tcp", net.JoinHostPort(ip.Unmap().String(), port), tc.ConnectTimeout, r.onConnect)
 }
 
 func (r *rawUpstream) EncodeHead(*stream.Head, bool) {}

@@ -3,13 +3,13 @@ package proxy
 import (
 	"fmt"
 	"net"
+	"net/netip"
 	"strings"
 	"time"
 
 	"github.com/proxylab/proxylab/core/protocol"
 	"github.com/proxylab/proxylab/core/router"
 	"github.com/proxylab/proxylab/core/stream"
-	h1s "github.com/proxylab/proxylab/core/stream/http1"
 	"github.com/proxylab/proxylab/foundation/stats"
 	"github.com/proxylab/proxylab/foundation/timer"
 	"github.com/proxylab/proxylab/transport"
@@ -64,7 +64,6 @@ type tunnel struct {
 	counted    bool // counted in TunnelsActive
 	last       time.Time
 	rawUp      *rawUpstream // a terminated CONNECT's destination
-	rawCancel  bool
 	idleArmed  bool
 	idleWindow time.Duration
 }
@@ -86,6 +85,12 @@ func (s *httpStream) beginTunnel(h *stream.Head) bool {
 		h.Upgrade = false // forwarded without it; the request ended with its head
 		s.reqEnd = true
 		return false
+	}
+	if connect {
+		if _, _, ok := splitAuthority(h.Target); !ok {
+			s.localReply(400, "", "CONNECT needs an authority host:port")
+			return true // forwarded or terminated, never a malformed one
+		}
 	}
 	if !s.upgradeAllowed(typ) {
 		if st := s.cm.cfg.Stats; st != nil {
@@ -118,7 +123,7 @@ func (s *httpStream) upgradeAllowed(typ []byte) bool {
 // tunnelUpstreamOK checks a tunnel's upstream before the request is sent:
 // only HTTP/1.1 pools can carry one. It answers (false) otherwise.
 func (s *httpStream) tunnelUpstreamOK() bool {
-	if _, ok := s.host.HTTPPool().(*h1s.Pool); !ok {
+	if s.host.HTTPPool().Protocol() != "http1" {
 		s.localReply(501, "", "upgrades and CONNECT are forwarded to HTTP/1.1 upstreams only")
 		return false
 	}
@@ -268,7 +273,6 @@ func (t *tunnel) end() {
 		t.counted = false
 		t.s.cm.cfg.Stats.TunnelsActive.Add(t.s.cm.id, -1)
 	}
-	t.rawCancel = true
 }
 
 // Expire runs the idle timeout (timer.Expirer): both sides are reset.
@@ -300,11 +304,7 @@ func (t *tunnel) Expire() {
 // connectDirect terminates a CONNECT: checks the authority against the
 // route's allow-list and dials it.
 func (s *httpStream) connectDirect(h *stream.Head) {
-	host, port, ok := splitAuthority(h.Target)
-	if !ok {
-		s.localReply(400, "", "CONNECT needs an authority host:port")
-		return
-	}
+	host, port, _ := splitAuthority(h.Target) // checked by beginTunnel
 	if !s.route.Connect.Allows(host, port) {
 		if st := s.cm.cfg.Stats; st != nil {
 			st.UpgradesRefused.Inc(s.cm.id)
@@ -319,6 +319,12 @@ func (s *httpStream) connectDirect(h *stream.Head) {
 	}
 	r := &rawUpstream{s: s, addr: net.JoinHostPort(host, port)}
 	s.tun.rawUp = r
+	if _, err := netip.ParseAddr(host); err != nil {
+		// A name: resolved off the event loop (a transport may resolve
+		// synchronously), then dialled by address.
+		go r.resolveAndDial(host, port, tc)
+		return
+	}
 	tc.Transport.Dial("tcp", r.addr, tc.ConnectTimeout, r.onConnect)
 }
 
@@ -333,8 +339,10 @@ func splitAuthority(a []byte) (host, port string, ok bool) {
 	if _, ok := router.ParsePort(p); !ok {
 		return "", "", false
 	}
-	if strings.IndexByte(h, ':') >= 0 {
-		if net.ParseIP(h) == nil || a[0] != '[' {
+	if a[0] == '[' || strings.IndexByte(h, ':') >= 0 {
+		// Brackets hold an IPv6 address and nothing else (RFC 3986 §3.2.2).
+		ip, err := netip.ParseAddr(h)
+		if a[0] != '[' || err != nil || !ip.Is6() || ip.Is4In6() || ip.Zone() != "" {
 			return "", "", false
 		}
 		return strings.ToLower(h), p, true

@@ -25,7 +25,6 @@ import (
 	"golang.org/x/net/http2/hpack"
 
 	"github.com/proxylab/proxylab/core/protocol"
-	h1 "github.com/proxylab/proxylab/core/protocol/http1"
 )
 
 // strictUpstream is the checking upstream. Its connection handlers report
@@ -289,7 +288,7 @@ func readStrictChunked(br *bufio.Reader) error {
 		if err != nil {
 			return fmt.Errorf("trailer: %w", err)
 		}
-		if h1.ForbiddenTrailer(name) {
+		if protocol.ForbiddenTrailer(name) {
 			return fmt.Errorf("forbidden trailer field %q", l)
 		}
 	}

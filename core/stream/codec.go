@@ -84,6 +84,8 @@ type Client interface {
 // HostPool is what a host's connection pool offers, whatever the codec.
 type HostPool interface {
 	Pool
+	// Protocol is the codec the pool speaks ("http1", "http2", "bolt" …).
+	Protocol() string
 	Counters() *PoolStats
 	// Idle is the number of open connections carrying no request.
 	Idle() int

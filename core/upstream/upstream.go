@@ -343,7 +343,10 @@ func (c *Cluster) newHost(hc HostConfig) *Host {
 		ho.Wrap = func(conn transport.Conn, _ string) transport.Conn { return h.TLS.Wrap(conn, sni) }
 		ho.Secure = true
 	}
-	h.pool = c.cfg.Codec.NewPool(c.tr, hc.Address, ho)
+	mk := func() stream.HostPool { return c.cfg.Codec.NewPool(c.tr, hc.Address, ho) }
+	// Per-loop pools unless a connection or pending limit makes the host
+	// (or the cluster) one queue.
+	h.pool = newHostPools(mk, c.conns.Max <= 0 && c.pending.Max <= 0)
 	return h
 }
 

@@ -96,6 +96,7 @@ func New(opts transport.Options) (transport.Transport, error) {
 			t.Close()
 			return nil, err
 		}
+		l.id = i
 		t.loops = append(t.loops, l)
 		go l.run()
 	}
@@ -160,6 +161,7 @@ type task struct {
 
 type loop struct {
 	t        *Transport
+	id       int // index in t.loops
 	epfd     int
 	evfd     int
 	events   [maxEvents]unix.EpollEvent
@@ -346,7 +348,12 @@ var (
 	_ transport.Conn          = (*conn)(nil)
 	_ transport.SyscallConner = (*conn)(nil)
 	_ transport.NearDialer    = (*Transport)(nil)
+	_ transport.Looper        = (*conn)(nil)
 )
+
+// Loop is the index of the event loop running the connection's callbacks
+// (transport.Looper).
+func (c *conn) Loop() int { return c.l.id }
 
 func (t *Transport) newConn(fd int, l *loop) *conn {
 	return &conn{t: t, l: l, fd: fd, gen: t.gen.Add(1) & 0x7fffffff}

@@ -138,46 +138,12 @@ func CheckResponseHead(h *Head) error {
 	return nil
 }
 
-// forbiddenTrailers are the fields never taken from, nor sent in, a trailer
-// section: those that frame the message, route it, authenticate it, modify
-// the request, or describe its content, cache or connection (RFC 9110
-// §6.5.1: a recipient must not merge such trailers into the header section,
-// and a proxy that forwarded "Content-Length" or "Host" as a trailer would let
-// a later hop that merges trailers reinterpret the message). It is Go
-// net/http's badTrailer list, plus the connection-specific fields and the
-// list the HTTP/2 codec drops (content-location, conditionals, set-cookie,
-// location, retry-after, vary, date, age, expires), so both protocols drop
-// the same fields.
-var forbiddenTrailers = [...]string{
-	"te", "host", "age", "date", "vary", "range", "realm", "expect", "pragma", "cookie",
-	"expires", "trailer", "upgrade", "location", "if-match", "if-range", "connection",
-	"keep-alive", "set-cookie", "retry-after", "content-type", "max-forwards",
-	"authorization", "cache-control", "content-range", "if-none-match",
-	"content-length", "content-encoding", "content-location", "proxy-connection",
-	"www-authenticate", "transfer-encoding", "if-modified-since", "proxy-authenticate",
-	"if-unmodified-since", "proxy-authorization",
-}
-
-// ForbiddenTrailer reports whether name is in forbiddenTrailers or is an
-// HTTP/2 pseudo-field.
-func ForbiddenTrailer(name []byte) bool {
-	if len(name) > 0 && name[0] == ':' {
-		return true
-	}
-	for _, f := range forbiddenTrailers {
-		if len(f) == len(name) && protocol.EqualFold(name, f) {
-			return true
-		}
-	}
-	return false
-}
-
 // FilterTrailers removes, in place, the fields of t that ForbiddenTrailer
 // names or that are not well formed, and returns how many it removed.
 func FilterTrailers(t *protocol.Headers) int {
 	out := t.Fields[:0]
 	for _, f := range t.Fields {
-		if ForbiddenTrailer(f.Name) || !protocol.ValidFieldName(f.Name) || !validValue(f.Value) {
+		if protocol.ForbiddenTrailer(f.Name) || !protocol.ValidFieldName(f.Name) || !validValue(f.Value) {
 			continue
 		}
 		out = append(out, f)

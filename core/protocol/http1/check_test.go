@@ -186,17 +186,3 @@ func TestCheckHeadNoAlloc(t *testing.T) {
 		t.Fatalf("%v allocs per check", n)
 	}
 }
-
-func TestForbiddenTrailer(t *testing.T) {
-	for _, n := range []string{"Content-Length", "transfer-encoding", "HOST", "te", "Trailer", "Connection",
-		"Keep-Alive", "Upgrade", "Content-Type", "Authorization", "Set-Cookie", "If-None-Match", ":path"} {
-		if !ForbiddenTrailer([]byte(n)) {
-			t.Errorf("%s allowed in trailers", n)
-		}
-	}
-	for _, n := range []string{"grpc-status", "Grpc-Message", "X-Checksum", "Server-Timing", "Content-MD5", ""} {
-		if ForbiddenTrailer([]byte(n)) {
-			t.Errorf("%s refused in trailers", n)
-		}
-	}
-}

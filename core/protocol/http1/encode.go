@@ -170,7 +170,7 @@ func EncodeLastChunk(t *protocol.Headers) *buffer.Buf {
 		for _, f := range t.Fields {
 			// Framing, routing and connection fields and malformed ones are
 			// never sent as trailers, whichever codec delivered them.
-			if ForbiddenTrailer(f.Name) || !protocol.ValidFieldName(f.Name) || !validValue(f.Value) {
+			if protocol.ForbiddenTrailer(f.Name) || !protocol.ValidFieldName(f.Name) || !validValue(f.Value) {
 				continue
 			}
 			b = appendField(b, f.Name, f.Value)

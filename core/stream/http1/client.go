@@ -4,13 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/proxylab/proxylab/core/protocol"
 	h1 "github.com/proxylab/proxylab/core/protocol/http1"
 	"github.com/proxylab/proxylab/core/stream"
+	"github.com/proxylab/proxylab/core/stream/pool"
 	"github.com/proxylab/proxylab/foundation/buffer"
 	"github.com/proxylab/proxylab/transport"
 )
@@ -39,340 +39,99 @@ type ClientSettings struct {
 // PoolStats are a pool's counters.
 type PoolStats = stream.PoolStats
 
-// Pool keeps keep-alive HTTP/1 connections to one upstream address. Idle
-// connections stay registered with the transport, so one the server closes
-// leaves the pool at once instead of failing the next request.
-type Pool struct {
-	tr   transport.Transport
-	addr string
-	set  *ClientSettings
-
-	mu         sync.Mutex
-	idle       []*ClientConn // LIFO: the warmest connection first
-	total      int           // open or connecting
-	connecting int           // dials in flight
-	waiters    []*waiter
-	draining   bool
-
-	Stats PoolStats
-}
-
-var _ stream.Pool = (*Pool)(nil)
+// Pool keeps keep-alive HTTP/1 connections to one upstream address: the
+// shared pool machinery with one stream per connection. Idle connections
+// stay registered with the transport, so one the server closes leaves the
+// pool at once instead of failing the next request.
+type Pool = pool.Pool
 
 // NewPool returns an empty pool for addr.
 func NewPool(tr transport.Transport, addr string, set *ClientSettings) *Pool {
-	return &Pool{tr: tr, addr: addr, set: set}
-}
-
-type waiter struct {
-	p         *Pool
-	dec       stream.ResponseDecoder
-	sess      stream.Session
-	cb        stream.PoolCallbacks
-	cancelled bool // guarded by sess
-}
-
-// fail reports a pool failure to a waiter that left the queue, under its
-// session.
-func (w *waiter) fail(f stream.PoolFailure, err error) {
-	w.sess.Lock()
-	if !w.cancelled {
-		w.cb.OnPoolFailure(f, err)
+	ps := &pool.Settings{
+		Protocol: "http1", ConnectTimeout: set.ConnectTimeout, MaxConnections: set.MaxConnections,
+		MaxPending: set.MaxPending, IdleTimeout: set.IdleTimeout, StreamsPerConn: 1,
+		ClusterConns: set.ClusterConns, ClusterPending: set.ClusterPending, Wrap: set.Wrap,
 	}
-	w.sess.Unlock()
-}
-
-// Cancel withdraws a pending request; call it under the session.
-func (w *waiter) Cancel() {
-	w.cancelled = true
-	w.p.mu.Lock()
-	for i, x := range w.p.waiters {
-		if x == w {
-			w.p.waiters = append(w.p.waiters[:i], w.p.waiters[i+1:]...)
-			w.p.set.ClusterPending.Release()
-			break
-		}
-	}
-	w.p.mu.Unlock()
-}
-
-// NewStream implements stream.Pool.
-func (p *Pool) NewStream(dec stream.ResponseDecoder, sess stream.Session, cb stream.PoolCallbacks) stream.Cancellable {
-	p.mu.Lock()
-	for n := len(p.idle); n > 0; n = len(p.idle) {
-		cc := p.idle[n-1]
-		p.idle[n-1] = nil
-		p.idle = p.idle[:n-1]
-		if p.set.IdleTimeout > 0 && time.Since(cc.idleSince) > p.set.IdleTimeout {
-			cc.tc.Close() // past its idle timeout: do not reuse
-			continue
-		}
-		p.mu.Unlock()
-		p.Stats.Reuses.Add(1)
-		cb.OnPoolReady(cc.attach(dec, sess), true)
-		return nil
-	}
-	if p.set.MaxPending > 0 && len(p.waiters) >= p.set.MaxPending || !p.set.ClusterPending.TryAcquire() {
-		p.mu.Unlock()
-		cb.OnPoolFailure(stream.Overflow, fmt.Errorf("http1: too many requests wait for %s", p.addr))
-		return nil
-	}
-	if p.total == 0 && p.set.ClusterConns != nil && p.set.ClusterConns.Max > 0 && p.set.ClusterConns.Count() >= p.set.ClusterConns.Max {
-		// No connection to this host and none may be opened: waiting could
-		// last forever, so refuse now.
-		p.mu.Unlock()
-		p.set.ClusterPending.Release()
-		cb.OnPoolFailure(stream.CxOverflow, fmt.Errorf("http1: cluster connection limit reached, none open to %s", p.addr))
-		return nil
-	}
-	w := &waiter{p: p, dec: dec, sess: sess, cb: cb}
-	p.waiters = append(p.waiters, w)
-	p.maybeDialLocked()
-	p.mu.Unlock()
-	return w
-}
-
-// maybeDialLocked starts a connection when waiters outnumber the dials in
-// flight and the connection limit allows. Caller holds p.mu.
-func (p *Pool) maybeDialLocked() {
-	if len(p.waiters) <= p.connecting || p.draining || (p.set.MaxConnections > 0 && p.total >= p.set.MaxConnections) {
-		return
-	}
-	if !p.set.ClusterConns.TryAcquire() {
-		if p.total == 0 {
-			// Nothing to wait for on this host: refuse the oldest waiter.
-			if w := p.popWaiter(); w != nil {
-				go w.fail(stream.CxOverflow, fmt.Errorf("http1: cluster connection limit reached, none open to %s", p.addr))
-			}
-		}
-		return // otherwise the waiters get a connection another request releases
-	}
-	p.total++
-	p.connecting++
-	p.Stats.ConnectsTotal.Add(1)
-	p.tr.Dial("tcp", p.addr, p.set.ConnectTimeout, p.onConnect)
-}
-
-func (p *Pool) popWaiter() *waiter {
-	if len(p.waiters) == 0 {
-		return nil
-	}
-	p.set.ClusterPending.Release()
-	w := p.waiters[0]
-	p.waiters[0] = nil
-	p.waiters = p.waiters[1:]
-	return w
-}
-
-func (p *Pool) onConnect(tc transport.Conn, err error) {
-	if err != nil {
-		p.Stats.ConnectFailures.Add(1)
-		p.set.ClusterConns.Release()
-		p.mu.Lock()
-		p.total--
-		p.connecting--
-		w := p.popWaiter()
-		p.mu.Unlock()
-		if w != nil {
-			f := stream.ConnectFailure
-			var ne interface{ Timeout() bool }
-			if errors.As(err, &ne) && ne.Timeout() {
-				f = stream.ConnectTimeout
-			}
-			w.fail(f, err)
-		}
-		return
-	}
-	if p.set.Wrap != nil {
-		tc = p.set.Wrap(tc, p.addr)
-	}
-	cc := &ClientConn{pool: p, tc: tc}
-	cc.p = h1.NewResponseParser(p.set.Limits, cc)
-	p.Stats.Active.Add(1)
-	if hs, ok := tc.(stream.Handshaker); ok {
-		// Still connecting until the handshake ends; its OnClose (after a
-		// failure) removes it like any closed connection.
-		hs.OnHandshake(func(err error) { p.handshaken(cc, err) })
-		tc.Start(cc)
-		return
-	}
-	p.mu.Lock()
-	p.connecting--
-	p.mu.Unlock()
-	tc.Start(cc)
-	p.assign(cc)
-}
-
-// handshaken ends the connecting phase of a secured connection: ready, it
-// serves a waiter; failed, the oldest waiter gets a connect failure.
-func (p *Pool) handshaken(cc *ClientConn, err error) {
-	p.mu.Lock()
-	p.connecting--
-	if err == nil {
-		p.mu.Unlock()
-		p.assign(cc)
-		return
-	}
-	w := p.popWaiter()
-	p.mu.Unlock()
-	p.Stats.ConnectFailures.Add(1)
-	if w != nil {
-		w.fail(handshakeFailure(err), fmt.Errorf("http1: TLS handshake with %s: %w", p.addr, err))
-	}
-}
-
-// handshakeFailure is a failed handshake's pool failure: a connect timeout
-// when its timeout ended it, otherwise a connect failure.
-func handshakeFailure(err error) stream.PoolFailure {
-	var ne interface{ Timeout() bool }
-	if errors.As(err, &ne) && ne.Timeout() {
-		return stream.ConnectTimeout
-	}
-	return stream.ConnectFailure
-}
-
-// assign gives cc to the first live waiter or parks it as idle.
-func (p *Pool) assign(cc *ClientConn) {
-	for {
-		p.mu.Lock()
-		if cc.closed {
-			p.mu.Unlock()
-			return
-		}
-		w := p.popWaiter()
-		if w == nil {
-			p.parkAndUnlock(cc)
-			return
-		}
-		p.mu.Unlock()
-		w.sess.Lock()
-		if w.cancelled {
-			w.sess.Unlock()
-			continue
-		}
-		w.cb.OnPoolReady(cc.attach(w.dec, w.sess), cc.requests > 0)
-		w.sess.Unlock()
-		return
-	}
-}
-
-// release returns a connection that finished a request cleanly. Called under
-// the finishing stream's session, so handing it to another session's waiter
-// happens on a new goroutine (no two sessions are ever locked together).
-func (p *Pool) release(cc *ClientConn) {
-	p.mu.Lock()
-	if len(p.waiters) > 0 {
-		p.mu.Unlock()
-		go p.assign(cc)
-		return
-	}
-	p.parkAndUnlock(cc)
-}
-
-// parkAndUnlock, called with p.mu held, puts a free connection on the idle
-// list, or closes it if the pool is draining or the connection is closed,
-// and unlocks p.mu (before the close).
-func (p *Pool) parkAndUnlock(cc *ClientConn) {
-	if p.draining || cc.closed {
-		p.mu.Unlock()
-		cc.tc.Close()
-		return
-	}
-	cc.idleSince = time.Now()
-	p.idle = append(p.idle, cc)
-	p.mu.Unlock()
-}
-
-// SweepIdle closes connections idle longer than the idle timeout; the
-// cluster calls it periodically so quiet pools shrink without traffic.
-func (p *Pool) SweepIdle(now time.Time) (closed int) {
-	if p.set.IdleTimeout <= 0 {
-		return 0
-	}
-	p.mu.Lock()
-	var stale []*ClientConn
-	kept := p.idle[:0]
-	for _, cc := range p.idle {
-		if now.Sub(cc.idleSince) > p.set.IdleTimeout {
-			stale = append(stale, cc)
-		} else {
-			kept = append(kept, cc)
-		}
-	}
-	clear(p.idle[len(kept):])
-	p.idle = kept
-	p.mu.Unlock()
-	for _, cc := range stale {
-		cc.tc.Close()
-	}
-	return len(stale)
-}
-
-func (p *Pool) removeClosed(cc *ClientConn) {
-	p.set.ClusterConns.Release()
-	p.mu.Lock()
-	cc.closed = true
-	p.total--
-	for i, x := range p.idle {
-		if x == cc {
-			p.idle = append(p.idle[:i], p.idle[i+1:]...)
-			break
-		}
-	}
-	// A slot opened: start a connection for a waiter, if any.
-	p.maybeDialLocked()
-	p.mu.Unlock()
-	p.Stats.Active.Add(-1)
-}
-
-// Drain closes idle connections; busy ones close when their request ends.
-func (p *Pool) Drain() {
-	p.mu.Lock()
-	p.draining = true
-	idle := p.idle
-	p.idle = nil
-	p.mu.Unlock()
-	for _, cc := range idle {
-		cc.tc.Close()
-	}
-}
-
-// Counters are the pool's counters.
-func (p *Pool) Counters() *stream.PoolStats { return &p.Stats }
-
-// Idle is the number of idle connections (for tests and stats).
-func (p *Pool) Idle() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return len(p.idle)
+	return pool.NewPool(tr, addr, ps, func(tc transport.Conn, p *pool.Pool) pool.Conn {
+		cc := &ClientConn{set: set, tc: tc}
+		cc.Pool, cc.Closer, cc.IdleSince = p, tc, time.Now()
+		cc.p = h1.NewResponseParser(set.Limits, cc)
+		return cc
+	})
 }
 
 // ClientConn is one upstream HTTP/1 connection; it serves one stream at a
-// time. Its transport events run under the session of the stream it serves.
+// time (its pool slot). Its transport events run under the session of the
+// stream it serves; Base.Mu guards only the slot bookkeeping.
 type ClientConn struct {
-	pool     *Pool
-	tc       transport.Conn
-	p        *h1.Parser
-	in       inbuf
-	owner    atomic.Pointer[clientStream]
+	pool.Base
+	set   *ClientSettings
+	tc    transport.Conn
+	p     *h1.Parser
+	in    inbuf
+	owner atomic.Pointer[clientStream]
+	// requests is how many responses ended on the connection (owner's
+	// session).
 	requests int
 	// closeOnDrain: a finished tunnel closes once its writes are out.
 	closeOnDrain atomic.Bool
-	idleSince    time.Time // guarded by pool.mu
-	closed       bool      // guarded by pool.mu
 }
 
 var (
 	_ transport.Handler = (*ClientConn)(nil)
 	_ h1.Callbacks      = (*ClientConn)(nil)
+	_ pool.Conn         = (*ClientConn)(nil)
 )
 
-func (cc *ClientConn) attach(dec stream.ResponseDecoder, sess stream.Session) *clientStream {
+// Start begins reading the connection (pool.Conn).
+func (cc *ClientConn) Start() {
+	cc.tc.Start(cc)
+	cc.Mu.Lock()
+	cc.Started = true
+	cc.Mu.Unlock()
+}
+
+// Reserve takes the connection's one slot when it is free (pool.Conn).
+func (cc *ClientConn) Reserve() bool {
+	cc.Mu.Lock()
+	defer cc.Mu.Unlock()
+	return cc.TryReserveLocked(cc.Active+cc.Reserved == 0)
+}
+
+// Attach gives the connection to a request (pool.Conn); reused says it
+// carried one before.
+func (cc *ClientConn) Attach(dec stream.ResponseDecoder, sess stream.Session) (stream.RequestEncoder, bool) {
+	cc.Mu.Lock()
+	reused := cc.AttachLocked()
+	cc.Mu.Unlock()
 	s := &clientStream{cc: cc, dec: dec}
-	s.encoder = encoder{sess: sess, self: s, conn: cc.tc, hw: cc.pool.set.HighWatermark}
+	s.encoder = encoder{sess: sess, self: s, conn: cc.tc, hw: cc.set.HighWatermark}
 	cc.p.Reset()
 	cc.owner.Store(s)
-	return s
+	return s, reused
+}
+
+// Retire closes the connection now if idle, else once its request ends
+// (pool.Conn).
+func (cc *ClientConn) Retire() {
+	cc.Mu.Lock()
+	cc.Retiring = true
+	cc.MaybeCloseLocked(false)
+	cc.Mu.Unlock()
+}
+
+// release gives the slot back after a clean response, under the finished
+// stream's session; a waiter takes it from OnData once that session is
+// unlocked (Deliver), on this goroutine.
+func (cc *ClientConn) release() {
+	var released bool
+	cc.Mu.Lock()
+	retiring := cc.Retiring
+	cc.ReleaseLocked(&released, false)
+	cc.Mu.Unlock()
+	if !retiring {
+		cc.Pool.Released(cc)
+	}
 }
 
 // lockOwner returns the current stream with its session held, or nil.
@@ -399,7 +158,7 @@ func (cc *ClientConn) OnData(_ transport.Conn, b *buffer.Buf) {
 		return
 	}
 	s.gotBytes = true
-	if s.tun.on {
+	if s.tun.is(tunOn) {
 		s.tunnelData(b.Bytes())
 		b.Release()
 		s.sess.Unlock()
@@ -425,7 +184,7 @@ func (cc *ClientConn) OnData(_ transport.Conn, b *buffer.Buf) {
 			break
 		}
 	}
-	if s.tun.on && cc.in.Len() > 0 {
+	if s.tun.is(tunOn) && cc.in.Len() > 0 {
 		b := cc.in.Take() // bytes after the 101 are the tunnel's
 		s.tunnelData(b.Bytes())
 		b.Release()
@@ -436,6 +195,7 @@ func (cc *ClientConn) OnData(_ transport.Conn, b *buffer.Buf) {
 	}
 	s.maybeFinish()
 	s.sess.Unlock()
+	cc.Deliver() // a freed connection goes to a waiter, on this goroutine
 }
 
 func (cc *ClientConn) OnReadEOF(transport.Conn) {
@@ -444,7 +204,7 @@ func (cc *ClientConn) OnReadEOF(transport.Conn) {
 		cc.tc.Close()
 		return
 	}
-	if s.tun.on {
+	if s.tun.is(tunOn) {
 		s.tunnelEOF()
 		s.sess.Unlock()
 		return
@@ -466,7 +226,7 @@ func (cc *ClientConn) OnDrained(transport.Conn) {
 		return
 	}
 	if s := cc.lockOwner(); s != nil {
-		s.queued = 0
+		s.queued = false
 		if !s.done() && s.drained() {
 			s.dec.OnBelowWriteLowWatermark()
 		}
@@ -483,7 +243,10 @@ func (cc *ClientConn) OnClose(_ transport.Conn, err error) {
 		s.sess.Unlock()
 	}
 	cc.in.Reset()
-	cc.pool.removeClosed(cc)
+	cc.Mu.Lock()
+	cc.Closed = true
+	cc.Mu.Unlock()
+	cc.Pool.Closed(cc)
 }
 
 // h1.Callbacks for the response, delivered under the owner's session.
@@ -493,7 +256,7 @@ func (cc *ClientConn) OnHead(h *h1.Head) error {
 	if s == nil {
 		return errStreamGone
 	}
-	if s.tun.cand {
+	if s.tun.is(tunCand) && (h.Status == 101 || h.Status >= 200) {
 		if on, err := s.upgradeResponse(h); on || err != nil {
 			return err
 		}
@@ -560,7 +323,7 @@ func (cc *ClientConn) OnComplete() error {
 	if s == nil {
 		return errStreamGone
 	}
-	if s.interim || s.tun.on {
+	if s.interim || s.tun.is(tunOn) {
 		return nil
 	}
 	if !s.respEnded {
@@ -648,8 +411,8 @@ func (s *clientStream) EncodeData(p []byte, end bool) {
 	if s.done() || s.reqDone {
 		return
 	}
-	if s.tun.cand {
-		if s.tun.on {
+	if s.tun.is(tunCand) {
+		if s.tun.is(tunOn) {
 			s.tunnelWrite(p, end)
 		}
 		return // nothing goes before the upgrade: it could parse as a request
@@ -741,10 +504,10 @@ func (s *clientStream) maybeFinish() {
 	s.finished = true
 	s.detach()
 	s.cc.requests++
-	max := s.cc.pool.set.MaxRequestsPerConn
+	max := s.cc.set.MaxRequestsPerConn
 	if !s.reusable || (max > 0 && s.cc.requests >= max) {
 		s.cc.tc.Close()
 		return
 	}
-	s.cc.pool.release(s.cc)
+	s.cc.release()
 }

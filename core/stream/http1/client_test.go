@@ -204,6 +204,14 @@ func TestClientRoundTrips(t *testing.T) {
 		if err := tc.x.run(t, p); err != nil {
 			t.Fatalf("%d: %v", i, err)
 		}
+		// The decoder hears the end of the response before the connection
+		// is released (same event): wait for it, or the next request may
+		// dial a second connection.
+		for deadline := time.Now().Add(5 * time.Second); p.Idle() != 1; time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d: %d idle connections, want 1", i, p.Idle())
+			}
+		}
 		if tc.x.status != 200 || tc.x.rbody.String() != "ok" || strings.Join(tc.x.rtrl, ",") != "X-Up=1" || tc.x.reused != tc.reused {
 			t.Fatalf("%d: response %d %q trailers %q reused %v", i, tc.x.status, tc.x.rbody.String(), tc.x.rtrl, tc.x.reused)
 		}

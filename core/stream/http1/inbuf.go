@@ -65,7 +65,7 @@ type encoder struct {
 	hw       int
 	chunked  bool
 	aboveHW  bool
-	queued   int // bytes the connection held queued after the last write
+	queued   bool // the connection held bytes queued after the last write
 	disabled int
 }
 
@@ -110,7 +110,7 @@ func (e *encoder) flush() (crossedHigh bool) {
 		return false
 	}
 	q, _ := e.conn.Write(e.out.bufs...)
-	e.queued = q
+	e.queued = q > 0
 	clear(e.out.bufs)
 	e.out.bufs = e.out.bufs[:0]
 	if q > e.hw && !e.aboveHW {

@@ -227,7 +227,7 @@ func (sc *ServerConn) OnTrailers(t *protocol.Headers) error {
 }
 
 func (sc *ServerConn) OnComplete() error {
-	if s := sc.active(); s != nil && !s.tun.cand {
+	if s := sc.active(); s != nil && !s.tun.is(tunCand) {
 		s.reqDone = true
 		s.dec.DecodeData(nil, true)
 	}
@@ -276,7 +276,7 @@ func (sc *ServerConn) OnReadEOF(*network.Conn) {
 	switch s := sc.cur; {
 	case sc.lingering || s == nil:
 		sc.c.Close()
-	case !s.reqDone && !s.tun.cand:
+	case !s.reqDone && !s.tun.is(tunCand):
 		s.finished = true
 		s.dec.OnReset(stream.ErrDownstreamReset)
 		sc.c.Close()
@@ -434,7 +434,7 @@ func (s *serverStream) EncodeHead(h *stream.Head, end bool) {
 		s.LocalReply(pe.Status, pe.Reason)
 		return
 	}
-	if s.tun.cand && s.tunnelHead(h) {
+	if s.tun.is(tunCand) && s.tunnelHead(h) {
 		return
 	}
 	s.respHeadSent = true
@@ -469,7 +469,7 @@ func (s *serverStream) EncodeData(p []byte, end bool) {
 	if s.finished || !s.respHeadSent {
 		return
 	}
-	if s.tun.on {
+	if s.tun.is(tunOn) {
 		s.tunnelWrite(p, end)
 		return
 	}

@@ -14,16 +14,27 @@ import (
 // both directions ended and what was queued is written. A tunnel's upstream
 // connection is never reused.
 
-// tunnelState is one stream's upgrade state; it lives in the stream and is
-// guarded by the stream's session.
-type tunnelState struct {
-	cand     bool // the request may become a tunnel
-	connect  bool // it is CONNECT (2xx tunnels, no Upgrade field)
-	on       bool // the response made it a tunnel
-	inEnded  bool // the peer half-closed; end was delivered
-	outEnded bool // our half-close is queued
-	closing  bool // both ended: close once the write queue drains
-	extra    [1]protocol.Field
+// tunnelState is one stream's upgrade state, a set of flags (one byte, so
+// ordinary streams stay the size they were); guarded by the stream's session.
+type tunnelState uint8
+
+const (
+	tunCand     tunnelState = 1 << iota // the request may become a tunnel
+	tunConnect                          // it is CONNECT (2xx tunnels, no Upgrade field)
+	tunOn                               // the response made it a tunnel
+	tunInEnded                          // the peer half-closed; end was delivered
+	tunOutEnded                         // our half-close is queued
+	tunClosing                          // both ended: close once the write queue drains
+)
+
+func (t tunnelState) is(f tunnelState) bool { return t&f != 0 }
+
+func (t *tunnelState) set(f tunnelState, on bool) {
+	if on {
+		*t |= f
+	} else {
+		*t &^= f
+	}
 }
 
 var (
@@ -33,30 +44,31 @@ var (
 
 // start marks a candidate of upgrade type typ (nil: an ordinary request).
 func (t *tunnelState) start(typ []byte) {
-	t.cand = typ != nil
-	t.connect = stream.IsConnect(typ)
+	*t = 0
+	t.set(tunCand, typ != nil)
+	t.set(tunConnect, stream.IsConnect(typ))
 }
 
 // headFields are the framing and extra fields of a tunnel's head: no body
-// framing, and for an upgrade Connection: Upgrade with the Upgrade value.
+// framing, and for an upgrade Connection: Upgrade with the Upgrade value
+// (made per tunnel, so ordinary streams carry no room for it).
 func (t *tunnelState) headFields(upgrade []byte) (h1.Framing, []protocol.Field) {
 	fr := h1.Framing{ContentLength: -1}
-	if t.connect {
+	if t.is(tunConnect) {
 		return fr, nil
 	}
 	fr.Connection = "Upgrade"
-	t.extra[0] = protocol.Field{Name: hdrUpgrade, Value: upgrade}
-	return fr, t.extra[:]
+	return fr, []protocol.Field{{Name: hdrUpgrade, Value: upgrade}}
 }
 
 // bothEnded reports whether the tunnel is over in both directions.
-func (t *tunnelState) bothEnded() bool { return t.inEnded && t.outEnded }
+func (t tunnelState) bothEnded() bool { return t.is(tunInEnded) && t.is(tunOutEnded) }
 
 // Server side.
 
 // tunnel is the stream whose connection is a tunnel, or nil.
 func (sc *ServerConn) tunnel() *serverStream {
-	if s := sc.cur; s != nil && s.tun.on && !s.finished {
+	if s := sc.cur; s != nil && s.tun.is(tunOn) && !s.finished {
 		return s
 	}
 	return nil
@@ -66,13 +78,14 @@ func (sc *ServerConn) tunnel() *serverStream {
 // turns the connection into a tunnel (true); any other is an ordinary
 // response to a request that ended with its head (false).
 func (s *serverStream) tunnelHead(h *stream.Head) bool {
-	typ := connectOr(s.tun.connect, h)
+	typ := connectOr(s.tun.is(tunConnect), h)
 	if !stream.Tunnelled(typ, h.Status) {
-		s.tun.cand = false
+		s.tun.set(tunCand, false)
 		s.reqDone = true
 		return false
 	}
-	s.respHeadSent, s.tun.on = true, true
+	s.respHeadSent = true
+	s.tun.set(tunOn, true)
 	fr, extra := s.tun.headFields(h.Headers.Get("upgrade"))
 	s.queue(h1.EncodeResponseHead(h, extra, fr))
 	sc := s.sc
@@ -99,24 +112,24 @@ func connectOr(connect bool, h *stream.Head) []byte {
 }
 
 func (s *serverStream) tunnelData(b *buffer.Buf) {
-	if !s.tun.inEnded {
+	if !s.tun.is(tunInEnded) {
 		s.dec.DecodeData(b.Bytes(), false)
 	}
 	b.Release()
 }
 
 func (s *serverStream) tunnelEOF() {
-	if s.tun.inEnded {
+	if s.tun.is(tunInEnded) {
 		return
 	}
-	s.tun.inEnded = true
+	s.tun.set(tunInEnded, true)
 	s.dec.DecodeData(nil, true)
 	s.tunnelMaybeClose()
 }
 
 // tunnelWrite sends raw bytes; end half-closes the connection after them.
 func (s *serverStream) tunnelWrite(p []byte, end bool) {
-	if s.tun.outEnded {
+	if s.tun.is(tunOutEnded) {
 		return
 	}
 	if len(p) > 0 {
@@ -124,7 +137,7 @@ func (s *serverStream) tunnelWrite(p []byte, end bool) {
 		s.schedule()
 	}
 	if end {
-		s.tun.outEnded = true
+		s.tun.set(tunOutEnded, true)
 		s.Flush()
 		s.sc.c.CloseWrite()
 		s.tunnelMaybeClose()
@@ -137,21 +150,21 @@ func (s *serverStream) tunnelMaybeClose() {
 	}
 	s.finished = true
 	s.undoReadDisable()
-	if s.queued == 0 {
+	if !s.queued {
 		s.sc.c.Close()
 		return
 	}
-	s.tun.closing = true // OnDrained closes
+	s.tun.set(tunClosing, true) // OnDrained closes
 }
 
 // tunnelDrained handles OnDrained for a tunnel's connection (true: done).
 func (sc *ServerConn) tunnelDrained() bool {
 	s := sc.cur
-	if s == nil || !s.tun.on {
+	if s == nil || !s.tun.is(tunOn) {
 		return false
 	}
-	s.queued = 0
-	if s.tun.closing {
+	s.queued = false
+	if s.tun.is(tunClosing) {
 		sc.c.Close()
 		return true
 	}
@@ -172,38 +185,39 @@ func (s *clientStream) encodeUpgrade(h *stream.Head, typ []byte) {
 // upgradeResponse takes the response head of a candidate: a tunnelling
 // status makes the stream a tunnel (true).
 func (s *clientStream) upgradeResponse(h *h1.Head) (bool, error) {
-	typ := connectOr(s.tun.connect, h)
-	if !stream.Tunnelled(typ, h.Status) || (!s.tun.connect && h.Status == 101 && typ == nil) {
+	typ := connectOr(s.tun.is(tunConnect), h)
+	if !stream.Tunnelled(typ, h.Status) || (!s.tun.is(tunConnect) && h.Status == 101 && typ == nil) {
 		if h.Status == 101 {
 			return false, &protocol.Error{Status: 502, Reason: "101 Switching Protocols without Upgrade"}
 		}
-		s.tun.cand = false
+		s.tun.set(tunCand, false)
 		s.reqDone = true // the request was its head
 		return false, nil
 	}
-	s.tun.on, s.respHead = true, true
+	s.tun.set(tunOn, true)
+	s.respHead = true
 	s.cc.p.NoBody = true // a 2xx to CONNECT has no body (RFC 9112 §6.3)
 	s.dec.DecodeHead(h, false)
 	return true, nil
 }
 
 func (s *clientStream) tunnelData(p []byte) {
-	if !s.tun.inEnded && len(p) > 0 {
+	if !s.tun.is(tunInEnded) && len(p) > 0 {
 		s.dec.DecodeData(p, false)
 	}
 }
 
 func (s *clientStream) tunnelEOF() {
-	if s.tun.inEnded {
+	if s.tun.is(tunInEnded) {
 		return
 	}
-	s.tun.inEnded = true
+	s.tun.set(tunInEnded, true)
 	s.dec.DecodeData(nil, true)
 	s.tunnelMaybeClose()
 }
 
 func (s *clientStream) tunnelWrite(p []byte, end bool) {
-	if s.tun.outEnded {
+	if s.tun.is(tunOutEnded) {
 		return
 	}
 	if len(p) > 0 {
@@ -211,7 +225,7 @@ func (s *clientStream) tunnelWrite(p []byte, end bool) {
 		s.schedule()
 	}
 	if end {
-		s.tun.outEnded = true
+		s.tun.set(tunOutEnded, true)
 		s.Flush()
 		s.cc.tc.CloseWrite()
 		s.tunnelMaybeClose()
@@ -224,7 +238,7 @@ func (s *clientStream) tunnelMaybeClose() {
 	}
 	s.finished = true
 	s.detach()
-	if s.queued == 0 {
+	if !s.queued {
 		s.cc.tc.Close()
 		return
 	}

@@ -9,7 +9,7 @@ import (
 
 	"github.com/proxylab/proxylab/core/protocol"
 	"github.com/proxylab/proxylab/core/stream"
-	"github.com/proxylab/proxylab/core/stream/mux"
+	"github.com/proxylab/proxylab/core/stream/pool"
 	"github.com/proxylab/proxylab/foundation/buffer"
 	"github.com/proxylab/proxylab/transport"
 )
@@ -36,13 +36,13 @@ type ClientSettings struct {
 }
 
 // NewPool returns the pool of multiplexed HTTP/2 connections to addr.
-func NewPool(tr transport.Transport, addr string, set *ClientSettings) *mux.Pool {
-	ms := &mux.Settings{
+func NewPool(tr transport.Transport, addr string, set *ClientSettings) *pool.Pool {
+	ms := &pool.Settings{
 		Protocol: "http2", ConnectTimeout: set.ConnectTimeout, MaxConnections: set.MaxConnections,
 		MaxPending: set.MaxPending, IdleTimeout: set.IdleTimeout, StreamsPerConn: int(set.H2.MaxConcurrentStreams),
 		ClusterConns: set.ClusterConns, ClusterPending: set.ClusterPending, Wrap: set.Wrap,
 	}
-	return mux.NewPool(tr, addr, ms, func(tc transport.Conn, p *mux.Pool) mux.Conn {
+	return pool.NewPool(tr, addr, ms, func(tc transport.Conn, p *pool.Pool) pool.Conn {
 		cc := &ClientConn{cset: set, tc: tc, nextID: 1}
 		cc.Pool, cc.Closer, cc.IdleSince = p, tc, time.Now()
 		cc.conn.init(set.H2, cc, false)
@@ -53,7 +53,7 @@ func NewPool(tr transport.Transport, addr string, set *ClientSettings) *mux.Pool
 
 // ClientConn is one upstream HTTP/2 connection carrying many streams.
 type ClientConn struct {
-	mux.Base // Mu guards everything below and the engine
+	pool.Base // Mu guards everything below and the engine
 	conn
 	cset *ClientSettings
 	tc   transport.Conn
@@ -65,10 +65,10 @@ type ClientConn struct {
 var (
 	_ transport.Handler = (*ClientConn)(nil)
 	_ roleEvents        = (*ClientConn)(nil)
-	_ mux.Conn          = (*ClientConn)(nil)
+	_ pool.Conn         = (*ClientConn)(nil)
 )
 
-// Start sends the preface and SETTINGS and begins reading (mux.Conn).
+// Start sends the preface and SETTINGS and begins reading (pool.Conn).
 func (cc *ClientConn) Start() {
 	cc.Mu.Lock()
 	cc.start(true)
@@ -471,6 +471,7 @@ func (cs *clientStream) EncodeData(p []byte, end bool) {
 	if cc.streams[cs.st.id] == cs.st && !cs.st.localDone {
 		crossed = cc.sendData(cs.st, p, end)
 	}
+	cc.KickLocked(cs.sess)
 	cc.Mu.Unlock()
 	cs.scheduleFlush()
 	if crossed {
@@ -492,6 +493,7 @@ func (cs *clientStream) EncodeTrailers(t *protocol.Headers) {
 			cc.sendTrailers(cs.st, cc.encFields)
 		}
 	}
+	cc.KickLocked(cs.sess)
 	cc.Mu.Unlock()
 	cs.scheduleFlush()
 }
@@ -510,6 +512,7 @@ func (cs *clientStream) Reset() {
 		cc.resetStream(st.id, http2.ErrCodeCancel)
 	}
 	cc.onStreamClosed(cs)
+	cc.KickLocked(cs.sess)
 	cc.Mu.Unlock()
 	cs.scheduleFlush()
 }

@@ -13,7 +13,7 @@ import (
 
 	"github.com/proxylab/proxylab/core/protocol"
 	"github.com/proxylab/proxylab/core/stream"
-	"github.com/proxylab/proxylab/core/stream/mux"
+	"github.com/proxylab/proxylab/core/stream/pool"
 	"github.com/proxylab/proxylab/transport"
 	"github.com/proxylab/proxylab/transport/netpoll"
 )
@@ -124,7 +124,7 @@ func (r *recorder) OnAboveWriteHighWatermark()       {}
 func (r *recorder) OnBelowWriteLowWatermark()        {}
 func (r *recorder) OnReset(err error)                { r.done <- err }
 
-func (r *recorder) start(p *mux.Pool) {
+func (r *recorder) start(p *pool.Pool) {
 	r.sess.Lock()
 	p.NewStream(r, r.sess, r)
 	r.sess.Unlock()
@@ -141,7 +141,7 @@ func (r *recorder) wait(t *testing.T) error {
 	}
 }
 
-func newTestPool(t *testing.T, addr string) *mux.Pool {
+func newTestPool(t *testing.T, addr string) *pool.Pool {
 	t.Helper()
 	tr, err := netpoll.New(transport.Options{})
 	if err != nil {

@@ -73,10 +73,11 @@ func newWebSocketKey() []byte {
 }
 
 // tunnelOpens reports whether a response opens the tunnel: 101 to an
-// extended CONNECT (from an HTTP/1.1 upgrade), 2xx to a CONNECT.
+// extended CONNECT (from an HTTP/1.1 upgrade; a 200 is not one, it would
+// be a response of the proxy's own), 2xx to a CONNECT.
 func (s *serverStream) tunnelOpens(h *stream.Head) bool {
 	if s.ext {
-		return h.Status == 101 || h.Status >= 200 && h.Status < 300
+		return h.Status == 101
 	}
 	return h.Status >= 200 && h.Status < 300
 }

@@ -275,27 +275,13 @@ func trailerFields(fields []hpack.HeaderField, t *protocol.Headers) (why string,
 		if why := checkRegular(f); why != "" {
 			return why, dropped
 		}
-		if notInTrailer(f.Name) {
+		if protocol.ForbiddenTrailer(f.Name) {
 			dropped++
 			continue
 		}
 		t.Append(bytesOf(f.Name), bytesOf(f.Value))
 	}
 	return "", dropped
-}
-
-// notInTrailer: fields RFC 9110 §6.5.1 forbids in trailers (lowercase).
-func notInTrailer(name string) bool {
-	switch name {
-	case "content-length", "transfer-encoding", "host", "te", "trailer",
-		"content-type", "content-encoding", "content-range", "content-location",
-		"authorization", "proxy-authorization", "www-authenticate", "proxy-authenticate",
-		"cache-control", "expires", "pragma", "age", "expect", "max-forwards", "range",
-		"if-match", "if-none-match", "if-modified-since", "if-unmodified-since", "if-range",
-		"set-cookie", "cookie", "location", "retry-after", "vary", "date":
-		return true
-	}
-	return false
 }
 
 // lowerNames maps the usual spellings of common names to their lowercase

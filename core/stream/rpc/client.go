@@ -7,7 +7,7 @@ import (
 	"github.com/proxylab/proxylab/core/protocol"
 	"github.com/proxylab/proxylab/core/protocol/xprotocol"
 	"github.com/proxylab/proxylab/core/stream"
-	"github.com/proxylab/proxylab/core/stream/mux"
+	"github.com/proxylab/proxylab/core/stream/pool"
 	"github.com/proxylab/proxylab/foundation/buffer"
 	"github.com/proxylab/proxylab/transport"
 )
@@ -39,16 +39,16 @@ func (s *ClientSettings) maxInFlight() int {
 }
 
 // NewPool returns the pool of multiplexed connections to addr.
-func NewPool(tr transport.Transport, addr string, set *ClientSettings) *mux.Pool {
+func NewPool(tr transport.Transport, addr string, set *ClientSettings) *pool.Pool {
 	if set.Stats == nil {
 		set.Stats = &Stats{}
 	}
-	ms := &mux.Settings{
+	ms := &pool.Settings{
 		Protocol: set.Codec.Name(), ConnectTimeout: set.ConnectTimeout, MaxConnections: set.MaxConnections,
 		MaxPending: set.MaxPending, IdleTimeout: set.IdleTimeout, StreamsPerConn: set.maxInFlight(),
 		ClusterConns: set.ClusterConns, ClusterPending: set.ClusterPending, Wrap: set.Wrap,
 	}
-	return mux.NewPool(tr, addr, ms, func(tc transport.Conn, p *mux.Pool) mux.Conn {
+	return pool.NewPool(tr, addr, ms, func(tc transport.Conn, p *pool.Pool) pool.Conn {
 		cc := &ClientConn{set: set, tc: tc, streams: map[uint64]*clientStream{}}
 		cc.Pool, cc.Closer, cc.IdleSince = p, tc, time.Now()
 		return cc
@@ -58,13 +58,13 @@ func NewPool(tr transport.Transport, addr string, set *ClientSettings) *mux.Pool
 // ClientConn is one upstream connection carrying many requests, matched to
 // their responses by request ID (out of order is fine).
 type ClientConn struct {
-	mux.Base // Mu guards everything below
-	set      *ClientSettings
-	tc       transport.Conn
-	in       buffer.Input
-	out      buffer.Chain
-	f        xprotocol.Frame // the reader's frame
-	peek     xprotocol.Frame // EncodeHead's look at a request
+	pool.Base // Mu guards everything below
+	set       *ClientSettings
+	tc        transport.Conn
+	in        buffer.Input
+	out       buffer.Chain
+	f         xprotocol.Frame // the reader's frame
+	peek      xprotocol.Frame // EncodeHead's look at a request
 
 	streams map[uint64]*clientStream
 	nextID  uint64
@@ -76,7 +76,7 @@ type ClientConn struct {
 
 var (
 	_ transport.Handler = (*ClientConn)(nil)
-	_ mux.Conn          = (*ClientConn)(nil)
+	_ pool.Conn         = (*ClientConn)(nil)
 )
 
 // Start begins reading and the heartbeat timer.
@@ -380,6 +380,7 @@ func (cs *clientStream) Reset() {
 		delete(cc.streams, cs.id)
 	}
 	cc.release(cs)
+	cc.KickLocked(cs.sess)
 	cc.Mu.Unlock()
 }
 

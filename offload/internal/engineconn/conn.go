@@ -121,7 +121,16 @@ var (
 	_ net.Conn          = (*adapter)(nil)
 )
 
-func (c *Conn) LocalAddr() net.Addr        { return c.inner.LocalAddr() }
+func (c *Conn) LocalAddr() net.Addr { return c.inner.LocalAddr() }
+
+// Loop is the event loop of the connection underneath (transport.Looper),
+// -1 when it has none: a secured connection runs on its transport's loop.
+func (c *Conn) Loop() int {
+	if l, ok := c.inner.(transport.Looper); ok {
+		return l.Loop()
+	}
+	return -1
+}
 func (c *Conn) RemoteAddr() net.Addr       { return c.inner.RemoteAddr() }
 func (c *Conn) NegotiatedProtocol() string { return c.alpn.Load().(string) }
 

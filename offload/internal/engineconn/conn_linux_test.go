@@ -20,6 +20,7 @@ import (
 	"github.com/proxylab/proxylab/foundation/buffer"
 	"github.com/proxylab/proxylab/offload"
 	"github.com/proxylab/proxylab/transport"
+	"github.com/proxylab/proxylab/transport/netpoll"
 	"github.com/proxylab/proxylab/transport/rawepoll"
 )
 
@@ -167,4 +168,58 @@ func echoOnce(addr string, cfg *tls.Config, size int, fill byte) error {
 		}
 	}
 	return nil
+}
+
+// A secured connection reports the event loop of the connection underneath
+// (the upstream pools of a host are kept per loop), -1 over one without.
+func TestLoopOfTheInnerConnection(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+		}
+	}()
+	re, err := rawepoll.New(transport.Options{Workers: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer re.Close()
+	np, err := netpoll.New(transport.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer np.Close()
+	for _, tr := range []transport.Transport{re, np} {
+		ch := make(chan transport.Conn, 1)
+		tr.Dial("tcp", ln.Addr().String(), 5*time.Second, func(c transport.Conn, err error) {
+			if err != nil {
+				t.Error(err)
+			}
+			ch <- c
+		})
+		inner := <-ch
+		if inner == nil {
+			t.FailNow()
+		}
+		want := -1
+		if l, ok := inner.(transport.Looper); ok {
+			want = l.Loop()
+		}
+		if tr == re && want < 0 {
+			t.Fatal("a rawepoll connection reports no loop")
+		}
+		tc := New(inner, false, time.Second, nil, NewHandshakers())
+		if got := tc.Loop(); got != want {
+			t.Errorf("%s: secured connection on loop %d, want %d", tr.Name(), got, want)
+		}
+		inner.Close()
+	}
 }

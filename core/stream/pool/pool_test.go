@@ -1,4 +1,4 @@
-package mux
+package pool
 
 import (
 	"errors"
@@ -14,11 +14,13 @@ import (
 )
 
 // fakeTransport dials instantly (on a goroutine, as the contract says),
-// failing when fail is set.
+// failing when fail is set; when hold is set the result waits until it is
+// closed.
 type fakeTransport struct {
 	mu    sync.Mutex
 	dials int
 	fail  error
+	hold  chan struct{}
 }
 
 func (t *fakeTransport) Name() string { return "fake" }
@@ -29,9 +31,12 @@ func (t *fakeTransport) Close() error { return nil }
 func (t *fakeTransport) Dial(_, _ string, _ time.Duration, done func(transport.Conn, error)) {
 	t.mu.Lock()
 	t.dials++
-	err := t.fail
+	err, hold := t.fail, t.hold
 	t.mu.Unlock()
 	go func() {
+		if hold != nil {
+			<-hold
+		}
 		if err != nil {
 			done(nil, err)
 			return
@@ -187,12 +192,13 @@ func TestPoolWaitsForAFreedSlot(t *testing.T) {
 }
 
 func TestPoolOverflowAndConnectFailure(t *testing.T) {
-	tr := &fakeTransport{fail: errors.New("connection refused")}
+	tr := &fakeTransport{fail: errors.New("connection refused"), hold: make(chan struct{})}
 	p, _, _ := newTestPool(tr, Settings{StreamsPerConn: 10, MaxPending: 2}, 10)
 	a, b := request(p), request(p)
 	if _, f := request(p).wait(t); f != stream.Overflow {
 		t.Fatalf("third waiter with max_pending 2: %v", f)
 	}
+	close(tr.hold) // the dial fails only now: a and b were still waiting
 	for _, r := range []*result{a, b} {
 		if ok, f := r.wait(t); ok || f != stream.ConnectFailure {
 			t.Fatalf("waiter of a failed dial: ok=%v %v", ok, f)

@@ -1,14 +1,16 @@
-package mux
+package pool
 
 import (
 	"sync"
 	"time"
+
+	"github.com/proxylab/proxylab/core/stream"
 )
 
-// Base is the bookkeeping every multiplexed Conn shares, embedded by the
-// codec's Conn: its lock, the stream slots, the idle time, and the queue of
-// streams whose events wait to be delivered under their own sessions. It
-// provides Unreserve, Idle and CloseIfIdle of the Conn interface.
+// Base is the bookkeeping every Conn shares, embedded by the codec's Conn:
+// its lock, the stream slots, the idle time, and the queue of streams whose
+// events wait to be delivered under their own sessions. It provides
+// Unreserve, Idle and CloseIfIdle of the Conn interface.
 //
 // Fields are guarded by Mu; methods say whether they take it.
 type Base struct {
@@ -21,6 +23,7 @@ type Base struct {
 	Started                bool // Start ran: streams may be attached
 	IdleSince              time.Time
 	ready                  []Runner
+	freed                  bool // a slot freed while requests waited: Deliver serves them
 }
 
 // Runner is a stream with events to deliver; Run takes its session.
@@ -95,8 +98,8 @@ func (b *Base) ReleaseLocked(released *bool, draining bool) {
 	if b.Active+b.Reserved == 0 {
 		b.IdleSince = time.Now()
 	}
-	if !b.Retiring && !draining {
-		b.Pool.SlotFreed()
+	if !b.Retiring && !draining && b.Pool.Waiting() {
+		b.freed = true
 	}
 	b.MaybeCloseLocked(draining)
 }
@@ -110,13 +113,20 @@ func (b *Base) ScheduleLocked(r Runner, queued *bool) {
 	}
 }
 
-// Deliver runs the queued streams' events, each under its own session.
-// Called with no lock held, from the connection's event goroutine.
+// Deliver runs the queued streams' events, each under its own session,
+// then gives a slot freed meanwhile to the pool's waiters (on this
+// goroutine: no hand-off). Called with no lock held, from the connection's
+// event goroutine.
 func (b *Base) Deliver() {
 	for {
 		b.Mu.Lock()
 		if len(b.ready) == 0 {
+			freed := b.freed
+			b.freed = false
 			b.Mu.Unlock()
+			if freed {
+				b.Pool.ServeWaiters()
+			}
 			return
 		}
 		r := b.ready[0]
@@ -126,3 +136,23 @@ func (b *Base) Deliver() {
 		r.Run()
 	}
 }
+
+// KickLocked is Deliver's counterpart off the event path: a stream ended
+// under its downstream session s (a reset, the request's last byte) and
+// freed a slot while requests waited. s may not block on another session,
+// so the waiters are served when s unlocks (Pool.ServeFrom). Mu held, and
+// s held.
+func (b *Base) KickLocked(s stream.Session) {
+	if b.freed {
+		b.freed = false
+		s.DeferFlush(&kick{p: b.Pool, s: s})
+	}
+}
+
+// kick serves a pool's waiters at the end of a session's event.
+type kick struct {
+	p *Pool
+	s stream.Session
+}
+
+func (k *kick) Flush() { k.p.ServeFrom(k.s) }
