@@ -278,5 +278,8 @@ func (m *maglev) Choose(ctx *LBContext) *Host {
 	if ctx == nil || !ctx.HasHash {
 		return m.hosts[rand.IntN(len(m.hosts))]
 	}
+	if m.size == MaglevTableSize {
+		return m.table[ctx.Hash%MaglevTableSize] // the default: a constant modulus is a multiply, not a divide
+	}
 	return m.table[ctx.Hash%m.size]
 }
