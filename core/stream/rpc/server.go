@@ -94,8 +94,11 @@ func (sc *ServerConn) OnData(_ *network.Conn, b *buffer.Buf) network.FilterStatu
 	for sc.in.Len() > 0 && !sc.c.Closed() {
 		n, err := codec.Decode(sc.in.Bytes(), &sc.f)
 		if err != nil {
+			// What was answered before the bad frame (heartbeats, local
+			// replies) is written first; requests in flight are reset.
 			sc.set.Stats.BadFrames.Add(1)
 			sc.in.Reset()
+			sc.Flush()
 			sc.c.Close()
 			break
 		}

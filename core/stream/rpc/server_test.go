@@ -249,6 +249,25 @@ func TestServerConnExchanges(t *testing.T) {
 					t.Fatalf("bad frames %d, requests %d; want 1 and 1", st.BadFrames.Load(), st.Requests.Load())
 				}
 			})
+			// Bad input loses nothing already answered: a heartbeat and
+			// garbage in one read get the heartbeat's reply, then the close.
+			t.Run("reply queued before a malformed frame", func(t *testing.T) {
+				st := &Stats{}
+				a := &app{codec: cd.codec, response: cd.response}
+				c, err := net.Dial("tcp", startServer(t, a, st))
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.Close()
+				c.Write(append(cd.codec.AppendHeartbeat(nil, 31), bytes.Repeat([]byte{0xEE}, 64)...))
+				if fs := readFrames(t, c, cd.codec, 1); fs[0].ID != 31 || fs[0].Kind != xprotocol.HeartbeatReply {
+					t.Fatalf("got frame %d kind %v, want the heartbeat reply 31", fs[0].ID, fs[0].Kind)
+				}
+				c.SetReadDeadline(time.Now().Add(10 * time.Second))
+				if n, err := c.Read(make([]byte, 64)); err == nil {
+					t.Fatalf("read %d bytes after a malformed frame, want the connection closed", n)
+				}
+			})
 		})
 	}
 }
