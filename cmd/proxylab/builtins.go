@@ -1,6 +1,8 @@
 package main
 
 import (
+	"github.com/proxylab/proxylab/core/filter"
+	"github.com/proxylab/proxylab/core/filter/rbac"
 	"github.com/proxylab/proxylab/core/protocol/xprotocol/bolt"
 	"github.com/proxylab/proxylab/core/protocol/xprotocol/dubbo"
 	"github.com/proxylab/proxylab/core/stream"
@@ -45,4 +47,6 @@ func registerBuiltins() {
 	upstream.RegisterLBPolicy("least_request", upstream.LeastRequestPolicy) // lb_options: choice_count
 	upstream.RegisterLBPolicy("ring_hash", upstream.RingHashPolicy)         // lb_options: minimum_ring_size, maximum_ring_size, hash_function
 	upstream.RegisterLBPolicy("maglev", upstream.MaglevPolicy)              // lb_options: table_size
+
+	filter.Register(rbac.Module)
 }
