@@ -3,14 +3,17 @@ module github.com/proxylab/proxylab
 go 1.26.3
 
 require (
+	github.com/andybalholm/brotli v1.3.0
 	github.com/apache/dubbo-go-hessian2 v1.12.5
 	github.com/cespare/xxhash/v2 v2.3.0
 	github.com/cilium/ebpf v0.22.0
+	github.com/coder/websocket v1.8.15
 	github.com/emmansun/gmsm v0.44.1
 	github.com/google/pprof v0.0.0-20250820193118-f64d9cf942d6
+	github.com/klauspost/compress v1.18.0
 	github.com/montanaflynn/stats v0.7.1
 	github.com/prometheus/client_golang v1.20.5
-	github.com/prometheus/client_model v0.6.2
+	github.com/prometheus/client_model v0.6.3
 	github.com/prometheus/common v0.69.0
 	github.com/yerden/go-dpdk v0.0.8
 	golang.org/x/crypto v0.58.0
@@ -23,10 +26,8 @@ require (
 
 require (
 	github.com/beorn7/perks v1.0.1 // indirect
-	github.com/coder/websocket v1.8.15 // indirect
 	github.com/dubbogo/gost v1.13.1 // indirect
 	github.com/google/btree v1.1.2 // indirect
-	github.com/klauspost/compress v1.18.0 // indirect
 	github.com/munnerz/goautoneg v0.0.0-20191010083416-a7dc8b61c822 // indirect
 	github.com/pkg/errors v0.9.1 // indirect
 	github.com/prometheus/procfs v0.15.1 // indirect

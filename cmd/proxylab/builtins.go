@@ -2,6 +2,7 @@ package main
 
 import (
 	"github.com/proxylab/proxylab/core/filter"
+	"github.com/proxylab/proxylab/core/filter/compressor"
 	"github.com/proxylab/proxylab/core/filter/rbac"
 	"github.com/proxylab/proxylab/core/protocol/xprotocol/bolt"
 	"github.com/proxylab/proxylab/core/protocol/xprotocol/dubbo"
@@ -49,4 +50,5 @@ func registerBuiltins() {
 	upstream.RegisterLBPolicy("maglev", upstream.MaglevPolicy)              // lb_options: table_size
 
 	filter.Register(rbac.Module)
+	filter.Register(compressor.Module)
 }
