@@ -3,6 +3,7 @@ package main
 import (
 	"github.com/proxylab/proxylab/core/filter"
 	"github.com/proxylab/proxylab/core/filter/compressor"
+	"github.com/proxylab/proxylab/core/filter/extauthz"
 	"github.com/proxylab/proxylab/core/filter/rbac"
 	"github.com/proxylab/proxylab/core/protocol/xprotocol/bolt"
 	"github.com/proxylab/proxylab/core/protocol/xprotocol/dubbo"
@@ -51,4 +52,5 @@ func registerBuiltins() {
 
 	filter.Register(rbac.Module)
 	filter.Register(compressor.Module)
+	filter.Register(extauthz.Module)
 }
