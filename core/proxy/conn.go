@@ -72,6 +72,7 @@ func (f *httpFilter) use(i int) {
 	}
 	srv := cm.cfg.Servers[i]
 	cm.mux, cm.carries = srv.Multiplexed(), cm.cfg.Codecs[i].Carries()
+	cm.chain = cm.cfg.chainFor(cm.carries)
 	f.codec = srv.NewConn(cm)
 	f.codec.OnNewConnection(f.c)
 }
@@ -140,6 +141,7 @@ type connManager struct {
 	xffBuf    []byte
 	mux       bool   // streams run concurrently (HTTP/2, RPC)
 	carries   string // the request protocol (stream.Codec.Carries)
+	chain     []int  // the filters (HTTPConfig.Filters indices) its streams pass
 
 	// One response timer per connection on the shared wheel, re-armed per
 	// stream, when streams run one at a time (HTTP/1); multiplexed streams
@@ -232,5 +234,10 @@ func (cm *connManager) NewStream(enc stream.ResponseEncoder) stream.RequestDecod
 		s.start = time.Now()
 	}
 	s.up.s = s
+	if len(cm.chain) > 0 {
+		c := newChain(s, enc)
+		s.enc = c
+		return c
+	}
 	return s
 }

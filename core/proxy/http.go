@@ -47,6 +47,11 @@ type HTTPConfig struct {
 	Log       *slog.Logger
 	// Tunnels: upgrades and CONNECT (tunnel.go).
 	Tunnels TunnelConfig
+	// Filters is the listener's http_filters chain and FilterBufferLimit
+	// what it may hold per direction of a stream (chain.go; SetFilters).
+	Filters             []FilterSpec
+	FilterBufferLimit   int
+	httpChain, rpcChain []int
 }
 
 // HTTPStats are a listener's request metrics (Envoy's http.downstream_rq_*).
@@ -59,6 +64,8 @@ type HTTPStats struct {
 	// RqIdleTimeout and RqTimeout count streams ended by StreamIdle and
 	// RequestTimeout.
 	RqIdleTimeout, RqTimeout stats.Counter
+	// FilterFailures counts streams ended because an http filter panicked.
+	FilterFailures stats.Counter
 	TunnelStats
 }
 
@@ -167,6 +174,24 @@ func (s *httpStream) localReply(status int, flags, reason string) {
 		return
 	}
 	s.enc.LocalReply(status, reason)
+}
+
+// abort ends the router's side of a stream the filter chain answered or
+// ended (a filter's local reply, a failure): recorded with status and
+// flags, the upstream request reset; the chain writes the response.
+func (s *httpStream) abort(status int, flags string) {
+	if s.done {
+		return
+	}
+	if st := s.cm.cfg.Stats; st != nil {
+		st.LocalReplies.Inc(s.cm.id)
+	}
+	s.status, s.flags = status, flags
+	enc := s.up.enc
+	s.finish()
+	if enc != nil {
+		enc.Reset()
+	}
 }
 
 // record counts the finished stream and hands its access log entry over.

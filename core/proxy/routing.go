@@ -12,14 +12,27 @@ import (
 	"github.com/proxylab/proxylab/core/upstream"
 )
 
+// DecodeHead is the request head when the listener has no filter chain
+// for this connection; with one, the chain calls begin before its filters
+// and forward as its terminal step.
 func (s *httpStream) DecodeHead(h *stream.Head, end bool) {
-	s.reqEnd = end
-	cfg := s.cm.cfg
-	if al := cfg.AccessLog; al != nil {
+	s.begin(h)
+	s.forward(h, end)
+}
+
+// begin starts the request's access log entry and routes it.
+func (s *httpStream) begin(h *stream.Head) {
+	if al := s.cm.cfg.AccessLog; al != nil {
 		s.log = al.Get()
 		s.log.SetRequest(h.Method, h.Target, h.Headers.Get(hdrHosts), h.Major, h.Minor, h.Headers.Get, al.Format().Headers)
 	}
-	s.route, s.vh = cfg.Router.RouteVH(h.Headers.Get(hdrHosts), &router.Request{Method: h.Method, Target: h.Target, Headers: &h.Headers})
+	s.reroute(h)
+}
+
+// reroute looks the request's route up (again, when a filter changed what
+// routing reads) with the response timeout it sets.
+func (s *httpStream) reroute(h *stream.Head) {
+	s.route, s.vh = s.cm.cfg.Router.RouteVH(h.Headers.Get(hdrHosts), &router.Request{Method: h.Method, Target: h.Target, Headers: &h.Headers})
 	if s.grpc = isGRPC(&h.Headers); s.grpc && s.route != nil {
 		s.timeout = s.route.Timeout
 		if d, ok := grpcTimeout(h.Headers.Get("grpc-timeout")); ok {
@@ -31,6 +44,13 @@ func (s *httpStream) DecodeHead(h *stream.Head, end bool) {
 	} else if s.route != nil {
 		s.timeout = s.route.Timeout
 	}
+}
+
+// forward runs the route's action for a routed request: the router, the
+// filter chain's terminal step.
+func (s *httpStream) forward(h *stream.Head, end bool) {
+	s.reqEnd = end
+	cfg := s.cm.cfg
 	if s.route == nil {
 		s.localReply(404, "NR", "no route for this host and path")
 		return
