@@ -63,8 +63,10 @@ type ListenerInfo struct {
 	RPC       map[string]*rpc.Stats // RPC events of an http_proxy listener, by codec
 	Engine    string
 	AccessLog *accesslog.Logger
-	secure    offload.Server
-	beside    []offload.Server
+	// Filters is an http_proxy listener's http_filters chain.
+	Filters []proxy.FilterSpec
+	secure  offload.Server
+	beside  []offload.Server
 }
 
 // ClusterRPCStats are the RPC events of clusters speaking an RPC protocol,
@@ -234,15 +236,16 @@ func (s *Server) Config() *config.Config { return s.cfg }
 func (s *Server) chainFor(lc config.Listener, info *ListenerInfo) (network.ChainFactory, error) {
 	if h := lc.HTTP; h != nil {
 		var vhosts []router.VirtualHost
+		specs, fidx := httpFilters(h)
 		for _, vh := range s.cfg.Routes {
 			if len(h.VirtualHosts) > 0 && !contains(h.VirtualHosts, vh.Name) {
 				continue
 			}
-			rv := router.VirtualHost{Name: vh.Name, Domains: vh.Domains, HeaderOps: headerOps(vh.HeaderOps)}
+			rv := router.VirtualHost{Name: vh.Name, Domains: vh.Domains, HeaderOps: headerOps(vh.HeaderOps), Filters: filterOverrides(vh.PerFilter, fidx)}
 			for _, r := range vh.Routes {
 				rr := router.Route{Prefix: r.Prefix, Path: r.Path, Methods: r.Methods, Cluster: r.Cluster, Timeout: r.Timeout.D(),
 					PrefixRewrite: r.PrefixRewrite, ClusterHeader: r.ClusterHeader, HostRewrite: r.HostRewrite, HeaderOps: headerOps(r.HeaderOps),
-					Tunnel: routeTunnel(r.RouteTunnel)}
+					Tunnel: routeTunnel(r.RouteTunnel), Name: r.Name, Filters: filterOverrides(r.PerFilter, fidx)}
 				if r.IdleTimeout != nil {
 					rr.IdleTimeout, rr.IdleSet = r.IdleTimeout.D(), true
 				}
@@ -310,6 +313,8 @@ func (s *Server) chainFor(lc config.Listener, info *ListenerInfo) (network.Chain
 			Tunnels: proxy.TunnelConfig{Upgrades: upgrades(h.UpgradeConfigs), IdleTimeout: h.TunnelIdleTimeout.D(),
 				Transport: s.tr, ConnectTimeout: 5 * time.Second},
 		}
+		hc.SetFilters(specs, h.PerRequestBufferLimit)
+		info.Filters = specs
 		var err error
 		if hc.Codecs, hc.Servers, hc.Detect, err = listenerCodecs(h, &hc.Server, info); err != nil {
 			return nil, fmt.Errorf("server: listener %q: %w", lc.Name, err)
