@@ -4,6 +4,7 @@ import (
 	"github.com/proxylab/proxylab/core/filter"
 	"github.com/proxylab/proxylab/core/filter/compressor"
 	"github.com/proxylab/proxylab/core/filter/extauthz"
+	"github.com/proxylab/proxylab/core/filter/ratelimit"
 	"github.com/proxylab/proxylab/core/filter/rbac"
 	"github.com/proxylab/proxylab/core/protocol/xprotocol/bolt"
 	"github.com/proxylab/proxylab/core/protocol/xprotocol/dubbo"
@@ -53,4 +54,5 @@ func registerBuiltins() {
 	filter.Register(rbac.Module)
 	filter.Register(compressor.Module)
 	filter.Register(extauthz.Module)
+	filter.Register(ratelimit.Module)
 }

@@ -239,6 +239,22 @@ func (h *Header) value(head *protocol.Head) ([]byte, bool) {
 	return Value(&head.Headers, h.name)
 }
 
+// HeadValue is the value of header name (lower case) in the head, with
+// :method, :path and :authority (or host) read from the head as Envoy
+// exposes them.
+func HeadValue(head *protocol.Head, name string) ([]byte, bool) {
+	h := Header{name: name}
+	switch name {
+	case ":method":
+		h.pseudo = pseudoMethod
+	case ":path":
+		h.pseudo = pseudoPath
+	case ":authority", "host":
+		h.pseudo = pseudoAuthority
+	}
+	return h.value(head)
+}
+
 // Value returns the value of name in hs as Envoy's matchers see it: the
 // values of several fields joined with "," (allocating only then).
 func Value(hs *protocol.Headers, name string) ([]byte, bool) {
