@@ -70,7 +70,7 @@ func (n *node) eval(r *Request) bool {
 	case opHeader:
 		return r.Head != nil && n.hdr.Match(r.Head)
 	case opPath:
-		return r.Head != nil && n.str.Match(urlPath(r.Head.Target))
+		return r.Head != nil && n.str.Match(normPath(urlPath(r.Head.Target)))
 	case opDstPort:
 		return uint32(r.Local.Port()) == n.port
 	case opDstIP:

@@ -117,6 +117,12 @@ func TestRBACTable(t *testing.T) {
 		{"public regex", head("GET", "/pub/a?x=/admin/"), "1.2.3.4:5", "127.0.0.1:80", nil, true},
 		{"public regex exact", head("GET", "/pub"), "1.2.3.4:5", "127.0.0.1:80", nil, true},
 		{"public regex no partial", head("GET", "/public"), "1.2.3.4:5", "127.0.0.1:80", nil, false},
+		{"dot segments resolved", head("GET", "/pub/../admin/x"), "1.2.3.4:5", "127.0.0.1:80", nil, false},
+		{"encoded dots resolved", head("GET", "/pub/%2e%2E/secret"), "1.2.3.4:5", "127.0.0.1:80", nil, false},
+		{"encoded slash resolved", head("GET", "/pub/..%2Fsecret"), "1.2.3.4:5", "127.0.0.1:80", nil, false},
+		{"merged slashes", head("GET", "//pub//a"), "1.2.3.4:5", "127.0.0.1:80", nil, true},
+		{"encoded unreserved", head("GET", "/%70ub/a"), "1.2.3.4:5", "127.0.0.1:80", nil, true},
+		{"internal not admin via dots", head("GET", "/x/../admin/a"), "10.9.8.7:5", "127.0.0.1:80", nil, false},
 		{"public by port", head("GET", "/x"), "1.2.3.4:5", "127.0.0.1:8443", nil, true},
 		{"internal cidr", head("GET", "/x"), "10.9.8.7:5", "127.0.0.1:80", nil, true},
 		{"internal cidr v4-mapped", head("GET", "/x"), "[::ffff:10.9.8.7]:5", "127.0.0.1:80", nil, true},
@@ -203,6 +209,17 @@ func TestRBACConfigErrors(t *testing.T) {
 		}
 		if !strings.Contains(strings.Join(all, "\n"), tc.want) {
 			t.Errorf("%s: errors %q, want %q", tc.yaml, all, tc.want)
+		}
+	}
+}
+
+func TestNormPath(t *testing.T) {
+	for in, want := range map[string]string{
+		"/a/b": "/a/b", "/a/./b": "/a/b", "/a/../b": "/b", "/../../a": "/a", "/a/b/..": "/a/", "//a///b/": "/a/b/",
+		"/a%2fb": "/a/b", "/%2E%2e/x": "/x", "/a%20b": "/a%20b", "/a%zz": "/a%zz", "/a%4": "/a%4", "": "", "/": "/", "/.": "/",
+	} {
+		if got := string(normPath([]byte(in))); got != want {
+			t.Errorf("normPath(%q) = %q, want %q", in, got, want)
 		}
 	}
 }

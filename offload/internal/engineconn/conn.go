@@ -6,6 +6,7 @@ package engineconn
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"io"
 	"net"
@@ -36,6 +37,10 @@ type Protocol interface {
 type Negotiated struct {
 	ALPN, Version, Suite string
 	Resumed              bool
+	// SNI is the server name the client asked for (server side); Peer the
+	// peer's verified leaf certificate, nil without one.
+	SNI  string
+	Peer *x509.Certificate
 }
 
 // Conn runs a Protocol over a non-blocking transport.Conn.
@@ -95,7 +100,8 @@ type Conn struct {
 	queued   int
 
 	disabled atomic.Int32
-	alpn     atomic.Value // string
+	alpn     atomic.Value               // string
+	session  atomic.Pointer[Negotiated] // set once established
 }
 
 const (
@@ -133,6 +139,24 @@ func (c *Conn) Loop() int {
 }
 func (c *Conn) RemoteAddr() net.Addr       { return c.inner.RemoteAddr() }
 func (c *Conn) NegotiatedProtocol() string { return c.alpn.Load().(string) }
+
+// ServerName is the SNI the client sent ("" before the handshake or
+// without one); PeerCertificate the peer's verified certificate (mTLS).
+// Filters read them (core/filter Info).
+func (c *Conn) ServerName() string {
+	if ng := c.session.Load(); ng != nil {
+		return ng.SNI
+	}
+	return ""
+}
+
+// PeerCertificate: see ServerName.
+func (c *Conn) PeerCertificate() *x509.Certificate {
+	if ng := c.session.Load(); ng != nil {
+		return ng.Peer
+	}
+	return nil
+}
 
 func (c *Conn) Start(h transport.Handler) {
 	c.inner.Start(c.Attach(h))
@@ -220,6 +244,7 @@ func (c *Conn) finish(err error) {
 	c.mu.Unlock()
 	ng := c.proto.Negotiated()
 	c.alpn.Store(ng.ALPN)
+	c.session.Store(&ng)
 	c.stats.Negotiated(c.id, ng.Version, ng.Suite, ng.Resumed)
 	// Established and the queued plaintext written in one step under wmu,
 	// so no Write can slip its bytes in ahead of what was queued (HTTP/2
