@@ -24,9 +24,9 @@
 package cors
 
 import (
+	"bytes"
 	"regexp"
 	"strconv"
-	"strings"
 	"sync"
 
 	"gopkg.in/yaml.v3"
@@ -105,25 +105,20 @@ func (p *Policy) Validate(path string) []error {
 	return errs
 }
 
-// allows reports whether origin matches the policy.
-func (p *Policy) allows(origin []byte) bool {
-	o := string(origin) // compared, never kept: no allocation
+// allows reports whether origin matches the policy (no allocation).
+func (p *Policy) allows(o []byte) bool {
 	for i, m := range p.AllowOriginStringMatch {
 		switch {
 		case p.re[i] != nil:
-			if p.re[i].MatchString(o) {
-				return true
-			}
-		case m.IgnoreCase && m.Exact != "":
-			if strings.EqualFold(o, m.Exact) {
+			if p.re[i].Match(o) {
 				return true
 			}
 		case m.Exact != "":
-			if o == m.Exact {
+			if eq(o, m.Exact, m.IgnoreCase) {
 				return true
 			}
 		case m.Prefix != "":
-			if hasPrefix(o, m.Prefix, m.IgnoreCase) {
+			if len(o) >= len(m.Prefix) && eq(o[:len(m.Prefix)], m.Prefix, m.IgnoreCase) {
 				return true
 			}
 		case m.Suffix != "":
@@ -135,13 +130,11 @@ func (p *Policy) allows(origin []byte) bool {
 	return false
 }
 
-func hasPrefix(s, p string, fold bool) bool { return len(s) >= len(p) && eq(s[:len(p)], p, fold) }
-
-func eq(a, b string, fold bool) bool {
+func eq(a []byte, b string, fold bool) bool {
 	if fold {
-		return strings.EqualFold(a, b)
+		return bytes.EqualFold(a, []byte(b))
 	}
-	return a == b
+	return string(a) == b
 }
 
 func decode(raw *yaml.Node, path string) (filter.Factory, []error) {
