@@ -96,13 +96,13 @@ type chain struct {
 
 // entry is one filter of a stream's chain and its view of the stream.
 type entry struct {
-	c      *chain
-	pos    int
-	idx    int // in HTTPConfig.Filters
-	f      filter.Filter
-	dec    filter.DecoderFilter
-	enc    filter.EncoderFilter
-	cfg    any
+	c   *chain
+	pos int
+	idx int // in HTTPConfig.Filters
+	f   filter.Filter
+	dec filter.DecoderFilter
+	enc filter.EncoderFilter
+	cfg any
 	// What the entry holds per direction, made when it first holds; the
 	// Body handed to its data calls (kept here: no allocation per call).
 	dh, eh       *hold
