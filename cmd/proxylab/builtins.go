@@ -3,7 +3,10 @@ package main
 import (
 	"github.com/proxylab/proxylab/core/filter"
 	"github.com/proxylab/proxylab/core/filter/compressor"
+	"github.com/proxylab/proxylab/core/filter/cors"
 	"github.com/proxylab/proxylab/core/filter/extauthz"
+	"github.com/proxylab/proxylab/core/filter/fault"
+	"github.com/proxylab/proxylab/core/filter/localratelimit"
 	"github.com/proxylab/proxylab/core/filter/ratelimit"
 	"github.com/proxylab/proxylab/core/filter/rbac"
 	"github.com/proxylab/proxylab/core/protocol/xprotocol/bolt"
@@ -51,8 +54,12 @@ func registerBuiltins() {
 	upstream.RegisterLBPolicy("ring_hash", upstream.RingHashPolicy)         // lb_options: minimum_ring_size, maximum_ring_size, hash_function
 	upstream.RegisterLBPolicy("maglev", upstream.MaglevPolicy)              // lb_options: table_size
 
+	// HTTP stream filters (http_filters; docs/filters.md).
+	filter.Register(fault.Module)
+	filter.Register(localratelimit.Module)
+	filter.Register(cors.Module)
 	filter.Register(rbac.Module)
-	filter.Register(compressor.Module)
-	filter.Register(extauthz.Module)
 	filter.Register(ratelimit.Module)
+	filter.Register(extauthz.Module)
+	filter.Register(compressor.Module)
 }

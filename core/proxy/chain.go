@@ -68,6 +68,7 @@ type chain struct {
 	r       *httpStream
 	enc     stream.ResponseEncoder // the codec's
 	entries []entry
+	inline  [4]entry // entries' storage for chains of up to 4 filters
 	state   map[string]any
 	head    *protocol.Head // the request head during its headers phase
 	tunBuf  []byte         // a tunnel's early bytes, until its head is forwarded
@@ -95,14 +96,17 @@ type chain struct {
 
 // entry is one filter of a stream's chain and its view of the stream.
 type entry struct {
-	c      *chain
-	pos    int
-	idx    int // in HTTPConfig.Filters
-	f      filter.Filter
-	dec    filter.DecoderFilter
-	enc    filter.EncoderFilter
-	cfg    any
-	dh, eh hold
+	c   *chain
+	pos int
+	idx int // in HTTPConfig.Filters
+	f   filter.Filter
+	dec filter.DecoderFilter
+	enc filter.EncoderFilter
+	cfg any
+	// What the entry holds per direction, made when it first holds; the
+	// Body handed to its data calls (kept here: no allocation per call).
+	dh, eh       *hold
+	dbody, ebody filter.Body
 }
 
 var (
@@ -169,7 +173,11 @@ func (c *chain) stopped() bool { return c.destroyed || c.endPending || c.failed 
 func (c *chain) build() {
 	cm := c.r.cm
 	idx := cm.chain
-	c.entries = make([]entry, len(idx))
+	c.entries = c.inline[:0]
+	if len(idx) > len(c.inline) {
+		c.entries = make([]entry, 0, len(idx))
+	}
+	c.entries = c.entries[:len(idx)]
 	n := 0
 	for _, i := range idx {
 		ov := router.FilterOverrideOf(c.r.route, c.r.vh, i)
@@ -197,7 +205,7 @@ func (c *chain) destroy() {
 		if e.f != nil {
 			c.safeDestroy(e.f)
 		}
-		e.dh, e.eh = hold{}, hold{}
+		e.dh, e.eh = nil, nil
 	}
 	c.tunBuf = nil
 }

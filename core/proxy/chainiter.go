@@ -31,11 +31,34 @@ func (e *entry) has(dec bool) bool {
 	return e.enc != nil
 }
 
+// hold returns the entry's hold of a direction, made on first use.
 func (e *entry) hold(dec bool) *hold {
+	h := &e.eh
 	if dec {
-		return &e.dh
+		h = &e.dh
 	}
-	return &e.eh
+	if *h == nil {
+		*h = new(hold)
+	}
+	return *h
+}
+
+// holding reports whether the entry holds the direction.
+func (e *entry) holding(dec bool) bool {
+	if dec {
+		return e.dh != nil && e.dh.on
+	}
+	return e.eh != nil && e.eh.on
+}
+
+// body is the entry's Body for a data call of the direction, set to p.
+func (e *entry) body(dec bool, p []byte) *filter.Body {
+	b := &e.ebody
+	if dec {
+		b = &e.dbody
+	}
+	b.Bytes = p
+	return b
 }
 
 func (e *entry) callHeaders(dec bool, h *protocol.Head, end bool) filter.Status {
@@ -134,18 +157,18 @@ func (c *chain) passData(dec bool, from int, p []byte, end bool) {
 		if !e.has(dec) {
 			continue
 		}
-		hd := e.hold(dec)
-		if hd.on {
+		if e.holding(dec) {
 			c.holdData(e, dec, p, end)
 			return
 		}
-		b := filter.Body{Bytes: p}
-		st := e.callData(dec, &b, end)
+		b := e.body(dec, p)
+		st := e.callData(dec, b, end)
 		if c.halted(dec, gen) {
 			return
 		}
-		p = b.Bytes
+		p, b.Bytes = b.Bytes, nil
 		if st != filter.Continue {
+			hd := e.hold(dec)
 			hd.on, hd.buffer = true, st == filter.StopAndBuffer
 			c.addHeld(dec, hd, p, end)
 			return
@@ -165,8 +188,8 @@ func (c *chain) passTrailers(dec bool, from int, t *protocol.Headers) {
 		if !e.has(dec) {
 			continue
 		}
-		hd := e.hold(dec)
-		if hd.on {
+		if e.holding(dec) {
+			hd := e.hold(dec)
 			hd.trl = cloneTrailers(t)
 			if hd.buffer {
 				c.afterBufferCall(e, dec, e.callTrailers(dec, hd.trl), gen)
@@ -178,6 +201,7 @@ func (c *chain) passTrailers(dec bool, from int, t *protocol.Headers) {
 			return
 		}
 		if st != filter.Continue {
+			hd := e.hold(dec)
 			hd.on, hd.trl = true, cloneTrailers(t)
 			return
 		}
@@ -199,12 +223,14 @@ func (c *chain) holdData(e *entry, dec bool, p []byte, end bool) {
 		return
 	}
 	gen := c.encGen
-	b := filter.Body{Bytes: hd.body}
-	st := e.callData(dec, &b, end)
+	b := e.body(dec, hd.body)
+	st := e.callData(dec, b, end)
 	if c.halted(dec, gen) {
 		return
 	}
-	c.setHeldBody(dec, hd, b.Bytes)
+	nb := b.Bytes
+	b.Bytes = nil
+	c.setHeldBody(dec, hd, nb)
 	c.afterBufferCall(e, dec, st, gen)
 }
 
@@ -253,10 +279,10 @@ func (c *chain) setHeldBody(dec bool, hd *hold, nb []byte) {
 
 // release passes on what e holds of a direction (its filter continued).
 func (c *chain) release(e *entry, dec bool) {
-	hd := e.hold(dec)
-	if !hd.on {
+	if !e.holding(dec) {
 		return
 	}
+	hd := e.hold(dec)
 	taken := *hd
 	*hd = hold{}
 	if dec {
@@ -312,7 +338,7 @@ func (c *chain) overflow(dec bool) {
 func (c *chain) dropResponse() {
 	c.encGen++
 	for i := range c.entries {
-		c.entries[i].eh = hold{}
+		c.entries[i].eh = nil
 	}
 	c.encBuffered = 0
 }

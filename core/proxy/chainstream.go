@@ -15,7 +15,7 @@ func (e *entry) ContinueDecoding() { e.c.resume(e, true) }
 func (e *entry) ContinueEncoding() { e.c.resume(e, false) }
 
 func (c *chain) resume(e *entry, dec bool) {
-	if c.stopped() || !e.hold(dec).on || (dec && c.replied) {
+	if c.stopped() || !e.holding(dec) || (dec && c.replied) {
 		return
 	}
 	c.enter()
@@ -50,8 +50,8 @@ func (c *chain) addData(e *entry, dec bool, p []byte) {
 	}
 	c.enter()
 	defer c.exit()
-	if hd := e.hold(dec); hd.on {
-		c.addHeld(dec, hd, p, false)
+	if e.holding(dec) {
+		c.addHeld(dec, e.hold(dec), p, false)
 		return
 	}
 	c.passData(dec, c.next(dec, e.pos), p, false)
