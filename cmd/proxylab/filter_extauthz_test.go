@@ -29,12 +29,15 @@ import (
 // checked request's x-verdict header decides; each check waits delay.
 type authzServer struct {
 	authv3.UnimplementedAuthorizationServer
-	delay  atomic.Int64 // ns
-	checks atomic.Int64
+	delay    atomic.Int64 // ns
+	checks   atomic.Int64
+	inFlight atomic.Int64
 }
 
 func (a *authzServer) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
 	a.checks.Add(1)
+	a.inFlight.Add(1)
+	defer a.inFlight.Add(-1)
 	if d := time.Duration(a.delay.Load()); d > 0 {
 		time.Sleep(d)
 	}
@@ -204,12 +207,12 @@ func TestExtAuthzFilterDoesNotBlockTheLoop(t *testing.T) {
 		up := startH2CUpstream(t, http.HandlerFunc(protoEcho))
 		p := startProxy(t, filterConfig(tr, authzFilter("grpc_service: {google_grpc: {target_uri: "+addr+"}, timeout: 20s}", ""), authzRoutes, "http1", up.addr))
 		base := "http://" + p.addr("http")
-		probeLatencies(t, base, func(c *http.Client) (*http.Response, string) { return doGet(t, c, base+"/slow", "x-verdict", "allow") }, func() int64 { return a.checks.Load() })
+		probeLatencies(t, base, func(c *http.Client) (*http.Response, string) { return doGet(t, c, base+"/slow", "x-verdict", "allow") }, a.inFlight.Load)
 	})
 }
 
-// probeLatencies runs 200 concurrent slow requests (slow) and, once their
-// checks are pending (pending() reaching 200), times requests on an
+// probeLatencies runs 200 concurrent slow requests (slow) and, while at
+// least half of them wait on the server (pending), times requests on an
 // unfiltered route over its own connection: p99 under 100ms.
 func probeLatencies(t *testing.T, base string, slow func(*http.Client) (*http.Response, string), pending func() int64) {
 	t.Helper()
@@ -226,21 +229,26 @@ func probeLatencies(t *testing.T, base string, slow func(*http.Client) (*http.Re
 			}
 		}()
 	}
+	probe := h1Client()
+	doGet(t, probe, base+"/noauth/warm")
 	deadline := time.Now().Add(20 * time.Second)
 	for pending() < n/2 && time.Now().Before(deadline) {
 		time.Sleep(time.Millisecond)
 	}
-	probe := h1Client()
-	doGet(t, probe, base+"/noauth/warm")
 	var lat []time.Duration
-	for pending() < n && time.Now().Before(deadline) || len(lat) < 50 {
+	for pending() >= n/2 {
 		start := time.Now()
 		if resp, _ := doGet(t, probe, base+"/noauth/probe"); resp.StatusCode != 200 {
 			t.Fatalf("probe: %d", resp.StatusCode)
 		}
-		lat = append(lat, time.Since(start))
+		if pending() >= n/2 { // the whole probe ran while the checks waited
+			lat = append(lat, time.Since(start))
+		}
 	}
 	wg.Wait()
+	if len(lat) < 10 {
+		t.Fatalf("only %d probes while the checks were pending", len(lat))
+	}
 	if bad.Load() != 0 {
 		t.Fatalf("%d slow requests failed", bad.Load())
 	}
