@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os/exec"
 	"sort"
 	"strings"
 	"sync"
@@ -398,6 +399,97 @@ func TestFilterRateLimitFloodIsolation(t *testing.T) {
 		}
 		if busy > idle*10+20*time.Millisecond {
 			t.Fatalf("the calm route slowed from %v to %v under the flood", idle, busy)
+		}
+	})
+}
+
+// TestFiltersValidate: `proxylab validate` refuses unknown filters (listing
+// the known ones) and filter configs that do not validate, with the path.
+func TestFiltersValidate(t *testing.T) {
+	cfg := `listeners:
+  - name: web
+    address: "127.0.0.1:0"
+    http_proxy:
+      http_filters:
+        - name: fualt
+        - {name: fault, typed_config: {abort: {http_status: 700}}}
+        - {name: local_ratelimit, typed_config: {token_bucket: {max_tokens: 0, fill_interval: 1s}}}
+        - name: cors
+        - name: cors
+routes:
+  - name: all
+    domains: ["*"]
+    typed_per_filter_config:
+      cors: {allow_origin_string_match: [{exact: a, suffix: b}]}
+      nosuch: {}
+    routes:
+      - prefix: /
+        cluster: a
+        typed_per_filter_config: {fault: {disabled: true, abort: {http_status: 503}}}
+clusters:
+  - {name: a, hosts: [{address: "127.0.0.1:1"}]}
+`
+	out, err := exec.Command(binPath, "validate", "-c", writeTemp(t, cfg)).CombinedOutput()
+	if err == nil {
+		t.Fatalf("validate accepted bad http_filters:\n%s", out)
+	}
+	for _, want := range []string{
+		`listeners[0].http_proxy.http_filters[0].name: unknown http filter "fualt" (known: cors, fault, local_ratelimit)`,
+		"listeners[0].http_proxy.http_filters[1].typed_config.abort.http_status: must be 200-599",
+		"listeners[0].http_proxy.http_filters[2].typed_config.token_bucket.max_tokens: must be > 0",
+		`listeners[0].http_proxy.http_filters[4].name: filter "cors" listed twice`,
+		"routes[0].typed_per_filter_config.cors.allow_origin_string_match[0]: needs exactly one",
+		`routes[0].typed_per_filter_config.nosuch: unknown http filter "nosuch"`,
+		"routes[0].routes[0].typed_per_filter_config.fault.disabled: disabled stands alone",
+	} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("validate output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+// testExampleAddHeader: the example filter of docs/extending.md marks
+// responses (a local reply too), takes a route's value, is switched off by
+// a route, and counts what it marked; over HTTP/1.1 and h2c.
+func testExampleAddHeader(t *testing.T, bin string) {
+	up, _ := countingUpstream(t)
+	forEachTransport(t, func(t *testing.T, tr string) {
+		p := startProxyBin(t, bin, fmt.Sprintf(`transport: %s
+admin: {address: "127.0.0.1:0"}
+listeners:
+  - name: web
+    address: 127.0.0.1:0
+    http_proxy:
+      http_filters:
+        - {name: addheader, typed_config: {name: x-served-by, value: edge-1}}
+routes:
+  - name: site
+    domains: ["*"]
+    routes:
+      - {prefix: /special, cluster: up, typed_per_filter_config: {addheader: {value: special}}}
+      - {prefix: /quiet, cluster: up, typed_per_filter_config: {addheader: {disabled: true}}}
+      - {path: /direct, direct_response: {status: 204}}
+      - {prefix: /, cluster: up}
+clusters:
+  - {name: up, hosts: [{address: %q}]}
+`, tr, up.addr))
+		for _, c := range []*http.Client{h1Client(), h2cClient()} {
+			for _, tc := range []struct{ path, want string }{
+				{"/a", "edge-1"}, {"/special/x", "special"}, {"/quiet", ""}, {"/direct", "edge-1"},
+			} {
+				resp, err := c.Get("http://" + p.addr("web") + tc.path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp.Body.Close()
+				if got := resp.Header.Get("x-served-by"); got != tc.want {
+					t.Fatalf("%s %s: x-served-by %q, want %q", resp.Proto, tc.path, got, tc.want)
+				}
+			}
+		}
+		_, m := adminClient{t: t, base: "http://" + p.adminAddr()}.do("GET", "/stats/prometheus")
+		if !strings.Contains(m, `proxylab_addheader_responses{name="web",side="listener"} 6`) {
+			t.Fatalf("metric:\n%s", grepLines(m, "addheader"))
 		}
 	})
 }
