@@ -21,6 +21,7 @@ import (
 
 	testpb "google.golang.org/grpc/interop/grpc_testing"
 
+	"github.com/coder/websocket"
 	"github.com/proxylab/proxylab/core/protocol/xprotocol"
 	"github.com/proxylab/proxylab/core/protocol/xprotocol/bolt"
 )
@@ -491,5 +492,48 @@ clusters:
 		if !strings.Contains(m, `proxylab_addheader_responses{name="web",side="listener"} 6`) {
 			t.Fatalf("metric:\n%s", grepLines(m, "addheader"))
 		}
+	})
+}
+
+// TestFilterTunnel: an upgrade passes the decoder filters' headers phase:
+// a fault delay holds it (the client's early bytes wait in the chain and
+// reach the upstream after the 101), an abort refuses it before any
+// upstream sees it, and the tunnel's bytes then bypass the filters.
+func TestFilterTunnel(t *testing.T) {
+	forEachTransport(t, func(t *testing.T, tr string) {
+		up := startWSUpstream(t)
+		p := startProxy(t, wsConfig(tr, up.addr, filtersChain))
+		upgrade := "GET /ws/%s HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n%sSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+
+		c := dialRaw(t, p.addr("http"))
+		start := time.Now()
+		c.send(fmt.Sprintf(upgrade, "delayed", "x-envoy-fault-delay-request: 300\r\n") + string(maskedFrame(0x2, []byte("early"))))
+		head, err := c.r.ReadString('\n')
+		if err != nil || !strings.HasPrefix(head, "HTTP/1.1 101 ") || time.Since(start) < 300*time.Millisecond {
+			t.Fatalf("status line %q %v after %v", head, err, time.Since(start))
+		}
+		readHeaderBlock(t, c)
+		if op, payload := readFrame(t, c.r); op != 0x2 || string(payload) != "early" {
+			t.Fatalf("echo of early data held during the delay: op %d %q", op, payload)
+		}
+
+		c2 := dialRaw(t, p.addr("http"))
+		c2.send(fmt.Sprintf(upgrade, "aborted", "x-envoy-fault-abort-request: 503\r\n"))
+		if resp, _ := c2.readResponse("GET"); resp.StatusCode != 503 {
+			t.Fatalf("aborted upgrade: %d", resp.StatusCode)
+		}
+		for _, r := range up.requests() {
+			if strings.HasPrefix(r, "/ws/aborted") {
+				t.Fatalf("upstream saw the aborted upgrade: %s", r)
+			}
+		}
+
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		ws, resp, err := websocket.Dial(ctx, "ws://"+p.addr("http")+"/ws/echo", nil)
+		if err != nil {
+			t.Fatalf("dial: %v %v", err, resp)
+		}
+		echoSizes(t, ws, up)
 	})
 }
