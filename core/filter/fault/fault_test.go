@@ -89,3 +89,29 @@ func TestFaultDecisions(t *testing.T) {
 		})
 	}
 }
+
+// TestMaxActiveFaults: past the cap no fault starts; a slot frees when its
+// stream ends; the gauge follows.
+func TestMaxActiveFaults(t *testing.T) {
+	f, errs := decodeYAML(t, `{abort: {http_status: 503}, max_active_faults: 2}`)
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	a, b, c := &fault{f: f}, &fault{f: f}, &fault{f: f}
+	if !a.start(f.cfg) || !b.start(f.cfg) || c.start(f.cfg) {
+		t.Fatal("the third concurrent fault started")
+	}
+	if _, _, active := f.Stats(); active != 2 {
+		t.Fatalf("active %d, want 2", active)
+	}
+	a.OnDestroy()
+	if !c.start(f.cfg) {
+		t.Fatal("a freed slot was not reused")
+	}
+	b.OnDestroy()
+	c.OnDestroy()
+	c.OnDestroy() // once only
+	if _, _, active := f.Stats(); active != 0 {
+		t.Fatalf("active %d after every stream ended, want 0", active)
+	}
+}
