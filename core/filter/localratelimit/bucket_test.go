@@ -122,3 +122,27 @@ func max64(a, b time.Duration) time.Duration {
 	}
 	return b
 }
+
+// TestDescriptorBounded: distinct values past max_entries share one bucket
+// until a sweep (at most once per fill interval) frees the full ones.
+func TestDescriptorBounded(t *testing.T) {
+	start := time.Unix(1000, 0)
+	one := uint32(1)
+	d := &descriptor{tb: TokenBucket{MaxTokens: 1, TokensPerFill: &one, FillInterval: time.Second}, max: 2}
+	d.spill = d.tb.bucket(start)
+	d.lastSweep.Store(start.UnixNano())
+	a, b := d.get("a", start), d.get("b", start)
+	if a == b || a == d.spill || b == d.spill {
+		t.Fatal("the first values did not get buckets of their own")
+	}
+	a.Take(start)
+	if d.get("c", start) != d.spill {
+		t.Fatal("a third value got a bucket past max_entries")
+	}
+	// A fill interval later "a" is full again and "b" never was used: both
+	// are swept, "c" gets its own bucket.
+	later := start.Add(1500 * time.Millisecond)
+	if c := d.get("c", later); c == d.spill || d.n.Load() != 1 {
+		t.Fatalf("after the sweep: spill=%v, entries %d", c == d.spill, d.n.Load())
+	}
+}
