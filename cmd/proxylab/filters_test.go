@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os/exec"
 	"sort"
 	"strings"
 	"sync"
@@ -20,6 +21,7 @@ import (
 
 	testpb "google.golang.org/grpc/interop/grpc_testing"
 
+	"github.com/coder/websocket"
 	"github.com/proxylab/proxylab/core/protocol/xprotocol"
 	"github.com/proxylab/proxylab/core/protocol/xprotocol/bolt"
 )
@@ -399,5 +401,139 @@ func TestFilterRateLimitFloodIsolation(t *testing.T) {
 		if busy > idle*10+20*time.Millisecond {
 			t.Fatalf("the calm route slowed from %v to %v under the flood", idle, busy)
 		}
+	})
+}
+
+// TestFiltersValidate: `proxylab validate` refuses unknown filters (listing
+// the known ones) and filter configs that do not validate, with the path.
+func TestFiltersValidate(t *testing.T) {
+	cfg := `listeners:
+  - name: web
+    address: "127.0.0.1:0"
+    http_proxy:
+      http_filters:
+        - name: fualt
+        - {name: fault, typed_config: {abort: {http_status: 700}}}
+        - {name: local_ratelimit, typed_config: {token_bucket: {max_tokens: 0, fill_interval: 1s}}}
+        - name: cors
+        - name: cors
+routes:
+  - name: all
+    domains: ["*"]
+    typed_per_filter_config:
+      cors: {allow_origin_string_match: [{exact: a, suffix: b}]}
+      nosuch: {}
+    routes:
+      - prefix: /
+        cluster: a
+        typed_per_filter_config: {fault: {disabled: true, abort: {http_status: 503}}}
+clusters:
+  - {name: a, hosts: [{address: "127.0.0.1:1"}]}
+`
+	out, err := exec.Command(binPath, "validate", "-c", writeTemp(t, cfg)).CombinedOutput()
+	if err == nil {
+		t.Fatalf("validate accepted bad http_filters:\n%s", out)
+	}
+	for _, want := range []string{
+		`listeners[0].http_proxy.http_filters[0].name: unknown http filter "fualt" (known: cors, fault, local_ratelimit)`,
+		"listeners[0].http_proxy.http_filters[1].typed_config.abort.http_status: must be 200-599",
+		"listeners[0].http_proxy.http_filters[2].typed_config.token_bucket.max_tokens: must be > 0",
+		`listeners[0].http_proxy.http_filters[4].name: filter "cors" listed twice`,
+		"routes[0].typed_per_filter_config.cors.allow_origin_string_match[0]: needs exactly one",
+		`routes[0].typed_per_filter_config.nosuch: unknown http filter "nosuch"`,
+		"routes[0].routes[0].typed_per_filter_config.fault.disabled: disabled stands alone",
+	} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("validate output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+// testExampleAddHeader: the example filter of docs/extending.md marks
+// responses (a local reply too), takes a route's value, is switched off by
+// a route, and counts what it marked; over HTTP/1.1 and h2c.
+func testExampleAddHeader(t *testing.T, bin string) {
+	up, _ := countingUpstream(t)
+	forEachTransport(t, func(t *testing.T, tr string) {
+		p := startProxyBin(t, bin, fmt.Sprintf(`transport: %s
+admin: {address: "127.0.0.1:0"}
+listeners:
+  - name: web
+    address: 127.0.0.1:0
+    http_proxy:
+      http_filters:
+        - {name: addheader, typed_config: {name: x-served-by, value: edge-1}}
+routes:
+  - name: site
+    domains: ["*"]
+    routes:
+      - {prefix: /special, cluster: up, typed_per_filter_config: {addheader: {value: special}}}
+      - {prefix: /quiet, cluster: up, typed_per_filter_config: {addheader: {disabled: true}}}
+      - {path: /direct, direct_response: {status: 204}}
+      - {prefix: /, cluster: up}
+clusters:
+  - {name: up, hosts: [{address: %q}]}
+`, tr, up.addr))
+		for _, c := range []*http.Client{h1Client(), h2cClient()} {
+			for _, tc := range []struct{ path, want string }{
+				{"/a", "edge-1"}, {"/special/x", "special"}, {"/quiet", ""}, {"/direct", "edge-1"},
+			} {
+				resp, err := c.Get("http://" + p.addr("web") + tc.path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp.Body.Close()
+				if got := resp.Header.Get("x-served-by"); got != tc.want {
+					t.Fatalf("%s %s: x-served-by %q, want %q", resp.Proto, tc.path, got, tc.want)
+				}
+			}
+		}
+		_, m := adminClient{t: t, base: "http://" + p.adminAddr()}.do("GET", "/stats/prometheus")
+		if !strings.Contains(m, `proxylab_addheader_responses{name="web",side="listener"} 6`) {
+			t.Fatalf("metric:\n%s", grepLines(m, "addheader"))
+		}
+	})
+}
+
+// TestFilterTunnel: an upgrade passes the decoder filters' headers phase:
+// a fault delay holds it (the client's early bytes wait in the chain and
+// reach the upstream after the 101), an abort refuses it before any
+// upstream sees it, and the tunnel's bytes then bypass the filters.
+func TestFilterTunnel(t *testing.T) {
+	forEachTransport(t, func(t *testing.T, tr string) {
+		up := startWSUpstream(t)
+		p := startProxy(t, wsConfig(tr, up.addr, filtersChain))
+		upgrade := "GET /ws/%s HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n%sSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+
+		c := dialRaw(t, p.addr("http"))
+		start := time.Now()
+		c.send(fmt.Sprintf(upgrade, "delayed", "x-envoy-fault-delay-request: 300\r\n") + string(maskedFrame(0x2, []byte("early"))))
+		head, err := c.r.ReadString('\n')
+		if err != nil || !strings.HasPrefix(head, "HTTP/1.1 101 ") || time.Since(start) < 300*time.Millisecond {
+			t.Fatalf("status line %q %v after %v", head, err, time.Since(start))
+		}
+		readHeaderBlock(t, c)
+		if op, payload := readFrame(t, c.r); op != 0x2 || string(payload) != "early" {
+			t.Fatalf("echo of early data held during the delay: op %d %q", op, payload)
+		}
+
+		c2 := dialRaw(t, p.addr("http"))
+		c2.send(fmt.Sprintf(upgrade, "aborted", "x-envoy-fault-abort-request: 503\r\n"))
+		if resp, _ := c2.readResponse("GET"); resp.StatusCode != 503 {
+			t.Fatalf("aborted upgrade: %d", resp.StatusCode)
+		}
+		for _, r := range up.requests() {
+			if strings.HasPrefix(r, "/ws/aborted") {
+				t.Fatalf("upstream saw the aborted upgrade: %s", r)
+			}
+		}
+
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		ws, resp, err := websocket.Dial(ctx, "ws://"+p.addr("http")+"/ws/echo", nil)
+		if err != nil {
+			t.Fatalf("dial: %v %v", err, resp)
+		}
+		echoSizes(t, ws, up)
 	})
 }

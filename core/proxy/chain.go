@@ -81,7 +81,6 @@ type chain struct {
 	decBuffered, encBuffered int
 
 	depth      int  // nested chain calls on the stack
-	begun      bool // the request head arrived
 	forwarded  bool // the request head reached the router
 	reroute    bool // ClearRouteCache before the head reached the router
 	tunnel     bool
@@ -236,7 +235,6 @@ func (c *chain) finishAfter() {
 func (c *chain) DecodeHead(h *stream.Head, end bool) {
 	c.enter()
 	defer c.exit()
-	c.begun = true
 	c.r.begin(h)
 	c.tunnel = stream.UpgradeType(h) != nil
 	c.build()

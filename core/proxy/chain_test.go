@@ -23,6 +23,7 @@ import (
 	"github.com/proxylab/proxylab/core/router"
 	"github.com/proxylab/proxylab/core/stream"
 	h1s "github.com/proxylab/proxylab/core/stream/http1"
+	h2s "github.com/proxylab/proxylab/core/stream/http2"
 	"github.com/proxylab/proxylab/core/upstream"
 	"github.com/proxylab/proxylab/foundation/timer"
 )
@@ -152,6 +153,12 @@ func (f *scripted) EncodeTrailers(*protocol.Headers) filter.Status { return filt
 // of an upstream that echoes "body=<request body>" (or, on /big, 64 KiB).
 func chainProxy(t *testing.T, limit int, scripts ...*script) (string, *proxy.HTTPStats, *atomic.Int32) {
 	t.Helper()
+	return chainProxyCodec(t, h1s.Codec{}, limit, scripts...)
+}
+
+// chainProxyCodec is chainProxy with another downstream codec.
+func chainProxyCodec(t *testing.T, codec stream.Codec, limit int, scripts ...*script) (string, *proxy.HTTPStats, *atomic.Int32) {
+	t.Helper()
 	tr := newTransport(t)
 	var upHits atomic.Int32
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -169,15 +176,16 @@ func chainProxy(t *testing.T, limit int, scripts ...*script) (string, *proxy.HTT
 	timers := timer.New(10 * time.Millisecond)
 	so := &stream.ServerOptions{MaxRequestLine: h1.DefaultLimits.MaxRequestLine, MaxHeaderBytes: h1.DefaultLimits.MaxHeaderBytes,
 		MaxHeaders: h1.DefaultLimits.MaxHeaders, HeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute, Linger: time.Second,
-		HighWatermark: 256 << 10, Timers: timers}
+		HighWatermark: 256 << 10, Timers: timers, Mux: stream.MuxOptions{MaxConcurrentStreams: 128, InitialStreamWindow: 256 << 10,
+			ConnWindow: 4 << 20, MaxHeaderListSize: 64 << 10, MaxResetsPerSecond: 100, ResetBurst: 400}}
 	st := &proxy.HTTPStats{}
 	hc := &proxy.HTTPConfig{
 		Router: router.New([]router.VirtualHost{{Name: "site", Domains: []string{"*"}, Routes: []router.Route{
 			{Prefix: "/", Cluster: "api", Timeout: 10 * time.Second},
 		}}}),
 		Clusters: mgr, Server: *so, Stats: st,
-		Codecs:           []stream.Codec{h1s.Codec{}},
-		Servers:          []stream.Server{h1s.Codec{}.NewServer(so)},
+		Codecs:           []stream.Codec{codec},
+		Servers:          []stream.Server{codec.NewServer(so)},
 		MaxRequestBuffer: 64 << 10,
 		Log:              slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}
@@ -337,6 +345,27 @@ func TestChainPanic(t *testing.T) {
 				t.Fatalf("%d, failures counted %d; want 500, 1", resp.StatusCode, st.FilterFailures.Value())
 			}
 		})
+	}
+}
+
+// TestChainPanicGRPC: over HTTP/2, a gRPC call whose filter panics gets
+// a trailers-only INTERNAL, counted.
+func TestChainPanicGRPC(t *testing.T) {
+	addr, st, hits := chainProxyCodec(t, h2s.Codec{}, 1<<20, &script{name: "a", seen: &events{}, panicIn: "decode"})
+	var p http.Protocols
+	p.SetUnencryptedHTTP2(true)
+	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{Protocols: &p}}
+	req, _ := http.NewRequest("POST", "http://"+addr+"/svc/Method", strings.NewReader("\x00\x00\x00\x00\x00"))
+	req.Header.Set("Content-Type", "application/grpc")
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("grpc-status") != "13" || st.FilterFailures.Value() != 1 || hits.Load() != 0 {
+		t.Fatalf("%d grpc-status %q, failures %d, upstream hits %d; want 200 13 1 0", resp.StatusCode, resp.Header.Get("grpc-status"),
+			st.FilterFailures.Value(), hits.Load())
 	}
 }
 

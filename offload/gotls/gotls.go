@@ -431,9 +431,9 @@ type goTLS struct{ *tls.Conn }
 func (g goTLS) Negotiated() engineconn.Negotiated {
 	cs := g.ConnectionState()
 	ng := engineconn.Negotiated{ALPN: cs.NegotiatedProtocol, Version: tls.VersionName(cs.Version), Suite: tls.CipherSuiteName(cs.CipherSuite),
-		Resumed: cs.DidResume, SNI: cs.ServerName}
-	if len(cs.PeerCertificates) > 0 {
-		ng.Peer = cs.PeerCertificates[0]
+		Resumed: cs.DidResume, ServerName: cs.ServerName}
+	if len(cs.VerifiedChains) > 0 && len(cs.VerifiedChains[0]) > 0 { // verified only: client_auth request may leave it unchecked
+		ng.PeerCertificate = cs.VerifiedChains[0][0]
 	}
 	return ng
 }

@@ -63,6 +63,13 @@ func (b *Bucket) Take(now time.Time) (left uint32, ok bool) {
 	}
 }
 
+// Full reports whether the bucket holds max_tokens at now (it is then no
+// different from a new one).
+func (b *Bucket) Full(now time.Time) bool {
+	tokens, _ := b.fill(b.state.Load(), b.tick(now))
+	return tokens == uint64(b.max)
+}
+
 // Max is the bucket's capacity.
 func (b *Bucket) Max() uint32 { return b.max }
 

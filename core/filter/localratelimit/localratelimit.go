@@ -20,7 +20,8 @@
 // client IP); every descriptor that applies must have a token, and the
 // config's token_bucket is used only when none applies (Envoy's rule).
 // Each descriptor keeps at most max_entries buckets (10000); values beyond
-// share one bucket, so a flood of distinct values is limited, not stored.
+// share one bucket, so a flood of distinct values is limited, not stored,
+// until a sweep (at most once per fill interval) drops the full buckets.
 //
 // filter_enabled / filter_enforced (default_value percentages) default to
 // 100% (Envoy's default is 0%; carried-over configs set them anyway).
@@ -163,6 +164,10 @@ type descriptor struct {
 	n       atomic.Int64
 	buckets sync.Map // value (string or netip.Addr) → *Bucket
 	spill   *Bucket  // shared by values past max
+	// At max, full buckets (no different from new ones) are swept, at
+	// most once per fill interval, by whichever taker gets sweepMu.
+	sweepMu   sync.Mutex
+	lastSweep atomic.Int64 // unix nanoseconds
 }
 
 func newLimiter(c *Config) *limiter {
@@ -193,7 +198,7 @@ func (d *descriptor) get(key any, now time.Time) *Bucket {
 	if b, ok := d.buckets.Load(key); ok {
 		return b.(*Bucket)
 	}
-	if d.n.Load() >= d.max {
+	if d.n.Load() >= d.max && !d.sweep(now) {
 		return d.spill
 	}
 	b, loaded := d.buckets.LoadOrStore(key, d.tb.bucket(now))
@@ -201,6 +206,29 @@ func (d *descriptor) get(key any, now time.Time) *Bucket {
 		d.n.Add(1)
 	}
 	return b.(*Bucket)
+}
+
+// sweep drops the buckets that are full at now; false when it did not
+// run (another sweep is running or one ran within the fill interval) or
+// freed nothing. A taker still holding a swept bucket takes from it
+// unseen: at most the requests in flight at that instant are over-granted.
+func (d *descriptor) sweep(now time.Time) bool {
+	last := d.lastSweep.Load()
+	if now.UnixNano()-last < int64(d.tb.FillInterval) || !d.sweepMu.TryLock() {
+		return false
+	}
+	defer d.sweepMu.Unlock()
+	d.lastSweep.Store(now.UnixNano())
+	freed := false
+	d.buckets.Range(func(k, v any) bool {
+		if v.(*Bucket).Full(now) {
+			d.buckets.Delete(k)
+			d.n.Add(-1)
+			freed = true
+		}
+		return true
+	})
+	return freed
 }
 
 func decode(raw *yaml.Node, path string) (filter.Factory, []error) {

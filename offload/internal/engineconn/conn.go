@@ -37,10 +37,10 @@ type Protocol interface {
 type Negotiated struct {
 	ALPN, Version, Suite string
 	Resumed              bool
-	// SNI is the server name the client asked for (server side); Peer the
-	// peer's verified leaf certificate, nil without one.
-	SNI  string
-	Peer *x509.Certificate
+	// ServerName is the SNI the client sent (server side); PeerCertificate
+	// the peer's verified leaf certificate, nil without one.
+	ServerName      string
+	PeerCertificate *x509.Certificate
 }
 
 // Conn runs a Protocol over a non-blocking transport.Conn.
@@ -100,8 +100,14 @@ type Conn struct {
 	queued   int
 
 	disabled atomic.Int32
-	alpn     atomic.Value               // string
-	session  atomic.Pointer[Negotiated] // set once established
+	alpn     atomic.Value // string
+	peer     atomic.Pointer[peerInfo]
+}
+
+// peerInfo is what the handshake said about the peer, for L7 filters.
+type peerInfo struct {
+	sni  string
+	cert *x509.Certificate
 }
 
 const (
@@ -140,20 +146,20 @@ func (c *Conn) Loop() int {
 func (c *Conn) RemoteAddr() net.Addr       { return c.inner.RemoteAddr() }
 func (c *Conn) NegotiatedProtocol() string { return c.alpn.Load().(string) }
 
-// ServerName is the SNI the client sent ("" before the handshake or
-// without one); PeerCertificate the peer's verified certificate (mTLS).
-// Filters read them (core/filter Info).
+// ServerName is the SNI of an established server-side connection ("" before
+// the handshake or without one).
 func (c *Conn) ServerName() string {
-	if ng := c.session.Load(); ng != nil {
-		return ng.SNI
+	if p := c.peer.Load(); p != nil {
+		return p.sni
 	}
 	return ""
 }
 
-// PeerCertificate: see ServerName.
+// PeerCertificate is the peer's verified leaf certificate (nil before the
+// handshake or without one).
 func (c *Conn) PeerCertificate() *x509.Certificate {
-	if ng := c.session.Load(); ng != nil {
-		return ng.Peer
+	if p := c.peer.Load(); p != nil {
+		return p.cert
 	}
 	return nil
 }
@@ -244,7 +250,7 @@ func (c *Conn) finish(err error) {
 	c.mu.Unlock()
 	ng := c.proto.Negotiated()
 	c.alpn.Store(ng.ALPN)
-	c.session.Store(&ng)
+	c.peer.Store(&peerInfo{sni: ng.ServerName, cert: ng.PeerCertificate})
 	c.stats.Negotiated(c.id, ng.Version, ng.Suite, ng.Resumed)
 	// Established and the queued plaintext written in one step under wmu,
 	// so no Write can slip its bytes in ahead of what was queued (HTTP/2
