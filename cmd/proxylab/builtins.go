@@ -9,6 +9,7 @@ import (
 	"github.com/proxylab/proxylab/core/filter/localratelimit"
 	"github.com/proxylab/proxylab/core/filter/ratelimit"
 	"github.com/proxylab/proxylab/core/filter/rbac"
+	"github.com/proxylab/proxylab/core/network"
 	"github.com/proxylab/proxylab/core/protocol/xprotocol/bolt"
 	"github.com/proxylab/proxylab/core/protocol/xprotocol/dubbo"
 	"github.com/proxylab/proxylab/core/stream"
@@ -59,6 +60,7 @@ func registerBuiltins() {
 	filter.Register(localratelimit.Module)
 	filter.Register(cors.Module)
 	filter.Register(rbac.Module)
+	network.RegisterListenerFilter(rbac.NetworkModule) // listener_filters: rbac at accept
 	filter.Register(ratelimit.Module)
 	filter.Register(extauthz.Module)
 	filter.Register(compressor.Module)

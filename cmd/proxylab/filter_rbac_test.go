@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -232,6 +233,60 @@ func TestRBACFilterBolt(t *testing.T) {
 		}
 		if b.requests.Load() != 0 {
 			t.Fatal("a denied request reached svc.B")
+		}
+	})
+}
+
+// TestRBACListenerFilterTCP: rbac as a listener filter in front of
+// tcp_proxy: a connection from an address no policy allows is closed at
+// accept (the upstream never sees it), an allowed one is proxied; counted.
+func TestRBACListenerFilterTCP(t *testing.T) {
+	forEachTransport(t, func(t *testing.T, tr string) {
+		var upConns atomic.Int64
+		echo := rawUpstream(t, func(c net.Conn) {
+			upConns.Add(1)
+			io.Copy(c, c)
+		})
+		cfg := strings.Replace(tcpConfig(tr, echo), "    tcp_proxy: {cluster: up}\n", `    listener_filters:
+      - name: rbac
+        typed_config:
+          rules:
+            policies:
+              second-loopback:
+                permissions: [{not_rule: {destination_port: 1}}]
+                principals: [{source_ip: {address_prefix: 127.0.0.2, prefix_len: 32}}]
+    tcp_proxy: {cluster: up}
+`, 1)
+		cfg = strings.Replace(cfg, "drain_timeout: 5s\n", "drain_timeout: 5s\nadmin: {address: \"127.0.0.1:0\", token: t}\n", 1)
+		p := startProxy(t, cfg)
+		dialFrom := func(src string) net.Conn {
+			d := net.Dialer{Timeout: 2 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
+			c, err := d.Dial("tcp", p.addr("tcp"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.SetDeadline(time.Now().Add(10 * time.Second))
+			return c
+		}
+		ok := dialFrom("127.0.0.2")
+		defer ok.Close()
+		io.WriteString(ok, "ping")
+		buf := make([]byte, 4)
+		if _, err := io.ReadFull(ok, buf); err != nil || string(buf) != "ping" {
+			t.Fatalf("allowed connection: %q %v", buf, err)
+		}
+		denied := dialFrom("127.0.0.1")
+		defer denied.Close()
+		io.WriteString(denied, "ping")
+		if n, err := denied.Read(buf); err == nil {
+			t.Fatalf("denied connection read %d bytes", n)
+		}
+		if n := upConns.Load(); n != 1 {
+			t.Fatalf("upstream saw %d connections, want 1", n)
+		}
+		lbl := map[string]string{"side": "listener", "name": "tcp"}
+		if a, d := adminMetric(t, p, "proxylab_rbac_network_allowed_total", lbl), adminMetric(t, p, "proxylab_rbac_network_denied_total", lbl); a != 1 || d != 1 {
+			t.Fatalf("counters allowed %v denied %v", a, d)
 		}
 	})
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/proxylab/proxylab/core/admin"
 	"github.com/proxylab/proxylab/core/config"
 	"github.com/proxylab/proxylab/core/filter"
+	"github.com/proxylab/proxylab/core/network"
 	"github.com/proxylab/proxylab/core/server"
 	"github.com/proxylab/proxylab/core/upstream"
 	"github.com/proxylab/proxylab/offload"
@@ -78,6 +79,7 @@ func known() config.Known {
 		Codecs: server.KnownCodecs(), DefaultProtocol: defaultProtocol,
 		DefaultLB: upstream.DefaultLB, LBOptions: upstream.DecodeLBOptions,
 		HTTPFilter: filter.DecodeConfig, HTTPFilterOverride: filter.DecodeOverride,
+		ListenerFilter:   network.DecodeListenerFilter,
 		DefaultTransport: defaultTransport, DefaultEngine: defaultEngine,
 		TransportOptions:  map[string]func(*yaml.Node, string, bool) (any, []error){},
 		EngineCertOptions: map[string]func(*yaml.Node, string) (any, []error){},

@@ -135,6 +135,11 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 				c.Collect(sideEmit(ch, "listener", l.Name))
 			}
 		}
+		for _, f := range l.ListenerFilters { // so do listener filters (network rbac)
+			if c, ok := f.(stats.Collector); ok {
+				c.Collect(sideEmit(ch, "listener", l.Name))
+			}
+		}
 		for codec, st := range l.RPC {
 			st.Each(func(event string, v uint64) { counter(ch, dRPCEvents, v, "listener", l.Name, codec, event) })
 		}

@@ -169,6 +169,7 @@ func (d *decoder) resolve(c *Config, k Known) {
 	}
 	d.resolveTop(c, k)
 	d.resolveHTTPFilters(c, k)
+	d.resolveListenerFilters(c, k)
 	for i := range c.Listeners {
 		t := c.Listeners[i].TLS
 		if t == nil {

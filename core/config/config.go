@@ -138,6 +138,9 @@ type Known struct {
 	// Errors are registry.FieldErrors; unknown names are refused there.
 	HTTPFilter         func(name string, raw *yaml.Node, path string) (any, []error)
 	HTTPFilterOverride func(name string, raw *yaml.Node, path string) (disabled bool, cfg any, errs []error)
+	// ListenerFilter decodes a listener_filters entry's typed_config by the
+	// module registered as name (unknown names are refused there).
+	ListenerFilter func(name string, raw *yaml.Node, path string) (any, []error)
 }
 
 // Codec describes a registered L7 codec (the binary's stream.Codec) to

@@ -8,6 +8,8 @@ type Listener struct {
 	Address string `yaml:"address"`
 	// TLS, when set, secures the listener's connections.
 	TLS *ListenerTLS `yaml:"tls,omitempty"`
+	// ListenerFilters run on each accepted connection (listenerfilters.go).
+	ListenerFilters []ListenerFilter `yaml:"listener_filters,omitempty"`
 	// Exactly one of the network filters.
 	HTTP *HTTPProxy `yaml:"http_proxy,omitempty"`
 	TCP  *TCPProxy  `yaml:"tcp_proxy,omitempty"`

@@ -65,8 +65,10 @@ type ListenerInfo struct {
 	AccessLog *accesslog.Logger
 	// Filters is an http_proxy listener's http_filters chain.
 	Filters []proxy.FilterSpec
-	secure  offload.Server
-	beside  []offload.Server
+	// ListenerFilters are the listener's configured listener_filters.
+	ListenerFilters []network.ListenerFilter
+	secure          offload.Server
+	beside          []offload.Server
 }
 
 // ClusterRPCStats are the RPC events of clusters speaking an RPC protocol,
@@ -157,7 +159,7 @@ func New(cfg *config.Config, tr transport.Transport, log *slog.Logger) (*Server,
 			s.Close()
 			return nil, err
 		}
-		var filters []network.ListenerFilter
+		filters := listenerFilters(lc, info) // before TLS: a refused connection costs no handshake
 		if t := lc.TLS; t != nil {
 			alpn := t.ALPN
 			if len(alpn) == 0 && lc.HTTP != nil {
