@@ -104,7 +104,7 @@ clusters:
 		}
 	}
 	// Decode errors carry the line number.
-	if !strings.Contains(got, `listeners[1].udp: unknown field (known: name, address, tls, http_proxy, tcp_proxy) (line 14)`) {
+	if !strings.Contains(got, `listeners[1].udp: unknown field (known: name, address, tls, listener_filters, http_proxy, tcp_proxy) (line 14)`) {
 		t.Errorf("unknown field error lacks line: %s", got)
 	}
 }
