@@ -317,3 +317,31 @@ func BenchmarkCompressorGzip4K(b *testing.B) {
 		fl.OnDestroy()
 	}
 }
+
+// FuzzNegotiate: any Accept-Encoding value picks nil or a configured
+// encoding the value names (or reaches through *), never one it refused
+// with q=0 by name, and never panics.
+func FuzzNegotiate(f *testing.F) {
+	for _, s := range []string{"gzip", "br;q=0.5, zstd;q=0", "*;q=0.1", "gzip;q=1.000;x=y", ";;,,q=", "GZIP;Q=0.0001"} {
+		f.Add(s)
+	}
+	fa := factory(f, `encodings: [{name: zstd}, {name: br}, {name: gzip}]`)
+	f.Fuzz(func(t *testing.T, ae string) {
+		e := negotiate([]byte(ae), fa.encodings)
+		if e == nil {
+			return
+		}
+		low := strings.ToLower(ae)
+		if !strings.Contains(low, e.name) && !strings.Contains(low, "*") && !(e.name == "gzip" && strings.Contains(low, "x-gzip")) {
+			t.Fatalf("%q chose %s, which it does not name", ae, e.name)
+		}
+		for _, item := range strings.Split(low, ",") {
+			name, params, _ := strings.Cut(item, ";")
+			if strings.TrimSpace(name) == e.name && qvalue([]byte(params)) == 0 {
+				if strings.Count(low, e.name) == 1 {
+					t.Fatalf("%q chose %s refused with q=0", ae, e.name)
+				}
+			}
+		}
+	})
+}

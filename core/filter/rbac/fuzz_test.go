@@ -2,6 +2,7 @@ package rbac
 
 import (
 	"net/netip"
+	"strings"
 	"testing"
 
 	"github.com/proxylab/proxylab/core/protocol"
@@ -45,6 +46,16 @@ func FuzzRBAC(f *testing.F) {
 				t.Fatalf("OR law broken for leaves %d", i)
 			case notAnd.eval(r) != orNots.eval(r):
 				t.Fatalf("De Morgan broken for leaves %d", i)
+			}
+		}
+		if np := normPath(urlPath([]byte(target))); len(target) > 0 && target[0] == '/' {
+			if len(np) == 0 || np[0] != '/' || strings.Contains(string(np), "//") {
+				t.Fatalf("normPath(%q) = %q: not a clean absolute path", target, np)
+			}
+			for _, seg := range strings.Split(string(np), "/") {
+				if seg == "." || seg == ".." {
+					t.Fatalf("normPath(%q) = %q keeps a dot segment", target, np)
+				}
 			}
 		}
 		h.Target = nil
