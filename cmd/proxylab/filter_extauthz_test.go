@@ -44,7 +44,11 @@ func (a *authzServer) Check(ctx context.Context, req *authv3.CheckRequest) (*aut
 	hv := func(k, v string) *corev3.HeaderValueOption {
 		return &corev3.HeaderValueOption{Header: &corev3.HeaderValue{Key: k, Value: v}}
 	}
-	switch req.GetAttributes().GetRequest().GetHttp().GetHeaders()["x-verdict"] {
+	verdict := req.GetAttributes().GetRequest().GetHttp().GetHeaders()["x-verdict"]
+	if verdict == "body" && req.GetAttributes().GetRequest().GetHttp().GetBody() == "let me in" {
+		verdict = "allow"
+	}
+	switch verdict {
 	case "allow":
 		return &authv3.CheckResponse{Status: &rpcstatus.Status{}, HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{
 			ResponseHeadersToAdd: []*corev3.HeaderValueOption{hv("x-authz", "checked")},
@@ -120,6 +124,23 @@ func TestExtAuthzFilterGRPC(t *testing.T) {
 		}
 		if n := a.checks.Load(); n != 6 {
 			t.Fatalf("%d checks, want 6", n)
+		}
+		// with_request_body: the body goes with the check (the chain buffers it).
+		pb := startProxy(t, filterConfig(tr, authzFilter("grpc_service: {google_grpc: {target_uri: "+addr+"}, timeout: 5s}", "with_request_body: {max_request_bytes: 64}"), authzRoutes, "http1", up.addr))
+		for _, c := range []*http.Client{h1Client(), h2cClient()} {
+			for body, want := range map[string]int{"let me in": 200, "let me in!": 403} {
+				req, _ := http.NewRequest("POST", "http://"+pb.addr("http")+"/b", strings.NewReader(body))
+				req.Header.Set("x-verdict", "body")
+				resp, err := c.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != want || (want == 200 && string(got) != fmt.Sprintf("POST /b %d", len(body))) {
+					t.Fatalf("body %q: %d %q, want %d", body, resp.StatusCode, got, want)
+				}
+			}
 		}
 		lbl := map[string]string{"side": "listener", "name": "http"}
 		if ok, den := adminMetric(t, p, "proxylab_ext_authz_ok_total", lbl), adminMetric(t, p, "proxylab_ext_authz_denied_total", lbl); ok != 2 || den != 4 {

@@ -13,6 +13,11 @@ import (
 
 	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	testpb "google.golang.org/grpc/interop/grpc_testing"
 
 	"github.com/proxylab/proxylab/core/protocol/xprotocol"
 	"github.com/proxylab/proxylab/core/protocol/xprotocol/bolt"
@@ -192,6 +197,26 @@ func TestGlobalRateLimitFilterBolt(t *testing.T) {
 		}
 		if n := a.requests.Load(); n != 2 {
 			t.Fatalf("svc.A saw %d requests, want 2", n)
+		}
+	})
+}
+
+// TestGlobalRateLimitFilterGRPC: a limited gRPC call ends with UNAVAILABLE.
+func TestGlobalRateLimitFilterGRPC(t *testing.T) {
+	forEachTransport(t, func(t *testing.T, tr string) {
+		_, addr := startRLSServer(t, 1)
+		_, svc := startGRPCServer(t)
+		p := startProxy(t, filterConfig(tr, rlFilter(addr, ""), "- {prefix: /, cluster: up}", "http2", svc))
+		c := grpcClient(t, p.addr("http"))
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		ctx = metadata.AppendToOutgoingContext(ctx, "x-user", "g")
+		if _, err := c.EmptyCall(ctx, &testpb.Empty{}); err != nil {
+			t.Fatalf("first call: %v", err)
+		}
+		_, err := c.EmptyCall(ctx, &testpb.Empty{})
+		if st, _ := status.FromError(err); st.Code() != codes.Unavailable {
+			t.Fatalf("limited call: %v", err)
 		}
 	})
 }
