@@ -144,7 +144,6 @@ func (st *stream) EncodeHeaders(h *protocol.Head, end bool) filter.Status {
 	}
 	h.Headers.Del("content-length")
 	h.ContentLength = -1
-	h.Chunked = h.Major < 2
 	h.Headers.Set("content-encoding", st.chosen.token)
 	addVary(h)
 	st.w = st.chosen.get(&st.out)
