@@ -263,6 +263,10 @@ func (c *chain) DecodeData(p []byte, end bool) {
 }
 
 func (c *chain) DecodeTrailers(t *protocol.Headers) {
+	if c.tunnel && !c.forwarded && !c.stopped() && !c.replied {
+		c.tunEnd = true // a tunnel has no trailers: they end it (tunnel.go)
+		return
+	}
 	if c.stopped() || c.replied || c.tunnel {
 		c.r.DecodeTrailers(t)
 		return
