@@ -48,6 +48,7 @@ type script struct {
 	encodeHeader            string // EncodeHeaders adds x-<name>: 1
 	destroyed, postedRan    *atomic.Int32
 	postAfterDestroyDelay   time.Duration
+	addOnEncTrailers        string // EncodeTrailers passes these bytes on first (AddEncodedData)
 	stopForeverAndPostLater bool
 }
 
@@ -126,7 +127,10 @@ func (f *scripted) bodyStatus(b *filter.Body, end bool, st filter.Status) filter
 	return filter.Continue
 }
 
-func (f *scripted) DecodeTrailers(*protocol.Headers) filter.Status { return filter.Continue }
+func (f *scripted) DecodeTrailers(*protocol.Headers) filter.Status {
+	f.sc.seen.add(f.sc.name + ":dt")
+	return filter.Continue
+}
 
 func (f *scripted) EncodeHeaders(h *protocol.Head, end bool) filter.Status {
 	f.sc.seen.add(f.sc.name + ":eh")
@@ -147,7 +151,13 @@ func (f *scripted) EncodeData(b *filter.Body, end bool) filter.Status {
 	return f.bodyStatus(b, end, f.sc.encData)
 }
 
-func (f *scripted) EncodeTrailers(*protocol.Headers) filter.Status { return filter.Continue }
+func (f *scripted) EncodeTrailers(*protocol.Headers) filter.Status {
+	f.sc.seen.add(f.sc.name + ":et")
+	if f.sc.addOnEncTrailers != "" {
+		f.s.AddEncodedData([]byte(f.sc.addOnEncTrailers))
+	}
+	return filter.Continue
+}
 
 // chainProxy serves an http_proxy whose chain runs the scripts, in front
 // of an upstream that echoes "body=<request body>" (or, on /big, 64 KiB).
@@ -164,6 +174,12 @@ func chainProxyCodec(t *testing.T, codec stream.Codec, limit int, scripts ...*sc
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		upHits.Add(1)
 		b, _ := io.ReadAll(r.Body)
+		if r.URL.Path == "/trailers" {
+			w.Header().Set("Trailer", "X-T")
+			io.WriteString(w, "body="+string(b))
+			w.Header().Set("X-T", "req-trailer="+r.Trailer.Get("X-Req"))
+			return
+		}
 		if r.URL.Path == "/big" {
 			w.Write(bytes.Repeat([]byte("x"), 64<<10))
 			return
@@ -259,6 +275,23 @@ func TestChainStatuses(t *testing.T) {
 			}
 			waitFor(t, func() bool { return destroyed.Load() == 3 }, "OnDestroy of the 3 filters")
 		})
+	}
+}
+
+// TestChainTrailers: request trailers pass a buffering decoder after the
+// whole body; a filter adds bytes before the response trailers.
+func TestChainTrailers(t *testing.T) {
+	ev := &events{}
+	B := filter.StopAndBuffer
+	addr, _, _ := chainProxy(t, 1<<20, &script{name: "a", seen: ev, addOnEncTrailers: "+tail"},
+		&script{name: "b", seen: ev, decHead: B, decData: B, upper: true})
+	resp, body := roundTrip(t, addr, "POST /trailers HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTE: trailers\r\n\r\n"+
+		"3\r\nabc\r\n0\r\nX-Req: r1\r\n\r\n")
+	if resp.StatusCode != 200 || body != "body=abc+tail" || resp.Trailer.Get("X-T") != "req-trailer=r1" {
+		t.Fatalf("%d %q trailer %q (events %s)", resp.StatusCode, body, resp.Trailer.Get("X-T"), ev)
+	}
+	if !strings.Contains(ev.String(), "b:dt") || !strings.Contains(ev.String(), "a:et") {
+		t.Fatalf("trailers calls missing: %s", ev)
 	}
 }
 
