@@ -177,11 +177,11 @@ func (f *scripted) EncodeTrailers(*protocol.Headers) filter.Status {
 // of an upstream that echoes "body=<request body>" (or, on /big, 64 KiB).
 func chainProxy(t *testing.T, limit int, scripts ...*script) (string, *proxy.HTTPStats, *atomic.Int32) {
 	t.Helper()
-	return chainProxyCodec(t, h1s.Codec{}, limit, scripts...)
+	return chainProxyCodec(t, h1s.Codec{}, limit, 0, scripts...)
 }
 
 // chainProxyCodec is chainProxy with another downstream codec.
-func chainProxyCodec(t *testing.T, codec stream.Codec, limit int, scripts ...*script) (string, *proxy.HTTPStats, *atomic.Int32) {
+func chainProxyCodec(t *testing.T, codec stream.Codec, limit int, idle time.Duration, scripts ...*script) (string, *proxy.HTTPStats, *atomic.Int32) {
 	t.Helper()
 	tr := newTransport(t)
 	var upHits atomic.Int32
@@ -213,7 +213,7 @@ func chainProxyCodec(t *testing.T, codec stream.Codec, limit int, scripts ...*sc
 		Router: router.New([]router.VirtualHost{{Name: "site", Domains: []string{"*"}, Routes: []router.Route{
 			{Prefix: "/", Cluster: "api", Timeout: 10 * time.Second},
 		}}}),
-		Clusters: mgr, Server: *so, Stats: st,
+		Clusters: mgr, Server: *so, Stats: st, StreamIdle: idle,
 		Codecs:           []stream.Codec{codec},
 		Servers:          []stream.Server{codec.NewServer(so)},
 		MaxRequestBuffer: 64 << 10,
@@ -380,6 +380,22 @@ func TestChainPostAfterDestroy(t *testing.T) {
 	}
 }
 
+// TestChainHeldRequestIdles: a request a filter holds and never resumes is
+// ended by the stream idle timeout (408), its filters destroyed.
+func TestChainHeldRequestIdles(t *testing.T) {
+	ev := &events{}
+	var destroyed, ran atomic.Int32
+	addr, st, hits := chainProxyCodec(t, h1s.Codec{}, 1<<20, 300*time.Millisecond, &script{name: "a", seen: ev, destroyed: &destroyed,
+		postedRan: &ran, stopForeverAndPostLater: true, postAfterDestroyDelay: time.Hour})
+	start := time.Now()
+	resp, _ := roundTrip(t, addr, "GET /x HTTP/1.1\r\nHost: x\r\n\r\n")
+	if resp.StatusCode != 408 || time.Since(start) < 250*time.Millisecond || st.RqIdleTimeout.Value() != 1 || hits.Load() != 0 {
+		t.Fatalf("%d after %v, idle timeouts %d, upstream hits %d; want 408 after the 300ms idle timeout", resp.StatusCode,
+			time.Since(start), st.RqIdleTimeout.Value(), hits.Load())
+	}
+	waitFor(t, func() bool { return destroyed.Load() == 1 }, "OnDestroy of the holding filter")
+}
+
 // TestChainPanic: a filter panicking ends its stream with a 500 that is
 // counted; the connection's next request is served.
 func TestChainPanic(t *testing.T) {
@@ -398,7 +414,7 @@ func TestChainPanic(t *testing.T) {
 // TestChainPanicGRPC: over HTTP/2, a gRPC call whose filter panics gets
 // a trailers-only INTERNAL, counted.
 func TestChainPanicGRPC(t *testing.T) {
-	addr, st, hits := chainProxyCodec(t, h2s.Codec{}, 1<<20, &script{name: "a", seen: &events{}, panicIn: "decode"})
+	addr, st, hits := chainProxyCodec(t, h2s.Codec{}, 1<<20, 0, &script{name: "a", seen: &events{}, panicIn: "decode"})
 	var p http.Protocols
 	p.SetUnencryptedHTTP2(true)
 	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{Protocols: &p}}
