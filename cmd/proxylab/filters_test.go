@@ -24,6 +24,7 @@ import (
 	"github.com/coder/websocket"
 	"github.com/proxylab/proxylab/core/protocol/xprotocol"
 	"github.com/proxylab/proxylab/core/protocol/xprotocol/bolt"
+	"github.com/proxylab/proxylab/core/protocol/xprotocol/dubbo"
 )
 
 // Stream filters through the real binary: fault, local_ratelimit and cors
@@ -286,19 +287,25 @@ func TestFilterFaultGRPC(t *testing.T) {
 	})
 }
 
-// TestFilterLocalRateLimitBolt: the local rate limit runs for bolt
-// requests (the filter supports RPC); those over the limit get bolt error
-// responses with their request IDs and never reach the upstream.
-func TestFilterLocalRateLimitBolt(t *testing.T) {
+// TestFilterLocalRateLimitRPC: the local rate limit runs for bolt and
+// dubbo requests (the filter supports RPC; cors, HTTP only, is skipped);
+// those over the limit get the codec's error responses with their request
+// IDs and never reach the upstream.
+func TestFilterLocalRateLimitRPC(t *testing.T) {
+	for _, codec := range []xprotocol.Codec{bolt.Codec{}, dubbo.Codec{}} {
+		t.Run(codec.Name(), func(t *testing.T) { testRateLimitRPC(t, codec) })
+	}
+}
+
+func testRateLimitRPC(t *testing.T, codec xprotocol.Codec) {
 	forEachTransport(t, func(t *testing.T, tr string) {
-		codec := bolt.Codec{}
 		srv := startRPCServer(t, "A", codec)
 		p := startProxy(t, fmt.Sprintf(`transport: %s
 listeners:
   - name: rpc
     address: 127.0.0.1:0
     http_proxy:
-      codec: bolt
+      codec: %s
       http_filters:
         - name: cors   # HTTP only: skipped for bolt
         - name: local_ratelimit
@@ -306,8 +313,8 @@ listeners:
 routes:
   - {name: all, domains: ["*"], routes: [{prefix: /, cluster: a}]}
 clusters:
-  - {name: a, protocol: bolt, connect_timeout: 1s, hosts: [{address: %q}]}
-`, tr, srv.addr))
+  - {name: a, protocol: %s, connect_timeout: 1s, hosts: [{address: %q}]}
+`, tr, codec.Name(), codec.Name(), srv.addr))
 		c, err := net.DialTimeout("tcp", p.addr("rpc"), 2*time.Second)
 		if err != nil {
 			t.Fatal(err)

@@ -82,6 +82,7 @@ type chain struct {
 
 	depth      int  // nested chain calls on the stack
 	forwarded  bool // the request head reached the router
+	timersHeld bool // the router's timers run for a held head
 	reroute    bool // ClearRouteCache before the head reached the router
 	tunnel     bool
 	replied    bool // a local reply replaced the request
@@ -248,6 +249,9 @@ func (c *chain) DecodeData(p []byte, end bool) {
 	}
 	c.enter()
 	defer c.exit()
+	if !c.forwarded {
+		c.r.touch() // bytes held in the chain are activity for the idle timeout
+	}
 	if c.tunnel {
 		if c.forwarded {
 			c.r.DecodeData(p, end)
@@ -263,6 +267,10 @@ func (c *chain) DecodeData(p []byte, end bool) {
 }
 
 func (c *chain) DecodeTrailers(t *protocol.Headers) {
+	if c.tunnel && !c.forwarded && !c.stopped() && !c.replied {
+		c.tunEnd = true // a tunnel has no trailers: they end it (tunnel.go)
+		return
+	}
 	if c.stopped() || c.replied || c.tunnel {
 		c.r.DecodeTrailers(t)
 		return

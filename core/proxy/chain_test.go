@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -48,6 +49,7 @@ type script struct {
 	encodeHeader            string // EncodeHeaders adds x-<name>: 1
 	destroyed, postedRan    *atomic.Int32
 	postAfterDestroyDelay   time.Duration
+	addOnEncTrailers        string // EncodeTrailers passes these bytes on first (AddEncodedData)
 	stopForeverAndPostLater bool
 }
 
@@ -69,8 +71,16 @@ func (e *events) String() string {
 }
 
 type scripted struct {
-	sc *script
-	s  filter.Stream
+	sc          *script
+	s           filter.Stream
+	dataStopped [2]bool // by direction: encode 0, decode 1
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 func (f *scripted) resumeLater(dec bool) {
@@ -113,11 +123,16 @@ func (f *scripted) DecodeHeaders(h *protocol.Head, end bool) filter.Status {
 
 func (f *scripted) DecodeData(b *filter.Body, end bool) filter.Status {
 	f.sc.seen.add(fmt.Sprintf("%s:dd%d", f.sc.name, len(b.Bytes)))
-	return f.bodyStatus(b, end, f.sc.decData)
+	return f.bodyStatus(b, end, f.sc.decData, true)
 }
 
-func (f *scripted) bodyStatus(b *filter.Body, end bool, st filter.Status) filter.Status {
+func (f *scripted) bodyStatus(b *filter.Body, end bool, st filter.Status, dec bool) filter.Status {
 	switch {
+	case st == filter.Stop && !f.dataStopped[btoi(dec)]:
+		// Hold the first piece; a timer resumes the direction.
+		f.dataStopped[btoi(dec)] = true
+		f.resumeLater(dec)
+		return filter.Stop
 	case st == filter.StopAndBuffer && !end:
 		return filter.StopAndBuffer
 	case st == filter.StopAndBuffer && end && f.sc.upper:
@@ -126,7 +141,10 @@ func (f *scripted) bodyStatus(b *filter.Body, end bool, st filter.Status) filter
 	return filter.Continue
 }
 
-func (f *scripted) DecodeTrailers(*protocol.Headers) filter.Status { return filter.Continue }
+func (f *scripted) DecodeTrailers(*protocol.Headers) filter.Status {
+	f.sc.seen.add(f.sc.name + ":dt")
+	return filter.Continue
+}
 
 func (f *scripted) EncodeHeaders(h *protocol.Head, end bool) filter.Status {
 	f.sc.seen.add(f.sc.name + ":eh")
@@ -144,26 +162,38 @@ func (f *scripted) EncodeHeaders(h *protocol.Head, end bool) filter.Status {
 
 func (f *scripted) EncodeData(b *filter.Body, end bool) filter.Status {
 	f.sc.seen.add(fmt.Sprintf("%s:ed%d", f.sc.name, len(b.Bytes)))
-	return f.bodyStatus(b, end, f.sc.encData)
+	return f.bodyStatus(b, end, f.sc.encData, false)
 }
 
-func (f *scripted) EncodeTrailers(*protocol.Headers) filter.Status { return filter.Continue }
+func (f *scripted) EncodeTrailers(*protocol.Headers) filter.Status {
+	f.sc.seen.add(f.sc.name + ":et")
+	if f.sc.addOnEncTrailers != "" {
+		f.s.AddEncodedData([]byte(f.sc.addOnEncTrailers))
+	}
+	return filter.Continue
+}
 
 // chainProxy serves an http_proxy whose chain runs the scripts, in front
 // of an upstream that echoes "body=<request body>" (or, on /big, 64 KiB).
 func chainProxy(t *testing.T, limit int, scripts ...*script) (string, *proxy.HTTPStats, *atomic.Int32) {
 	t.Helper()
-	return chainProxyCodec(t, h1s.Codec{}, limit, scripts...)
+	return chainProxyCodec(t, h1s.Codec{}, limit, 0, scripts...)
 }
 
 // chainProxyCodec is chainProxy with another downstream codec.
-func chainProxyCodec(t *testing.T, codec stream.Codec, limit int, scripts ...*script) (string, *proxy.HTTPStats, *atomic.Int32) {
+func chainProxyCodec(t *testing.T, codec stream.Codec, limit int, idle time.Duration, scripts ...*script) (string, *proxy.HTTPStats, *atomic.Int32) {
 	t.Helper()
 	tr := newTransport(t)
 	var upHits atomic.Int32
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		upHits.Add(1)
 		b, _ := io.ReadAll(r.Body)
+		if r.URL.Path == "/trailers" {
+			w.Header().Set("Trailer", "X-T")
+			io.WriteString(w, "body="+string(b))
+			w.Header().Set("X-T", "req-trailer="+r.Trailer.Get("X-Req"))
+			return
+		}
 		if r.URL.Path == "/big" {
 			w.Write(bytes.Repeat([]byte("x"), 64<<10))
 			return
@@ -183,7 +213,7 @@ func chainProxyCodec(t *testing.T, codec stream.Codec, limit int, scripts ...*sc
 		Router: router.New([]router.VirtualHost{{Name: "site", Domains: []string{"*"}, Routes: []router.Route{
 			{Prefix: "/", Cluster: "api", Timeout: 10 * time.Second},
 		}}}),
-		Clusters: mgr, Server: *so, Stats: st,
+		Clusters: mgr, Server: *so, Stats: st, StreamIdle: idle,
 		Codecs:           []stream.Codec{codec},
 		Servers:          []stream.Server{codec.NewServer(so)},
 		MaxRequestBuffer: 64 << 10,
@@ -262,6 +292,23 @@ func TestChainStatuses(t *testing.T) {
 	}
 }
 
+// TestChainTrailers: request trailers pass a buffering decoder after the
+// whole body; a filter adds bytes before the response trailers.
+func TestChainTrailers(t *testing.T) {
+	ev := &events{}
+	B := filter.StopAndBuffer
+	addr, _, _ := chainProxy(t, 1<<20, &script{name: "a", seen: ev, addOnEncTrailers: "+tail"},
+		&script{name: "b", seen: ev, decHead: B, decData: B, upper: true})
+	resp, body := roundTrip(t, addr, "POST /trailers HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTE: trailers\r\n\r\n"+
+		"3\r\nabc\r\n0\r\nX-Req: r1\r\n\r\n")
+	if resp.StatusCode != 200 || body != "body=abc+tail" || resp.Trailer.Get("X-T") != "req-trailer=r1" {
+		t.Fatalf("%d %q trailer %q (events %s)", resp.StatusCode, body, resp.Trailer.Get("X-T"), ev)
+	}
+	if !strings.Contains(ev.String(), "b:dt") || !strings.Contains(ev.String(), "a:et") {
+		t.Fatalf("trailers calls missing: %s", ev)
+	}
+}
+
 // TestChainBufferLimit: over the limit a request gets 413 (never reaching
 // the upstream), a response 500.
 func TestChainBufferLimit(t *testing.T) {
@@ -333,6 +380,22 @@ func TestChainPostAfterDestroy(t *testing.T) {
 	}
 }
 
+// TestChainHeldRequestIdles: a request a filter holds and never resumes is
+// ended by the stream idle timeout (408), its filters destroyed.
+func TestChainHeldRequestIdles(t *testing.T) {
+	ev := &events{}
+	var destroyed, ran atomic.Int32
+	addr, st, hits := chainProxyCodec(t, h1s.Codec{}, 1<<20, 300*time.Millisecond, &script{name: "a", seen: ev, destroyed: &destroyed,
+		postedRan: &ran, stopForeverAndPostLater: true, postAfterDestroyDelay: time.Hour})
+	start := time.Now()
+	resp, _ := roundTrip(t, addr, "GET /x HTTP/1.1\r\nHost: x\r\n\r\n")
+	if resp.StatusCode != 408 || time.Since(start) < 250*time.Millisecond || st.RqIdleTimeout.Value() != 1 || hits.Load() != 0 {
+		t.Fatalf("%d after %v, idle timeouts %d, upstream hits %d; want 408 after the 300ms idle timeout", resp.StatusCode,
+			time.Since(start), st.RqIdleTimeout.Value(), hits.Load())
+	}
+	waitFor(t, func() bool { return destroyed.Load() == 1 }, "OnDestroy of the holding filter")
+}
+
 // TestChainPanic: a filter panicking ends its stream with a 500 that is
 // counted; the connection's next request is served.
 func TestChainPanic(t *testing.T) {
@@ -351,7 +414,7 @@ func TestChainPanic(t *testing.T) {
 // TestChainPanicGRPC: over HTTP/2, a gRPC call whose filter panics gets
 // a trailers-only INTERNAL, counted.
 func TestChainPanicGRPC(t *testing.T) {
-	addr, st, hits := chainProxyCodec(t, h2s.Codec{}, 1<<20, &script{name: "a", seen: &events{}, panicIn: "decode"})
+	addr, st, hits := chainProxyCodec(t, h2s.Codec{}, 1<<20, 0, &script{name: "a", seen: &events{}, panicIn: "decode"})
 	var p http.Protocols
 	p.SetUnencryptedHTTP2(true)
 	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{Protocols: &p}}
@@ -377,5 +440,34 @@ func waitFor(t *testing.T, cond func() bool, what string) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestChainRandomStatuses: three filters with random statuses in every
+// call of both directions (holds at several places at once, resumed by
+// timers) still deliver the request and the response whole and in order.
+func TestChainRandomStatuses(t *testing.T) {
+	rng := rand.New(rand.NewPCG(19, 7))
+	statuses := []filter.Status{filter.Continue, filter.Stop, filter.StopAndBuffer}
+	pick := func() filter.Status { return statuses[rng.IntN(len(statuses))] }
+	for i := 0; i < 24; i++ {
+		ev := &events{}
+		var scripts []*script
+		var desc []string
+		for _, name := range []string{"a", "b", "c"} {
+			sc := &script{name: name, seen: ev, decHead: pick(), decData: pick(), encHead: pick(), encData: pick()}
+			scripts = append(scripts, sc)
+			desc = append(desc, fmt.Sprintf("%s:%d%d%d%d", name, sc.decHead, sc.decData, sc.encHead, sc.encData))
+		}
+		t.Run(strings.Join(desc, ","), func(t *testing.T) {
+			addr, _, _ := chainProxy(t, 1<<20, scripts...)
+			body := strings.Repeat("0123456789", 2000)
+			req := fmt.Sprintf("POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n%x\r\n%s\r\n0\r\n\r\n",
+				len(body)/2, body[:len(body)/2], len(body)/2, body[len(body)/2:])
+			resp, got := roundTrip(t, addr, req)
+			if resp.StatusCode != 200 || got != "body="+body {
+				t.Fatalf("%d, %d bytes back (want %d) (events %s)", resp.StatusCode, len(got), len(body)+5, ev)
+			}
+		})
 	}
 }

@@ -129,6 +129,10 @@ func (c *chain) passHeaders(dec bool, from int, h *protocol.Head, end bool) {
 			hd.on, hd.buffer, hd.headPending, hd.headEnd = true, st == filter.StopAndBuffer, true, end
 			hd.arena = h.CloneInto(&hd.head, hd.arena)
 			c.head = nil
+			if dec && !c.forwarded && !c.timersHeld {
+				c.timersHeld = true
+				c.r.holdTimers(end)
+			}
 			return
 		}
 	}

@@ -49,6 +49,9 @@ func (s *httpStream) reroute(h *stream.Head) {
 // forward runs the route's action for a routed request: the router, the
 // filter chain's terminal step.
 func (s *httpStream) forward(h *stream.Head, end bool) {
+	if s.done {
+		return // answered while a filter held it (a timeout)
+	}
 	s.reqEnd = end
 	cfg := s.cm.cfg
 	if s.route == nil {
