@@ -4,8 +4,7 @@ import (
 	"strconv"
 	"time"
 
-	"golang.org/x/net/http2"
-	"golang.org/x/net/http2/hpack"
+	"github.com/proxylab/proxylab/core/protocol/http2"
 
 	"github.com/proxylab/proxylab/core/network"
 	"github.com/proxylab/proxylab/core/protocol"
@@ -39,7 +38,7 @@ type ServerConn struct {
 
 	head      protocol.Head
 	trl       protocol.Headers
-	encFields []hpack.HeaderField // encoding scratch
+	encFields []http2.HeaderField // encoding scratch
 }
 
 var (
@@ -272,7 +271,7 @@ func (sc *ServerConn) Expire() {
 // onHeaders opens a stream or delivers its trailers (RFC 9113 §5.1, §8.1).
 func (sc *ServerConn) onHeaders(id uint32, st *h2stream, end bool) error {
 	if id%2 == 0 {
-		return &connError{http2.ErrCodeProtocol, "client opened an even stream"} // §5.1.1
+		return &connError{Code: http2.ErrCodeProtocol, Reason: "client opened an even stream"} // §5.1.1
 	}
 	if st != nil {
 		if sc.cont.selfDep {
@@ -286,7 +285,7 @@ func (sc *ServerConn) onHeaders(id uint32, st *h2stream, end bool) error {
 			return nil // sent before the peer saw our reset (§5.4.2)
 		}
 		// §5.1.1: a new stream's id must exceed every earlier one.
-		return &connError{http2.ErrCodeProtocol, "HEADERS on a closed or lower stream id"}
+		return &connError{Code: http2.ErrCodeProtocol, Reason: "HEADERS on a closed or lower stream id"}
 	}
 	sc.lastID = id
 	if sc.cont.selfDep { // §5.3.1: a stream cannot depend on itself
@@ -344,7 +343,7 @@ func (sc *ServerConn) trailers(st *h2stream, end bool) error {
 		sc.malformed(st, "trailers without END_STREAM") // §8.1
 		return nil
 	}
-	why, dropped := trailerFields(sc.fields, &sc.trl)
+	why, dropped := http2.TrailerFields(sc.fields, &sc.trl)
 	sc.set.Stats.TrailerFieldsDropped.Add(uint64(dropped))
 	if why != "" || sc.listLarge {
 		sc.malformed(st, why)
@@ -434,7 +433,7 @@ func (s *serverStream) EncodeInterim(h *stream.Head) {
 		return
 	}
 	sc := s.sc
-	sc.encFields = appendRegular(append(sc.encFields[:0], hpack.HeaderField{Name: ":status", Value: statusString(h.Status)}), &h.Headers, false)
+	sc.encFields = http2.AppendRegular(append(sc.encFields[:0], http2.HeaderField{Name: ":status", Value: http2.StatusString(h.Status)}), &h.Headers, false)
 	sc.writeHeaders(s.st, sc.encFields, false)
 }
 
@@ -447,7 +446,7 @@ func (s *serverStream) EncodeHead(h *stream.Head, end bool) {
 	}
 	s.headSent = true
 	sc := s.sc
-	sc.encFields = responseFields(sc.encFields[:0], h)
+	sc.encFields = http2.ResponseFields(sc.encFields[:0], h)
 	sc.writeHeaders(s.st, sc.encFields, end)
 	if end {
 		s.complete()
@@ -481,7 +480,7 @@ func (s *serverStream) EncodeTrailers(t *protocol.Headers) {
 		return
 	}
 	sc := s.sc
-	sc.encFields = trailerList(sc.encFields[:0], t)
+	sc.encFields = http2.TrailerList(sc.encFields[:0], t)
 	if len(sc.encFields) == 0 {
 		sc.sendData(s.st, nil, true)
 	} else {
@@ -507,9 +506,9 @@ func (s *serverStream) reply(status int, reason string) {
 	sc := s.sc
 	body := reason + "\n"
 	sc.encFields = append(sc.encFields[:0],
-		hpack.HeaderField{Name: ":status", Value: statusString(status)},
-		hpack.HeaderField{Name: "content-type", Value: "text/plain"},
-		hpack.HeaderField{Name: "content-length", Value: strconv.Itoa(len(body))},
+		http2.HeaderField{Name: ":status", Value: http2.StatusString(status)},
+		http2.HeaderField{Name: "content-type", Value: "text/plain"},
+		http2.HeaderField{Name: "content-length", Value: strconv.Itoa(len(body))},
 	)
 	if s.headReq {
 		sc.writeHeaders(s.st, sc.encFields, true)
