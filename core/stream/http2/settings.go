@@ -4,6 +4,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/proxylab/proxylab/core/protocol/http2"
 	"github.com/proxylab/proxylab/foundation/timer"
 )
 
@@ -130,4 +131,45 @@ func (st *Stats) Each(f func(event string, v uint64)) {
 	} {
 		f(c.name, c.v.Load())
 	}
+}
+
+// settings applies the peer's SETTINGS (values the reader validated,
+// §6.5.2) and acknowledges them.
+func (c *conn) settings(f *http2.Frame) error {
+	if f.IsAck() {
+		return nil
+	}
+	c.gotSettings = true
+	for i := range f.NumSettings() {
+		if err := c.setting(f.Setting(i)); err != nil {
+			return err
+		}
+	}
+	c.queuedControl()
+	c.fw.WriteSettingsAck()
+	c.role.wantFlush()
+	c.pump()
+	return nil
+}
+
+func (c *conn) setting(s http2.Setting) error {
+	switch s.ID {
+	case http2.SettingInitialWindowSize:
+		// §6.9.2: the change applies to every open stream.
+		delta := int32(s.Val) - c.peerInitWin
+		c.peerInitWin = int32(s.Val)
+		for _, st := range c.streams {
+			if int64(st.sendWin)+int64(delta) > maxWindow {
+				return &connError{Code: http2.ErrCodeFlowControl, Reason: "SETTINGS_INITIAL_WINDOW_SIZE overflows a stream window"}
+			}
+			st.sendWin += delta
+		}
+	case http2.SettingMaxFrameSize:
+		c.peerMaxFrame = s.Val
+	case http2.SettingMaxConcurrentStreams:
+		c.peerMaxStreams = s.Val
+	case http2.SettingHeaderTableSize:
+		c.henc.SetMaxDynamicTableSize(min(s.Val, 4096))
+	}
+	return nil
 }
