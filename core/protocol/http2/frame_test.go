@@ -76,7 +76,9 @@ func TestFrameRoundTrip(t *testing.T) {
 				return f.Type == FramePushPromise && f.PromiseID == 2 && f.HeadersEnded() && bytes.Equal(f.Data, []byte{0x82})
 			}},
 		{"PING", func(w *Writer) { w.WritePing(true, [8]byte{1, 2, 3, 4, 5, 6, 7, 8}) },
-			func(f *Frame) bool { return f.Type == FramePing && f.IsAck() && f.PingData == [8]byte{1, 2, 3, 4, 5, 6, 7, 8} }},
+			func(f *Frame) bool {
+				return f.Type == FramePing && f.IsAck() && f.PingData == [8]byte{1, 2, 3, 4, 5, 6, 7, 8}
+			}},
 		{"GOAWAY", func(w *Writer) { w.WriteGoAway(13, ErrCodeEnhanceYourCalm, []byte("calm")) },
 			func(f *Frame) bool {
 				return f.Type == FrameGoAway && f.LastStreamID == 13 && f.ErrCode == ErrCodeEnhanceYourCalm && string(f.Data) == "calm"
@@ -86,9 +88,13 @@ func TestFrameRoundTrip(t *testing.T) {
 		{"HEADERS + CONTINUATION", func(w *Writer) {
 			w.WriteHeaders(HeadersParam{StreamID: 7, BlockFragment: []byte{0x82}})
 			w.WriteContinuation(7, true, []byte{0x86})
-		}, func(f *Frame) bool { return f.Type == FrameContinuation && f.HeadersEnded() && bytes.Equal(f.Data, []byte{0x86}) }},
+		}, func(f *Frame) bool {
+			return f.Type == FrameContinuation && f.HeadersEnded() && bytes.Equal(f.Data, []byte{0x86})
+		}},
 		{"PRIORITY_UPDATE", func(w *Writer) { w.WriteRaw(FramePriorityUpdate, 0, 0, append(u32(3), "u=1"...)) },
-			func(f *Frame) bool { return f.Type == FramePriorityUpdate && f.Prioritized == 3 && string(f.Data) == "u=1" }},
+			func(f *Frame) bool {
+				return f.Type == FramePriorityUpdate && f.Prioritized == 3 && string(f.Data) == "u=1"
+			}},
 		{"unknown type", func(w *Writer) { w.WriteRaw(0xfa, 0x3, 1, []byte("whatever")) },
 			func(f *Frame) bool { return f.Type == 0xfa && f.Flags == 0x3 && string(f.Data) == "whatever" }},
 	}
