@@ -209,24 +209,7 @@ func (cc *ClientConn) onHeaders(id uint32, st *h2stream, end bool) error {
 		return nil
 	}
 	if cs.gotHead {
-		if !end {
-			cc.malformed(st, "trailers without END_STREAM")
-			return nil
-		}
-		why, dropped := http2.TrailerFields(cc.fields, &cs.evTrl)
-		cc.set.Stats.TrailerFieldsDropped.Add(uint64(dropped))
-		if why != "" {
-			cc.malformed(st, why)
-			return nil
-		}
-		if st.wantLen >= 0 && st.gotLen != st.wantLen {
-			cc.malformed(st, "DATA does not match content-length")
-			return nil
-		}
-		st.remoteDone = true
-		cs.ev |= evTrailers
-		cc.schedule(cs)
-		cc.maybeForget(st)
+		cc.onTrailers(st, cs, end)
 		return nil
 	}
 	var h protocol.Head
@@ -264,6 +247,29 @@ func (cc *ClientConn) onHeaders(id uint32, st *h2stream, end bool) error {
 	cc.schedule(cs)
 	cc.maybeForget(st)
 	return nil
+}
+
+// onTrailers takes a response's second header block: trailers, which
+// must end the stream (RFC 9113 §8.1).
+func (cc *ClientConn) onTrailers(st *h2stream, cs *clientStream, end bool) {
+	if !end {
+		cc.malformed(st, "trailers without END_STREAM")
+		return
+	}
+	why, dropped := http2.TrailerFields(cc.fields, &cs.evTrl)
+	cc.set.Stats.TrailerFieldsDropped.Add(uint64(dropped))
+	if why != "" {
+		cc.malformed(st, why)
+		return
+	}
+	if st.wantLen >= 0 && st.gotLen != st.wantLen {
+		cc.malformed(st, "DATA does not match content-length")
+		return
+	}
+	st.remoteDone = true
+	cs.ev |= evTrailers
+	cc.schedule(cs)
+	cc.maybeForget(st)
 }
 
 func (cc *ClientConn) onData(st *h2stream, p []byte, end bool) {

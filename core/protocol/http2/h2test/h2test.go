@@ -22,7 +22,8 @@ import (
 type Conn struct {
 	http2.Writer
 	// Timeout bounds each ReadFrame when the connection has read
-	// deadlines (net.Conn); 10s when zero.
+	// deadlines (net.Conn); 10s when zero, none when negative (a reader
+	// goroutine that lives as long as the connection).
 	Timeout time.Duration
 
 	rw    io.ReadWriter
@@ -179,7 +180,7 @@ func (c *Conn) ReadFrame() (*Frame, error) {
 
 // readRaw reads one frame as the codec's Reader decodes it.
 func (c *Conn) readRaw() (*http2.Frame, error) {
-	if d, ok := c.rw.(interface{ SetReadDeadline(time.Time) error }); ok {
+	if d, ok := c.rw.(interface{ SetReadDeadline(time.Time) error }); ok && c.Timeout >= 0 {
 		t := c.Timeout
 		if t == 0 {
 			t = 10 * time.Second
