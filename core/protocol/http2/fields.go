@@ -204,24 +204,29 @@ func RequestHead(fields []HeaderField, h *protocol.Head, p *Pseudo) string {
 }
 
 // joinCookies folds cookie crumbs into one field for HTTP/1 peers (§8.2.3).
+// Empty crumbs are left out: joined they would make a value such as "; "
+// that no client could send itself; a cookie of only empty crumbs is
+// forwarded as one empty field.
 func joinCookies(hs *protocol.Headers) {
 	var joined []byte
 	kept := hs.Fields[:0]
 	at := -1
 	for _, f := range hs.Fields {
-		if string(f.Name) == "cookie" {
-			if at < 0 {
-				at = len(kept)
-				kept = append(kept, f)
-			} else {
-				if joined == nil {
-					joined = append(joined, kept[at].Value...)
-				}
-				joined = append(append(joined, "; "...), f.Value...)
-			}
+		if string(f.Name) != "cookie" {
+			kept = append(kept, f)
 			continue
 		}
-		kept = append(kept, f)
+		if at < 0 {
+			at = len(kept)
+			kept = append(kept, f)
+		}
+		if len(f.Value) == 0 {
+			continue
+		}
+		if len(joined) > 0 {
+			joined = append(joined, "; "...)
+		}
+		joined = append(joined, f.Value...)
 	}
 	clear(hs.Fields[len(kept):])
 	hs.Fields = kept
