@@ -61,6 +61,9 @@ func (t *Transport) Close() error { return nil }
 
 // Listen binds address.
 func (t *Transport) Listen(network, address string) (transport.Listener, error) {
+	if fd, ok := transport.TakeInherited(t.opts, network, address); ok {
+		return t.adopt(fd, address)
+	}
 	l, err := (&net.ListenConfig{}).Listen(context.Background(), network, address)
 	if err != nil {
 		return nil, fmt.Errorf("netpoll: listen %s: %w", address, err)

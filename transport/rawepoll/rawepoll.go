@@ -754,6 +754,9 @@ type listener struct {
 
 // Listen binds address with a non-blocking socket.
 func (t *Transport) Listen(network, address string) (transport.Listener, error) {
+	if fd, ok := transport.TakeInherited(t.opts, network, address); ok {
+		return t.adopt(fd, address)
+	}
 	ap, err := resolve(address)
 	if err != nil {
 		return nil, fmt.Errorf("rawepoll: listen %s: %w", address, err)

@@ -1,0 +1,225 @@
+//go:build linux
+
+package upgrade
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"sync/atomic"
+	"syscall"
+)
+
+// ServerConfig is what the running (old) process needs to hand over.
+type ServerConfig struct {
+	// Path is the upgrade socket's path.
+	Path    string
+	Version string
+	Log     *slog.Logger
+	Stats   *Stats
+	// Offer lists the sockets to pass and their descriptors, which stay
+	// owned by their listeners. An error refuses the upgrade with it as the
+	// reason. Called from the upgrade goroutine.
+	Offer func() ([]Socket, []int, error)
+	// Commit runs once the new process serves: it stops accepting on every
+	// traffic listener (adopted or not: one the new config dropped is
+	// drained) and on the admin listener if adopted (keys "kind/name"),
+	// and returns how many connections were open. Once only.
+	Commit func(adopted map[string]bool) (open int)
+}
+
+// Server is the old process's side: it answers upgrade requests on the
+// upgrade socket, one at a time.
+type Server struct {
+	cfg  ServerConfig
+	ln   *net.UnixListener
+	busy atomic.Bool
+	over atomic.Bool    // handed over: refuse everything after
+	done chan struct{} // closed after a hand-over
+	ho   Handover
+}
+
+// Handover is what was handed to the new process.
+type Handover struct {
+	PID     int
+	Adopted []string
+	Open    int // connections open when accepting stopped (draining)
+}
+
+// Listen binds the upgrade socket at cfg.Path (mode 0600). A socket file
+// left by a dead process is replaced; one a live process answers on is
+// not (the error wraps ErrInUse).
+func Listen(cfg ServerConfig) (*Server, error) {
+	if c, err := net.Dial("unixpacket", cfg.Path); err == nil {
+		c.Close()
+		return nil, fmt.Errorf("upgrade: %s: %w", cfg.Path, ErrInUse)
+	} else if errors.Is(err, syscall.ECONNREFUSED) {
+		os.Remove(cfg.Path) // stale
+	}
+	ln, err := net.ListenUnix("unixpacket", &net.UnixAddr{Name: cfg.Path, Net: "unixpacket"})
+	if err != nil {
+		return nil, fmt.Errorf("upgrade: %w", err)
+	}
+	if err := os.Chmod(cfg.Path, 0o600); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("upgrade: %w", err)
+	}
+	ln.SetUnlinkOnClose(false) // the path may outlive us: it moves to the new process
+	return &Server{cfg: cfg, ln: ln, done: make(chan struct{})}, nil
+}
+
+// ErrInUse is wrapped when another live process owns the upgrade socket.
+var ErrInUse = errors.New("in use by a running process")
+
+// Adopt serves on an upgrade socket inherited from the previous process.
+func Adopt(cfg ServerConfig, fd int) (*Server, error) {
+	f := os.NewFile(uintptr(fd), cfg.Path)
+	l, err := net.FileListener(f)
+	f.Close()
+	if err != nil {
+		return nil, fmt.Errorf("upgrade: adopting the upgrade socket: %w", err)
+	}
+	ln, ok := l.(*net.UnixListener)
+	if !ok {
+		l.Close()
+		return nil, errors.New("upgrade: the inherited upgrade socket is not a Unix socket")
+	}
+	ln.SetUnlinkOnClose(false)
+	return &Server{cfg: cfg, ln: ln, done: make(chan struct{})}, nil
+}
+
+// ListenerFD is the upgrade socket's descriptor, valid until Close.
+func (s *Server) ListenerFD() (int, error) {
+	rc, err := s.ln.SyscallConn()
+	if err != nil {
+		return -1, fmt.Errorf("upgrade: %w", err)
+	}
+	fd := -1
+	if err := rc.Control(func(u uintptr) { fd = int(u) }); err != nil {
+		return -1, fmt.Errorf("upgrade: %w", err)
+	}
+	return fd, nil
+}
+
+// Serve answers upgrade requests until Close or a hand-over; run it in its
+// own goroutine.
+func (s *Server) Serve() {
+	for {
+		c, err := s.ln.AcceptUnix()
+		if err != nil {
+			return
+		}
+		if s.busy.Swap(true) {
+			go s.refuse(c, "another upgrade is in progress")
+			continue
+		}
+		go func() {
+			s.handle(c)
+			if !s.over.Load() {
+				s.busy.Store(false)
+			}
+		}()
+	}
+}
+
+// Done is closed once the new process took over; Result says what it took.
+func (s *Server) Done() <-chan struct{} { return s.done }
+
+// Result is the hand-over, valid once Done is closed.
+func (s *Server) Result() Handover { return s.ho }
+
+// Close stops answering and removes the socket file, unless the new
+// process took it over.
+func (s *Server) Close() {
+	s.ln.Close()
+	if !s.over.Load() {
+		os.Remove(s.cfg.Path)
+	}
+}
+
+func (s *Server) refuse(c *net.UnixConn, reason string) {
+	defer c.Close()
+	m, fds, err := recv(c, stepTimeout)
+	closeAll(fds)
+	if err != nil || m.Kind != kindHello {
+		return
+	}
+	s.cfg.Log.Warn("upgrade: refused", "pid", m.PID, "reason", reason)
+	s.cfg.Stats.Failures.Add(1)
+	send(c, message{Kind: kindRefuse, Reason: reason}, nil)
+}
+
+// handle runs one upgrade attempt.
+func (s *Server) handle(c *net.UnixConn) {
+	defer c.Close()
+	m, fds, err := recv(c, stepTimeout)
+	closeAll(fds)
+	if err != nil || m.Kind != kindHello {
+		s.cfg.Log.Debug("upgrade: connection without hello", "error", err)
+		return
+	}
+	log := s.cfg.Log.With("new_pid", m.PID, "new_version", m.Version)
+	fail := func(reason string) {
+		log.Warn("upgrade: failed, still serving", "reason", reason)
+		s.cfg.Stats.Failures.Add(1)
+	}
+	if err := checkPeer(c); err != nil {
+		fail(err.Error())
+		send(c, message{Kind: kindRefuse, Reason: err.Error()}, nil)
+		return
+	}
+	if s.over.Load() {
+		send(c, message{Kind: kindRefuse, Reason: "this process has already handed over"}, nil)
+		return
+	}
+	socks, sfds, err := s.cfg.Offer()
+	if err != nil {
+		fail(err.Error())
+		send(c, message{Kind: kindRefuse, Reason: err.Error()}, nil)
+		return
+	}
+	log.Info("upgrade: new process connected, passing sockets", "sockets", len(socks))
+	if err := send(c, message{Kind: kindOffer, PID: os.Getpid(), Version: s.cfg.Version, Sockets: socks}, sfds); err != nil {
+		fail(err.Error())
+		return
+	}
+	r, fds, err := recv(c, readyTimeout)
+	closeAll(fds)
+	switch {
+	case err != nil:
+		fail("the new process did not report ready: " + err.Error())
+		send(c, message{Kind: kindAbort, Reason: "no ready within the deadline"}, nil)
+		return
+	case r.Kind == kindFail:
+		fail("the new process failed: " + r.Reason)
+		return
+	case r.Kind != kindReady:
+		fail("unexpected message " + r.Kind)
+		send(c, message{Kind: kindAbort, Reason: "unexpected " + r.Kind}, nil)
+		return
+	}
+	adopted := map[string]bool{}
+	listeners := 0
+	for _, k := range r.Adopted {
+		adopted[k] = true
+	}
+	for _, sk := range socks {
+		if adopted[socketKey(sk)] && sk.Kind == SocketListener {
+			listeners++
+		}
+	}
+	s.over.Store(true)
+	s.ln.Close() // the new process serves the path now, or its own
+	if !adopted[SocketUpgrade+"/"+s.cfg.Path] {
+		os.Remove(s.cfg.Path)
+	}
+	open := s.cfg.Commit(adopted)
+	s.cfg.Stats.ListenersPassed.Add(uint64(listeners))
+	s.cfg.Stats.ConnectionsDrained.Add(uint64(open))
+	send(c, message{Kind: kindStopped}, nil)
+	s.ho = Handover{PID: m.PID, Adopted: r.Adopted, Open: open}
+	log.Info("upgrade: handed over, draining", "listeners_passed", listeners, "adopted", r.Adopted, "connections_draining", open)
+	close(s.done)
+}
