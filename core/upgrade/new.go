@@ -77,7 +77,7 @@ func (u *Client) Take(network, address string) (int, bool) {
 	}
 	fd, _, ok := u.take(SocketListener, func(s Socket) bool { return sameAddress(s, address) })
 	if ok {
-		u.stats.ListenersPassed.Add(1)
+		u.stats.ListenersAdopted.Add(1)
 	}
 	return fd, ok
 }
