@@ -36,7 +36,7 @@ type Server struct {
 	cfg  ServerConfig
 	ln   *net.UnixListener
 	busy atomic.Bool
-	over atomic.Bool    // handed over: refuse everything after
+	over atomic.Bool   // handed over: refuse everything after
 	done chan struct{} // closed after a hand-over
 	ho   Handover
 }
