@@ -15,9 +15,12 @@ import (
 
 	"github.com/proxylab/proxylab/core/admin"
 	"github.com/proxylab/proxylab/core/config"
+	"github.com/proxylab/proxylab/core/network"
 	"github.com/proxylab/proxylab/core/server"
 	"github.com/proxylab/proxylab/core/upgrade"
+	"github.com/proxylab/proxylab/foundation/buffer"
 	"github.com/proxylab/proxylab/transport"
+	"golang.org/x/sys/unix"
 )
 
 // upgradeFlags are run's hot upgrade flags.
@@ -121,24 +124,32 @@ func (u *upgrader) serve(srv *server.Server, cfg *config.Config) error {
 				return fmt.Errorf("proxylab: hot upgrade: transport %s has no socket descriptors to take over with (%s)", srv.Transport().Name(), noFDReason)
 			}
 		}
-		if err := u.client.Ready(); err != nil {
+		ad, conns := srv.Transport().(transport.ConnAdopter)
+		if err := u.client.Ready(conns); err != nil {
 			if inherit {
 				os.NewFile(uintptr(upFD), "").Close()
 			}
 			return err
 		}
+		if conns {
+			go u.client.ReceiveConns(func(name string, fd int, data []byte) error { return adoptConn(srv, ad, name, fd, data) })
+		}
 	}
 	sc := upgrade.ServerConfig{Path: u.flags.socket, Version: version, Log: u.log, Stats: &u.stats,
 		Offer: func() ([]upgrade.Socket, []int, error) { return u.offer(srv, cfg) },
-		Commit: func(adopted map[string]bool) int {
-			open := 0
+		Commit: func(adopted map[string]bool, handoff func(string, int, []byte)) (moving, draining int) {
 			for _, l := range srv.Listeners() {
-				open += l.StopAccepting()
+				if handoff != nil && adopted[upgrade.SocketListener+"/"+l.Name] {
+					m, d := l.Migrate(handoff)
+					moving, draining = moving+m, draining+d
+				} else {
+					draining += l.StopAccepting()
+				}
 			}
 			if u.admin != nil && adopted[upgrade.SocketAdmin+"/admin"] {
 				u.admin.Close()
 			}
-			return open
+			return moving, draining
 		}}
 	var err error
 	if inherit {
@@ -220,11 +231,39 @@ func (u *upgrader) drain(srv *server.Server, cfg *config.Config, sigs <-chan os.
 	if err := srv.Drain(ctx); err != nil {
 		u.log.Warn(err.Error())
 	}
+	u.server.Finish()
 	ho := u.server.Result()
 	u.log.Info("upgrade: old process done", "new_pid", ho.PID,
 		"listeners_passed", u.stats.ListenersPassed.Load(), "connections_migrated", u.stats.ConnectionsMigrated.Load(),
 		"connections_drained", u.stats.ConnectionsDrained.Load(), "failures", u.stats.Failures.Load())
 	return 0
+}
+
+// adoptConn serves a connection the old process migrated on the listener
+// of the same name, after the bytes it carried.
+func adoptConn(srv *server.Server, ad transport.ConnAdopter, name string, fd int, data []byte) error {
+	var l *network.Listener
+	for _, x := range srv.Listeners() {
+		if x.Name == name {
+			l = x
+		}
+	}
+	if l == nil {
+		unix.Close(fd)
+		return fmt.Errorf("proxylab: no listener %q", name)
+	}
+	var prefix *buffer.Buf
+	if len(data) > 0 {
+		prefix = buffer.From(data)
+	}
+	tc, err := ad.AdoptConn(fd, prefix)
+	if err != nil {
+		return err
+	}
+	if !l.Adopt(tc) {
+		return fmt.Errorf("proxylab: listener %q does not adopt connections", name)
+	}
+	return nil
 }
 
 // close stops answering upgrades (a normal stop).

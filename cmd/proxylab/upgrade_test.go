@@ -165,7 +165,7 @@ func tcpStream(t *testing.T, addr string, stop <-chan struct{}) <-chan error {
 			case <-time.After(2 * time.Millisecond):
 			}
 			if _, err := c.Write(pattern(off, 1024)); err != nil {
-				sent <- -1
+				sent <- -1 - off
 				return
 			}
 			off += 1024
@@ -176,6 +176,8 @@ func tcpStream(t *testing.T, addr string, stop <-chan struct{}) <-chan error {
 		got, err := io.ReadAll(c)
 		n := <-sent
 		switch {
+		case n < 0:
+			res <- fmt.Errorf("tcp stream: write failed after %d bytes (%d read back, read error %v)", -1-n, len(got), err)
 		case err != nil:
 			res <- fmt.Errorf("tcp stream: %v after %d bytes", err, len(got))
 		case n != len(got) || !bytes.Equal(got, pattern(0, n)):

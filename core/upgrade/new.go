@@ -135,7 +135,10 @@ func sameAddress(s Socket, address string) bool {
 // took, waits until the old one stopped accepting, then closes the
 // sockets the config did not take (listeners it dropped). An error means
 // the old process keeps serving and this one must exit.
-func (u *Client) Ready() error {
+//
+// conns says whether this process can adopt migrated connections
+// (ReceiveConns); without, the old process drains them all.
+func (u *Client) Ready(conns bool) error {
 	u.mu.Lock()
 	if u.ended {
 		u.mu.Unlock()
@@ -144,9 +147,9 @@ func (u *Client) Ready() error {
 	u.ended = true
 	adopted := append([]string(nil), u.adopted...)
 	u.mu.Unlock()
-	defer u.c.Close()
 	defer u.closeRest()
-	if err := send(u.c, message{Kind: kindReady, PID: os.Getpid(), Adopted: adopted}, nil); err != nil {
+	if err := send(u.c, message{Kind: kindReady, PID: os.Getpid(), Adopted: adopted, Conns: conns}, nil); err != nil {
+		u.c.Close()
 		return err
 	}
 	m, fds, err := recv(u.c, readyTimeout)
@@ -155,14 +158,43 @@ func (u *Client) Ready() error {
 	case err != nil:
 		// The old process died or hung after our ready: serving is right.
 		u.log.Warn("upgrade: no confirmation from the old process; serving anyway", "old_pid", u.pid, "error", err)
+		u.c.Close()
 		return nil
 	case m.Kind == kindAbort:
+		u.c.Close()
 		return fmt.Errorf("upgrade: the old process aborted the hand-over: %s", m.Reason)
 	case m.Kind != kindStopped:
+		u.c.Close()
 		return fmt.Errorf("upgrade: unexpected %s from the old process", m.Kind)
 	}
 	u.log.Info("upgrade: the old process stopped accepting", "old_pid", u.pid, "adopted", adopted)
 	return nil
+}
+
+// ReceiveConns takes the connections the old process migrates until it
+// says it is done (or goes away), handing each to adopt, which owns the
+// descriptor and the carried bytes; run it in its own goroutine after
+// Ready. An adopt error is logged: that connection is lost.
+func (u *Client) ReceiveConns(adopt func(listener string, fd int, data []byte) error) {
+	defer u.c.Close()
+	for {
+		m, fds, err := recv(u.c, 0)
+		if err != nil || m.Kind == kindDone {
+			u.log.Info("upgrade: the old process is done migrating", "old_pid", u.pid, "connections_adopted", u.stats.ConnectionsAdopted.Load())
+			closeAll(fds)
+			return
+		}
+		if m.Kind != kindConn || len(fds) != 1 {
+			closeAll(fds)
+			u.log.Warn("upgrade: unexpected message from the old process", "kind", m.Kind, "descriptors", len(fds))
+			continue
+		}
+		if err := adopt(m.Listener, fds[0], m.Data); err != nil {
+			u.log.Warn("upgrade: cannot adopt a migrated connection", "listener", m.Listener, "error", err)
+			continue
+		}
+		u.stats.ConnectionsAdopted.Add(1)
+	}
 }
 
 // Fail tells the old process this one gives up (it keeps serving) and

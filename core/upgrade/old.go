@@ -25,9 +25,19 @@ type ServerConfig struct {
 	Offer func() ([]Socket, []int, error)
 	// Commit runs once the new process serves: it stops accepting on every
 	// traffic listener (adopted or not: one the new config dropped is
-	// drained) and on the admin listener if adopted (keys "kind/name"),
-	// and returns how many connections were open. Once only.
-	Commit func(adopted map[string]bool) (open int)
+	// drained) and on the admin listener if adopted (keys "kind/name").
+	// Connections of adopted listeners that can move are given to handoff
+	// (now or at the end of their request; nil: the new process adopts
+	// none, all drain); it returns how many will move and how many drain
+	// here. Once only.
+	Commit func(adopted map[string]bool, handoff func(listener string, fd int, data []byte)) (moving, draining int)
+}
+
+// migrated is a connection on its way to the new process.
+type migrated struct {
+	listener string
+	fd       int
+	data     []byte
 }
 
 // Server is the old process's side: it answers upgrade requests on the
@@ -39,13 +49,19 @@ type Server struct {
 	over atomic.Bool   // handed over: refuse everything after
 	done chan struct{} // closed after a hand-over
 	ho   Handover
+
+	conns    chan migrated // to the sender, after a hand-over
+	finish   chan struct{} // Finish: the old process drained
+	finished chan struct{} // the sender is done
 }
 
 // Handover is what was handed to the new process.
 type Handover struct {
 	PID     int
 	Adopted []string
-	Open    int // connections open when accepting stopped (draining)
+	// Moving and Draining count the connections open when accepting
+	// stopped: moving to the new process, or finishing here.
+	Moving, Draining int
 }
 
 // Listen binds the upgrade socket at cfg.Path (mode 0600). A socket file
@@ -67,7 +83,12 @@ func Listen(cfg ServerConfig) (*Server, error) {
 		return nil, fmt.Errorf("upgrade: %w", err)
 	}
 	ln.SetUnlinkOnClose(false) // the path may outlive us: it moves to the new process
-	return &Server{cfg: cfg, ln: ln, done: make(chan struct{})}, nil
+	return newServer(cfg, ln), nil
+}
+
+func newServer(cfg ServerConfig, ln *net.UnixListener) *Server {
+	return &Server{cfg: cfg, ln: ln, done: make(chan struct{}), conns: make(chan migrated, 4096),
+		finish: make(chan struct{}), finished: make(chan struct{})}
 }
 
 // ErrInUse is wrapped when another live process owns the upgrade socket.
@@ -87,7 +108,7 @@ func Adopt(cfg ServerConfig, fd int) (*Server, error) {
 		return nil, errors.New("upgrade: the inherited upgrade socket is not a Unix socket")
 	}
 	ln.SetUnlinkOnClose(false)
-	return &Server{cfg: cfg, ln: ln, done: make(chan struct{})}, nil
+	return newServer(cfg, ln), nil
 }
 
 // ListenerFD is the upgrade socket's descriptor, valid until Close.
@@ -215,11 +236,71 @@ func (s *Server) handle(c *net.UnixConn) {
 	if !adopted[SocketUpgrade+"/"+s.cfg.Path] {
 		os.Remove(s.cfg.Path)
 	}
-	open := s.cfg.Commit(adopted)
+	var handoff func(string, int, []byte)
+	if r.Conns {
+		handoff = s.handoff
+	}
+	moving, draining := s.cfg.Commit(adopted, handoff)
 	s.cfg.Stats.ListenersPassed.Add(uint64(listeners))
-	s.cfg.Stats.ConnectionsDrained.Add(uint64(open))
+	s.cfg.Stats.ConnectionsDrained.Add(uint64(draining))
 	send(c, message{Kind: kindStopped}, nil)
-	s.ho = Handover{PID: m.PID, Adopted: r.Adopted, Open: open}
-	log.Info("upgrade: handed over, draining", "listeners_passed", listeners, "adopted", r.Adopted, "connections_draining", open)
+	s.ho = Handover{PID: m.PID, Adopted: r.Adopted, Moving: moving, Draining: draining}
+	log.Info("upgrade: handed over", "listeners_passed", listeners, "adopted", r.Adopted,
+		"connections_moving", moving, "connections_draining", draining)
 	close(s.done)
+	s.sendConns(c, log)
+}
+
+// handoff queues a connection for the new process; it runs on transport
+// goroutines and never blocks (a full queue closes the connection).
+func (s *Server) handoff(listener string, fd int, data []byte) {
+	select {
+	case s.conns <- migrated{listener, fd, data}:
+	default:
+		closeAll([]int{fd})
+		s.cfg.Stats.Failures.Add(1)
+	}
+}
+
+// sendConns passes migrated connections on until Finish, then says done.
+func (s *Server) sendConns(c *net.UnixConn, log *slog.Logger) {
+	defer close(s.finished)
+	broken := false
+	pass := func(m migrated) {
+		defer closeAll([]int{m.fd}) // sent: the new process has its own
+		if broken || len(m.data) > MaxCarry {
+			s.cfg.Stats.Failures.Add(1)
+			return
+		}
+		if err := send(c, message{Kind: kindConn, Listener: m.listener, Data: m.data}, []int{m.fd}); err != nil {
+			log.Warn("upgrade: passing a connection failed; closing the rest", "error", err)
+			broken = true
+			s.cfg.Stats.Failures.Add(1)
+			return
+		}
+		s.cfg.Stats.ConnectionsMigrated.Add(1)
+	}
+	for {
+		select {
+		case m := <-s.conns:
+			pass(m)
+		case <-s.finish:
+			for {
+				select {
+				case m := <-s.conns:
+					pass(m)
+				default:
+					send(c, message{Kind: kindDone}, nil)
+					return
+				}
+			}
+		}
+	}
+}
+
+// Finish, after a hand-over, says that no connection is left to migrate;
+// it returns once every queued one was passed.
+func (s *Server) Finish() {
+	close(s.finish)
+	<-s.finished
 }

@@ -13,10 +13,14 @@
 //	new → old  hello   {pid, version}
 //	old → new  offer   {pid, sockets[]} + one descriptor per socket
 //	           refuse  {reason}          (busy, no descriptors: dpdk, ...)
-//	new → old  ready   {adopted[]}       serving on the adopted sockets
+//	new → old  ready   {adopted[], conns} serving on the adopted sockets;
+//	                   conns: it can adopt migrated connections
 //	           fail    {reason}          the new process gives up
 //	old → new  stopped {}                the old one no longer accepts
 //	           abort   {reason}          the old one keeps serving: exit
+//	old → new  conn    {listener, data} + the socket, for each connection
+//	                   migrated (idle now, or at the end of its request)
+//	           done    {}                the old one drained: no more conns
 //
 // A connection that closes without hello is ignored (a liveness probe).
 package upgrade
@@ -42,6 +46,8 @@ const (
 	kindFail    = "fail"
 	kindStopped = "stopped"
 	kindAbort   = "abort"
+	kindConn    = "conn"
+	kindDone    = "done"
 )
 
 // Socket kinds in an offer.
@@ -70,10 +76,19 @@ type message struct {
 	Reason  string   `json:"reason,omitempty"`
 	Sockets []Socket `json:"sockets,omitempty"`
 	Adopted []string `json:"adopted,omitempty"` // Kind/Name of each adopted socket
+	// Listener and Data go with a migrated connection: the bytes the old
+	// process read from it but did not handle.
+	Listener string `json:"listener,omitempty"`
+	// Conns, in ready: the new process can adopt migrated connections.
+	Conns bool `json:"conns,omitempty"`
+	Data     []byte `json:"data,omitempty"`
 }
 
 const (
-	maxMessage = 64 << 10
+	maxMessage = 160 << 10 // fits the default socket buffer (net.core.wmem_default)
+	// MaxCarry bounds the unhandled bytes a migrated connection carries
+	// (base64 in the message); a connection with more is closed instead.
+	MaxCarry = 64 << 10
 	maxFDs     = 250 // below the kernel's SCM_MAX_FD (253)
 	// readyTimeout bounds how long the old process waits for the new one
 	// to build its config and start accepting.
@@ -109,7 +124,11 @@ func send(c *net.UnixConn, m message, fds []int) error {
 func recv(c *net.UnixConn, timeout time.Duration) (message, []int, error) {
 	b := make([]byte, maxMessage)
 	oob := make([]byte, unix.CmsgSpace(maxFDs*4))
-	c.SetReadDeadline(time.Now().Add(timeout))
+	var deadline time.Time // zero: none
+	if timeout > 0 {
+		deadline = time.Now().Add(timeout)
+	}
+	c.SetReadDeadline(deadline)
 	n, oobn, flags, _, err := c.ReadMsgUnix(b, oob)
 	if err != nil {
 		return message{}, nil, fmt.Errorf("upgrade: receiving: %w", err)

@@ -1,10 +1,15 @@
 package netpoll
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"os"
+	"time"
 
+	"golang.org/x/sys/unix"
+
+	"github.com/proxylab/proxylab/foundation/buffer"
 	"github.com/proxylab/proxylab/transport"
 	"github.com/proxylab/proxylab/transport/internal/sockcheck"
 )
@@ -43,4 +48,71 @@ func (l *listener) ListenerFD() (int, error) {
 		return -1, fmt.Errorf("netpoll: %w", err)
 	}
 	return fd, nil
+}
+
+var (
+	_ transport.Detacher    = (*conn)(nil)
+	_ transport.ConnAdopter = (*Transport)(nil)
+)
+
+// Detach hands the socket over (transport.Detacher): the read goroutine
+// stops before its next read (a parked read is woken by a past deadline)
+// and calls done before it reports OnClose.
+func (c *conn) Detach(done func(fd int, err error)) error {
+	c.wmu.Lock()
+	closed, busy := c.closed.Load() || c.werr != nil, c.q.Len() > 0 || c.flushing
+	c.wmu.Unlock()
+	switch {
+	case closed:
+		return transport.ErrClosed
+	case busy:
+		return transport.ErrBusy
+	case !c.detachFn.CompareAndSwap(nil, &done):
+		return errors.New("netpoll: already detaching")
+	}
+	select {
+	case c.rdWake <- struct{}{}:
+	default:
+	}
+	c.tc.SetReadDeadline(time.Unix(1, 0))
+	return nil
+}
+
+// handOver duplicates the socket for done; read goroutine only.
+func (c *conn) handOver(done func(int, error)) {
+	fd, derr := -1, error(nil)
+	if err := c.rc.Control(func(s uintptr) { fd, derr = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
+		derr = err
+	}
+	if derr != nil {
+		done(-1, fmt.Errorf("netpoll: detach: %w", derr))
+		return
+	}
+	done(fd, nil)
+}
+
+// AdoptConn takes over a connected socket (transport.ConnAdopter).
+func (t *Transport) AdoptConn(fd int, prefix *buffer.Buf) (transport.Conn, error) {
+	f := os.NewFile(uintptr(fd), "migrated")
+	nc, err := net.FileConn(f)
+	f.Close()
+	if err != nil {
+		prefix.Release()
+		return nil, fmt.Errorf("netpoll: adopt connection: %w", err)
+	}
+	tc, ok := nc.(*net.TCPConn)
+	if !ok {
+		nc.Close()
+		prefix.Release()
+		return nil, fmt.Errorf("netpoll: adopt connection: not TCP")
+	}
+	tc.SetNoDelay(true)
+	c, err := t.newConn(tc)
+	if err != nil {
+		tc.Close()
+		prefix.Release()
+		return nil, err
+	}
+	c.prefix = prefix
+	return c, nil
 }
