@@ -80,8 +80,8 @@ type message struct {
 	// process read from it but did not handle.
 	Listener string `json:"listener,omitempty"`
 	// Conns, in ready: the new process can adopt migrated connections.
-	Conns bool `json:"conns,omitempty"`
-	Data     []byte `json:"data,omitempty"`
+	Conns bool   `json:"conns,omitempty"`
+	Data  []byte `json:"data,omitempty"`
 }
 
 const (
@@ -89,7 +89,7 @@ const (
 	// MaxCarry bounds the unhandled bytes a migrated connection carries
 	// (base64 in the message); a connection with more is closed instead.
 	MaxCarry = 64 << 10
-	maxFDs     = 250 // below the kernel's SCM_MAX_FD (253)
+	maxFDs   = 250 // below the kernel's SCM_MAX_FD (253)
 	// readyTimeout bounds how long the old process waits for the new one
 	// to build its config and start accepting.
 	readyTimeout = 60 * time.Second
