@@ -132,16 +132,7 @@ func (s *Server) Serve() {
 		if err != nil {
 			return
 		}
-		if s.busy.Swap(true) {
-			go s.refuse(c, "another upgrade is in progress")
-			continue
-		}
-		go func() {
-			s.handle(c)
-			if !s.over.Load() {
-				s.busy.Store(false)
-			}
-		}()
+		go s.handle(c)
 	}
 }
 
@@ -160,39 +151,43 @@ func (s *Server) Close() {
 	}
 }
 
-func (s *Server) refuse(c *net.UnixConn, reason string) {
-	defer c.Close()
-	m, fds, err := recv(c, stepTimeout)
-	closeAll(fds)
-	if err != nil || m.Kind != kindHello {
-		return
-	}
-	s.cfg.Log.Warn("upgrade: refused", "pid", m.PID, "reason", reason)
-	s.cfg.Stats.Failures.Add(1)
-	send(c, message{Kind: kindRefuse, Reason: reason}, nil)
-}
-
-// handle runs one upgrade attempt.
+// handle runs one upgrade attempt, once its hello arrived (a connection
+// without one, such as Listen's liveness probe, is no attempt).
 func (s *Server) handle(c *net.UnixConn) {
-	defer c.Close()
 	m, fds, err := recv(c, stepTimeout)
 	closeAll(fds)
 	if err != nil || m.Kind != kindHello {
 		s.cfg.Log.Debug("upgrade: connection without hello", "error", err)
+		c.Close()
 		return
 	}
 	log := s.cfg.Log.With("new_pid", m.PID, "new_version", m.Version)
-	fail := func(reason string) {
-		log.Warn("upgrade: failed, still serving", "reason", reason)
+	if s.busy.Swap(true) {
+		defer c.Close()
+		reason := "another upgrade is in progress"
+		if s.over.Load() {
+			reason = "this process has already handed over"
+		}
+		log.Warn("upgrade: refused", "reason", reason)
 		s.cfg.Stats.Failures.Add(1)
+		send(c, message{Kind: kindRefuse, Reason: reason}, nil)
+		return
 	}
+	failed := ""
+	fail := func(reason string) { failed = reason }
+	defer func() {
+		c.Close()
+		if !s.over.Load() {
+			s.busy.Store(false) // ready for the next attempt before it is reported
+		}
+		if failed != "" {
+			log.Warn("upgrade: failed, still serving", "reason", failed)
+			s.cfg.Stats.Failures.Add(1)
+		}
+	}()
 	if err := checkPeer(c); err != nil {
 		fail(err.Error())
 		send(c, message{Kind: kindRefuse, Reason: err.Error()}, nil)
-		return
-	}
-	if s.over.Load() {
-		send(c, message{Kind: kindRefuse, Reason: "this process has already handed over"}, nil)
 		return
 	}
 	socks, sfds, err := s.cfg.Offer()

@@ -154,12 +154,29 @@ func recv(c *net.UnixConn, timeout time.Duration) (message, []int, error) {
 		closeAll(fds)
 		return message{}, nil, errPeerGone
 	}
-	var m message
-	if err := json.Unmarshal(b[:n], &m); err != nil {
+	m, err := decode(b[:n])
+	if err != nil {
 		closeAll(fds)
-		return message{}, nil, fmt.Errorf("upgrade: bad message: %w", err)
+		return message{}, nil, err
 	}
 	return m, fds, nil
+}
+
+// decode parses one message; a message without a known kind is an error.
+func decode(b []byte) (message, error) {
+	var m message
+	if err := json.Unmarshal(b, &m); err != nil {
+		return message{}, fmt.Errorf("upgrade: bad message: %w", err)
+	}
+	switch m.Kind {
+	case kindHello, kindOffer, kindRefuse, kindReady, kindFail, kindStopped, kindAbort, kindConn, kindDone:
+	default:
+		return message{}, fmt.Errorf("upgrade: unknown message kind %q", m.Kind)
+	}
+	if len(m.Sockets) > maxFDs {
+		return message{}, fmt.Errorf("upgrade: %d sockets in one message", len(m.Sockets))
+	}
+	return m, nil
 }
 
 func closeAll(fds []int) {
