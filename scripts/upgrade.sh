@@ -37,6 +37,12 @@ fi
 [ -S "$sock" ] || { echo "upgrade: no upgrade socket at $sock (is proxylab running? see --upgrade-socket)" >&2; exit 1; }
 
 now() { date +%s.%N; }
+# alive PID: running (a zombie waiting for its parent to reap it has exited).
+alive() {
+  local st
+  st=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1) || return 1
+  [ -n "$st" ] && [ "$st" != Z ] && [ "$st" != X ]
+}
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.3fs", b - a }'; }
 
 [ -n "$log" ] || log="proxylab-$(date +%Y%m%d-%H%M%S).log"
@@ -67,7 +73,7 @@ old=$(sed -n 's/.*msg="upgrade: received sockets" old_pid=\([0-9]*\).*/\1/p' "$l
 echo "upgrade: new process $new serves after $serving (took over from pid ${old:-?}; log $log)"
 
 if [ -n "$old" ]; then
-  while kill -0 "$old" 2>/dev/null; do
+  while alive "$old"; do
     if [ "$(date +%s)" -ge "$deadline" ]; then
       echo "upgrade: the old process $old is still draining after ${timeout}s (it exits at its drain_timeout)" >&2
       echo "new pid $new"
