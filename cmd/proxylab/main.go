@@ -39,6 +39,7 @@ const usage = `proxylab — a Go L4/L7 proxy built as a performance lab
 
 usage:
   proxylab run [-c FILE] [--transport NAME] [--cpus LIST] [--workers N] [--log-level LEVEL] [--cpuprofile FILE]
+               [--upgrade-socket PATH] [--upgrade-from PATH]   (hot upgrade: docs/operating.md)
   proxylab validate -c FILE
   proxylab certs [-dir DIR] [-hosts a,b] [-key ecdsa|rsa]   (a test CA and certificates)
   proxylab version
