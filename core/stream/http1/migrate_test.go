@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/proxylab/proxylab/core/network"
-	"github.com/proxylab/proxylab/core/stream"
 	h1 "github.com/proxylab/proxylab/core/protocol/http1"
+	"github.com/proxylab/proxylab/core/stream"
 	"github.com/proxylab/proxylab/foundation/buffer"
 	"github.com/proxylab/proxylab/foundation/timer"
 	"github.com/proxylab/proxylab/transport"
