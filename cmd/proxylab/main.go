@@ -39,6 +39,7 @@ const usage = `proxylab — a Go L4/L7 proxy built as a performance lab
 
 usage:
   proxylab run [-c FILE] [--transport NAME] [--cpus LIST] [--workers N] [--log-level LEVEL] [--cpuprofile FILE]
+               [--upgrade-socket PATH] [--upgrade-from PATH]   (hot upgrade: docs/operating.md)
   proxylab validate -c FILE
   proxylab certs [-dir DIR] [-hosts a,b] [-key ecdsa|rsa]   (a test CA and certificates)
   proxylab version
@@ -118,7 +119,7 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-func cmdRun(args []string, stderr io.Writer) int {
+func cmdRun(args []string, stderr io.Writer) (code int) {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	file := fs.String("c", "", "config file (default: the embedded config)")
@@ -128,9 +129,13 @@ func cmdRun(args []string, stderr io.Writer) int {
 	levelFlag := fs.String("log-level", "info", "debug, info, warn or error")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	cgroup := fs.String("cgroup", "", "sockmap transport: the cgroup v2 directory to attach to (created and joined if missing), overriding the file")
+	var uf upgradeFlags
+	uf.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
+	up, stderr := newUpgrader(uf, stderr)
+	defer up.finish(&code)
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(*levelFlag)); err != nil {
 		fmt.Fprintf(stderr, "proxylab: --log-level: %v\n", err)
@@ -140,6 +145,10 @@ func cmdRun(args []string, stderr io.Writer) int {
 	level.Set(lvl)
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	slog.SetDefault(log)
+	if err := up.takeOver(log); err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
 
 	cfg, err := config.Load(*file, known())
 	if err != nil {
@@ -186,7 +195,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 			return 1
 		}
 	}
-	tr, err := transport.New(cfg.Transport, transport.Options{Workers: cfg.Workers, CPUs: pinned, Config: cfg.Plugins[cfg.Transport]})
+	tr, err := transport.New(cfg.Transport, transport.Options{Workers: cfg.Workers, CPUs: pinned, Config: cfg.Plugins[cfg.Transport], Inherited: up.inherited()})
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
@@ -211,12 +220,13 @@ func cmdRun(args []string, stderr io.Writer) int {
 	}()
 	var adm *admin.Server
 	if cfg.Admin != nil {
-		if adm, err = admin.New(cfg.Admin, srv, level); err != nil {
+		if adm, err = admin.NewOn(cfg.Admin, srv, level, up.adminListener(cfg.Admin.Address)); err != nil {
 			fmt.Fprintln(stderr, err)
 			srv.Close()
 			return 1
 		}
 		defer adm.Close()
+		up.withAdmin(adm)
 	}
 	if err := srv.Start(); err != nil {
 		fmt.Fprintln(stderr, err)
@@ -227,6 +237,12 @@ func cmdRun(args []string, stderr io.Writer) int {
 		adm.Start()
 		log.Info("admin ready", "address", adm.Addr().String())
 	}
+	if err := up.serve(srv, cfg); err != nil {
+		fmt.Fprintln(stderr, err)
+		srv.Close()
+		return 1
+	}
+	defer up.close()
 	names := make([]string, 0, len(srv.Listeners()))
 	for _, l := range srv.Listeners() {
 		names = append(names, l.Name+"="+l.Addr().String())
@@ -238,7 +254,12 @@ func cmdRun(args []string, stderr io.Writer) int {
 	log.Info("proxylab started", "version", version, "transport", tr.Name(), "engine", "none",
 		"cpus", cpuString(inForce), "gomaxprocs", runtime.GOMAXPROCS(0), "listeners", strings.Join(names, ","))
 
-	sig := <-sigs
+	var sig os.Signal
+	select {
+	case sig = <-sigs:
+	case <-up.handedOver():
+		return up.drain(srv, cfg, sigs)
+	}
 	if sig == syscall.SIGINT {
 		log.Info("SIGINT: stopping now")
 		srv.Close()

@@ -42,9 +42,17 @@ type Server struct {
 // New binds the admin address. level is the process log level /logging
 // changes.
 func New(cfg *config.Admin, srv *server.Server, level *slog.LevelVar) (*Server, error) {
-	ln, err := net.Listen("tcp", cfg.Address)
-	if err != nil {
-		return nil, fmt.Errorf("admin: %w", err)
+	return NewOn(cfg, srv, level, nil)
+}
+
+// NewOn is New serving on ln (one inherited in a hot upgrade) when it is
+// not nil; the admin server owns it.
+func NewOn(cfg *config.Admin, srv *server.Server, level *slog.LevelVar, ln net.Listener) (*Server, error) {
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", cfg.Address); err != nil {
+			return nil, fmt.Errorf("admin: %w", err)
+		}
 	}
 	a := &Server{srv: srv, level: level, ln: ln, token: string(cfg.Token), reg: prometheus.NewRegistry()}
 	a.reg.MustRegister(collector{srv}, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

@@ -116,6 +116,7 @@ type Conn struct {
 	peerClosed bool // the peer sent FIN or reset before we closed
 	flushers   []Flusher
 	stats      *ListenerStats
+	mig        *migration // hot upgrade hand-over under way (migrate.go)
 }
 
 var _ transport.Handler = (*Conn)(nil)
@@ -175,6 +176,9 @@ func (c *Conn) Start() {
 // Write runs the write filters and hands bufs to the transport; see
 // transport.Conn.Write for ownership and the queued result.
 func (c *Conn) Write(bufs ...*buffer.Buf) (int, error) {
+	if c.mig != nil && c.mig.detaching {
+		return c.mig.refuseWrite(bufs)
+	}
 	if c.stats != nil {
 		n := 0
 		for _, b := range bufs {
@@ -201,6 +205,11 @@ func (c *Conn) OnData(_ transport.Conn, b *buffer.Buf) {
 	c.mu.Lock()
 	if c.stats != nil {
 		c.stats.RxBytes.Add(c.id, uint64(b.Len()))
+	}
+	if c.mig != nil && c.mig.detaching {
+		c.mig.carry.Add(b) // read while handing over: goes with the socket
+		c.Unlock()
+		return
 	}
 	for _, f := range c.read {
 		if f.OnData(c, b) == StopIteration {
@@ -232,6 +241,10 @@ func (c *Conn) OnReadEOF(transport.Conn) {
 
 func (c *Conn) OnDrained(transport.Conn) {
 	c.mu.Lock()
+	if c.mig != nil && c.mig.drained(c) {
+		c.Unlock()
+		return
+	}
 	if !c.closed {
 		for _, cb := range c.events {
 			cb.OnDrained(c)
@@ -266,7 +279,7 @@ func (c *Conn) OnClose(_ transport.Conn, err error) {
 // drain asks the chain's Drainers to wind down.
 func (c *Conn) drain() {
 	c.mu.Lock()
-	if !c.closed {
+	if !c.closed && c.mig == nil { // a migrating connection moves or closes by itself
 		for _, f := range c.read {
 			if d, ok := f.(Drainer); ok {
 				d.Drain(c)
