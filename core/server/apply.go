@@ -129,6 +129,7 @@ func (s *Server) ApplySummary(cfg *config.Config) (sum Summary, err error) {
 			s.live.stats.Failures.Add(1)
 			return
 		}
+		s.live.stats.Successes.Add(1)
 		s.live.stats.LastSuccess.Store(time.Now().UnixNano())
 	}()
 	if s.live.root == nil {

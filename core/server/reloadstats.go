@@ -13,19 +13,10 @@ import (
 // ReloadStats count config reloads (file, admin or a control plane); the
 // admin API exports them.
 type ReloadStats struct {
-	Attempts, Failures atomic.Uint64
+	Attempts, Successes, Failures atomic.Uint64
 	// LastSuccess is when the config in force was applied (Unix ns; the
 	// start when it has never been reloaded).
 	LastSuccess atomic.Int64
-}
-
-// Successes is the number of reloads applied.
-func (r *ReloadStats) Successes() uint64 {
-	a, f := r.Attempts.Load(), r.Failures.Load()
-	if f > a {
-		return 0
-	}
-	return a - f
 }
 
 // ReloadStats are the server's reload counters.
