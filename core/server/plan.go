@@ -70,12 +70,16 @@ func (p *plan) buildClusters() error {
 	running := p.s.clusters.Map()
 	p.clusters = make(map[string]*upstream.Cluster, len(p.cfg.Clusters))
 	p.hosts, p.lbs, p.changedC = map[*upstream.Cluster][]upstream.HostConfig{}, map[*upstream.Cluster]lbChange{}, map[string]bool{}
+	prevs := make(map[string]*config.Cluster, len(p.old.Clusters))
+	for i := range p.old.Clusters {
+		prevs[p.old.Clusters[i].Name] = &p.old.Clusters[i]
+	}
 	for _, cc := range p.cfg.Clusters {
-		prev, had := clusterConfig(p.old, cc.Name)
+		prev, had := prevs[cc.Name]
 		c := running[cc.Name]
-		if had && c != nil && same(clusterBase(prev), clusterBase(cc)) {
+		if had && c != nil && sameBase(prev, &cc) {
 			p.clusters[cc.Name] = c
-			if err := p.updateCluster(prev, cc, c); err != nil {
+			if err := p.updateCluster(*prev, cc, c); err != nil {
 				return err
 			}
 			continue
@@ -118,7 +122,7 @@ func (p *plan) updateCluster(prev, cc config.Cluster, c *upstream.Cluster) error
 		p.lbs[c], changed = lbChange{f, name}, true
 	}
 	hostsChanged := !slices.EqualFunc(prev.Hosts, cc.Hosts, sameHost)
-	loops := !same(prev.HealthCheck, cc.HealthCheck) || prev.DNSRefreshRate != cc.DNSRefreshRate || prev.DNSResolver != cc.DNSResolver
+	loops := !reflect.DeepEqual(prev.HealthCheck, cc.HealthCheck) || prev.DNSRefreshRate != cc.DNSRefreshRate || prev.DNSResolver != cc.DNSResolver
 	if cc.Type == "strict_dns" {
 		loops = loops || hostsChanged // the targets: DNS restarts
 	} else if hostsChanged {
@@ -158,7 +162,7 @@ func (p *plan) buildListeners() error {
 			}
 			p.infos = append(p.infos, ni)
 			p.sum.ListenersAdded++
-		case same(prev, lc):
+		case same(&prev, &lc):
 			p.infos = append(p.infos, info)
 			if err := p.keepListener(lc, info); err != nil {
 				return err
@@ -197,7 +201,7 @@ func (p *plan) buildListeners() error {
 // cluster they hold; none is drained).
 func (p *plan) keepListener(lc config.Listener, info *ListenerInfo) error {
 	if h := lc.HTTP; h != nil && info.router != nil {
-		if !same(selectedVHosts(p.old, h), selectedVHosts(p.cfg, h)) {
+		if a, b := selectedVHosts(p.old, h), selectedVHosts(p.cfg, h); !same(&a, &b) {
 			p.routers = append(p.routers, [2]*router.Router{info.router, p.b.routerFor(h)})
 			p.sum.RoutesChanged++
 		}
@@ -337,19 +341,14 @@ func sameHost(a, b config.Host) bool {
 	return a.Address == b.Address && a.Weight == b.Weight && a.Plaintext == b.Plaintext && maps.Equal(a.Metadata, b.Metadata)
 }
 
-// clusterBase is a cluster's settings without those Apply changes in place.
-func clusterBase(c config.Cluster) config.Cluster {
-	c.Hosts, c.LB, c.LBOptions, c.HealthCheck, c.DNSRefreshRate, c.DNSResolver = nil, "", nil, nil, 0, ""
-	return c
-}
-
-func clusterConfig(cfg *config.Config, name string) (config.Cluster, bool) {
-	for _, c := range cfg.Clusters {
-		if c.Name == name {
-			return c, true
-		}
+// sameBase compares two clusters' settings but those Apply changes in
+// place (hosts, lb, lb_options, health_check, DNS).
+func sameBase(a, b *config.Cluster) bool {
+	ca, cb := *a, *b
+	for _, c := range []*config.Cluster{&ca, &cb} {
+		c.Hosts, c.LB, c.LBOptions, c.HealthCheck, c.DNSRefreshRate, c.DNSResolver = nil, "", nil, nil, 0, ""
 	}
-	return config.Cluster{}, false
+	return same(&ca, &cb)
 }
 
 func listenerConfig(cfg *config.Config, name string) (config.Listener, bool) {
