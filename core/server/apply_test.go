@@ -399,3 +399,83 @@ func TestApplyDrainTimeout(t *testing.T) {
 		t.Fatalf("closed after %v, before the drain timeout", d)
 	}
 }
+
+// echoUpstream echoes every byte, prefixed once per connection by name.
+func echoUpstream(tb testing.TB, name string) string {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				io.WriteString(c, name+":")
+				io.Copy(c, c)
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// TestApplyTCP: a tcp_proxy pair is left to finish when its listener
+// changes (until drain_timeout) and untouched when its cluster is rebuilt;
+// new connections follow the new config.
+func TestApplyTCP(t *testing.T) {
+	e1, e2 := echoUpstream(t, "E1"), echoUpstream(t, "E2")
+	addr := freeAddr(t)
+	yml := func(wm int, host, timeout, drain string) *config.Config {
+		cfg, err := config.Parse([]byte(fmt.Sprintf(`drain_timeout: %s
+listeners:
+  - {name: t, address: %q, tcp_proxy: {cluster: e, high_watermark: %d}}
+clusters:
+  - {name: e, connect_timeout: %s, hosts: [{address: %q}]}
+`, drain, addr, wm, timeout, host)), known())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cfg
+	}
+	s := startServer(t, yml(65536, e1, "1s", "400ms"))
+	roundTrip := func(c net.Conn, r *bufio.Reader, msg, want string) {
+		t.Helper()
+		io.WriteString(c, msg)
+		buf := make([]byte, len(want))
+		if _, err := io.ReadFull(r, buf); err != nil || string(buf) != want {
+			t.Fatalf("got %q %v, want %q", buf, err, want)
+		}
+	}
+	open := func(want string) (net.Conn, *bufio.Reader) {
+		c := dial(t, addr)
+		roundTrip(c.c, c.r, "hi", want+":hi")
+		return c.c, c.r
+	}
+	c1, r1 := open("E1")
+	// Cluster rebuilt (connect_timeout) and moved to E2: the pair stays
+	// on E1, new pairs go to E2, nothing is drained.
+	if err := s.Apply(yml(65536, e2, "2s", "400ms")); err != nil {
+		t.Fatal(err)
+	}
+	roundTrip(c1, r1, "again", "again")
+	c2, r2 := open("E2")
+	time.Sleep(600 * time.Millisecond) // past drain_timeout: still open
+	roundTrip(c1, r1, "still", "still")
+	// The listener changes: the pairs are left to finish, then closed at
+	// drain_timeout.
+	start := time.Now()
+	if err := s.Apply(yml(32768, e2, "2s", "400ms")); err != nil {
+		t.Fatal(err)
+	}
+	roundTrip(c2, r2, "during", "during")
+	open("E2")
+	c2.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := r2.ReadByte(); err == nil || isTimeout(err) || time.Since(start) < 300*time.Millisecond {
+		t.Fatalf("pair not closed at drain_timeout: %v after %v", err, time.Since(start))
+	}
+}
