@@ -479,3 +479,54 @@ clusters:
 		t.Fatalf("pair not closed at drain_timeout: %v after %v", err, time.Since(start))
 	}
 }
+
+// TestApplyHealthCheck: a changed health_check restarts the checks on the
+// same hosts, which keep their verdicts; removing it marks all healthy.
+func TestApplyHealthCheck(t *testing.T) {
+	up, dead := namedUpstream(t, "A1"), freeAddr(t)
+	yml := func(hc string) *config.Config {
+		cfg, err := config.Parse([]byte(fmt.Sprintf(`listeners:
+  - {name: web, address: "127.0.0.1:0", http_proxy: {}}
+routes:
+  - {name: all, domains: ["*"], routes: [{prefix: /, cluster: a}]}
+clusters:
+  - {name: a, hosts: [{address: %q}, {address: %q}, {address: %q}]%s}
+`, up, dead, freeAddr(t), hc)), known())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cfg
+	}
+	cfg := yml(", health_check: {interval: 20ms, timeout: 100ms, unhealthy_threshold: 1}")
+	s := startServer(t, cfg)
+	c := s.Clusters().Get("a")
+	hosts := hostPtrs(c)
+	waitFor := func(what string, ok func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); !ok(); time.Sleep(5 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal(what)
+			}
+		}
+	}
+	waitFor("dead host never marked unhealthy", func() bool { return !hosts[dead].Healthy() })
+	// Same hosts (the third's address is new: a host added), new interval.
+	next := yml(", health_check: {interval: 30ms, timeout: 100ms, unhealthy_threshold: 1}")
+	next.Clusters[0].Hosts = cfg.Clusters[0].Hosts
+	if err := s.Apply(next); err != nil {
+		t.Fatal(err)
+	}
+	if got := hostPtrs(c); got[dead] != hosts[dead] || got[dead].Healthy() || !got[up].Healthy() {
+		t.Fatal("hosts or their health not kept across a health_check change")
+	}
+	attempts := s.HealthStats()["a"].Attempts.Value()
+	waitFor("checks did not go on", func() bool { return s.HealthStats()["a"].Attempts.Value() > attempts+3 })
+	off := yml("")
+	off.Clusters[0].Hosts = cfg.Clusters[0].Hosts
+	if err := s.Apply(off); err != nil {
+		t.Fatal(err)
+	}
+	if !hosts[dead].Healthy() || s.HealthStats()["a"] != nil {
+		t.Fatal("health_check removed: hosts not all healthy, or its stats still exported")
+	}
+}
