@@ -307,7 +307,7 @@ func (p *plan) commit() {
 		}
 	}
 	for _, info := range p.dropped {
-		info.Listener.Drain()
+		info.Listener.Retire()
 		r.listeners, r.infos = append(r.listeners, info.Listener), append(r.infos, info)
 	}
 	listeners := make([]*network.Listener, 0, len(p.infos))
