@@ -205,6 +205,7 @@ func TestApply(t *testing.T) {
 		hosts     map[string]*upstream.Host
 		keepalive *client // one request served before the reload
 		begun     *client // a request head half sent before the reload
+		fresh     *client // connected before the reload, nothing sent
 	}
 	cases := []struct {
 		name    string
@@ -288,6 +289,10 @@ func TestApply(t *testing.T) {
 			if body, closing := e.begun.finish(); !strings.HasPrefix(body, "A") || !closing {
 				t.Fatalf("old connection with a request begun: %q close=%v", body, closing)
 			}
+			// One that had sent nothing yet is served its first request.
+			if body, closing := e.fresh.get("/"); !strings.HasPrefix(body, "A") || !closing {
+				t.Fatalf("old connection, first request after the reload: %q close=%v", body, closing)
+			}
 			c := dial(t, e.webAddr)
 			fmt.Fprintf(c.c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
 			resp, err := http.ReadResponse(c.r, nil)
@@ -340,8 +345,9 @@ func TestApply(t *testing.T) {
 			if body, _ := e.keepalive.get("/"); !strings.HasPrefix(body, "A") {
 				t.Fatalf("before: %q", body)
 			}
+			e.fresh = dial(t, e.webAddr)
 			e.begun = dial(t, e.webAddr)
-			e.begun.begin()
+			e.begun.begin() // (and lets the proxy accept both)
 			next := base
 			tc.change(&next)
 			cfg := next.parse(t)
