@@ -53,6 +53,7 @@ type reloadCfg struct {
 	LB         string
 	Timeout    string // cluster a's connect_timeout
 	NewRoute   bool   // /new goes to cluster b
+	HostB      string // cluster b's host (default: the first of a)
 	Workers    int
 	DrainAfter string
 }
@@ -81,7 +82,7 @@ clusters:
 {{- range .HostsA}}
       - {address: "{{.}}"}
 {{- end}}
-  - {name: b, hosts: [{address: "{{index .HostsA 0}}"}]}
+  - {name: b, hosts: [{address: "{{or .HostB (index .HostsA 0)}}"}]}
 `))
 
 func (rc reloadCfg) parse(tb testing.TB) *config.Config {
@@ -298,6 +299,14 @@ func TestApply(t *testing.T) {
 			resp, err := http.ReadResponse(c.r, nil)
 			if err != nil || resp.Header.Get("x-gen") != "two" {
 				t.Fatalf("new connection: %v %v", err, resp)
+			}
+		}},
+		{"listener and routes changed", func(rc *reloadCfg) {
+			rc.Extra, rc.NewRoute, rc.HostB = "{response_headers_to_add: [{name: x-gen, value: two}]}", true, c1
+		}, "", func(t *testing.T, e *env) {
+			// The old connections' last requests route with the new table.
+			if body, closing := e.fresh.get("/new"); body != "C1" || !closing {
+				t.Fatalf("old connection: %q close=%v", body, closing)
 			}
 		}},
 		{"listener address changed", func(rc *reloadCfg) { rc.Addr = "127.0.0.1:0" }, "", func(t *testing.T, e *env) {

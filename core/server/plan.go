@@ -186,6 +186,12 @@ func (p *plan) buildListeners() error {
 				p.swaps = append(p.swaps, listenerSwap{l: info.Listener, filters: filters, chain: chain, drain: true, old: info})
 			}
 			p.infos = append(p.infos, ni)
+			if info.router != nil && ni.router != nil {
+				// The old connections' next requests (before they
+				// close) route with the new table too: it names no
+				// cluster this reload removes.
+				p.routers = append(p.routers, [2]*router.Router{info.router, ni.router})
+			}
 		}
 	}
 	for _, info := range running {
