@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"text/template"
@@ -545,3 +546,36 @@ clusters:
 		t.Fatal("health_check removed: hosts not all healthy, or its stats still exported")
 	}
 }
+
+// TestApplyAccessLog: a changed listener whose access_log is set the same
+// keeps its logger (one writer per file), past the old connections' drain.
+func TestApplyAccessLog(t *testing.T) {
+	a1 := namedUpstream(t, "A1")
+	logPath := t.TempDir() + "/access.log"
+	base := reloadCfg{Addr: freeAddr(t), HostsA: []string{a1}, DrainAfter: "100ms",
+		Extra: fmt.Sprintf("{access_log: {path: %q, format: \"%%REQ(:PATH)%%\\n\"}}", logPath)}
+	s := startServer(t, base.parse(t))
+	lg := s.Infos()[0].AccessLog
+	getOnce(t, firstAddr(s), "/one")
+	next := base
+	next.Extra = fmt.Sprintf("{access_log: {path: %q, format: \"%%REQ(:PATH)%%\\n\"}, idle_timeout: 61s}", logPath)
+	if err := s.Apply(next.parse(t)); err != nil {
+		t.Fatal(err)
+	}
+	if s.Infos()[0].AccessLog != lg {
+		t.Fatal("access logger replaced though its settings did not change")
+	}
+	time.Sleep(300 * time.Millisecond) // past the drain deadline: the old chain's resources closed
+	getOnce(t, firstAddr(s), "/two")
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		b, _ := os.ReadFile(logPath)
+		if string(b) == "/one\n/two\n" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("access log %q", b)
+		}
+	}
+}
+
+func firstAddr(s *Server) string { return s.Listeners()[0].Addr().String() }

@@ -34,7 +34,8 @@ type plan struct {
 	unhealth []*upstream.Cluster // health checking turned off
 	changedC map[string]bool     // clusters whose object or host count changed (tcp chains)
 
-	infos   []*ListenerInfo // the new list, in config order
+	infos   []*ListenerInfo                 // the new list, in config order
+	shares  map[*ListenerInfo]*ListenerInfo // a changed listener's new info → the running one it shares an access log with
 	bound   []*network.Listener
 	swaps   []listenerSwap
 	routers [][2]*router.Router // {running, new}
@@ -147,6 +148,7 @@ func (p *plan) updateCluster(prev, cc config.Cluster, c *upstream.Cluster) error
 func (p *plan) buildListeners() error {
 	s, b := p.s, p.b
 	running := map[string]*ListenerInfo{}
+	p.shares = map[*ListenerInfo]*ListenerInfo{}
 	for _, info := range s.infos {
 		running[info.Name] = info
 	}
@@ -168,22 +170,23 @@ func (p *plan) buildListeners() error {
 				return err
 			}
 		default:
-			ni := carryStats(info, lc)
+			ni := carryStats(info, prev, lc)
+			p.shares[ni] = info
 			p.sum.ListenersChanged++
 			if prev.Address != lc.Address {
 				if err := p.bind(lc, ni); err != nil {
 					return err
 				}
-				p.dropped = append(p.dropped, info)
+				p.dropped = append(p.dropped, unshared(info, ni))
 				p.sum.ListenersRebound++
 			} else {
 				filters, chain, err := b.listenerParts(lc, ni)
 				if err != nil {
-					closeInfo(ni)
+					closeInfo(unshared(ni, info))
 					return err
 				}
 				ni.Listener, ni.filters = info.Listener, filters
-				p.swaps = append(p.swaps, listenerSwap{l: info.Listener, filters: filters, chain: chain, drain: true, old: info})
+				p.swaps = append(p.swaps, listenerSwap{l: info.Listener, filters: filters, chain: chain, drain: true, old: unshared(info, ni)})
 			}
 			p.infos = append(p.infos, ni)
 			if info.router != nil && ni.router != nil {
@@ -228,12 +231,12 @@ func (p *plan) keepListener(lc config.Listener, info *ListenerInfo) error {
 func (p *plan) bind(lc config.Listener, ni *ListenerInfo) error {
 	filters, chain, err := p.b.listenerParts(lc, ni)
 	if err != nil {
-		closeInfo(ni)
+		closeInfo(unshared(ni, p.shares[ni]))
 		return err
 	}
 	l, err := network.NewListener(lc.Name, p.s.tr, lc.Address, filters, chain)
 	if err != nil {
-		closeInfo(ni)
+		closeInfo(unshared(ni, p.shares[ni]))
 		return fmt.Errorf("server: listener %q: %w", lc.Name, err)
 	}
 	l.Stats = ni.Conn
@@ -243,15 +246,31 @@ func (p *plan) bind(lc config.Listener, ni *ListenerInfo) error {
 }
 
 // carryStats starts a changed listener's info with the counters of the
-// running one, so its metrics go on (the filter's only if it is the same).
-func carryStats(info *ListenerInfo, lc config.Listener) *ListenerInfo {
+// running one, so its metrics go on (the filter's only if it is the same),
+// and its access log when that is set the same (one writer per file: two
+// would interleave their buffers).
+func carryStats(info *ListenerInfo, prev, lc config.Listener) *ListenerInfo {
 	ni := &ListenerInfo{Name: lc.Name, Conn: info.Conn}
 	if lc.HTTP != nil {
 		ni.HTTP = info.HTTP
+		if prev.HTTP != nil && prev.HTTP.AccessLog != nil && lc.HTTP.AccessLog != nil && *prev.HTTP.AccessLog == *lc.HTTP.AccessLog {
+			ni.AccessLog = info.AccessLog
+		}
 	} else {
 		ni.TCP = info.TCP
 	}
 	return ni
+}
+
+// unshared is info without what other uses too: what may be closed with
+// info (closeInfo) while other lives.
+func unshared(info, other *ListenerInfo) *ListenerInfo {
+	if other == nil || info.AccessLog != other.AccessLog {
+		return info
+	}
+	cp := *info
+	cp.AccessLog = nil
+	return &cp
 }
 
 // abort undoes build: nothing it made was in use.
@@ -261,7 +280,7 @@ func (p *plan) abort() {
 	}
 	for _, info := range p.infos {
 		if !slices.Contains(p.s.infos, info) {
-			closeInfo(info)
+			closeInfo(unshared(info, p.shares[info]))
 		}
 	}
 	for _, c := range p.fresh {

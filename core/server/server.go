@@ -316,7 +316,9 @@ func (s *Server) chainFor(lc config.Listener, info *ListenerInfo) (network.Chain
 			}
 			hc.Stats = info.HTTP
 		}
-		if al := h.AccessLog; al != nil {
+		if al := h.AccessLog; al != nil && info.AccessLog != nil {
+			hc.AccessLog = info.AccessLog // the running one, kept by a reload
+		} else if al != nil {
 			format := al.Format
 			if format == "" {
 				format = accesslog.DefaultFormat
