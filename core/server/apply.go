@@ -150,6 +150,9 @@ func (s *Server) ApplySummary(cfg *config.Config) (sum Summary, err error) {
 	p := &plan{s: s, old: old, cfg: cfg}
 	if err := p.build(); err != nil {
 		p.abort()
+		if !strings.HasPrefix(err.Error(), "server:") {
+			err = fmt.Errorf("server: %w", err) // e.g. upstream's
+		}
 		return sum, err
 	}
 	p.commit()
