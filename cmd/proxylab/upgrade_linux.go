@@ -136,7 +136,7 @@ func (u *upgrader) serve(srv *server.Server, cfg *config.Config) error {
 		}
 	}
 	sc := upgrade.ServerConfig{Path: u.flags.socket, Version: version, Log: u.log, Stats: &u.stats,
-		Offer: func() ([]upgrade.Socket, []int, error) { return u.offer(srv, cfg) },
+		Offer: func() ([]upgrade.Socket, []int, error) { return u.offer(srv, srv.Config()) }, // the config in force: reloads change it
 		Commit: func(adopted map[string]bool, handoff func(string, int, []byte)) (moving, draining int) {
 			for _, l := range srv.Listeners() {
 				if handoff != nil && adopted[upgrade.SocketListener+"/"+l.Name] {
