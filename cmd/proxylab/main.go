@@ -21,6 +21,7 @@ import (
 
 	"github.com/proxylab/proxylab/core/admin"
 	"github.com/proxylab/proxylab/core/config"
+	"github.com/proxylab/proxylab/core/filter"
 	"github.com/proxylab/proxylab/core/server"
 	"github.com/proxylab/proxylab/core/upstream"
 	"github.com/proxylab/proxylab/offload"
@@ -77,6 +78,7 @@ func known() config.Known {
 	k := config.Known{Transports: transport.Names(), LBs: upstream.LBNames(), Engines: offload.Names(),
 		Codecs: server.KnownCodecs(), DefaultProtocol: defaultProtocol,
 		DefaultLB: upstream.DefaultLB, LBOptions: upstream.DecodeLBOptions,
+		HTTPFilter: filter.DecodeConfig, HTTPFilterOverride: filter.DecodeOverride,
 		DefaultTransport: defaultTransport, DefaultEngine: defaultEngine,
 		TransportOptions:  map[string]func(*yaml.Node, string, bool) (any, []error){},
 		EngineCertOptions: map[string]func(*yaml.Node, string) (any, []error){},

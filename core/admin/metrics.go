@@ -23,6 +23,7 @@ var (
 	dCxDestroy  = desc("listener_downstream_cx_destroy_total", "Downstream connections closed, by which side closed first.", "listener", "origin")
 	dCxRx       = desc("listener_downstream_cx_rx_bytes_total", "Bytes read from downstream connections.", "listener")
 	dCxTx       = desc("listener_downstream_cx_tx_bytes_total", "Bytes written to downstream connections.", "listener")
+	dFilterFail = desc("http_filter_failures_total", "Downstream HTTP requests ended by an http filter's failure (a panic): 500.", "listener")
 	dRqTotal    = desc("http_downstream_rq_total", "Downstream HTTP requests.", "listener")
 	dRqActive   = desc("http_downstream_rq_active", "Downstream HTTP requests in flight.", "listener")
 	dRqXX       = desc("http_downstream_rq_xx_total", "Downstream HTTP responses by status class.", "listener", "code_class")
@@ -123,6 +124,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 			counter(ch, dLocal, st.LocalReplies.Value(), l.Name)
 			counter(ch, dRqIdleTO, st.RqIdleTimeout.Value(), l.Name)
 			counter(ch, dRqTO, st.RqTimeout.Value(), l.Name)
+			counter(ch, dFilterFail, st.FilterFailures.Value(), l.Name)
 			counter(ch, dUpgrades, st.UpgradesWebSocket.Value(), l.Name, "websocket")
 			counter(ch, dUpgrades, st.UpgradesConnect.Value(), l.Name, "CONNECT")
 			counter(ch, dUpgrades, st.UpgradesOther.Value(), l.Name, "other")
@@ -132,6 +134,11 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		}
 		if st := l.HTTP2; st != nil {
 			st.Collect(sideEmit(ch, "listener", l.Name))
+		}
+		for _, f := range l.Filters { // http filters export their own metrics
+			if c, ok := f.Factory.(stats.Collector); ok {
+				c.Collect(sideEmit(ch, "listener", l.Name))
+			}
 		}
 		for codec, st := range l.RPC {
 			st.Each(func(event string, v uint64) { counter(ch, dRPCEvents, v, "listener", l.Name, codec, event) })

@@ -132,6 +132,12 @@ type Known struct {
 	// cluster's protocol when it names none.
 	Codecs          []Codec
 	DefaultProtocol string
+	// HTTPFilter decodes an http_filters entry's typed_config (nil when
+	// absent) by the filter registered as name; HTTPFilterOverride a
+	// typed_per_filter_config entry (disabled, or the filter's override).
+	// Errors are registry.FieldErrors; unknown names are refused there.
+	HTTPFilter         func(name string, raw *yaml.Node, path string) (any, []error)
+	HTTPFilterOverride func(name string, raw *yaml.Node, path string) (disabled bool, cfg any, errs []error)
 }
 
 // Codec describes a registered L7 codec (the binary's stream.Codec) to

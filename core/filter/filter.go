@@ -34,7 +34,9 @@
 // a gRPC call) runs elsewhere and comes back with Stream.Post. A *Head, a
 // *Body and trailers passed to a call are valid only during the call; a
 // filter may modify them in place (slices it sets must stay valid until the
-// call returns and are copied by the chain when it has to keep them).
+// call returns and are copied by the chain when it has to keep them). A
+// filter that changes a body's length sets Head.ContentLength to -1 and
+// deletes the content-length field: codecs frame from ContentLength.
 //
 // A filter that panics ends its stream with a 500 (gRPC: INTERNAL) counted
 // as a filter failure; the process goes on. That recover is a safety net
@@ -135,8 +137,9 @@ type Stream interface {
 	ContinueEncoding()
 	// SendLocalReply ends the request here: later decoder filters and the
 	// router do not see it; the reply passes the encoder filters of this
-	// filter and those before it. If a response head was already sent, the
-	// stream is reset instead.
+	// filter and those before it (from an encoder call: those before it;
+	// a response being encoded is dropped). If a response head was already
+	// sent, the stream is reset instead.
 	SendLocalReply(r LocalReply)
 	// AddDecodedData / AddEncodedData, from a trailers call, pass p (copied)
 	// to the later filters and the peer before the trailers (e.g. a

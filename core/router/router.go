@@ -15,6 +15,8 @@ import (
 
 // Route is one match → action rule.
 type Route struct {
+	// Name is the route's name (config `name`; may be empty).
+	Name string
 	// Path match: Prefix ("/" matches everything), Path (exact) or Regex
 	// (RE2, matched against the whole path).
 	Prefix string
@@ -62,6 +64,34 @@ type Route struct {
 	BackoffBase, BackoffMax time.Duration
 	// Upgrades and CONNECT (connect.go).
 	Tunnel
+	// Filters are the route's overrides of the listener's http_filters,
+	// by the filter's index in that chain (shorter, or nil, when the
+	// route overrides none past its length).
+	Filters []FilterOverride
+}
+
+// FilterOverride is a route's or virtual host's typed_per_filter_config
+// entry for one filter of the listener's chain.
+type FilterOverride struct {
+	// Set: the entry exists (the route's wins over its virtual host's).
+	Set bool
+	// Disabled switches the filter off for the route's requests.
+	Disabled bool
+	// Config is what the filter's Module.DecodePerRoute returned.
+	Config any
+}
+
+// FilterOverrideOf returns the override of the listener's idx-th filter for
+// a request routed to r in vh (either may be nil): the route's, else the
+// virtual host's; zero when neither has one.
+func FilterOverrideOf(r *Route, vh *VirtualHost, idx int) FilterOverride {
+	if r != nil && idx < len(r.Filters) && r.Filters[idx].Set {
+		return r.Filters[idx]
+	}
+	if vh != nil && idx < len(vh.Filters) && vh.Filters[idx].Set {
+		return vh.Filters[idx]
+	}
+	return FilterOverride{}
 }
 
 // RetryOn is a set of retriable failures.
@@ -313,6 +343,8 @@ type VirtualHost struct {
 	Domains   []string // exact, "*.suffix", "prefix.*" or "*"
 	Routes    []Route
 	HeaderOps HeaderOps // applied to every route's requests and responses
+	// Filters are the virtual host's http_filters overrides (Route.Filters).
+	Filters []FilterOverride
 
 	idx *routeIndex
 }

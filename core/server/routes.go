@@ -12,15 +12,16 @@ import (
 // virtual hosts it selects (all when it names none).
 func (s *Server) routerFor(h *config.HTTPProxy) *router.Router {
 	var vhosts []router.VirtualHost
+	_, fidx := httpFilters(h)
 	for _, vh := range s.cfg.Routes {
 		if len(h.VirtualHosts) > 0 && !contains(h.VirtualHosts, vh.Name) {
 			continue
 		}
-		rv := router.VirtualHost{Name: vh.Name, Domains: vh.Domains, HeaderOps: headerOps(vh.HeaderOps)}
+		rv := router.VirtualHost{Name: vh.Name, Domains: vh.Domains, HeaderOps: headerOps(vh.HeaderOps), Filters: filterOverrides(vh.PerFilter, fidx)}
 		for _, r := range vh.Routes {
 			rr := router.Route{Prefix: r.Prefix, Path: r.Path, Methods: r.Methods, Cluster: r.Cluster, Timeout: r.Timeout.D(),
 				PrefixRewrite: r.PrefixRewrite, ClusterHeader: r.ClusterHeader, HostRewrite: r.HostRewrite, HeaderOps: headerOps(r.HeaderOps),
-				Tunnel: routeTunnel(r.RouteTunnel)}
+				Tunnel: routeTunnel(r.RouteTunnel), Name: r.Name, Filters: filterOverrides(r.PerFilter, fidx)}
 			if r.IdleTimeout != nil {
 				rr.IdleTimeout, rr.IdleSet = r.IdleTimeout.D(), true
 			}

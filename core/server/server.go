@@ -72,10 +72,12 @@ type ListenerInfo struct {
 	RPC       map[string]*rpc.Stats // RPC events of an http_proxy listener, by codec
 	Engine    string
 	AccessLog *accesslog.Logger
-	secure    offload.Server
-	beside    []offload.Server
-	router    *router.Router // an http_proxy listener's, Set on a route change
-	filters   []network.ListenerFilter
+	// Filters is an http_proxy listener's http_filters chain.
+	Filters []proxy.FilterSpec
+	secure  offload.Server
+	beside  []offload.Server
+	router  *router.Router // an http_proxy listener's, Set on a route change
+	filters []network.ListenerFilter
 }
 
 // ClusterRPCStats are the RPC events of clusters speaking an RPC protocol,
@@ -284,6 +286,7 @@ func (s *Server) Config() *config.Config {
 
 func (s *Server) chainFor(lc config.Listener, info *ListenerInfo) (network.ChainFactory, error) {
 	if h := lc.HTTP; h != nil {
+		specs, _ := httpFilters(h)
 		hc := &proxy.HTTPConfig{
 			Router:   s.routerFor(h),
 			Clusters: s.clusters,
@@ -305,6 +308,8 @@ func (s *Server) chainFor(lc config.Listener, info *ListenerInfo) (network.Chain
 			Tunnels: proxy.TunnelConfig{Upgrades: upgrades(h.UpgradeConfigs), IdleTimeout: h.TunnelIdleTimeout.D(),
 				Transport: s.tr, ConnectTimeout: 5 * time.Second},
 		}
+		hc.SetFilters(specs, h.PerRequestBufferLimit)
+		info.Filters = specs
 		var err error
 		if hc.Codecs, hc.Servers, hc.Detect, err = listenerCodecs(h, &hc.Server, info); err != nil {
 			return nil, fmt.Errorf("server: listener %q: %w", lc.Name, err)
