@@ -127,6 +127,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 	workers := fs.Int("workers", -1, "event-loop workers for reactor transports (0: one per CPU)")
 	levelFlag := fs.String("log-level", "info", "debug, info, warn or error")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+	xf := addXDSFlags(fs)
 	cgroup := fs.String("cgroup", "", "sockmap transport: the cgroup v2 directory to attach to (created and joined if missing), overriding the file")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -141,7 +142,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	slog.SetDefault(log)
 
-	cfg, err := config.Load(*file, known())
+	cfg, err := xf.load(*file, known())
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
@@ -218,11 +219,19 @@ func cmdRun(args []string, stderr io.Writer) int {
 		}
 		defer adm.Close()
 	}
+	xr, err := xf.prepare(cfg, srv, adm, log)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		srv.Close()
+		return 1
+	}
+	defer xr.cleanup()
 	if err := srv.Start(); err != nil {
 		fmt.Fprintln(stderr, err)
 		srv.Close()
 		return 1
 	}
+	xr.start()
 	if adm != nil {
 		adm.Start()
 		log.Info("admin ready", "address", adm.Addr().String())
@@ -239,6 +248,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 		"cpus", cpuString(inForce), "gomaxprocs", runtime.GOMAXPROCS(0), "listeners", strings.Join(names, ","))
 
 	sig := <-sigs
+	xr.stop() // no config change while stopping
 	if sig == syscall.SIGINT {
 		log.Info("SIGINT: stopping now")
 		srv.Close()

@@ -35,8 +35,9 @@ type Server struct {
 	http    *http.Server
 	ln      net.Listener
 	token   string
-	failing atomic.Bool // /healthcheck/fail was called
-	started atomic.Bool // all listeners accept
+	failing atomic.Bool   // /healthcheck/fail was called
+	started atomic.Bool   // all listeners accept
+	dumps   []dumpSection // extra /config_dump sections (extra.go)
 }
 
 // New binds the admin address. level is the process log level /logging
@@ -147,6 +148,7 @@ func (a *Server) configDump(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/yaml")
 	w.Write(out)
+	a.writeDumps(w)
 }
 
 // statLine is one readable metric value.
