@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"maps"
 	"math/rand/v2"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -21,6 +22,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/proxylab/proxylab/core/config"
@@ -64,6 +66,8 @@ type Client struct {
 	model *model
 	raw   map[string]map[string]*rawResource // by type, then name
 	types map[string]*typeState
+	// applied is the last config given to Apply.
+	applied *config.Config
 
 	dumpMu sync.Mutex
 	dump   map[string]map[string]*rawResource // copy for Dump
@@ -336,20 +340,26 @@ func (c *Client) process(ctx context.Context, s adsStream, batch []*update) erro
 		raw[t] = next
 		accepted = append(accepted, t)
 	}
-	if asm != nil && len(accepted) > 0 {
+	if len(accepted) > 0 {
 		// Rebuild from the final candidate: a later NACK may have reset it.
 		asm = cand.assemble(c.opt.Base)
 		if err := config.Build(asm.cfg, c.opt.Known, config.BuildOptions{Dynamic: true}); err != nil {
 			return fmt.Errorf("xds: internal: accepted state no longer validates: %w", err)
 		}
-		if err := c.opt.Apply.Apply(asm.cfg); err != nil {
+		var err error
+		if !reflect.DeepEqual(asm.cfg, c.applied) {
+			// (A new version of the same resources changes nothing the
+			// server would see: no Apply.)
+			err = c.opt.Apply.Apply(asm.cfg)
+		}
+		if err != nil {
 			for _, t := range accepted {
 				nacks[t] = "apply: " + err.Error()
 			}
 			accepted = nil
 		} else {
 			cand.activeClusters, cand.activeListeners = asm.active, asm.actL
-			c.model = cand
+			c.model, c.applied = cand, asm.cfg
 			if len(asm.warming) > 0 {
 				c.opt.Log.Info("xds: warming", "resources", strings.Join(asm.warming, ", "))
 			}
@@ -441,6 +451,14 @@ func (c *Client) applyUpdate(m *model, u *update) (map[string]*rawResource, stri
 	now := time.Now()
 	for _, n := range slices.Sorted(maps.Keys(u.resources)) {
 		a := u.resources[n]
+		v := u.version
+		if rv, ok := u.versions[n]; ok {
+			v = rv
+		}
+		if prev := c.raw[u.typeURL][n]; prev != nil && proto.Equal(prev.any, a) {
+			next[n] = &rawResource{any: a, version: v, accepted: prev.accepted}
+			continue // unchanged: its translation stands (and warned once)
+		}
 		msg, err := unpack(a)
 		if err != nil {
 			errs = append(errs, fmt.Sprintf("%s %q: %v", shortType(u.typeURL), n, err))
@@ -453,10 +471,6 @@ func (c *Client) applyUpdate(m *model, u *update) (map[string]*rawResource, stri
 		}
 		for _, e := range t.errs {
 			errs = append(errs, strings.TrimPrefix(e.Error(), "xds: "))
-		}
-		v := u.version
-		if rv, ok := u.versions[n]; ok {
-			v = rv
 		}
 		next[n] = &rawResource{any: a, version: v, accepted: now}
 	}
