@@ -300,7 +300,6 @@ func (c *Client) wantNames() map[string][]string {
 	return want
 }
 
-
 // process handles a batch: per type (in warming order) the latest state
 // is translated and the whole config validated; the accepted types are
 // applied at once, then every type is ACKed or NACKed.

@@ -1,7 +1,6 @@
 package xds
 
 import (
-
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
@@ -285,4 +284,3 @@ func (t *tr) upstreamTransport(p string, cc *config.Cluster, ts *corev3.Transpor
 	}
 	return ref
 }
-

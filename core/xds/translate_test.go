@@ -168,11 +168,15 @@ func TestTranslateRoutes(t *testing.T) {
 		{"redirect", &routev3.Route{Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
 			Action: &routev3.Route_Redirect{Redirect: &routev3.RedirectAction{SchemeRewriteSpecifier: &routev3.RedirectAction_HttpsRedirect{HttpsRedirect: true},
 				ResponseCode: routev3.RedirectAction_FOUND}}},
-			func(r config.Route) bool { return r.Redirect != nil && r.Redirect.SchemeRedirect == "https" && r.Redirect.ResponseCode == 302 }, ""},
+			func(r config.Route) bool {
+				return r.Redirect != nil && r.Redirect.SchemeRedirect == "https" && r.Redirect.ResponseCode == 302
+			}, ""},
 		{"direct_response", &routev3.Route{Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
 			Action: &routev3.Route_DirectResponse{DirectResponse: &routev3.DirectResponseAction{Status: 418,
 				Body: &corev3.DataSource{Specifier: &corev3.DataSource_InlineString{InlineString: "tea"}}}}},
-			func(r config.Route) bool { return r.DirectResponse != nil && r.DirectResponse.Status == 418 && r.DirectResponse.Body == "tea" }, ""},
+			func(r config.Route) bool {
+				return r.DirectResponse != nil && r.DirectResponse.Status == 418 && r.DirectResponse.Body == "tea"
+			}, ""},
 		{"header ops (append default true)", func() *routev3.Route {
 			r := prefixRoute("/", "c")
 			r.RequestHeadersToAdd = []*corev3.HeaderValueOption{{Header: &corev3.HeaderValue{Key: "x-a", Value: "1"}},
