@@ -129,6 +129,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	xf := addXDSFlags(fs)
 	cgroup := fs.String("cgroup", "", "sockmap transport: the cgroup v2 directory to attach to (created and joined if missing), overriding the file")
+	watch := fs.Bool("watch", false, "reload the config file when it changes (polls its mtime and size every second); SIGHUP and POST /reload always reload")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -160,22 +161,26 @@ func cmdRun(args []string, stderr io.Writer) int {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	if *tname != "" {
-		if !transport.Registered(*tname) {
-			fmt.Fprintf(stderr, "proxylab: --transport: unknown transport %q (available: %s)\n", *tname, strings.Join(transport.Names(), ", "))
-			return 2
+	if *tname != "" && !transport.Registered(*tname) {
+		fmt.Fprintf(stderr, "proxylab: --transport: unknown transport %q (available: %s)\n", *tname, strings.Join(transport.Names(), ", "))
+		return 2
+	}
+	// The flags override the file, at start and on every reload.
+	override := func(cfg *config.Config) {
+		if *tname != "" {
+			cfg.Transport = *tname
 		}
-		cfg.Transport = *tname
+		if *cpus != "" {
+			cfg.CPUs = *cpus
+		}
+		if *cgroup != "" {
+			setCgroup(cfg, *cgroup)
+		}
+		if *workers >= 0 {
+			cfg.Workers = *workers
+		}
 	}
-	if *cpus != "" {
-		cfg.CPUs = *cpus
-	}
-	if *cgroup != "" {
-		setCgroup(cfg, *cgroup)
-	}
-	if *workers >= 0 {
-		cfg.Workers = *workers
-	}
+	override(cfg)
 	var pinned []int
 	if cfg.CPUs != "" {
 		list, err := config.ParseCPUList(cfg.CPUs)
@@ -232,7 +237,11 @@ func cmdRun(args []string, stderr io.Writer) int {
 		return 1
 	}
 	xr.start()
+	rl := &reloader{file: *file, override: override, srv: srv, log: log}
+	stopReload := rl.start(*watch)
+	defer stopReload()
 	if adm != nil {
+		adm.SetReload(rl.reloadText)
 		adm.Start()
 		log.Info("admin ready", "address", adm.Addr().String())
 	}

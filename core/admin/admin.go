@@ -35,10 +35,15 @@ type Server struct {
 	http    *http.Server
 	ln      net.Listener
 	token   string
-	failing atomic.Bool   // /healthcheck/fail was called
-	started atomic.Bool   // all listeners accept
+	failing atomic.Bool // /healthcheck/fail was called
+	started atomic.Bool // all listeners accept
+	reload  atomic.Pointer[func() (string, error)]
 	dumps   []dumpSection // extra /config_dump sections (extra.go)
 }
+
+// SetReload makes POST /reload call f: its text answers 200, its error 400
+// (the config in force is kept). Without it POST /reload answers 501.
+func (a *Server) SetReload(f func() (string, error)) { a.reload.Store(&f) }
 
 // New binds the admin address. level is the process log level /logging
 // changes.
@@ -65,6 +70,7 @@ func New(cfg *config.Admin, srv *server.Server, level *slog.LevelVar) (*Server, 
 		fmt.Fprintln(w, "OK")
 	})
 	mux.HandleFunc("POST /logging", a.logging)
+	mux.HandleFunc("POST /reload", a.reloadConfig)
 	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
 	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
 	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
@@ -114,6 +120,7 @@ func (a *Server) index(w http.ResponseWriter, r *http.Request) {
   POST /healthcheck/fail     make /ready answer 503 (drain from a load balancer)
   POST /healthcheck/ok
   POST /logging?level=debug  change the log level (debug, info, warn, error)
+  POST /reload               re-read and apply the config file (400 with the errors if refused)
   GET  /debug/pprof/         runtime profiles
 `)
 }
@@ -140,6 +147,22 @@ func (a *Server) logging(w http.ResponseWriter, r *http.Request) {
 	fmt.Fprintf(w, "level: %s\n", lvl)
 }
 
+func (a *Server) reloadConfig(w http.ResponseWriter, r *http.Request) {
+	f := a.reload.Load()
+	if f == nil {
+		http.Error(w, "admin: this process cannot reload", http.StatusNotImplemented)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	text, err := (*f)()
+	if err != nil {
+		w.WriteHeader(http.StatusBadRequest)
+		fmt.Fprintf(w, "reload refused, the config in force keeps serving:\n%s\n", err)
+		return
+	}
+	fmt.Fprintln(w, text)
+}
+
 func (a *Server) configDump(w http.ResponseWriter, r *http.Request) {
 	out, err := a.srv.Config().Dump()
 	if err != nil {
@@ -147,6 +170,7 @@ func (a *Server) configDump(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Content-Type", "application/yaml")
+	w.Header().Set("X-Config-Hash", a.srv.ConfigHash())
 	w.Write(out)
 	a.writeDumps(w)
 }

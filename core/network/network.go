@@ -104,10 +104,11 @@ type ListenerStats struct {
 
 // Conn is a downstream connection with its filter chains.
 type Conn struct {
-	mu sync.Mutex
-	tc transport.Conn
-	id uint64
-	l  *Listener
+	mu  sync.Mutex
+	tc  transport.Conn
+	id  uint64
+	l   *Listener
+	gen uint64 // the listener generation whose chain it runs (set before it is listed)
 
 	read       []ReadFilter
 	write      []WriteFilter
@@ -296,12 +297,13 @@ type ChainFactory func() ([]ReadFilter, []WriteFilter)
 
 // Listener accepts connections through a transport.
 type Listener struct {
-	Name    string
-	tl      transport.Listener
-	filters []ListenerFilter
-	chain   ChainFactory
+	Name string
+	tl   transport.Listener
 
 	mu       sync.Mutex
+	filters  []ListenerFilter // of generation gen; replaced by Update
+	chain    ChainFactory
+	gen      uint64
 	conns    map[*Conn]struct{}
 	draining bool
 	empty    chan struct{} // closed when draining and no connection is left
@@ -330,7 +332,10 @@ func (l *Listener) Accepted() uint64 { return l.accepted.Load() }
 func (l *Listener) Start() { l.tl.Start(l.accept) }
 
 func (l *Listener) accept(tc transport.Conn) {
-	for _, f := range l.filters {
+	l.mu.Lock()
+	filters, chain, gen := l.filters, l.chain, l.gen
+	l.mu.Unlock()
+	for _, f := range filters {
 		next := f.OnAccept(tc)
 		if next == nil {
 			tc.Close()
@@ -338,9 +343,9 @@ func (l *Listener) accept(tc transport.Conn) {
 		}
 		tc = next
 	}
-	read, write := l.chain()
+	read, write := chain()
 	c := NewConn(tc, read, write)
-	c.l = l
+	c.l, c.gen = l, gen
 	l.mu.Lock()
 	if l.draining {
 		l.mu.Unlock()
@@ -348,6 +353,7 @@ func (l *Listener) accept(tc transport.Conn) {
 		return
 	}
 	l.conns[c] = struct{}{}
+	stale := gen != l.gen // Update ran meanwhile: it runs an old chain
 	l.mu.Unlock()
 	if st := l.Stats; st != nil {
 		c.stats = st
@@ -356,6 +362,9 @@ func (l *Listener) accept(tc transport.Conn) {
 	}
 	l.accepted.Add(1)
 	c.Start()
+	if stale {
+		c.drain()
+	}
 }
 
 func (l *Listener) remove(c *Conn) {

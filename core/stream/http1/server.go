@@ -308,10 +308,11 @@ func (sc *ServerConn) OnClose(*network.Conn, error) {
 	sc.releaseParser()
 }
 
-// Drain closes an idle connection now, a busy one after its response.
+// Drain closes an idle connection now, a busy one (a request begun, even
+// partly received) after its response.
 func (sc *ServerConn) Drain(*network.Conn) {
 	sc.draining = true
-	if sc.cur == nil {
+	if sc.cur == nil && !sc.requestPending() {
 		sc.c.Close()
 	}
 }
