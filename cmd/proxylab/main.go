@@ -238,6 +238,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 	}
 	xr.start()
 	rl := &reloader{file: *file, override: override, srv: srv, log: log}
+	xr.hook(rl, xf)
 	stopReload := rl.start(*watch)
 	defer stopReload()
 	if adm != nil {

@@ -111,3 +111,12 @@ func (r *xdsRun) cleanup() {
 	r.stop()
 	os.RemoveAll(r.dir)
 }
+
+// hook makes file reloads keep the control plane's resources: the file is
+// loaded as a base and the client applies base plus resources.
+func (r *xdsRun) hook(rl *reloader, x *xdsFlags) {
+	if r == nil {
+		return
+	}
+	rl.load, rl.rebase = x.load, r.client.Rebase
+}

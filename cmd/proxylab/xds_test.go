@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -125,6 +126,14 @@ func testXDSControlPlane(t *testing.T, tr string, delta bool) {
 	eventually(t, "the TLS listener (SDS certificate)", func() bool { return body(s.tlsClient, "https://"+s.secure+"/") == "A HTTP/1.1" })
 	for _, typ := range []string{xds.ClusterType, xds.EndpointType, xds.ListenerType, xds.RouteType, xds.SecretType} {
 		cp.WaitACK(t, typ, "v1", 10*time.Second)
+	}
+
+	// A file reload (SIGHUP) keeps the control plane's resources: the
+	// file is their base.
+	p.cmd.Process.Signal(syscall.SIGHUP)
+	eventually(t, "the reload", func() bool { return strings.Contains(p.logs(), `msg="config reloaded"`) })
+	if got := body(h1Client(), web+"/"); got != "A HTTP/1.1" {
+		t.Fatalf("after a file reload: %q", got)
 	}
 
 	// An EDS change moves traffic within one push: once the proxy ACKs,

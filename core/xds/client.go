@@ -62,7 +62,9 @@ type Client struct {
 	opt   Options
 	stats *Stats
 
-	// Owned by Run's goroutines: the update loop alone changes them.
+	// mu guards what follows: the update loop changes it, and Rebase (a
+	// file reload) from another goroutine.
+	mu sync.Mutex
 	model *model
 	raw   map[string]map[string]*rawResource // by type, then name
 	types map[string]*typeState
@@ -164,10 +166,13 @@ func (c *Client) session(parent context.Context, cc *grpc.ClientConn) error {
 	if err != nil {
 		return err
 	}
+	c.mu.Lock()
 	for _, t := range order {
 		c.types[t].sent = false
 	}
-	if err := c.subscribe(s, true); err != nil {
+	err = c.subscribe(s, true)
+	c.mu.Unlock()
+	if err != nil {
 		return err
 	}
 	updates := make(chan *update, 64)
@@ -300,10 +305,29 @@ func (c *Client) wantNames() map[string][]string {
 	return want
 }
 
+// Rebase replaces the static base (a reloaded file) and applies it with
+// the dynamic resources through apply; on error nothing changes.
+func (c *Client) Rebase(base *config.Config, apply func(*config.Config) error) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	a := c.model.assemble(base)
+	if err := config.Build(a.cfg, c.opt.Known, config.BuildOptions{Dynamic: true}); err != nil {
+		return fmt.Errorf("xds: the new base with the control plane's resources: %s", a.explain(err))
+	}
+	if err := apply(a.cfg); err != nil {
+		return err
+	}
+	c.opt.Base, c.applied = base, a.cfg
+	c.model.activeClusters, c.model.activeListeners = a.active, a.actL
+	return nil
+}
+
 // process handles a batch: per type (in warming order) the latest state
 // is translated and the whole config validated; the accepted types are
 // applied at once, then every type is ACKed or NACKed.
 func (c *Client) process(ctx context.Context, s adsStream, batch []*update) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	merged := map[string]*update{}
 	for _, u := range batch {
 		merged[u.typeURL] = mergeUpdate(merged[u.typeURL], u)
