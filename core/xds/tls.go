@@ -95,14 +95,27 @@ var (
 		"prefer_client_ciphers": warned, "disable_stateful_session_resumption": warned})
 )
 
+// maxDataSource bounds a file a DataSource names.
+const maxDataSource = 1 << 20
+
 // data returns a DataSource as a file name (inline data is stored).
 func (t *tr) data(p string, ds *corev3.DataSource) []byte {
 	t.check(p, ds, dataSourceFields)
 	switch {
 	case ds.GetFilename() != "":
-		b, err := os.ReadFile(ds.GetFilename())
+		// Only a regular file of sane size: a control plane naming
+		// /dev/zero or a FIFO must not hang or exhaust the proxy.
+		fi, err := os.Stat(ds.GetFilename())
+		if err == nil && (!fi.Mode().IsRegular() || fi.Size() > maxDataSource) {
+			err = fmt.Errorf("not a regular file of at most %d bytes", maxDataSource)
+		}
+		var b []byte
+		if err == nil {
+			b, err = os.ReadFile(ds.GetFilename())
+		}
 		if err != nil {
 			t.fail(p+".filename", "%v", err)
+			return nil
 		}
 		return b
 	case len(ds.GetInlineBytes()) > 0:
