@@ -103,7 +103,7 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "proxylab validate: -c FILE is required")
 		return 2
 	}
-	if _, err := config.Load(*file, known()); err != nil {
+	if _, err := validateFile(*file); err != nil {
 		var es config.Errors
 		if errors.As(err, &es) {
 			for _, e := range es {
