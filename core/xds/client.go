@@ -64,7 +64,7 @@ type Client struct {
 
 	// mu guards what follows: the update loop changes it, and Rebase (a
 	// file reload) from another goroutine.
-	mu sync.Mutex
+	mu    sync.Mutex
 	model *model
 	raw   map[string]map[string]*rawResource // by type, then name
 	types map[string]*typeState
