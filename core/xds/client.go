@@ -73,6 +73,7 @@ type Client struct {
 
 	dumpMu sync.Mutex
 	dump   map[string]map[string]*rawResource // copy for Dump
+	static map[string][]string                // the base's listener and cluster names
 }
 
 // rawResource is a resource as received, for /config_dump and delta's
@@ -319,6 +320,7 @@ func (c *Client) Rebase(base *config.Config, apply func(*config.Config) error) e
 	}
 	c.opt.Base, c.applied = base, a.cfg
 	c.model.activeClusters, c.model.activeListeners = a.active, a.actL
+	c.publish()
 	return nil
 }
 
@@ -487,6 +489,14 @@ func (c *Client) applyUpdate(m *model, u *update) (map[string]*rawResource, stri
 			errs = append(errs, fmt.Sprintf("%s %q: %v", shortType(u.typeURL), n, err))
 			continue
 		}
+		if u.typeURL == EndpointType && !announced(m, n) {
+			if slices.Contains(c.types[EndpointType].names, n) {
+				delete(next, n) // asked for before its cluster went: stale, not wrong
+				continue
+			}
+			errs = append(errs, fmt.Sprintf("ClusterLoadAssignment %q: cluster_name: endpoints for a cluster never announced (no EDS cluster names it)", n))
+			continue
+		}
 		t := m.put(u.typeURL, n, msg, c.opt.Files)
 		for _, w := range t.warns {
 			c.stats.warn(w)
@@ -509,10 +519,29 @@ func (c *Client) applyUpdate(m *model, u *update) (map[string]*rawResource, stri
 	return next, ""
 }
 
-// publish copies the accepted resources for Dump.
+// announced says whether an EDS cluster of m takes its endpoints from
+// name.
+func announced(m *model, name string) bool {
+	for _, cl := range m.clusters {
+		if cl.eds == name {
+			return true
+		}
+	}
+	return false
+}
+
+// publish copies the accepted resources (and the static names) for Dump.
+// Called with mu held.
 func (c *Client) publish() {
 	c.dumpMu.Lock()
 	defer c.dumpMu.Unlock()
+	c.static = map[string][]string{}
+	for _, l := range c.opt.Base.Listeners {
+		c.static["listeners"] = append(c.static["listeners"], l.Name)
+	}
+	for _, cl := range c.opt.Base.Clusters {
+		c.static["clusters"] = append(c.static["clusters"], cl.Name)
+	}
 	for t, rs := range c.raw {
 		c.dump[t] = maps.Clone(rs)
 	}

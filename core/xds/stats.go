@@ -105,7 +105,7 @@ type DumpResource struct {
 func (c *Client) Dump() map[string]any {
 	c.dumpMu.Lock()
 	defer c.dumpMu.Unlock()
-	out := map[string]any{"control_plane": c.opt.Address, "delta": c.opt.Delta}
+	out := map[string]any{"control_plane": c.opt.Address, "delta": c.opt.Delta, "static_resources": c.static}
 	for _, t := range order {
 		var list []DumpResource
 		for _, n := range slices.Sorted(maps.Keys(c.dump[t])) {

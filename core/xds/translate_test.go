@@ -424,3 +424,21 @@ func TestTranslateSecret(t *testing.T) {
 		t.Fatalf("a CA that does not parse must be NACKed, got %v", tt.errs)
 	}
 }
+
+// TestEndpointsForUnknownCluster: a ClusterLoadAssignment no EDS cluster
+// names is NACKed.
+func TestEndpointsForUnknownCluster(t *testing.T) {
+	c := New(Options{Known: testKnown()})
+	m := newModel()
+	m.put(ClusterType, "c", edsCluster("c"), nil)
+	u := &update{typeURL: EndpointType, version: "1", resources: map[string]*anypb.Any{
+		"c": mustAny(t, cla("c", "127.0.0.1:1")), "stray": mustAny(t, cla("stray", "127.0.0.1:2"))}}
+	_, msg := c.applyUpdate(m, u)
+	if !strings.Contains(msg, `ClusterLoadAssignment "stray": cluster_name: endpoints for a cluster never announced`) {
+		t.Fatalf("NACK text: %q", msg)
+	}
+	delete(u.resources, "stray")
+	if _, msg := c.applyUpdate(m, u); msg != "" || len(m.endpoints["c"]) != 1 {
+		t.Fatalf("the announced cluster's endpoints: %q %v", msg, m.endpoints)
+	}
+}
