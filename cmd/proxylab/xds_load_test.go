@@ -1,7 +1,12 @@
 package main
 
 import (
+	"fmt"
+	"os"
+	"runtime"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -138,4 +143,82 @@ func itoa(i int) string {
 		return string(rune('0' + i))
 	}
 	return itoa(i/10) + string(rune('0'+i%10))
+}
+
+// cpuTicks is the process's user+system CPU time in clock ticks (1/100 s).
+func cpuTicks(t *testing.T, pid int) int64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := strings.Fields(string(data)[strings.LastIndexByte(string(data), ')')+2:])
+	u, _ := strconv.ParseInt(f[11], 10, 64)
+	s, _ := strconv.ParseInt(f[12], 10, 64)
+	return u + s
+}
+
+// TestXDSChurnCPU compares the proxy's CPU per request under steady load
+// with no pushes and with 10 EDS pushes a second (host set changing each
+// time), interleaved in one run.
+func TestXDSChurnCPU(t *testing.T) {
+	if testing.Short() || runtime.GOOS != "linux" {
+		t.Skip("measurement (Linux /proc)")
+	}
+	cp := xdstest.New(t)
+	a, b := startUpstream(t, named("A")), startUpstream(t, named("B"))
+	web := freePort(t)
+	cp.Set(t, "n1", "c0", twoClusters(web, a.addr, b.addr, "a"))
+	p := startProxy(t, xdsBase, "--transport", "netpoll", "--xds", cp.Addr, "--node-id", "n1", "--log-level", "info")
+	url := "http://" + web + "/"
+	eventually(t, "the xDS listener", func() bool { return strings.HasPrefix(body(h1Client(), url), "A ") })
+	version := 0
+	round := func(churn bool) (cpuPerReq time.Duration, reqs int64) {
+		var n atomic.Int64
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		for i := 0; i < 8; i++ {
+			c := h1Client()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					if body(c, url) != "" {
+						n.Add(1)
+					}
+				}
+			}()
+		}
+		t0 := cpuTicks(t, p.cmd.Process.Pid)
+		end := time.Now().Add(2 * time.Second)
+		for time.Now().Before(end) {
+			if churn {
+				version++
+				res := twoClusters(web, a.addr, b.addr, "a")
+				hosts := []string{a.addr}
+				if version%2 == 1 {
+					hosts = append(hosts, b.addr)
+				}
+				res[resource.EndpointType][0] = xdstest.Endpoints("a", hosts...)
+				cp.Set(t, "n1", "c"+itoa(version), res)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		ticks := cpuTicks(t, p.cmd.Process.Pid) - t0
+		close(stop)
+		wg.Wait()
+		return time.Duration(ticks) * 10 * time.Millisecond / time.Duration(max(n.Load(), 1)), n.Load()
+	}
+	var quiet, churn []time.Duration
+	for i := 0; i < 2; i++ {
+		q, nq := round(false)
+		c, nc := round(true)
+		quiet, churn = append(quiet, q), append(churn, c)
+		t.Logf("round %d: no pushes %v CPU/request (%d requests); 10 EDS pushes/s %v CPU/request (%d requests)", i, q, nq, c, nc)
+	}
+	t.Logf("proxy CPU per request, netpoll, 8 HTTP/1.1 connections: no pushes %v / %v, 10 EDS pushes/s %v / %v", quiet[0], quiet[1], churn[0], churn[1])
 }
