@@ -63,8 +63,10 @@ type assembly struct {
 	cfg     *config.Config
 	origins map[string]origin // "clusters[3]" → the Cluster resource
 	warming []string          // "Cluster x (endpoints)", for logs
-	active  map[string]config.Cluster
-	actL    map[string]assembledListener
+	// errs are inconsistencies between resources (a NACK of the update).
+	errs   []string
+	active map[string]config.Cluster
+	actL   map[string]assembledListener
 }
 
 // assemble builds the whole config: the base's static parts, then the warm
@@ -81,7 +83,11 @@ func (m *model) assemble(base *config.Config) *assembly {
 		warm[c.Name] = true
 	}
 	for _, name := range slices.Sorted(maps.Keys(m.clusters)) {
-		cc, ok := m.warmCluster(m.clusters[name])
+		cc, ok, err := m.warmCluster(m.clusters[name])
+		if err != "" {
+			a.errs = append(a.errs, fmt.Sprintf("Cluster %q: %s", name, err))
+			continue
+		}
 		if !ok {
 			prev, had := m.activeClusters[name]
 			if !had {
@@ -126,13 +132,14 @@ func (m *model) assemble(base *config.Config) *assembly {
 }
 
 // warmCluster is the model cluster with its endpoints and secrets, or
-// false while one of them has not arrived.
-func (m *model) warmCluster(c *cluster) (config.Cluster, bool) {
+// false while one of them has not arrived; err says why the cluster
+// cannot be honoured.
+func (m *model) warmCluster(c *cluster) (_ config.Cluster, _ bool, err string) {
 	cc := c.cfg
 	if c.eds != "" {
 		hosts, ok := m.endpoints[c.eds]
 		if !ok {
-			return cc, false
+			return cc, false, ""
 		}
 		cc.Hosts = slices.Clone(hosts)
 	}
@@ -141,20 +148,23 @@ func (m *model) warmCluster(c *cluster) (config.Cluster, bool) {
 		if c.tls.certSDS != "" {
 			s, ok := m.secrets[c.tls.certSDS]
 			if !ok {
-				return cc, false
+				return cc, false, ""
 			}
 			t.ClientCert = &config.CertFiles{CertFile: s.certFile, KeyFile: s.keyFile}
 		}
 		if c.tls.caSDS != "" {
 			s, ok := m.secrets[c.tls.caSDS]
 			if !ok {
-				return cc, false
+				return cc, false, ""
+			}
+			if len(s.sans) > 0 {
+				return cc, false, fmt.Sprintf("transport_socket: secret %q: match_subject_alt_names: upstream SAN verification is not supported", c.tls.caSDS)
 			}
 			t.CAFile, t.InsecureSkipVerify = s.caFile, false
 		}
 		cc.TLS = &t
 	}
-	return cc, true
+	return cc, true, ""
 }
 
 // warmListener is the listener with its routes and secrets, or false while
@@ -196,7 +206,7 @@ func (m *model) warmListener(l *listener, warm map[string]bool) (assembledListen
 		if len(vhosts) == 0 {
 			// No virtual host: every request is a 404, as in Envoy.
 			none := config.VirtualHost{Name: prefix + "/(none)", Domains: []string{"*"}}
-			r := config.Route{Prefix: "/", DirectResponse: &config.DirectResponse{Status: 404}}
+			var r config.Route
 			config.SetDefaults(&r)
 			r.Prefix, r.DirectResponse = "/", &config.DirectResponse{Status: 404}
 			none.Routes = []config.Route{r}

@@ -118,6 +118,9 @@ func LoadBootstrap(data []byte, known config.Known, files FileStore) (*Bootstrap
 		return nil, errs[0]
 	}
 	a := md.assemble(cfg)
+	if len(a.errs) > 0 {
+		return nil, fmt.Errorf("xds: bootstrap: %s", strings.Join(a.errs, "; "))
+	}
 	if len(a.warming) > 0 {
 		return nil, fmt.Errorf("xds: bootstrap: static resources wait for what only a control plane sends: %s", strings.Join(a.warming, ", "))
 	}

@@ -312,6 +312,9 @@ func (c *Client) Rebase(base *config.Config, apply func(*config.Config) error) e
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	a := c.model.assemble(base)
+	if len(a.errs) > 0 {
+		return fmt.Errorf("xds: the new base with the control plane's resources: %s", strings.Join(a.errs, "; "))
+	}
 	if err := config.Build(a.cfg, c.opt.Known, config.BuildOptions{Dynamic: true}); err != nil {
 		return fmt.Errorf("xds: the new base with the control plane's resources: %s", a.explain(err))
 	}
@@ -348,7 +351,9 @@ func (c *Client) process(ctx context.Context, s adsStream, batch []*update) erro
 		next, msg := c.applyUpdate(cand, u)
 		if msg == "" {
 			a := cand.assemble(c.opt.Base)
-			if err := config.Build(a.cfg, c.opt.Known, config.BuildOptions{Dynamic: true}); err != nil {
+			if len(a.errs) > 0 {
+				msg = strings.Join(a.errs, "; ")
+			} else if err := config.Build(a.cfg, c.opt.Known, config.BuildOptions{Dynamic: true}); err != nil {
 				msg = a.explain(err)
 			} else {
 				asm = a
@@ -368,6 +373,9 @@ func (c *Client) process(ctx context.Context, s adsStream, batch []*update) erro
 	if len(accepted) > 0 {
 		// Rebuild from the final candidate: a later NACK may have reset it.
 		asm = cand.assemble(c.opt.Base)
+		if len(asm.errs) > 0 {
+			return fmt.Errorf("xds: internal: accepted state no longer assembles: %s", strings.Join(asm.errs, "; "))
+		}
 		if err := config.Build(asm.cfg, c.opt.Known, config.BuildOptions{Dynamic: true}); err != nil {
 			return fmt.Errorf("xds: internal: accepted state no longer validates: %w", err)
 		}

@@ -44,7 +44,7 @@ var (
 		"access_log": warned, "tracing": warned, "drain_timeout": warned, "delayed_close_timeout": warned,
 		"normalize_path": refused, "merge_slashes": refused, "path_with_escaped_slashes_action": refused,
 		"scoped_routes": refused, "upgrade_configs": refused, "local_reply_config": refused, "forward_client_cert_details": refused,
-		"strip_matching_host_port": refused, "internal_address_config": refused, "http_protocol_options": warned,
+		"strip_matching_host_port": refused, "internal_address_config": refused, "http_protocol_options": refused,
 		"skip_xff_append": refused, "via": refused, "add_user_agent": warned, "preserve_external_request_id": warned,
 	})
 	rdsFields       = table(&hcmv3.Rds{}, fieldTable{"route_config_name": supported, "config_source": supported})

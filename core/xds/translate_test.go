@@ -442,3 +442,27 @@ func TestEndpointsForUnknownCluster(t *testing.T) {
 		t.Fatalf("the announced cluster's endpoints: %q %v", msg, m.endpoints)
 	}
 }
+
+// TestUpstreamSANsBySDSRefused: a validation context from SDS with SAN
+// names cannot be honoured upstream: the update is refused, not run
+// unverified.
+func TestUpstreamSANsBySDSRefused(t *testing.T) {
+	m := newModel()
+	c := &clusterv3.Cluster{Name: "c", ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
+		LoadAssignment: cla("c", "127.0.0.1:1"),
+		TransportSocket: &corev3.TransportSocket{Name: "envoy.transport_sockets.tls", ConfigType: &corev3.TransportSocket_TypedConfig{
+			TypedConfig: mustAny(t, &tlsv3.UpstreamTlsContext{CommonTlsContext: &tlsv3.CommonTlsContext{
+				ValidationContextType: &tlsv3.CommonTlsContext_ValidationContextSdsSecretConfig{ValidationContextSdsSecretConfig: &tlsv3.SdsSecretConfig{Name: "ca"}}}})}}}
+	if tt := m.put(ClusterType, "c", c, nil); len(tt.errs) > 0 {
+		t.Fatal(tt.errs[0])
+	}
+	m.secrets["ca"] = &secret{caFile: "/x", sans: []string{"up.example"}}
+	base, _ := config.ParseWith([]byte("listeners: []\n"), testKnown(), config.BuildOptions{Dynamic: true})
+	a := m.assemble(base)
+	if len(a.errs) != 1 || !strings.Contains(a.errs[0], `Cluster "c": transport_socket: secret "ca": match_subject_alt_names`) {
+		t.Fatalf("assembly errors: %v", a.errs)
+	}
+	if len(a.cfg.Clusters) != 0 {
+		t.Fatal("the cluster was assembled without its SAN check")
+	}
+}
