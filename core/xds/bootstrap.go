@@ -55,11 +55,10 @@ func IsBootstrap(data []byte) bool {
 	return s || d
 }
 
-// LoadBootstrap reads a bootstrap (YAML or JSON), validates it with the
-// generated rules, translates its static resources with the xDS
-// translator and builds the result like a file (config.Build). Errors name
-// the bootstrap field (a FieldError, an Errors, or a parse error).
-func LoadBootstrap(data []byte, known config.Known, files FileStore) (*Bootstrap, error) {
+// ParseBootstrap decodes a bootstrap (YAML or JSON) into Envoy's proto and
+// checks it with the proto's generated validation rules, as Envoy would
+// before anything else.
+func ParseBootstrap(data []byte) (*bootstrapv3.Bootstrap, error) {
 	var doc any
 	if err := yaml.Unmarshal(data, &doc); err != nil {
 		return nil, fmt.Errorf("xds: bootstrap: %w", err)
@@ -75,8 +74,20 @@ func LoadBootstrap(data []byte, known config.Known, files FileStore) (*Bootstrap
 	if err := bs.ValidateAll(); err != nil {
 		return nil, fmt.Errorf("xds: bootstrap: %w", err)
 	}
+	return &bs, nil
+}
+
+// LoadBootstrap reads a bootstrap (YAML or JSON), validates it with the
+// generated rules, translates its static resources with the xDS
+// translator and builds the result like a file (config.Build). Errors name
+// the bootstrap field (a FieldError, an Errors, or a parse error).
+func LoadBootstrap(data []byte, known config.Known, files FileStore) (*Bootstrap, error) {
+	bs, err := ParseBootstrap(data)
+	if err != nil {
+		return nil, err
+	}
 	t := &tr{typ: "Bootstrap", name: "bootstrap", files: files}
-	t.check("", &bs, bootstrapFields)
+	t.check("", bs, bootstrapFields)
 	out := &Bootstrap{Node: bs.GetNode()}
 	t.check("node", bs.GetNode(), nodeFields)
 	cfg := &config.Config{}
