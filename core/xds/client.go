@@ -431,8 +431,27 @@ func (c *Client) process(ctx context.Context, s adsStream, batch []*update) erro
 			return err
 		}
 	}
+	c.prune()
 	c.publish()
 	return c.subscribe(s, false)
+}
+
+// prune forgets endpoints, routes and secrets nothing refers to any more
+// (delta never removes what the client stopped asking for).
+func (c *Client) prune() {
+	want := c.wantNames()
+	for _, t := range []string{EndpointType, RouteType, SecretType} {
+		names, ok := want[t]
+		if !ok {
+			continue
+		}
+		for n := range c.raw[t] {
+			if !slices.Contains(names, n) {
+				delete(c.raw[t], n)
+				c.model.remove(t, n)
+			}
+		}
+	}
 }
 
 // mergeUpdate folds b (later) into a: full sets replace, deltas add up.
