@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -172,4 +173,32 @@ func testClientADS(t *testing.T, delta bool) {
 		resource.ClusterType: {edsCluster("c")}, resource.EndpointType: {cla("c", "127.0.0.1:7004")},
 	})
 	rec.wait(t, "no listener", func(c *config.Config) bool { return len(c.Listeners) == 0 })
+}
+
+// TestClientDebounce: a flood of pushes is coalesced into few Applies and
+// the last version always wins.
+func TestClientDebounce(t *testing.T) {
+	cp := xdstest.New(t)
+	cp.Set(t, "n1", "f0", resources(t, "127.0.0.1:8000", "c"))
+	base, _ := config.ParseWith([]byte("listeners: []\n"), testKnown(), config.BuildOptions{Dynamic: true})
+	rec := &recorder{ch: make(chan struct{})}
+	c := New(Options{Address: cp.Addr, Node: xdstest.Node("n1"), Base: base, Known: testKnown(), Apply: rec,
+		Files: DirStore{Dir: t.TempDir()}, Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})),
+		Debounce: 300 * time.Millisecond})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); c.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	rec.wait(t, "the first config", func(c *config.Config) bool { return len(c.Listeners) == 1 })
+	before := rec.count()
+	for i := 1; i <= 60; i++ {
+		cp.Set(t, "n1", "f"+strconv.Itoa(i), resources(t, "127.0.0.1:"+strconv.Itoa(8000+i), "c"))
+		time.Sleep(5 * time.Millisecond)
+	}
+	rec.wait(t, "the last push", func(c *config.Config) bool { return hostsOf(c, "c") == "127.0.0.1:8060" })
+	if n := rec.count() - before; n >= 30 {
+		t.Fatalf("60 pushes in ~0.3s gave %d Applies: not coalesced", n)
+	} else {
+		t.Logf("60 pushes → %d Applies", n)
+	}
 }
