@@ -187,6 +187,21 @@ func TestTranslateRoutes(t *testing.T) {
 			h := r.RequestHeadersToAdd
 			return len(h) == 2 && h[0].Append && !h[1].Append && r.ResponseHeadersToRemove[0] == "server"
 		}, ""},
+		{"query parameters", match(&routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}, QueryParameters: []*routev3.QueryParameterMatcher{
+			{Name: "a", QueryParameterMatchSpecifier: &routev3.QueryParameterMatcher_StringMatch{StringMatch: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: "1"}}}},
+			{Name: "b", QueryParameterMatchSpecifier: &routev3.QueryParameterMatcher_PresentMatch{PresentMatch: true}}}}),
+			func(r config.Route) bool {
+				q := r.QueryParameters
+				return len(q) == 2 && q[0].Exact == "1" && q[1].Present != nil && *q[1].Present
+			}, ""},
+		{"hash policy and mirror", action(func(a *routev3.RouteAction) {
+			a.HashPolicy = []*routev3.RouteAction_HashPolicy{{PolicySpecifier: &routev3.RouteAction_HashPolicy_Header_{Header: &routev3.RouteAction_HashPolicy_Header{HeaderName: "x-user"}}},
+				{PolicySpecifier: &routev3.RouteAction_HashPolicy_ConnectionProperties_{ConnectionProperties: &routev3.RouteAction_HashPolicy_ConnectionProperties{SourceIp: true}}}}
+			a.RequestMirrorPolicies = []*routev3.RouteAction_RequestMirrorPolicy{{Cluster: "shadow"}}
+		}), func(r config.Route) bool {
+			return len(r.HashPolicy) == 2 && r.HashPolicy[0].Header == "x-user" && r.HashPolicy[1].SourceIP &&
+				len(r.RequestMirrorPolicies) == 1 && r.RequestMirrorPolicies[0] == config.MirrorPolicy{Cluster: "shadow", Percent: 100}
+		}, ""},
 		{"typed_per_filter_config NACKed", func() *routev3.Route {
 			r := prefixRoute("/", "c")
 			r.TypedPerFilterConfig = map[string]*anypb.Any{"x": mustAny(t, &routerv3.Router{})}
@@ -295,6 +310,11 @@ func TestTranslateClusters(t *testing.T) {
 					ValidationContextType: &tlsv3.CommonTlsContext_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{
 						VerifyCertificateHash: []string{"ab"}}}}})}}
 		}), nil, "transport_socket.typed_config.common_tls_context.validation_context.verify_certificate_hash"},
+		{"DRAINING endpoints get no traffic", static(func(c *clusterv3.Cluster) {
+			c.LoadAssignment.Endpoints[0].LbEndpoints[1].HealthStatus = corev3.HealthStatus_DRAINING
+		}), func(c *cluster) bool { return len(c.cfg.Hosts) == 1 && c.cfg.Hosts[0].Address == "127.0.0.1:81" }, ""},
+		{"priority failover NACKed", static(func(c *clusterv3.Cluster) { c.LoadAssignment.Endpoints[0].Priority = 1 }),
+			nil, "load_assignment.endpoints[0].priority"},
 		{"lb_subset_config NACKed", static(func(c *clusterv3.Cluster) { c.LbSubsetConfig = &clusterv3.Cluster_LbSubsetConfig{} }), nil, "lb_subset_config"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -383,6 +403,12 @@ func TestTranslateListeners(t *testing.T) {
 		}), func(l *listener) bool {
 			return l.tls != nil && l.tls.certSDS[0] == "cert" && l.tls.caSDS == "ca" && l.cfg.TLS.ClientAuth == "require" && l.cfg.TLS.MinVersion == "1.3"
 		}, ""},
+		{"inline certificate that does not parse NACKed", withChain(func(l *listenerv3.Listener) {
+			l.FilterChains[0].TransportSocket = &corev3.TransportSocket{Name: "envoy.transport_sockets.tls", ConfigType: &corev3.TransportSocket_TypedConfig{
+				TypedConfig: mustAny(t, &tlsv3.DownstreamTlsContext{CommonTlsContext: &tlsv3.CommonTlsContext{TlsCertificates: []*tlsv3.TlsCertificate{{
+					CertificateChain: &corev3.DataSource{Specifier: &corev3.DataSource_InlineString{InlineString: "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"}},
+					PrivateKey:       &corev3.DataSource{Specifier: &corev3.DataSource_InlineString{InlineString: "nope"}}}}}})}}
+		}), nil, "filter_chains[0].transport_socket.typed_config.common_tls_context.tls_certificates[0]"},
 		{"TLSv1_0 NACKed", withChain(func(l *listenerv3.Listener) {
 			l.FilterChains[0].TransportSocket = &corev3.TransportSocket{Name: "envoy.transport_sockets.tls", ConfigType: &corev3.TransportSocket_TypedConfig{
 				TypedConfig: mustAny(t, &tlsv3.DownstreamTlsContext{CommonTlsContext: &tlsv3.CommonTlsContext{
