@@ -101,7 +101,8 @@ func (r *reloader) start(watch bool) (stop func()) {
 		}
 	}()
 	if watch && r.file != "" {
-		go r.watch(done, time.Second)
+		mt, size, _ := r.stamp() // now: a change right after the start is seen
+		go r.watch(done, time.Second, mt, size)
 	}
 	return func() {
 		signal.Stop(hup)
@@ -109,16 +110,17 @@ func (r *reloader) start(watch bool) (stop func()) {
 	}
 }
 
-// watch polls the file until done is closed.
-func (r *reloader) watch(done <-chan struct{}, every time.Duration) {
-	stamp := func() (time.Time, int64, bool) {
-		fi, err := os.Stat(r.file)
-		if err != nil {
-			return time.Time{}, 0, false
-		}
-		return fi.ModTime(), fi.Size(), true
+// stamp is the file's mtime and size (ok false when it cannot be read).
+func (r *reloader) stamp() (time.Time, int64, bool) {
+	fi, err := os.Stat(r.file)
+	if err != nil {
+		return time.Time{}, 0, false
 	}
-	mt, size, _ := stamp()
+	return fi.ModTime(), fi.Size(), true
+}
+
+// watch polls the file until done is closed, from the stamp it had.
+func (r *reloader) watch(done <-chan struct{}, every time.Duration, mt time.Time, size int64) {
 	tk := time.NewTicker(every)
 	defer tk.Stop()
 	for {
@@ -127,7 +129,7 @@ func (r *reloader) watch(done <-chan struct{}, every time.Duration) {
 			return
 		case <-tk.C:
 		}
-		m, sz, ok := stamp()
+		m, sz, ok := r.stamp()
 		if !ok || (m.Equal(mt) && sz == size) {
 			continue // missing (being replaced) or unchanged
 		}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -333,4 +334,102 @@ func TestReloadWatch(t *testing.T) {
 	if got := getBody(t, "http://"+web+"/v"); got != "v22" {
 		t.Fatalf("/v: %q", got)
 	}
+}
+
+// TestReloadTLSListener: a TLS listener whose certificate changes by
+// reload keeps its socket; its connections (HTTP/1.1 and h2 over TLS, 20
+// keep-alive clients) drain with no failed request, and new connections
+// get the new certificate.
+func TestReloadTLSListener(t *testing.T) {
+	p := newPKI(t)
+	forEachTransport(t, func(t *testing.T, tr string) {
+		up := startUpstream(t, namedHandler("up"))
+		web := loopbackPort(t)
+		cfgFor := func(gen string) string {
+			c, k := p.issue(gen+"-"+tr, []string{"localhost"}, nil, false, time.Now().Add(time.Hour))
+			return fmt.Sprintf(`transport: %s
+drain_timeout: 5s
+admin: {address: "127.0.0.1:0"}
+listeners:
+  - name: web
+    address: %q
+    tls: {certificates: [{cert_file: %q, key_file: %q}]}
+    http_proxy: {}
+routes:
+  - {name: all, domains: ["*"], routes: [{prefix: /, cluster: up}]}
+clusters:
+  - {name: up, hosts: [{address: %q}]}
+`, tr, web, c, k, up.addr)
+		}
+		px := startProxy(t, cfgFor("gen1"))
+		adm := adminClient{t: t, base: "http://" + px.adminAddr()}
+		var ok, failed atomic.Int64
+		var seen sync.Map
+		var errMu sync.Mutex
+		var errs []string
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		for w := range 20 {
+			tc := &tls.Config{RootCAs: p.pool, ServerName: "localhost"}
+			ht := &http.Transport{TLSClientConfig: tc, ForceAttemptHTTP2: w%2 == 1}
+			if w%2 == 0 {
+				var pr http.Protocols
+				pr.SetHTTP1(true)
+				ht.Protocols = &pr
+			}
+			cl := &http.Client{Timeout: 10 * time.Second, Transport: ht}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer ht.CloseIdleConnections()
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					resp, err := cl.Get("https://" + web + "/")
+					if err == nil {
+						io.Copy(io.Discard, resp.Body)
+						resp.Body.Close()
+					}
+					if err != nil || resp.StatusCode != 200 {
+						failed.Add(1)
+						errMu.Lock()
+						errs = append(errs, fmt.Sprint(err))
+						errMu.Unlock()
+						continue
+					}
+					ok.Add(1)
+					seen.Store(resp.Proto+" "+resp.TLS.PeerCertificates[0].Subject.CommonName, true)
+				}
+			}()
+		}
+		waitOK := func(n int64) {
+			for target, deadline := ok.Load()+n, time.Now().Add(20*time.Second); ok.Load() < target; time.Sleep(5 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatalf("load stalled: %d ok, %d failed %v", ok.Load(), failed.Load(), errs)
+				}
+			}
+		}
+		waitOK(200)
+		if err := os.WriteFile(px.configPath(), []byte(cfgFor("gen2")), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if code, body := adm.do("POST", "/reload"); code != 200 {
+			t.Fatalf("POST /reload: %d %s", code, body)
+		}
+		waitOK(300)
+		close(stop)
+		wg.Wait()
+		for _, want := range []string{"HTTP/1.1 gen1-", "HTTP/2.0 gen1-", "HTTP/1.1 gen2-", "HTTP/2.0 gen2-"} {
+			if _, ok := seen.Load(want + tr); !ok {
+				t.Errorf("never saw %s%s", want, tr)
+			}
+		}
+		if failed.Load() != 0 {
+			t.Fatalf("%d ok, %d failed: %v", ok.Load(), failed.Load(), errs[:min(len(errs), 5)])
+		}
+		t.Logf("%d requests over TLS, 0 failed", ok.Load())
+	})
 }

@@ -117,6 +117,9 @@ type Conn struct {
 	peerClosed bool // the peer sent FIN or reset before we closed
 	flushers   []Flusher
 	stats      *ListenerStats
+	// gotData: a byte arrived; drainOnData: drainWhenActive came before
+	// (update.go).
+	gotData, drainOnData bool
 }
 
 var _ transport.Handler = (*Conn)(nil)
@@ -200,17 +203,25 @@ func (c *Conn) Closed() bool { return c.closed }
 
 func (c *Conn) OnData(_ transport.Conn, b *buffer.Buf) {
 	c.mu.Lock()
+	c.gotData = true
 	if c.stats != nil {
 		c.stats.RxBytes.Add(c.id, uint64(b.Len()))
 	}
+	taken := false
 	for _, f := range c.read {
 		if f.OnData(c, b) == StopIteration {
-			c.Unlock()
-			return
+			taken = true
+			break
 		}
 	}
+	if c.drainOnData {
+		c.drainOnData = false
+		c.drainLocked()
+	}
 	c.Unlock()
-	b.Release() // no filter wanted it
+	if !taken {
+		b.Release() // no filter wanted it
+	}
 }
 
 func (c *Conn) OnReadEOF(transport.Conn) {
@@ -267,6 +278,11 @@ func (c *Conn) OnClose(_ transport.Conn, err error) {
 // drain asks the chain's Drainers to wind down.
 func (c *Conn) drain() {
 	c.mu.Lock()
+	c.drainLocked()
+	c.Unlock()
+}
+
+func (c *Conn) drainLocked() {
 	if !c.closed {
 		for _, f := range c.read {
 			if d, ok := f.(Drainer); ok {
@@ -274,7 +290,6 @@ func (c *Conn) drain() {
 			}
 		}
 	}
-	c.Unlock()
 }
 
 // Session serializes the events of one downstream connection and the
@@ -363,7 +378,7 @@ func (l *Listener) accept(tc transport.Conn) {
 	l.accepted.Add(1)
 	c.Start()
 	if stale {
-		c.drain()
+		c.drainWhenActive()
 	}
 }
 

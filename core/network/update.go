@@ -33,11 +33,26 @@ func (l *Listener) connsUpTo(gen uint64) []*Conn {
 
 // DrainGen asks the connections of generation gen or earlier to finish
 // gracefully (HTTP/1: Connection: close on the next response, or closed
-// when idle; HTTP/2: GOAWAY; tcp_proxy: left to finish).
+// when idle between requests; HTTP/2: GOAWAY; tcp_proxy: left to finish).
 func (l *Listener) DrainGen(gen uint64) {
 	for _, c := range l.connsUpTo(gen) {
-		c.drain()
+		c.drainWhenActive()
 	}
+}
+
+// drainWhenActive drains c now, or, when nothing has arrived on it yet, once
+// its first bytes have been handled: its client may be sending its first
+// request right now, and closing the connection would fail it (Envoy does
+// not close such connections at a listener update either). A connection
+// that stays silent is closed at the caller's drain deadline (CloseGen).
+func (c *Conn) drainWhenActive() {
+	c.mu.Lock()
+	if c.gotData {
+		c.drainLocked()
+	} else {
+		c.drainOnData = true
+	}
+	c.Unlock()
 }
 
 // CloseGen closes the connections of generation gen or earlier that are
@@ -50,3 +65,11 @@ func (l *Listener) CloseGen(gen uint64) {
 
 // ActiveGen counts the open connections of generation gen or earlier.
 func (l *Listener) ActiveGen(gen uint64) int { return len(l.connsUpTo(gen)) }
+
+// Retire stops accepting and drains every connection as DrainGen does (a
+// listener removed or moved by a reload); Close ends what is left.
+func (l *Listener) Retire() {
+	for _, c := range l.stop() {
+		c.drainWhenActive()
+	}
+}

@@ -384,8 +384,8 @@ func New(vhosts []VirtualHost) *Router {
 	return r
 }
 
-// Set makes r route with from's table from the next lookup on (hot
-// reload); from must not be Set itself afterwards.
+// Set makes r route with the table from has now, from the next lookup on
+// (hot reload); later Sets of from do not reach r.
 func (r *Router) Set(from *Router) { r.cur.Store(from.cur.Load()) }
 
 func newTable(vhosts []VirtualHost) *table {

@@ -42,6 +42,14 @@ type liveState struct {
 	pending map[string]*upstream.Cluster  // the clusters chains are built against, while planning
 	stats   ReloadStats
 	hash    hashCache
+	closed  bool // Drain or Close began: Apply refuses
+}
+
+// stopApplying makes Apply refuse from now on, once one in progress ended.
+func (s *Server) stopApplying() {
+	s.live.applyMu.Lock()
+	s.live.closed = true
+	s.live.applyMu.Unlock()
 }
 
 // retiredSet is what one Apply took out of service: listeners or listener
@@ -132,8 +140,8 @@ func (s *Server) ApplySummary(cfg *config.Config) (sum Summary, err error) {
 		s.live.stats.Successes.Add(1)
 		s.live.stats.LastSuccess.Store(time.Now().UnixNano())
 	}()
-	if s.live.root == nil {
-		return sum, errors.New("server: apply: the server is not started")
+	if s.live.root == nil || s.live.closed {
+		return sum, errors.New("server: apply: the server is not running (not started, draining or closed)")
 	}
 	old := s.cfg // only Apply changes it, and applyMu is held
 	if err := needsRestart(old, cfg); err != nil {
@@ -142,6 +150,9 @@ func (s *Server) ApplySummary(cfg *config.Config) (sum Summary, err error) {
 	p := &plan{s: s, old: old, cfg: cfg}
 	if err := p.build(); err != nil {
 		p.abort()
+		if !strings.HasPrefix(err.Error(), "server:") {
+			err = fmt.Errorf("server: %w", err) // e.g. upstream's
+		}
 		return sum, err
 	}
 	p.commit()

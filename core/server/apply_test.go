@@ -53,6 +53,7 @@ type reloadCfg struct {
 	LB         string
 	Timeout    string // cluster a's connect_timeout
 	NewRoute   bool   // /new goes to cluster b
+	HostB      string // cluster b's host (default: the first of a)
 	Workers    int
 	DrainAfter string
 }
@@ -81,7 +82,7 @@ clusters:
 {{- range .HostsA}}
       - {address: "{{.}}"}
 {{- end}}
-  - {name: b, hosts: [{address: "{{index .HostsA 0}}"}]}
+  - {name: b, hosts: [{address: "{{or .HostB (index .HostsA 0)}}"}]}
 `))
 
 func (rc reloadCfg) parse(tb testing.TB) *config.Config {
@@ -205,6 +206,7 @@ func TestApply(t *testing.T) {
 		hosts     map[string]*upstream.Host
 		keepalive *client // one request served before the reload
 		begun     *client // a request head half sent before the reload
+		fresh     *client // connected before the reload, nothing sent
 	}
 	cases := []struct {
 		name    string
@@ -288,11 +290,23 @@ func TestApply(t *testing.T) {
 			if body, closing := e.begun.finish(); !strings.HasPrefix(body, "A") || !closing {
 				t.Fatalf("old connection with a request begun: %q close=%v", body, closing)
 			}
+			// One that had sent nothing yet is served its first request.
+			if body, closing := e.fresh.get("/"); !strings.HasPrefix(body, "A") || !closing {
+				t.Fatalf("old connection, first request after the reload: %q close=%v", body, closing)
+			}
 			c := dial(t, e.webAddr)
 			fmt.Fprintf(c.c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
 			resp, err := http.ReadResponse(c.r, nil)
 			if err != nil || resp.Header.Get("x-gen") != "two" {
 				t.Fatalf("new connection: %v %v", err, resp)
+			}
+		}},
+		{"listener and routes changed", func(rc *reloadCfg) {
+			rc.Extra, rc.NewRoute, rc.HostB = "{response_headers_to_add: [{name: x-gen, value: two}]}", true, c1
+		}, "", func(t *testing.T, e *env) {
+			// The old connections' last requests route with the new table.
+			if body, closing := e.fresh.get("/new"); body != "C1" || !closing {
+				t.Fatalf("old connection: %q close=%v", body, closing)
 			}
 		}},
 		{"listener address changed", func(rc *reloadCfg) { rc.Addr = "127.0.0.1:0" }, "", func(t *testing.T, e *env) {
@@ -340,8 +354,9 @@ func TestApply(t *testing.T) {
 			if body, _ := e.keepalive.get("/"); !strings.HasPrefix(body, "A") {
 				t.Fatalf("before: %q", body)
 			}
+			e.fresh = dial(t, e.webAddr)
 			e.begun = dial(t, e.webAddr)
-			e.begun.begin()
+			e.begun.begin() // (and lets the proxy accept both)
 			next := base
 			tc.change(&next)
 			cfg := next.parse(t)

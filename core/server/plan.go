@@ -34,7 +34,8 @@ type plan struct {
 	unhealth []*upstream.Cluster // health checking turned off
 	changedC map[string]bool     // clusters whose object or host count changed (tcp chains)
 
-	infos   []*ListenerInfo // the new list, in config order
+	infos   []*ListenerInfo                 // the new list, in config order
+	shares  map[*ListenerInfo]*ListenerInfo // a changed listener's new info → the running one it shares an access log with
 	bound   []*network.Listener
 	swaps   []listenerSwap
 	routers [][2]*router.Router // {running, new}
@@ -70,12 +71,16 @@ func (p *plan) buildClusters() error {
 	running := p.s.clusters.Map()
 	p.clusters = make(map[string]*upstream.Cluster, len(p.cfg.Clusters))
 	p.hosts, p.lbs, p.changedC = map[*upstream.Cluster][]upstream.HostConfig{}, map[*upstream.Cluster]lbChange{}, map[string]bool{}
+	prevs := make(map[string]*config.Cluster, len(p.old.Clusters))
+	for i := range p.old.Clusters {
+		prevs[p.old.Clusters[i].Name] = &p.old.Clusters[i]
+	}
 	for _, cc := range p.cfg.Clusters {
-		prev, had := clusterConfig(p.old, cc.Name)
+		prev, had := prevs[cc.Name]
 		c := running[cc.Name]
-		if had && c != nil && same(clusterBase(prev), clusterBase(cc)) {
+		if had && c != nil && sameBase(prev, &cc) {
 			p.clusters[cc.Name] = c
-			if err := p.updateCluster(prev, cc, c); err != nil {
+			if err := p.updateCluster(*prev, cc, c); err != nil {
 				return err
 			}
 			continue
@@ -118,7 +123,7 @@ func (p *plan) updateCluster(prev, cc config.Cluster, c *upstream.Cluster) error
 		p.lbs[c], changed = lbChange{f, name}, true
 	}
 	hostsChanged := !slices.EqualFunc(prev.Hosts, cc.Hosts, sameHost)
-	loops := !same(prev.HealthCheck, cc.HealthCheck) || prev.DNSRefreshRate != cc.DNSRefreshRate || prev.DNSResolver != cc.DNSResolver
+	loops := !reflect.DeepEqual(prev.HealthCheck, cc.HealthCheck) || prev.DNSRefreshRate != cc.DNSRefreshRate || prev.DNSResolver != cc.DNSResolver
 	if cc.Type == "strict_dns" {
 		loops = loops || hostsChanged // the targets: DNS restarts
 	} else if hostsChanged {
@@ -143,6 +148,7 @@ func (p *plan) updateCluster(prev, cc config.Cluster, c *upstream.Cluster) error
 func (p *plan) buildListeners() error {
 	s, b := p.s, p.b
 	running := map[string]*ListenerInfo{}
+	p.shares = map[*ListenerInfo]*ListenerInfo{}
 	for _, info := range s.infos {
 		running[info.Name] = info
 	}
@@ -158,30 +164,37 @@ func (p *plan) buildListeners() error {
 			}
 			p.infos = append(p.infos, ni)
 			p.sum.ListenersAdded++
-		case same(prev, lc):
+		case same(&prev, &lc):
 			p.infos = append(p.infos, info)
 			if err := p.keepListener(lc, info); err != nil {
 				return err
 			}
 		default:
-			ni := carryStats(info, lc)
+			ni := carryStats(info, prev, lc)
+			p.shares[ni] = info
 			p.sum.ListenersChanged++
 			if prev.Address != lc.Address {
 				if err := p.bind(lc, ni); err != nil {
 					return err
 				}
-				p.dropped = append(p.dropped, info)
+				p.dropped = append(p.dropped, unshared(info, ni))
 				p.sum.ListenersRebound++
 			} else {
 				filters, chain, err := b.listenerParts(lc, ni)
 				if err != nil {
-					closeInfo(ni)
+					closeInfo(unshared(ni, info))
 					return err
 				}
 				ni.Listener, ni.filters = info.Listener, filters
-				p.swaps = append(p.swaps, listenerSwap{l: info.Listener, filters: filters, chain: chain, drain: true, old: info})
+				p.swaps = append(p.swaps, listenerSwap{l: info.Listener, filters: filters, chain: chain, drain: true, old: unshared(info, ni)})
 			}
 			p.infos = append(p.infos, ni)
+			if info.router != nil && ni.router != nil {
+				// The old connections' next requests (before they
+				// close) route with the new table too: it names no
+				// cluster this reload removes.
+				p.routers = append(p.routers, [2]*router.Router{info.router, ni.router})
+			}
 		}
 	}
 	for _, info := range running {
@@ -197,7 +210,7 @@ func (p *plan) buildListeners() error {
 // cluster they hold; none is drained).
 func (p *plan) keepListener(lc config.Listener, info *ListenerInfo) error {
 	if h := lc.HTTP; h != nil && info.router != nil {
-		if !same(selectedVHosts(p.old, h), selectedVHosts(p.cfg, h)) {
+		if a, b := selectedVHosts(p.old, h), selectedVHosts(p.cfg, h); !same(&a, &b) {
 			p.routers = append(p.routers, [2]*router.Router{info.router, p.b.routerFor(h)})
 			p.sum.RoutesChanged++
 		}
@@ -218,12 +231,12 @@ func (p *plan) keepListener(lc config.Listener, info *ListenerInfo) error {
 func (p *plan) bind(lc config.Listener, ni *ListenerInfo) error {
 	filters, chain, err := p.b.listenerParts(lc, ni)
 	if err != nil {
-		closeInfo(ni)
+		closeInfo(unshared(ni, p.shares[ni]))
 		return err
 	}
 	l, err := network.NewListener(lc.Name, p.s.tr, lc.Address, filters, chain)
 	if err != nil {
-		closeInfo(ni)
+		closeInfo(unshared(ni, p.shares[ni]))
 		return fmt.Errorf("server: listener %q: %w", lc.Name, err)
 	}
 	l.Stats = ni.Conn
@@ -233,15 +246,31 @@ func (p *plan) bind(lc config.Listener, ni *ListenerInfo) error {
 }
 
 // carryStats starts a changed listener's info with the counters of the
-// running one, so its metrics go on (the filter's only if it is the same).
-func carryStats(info *ListenerInfo, lc config.Listener) *ListenerInfo {
+// running one, so its metrics go on (the filter's only if it is the same),
+// and its access log when that is set the same (one writer per file: two
+// would interleave their buffers).
+func carryStats(info *ListenerInfo, prev, lc config.Listener) *ListenerInfo {
 	ni := &ListenerInfo{Name: lc.Name, Conn: info.Conn}
 	if lc.HTTP != nil {
 		ni.HTTP = info.HTTP
+		if prev.HTTP != nil && prev.HTTP.AccessLog != nil && lc.HTTP.AccessLog != nil && *prev.HTTP.AccessLog == *lc.HTTP.AccessLog {
+			ni.AccessLog = info.AccessLog
+		}
 	} else {
 		ni.TCP = info.TCP
 	}
 	return ni
+}
+
+// unshared is info without what other uses too: what may be closed with
+// info (closeInfo) while other lives.
+func unshared(info, other *ListenerInfo) *ListenerInfo {
+	if other == nil || info.AccessLog != other.AccessLog {
+		return info
+	}
+	cp := *info
+	cp.AccessLog = nil
+	return &cp
 }
 
 // abort undoes build: nothing it made was in use.
@@ -251,7 +280,7 @@ func (p *plan) abort() {
 	}
 	for _, info := range p.infos {
 		if !slices.Contains(p.s.infos, info) {
-			closeInfo(info)
+			closeInfo(unshared(info, p.shares[info]))
 		}
 	}
 	for _, c := range p.fresh {
@@ -303,7 +332,7 @@ func (p *plan) commit() {
 		}
 	}
 	for _, info := range p.dropped {
-		info.Listener.Drain()
+		info.Listener.Retire()
 		r.listeners, r.infos = append(r.listeners, info.Listener), append(r.infos, info)
 	}
 	listeners := make([]*network.Listener, 0, len(p.infos))
@@ -337,19 +366,14 @@ func sameHost(a, b config.Host) bool {
 	return a.Address == b.Address && a.Weight == b.Weight && a.Plaintext == b.Plaintext && maps.Equal(a.Metadata, b.Metadata)
 }
 
-// clusterBase is a cluster's settings without those Apply changes in place.
-func clusterBase(c config.Cluster) config.Cluster {
-	c.Hosts, c.LB, c.LBOptions, c.HealthCheck, c.DNSRefreshRate, c.DNSResolver = nil, "", nil, nil, 0, ""
-	return c
-}
-
-func clusterConfig(cfg *config.Config, name string) (config.Cluster, bool) {
-	for _, c := range cfg.Clusters {
-		if c.Name == name {
-			return c, true
-		}
+// sameBase compares two clusters' settings but those Apply changes in
+// place (hosts, lb, lb_options, health_check, DNS).
+func sameBase(a, b *config.Cluster) bool {
+	ca, cb := *a, *b
+	for _, c := range []*config.Cluster{&ca, &cb} {
+		c.Hosts, c.LB, c.LBOptions, c.HealthCheck, c.DNSRefreshRate, c.DNSResolver = nil, "", nil, nil, 0, ""
 	}
-	return config.Cluster{}, false
+	return same(&ca, &cb)
 }
 
 func listenerConfig(cfg *config.Config, name string) (config.Listener, bool) {

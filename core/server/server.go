@@ -316,7 +316,9 @@ func (s *Server) chainFor(lc config.Listener, info *ListenerInfo) (network.Chain
 			}
 			hc.Stats = info.HTTP
 		}
-		if al := h.AccessLog; al != nil {
+		if al := h.AccessLog; al != nil && info.AccessLog != nil {
+			hc.AccessLog = info.AccessLog // the running one, kept by a reload
+		} else if al != nil {
 			format := al.Format
 			if format == "" {
 				format = accesslog.DefaultFormat
@@ -460,8 +462,10 @@ func (s *Server) Listeners() []*network.Listener {
 // Drain stops accepting, lets in-flight requests finish, and returns when
 // every connection is closed or ctx ends (then the rest are cut).
 func (s *Server) Drain(ctx context.Context) error {
-	waits := make([]<-chan struct{}, 0, len(s.listeners))
-	for _, l := range s.listeners {
+	s.stopApplying()
+	listeners := s.Listeners()
+	waits := make([]<-chan struct{}, 0, len(listeners))
+	for _, l := range listeners {
 		waits = append(waits, l.Drain())
 	}
 	var err error
@@ -484,19 +488,15 @@ func (s *Server) Close() {
 	if s.stopHealth != nil {
 		s.stopHealth()
 	}
-	for _, l := range s.listeners {
+	s.stopApplying()
+	s.mu.RLock()
+	listeners, infos := s.listeners, s.infos
+	s.mu.RUnlock()
+	for _, l := range listeners {
 		l.Close()
 	}
-	for _, info := range s.infos {
-		if info.AccessLog != nil {
-			info.AccessLog.Close()
-		}
-		if info.secure != nil {
-			info.secure.Close()
-		}
-		for _, b := range info.beside {
-			b.Close()
-		}
+	for _, info := range infos {
+		closeInfo(info)
 	}
 	s.closeRetired()
 	if s.clusters != nil {
