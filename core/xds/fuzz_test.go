@@ -45,3 +45,18 @@ func FuzzTranslate(f *testing.F) {
 		}
 	})
 }
+
+// FuzzBootstrap: any file given as an Envoy bootstrap is loaded or
+// refused with an error, never a panic.
+func FuzzBootstrap(f *testing.F) {
+	f.Add([]byte("static_resources: {}\n"))
+	f.Add([]byte("static_resources:\n  clusters:\n  - name: c\n    type: STATIC\n    load_assignment:\n      cluster_name: c\n      endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: 1}}}}]}]\n"))
+	f.Add([]byte("dynamic_resources:\n  ads_config: {api_type: GRPC, grpc_services: [{google_grpc: {target_uri: x:1, stat_prefix: s}}]}\n"))
+	dir := f.TempDir()
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if !IsBootstrap(data) {
+			return
+		}
+		LoadBootstrap(data, testKnown(), DirStore{Dir: dir})
+	})
+}
