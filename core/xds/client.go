@@ -341,7 +341,6 @@ func (c *Client) process(ctx context.Context, s adsStream, batch []*update) erro
 	raw := map[string]map[string]*rawResource{}
 	nacks := map[string]string{}
 	var accepted []string
-	var asm *assembly
 	for _, t := range order {
 		u := merged[t]
 		if u == nil {
@@ -355,8 +354,6 @@ func (c *Client) process(ctx context.Context, s adsStream, batch []*update) erro
 				msg = strings.Join(a.errs, "; ")
 			} else if err := config.Build(a.cfg, c.opt.Known, config.BuildOptions{Dynamic: true}); err != nil {
 				msg = a.explain(err)
-			} else {
-				asm = a
 			}
 		}
 		if msg != "" {
@@ -371,8 +368,9 @@ func (c *Client) process(ctx context.Context, s adsStream, batch []*update) erro
 		accepted = append(accepted, t)
 	}
 	if len(accepted) > 0 {
-		// Rebuild from the final candidate: a later NACK may have reset it.
-		asm = cand.assemble(c.opt.Base)
+		// Build the final candidate again: the config objects Build
+		// finished above belong to intermediate candidates.
+		asm := cand.assemble(c.opt.Base)
 		if len(asm.errs) > 0 {
 			return fmt.Errorf("xds: internal: accepted state no longer assembles: %s", strings.Join(asm.errs, "; "))
 		}
