@@ -196,6 +196,10 @@ func testXDSControlPlane(t *testing.T, tr string, delta bool) {
 		}
 		return err != nil
 	})
+	if logs := p.logs(); !strings.Contains(logs, `msg="xds: update accepted" type=ClusterLoadAssignment`) ||
+		!strings.Contains(logs, `msg="xds: update rejected" type=RouteConfiguration`) {
+		t.Fatal("no log line per accepted and rejected update")
+	}
 	if strings.Contains(p.logs(), "panic") {
 		t.Fatal("panic in the log")
 	}
