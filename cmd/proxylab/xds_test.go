@@ -127,6 +127,16 @@ func testXDSControlPlane(t *testing.T, tr string, delta bool) {
 	for _, typ := range []string{xds.ClusterType, xds.EndpointType, xds.ListenerType, xds.RouteType, xds.SecretType} {
 		cp.WaitACK(t, typ, "v1", 10*time.Second)
 	}
+	h2tls := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: s.tlsClient.Transport.(*http.Transport).TLSClientConfig.Clone(), ForceAttemptHTTP2: true}}
+	resp, err := h2tls.Get("https://" + s.secure + "/h2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.Proto != "HTTP/2.0" || string(b) != "C HTTP/2.0" {
+		t.Fatalf("HTTP/2 over TLS (ALPN h2) through the SDS listener: %s %q", resp.Proto, b)
+	}
 
 	// A file reload (SIGHUP) keeps the control plane's resources: the
 	// file is their base.
