@@ -39,6 +39,7 @@ const usage = `proxylab — a Go L4/L7 proxy built as a performance lab
 
 usage:
   proxylab run [-c FILE] [--transport NAME] [--cpus LIST] [--workers N] [--log-level LEVEL] [--cpuprofile FILE]
+               [--xds ADDR [--xds-delta] [--node-id ID] [--node-cluster NAME]]   (FILE may be an Envoy v3 bootstrap)
   proxylab validate -c FILE
   proxylab certs [-dir DIR] [-hosts a,b] [-key ecdsa|rsa]   (a test CA and certificates)
   proxylab version
