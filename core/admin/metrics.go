@@ -79,6 +79,11 @@ var (
 	dPanic      = desc("cluster_lb_panic", "1 when too few hosts are healthy and traffic goes to all of them.", "cluster")
 	dRPCEvents  = desc("rpc_events_total", "RPC protocol events (requests, heartbeats, bad frames) by side and codec.", "side", "name", "codec", "event")
 	dBufGets    = desc("buffer_pool_gets_total", "Buffers taken from the pool.")
+	dRlAttempts = desc("config_reload_attempts_total", "Config reloads asked for (SIGHUP, POST /reload, file watch, control plane).")
+	dRlSuccess  = desc("config_reload_success_total", "Config reloads applied.")
+	dRlFailures = desc("config_reload_failures_total", "Config reloads refused (invalid, needs a restart, or could not be applied); the config in force kept serving.")
+	dRlLast     = desc("config_last_reload_time_seconds", "When the config in force was applied (Unix time; the start if never reloaded).")
+	dCfgInfo    = desc("config_info", "Always 1; hash labels the config in force (as X-Config-Hash on /config_dump).", "hash")
 	dBufAllocs  = desc("buffer_pool_allocs_total", "Buffers the pool had to allocate (the rest were reused).")
 )
 
@@ -245,6 +250,12 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	if pc, ok := tr.(stats.Collector); ok {
 		pc.Collect(emitTo(ch))
 	}
+	rs := c.srv.ReloadStats()
+	counter(ch, dRlAttempts, rs.Attempts.Load())
+	counter(ch, dRlSuccess, rs.Successes.Load())
+	counter(ch, dRlFailures, rs.Failures.Load())
+	gauge(ch, dRlLast, float64(rs.LastSuccess.Load())/1e9)
+	gauge(ch, dCfgInfo, 1, c.srv.ConfigHash())
 	gets, allocs := buffer.PoolStats()
 	counter(ch, dBufGets, gets)
 	counter(ch, dBufAllocs, allocs)

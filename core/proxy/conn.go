@@ -31,6 +31,8 @@ type httpFilter struct {
 	// idle closes a connection that sends nothing before the codec is
 	// known, as the HTTP/1 idle timeout would.
 	idle timer.Timer
+	// drainSoon: Drain came while the first bytes were being detected.
+	drainSoon bool
 }
 
 // Expire closes a connection still silent at its idle timeout.
@@ -95,7 +97,11 @@ func (f *httpFilter) OnData(c *network.Conn, b *buffer.Buf) network.FilterStatus
 		return network.StopIteration
 	}
 	f.use(i)
-	return f.codec.OnData(c, f.held.Take())
+	st := f.codec.OnData(c, f.held.Take())
+	if f.drainSoon {
+		f.codec.Drain(c)
+	}
+	return st
 }
 
 func (f *httpFilter) HandlesHalfClose() bool { return true }
@@ -124,7 +130,11 @@ func (f *httpFilter) OnClose(c *network.Conn, err error) {
 
 func (f *httpFilter) Drain(c *network.Conn) {
 	if f.codec == nil {
-		c.Close()
+		if f.held.Len() == 0 {
+			c.Close()
+		} else {
+			f.drainSoon = true // a request has begun: drained once its codec is known
+		}
 		return
 	}
 	f.codec.Drain(c)

@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"regexp"
 	"sort"
+	"sync/atomic"
 
 	"github.com/proxylab/proxylab/core/protocol"
 	"strings"
@@ -388,8 +389,15 @@ func buildIndex(routes []Route) *routeIndex {
 	return x
 }
 
-// Router selects a virtual host, then a route.
+// Router selects a virtual host, then a route. Its table can be replaced
+// whole while requests are being routed (Set): each lookup uses the table
+// in force when it starts.
 type Router struct {
+	cur atomic.Pointer[table]
+}
+
+// table is one immutable set of virtual hosts.
+type table struct {
 	exact    map[string]*VirtualHost
 	suffix   []domainVH // "*.example.com", longest first
 	prefix   []domainVH // "api.*", longest first
@@ -403,7 +411,17 @@ type domainVH struct {
 
 // New builds a router; domains are matched case-insensitively.
 func New(vhosts []VirtualHost) *Router {
-	r := &Router{exact: map[string]*VirtualHost{}}
+	r := &Router{}
+	r.cur.Store(newTable(vhosts))
+	return r
+}
+
+// Set makes r route with the table from has now, from the next lookup on
+// (hot reload); later Sets of from do not reach r.
+func (r *Router) Set(from *Router) { r.cur.Store(from.cur.Load()) }
+
+func newTable(vhosts []VirtualHost) *table {
+	r := &table{exact: map[string]*VirtualHost{}}
 	for i := range vhosts {
 		vh := &vhosts[i]
 		vh.idx = buildIndex(vh.Routes)
@@ -435,7 +453,9 @@ func New(vhosts []VirtualHost) *Router {
 
 // VirtualHost returns the virtual host for a Host header value, trying it
 // with its port first and then without.
-func (r *Router) VirtualHost(host []byte) *VirtualHost {
+func (r *Router) VirtualHost(host []byte) *VirtualHost { return r.cur.Load().virtualHost(host) }
+
+func (r *table) virtualHost(host []byte) *VirtualHost {
 	if vh := r.matchDomain(host); vh != nil {
 		return vh
 	}
@@ -447,7 +467,7 @@ func (r *Router) VirtualHost(host []byte) *VirtualHost {
 	return r.catchAll
 }
 
-func (r *Router) matchDomain(host []byte) *VirtualHost {
+func (r *table) matchDomain(host []byte) *VirtualHost {
 	var lower [256]byte
 	if len(host) > len(lower) {
 		return nil
@@ -483,7 +503,7 @@ func (r *Router) Route(host []byte, req *Request) *Route {
 
 // RouteVH is Route that also returns the virtual host.
 func (r *Router) RouteVH(host []byte, req *Request) (*Route, *VirtualHost) {
-	vh := r.VirtualHost(host)
+	vh := r.cur.Load().virtualHost(host)
 	if vh == nil {
 		return nil, nil
 	}
