@@ -52,6 +52,7 @@ func (a *authzServer) Check(ctx context.Context, req *authv3.CheckRequest) (*aut
 	case "allow":
 		return &authv3.CheckResponse{Status: &rpcstatus.Status{}, HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{
 			ResponseHeadersToAdd: []*corev3.HeaderValueOption{hv("x-authz", "checked")},
+			Headers:              []*corev3.HeaderValueOption{hv("x-authz-user", "alice")}, // to the upstream
 		}}}, nil
 	case "teapot":
 		return &authv3.CheckResponse{Status: &rpcstatus.Status{Code: int32(codes.PermissionDenied)}, HttpResponse: &authv3.CheckResponse_DeniedResponse{DeniedResponse: &authv3.DeniedHttpResponse{
@@ -103,12 +104,15 @@ func doGet(t *testing.T, c *http.Client, url string, hdrs ...string) (*http.Resp
 func TestExtAuthzFilterGRPC(t *testing.T) {
 	forEachTransport(t, func(t *testing.T, tr string) {
 		a, addr := startAuthz(t)
-		up := startH2CUpstream(t, http.HandlerFunc(protoEcho))
+		up := startH2CUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("X-Seen-User", r.Header.Get("X-Authz-User")) // what the authorization server added
+			protoEcho(w, r)
+		}))
 		p := startProxy(t, filterConfig(tr, authzFilter("grpc_service: {google_grpc: {target_uri: "+addr+"}, timeout: 5s}", ""), authzRoutes, "http1", up.addr))
 		base := "http://" + p.addr("http")
 		for _, c := range []*http.Client{h1Client(), h2cClient()} {
 			resp, body := doGet(t, c, base+"/a", "x-verdict", "allow")
-			if resp.StatusCode != 200 || resp.Header.Get("x-authz") != "checked" || !strings.HasPrefix(body, "GET /a") {
+			if resp.StatusCode != 200 || resp.Header.Get("x-authz") != "checked" || resp.Header.Get("X-Seen-User") != "alice" || !strings.HasPrefix(body, "GET /a") {
 				t.Fatalf("allowed: %d %v %q", resp.StatusCode, resp.Header, body)
 			}
 			resp, body = doGet(t, c, base+"/a", "x-verdict", "teapot")
