@@ -38,8 +38,9 @@ type plan struct {
 	shares  map[*ListenerInfo]*ListenerInfo // a changed listener's new info → the running one it shares an access log with
 	bound   []*network.Listener
 	swaps   []listenerSwap
-	routers [][2]*router.Router // {running, new}
-	dropped []*ListenerInfo     // removed, or moved to a new address
+	routers [][2]*router.Router  // {running, new}
+	dropped []*ListenerInfo      // removed, or moved to a new address
+	kept    [][2]config.Listener // unchanged listeners: {running, new config's}
 }
 
 type lbChange struct {
@@ -166,6 +167,7 @@ func (p *plan) buildListeners() error {
 			p.sum.ListenersAdded++
 		case same(&prev, &lc):
 			p.infos = append(p.infos, info)
+			p.kept = append(p.kept, [2]config.Listener{prev, lc})
 			if err := p.keepListener(lc, info); err != nil {
 				return err
 			}
@@ -286,6 +288,11 @@ func (p *plan) abort() {
 	for _, c := range p.fresh {
 		c.Drain()
 	}
+	for _, k := range p.kept {
+		if k[0].HTTP != k[1].HTTP {
+			closeFactories(k[1].HTTP) // decoded for a config that does not run
+		}
+	}
 }
 
 // commit swaps the plan in. Order matters: the clusters routes may name
@@ -293,6 +300,9 @@ func (p *plan) abort() {
 // route or chain names them.
 func (p *plan) commit() {
 	s := p.s
+	for _, k := range p.kept {
+		keepFactories(k[0], k[1])
+	}
 	union := maps.Clone(p.clusters)
 	for _, c := range p.gone {
 		if _, ok := union[c.Name]; !ok {
