@@ -199,6 +199,10 @@ func (e *fallbackError) Error() string { return e.reason + ": " + e.err.Error() 
 // buffer's start and loses bytes at the end. It runs on the pair's event
 // loop (NearDialer), so nothing else reads either socket meanwhile.
 func (t *Transport) join(a, b *conn, fa, fb int) (uint64, uint64, error) {
+	if !t.useMaps() {
+		return 0, 0, &fallbackError{"closed", transport.ErrClosed}
+	}
+	defer t.doneMaps()
 	for _, d := range []struct {
 		from, to *conn
 		ffd, tfd int
@@ -349,7 +353,12 @@ func (c *conn) SplicedBytes() uint64 {
 		return c.sp.final + c.moved
 	}
 	var p sockmapPeer
-	if c.t.objs.SplicePeers.Lookup(c.sp.cookie, &p) != nil {
+	if !c.t.useMaps() {
+		return c.moved
+	}
+	err := c.t.objs.SplicePeers.Lookup(c.sp.cookie, &p)
+	c.t.doneMaps()
+	if err != nil {
 		return c.moved
 	}
 	return p.Bytes + c.moved
@@ -363,11 +372,15 @@ func (c *conn) unsplice() {
 	if c.sp == nil || c.sp.stopped {
 		return
 	}
+	c.sp.stopped = true
+	if !c.t.useMaps() {
+		return
+	}
+	defer c.t.doneMaps()
 	var p sockmapPeer
 	if c.t.objs.SplicePeers.Lookup(c.sp.cookie, &p) == nil {
 		c.sp.final = p.Bytes
 	}
-	c.sp.stopped = true
 	c.t.objs.SplicePeers.Delete(c.sp.cookie)
 }
 
@@ -435,7 +448,12 @@ func (c *conn) flushed() (bool, error) {
 		var pp sockmapPeer
 		var received uint64
 		err := peer.withFD(func(fd int) error {
-			if err := c.t.objs.SplicePeers.Lookup(sp.peerCookie, &pp); err != nil {
+			if !c.t.useMaps() {
+				return transport.ErrClosed
+			}
+			err := c.t.objs.SplicePeers.Lookup(sp.peerCookie, &pp)
+			c.t.doneMaps()
+			if err != nil {
 				return err
 			}
 			ti, err := unix.GetsockoptTCPInfo(fd, unix.IPPROTO_TCP, unix.TCP_INFO)
