@@ -141,9 +141,8 @@ type Codec struct {
 	// Carries is the request protocol its streams carry: a route may send
 	// a listener's requests to a cluster whose codec carries the same.
 	Carries string
-	// Options are the cluster option blocks (YAML keys) the codec reads;
-	// they are validated on the clusters speaking it.
-	Options []string
+	// Options are the option blocks the codec owns.
+	Options []CodecOption
 }
 
 // codec returns the codec registered as name.
@@ -175,7 +174,7 @@ func Parse(data []byte, known Known) (*Config, error) {
 	}
 	cfg := &Config{}
 	cfg.setDefaults()
-	d := &decoder{}
+	d := &decoder{k: known}
 	if root.Kind != 0 {
 		d.decode(&root, reflect.ValueOf(cfg).Elem(), "")
 	}

@@ -69,7 +69,13 @@ func (cl *Cluster) validate(v *checker, p string) {
 	if codec, ok := k.codec(cl.Protocol); !ok {
 		v.add(p+".protocol", "unknown protocol %q (%s)", cl.Protocol, strings.Join(k.codecNames(), ", "))
 	} else {
-		cl.validateOptions(codec.Options, p, v.add)
+		var keys []string
+		for _, o := range codec.Options {
+			if !o.Listener {
+				keys = append(keys, o.Key)
+			}
+		}
+		validateCodecOptions(cl.Options, keys, p, v)
 	}
 	cl.validateHosts(p, v.add)
 }

@@ -116,7 +116,7 @@ func (h *HTTPProxy) validate(hp string, c *Config, v *checker) {
 	if _, ok := v.k.codec(h.Codec); !ok && h.Codec != CodecAuto {
 		v.add(hp+".codec", "unknown codec %q (%s)", h.Codec, strings.Join(v.k.codecNames(CodecAuto), ", "))
 	}
-	h.HTTP2.validate(hp+".http2_protocol_options", v.add)
+	validateCodecOptions(h.Options, v.k.codecKeys(httpProxyType), hp, v)
 	if al := h.AccessLog; al != nil {
 		if al.Path == "" {
 			v.add(hp+".access_log.path", "required (stdout, stderr or a file)")

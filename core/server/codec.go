@@ -14,15 +14,6 @@ import (
 // binary's built-ins); nothing here knows which codec speaks. Only the
 // metrics maps still sort a codec's Stats by type for the admin exporter.
 
-// muxOptions converts an http2_protocol_options block.
-func muxOptions(o config.HTTP2Options) stream.MuxOptions {
-	return stream.MuxOptions{
-		MaxConcurrentStreams: o.MaxConcurrentStreams, InitialStreamWindow: o.InitialStreamWindowSize,
-		ConnWindow: o.InitialConnectionWindowSize, MaxHeaderListSize: o.MaxHeaderListSize,
-		MaxResetsPerSecond: o.MaxResetsPerSecond, ResetBurst: o.ResetBurst,
-	}
-}
-
 // clusterCodec builds the client side of the cluster's codec.
 func (s *Server) clusterCodec(cc config.Cluster) (stream.Codec, stream.Client, error) {
 	codec, ok := stream.Lookup(cc.Protocol)
@@ -32,8 +23,7 @@ func (s *Server) clusterCodec(cc config.Cluster) (stream.Codec, stream.Client, e
 	cli := codec.NewClient(&stream.ClientOptions{
 		ConnectTimeout: cc.ConnectTimeout.D(), IdleTimeout: cc.IdleTimeout.D(),
 		MaxConnections: cc.MaxConnections, MaxPending: cc.MaxPending, MaxRequestsPerConn: cc.MaxRequestsPerConnection,
-		HighWatermark: 256 << 10, Timers: s.timers, Mux: muxOptions(cc.HTTP2),
-		MaxInFlight: cc.RPC.MaxInFlight, HeartbeatInterval: cc.RPC.HeartbeatInterval.D(),
+		HighWatermark: 256 << 10, Timers: s.timers, Blocks: cc.Options,
 	})
 	switch st := cli.Stats().(type) {
 	case *h2s.Stats:
@@ -92,8 +82,10 @@ func KnownCodecs() []config.Codec {
 	var out []config.Codec
 	for _, c := range stream.Codecs() {
 		kc := config.Codec{Name: c.Name(), Carries: c.Carries()}
-		if cb, ok := c.(stream.ConfigBlocks); ok {
-			kc.Options = cb.ConfigBlocks()
+		if ob, ok := c.(stream.OptionBlocks); ok {
+			for _, b := range ob.OptionBlocks() {
+				kc.Options = append(kc.Options, config.CodecOption{Key: b.Key, Listener: b.Listener, Decode: b.Decode})
+			}
 		}
 		out = append(out, kc)
 	}

@@ -299,7 +299,7 @@ func (s *Server) chainFor(lc config.Listener, info *ListenerInfo) (network.Chain
 				HighWatermark:         h.HighWatermark,
 				Linger:                2 * time.Second,
 				Timers:                s.timers,
-				Mux:                   muxOptions(h.HTTP2),
+				Blocks:                h.Options,
 				EnableConnectProtocol: extendedConnect(h),
 			},
 			MaxRequestBuffer: h.MaxRequestBuffer,

@@ -34,12 +34,17 @@ func (c Codec) NewServer(*stream.ServerOptions) stream.Server {
 }
 
 // NewClient: the cluster's pools share the settings' Stats.
+// Without an rpc_protocol_options block the settings' own defaults apply
+// (1024 in flight, no heartbeat).
 func (c Codec) NewClient(o *stream.ClientOptions) stream.Client {
-	return &client{set: ClientSettings{
+	set := ClientSettings{
 		Codec: c.Wire, ConnectTimeout: o.ConnectTimeout, MaxConnections: o.MaxConnections,
-		MaxPending: o.MaxPending, MaxInFlight: o.MaxInFlight, IdleTimeout: o.IdleTimeout,
-		HeartbeatInterval: o.HeartbeatInterval, Stats: &Stats{},
-	}}
+		MaxPending: o.MaxPending, IdleTimeout: o.IdleTimeout, Stats: &Stats{},
+	}
+	if opt := stream.Block[Options](o.Blocks, OptionsKey); opt != nil {
+		set.MaxInFlight, set.HeartbeatInterval = opt.MaxInFlight, opt.HeartbeatInterval.D()
+	}
+	return &client{set: set}
 }
 
 type server struct{ set ServerSettings }
@@ -60,6 +65,3 @@ func (c *client) NewPool(tr transport.Transport, addr string, h stream.HostOptio
 	set.ClusterConns, set.ClusterPending, set.Wrap = h.ClusterConns, h.ClusterPending, h.Wrap
 	return NewPool(tr, addr, &set)
 }
-
-// ConfigBlocks: a cluster's RPC settings.
-func (Codec) ConfigBlocks() []string { return []string{"rpc_protocol_options"} }
