@@ -21,9 +21,8 @@ import (
 	"github.com/proxylab/proxylab/core/proxy"
 	"github.com/proxylab/proxylab/core/router"
 	"github.com/proxylab/proxylab/core/stream"
-	h2s "github.com/proxylab/proxylab/core/stream/http2"
-	"github.com/proxylab/proxylab/core/stream/rpc"
 	"github.com/proxylab/proxylab/core/upstream"
+	"github.com/proxylab/proxylab/foundation/stats"
 	"github.com/proxylab/proxylab/foundation/timer"
 	"github.com/proxylab/proxylab/offload"
 	"github.com/proxylab/proxylab/transport"
@@ -40,8 +39,8 @@ type Server struct {
 	log        *slog.Logger
 	timers     *timer.Wheel
 	clusterTLS map[string]*offload.Stats
-	clusterH2  map[string]*h2s.Stats
-	clusterRPC map[string]*rpc.Stats
+	// codecStats are the clusters' codec metrics (codecs that count).
+	codecStats map[string]stats.Collector
 	health     map[string]*upstream.HealthStats
 	stopHealth context.CancelFunc
 }
@@ -55,24 +54,22 @@ type ListenerInfo struct {
 	Filter   string // "http_proxy" or "tcp_proxy"
 	Listener *network.Listener
 	// Stats are nil when metrics are disabled; HTTP or TCP by filter.
-	Conn      *network.ListenerStats
-	HTTP      *proxy.HTTPStats
-	TCP       *proxy.TCPStats
-	TLS       *offload.Stats        // nil without TLS
-	HTTP2     *h2s.Stats            // HTTP/2 events of an http_proxy listener
-	RPC       map[string]*rpc.Stats // RPC events of an http_proxy listener, by codec
+	Conn *network.ListenerStats
+	HTTP *proxy.HTTPStats
+	TCP  *proxy.TCPStats
+	TLS  *offload.Stats // nil without TLS
+	// Codecs are the metrics of an http_proxy listener's codecs (those
+	// that count), one per registered codec.
+	Codecs    []stats.Collector
 	Engine    string
 	AccessLog *accesslog.Logger
 	secure    offload.Server
 	beside    []offload.Server
 }
 
-// ClusterRPCStats are the RPC events of clusters speaking an RPC protocol,
-// by name.
-func (s *Server) ClusterRPCStats() map[string]*rpc.Stats { return s.clusterRPC }
-
-// ClusterHTTP2Stats are the HTTP/2 events of clusters speaking http2, by name.
-func (s *Server) ClusterHTTP2Stats() map[string]*h2s.Stats { return s.clusterH2 }
+// ClusterCodecStats are the metrics of the clusters' codecs (those that
+// count), by cluster name.
+func (s *Server) ClusterCodecStats() map[string]stats.Collector { return s.codecStats }
 
 // ClusterTLSStats are the handshake counts of clusters with TLS, by name.
 func (s *Server) ClusterTLSStats() map[string]*offload.Stats { return s.clusterTLS }
@@ -80,7 +77,7 @@ func (s *Server) ClusterTLSStats() map[string]*offload.Stats { return s.clusterT
 // New builds everything the config describes and binds the listeners (so a
 // port conflict fails here), without accepting yet.
 func New(cfg *config.Config, tr transport.Transport, log *slog.Logger) (*Server, error) {
-	s := &Server{cfg: cfg, tr: tr, log: log, timers: timer.New(10 * time.Millisecond), clusterTLS: map[string]*offload.Stats{}, clusterH2: map[string]*h2s.Stats{}, clusterRPC: map[string]*rpc.Stats{}, health: map[string]*upstream.HealthStats{}}
+	s := &Server{cfg: cfg, tr: tr, log: log, timers: timer.New(10 * time.Millisecond), clusterTLS: map[string]*offload.Stats{}, codecStats: map[string]stats.Collector{}, health: map[string]*upstream.HealthStats{}}
 	var clusters []*upstream.Cluster
 	for _, cc := range cfg.Clusters {
 		codec, cli, err := s.clusterCodec(cc)

@@ -30,7 +30,7 @@ func (c Codec) Detect(p []byte) stream.Match {
 
 // NewServer: the listener's connections of this codec share one Stats.
 func (c Codec) NewServer(*stream.ServerOptions) stream.Server {
-	return &server{set: ServerSettings{Codec: c.Wire, Stats: &Stats{}}}
+	return &server{set: ServerSettings{Codec: c.Wire, Stats: &Stats{Codec: c.Wire.Name()}}}
 }
 
 // NewClient: the cluster's pools share the settings' Stats.
@@ -39,7 +39,7 @@ func (c Codec) NewServer(*stream.ServerOptions) stream.Server {
 func (c Codec) NewClient(o *stream.ClientOptions) stream.Client {
 	set := ClientSettings{
 		Codec: c.Wire, ConnectTimeout: o.ConnectTimeout, MaxConnections: o.MaxConnections,
-		MaxPending: o.MaxPending, IdleTimeout: o.IdleTimeout, Stats: &Stats{},
+		MaxPending: o.MaxPending, IdleTimeout: o.IdleTimeout, Stats: &Stats{Codec: c.Wire.Name()},
 	}
 	if opt := stream.Block[Options](o.Blocks, OptionsKey); opt != nil {
 		set.MaxInFlight, set.HeartbeatInterval = opt.MaxInFlight, opt.HeartbeatInterval.D()
