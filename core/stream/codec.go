@@ -83,6 +83,15 @@ type Client interface {
 	Stats() any
 }
 
+// Tunneller is implemented by a client side whose upstream connections can
+// carry the byte tunnel of an upgraded or CONNECT request (HTTP/1.1: the
+// connection itself becomes the tunnel after the upstream agrees). The
+// proxy answers 501 to a tunnel request for a cluster whose codec's client
+// side does not say so.
+type Tunneller interface {
+	CarriesTunnels() bool
+}
+
 // HostPool is what a host's connection pool offers, whatever the codec.
 type HostPool interface {
 	Pool
