@@ -11,6 +11,7 @@ import (
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
 
+	"github.com/proxylab/proxylab/core/network"
 	"github.com/proxylab/proxylab/core/protocol"
 	"github.com/proxylab/proxylab/core/stream"
 	"github.com/proxylab/proxylab/core/stream/pool"
@@ -81,21 +82,7 @@ type recorder struct {
 }
 
 // testSession is a session like network.Conn's: flushes run at Unlock.
-type testSession struct {
-	mu       sync.Mutex
-	flushers []stream.Flusher
-}
-
-func (s *testSession) Lock() { s.mu.Lock() }
-func (s *testSession) Unlock() {
-	for len(s.flushers) > 0 {
-		f := s.flushers[0]
-		s.flushers = s.flushers[1:]
-		f.Flush()
-	}
-	s.mu.Unlock()
-}
-func (s *testSession) DeferFlush(f stream.Flusher) { s.flushers = append(s.flushers, f) }
+type testSession struct{ network.SessionLock }
 
 func newRecorder() *recorder { return &recorder{sess: &testSession{}, done: make(chan error, 1)} }
 
