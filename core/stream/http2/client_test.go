@@ -11,7 +11,6 @@ import (
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
 
-	"github.com/proxylab/proxylab/core/network"
 	"github.com/proxylab/proxylab/core/protocol"
 	"github.com/proxylab/proxylab/core/stream"
 	"github.com/proxylab/proxylab/core/stream/pool"
@@ -82,7 +81,7 @@ type recorder struct {
 }
 
 // testSession is a session like network.Conn's: flushes run at Unlock.
-type testSession struct{ network.SessionLock }
+type testSession struct{ sessionLock }
 
 func newRecorder() *recorder { return &recorder{sess: &testSession{}, done: make(chan error, 1)} }
 
