@@ -6,7 +6,7 @@ LDFLAGS   := -X main.version=$(VERSION)
 FUZZTIME  ?= 20s
 PKGS      := ./...
 
-.PHONY: all build build-dpdk run test test-dpdk fuzz race bench bench-overhead bench-go bench-sockmap bench-gm bench-dpdk bpf deps vet clean
+.PHONY: all build build-dpdk run upgrade test test-dpdk fuzz race bench bench-overhead bench-go bench-sockmap bench-gm bench-dpdk bpf deps vet clean
 
 all: build
 
@@ -21,6 +21,16 @@ build-dpdk:
 # The proxy on its embedded default config: curl -i 127.0.0.1:8080/
 run: build
 	./$(BIN) run
+
+# Hot upgrade of the running proxylab to a fresh build (docs/operating.md,
+# "Hot upgrade"): the build is copied to its own path (bin/proxylab-<time>,
+# so the running binary is never overwritten and a rollback is the same
+# command with the old path), then scripts/upgrade.sh takes over.
+#   make upgrade CONFIG=proxylab.yaml [UPGRADE_SOCKET=PATH]
+upgrade: build
+	@test -n "$(CONFIG)" || { echo "make upgrade: CONFIG=FILE is required"; exit 2; }
+	@new=bin/proxylab-$$(date +%Y%m%d-%H%M%S); cp $(BIN) $$new; \
+	./scripts/upgrade.sh -b $$new -c $(CONFIG) $(if $(UPGRADE_SOCKET),-s $(UPGRADE_SOCKET))
 
 deps:
 	./scripts/install-deps.sh

@@ -189,6 +189,9 @@ type Options struct {
 	// Config is the transport's own options block, as its module's
 	// Options decoder returned it (nil: the transport's defaults).
 	Config any
+	// Inherited, when set, supplies listening sockets taken over from the
+	// process being replaced (hot upgrade); Listen uses them first.
+	Inherited Inherited
 }
 
 // Factory builds a transport from options.

@@ -1,6 +1,10 @@
 package main
 
 import (
+	"github.com/proxylab/proxylab/core/filter"
+	"github.com/proxylab/proxylab/core/filter/cors"
+	"github.com/proxylab/proxylab/core/filter/fault"
+	"github.com/proxylab/proxylab/core/filter/localratelimit"
 	"github.com/proxylab/proxylab/core/protocol/xprotocol/bolt"
 	"github.com/proxylab/proxylab/core/protocol/xprotocol/dubbo"
 	"github.com/proxylab/proxylab/core/stream"
@@ -45,4 +49,9 @@ func registerBuiltins() {
 	upstream.RegisterLBPolicy("least_request", upstream.LeastRequestPolicy) // lb_options: choice_count
 	upstream.RegisterLBPolicy("ring_hash", upstream.RingHashPolicy)         // lb_options: minimum_ring_size, maximum_ring_size, hash_function
 	upstream.RegisterLBPolicy("maglev", upstream.MaglevPolicy)              // lb_options: table_size
+
+	// HTTP stream filters (http_filters; docs/filters.md).
+	filter.Register(fault.Module)
+	filter.Register(localratelimit.Module)
+	filter.Register(cors.Module)
 }

@@ -100,6 +100,7 @@ func TestDocsExamples(t *testing.T) {
 	t.Run("conncount", func(t *testing.T) { testExampleConnCount(t, bin) })
 	t.Run("tls13only", func(t *testing.T) { testExampleTLS13Only(t, bin) })
 	t.Run("tinyrpc", func(t *testing.T) { testExampleTinyRPC(t, bin) })
+	t.Run("addheader", func(t *testing.T) { testExampleAddHeader(t, bin) })
 }
 
 func httpGet(t *testing.T, c *http.Client, url string) (int, string) {

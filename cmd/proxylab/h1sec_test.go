@@ -17,8 +17,8 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/net/http2"
-	"golang.org/x/net/http2/hpack"
+	"github.com/proxylab/proxylab/core/protocol/http2"
+	"github.com/proxylab/proxylab/core/protocol/http2/h2test"
 )
 
 // recordingUpstream is a raw HTTP/1.1 upstream that parses each request with
@@ -241,52 +241,49 @@ func h2RawRequest(t *testing.T, c net.Conn, fields [][2]string) (int, string) {
 func h2RawExchange(t *testing.T, c net.Conn, fields [][2]string, body []byte, trailers [][2]string) (int, string) {
 	t.Helper()
 	c.SetDeadline(time.Now().Add(10 * time.Second))
-	if _, err := io.WriteString(c, http2.ClientPreface); err != nil {
+	fr := h2test.New(c)
+	if err := fr.Preface(); err != nil {
 		t.Fatal(err)
 	}
-	fr := http2.NewFramer(c, c)
-	fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
 	if err := fr.WriteSettings(); err != nil {
 		t.Fatal(err)
 	}
-	var hb bytes.Buffer
-	enc := hpack.NewEncoder(&hb)
-	for _, f := range fields {
-		enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
+	list := func(kv [][2]string) []http2.HeaderField {
+		var fs []http2.HeaderField
+		for _, f := range kv {
+			fs = append(fs, http2.HeaderField{Name: f[0], Value: f[1]})
+		}
+		return fs
 	}
 	noBody := body == nil && trailers == nil
-	if err := fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: hb.Bytes(), EndStream: noBody, EndHeaders: true}); err != nil {
+	if err := fr.WriteHeaders(http2.HeadersParam{StreamID: 1, BlockFragment: fr.Block(list(fields)), EndStream: noBody, EndHeaders: true}); err != nil {
 		t.Fatal(err)
 	}
 	if body != nil {
 		fr.WriteData(1, trailers == nil, body)
 	}
 	if trailers != nil {
-		hb.Reset()
-		for _, f := range trailers {
-			enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
-		}
-		fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: hb.Bytes(), EndStream: true, EndHeaders: true})
+		fr.WriteHeaders(http2.HeadersParam{StreamID: 1, BlockFragment: fr.Block(list(trailers)), EndStream: true, EndHeaders: true})
 	}
 	for {
 		f, err := fr.ReadFrame()
 		if err != nil {
 			return 0, "connection: " + err.Error()
 		}
-		switch f := f.(type) {
-		case *http2.SettingsFrame:
+		switch f.Type {
+		case http2.FrameSettings:
 			if !f.IsAck() {
 				fr.WriteSettingsAck()
 			}
-		case *http2.MetaHeadersFrame:
+		case http2.FrameHeaders:
 			if f.StreamID == 1 {
 				var status int
-				fmt.Sscan(f.PseudoValue("status"), &status)
+				fmt.Sscan(f.Get(":status"), &status)
 				return status, ""
 			}
-		case *http2.RSTStreamFrame:
+		case http2.FrameRSTStream:
 			return 0, "RST_STREAM " + f.ErrCode.String()
-		case *http2.GoAwayFrame:
+		case http2.FrameGoAway:
 			return 0, "GOAWAY " + f.ErrCode.String()
 		}
 	}

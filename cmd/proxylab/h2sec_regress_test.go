@@ -15,8 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/net/http2"
-	"golang.org/x/net/http2/hpack"
+	"github.com/proxylab/proxylab/core/protocol/http2"
 )
 
 // halfClose sends the client's FIN (after close_notify over TLS).
@@ -67,7 +66,7 @@ func TestH2StreamsEndingOnHeaders(t *testing.T) {
 		p := startProxy(t, h2secConfig(tr, pk, up.addr, grpcAddr))
 		kinds := []struct {
 			name, status string
-			fields       []hpack.HeaderField
+			fields       []http2.HeaderField
 			body         []byte
 		}{
 			{"204", "204", get("/204"), nil},
@@ -141,7 +140,7 @@ func TestH2LocalReplyResetOnlyOpenRequests(t *testing.T) {
 					id += 2
 				}
 				// A body the window lets through is awaited, not reset.
-				h.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: h.block(post), EndHeaders: true})
+				h.fr.WriteHeaders(http2.HeadersParam{StreamID: id, BlockFragment: h.block(post), EndHeaders: true})
 				if r := h.await(id); r.status != "200" {
 					t.Fatalf("%v", r)
 				}
@@ -156,7 +155,7 @@ func TestH2LocalReplyResetOnlyOpenRequests(t *testing.T) {
 					if cl != "" {
 						fields = append(fields, hf("content-length", cl)...)
 					}
-					h.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: h.block(fields), EndHeaders: true})
+					h.fr.WriteHeaders(http2.HeadersParam{StreamID: id, BlockFragment: h.block(fields), EndHeaders: true})
 					if r := h.await(id); r.status != "200" {
 						t.Fatalf("%v", r)
 					}
@@ -192,7 +191,7 @@ func TestH2PrioritySelfDependency(t *testing.T) {
 			t.Run(l, func(t *testing.T) {
 				h := dialH2(t, p, l, pk)
 				mark := up.mark()
-				h.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: h.block(get("/t")), EndStream: true, EndHeaders: true,
+				h.fr.WriteHeaders(http2.HeadersParam{StreamID: 1, BlockFragment: h.block(get("/t")), EndStream: true, EndHeaders: true,
 					Priority: http2.PriorityParam{StreamDep: 1, Weight: 15}})
 				if r := h.await(1); !r.rst || r.code != http2.ErrCodeProtocol {
 					t.Fatalf("HEADERS depending on itself: %v", r)
@@ -221,11 +220,11 @@ func TestH2PrioritySelfDependency(t *testing.T) {
 func TestH2FloodsBounded(t *testing.T) {
 	floods := []struct {
 		name  string
-		frame func(fr *http2.Framer, i int)
+		frame func(fr *http2.Writer, i int)
 	}{
-		{"PING", func(fr *http2.Framer, i int) { fr.WritePing(false, [8]byte{byte(i)}) }},
-		{"SETTINGS", func(fr *http2.Framer, i int) { fr.WriteSettings() }},
-		{"RST_STREAM", func(fr *http2.Framer, i int) {
+		{"PING", func(fr *http2.Writer, i int) { fr.WritePing(false, [8]byte{byte(i)}) }},
+		{"SETTINGS", func(fr *http2.Writer, i int) { fr.WriteSettings() }},
+		{"RST_STREAM", func(fr *http2.Writer, i int) {
 			fr.WritePriority(uint32(2*i+1), http2.PriorityParam{StreamDep: uint32(2*i + 1)})
 		}},
 	}
@@ -246,7 +245,7 @@ func TestH2FloodsBounded(t *testing.T) {
 					written, err := 0, error(nil)
 					for chunk := 0; written < limit && err == nil; chunk++ {
 						var buf bytes.Buffer
-						fr := http2.NewFramer(&buf, nil)
+						fr := &http2.Writer{W: &buf}
 						for i := range 4096 {
 							fl.frame(fr, chunk*4096+i)
 						}
@@ -274,24 +273,24 @@ func TestH2FloodsBounded(t *testing.T) {
 		post := hf(":method", "POST", ":scheme", "$s", ":authority", "example.com", ":path", "/t")
 		calm := []struct {
 			name  string
-			write func(h *h2Client, fr *http2.Framer)
+			write func(h *h2Client, fr *http2.Writer)
 		}{
-			{"empty DATA", func(h *h2Client, fr *http2.Framer) {
-				fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: h.block(post), EndHeaders: true})
+			{"empty DATA", func(h *h2Client, fr *http2.Writer) {
+				fr.WriteHeaders(http2.HeadersParam{StreamID: 1, BlockFragment: h.block(post), EndHeaders: true})
 				for range 200 {
 					fr.WriteData(1, false, nil)
 				}
 			}},
-			{"CONTINUATION", func(h *h2Client, fr *http2.Framer) {
-				fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: h.block(post)})
+			{"CONTINUATION", func(h *h2Client, fr *http2.Writer) {
+				fr.WriteHeaders(http2.HeadersParam{StreamID: 1, BlockFragment: h.block(post)})
 				for range 64 {
 					fr.WriteContinuation(1, false, bytes.Repeat([]byte{0x40}, 16<<10-1))
 				}
 			}},
-			{"rapid reset", func(h *h2Client, fr *http2.Framer) {
+			{"rapid reset", func(h *h2Client, fr *http2.Writer) {
 				for i := range 1000 {
 					id := uint32(2*i + 1)
-					fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: h.block(post), EndHeaders: true})
+					fr.WriteHeaders(http2.HeadersParam{StreamID: id, BlockFragment: h.block(post), EndHeaders: true})
 					fr.WriteRSTStream(id, http2.ErrCodeCancel)
 				}
 			}},
@@ -301,12 +300,12 @@ func TestH2FloodsBounded(t *testing.T) {
 				t.Run(l+"/"+c.name, func(t *testing.T) {
 					h := dialH2(t, p, l, pk)
 					var buf bytes.Buffer
-					c.write(h, http2.NewFramer(&buf, nil))
+					c.write(h, &http2.Writer{W: &buf})
 					go h.c.Write(buf.Bytes()) // the proxy may close before reading it all
 					for {
-						if ga, ok := h.read().(*http2.GoAwayFrame); ok {
+						if ga := h.read(); ga.Type == http2.FrameGoAway {
 							if ga.ErrCode != http2.ErrCodeEnhanceYourCalm {
-								t.Fatalf("GOAWAY %v %s", ga.ErrCode, ga.DebugData())
+								t.Fatalf("GOAWAY %v %s", ga.ErrCode, ga.Data)
 							}
 							return
 						}
@@ -330,12 +329,12 @@ func TestH2RequestTrailers(t *testing.T) {
 		for _, l := range h2Listeners {
 			t.Run(l, func(t *testing.T) {
 				h := dialH2(t, p, l, pk)
-				sendWithTrailers := func(id uint32, trailers []hpack.HeaderField) {
+				sendWithTrailers := func(id uint32, trailers []http2.HeaderField) {
 					var buf bytes.Buffer
-					fr := http2.NewFramer(&buf, nil)
-					fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: h.block(post), EndHeaders: true})
+					fr := &http2.Writer{W: &buf}
+					fr.WriteHeaders(http2.HeadersParam{StreamID: id, BlockFragment: h.block(post), EndHeaders: true})
 					fr.WriteData(id, false, []byte("hello"))
-					fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: h.block(trailers), EndStream: true, EndHeaders: true})
+					fr.WriteHeaders(http2.HeadersParam{StreamID: id, BlockFragment: h.block(trailers), EndStream: true, EndHeaders: true})
 					h.c.Write(buf.Bytes())
 				}
 				before := h2Event(t, p, l, "trailer_field_dropped")

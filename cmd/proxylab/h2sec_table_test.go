@@ -9,14 +9,13 @@ import (
 	"strings"
 	"testing"
 
-	"golang.org/x/net/http2"
-	"golang.org/x/net/http2/hpack"
+	"github.com/proxylab/proxylab/core/protocol/http2"
 )
 
 // h2Case is one request of the RFC 9113 §8.2/§8.3 table.
 type h2Case struct {
 	name   string
-	fields []hpack.HeaderField
+	fields []http2.HeaderField
 	body   []byte // nil: END_STREAM on HEADERS
 	// want: "rst" (RST_STREAM PROTOCOL_ERROR, nothing upstream), "fwd"
 	// (exactly one well-formed HTTP/1.1 request upstream, then check), or
@@ -26,22 +25,22 @@ type h2Case struct {
 }
 
 // pseudo builds a request whose pseudo-fields are given in full.
-func pseudo(kv ...string) []hpack.HeaderField { return hf(kv...) }
+func pseudo(kv ...string) []http2.HeaderField { return hf(kv...) }
 
 func h2Cases() []h2Case {
-	bad := func(name string, fields []hpack.HeaderField) h2Case {
+	bad := func(name string, fields []http2.HeaderField) h2Case {
 		return h2Case{name: name, fields: fields, want: "rst"}
 	}
-	withMethod := func(m string) []hpack.HeaderField {
+	withMethod := func(m string) []http2.HeaderField {
 		return pseudo(":method", m, ":scheme", "$s", ":authority", "example.com", ":path", "/t")
 	}
-	withPath := func(p string) []hpack.HeaderField {
+	withPath := func(p string) []http2.HeaderField {
 		return pseudo(":method", "GET", ":scheme", "$s", ":authority", "example.com", ":path", p)
 	}
-	withAuthority := func(a string) []hpack.HeaderField {
+	withAuthority := func(a string) []http2.HeaderField {
 		return pseudo(":method", "GET", ":scheme", "$s", ":authority", a, ":path", "/t")
 	}
-	withScheme := func(s string) []hpack.HeaderField {
+	withScheme := func(s string) []http2.HeaderField {
 		return pseudo(":method", "GET", ":scheme", s, ":authority", "example.com", ":path", "/t")
 	}
 	cs := []h2Case{
@@ -140,7 +139,7 @@ func h2Cases() []h2Case {
 		bad("CONNECT with END_STREAM", pseudo(":method", "CONNECT", ":authority", "example.com:443")),
 		bad("extended CONNECT not advertised", pseudo(":method", "CONNECT", ":protocol", "websocket", ":scheme", "$s", ":authority", "example.com", ":path", "/chat")),
 	}
-	ok := func(name string, fields []hpack.HeaderField, check func(t *testing.T, r *http.Request, body []byte)) h2Case {
+	ok := func(name string, fields []http2.HeaderField, check func(t *testing.T, r *http.Request, body []byte)) h2Case {
 		return h2Case{name: name, fields: fields, want: "fwd", check: check}
 	}
 	return append(cs,

@@ -22,8 +22,8 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/net/http2"
-	"golang.org/x/net/http2/hpack"
+	"github.com/proxylab/proxylab/core/protocol/http2"
+	"github.com/proxylab/proxylab/core/protocol/http2/h2test"
 )
 
 // recUpstream is a raw HTTP/1.1 upstream: it records every byte it
@@ -166,15 +166,13 @@ clusters:
 // h2Listeners are the two ways a client reaches the HTTP/2 codec.
 var h2Listeners = []string{"h2c", "tls"}
 
-// h2Client is a raw HTTP/2 client: it writes any frame and any header
-// field (the hpack encoder takes invalid names and values), and reads
-// frames with x/net's Framer.
+// h2Client is a raw HTTP/2 client over h2test: it writes any frame and
+// any header field (the HPACK encoder takes invalid names and values), and
+// reads frames with a timeout.
 type h2Client struct {
 	t      *testing.T
 	c      net.Conn
-	fr     *http2.Framer
-	hb     bytes.Buffer
-	enc    *hpack.Encoder
+	fr     *h2test.Conn
 	scheme string
 }
 
@@ -198,24 +196,15 @@ func dialH2(t *testing.T, p *proc, listener string, pk *pki) *h2Client {
 	}
 	c.SetDeadline(time.Now().Add(30 * time.Second))
 	t.Cleanup(func() { c.Close() })
-	h := &h2Client{t: t, c: c, scheme: scheme}
-	h.fr = http2.NewFramer(c, c)
-	h.fr.ReadMetaHeaders = hpack.NewDecoder(65536, nil)
-	h.fr.MaxHeaderListSize = 1 << 20
-	h.enc = hpack.NewEncoder(&h.hb)
-	if _, err := io.WriteString(c, http2.ClientPreface); err != nil {
+	h := &h2Client{t: t, c: c, scheme: scheme, fr: h2test.New(c)}
+	h.fr.Timeout = 30 * time.Second
+	if _, err := h.fr.Handshake(); err != nil {
 		t.Fatal(err)
 	}
-	h.fr.WriteSettings()
-	for {
-		if sf, ok := h.read().(*http2.SettingsFrame); ok && !sf.IsAck() {
-			h.fr.WriteSettingsAck()
-			return h
-		}
-	}
+	return h
 }
 
-func (h *h2Client) read() http2.Frame {
+func (h *h2Client) read() *h2test.Frame {
 	h.t.Helper()
 	f, err := h.fr.ReadFrame()
 	if err != nil {
@@ -226,29 +215,29 @@ func (h *h2Client) read() http2.Frame {
 
 // block hpack-encodes fields as given ("$s" as a value stands for the
 // connection's scheme).
-func (h *h2Client) block(fields []hpack.HeaderField) []byte {
-	h.hb.Reset()
-	for _, f := range fields {
+func (h *h2Client) block(fields []http2.HeaderField) []byte {
+	fs := make([]http2.HeaderField, len(fields))
+	for i, f := range fields {
 		if f.Value == "$s" {
 			f.Value = h.scheme
 		}
-		h.enc.WriteField(f)
+		fs[i] = f
 	}
-	return bytes.Clone(h.hb.Bytes())
+	return h.fr.Block(fs)
 }
 
 // send writes HEADERS (END_STREAM when body is nil) and, with a body, one
 // DATA frame ending the stream; all in one write, so the proxy reads them
 // together.
-func (h *h2Client) send(id uint32, fields []hpack.HeaderField, body []byte) {
+func (h *h2Client) send(id uint32, fields []http2.HeaderField, body []byte) {
 	h.t.Helper()
-	var buf bytes.Buffer
-	fr := http2.NewFramer(&buf, nil)
-	fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: h.block(fields), EndStream: body == nil, EndHeaders: true})
-	if body != nil {
-		fr.WriteData(id, true, body)
-	}
-	if _, err := h.c.Write(buf.Bytes()); err != nil {
+	err := h.fr.Batch(func() {
+		h.fr.WriteHeaders(http2.HeadersParam{StreamID: id, BlockFragment: h.block(fields), EndStream: body == nil, EndHeaders: true})
+		if body != nil {
+			h.fr.WriteData(id, true, body)
+		}
+	})
+	if err != nil {
 		h.t.Fatal(err)
 	}
 }
@@ -261,7 +250,7 @@ type h2Result struct {
 	code     http2.ErrCode
 	goAway   bool
 	headEnd  bool // the response ended on its HEADERS frame
-	trailers []hpack.HeaderField
+	trailers []http2.HeaderField
 }
 
 func (r h2Result) String() string {
@@ -280,34 +269,35 @@ func (h *h2Client) await(id uint32) h2Result {
 	h.t.Helper()
 	var r h2Result
 	for {
-		switch f := h.read().(type) {
-		case *http2.MetaHeadersFrame:
+		f := h.read()
+		switch f.Type {
+		case http2.FrameHeaders:
 			if f.StreamID != id {
 				continue
 			}
-			if st := f.PseudoValue("status"); st != "" && st[0] == '1' {
+			if st := f.Get(":status"); st != "" && st[0] == '1' {
 				continue
 			} else if r.status == "" {
 				r.status, r.headEnd = st, f.StreamEnded()
 			} else {
-				r.trailers = f.RegularFields()
+				r.trailers = f.Regular()
 			}
 			if f.StreamEnded() {
 				return r
 			}
-		case *http2.DataFrame:
+		case http2.FrameData:
 			if f.StreamID == id {
-				r.body = append(r.body, f.Data()...)
+				r.body = append(r.body, f.Data...)
 				if f.StreamEnded() {
 					return r
 				}
 			}
-		case *http2.RSTStreamFrame:
+		case http2.FrameRSTStream:
 			if f.StreamID == id {
 				r.rst, r.code = true, f.ErrCode
 				return r
 			}
-		case *http2.GoAwayFrame:
+		case http2.FrameGoAway:
 			r.goAway, r.code = true, f.ErrCode
 			return r
 		}
@@ -321,30 +311,31 @@ func (h *h2Client) sync(what string) {
 	data := [8]byte{'s', 'y', 'n', 'c'}
 	h.fr.WritePing(false, data)
 	for {
-		switch f := h.read().(type) {
-		case *http2.PingFrame:
-			if f.IsAck() && f.Data == data {
+		f := h.read()
+		switch f.Type {
+		case http2.FramePing:
+			if f.IsAck() && f.PingData == data {
 				return
 			}
-		case *http2.RSTStreamFrame:
+		case http2.FrameRSTStream:
 			h.t.Fatalf("%s: RST_STREAM %v on stream %d", what, f.ErrCode, f.StreamID)
-		case *http2.GoAwayFrame:
+		case http2.FrameGoAway:
 			h.t.Fatalf("%s: GOAWAY %v", what, f.ErrCode)
 		}
 	}
 }
 
 // hf builds a field list from name, value pairs.
-func hf(kv ...string) []hpack.HeaderField {
-	var fs []hpack.HeaderField
+func hf(kv ...string) []http2.HeaderField {
+	var fs []http2.HeaderField
 	for i := 0; i+1 < len(kv); i += 2 {
-		fs = append(fs, hpack.HeaderField{Name: kv[i], Value: kv[i+1]})
+		fs = append(fs, http2.HeaderField{Name: kv[i], Value: kv[i+1]})
 	}
 	return fs
 }
 
 // get is a valid GET of path with extra fields after the pseudo ones.
-func get(path string, extra ...string) []hpack.HeaderField {
+func get(path string, extra ...string) []http2.HeaderField {
 	return hf(append([]string{":method", "GET", ":scheme", "$s", ":authority", "example.com", ":path", path}, extra...)...)
 }
 

@@ -87,15 +87,18 @@ func startProxyBin(t *testing.T, bin, config string, args ...string) *proc {
 	p := &proc{t: t, addrs: map[string]string{}, done: make(chan struct{})}
 	args = append(args, transportArgs(t, config, args)...)
 	p.cmd = exec.Command(bin, append([]string{"run", "-c", cfgPath, "--log-level", "debug"}, args...)...)
-	stderr, err := p.cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
+	// An io.Pipe, not StderrPipe: Wait returns only after exec copied all
+	// of stderr into it, and done closes only after every line was read,
+	// so the last lines of an exited process are never lost.
+	stderr, pw := io.Pipe()
+	p.cmd.Stderr = pw
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	started := make(chan struct{})
+	readDone := make(chan struct{})
 	go func() {
+		defer close(readDone)
 		sc := bufio.NewScanner(stderr)
 		sc.Buffer(make([]byte, 64<<10), 1<<20)
 		once := sync.Once{}
@@ -114,7 +117,10 @@ func startProxyBin(t *testing.T, bin, config string, args ...string) *proc {
 		io.Copy(io.Discard, stderr)
 	}()
 	go func() {
-		p.err = p.cmd.Wait()
+		err := p.cmd.Wait()
+		pw.Close()
+		<-readDone
+		p.err = err
 		close(p.done)
 	}()
 	select {

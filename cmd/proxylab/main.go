@@ -21,6 +21,7 @@ import (
 
 	"github.com/proxylab/proxylab/core/admin"
 	"github.com/proxylab/proxylab/core/config"
+	"github.com/proxylab/proxylab/core/filter"
 	"github.com/proxylab/proxylab/core/server"
 	"github.com/proxylab/proxylab/core/upstream"
 	"github.com/proxylab/proxylab/offload"
@@ -39,6 +40,8 @@ const usage = `proxylab — a Go L4/L7 proxy built as a performance lab
 
 usage:
   proxylab run [-c FILE] [--transport NAME] [--cpus LIST] [--workers N] [--log-level LEVEL] [--cpuprofile FILE]
+               [--upgrade-socket PATH] [--upgrade-from PATH]   (hot upgrade: docs/operating.md)
+               [--xds ADDR [--xds-delta] [--node-id ID] [--node-cluster NAME]]   (FILE may be an Envoy v3 bootstrap)
   proxylab validate -c FILE
   proxylab certs [-dir DIR] [-hosts a,b] [-key ecdsa|rsa]   (a test CA and certificates)
   proxylab version
@@ -76,6 +79,7 @@ func known() config.Known {
 	k := config.Known{Transports: transport.Names(), LBs: upstream.LBNames(), Engines: offload.Names(),
 		Codecs: server.KnownCodecs(), DefaultProtocol: defaultProtocol,
 		DefaultLB: upstream.DefaultLB, LBOptions: upstream.DecodeLBOptions,
+		HTTPFilter: filter.DecodeConfig, HTTPFilterOverride: filter.DecodeOverride,
 		DefaultTransport: defaultTransport, DefaultEngine: defaultEngine,
 		TransportOptions:  map[string]func(*yaml.Node, string, bool) (any, []error){},
 		EngineCertOptions: map[string]func(*yaml.Node, string) (any, []error){},
@@ -103,7 +107,7 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "proxylab validate: -c FILE is required")
 		return 2
 	}
-	if _, err := config.Load(*file, known()); err != nil {
+	if _, err := validateFile(*file); err != nil {
 		var es config.Errors
 		if errors.As(err, &es) {
 			for _, e := range es {
@@ -118,7 +122,7 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-func cmdRun(args []string, stderr io.Writer) int {
+func cmdRun(args []string, stderr io.Writer) (code int) {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	file := fs.String("c", "", "config file (default: the embedded config)")
@@ -127,10 +131,16 @@ func cmdRun(args []string, stderr io.Writer) int {
 	workers := fs.Int("workers", -1, "event-loop workers for reactor transports (0: one per CPU)")
 	levelFlag := fs.String("log-level", "info", "debug, info, warn or error")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+	xf := addXDSFlags(fs)
 	cgroup := fs.String("cgroup", "", "sockmap transport: the cgroup v2 directory to attach to (created and joined if missing), overriding the file")
+	var uf upgradeFlags
+	uf.register(fs)
+	watch := fs.Bool("watch", false, "reload the config file when it changes (polls its mtime and size every second); SIGHUP and POST /reload always reload")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
+	up, stderr := newUpgrader(uf, stderr)
+	defer up.finish(&code)
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(*levelFlag)); err != nil {
 		fmt.Fprintf(stderr, "proxylab: --log-level: %v\n", err)
@@ -140,8 +150,12 @@ func cmdRun(args []string, stderr io.Writer) int {
 	level.Set(lvl)
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	slog.SetDefault(log)
+	if err := up.takeOver(log); err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
 
-	cfg, err := config.Load(*file, known())
+	cfg, err := xf.load(*file, known())
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
@@ -159,22 +173,26 @@ func cmdRun(args []string, stderr io.Writer) int {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	if *tname != "" {
-		if !transport.Registered(*tname) {
-			fmt.Fprintf(stderr, "proxylab: --transport: unknown transport %q (available: %s)\n", *tname, strings.Join(transport.Names(), ", "))
-			return 2
+	if *tname != "" && !transport.Registered(*tname) {
+		fmt.Fprintf(stderr, "proxylab: --transport: unknown transport %q (available: %s)\n", *tname, strings.Join(transport.Names(), ", "))
+		return 2
+	}
+	// The flags override the file, at start and on every reload.
+	override := func(cfg *config.Config) {
+		if *tname != "" {
+			cfg.Transport = *tname
 		}
-		cfg.Transport = *tname
+		if *cpus != "" {
+			cfg.CPUs = *cpus
+		}
+		if *cgroup != "" {
+			setCgroup(cfg, *cgroup)
+		}
+		if *workers >= 0 {
+			cfg.Workers = *workers
+		}
 	}
-	if *cpus != "" {
-		cfg.CPUs = *cpus
-	}
-	if *cgroup != "" {
-		setCgroup(cfg, *cgroup)
-	}
-	if *workers >= 0 {
-		cfg.Workers = *workers
-	}
+	override(cfg)
 	var pinned []int
 	if cfg.CPUs != "" {
 		list, err := config.ParseCPUList(cfg.CPUs)
@@ -186,7 +204,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 			return 1
 		}
 	}
-	tr, err := transport.New(cfg.Transport, transport.Options{Workers: cfg.Workers, CPUs: pinned, Config: cfg.Plugins[cfg.Transport]})
+	tr, err := transport.New(cfg.Transport, transport.Options{Workers: cfg.Workers, CPUs: pinned, Config: cfg.Plugins[cfg.Transport], Inherited: up.inherited()})
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
@@ -211,22 +229,42 @@ func cmdRun(args []string, stderr io.Writer) int {
 	}()
 	var adm *admin.Server
 	if cfg.Admin != nil {
-		if adm, err = admin.New(cfg.Admin, srv, level); err != nil {
+		if adm, err = admin.NewOn(cfg.Admin, srv, level, up.adminListener(cfg.Admin.Address)); err != nil {
 			fmt.Fprintln(stderr, err)
 			srv.Close()
 			return 1
 		}
 		defer adm.Close()
+		up.withAdmin(adm)
 	}
+	xr, err := xf.prepare(cfg, srv, adm, log)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		srv.Close()
+		return 1
+	}
+	defer xr.cleanup()
 	if err := srv.Start(); err != nil {
 		fmt.Fprintln(stderr, err)
 		srv.Close()
 		return 1
 	}
+	xr.start()
+	rl := &reloader{file: *file, override: override, srv: srv, log: log}
+	xr.hook(rl, xf)
+	stopReload := rl.start(*watch)
+	defer stopReload()
 	if adm != nil {
+		adm.SetReload(rl.reloadText)
 		adm.Start()
 		log.Info("admin ready", "address", adm.Addr().String())
 	}
+	if err := up.serve(srv, cfg); err != nil {
+		fmt.Fprintln(stderr, err)
+		srv.Close()
+		return 1
+	}
+	defer up.close()
 	names := make([]string, 0, len(srv.Listeners()))
 	for _, l := range srv.Listeners() {
 		names = append(names, l.Name+"="+l.Addr().String())
@@ -238,7 +276,14 @@ func cmdRun(args []string, stderr io.Writer) int {
 	log.Info("proxylab started", "version", version, "transport", tr.Name(), "engine", "none",
 		"cpus", cpuString(inForce), "gomaxprocs", runtime.GOMAXPROCS(0), "listeners", strings.Join(names, ","))
 
-	sig := <-sigs
+	var sig os.Signal
+	select {
+	case sig = <-sigs:
+	case <-up.handedOver():
+		xr.stop() // the new process has the control plane now
+		return up.drain(srv, cfg, sigs)
+	}
+	xr.stop() // no config change while stopping
 	if sig == syscall.SIGINT {
 		log.Info("SIGINT: stopping now")
 		srv.Close()

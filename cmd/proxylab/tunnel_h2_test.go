@@ -17,21 +17,20 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
-	"golang.org/x/net/http2"
-	"golang.org/x/net/http2/hpack"
+
+	"github.com/proxylab/proxylab/core/protocol/http2"
+	"github.com/proxylab/proxylab/core/protocol/http2/h2test"
 )
 
-// tunH2Client is a raw HTTP/2 client connection (x/net/http2's Framer) for
+// tunH2Client is a raw HTTP/2 client connection (h2test) for
 // CONNECT and extended CONNECT streams, with flow control both ways: it
 // returns window only as the application reads, so the proxy must respect
 // it, and never sends beyond the proxy's windows.
 type tunH2Client struct {
-	t    *testing.T
-	c    net.Conn
-	fr   *http2.Framer
-	wmu  sync.Mutex // frame writes
-	henc *hpack.Encoder
-	hbuf bytes.Buffer
+	t   *testing.T
+	c   net.Conn
+	fr  *h2test.Conn // read by readLoop, written under wmu
+	wmu sync.Mutex
 
 	mu       sync.Mutex
 	cond     *sync.Cond
@@ -49,7 +48,7 @@ type h2Stream struct {
 	id      uint32
 	win     int64
 	status  int
-	fields  []hpack.HeaderField
+	fields  []http2.HeaderField
 	buf     bytes.Buffer
 	eof     bool
 	rst     http2.ErrCode
@@ -70,12 +69,11 @@ func dialTunH2(t *testing.T, addr string, tlsCfg *tls.Config) *tunH2Client {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	cc := &tunH2Client{t: t, c: c, fr: http2.NewFramer(c, c), settings: map[http2.SettingID]uint32{},
+	cc := &tunH2Client{t: t, c: c, fr: h2test.New(c), settings: map[http2.SettingID]uint32{},
 		connWin: 65535, peerInit: 65535, streams: map[uint32]*h2Stream{}, nextID: 1}
+	cc.fr.Timeout = -1 // readLoop lives as long as the connection
 	cc.cond = sync.NewCond(&cc.mu)
-	cc.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
-	cc.henc = hpack.NewEncoder(&cc.hbuf)
-	io.WriteString(c, http2.ClientPreface)
+	cc.fr.Preface()
 	cc.fr.WriteSettings()
 	go cc.readLoop()
 	cc.mu.Lock()
@@ -102,10 +100,11 @@ func (cc *tunH2Client) readLoop() {
 			cc.mu.Unlock()
 			return
 		}
-		switch f := f.(type) {
-		case *http2.SettingsFrame:
+		switch f.Type {
+		case http2.FrameSettings:
 			if !f.IsAck() {
-				f.ForeachSetting(func(s http2.Setting) error {
+				for i := range f.NumSettings() {
+					s := f.Setting(i)
 					cc.settings[s.ID] = s.Val
 					if s.ID == http2.SettingInitialWindowSize {
 						for _, st := range cc.streams {
@@ -113,37 +112,36 @@ func (cc *tunH2Client) readLoop() {
 						}
 						cc.peerInit = int64(s.Val)
 					}
-					return nil
-				})
+				}
 				cc.gotSet = true
 				cc.write(func() { cc.fr.WriteSettingsAck() })
 			}
-		case *http2.WindowUpdateFrame:
+		case http2.FrameWindowUpdate:
 			if f.StreamID == 0 {
 				cc.connWin += int64(f.Increment)
 			} else if st := cc.streams[f.StreamID]; st != nil {
 				st.win += int64(f.Increment)
 			}
-		case *http2.MetaHeadersFrame:
+		case http2.FrameHeaders:
 			if st := cc.streams[f.StreamID]; st != nil {
-				st.status, _ = strconv.Atoi(f.PseudoValue("status"))
+				st.status, _ = strconv.Atoi(f.Get(":status"))
 				st.fields, st.gotHead = f.Fields, true
 				st.eof = st.eof || f.StreamEnded()
 			}
-		case *http2.DataFrame:
+		case http2.FrameData:
 			if st := cc.streams[f.StreamID]; st != nil {
-				st.buf.Write(f.Data())
+				st.buf.Write(f.Data)
 				st.eof = st.eof || f.StreamEnded()
 			}
-		case *http2.RSTStreamFrame:
+		case http2.FrameRSTStream:
 			if st := cc.streams[f.StreamID]; st != nil {
 				st.gotRst, st.rst, st.eof = true, f.ErrCode, true
 			}
-		case *http2.PingFrame:
+		case http2.FramePing:
 			if !f.IsAck() {
-				cc.write(func() { cc.fr.WritePing(true, f.Data) })
+				cc.write(func() { cc.fr.WritePing(true, f.PingData) })
 			}
-		case *http2.GoAwayFrame:
+		case http2.FrameGoAway:
 			cc.err = fmt.Errorf("GOAWAY %v", f.ErrCode)
 		}
 		cc.cond.Broadcast()
@@ -165,11 +163,7 @@ func (cc *tunH2Client) open(fields ...string) *h2Stream {
 	cc.streams[st.id] = st
 	cc.mu.Unlock()
 	cc.write(func() {
-		cc.hbuf.Reset()
-		for i := 0; i < len(fields); i += 2 {
-			cc.henc.WriteField(hpack.HeaderField{Name: fields[i], Value: fields[i+1]})
-		}
-		cc.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: st.id, BlockFragment: cc.hbuf.Bytes(), EndHeaders: true})
+		cc.fr.WriteHeaders(http2.HeadersParam{StreamID: st.id, BlockFragment: cc.fr.Block(h2test.Fields(fields...)), EndHeaders: true})
 	})
 	cc.mu.Lock()
 	deadline := time.AfterFunc(10*time.Second, func() { cc.mu.Lock(); cc.err = fmt.Errorf("timeout"); cc.cond.Broadcast(); cc.mu.Unlock() })
@@ -249,7 +243,7 @@ func (st *h2Stream) Close() error {
 // is sent, as the RFC says), so a real WebSocket library runs over it.
 type rfc8441 struct {
 	cc   *tunH2Client
-	resp chan []hpack.HeaderField
+	resp chan []http2.HeaderField
 }
 
 func (r rfc8441) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -320,7 +314,7 @@ func TestWebSocketHTTP2(t *testing.T) {
 		if v, ok := cc.settings[http2.SettingEnableConnectProtocol]; !ok || v != 1 {
 			t.Fatalf("SETTINGS_ENABLE_CONNECT_PROTOCOL not advertised: %v", cc.settings)
 		}
-		rt := rfc8441{cc: cc, resp: make(chan []hpack.HeaderField, 1)}
+		rt := rfc8441{cc: cc, resp: make(chan []http2.HeaderField, 1)}
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		c, resp, err := websocket.Dial(ctx, "ws://"+p.addr("h2c")+"/ws/h2", &websocket.DialOptions{HTTPClient: &http.Client{Transport: rt}})
@@ -420,7 +414,7 @@ func TestWebSocketConcurrent(t *testing.T) {
 				defer wg.Done()
 				opts := &websocket.DialOptions{}
 				if i%2 == 1 { // half over HTTP/2, sharing cc
-					opts.HTTPClient = &http.Client{Transport: rfc8441{cc: cc, resp: make(chan []hpack.HeaderField, 1)}}
+					opts.HTTPClient = &http.Client{Transport: rfc8441{cc: cc, resp: make(chan []http2.HeaderField, 1)}}
 				}
 				c, _, err := websocket.Dial(ctx, fmt.Sprintf("ws://%s/ws/%d", p.addr("h2c"), i), opts)
 				if err != nil {

@@ -37,14 +37,28 @@ type Server struct {
 	token   string
 	failing atomic.Bool // /healthcheck/fail was called
 	started atomic.Bool // all listeners accept
+	reload  atomic.Pointer[func() (string, error)]
+	dumps   []dumpSection // extra /config_dump sections (extra.go)
 }
+
+// SetReload makes POST /reload call f: its text answers 200, its error 400
+// (the config in force is kept). Without it POST /reload answers 501.
+func (a *Server) SetReload(f func() (string, error)) { a.reload.Store(&f) }
 
 // New binds the admin address. level is the process log level /logging
 // changes.
 func New(cfg *config.Admin, srv *server.Server, level *slog.LevelVar) (*Server, error) {
-	ln, err := net.Listen("tcp", cfg.Address)
-	if err != nil {
-		return nil, fmt.Errorf("admin: %w", err)
+	return NewOn(cfg, srv, level, nil)
+}
+
+// NewOn is New serving on ln (one inherited in a hot upgrade) when it is
+// not nil; the admin server owns it.
+func NewOn(cfg *config.Admin, srv *server.Server, level *slog.LevelVar, ln net.Listener) (*Server, error) {
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", cfg.Address); err != nil {
+			return nil, fmt.Errorf("admin: %w", err)
+		}
 	}
 	a := &Server{srv: srv, level: level, ln: ln, token: string(cfg.Token), reg: prometheus.NewRegistry()}
 	a.reg.MustRegister(collector{srv}, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -64,6 +78,7 @@ func New(cfg *config.Admin, srv *server.Server, level *slog.LevelVar) (*Server, 
 		fmt.Fprintln(w, "OK")
 	})
 	mux.HandleFunc("POST /logging", a.logging)
+	mux.HandleFunc("POST /reload", a.reloadConfig)
 	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
 	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
 	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
@@ -113,6 +128,7 @@ func (a *Server) index(w http.ResponseWriter, r *http.Request) {
   POST /healthcheck/fail     make /ready answer 503 (drain from a load balancer)
   POST /healthcheck/ok
   POST /logging?level=debug  change the log level (debug, info, warn, error)
+  POST /reload               re-read and apply the config file (400 with the errors if refused)
   GET  /debug/pprof/         runtime profiles
 `)
 }
@@ -139,6 +155,22 @@ func (a *Server) logging(w http.ResponseWriter, r *http.Request) {
 	fmt.Fprintf(w, "level: %s\n", lvl)
 }
 
+func (a *Server) reloadConfig(w http.ResponseWriter, r *http.Request) {
+	f := a.reload.Load()
+	if f == nil {
+		http.Error(w, "admin: this process cannot reload", http.StatusNotImplemented)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	text, err := (*f)()
+	if err != nil {
+		w.WriteHeader(http.StatusBadRequest)
+		fmt.Fprintf(w, "reload refused, the config in force keeps serving:\n%s\n", err)
+		return
+	}
+	fmt.Fprintln(w, text)
+}
+
 func (a *Server) configDump(w http.ResponseWriter, r *http.Request) {
 	out, err := a.srv.Config().Dump()
 	if err != nil {
@@ -146,7 +178,9 @@ func (a *Server) configDump(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Content-Type", "application/yaml")
+	w.Header().Set("X-Config-Hash", a.srv.ConfigHash())
 	w.Write(out)
+	a.writeDumps(w)
 }
 
 // statLine is one readable metric value.

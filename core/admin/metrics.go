@@ -23,6 +23,7 @@ var (
 	dCxDestroy  = desc("listener_downstream_cx_destroy_total", "Downstream connections closed, by which side closed first.", "listener", "origin")
 	dCxRx       = desc("listener_downstream_cx_rx_bytes_total", "Bytes read from downstream connections.", "listener")
 	dCxTx       = desc("listener_downstream_cx_tx_bytes_total", "Bytes written to downstream connections.", "listener")
+	dFilterFail = desc("http_filter_failures_total", "Downstream HTTP requests ended by an http filter's failure (a panic): 500.", "listener")
 	dRqTotal    = desc("http_downstream_rq_total", "Downstream HTTP requests.", "listener")
 	dRqActive   = desc("http_downstream_rq_active", "Downstream HTTP requests in flight.", "listener")
 	dRqXX       = desc("http_downstream_rq_xx_total", "Downstream HTTP responses by status class.", "listener", "code_class")
@@ -77,6 +78,11 @@ var (
 	dHostEject  = desc("cluster_host_ejected", "1 while outlier detection has the host ejected.", "cluster", "host")
 	dPanic      = desc("cluster_lb_panic", "1 when too few hosts are healthy and traffic goes to all of them.", "cluster")
 	dBufGets    = desc("buffer_pool_gets_total", "Buffers taken from the pool.")
+	dRlAttempts = desc("config_reload_attempts_total", "Config reloads asked for (SIGHUP, POST /reload, file watch, control plane).")
+	dRlSuccess  = desc("config_reload_success_total", "Config reloads applied.")
+	dRlFailures = desc("config_reload_failures_total", "Config reloads refused (invalid, needs a restart, or could not be applied); the config in force kept serving.")
+	dRlLast     = desc("config_last_reload_time_seconds", "When the config in force was applied (Unix time; the start if never reloaded).")
+	dCfgInfo    = desc("config_info", "Always 1; hash labels the config in force (as X-Config-Hash on /config_dump).", "hash")
 	dBufAllocs  = desc("buffer_pool_allocs_total", "Buffers the pool had to allocate (the rest were reused).")
 )
 
@@ -117,6 +123,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 			counter(ch, dLocal, st.LocalReplies.Value(), l.Name)
 			counter(ch, dRqIdleTO, st.RqIdleTimeout.Value(), l.Name)
 			counter(ch, dRqTO, st.RqTimeout.Value(), l.Name)
+			counter(ch, dFilterFail, st.FilterFailures.Value(), l.Name)
 			counter(ch, dUpgrades, st.UpgradesWebSocket.Value(), l.Name, "websocket")
 			counter(ch, dUpgrades, st.UpgradesConnect.Value(), l.Name, "CONNECT")
 			counter(ch, dUpgrades, st.UpgradesOther.Value(), l.Name, "other")
@@ -126,6 +133,11 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		}
 		for _, st := range l.Codecs {
 			st.Collect(sideEmit(ch, "listener", l.Name))
+		}
+		for _, f := range l.Filters { // http filters export their own metrics
+			if c, ok := f.Factory.(stats.Collector); ok {
+				c.Collect(sideEmit(ch, "listener", l.Name))
+			}
 		}
 		if st := l.TCP; st != nil {
 			counter(ch, dTCPCx, st.UpstreamCxTotal.Value(), l.Name)
@@ -225,6 +237,12 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	if pc, ok := tr.(stats.Collector); ok {
 		pc.Collect(emitTo(ch))
 	}
+	rs := c.srv.ReloadStats()
+	counter(ch, dRlAttempts, rs.Attempts.Load())
+	counter(ch, dRlSuccess, rs.Successes.Load())
+	counter(ch, dRlFailures, rs.Failures.Load())
+	gauge(ch, dRlLast, float64(rs.LastSuccess.Load())/1e9)
+	gauge(ch, dCfgInfo, 1, c.srv.ConfigHash())
 	gets, allocs := buffer.PoolStats()
 	counter(ch, dBufGets, gets)
 	counter(ch, dBufAllocs, allocs)

@@ -168,6 +168,7 @@ func (d *decoder) resolve(c *Config, k Known) {
 		c.Transport = k.DefaultTransport
 	}
 	d.resolveTop(c, k)
+	d.resolveHTTPFilters(c, k)
 	for i := range c.Listeners {
 		t := c.Listeners[i].TLS
 		if t == nil {

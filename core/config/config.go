@@ -7,7 +7,6 @@ import (
 	_ "embed"
 	"fmt"
 	"os"
-	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -132,6 +131,12 @@ type Known struct {
 	// cluster's protocol when it names none.
 	Codecs          []Codec
 	DefaultProtocol string
+	// HTTPFilter decodes an http_filters entry's typed_config (nil when
+	// absent) by the filter registered as name; HTTPFilterOverride a
+	// typed_per_filter_config entry (disabled, or the filter's override).
+	// Errors are registry.FieldErrors; unknown names are refused there.
+	HTTPFilter         func(name string, raw *yaml.Node, path string) (any, []error)
+	HTTPFilterOverride func(name string, raw *yaml.Node, path string) (disabled bool, cfg any, errs []error)
 }
 
 // Codec describes a registered L7 codec (the binary's stream.Codec) to
@@ -168,27 +173,7 @@ func (k Known) codecNames(extra ...string) []string {
 // Parse decodes and validates a config; the error is an Errors listing every
 // problem found.
 func Parse(data []byte, known Known) (*Config, error) {
-	var root yaml.Node
-	if err := yaml.Unmarshal(data, &root); err != nil {
-		return nil, Errors{{Path: "(file)", Msg: err.Error()}}
-	}
-	cfg := &Config{}
-	cfg.setDefaults()
-	d := &decoder{k: known}
-	if root.Kind != 0 {
-		d.decode(&root, reflect.ValueOf(cfg).Elem(), "")
-	}
-	for i := range cfg.Clusters {
-		if cfg.Clusters[i].Protocol == "" {
-			cfg.Clusters[i].Protocol = known.DefaultProtocol
-		}
-	}
-	d.resolve(cfg, known)
-	d.errs = append(d.errs, cfg.validate(known)...)
-	if len(d.errs) > 0 {
-		return nil, d.errs
-	}
-	return cfg, nil
+	return ParseWith(data, known, BuildOptions{})
 }
 
 // Load reads and parses a file; an empty path means the embedded default.

@@ -99,6 +99,11 @@ type HTTPProxy struct {
 	HeaderOps `yaml:",inline"`
 	// Upgrades (WebSocket), CONNECT, tunnel idle timeout (tunnel.go).
 	HTTPTunnels `yaml:",inline"`
+	// HTTPFilters is the ordered stream filter chain (httpfilters.go);
+	// PerRequestBufferLimit bounds what it buffers per direction of a
+	// request (over it: 413 for a request, 500 for a response).
+	HTTPFilters           []HTTPFilter `yaml:"http_filters,omitempty"`
+	PerRequestBufferLimit int          `yaml:"per_request_buffer_limit_bytes"`
 }
 
 // AccessLog configures a listener's request log.
@@ -125,6 +130,7 @@ func (h *HTTPProxy) setDefaults() {
 	h.MaxRequestBuffer = 64 << 10
 	h.HighWatermark = 256 << 10
 	h.TunnelIdleTimeout = Duration(time.Hour)
+	h.PerRequestBufferLimit = 1 << 20
 }
 
 // TCPProxy configures the tcp_proxy filter.

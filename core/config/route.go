@@ -1,6 +1,10 @@
 package config
 
-import "time"
+import (
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
 
 // VirtualHost groups routes by Host header.
 type VirtualHost struct {
@@ -8,11 +12,17 @@ type VirtualHost struct {
 	Domains   []string `yaml:"domains"`
 	Routes    []Route  `yaml:"routes"`
 	HeaderOps `yaml:",inline"`
+	// TypedPerFilterConfig overrides http filters for the virtual host's
+	// routes, by filter name: the filter's own block, or {disabled: true}.
+	TypedPerFilterConfig map[string]*yaml.Node     `yaml:"typed_per_filter_config,omitempty"`
+	PerFilter            map[string]FilterOverride `yaml:"-"`
 }
 
 // Route is match → cluster. The path match is exactly one of Prefix, Path
 // or Regex; every other condition given must hold too. First match wins.
 type Route struct {
+	// Name is shown to filters and logs; optional.
+	Name            string         `yaml:"name,omitempty"`
 	Prefix          string         `yaml:"prefix,omitempty"`
 	Path            string         `yaml:"path,omitempty"`
 	Regex           string         `yaml:"regex,omitempty"` // RE2, matched against the whole path
@@ -43,6 +53,10 @@ type Route struct {
 	RequestMirrorPolicies []MirrorPolicy `yaml:"request_mirror_policies,omitempty"`
 	// Upgrades, connect_matcher and the connect action (tunnel.go).
 	RouteTunnel `yaml:",inline"`
+	// TypedPerFilterConfig overrides http filters for this route (over
+	// its virtual host's), as on VirtualHost.
+	TypedPerFilterConfig map[string]*yaml.Node     `yaml:"typed_per_filter_config,omitempty"`
+	PerFilter            map[string]FilterOverride `yaml:"-"`
 	// IdleTimeout, when set, replaces the listener's stream_idle_timeout
 	// for this route (Envoy's route idle_timeout; 0: off).
 	IdleTimeout *Duration `yaml:"idle_timeout,omitempty"`

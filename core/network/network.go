@@ -104,10 +104,11 @@ type ListenerStats struct {
 
 // Conn is a downstream connection with its filter chains.
 type Conn struct {
-	mu SessionLock
-	tc transport.Conn
-	id uint64
-	l  *Listener
+	mu  SessionLock
+	tc  transport.Conn
+	id  uint64
+	l   *Listener
+	gen uint64 // the listener generation whose chain it runs (set before it is listed)
 
 	read       []ReadFilter
 	write      []WriteFilter
@@ -115,6 +116,10 @@ type Conn struct {
 	closed     bool
 	peerClosed bool // the peer sent FIN or reset before we closed
 	stats      *ListenerStats
+	mig        *migration // hot upgrade hand-over under way (migrate.go)
+	// gotData: a byte arrived; drainOnData: drainWhenActive came before
+	// (update.go).
+	gotData, drainOnData bool
 }
 
 var _ transport.Handler = (*Conn)(nil)
@@ -171,6 +176,9 @@ func (c *Conn) Start() {
 // Write runs the write filters and hands bufs to the transport; see
 // transport.Conn.Write for ownership and the queued result.
 func (c *Conn) Write(bufs ...*buffer.Buf) (int, error) {
+	if c.mig != nil && c.mig.detaching {
+		return c.mig.refuseWrite(bufs)
+	}
 	if c.stats != nil {
 		n := 0
 		for _, b := range bufs {
@@ -195,17 +203,30 @@ func (c *Conn) Closed() bool { return c.closed }
 
 func (c *Conn) OnData(_ transport.Conn, b *buffer.Buf) {
 	c.mu.Lock()
+	c.gotData = true
 	if c.stats != nil {
 		c.stats.RxBytes.Add(c.id, uint64(b.Len()))
 	}
+	if c.mig != nil && c.mig.detaching {
+		c.mig.carry.Add(b) // read while handing over: goes with the socket
+		c.Unlock()
+		return
+	}
+	taken := false
 	for _, f := range c.read {
 		if f.OnData(c, b) == StopIteration {
-			c.Unlock()
-			return
+			taken = true
+			break
 		}
 	}
+	if c.drainOnData {
+		c.drainOnData = false
+		c.drainLocked()
+	}
 	c.Unlock()
-	b.Release() // no filter wanted it
+	if !taken {
+		b.Release() // no filter wanted it
+	}
 }
 
 func (c *Conn) OnReadEOF(transport.Conn) {
@@ -228,6 +249,10 @@ func (c *Conn) OnReadEOF(transport.Conn) {
 
 func (c *Conn) OnDrained(transport.Conn) {
 	c.mu.Lock()
+	if c.mig != nil && c.mig.drained(c) {
+		c.Unlock()
+		return
+	}
 	if !c.closed {
 		for _, cb := range c.events {
 			cb.OnDrained(c)
@@ -262,14 +287,18 @@ func (c *Conn) OnClose(_ transport.Conn, err error) {
 // drain asks the chain's Drainers to wind down.
 func (c *Conn) drain() {
 	c.mu.Lock()
-	if !c.closed {
+	c.drainLocked()
+	c.Unlock()
+}
+
+func (c *Conn) drainLocked() {
+	if !c.closed && c.mig == nil { // a migrating connection moves or closes by itself
 		for _, f := range c.read {
 			if d, ok := f.(Drainer); ok {
 				d.Drain(c)
 			}
 		}
 	}
-	c.Unlock()
 }
 
 // Session serializes the events of one downstream connection and the
@@ -300,12 +329,13 @@ type ChainFactory func() ([]ReadFilter, []WriteFilter)
 
 // Listener accepts connections through a transport.
 type Listener struct {
-	Name    string
-	tl      transport.Listener
-	filters []ListenerFilter
-	chain   ChainFactory
+	Name string
+	tl   transport.Listener
 
 	mu       sync.Mutex
+	filters  []ListenerFilter // of generation gen; replaced by Update
+	chain    ChainFactory
+	gen      uint64
 	conns    map[*Conn]struct{}
 	draining bool
 	empty    chan struct{} // closed when draining and no connection is left
@@ -334,7 +364,10 @@ func (l *Listener) Accepted() uint64 { return l.accepted.Load() }
 func (l *Listener) Start() { l.tl.Start(l.accept) }
 
 func (l *Listener) accept(tc transport.Conn) {
-	for _, f := range l.filters {
+	l.mu.Lock()
+	filters, chain, gen := l.filters, l.chain, l.gen
+	l.mu.Unlock()
+	for _, f := range filters {
 		next := f.OnAccept(tc)
 		if next == nil {
 			tc.Close()
@@ -342,9 +375,9 @@ func (l *Listener) accept(tc transport.Conn) {
 		}
 		tc = next
 	}
-	read, write := l.chain()
+	read, write := chain()
 	c := NewConn(tc, read, write)
-	c.l = l
+	c.l, c.gen = l, gen
 	l.mu.Lock()
 	if l.draining {
 		l.mu.Unlock()
@@ -352,6 +385,7 @@ func (l *Listener) accept(tc transport.Conn) {
 		return
 	}
 	l.conns[c] = struct{}{}
+	stale := gen != l.gen // Update ran meanwhile: it runs an old chain
 	l.mu.Unlock()
 	if st := l.Stats; st != nil {
 		c.stats = st
@@ -360,6 +394,9 @@ func (l *Listener) accept(tc transport.Conn) {
 	}
 	l.accepted.Add(1)
 	c.Start()
+	if stale {
+		c.drainWhenActive()
+	}
 }
 
 func (l *Listener) remove(c *Conn) {

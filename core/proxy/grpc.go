@@ -101,9 +101,15 @@ func grpcMessage(s string) []byte {
 
 // grpcReply answers a gRPC call with a trailers-only response.
 func (s *httpStream) grpcReply(status int, flags, reason string) {
+	h := grpcHead(grpcStatus(status, flags), reason)
+	s.enc.EncodeHead(&h, true)
+}
+
+// grpcHead is a trailers-only response with grpc-status code.
+func grpcHead(code int, reason string) protocol.Head {
 	h := protocol.Head{Status: 200, ContentLength: -1}
 	h.Headers.Append([]byte("content-type"), grpcPrefix)
-	h.Headers.Append([]byte("grpc-status"), strconv.AppendInt(nil, int64(grpcStatus(status, flags)), 10))
+	h.Headers.Append([]byte("grpc-status"), strconv.AppendInt(nil, int64(code), 10))
 	h.Headers.Append([]byte("grpc-message"), grpcMessage(reason))
-	s.enc.EncodeHead(&h, true)
+	return h
 }

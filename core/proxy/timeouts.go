@@ -39,7 +39,7 @@ func (s *httpStream) startTimers(end bool) {
 	}
 	if s.idle > 0 || (!end && cfg.RequestTimeout > 0) {
 		s.lastIO = time.Now()
-		if !end && cfg.RequestTimeout > 0 {
+		if !end && cfg.RequestTimeout > 0 && s.reqAt.IsZero() { // (set already if a filter held the head)
 			s.reqAt = s.lastIO.Add(cfg.RequestTimeout)
 		}
 	}
@@ -48,6 +48,26 @@ func (s *httpStream) startTimers(end bool) {
 		return
 	}
 	s.schedule()
+}
+
+// holdTimers arms the stream idle timeout and request_timeout for a request
+// whose head a filter holds before the router saw it (a filter that never
+// resumes must not hold the stream forever); forward's startTimers takes
+// over when it is released.
+func (s *httpStream) holdTimers(end bool) {
+	cfg := s.cm.cfg
+	s.idle = cfg.StreamIdle
+	if s.route != nil && s.route.IdleSet {
+		s.idle = s.route.IdleTimeout
+	}
+	now := time.Now()
+	s.lastIO = now
+	if !end && cfg.RequestTimeout > 0 {
+		s.reqAt = now.Add(cfg.RequestTimeout)
+	}
+	if s.idle > 0 || !s.reqAt.IsZero() {
+		s.schedule()
+	}
 }
 
 // schedule arms the timer for the earliest deadline, or stops it.

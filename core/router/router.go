@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"regexp"
 	"sort"
+	"sync/atomic"
 
 	"github.com/proxylab/proxylab/core/protocol"
 	"strings"
@@ -14,6 +15,8 @@ import (
 
 // Route is one match → action rule.
 type Route struct {
+	// Name is the route's name (config `name`; may be empty).
+	Name string
 	// Path match: Prefix ("/" matches everything), Path (exact) or Regex
 	// (RE2, matched against the whole path).
 	Prefix string
@@ -61,6 +64,34 @@ type Route struct {
 	BackoffBase, BackoffMax time.Duration
 	// Upgrades and CONNECT (connect.go).
 	Tunnel
+	// Filters are the route's overrides of the listener's http_filters,
+	// by the filter's index in that chain (shorter, or nil, when the
+	// route overrides none past its length).
+	Filters []FilterOverride
+}
+
+// FilterOverride is a route's or virtual host's typed_per_filter_config
+// entry for one filter of the listener's chain.
+type FilterOverride struct {
+	// Set: the entry exists (the route's wins over its virtual host's).
+	Set bool
+	// Disabled switches the filter off for the route's requests.
+	Disabled bool
+	// Config is what the filter's Module.DecodePerRoute returned.
+	Config any
+}
+
+// FilterOverrideOf returns the override of the listener's idx-th filter for
+// a request routed to r in vh (either may be nil): the route's, else the
+// virtual host's; zero when neither has one.
+func FilterOverrideOf(r *Route, vh *VirtualHost, idx int) FilterOverride {
+	if r != nil && idx < len(r.Filters) && r.Filters[idx].Set {
+		return r.Filters[idx]
+	}
+	if vh != nil && idx < len(vh.Filters) && vh.Filters[idx].Set {
+		return vh.Filters[idx]
+	}
+	return FilterOverride{}
 }
 
 // RetryOn is a set of retriable failures.
@@ -312,6 +343,8 @@ type VirtualHost struct {
 	Domains   []string // exact, "*.suffix", "prefix.*" or "*"
 	Routes    []Route
 	HeaderOps HeaderOps // applied to every route's requests and responses
+	// Filters are the virtual host's http_filters overrides (Route.Filters).
+	Filters []FilterOverride
 
 	idx *routeIndex
 }
@@ -356,8 +389,15 @@ func buildIndex(routes []Route) *routeIndex {
 	return x
 }
 
-// Router selects a virtual host, then a route.
+// Router selects a virtual host, then a route. Its table can be replaced
+// whole while requests are being routed (Set): each lookup uses the table
+// in force when it starts.
 type Router struct {
+	cur atomic.Pointer[table]
+}
+
+// table is one immutable set of virtual hosts.
+type table struct {
 	exact    map[string]*VirtualHost
 	suffix   []domainVH // "*.example.com", longest first
 	prefix   []domainVH // "api.*", longest first
@@ -371,7 +411,17 @@ type domainVH struct {
 
 // New builds a router; domains are matched case-insensitively.
 func New(vhosts []VirtualHost) *Router {
-	r := &Router{exact: map[string]*VirtualHost{}}
+	r := &Router{}
+	r.cur.Store(newTable(vhosts))
+	return r
+}
+
+// Set makes r route with the table from has now, from the next lookup on
+// (hot reload); later Sets of from do not reach r.
+func (r *Router) Set(from *Router) { r.cur.Store(from.cur.Load()) }
+
+func newTable(vhosts []VirtualHost) *table {
+	r := &table{exact: map[string]*VirtualHost{}}
 	for i := range vhosts {
 		vh := &vhosts[i]
 		vh.idx = buildIndex(vh.Routes)
@@ -403,7 +453,9 @@ func New(vhosts []VirtualHost) *Router {
 
 // VirtualHost returns the virtual host for a Host header value, trying it
 // with its port first and then without.
-func (r *Router) VirtualHost(host []byte) *VirtualHost {
+func (r *Router) VirtualHost(host []byte) *VirtualHost { return r.cur.Load().virtualHost(host) }
+
+func (r *table) virtualHost(host []byte) *VirtualHost {
 	if vh := r.matchDomain(host); vh != nil {
 		return vh
 	}
@@ -415,7 +467,7 @@ func (r *Router) VirtualHost(host []byte) *VirtualHost {
 	return r.catchAll
 }
 
-func (r *Router) matchDomain(host []byte) *VirtualHost {
+func (r *table) matchDomain(host []byte) *VirtualHost {
 	var lower [256]byte
 	if len(host) > len(lower) {
 		return nil
@@ -451,7 +503,7 @@ func (r *Router) Route(host []byte, req *Request) *Route {
 
 // RouteVH is Route that also returns the virtual host.
 func (r *Router) RouteVH(host []byte, req *Request) (*Route, *VirtualHost) {
-	vh := r.VirtualHost(host)
+	vh := r.cur.Load().virtualHost(host)
 	if vh == nil {
 		return nil, nil
 	}

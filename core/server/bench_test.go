@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/proxylab/proxylab/core/config"
+	"github.com/proxylab/proxylab/core/filter"
 	"github.com/proxylab/proxylab/core/protocol/xprotocol/bolt"
 	"github.com/proxylab/proxylab/core/protocol/xprotocol/dubbo"
 	"github.com/proxylab/proxylab/core/stream"
@@ -35,7 +36,8 @@ func init() {
 
 // known is what the binary tells validation.
 func known() config.Known {
-	return config.Known{Transports: transport.Names(), DefaultTransport: netpoll.Name, LBs: upstream.LBNames(), Codecs: KnownCodecs(), DefaultProtocol: "http1"}
+	return config.Known{Transports: transport.Names(), DefaultTransport: netpoll.Name, LBs: upstream.LBNames(), Codecs: KnownCodecs(), DefaultProtocol: "http1",
+		HTTPFilter: filter.DecodeConfig, HTTPFilterOverride: filter.DecodeOverride}
 }
 
 // rawHTTPUpstream answers every request on a connection with a fixed
@@ -77,13 +79,19 @@ func rawHTTPUpstream(tb testing.TB) string {
 }
 
 func startBenchProxy(tb testing.TB, up string) (*Server, string) {
+	return startBenchProxyWith(tb, up, "{}", "")
+}
+
+// startBenchProxyWith runs a proxy whose http_proxy block and virtual host
+// extras (YAML flow mappings' inside) are given.
+func startBenchProxyWith(tb testing.TB, up, httpProxy, vhExtra string) (*Server, string) {
 	yml := fmt.Sprintf(`listeners:
-  - {name: http, address: "127.0.0.1:0", http_proxy: {}}
+  - {name: http, address: "127.0.0.1:0", http_proxy: %s}
 routes:
-  - {name: all, domains: ["*"], routes: [{prefix: /, cluster: up}]}
+  - {name: all, domains: ["*"], routes: [{prefix: /, cluster: up}]%s}
 clusters:
   - {name: up, hosts: [{address: %q}]}
-`, up)
+`, httpProxy, vhExtra, up)
 	cfg, err := config.Parse([]byte(yml), known())
 	if err != nil {
 		tb.Fatal(err)
@@ -106,12 +114,16 @@ clusters:
 // allocate nothing per request, so they are the proxy's.
 func BenchmarkProxyHTTP1KeepAlive(b *testing.B) {
 	_, addr := startBenchProxy(b, rawHTTPUpstream(b))
+	benchKeepAlive(b, addr, []byte("GET /bench HTTP/1.1\r\nHost: bench\r\nUser-Agent: bench\r\n\r\n"))
+}
+
+// benchKeepAlive sends req b.N times on one connection to addr.
+func benchKeepAlive(b *testing.B, addr string, req []byte) {
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer c.Close()
-	req := []byte("GET /bench HTTP/1.1\r\nHost: bench\r\nUser-Agent: bench\r\n\r\n")
 	buf := make([]byte, 4096)
 	readResponse := func() {
 		got := 0

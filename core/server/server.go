@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/proxylab/proxylab/core/accesslog"
@@ -28,8 +29,11 @@ import (
 	"github.com/proxylab/proxylab/transport"
 )
 
-// Server is a built proxy.
+// Server is a built proxy. Apply (apply.go) replaces parts of it while it
+// runs: mu guards the fields it replaces (cfg, listeners, infos and the
+// stats maps, which are copied on write, never changed in place).
 type Server struct {
+	mu         sync.RWMutex
 	cfg        *config.Config
 	tr         transport.Transport
 	clusters   *upstream.Manager
@@ -43,10 +47,15 @@ type Server struct {
 	codecStats map[string]stats.Collector
 	health     map[string]*upstream.HealthStats
 	stopHealth context.CancelFunc
+	live       liveState // apply.go
 }
 
 // HealthStats are the health-check counters of clusters that check, by name.
-func (s *Server) HealthStats() map[string]*upstream.HealthStats { return s.health }
+func (s *Server) HealthStats() map[string]*upstream.HealthStats {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.health
+}
 
 // ListenerInfo is what the admin API shows of a listener.
 type ListenerInfo struct {
@@ -63,78 +72,37 @@ type ListenerInfo struct {
 	Codecs    []stats.Collector
 	Engine    string
 	AccessLog *accesslog.Logger
-	secure    offload.Server
-	beside    []offload.Server
+	// Filters is an http_proxy listener's http_filters chain.
+	Filters []proxy.FilterSpec
+	secure  offload.Server
+	beside  []offload.Server
+	router  *router.Router // an http_proxy listener's, Set on a route change
+	filters []network.ListenerFilter
 }
 
 // ClusterCodecStats are the metrics of the clusters' codecs (those that
 // count), by cluster name.
-func (s *Server) ClusterCodecStats() map[string]stats.Collector { return s.codecStats }
+func (s *Server) ClusterCodecStats() map[string]stats.Collector {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.codecStats
+}
 
 // ClusterTLSStats are the handshake counts of clusters with TLS, by name.
-func (s *Server) ClusterTLSStats() map[string]*offload.Stats { return s.clusterTLS }
+func (s *Server) ClusterTLSStats() map[string]*offload.Stats {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.clusterTLS
+}
 
 // New builds everything the config describes and binds the listeners (so a
 // port conflict fails here), without accepting yet.
 func New(cfg *config.Config, tr transport.Transport, log *slog.Logger) (*Server, error) {
 	s := &Server{cfg: cfg, tr: tr, log: log, timers: timer.New(10 * time.Millisecond), clusterTLS: map[string]*offload.Stats{}, codecStats: map[string]stats.Collector{}, health: map[string]*upstream.HealthStats{}}
+	s.live.stats.started()
 	var clusters []*upstream.Cluster
 	for _, cc := range cfg.Clusters {
-		codec, cli, err := s.clusterCodec(cc)
-		if err != nil {
-			return nil, err
-		}
-		var secure offload.Client
-		if t := cc.TLS; t != nil {
-			eng, err := offload.New(t.Engine)
-			if err != nil {
-				return nil, fmt.Errorf("server: cluster %q: %w", cc.Name, err)
-			}
-			st := &offload.Stats{}
-			s.clusterTLS[cc.Name] = st
-			alpn := t.ALPN
-			if len(alpn) == 0 {
-				alpn = cli.ALPN()
-			}
-			occ := &offload.ClientConfig{SNI: t.SNI, CAFile: t.CAFile, Insecure: t.InsecureSkipVerify, ALPN: alpn, MinVersion: t.MinVersion, Stats: st,
-				HandshakeTimeout: cc.ConnectTimeout.D()}
-			if c := t.ClientCert; c != nil {
-				occ.Cert = &offload.CertFiles{CertFile: c.CertFile, KeyFile: c.KeyFile, Options: c.EngineOptions}
-			}
-			if secure, err = eng.NewClient(occ); err != nil {
-				return nil, fmt.Errorf("server: cluster %q: %w", cc.Name, err)
-			}
-		}
-		ucfg := upstream.ClusterConfig{
-			Name:      cc.Name,
-			LB:        cc.LB,
-			LBOptions: cc.LBOptions,
-			Stats:     cfg.Stats.Enabled,
-			TLS:       secure,
-			Breakers: upstream.Breakers{
-				MaxConnections: cc.CircuitBreakers.MaxConnections, MaxPending: cc.CircuitBreakers.MaxPendingRequests,
-				MaxRequests: cc.CircuitBreakers.MaxRequests, MaxRetries: cc.CircuitBreakers.MaxRetries,
-			},
-			Codec:   cli,
-			Carries: codec.Carries(),
-		}
-		if sc := cc.Subsets; sc != nil {
-			ucfg.Subsets = &upstream.Subsets{Selectors: sc.SubsetSelectors, Fallback: sc.FallbackPolicy, Default: sc.DefaultSubset}
-		}
-		if od := cc.OutlierDetection; od != nil {
-			ucfg.Outlier = &upstream.Outlier{Consecutive5xx: od.Consecutive5xx, ConsecutiveConnectFailure: od.ConsecutiveConnectFailure,
-				Interval: od.Interval.D(), BaseEjectionTime: od.BaseEjectionTime.D(), MaxEjectionPercent: od.MaxEjectionPercent}
-		}
-		if rb := cc.CircuitBreakers.RetryBudget; rb != nil {
-			ucfg.Breakers.BudgetPercent, ucfg.Breakers.MinRetryConcurrency = rb.BudgetPercent, rb.MinRetryConcurrency
-		}
-		for _, h := range cc.Hosts {
-			if cc.Type == "strict_dns" {
-				continue // resolved at Start
-			}
-			ucfg.Hosts = append(ucfg.Hosts, upstream.HostConfig{Address: h.Address, Weight: h.Weight, Plaintext: h.Plaintext, Metadata: h.Metadata})
-		}
-		c, err := upstream.NewCluster(ucfg, tr)
+		c, err := s.buildCluster(cc)
 		if err != nil {
 			return nil, err
 		}
@@ -144,26 +112,10 @@ func New(cfg *config.Config, tr transport.Transport, log *slog.Logger) (*Server,
 
 	for _, lc := range cfg.Listeners {
 		info := &ListenerInfo{Name: lc.Name}
-		if cfg.Stats.Enabled {
-			info.Conn = &network.ListenerStats{}
-		}
-		chain, err := s.chainFor(lc, info)
+		filters, chain, err := s.listenerParts(lc, info)
 		if err != nil {
 			s.Close()
 			return nil, err
-		}
-		var filters []network.ListenerFilter
-		if t := lc.TLS; t != nil {
-			alpn := t.ALPN
-			if len(alpn) == 0 && lc.HTTP != nil {
-				alpn = listenerALPN(lc.HTTP.Codec) // what the codec speaks (RFC 7301)
-			}
-			f, err := s.tlsFilter(lc.Name, t, alpn, info)
-			if err != nil {
-				s.Close()
-				return nil, err
-			}
-			filters = append(filters, f)
 		}
 		l, err := network.NewListener(lc.Name, tr, lc.Address, filters, chain)
 		if err != nil {
@@ -171,11 +123,100 @@ func New(cfg *config.Config, tr transport.Transport, log *slog.Logger) (*Server,
 			return nil, fmt.Errorf("server: listener %q: %w", lc.Name, err)
 		}
 		l.Stats = info.Conn
-		info.Listener = l
+		info.Listener, info.filters = l, filters
 		s.listeners = append(s.listeners, l)
 		s.infos = append(s.infos, info)
 	}
 	return s, nil
+}
+
+// buildCluster builds cc's cluster (not started: see startCluster),
+// recording its codec's and TLS stats in s's maps.
+func (s *Server) buildCluster(cc config.Cluster) (*upstream.Cluster, error) {
+	codec, cli, err := s.clusterCodec(cc)
+	if err != nil {
+		return nil, err
+	}
+	var secure offload.Client
+	if t := cc.TLS; t != nil {
+		eng, err := offload.New(t.Engine)
+		if err != nil {
+			return nil, fmt.Errorf("server: cluster %q: %w", cc.Name, err)
+		}
+		st := &offload.Stats{}
+		s.clusterTLS[cc.Name] = st
+		alpn := t.ALPN
+		if len(alpn) == 0 {
+			alpn = cli.ALPN()
+		}
+		occ := &offload.ClientConfig{SNI: t.SNI, CAFile: t.CAFile, Insecure: t.InsecureSkipVerify, ALPN: alpn, MinVersion: t.MinVersion, Stats: st,
+			HandshakeTimeout: cc.ConnectTimeout.D()}
+		if c := t.ClientCert; c != nil {
+			occ.Cert = &offload.CertFiles{CertFile: c.CertFile, KeyFile: c.KeyFile, Options: c.EngineOptions}
+		}
+		if secure, err = eng.NewClient(occ); err != nil {
+			return nil, fmt.Errorf("server: cluster %q: %w", cc.Name, err)
+		}
+	}
+	ucfg := upstream.ClusterConfig{
+		Name:      cc.Name,
+		LB:        cc.LB,
+		LBOptions: cc.LBOptions,
+		Stats:     s.cfg.Stats.Enabled,
+		TLS:       secure,
+		Breakers: upstream.Breakers{
+			MaxConnections: cc.CircuitBreakers.MaxConnections, MaxPending: cc.CircuitBreakers.MaxPendingRequests,
+			MaxRequests: cc.CircuitBreakers.MaxRequests, MaxRetries: cc.CircuitBreakers.MaxRetries,
+		},
+		Codec:   cli,
+		Carries: codec.Carries(),
+	}
+	if sc := cc.Subsets; sc != nil {
+		ucfg.Subsets = &upstream.Subsets{Selectors: sc.SubsetSelectors, Fallback: sc.FallbackPolicy, Default: sc.DefaultSubset}
+	}
+	if od := cc.OutlierDetection; od != nil {
+		ucfg.Outlier = &upstream.Outlier{Consecutive5xx: od.Consecutive5xx, ConsecutiveConnectFailure: od.ConsecutiveConnectFailure,
+			Interval: od.Interval.D(), BaseEjectionTime: od.BaseEjectionTime.D(), MaxEjectionPercent: od.MaxEjectionPercent}
+	}
+	if rb := cc.CircuitBreakers.RetryBudget; rb != nil {
+		ucfg.Breakers.BudgetPercent, ucfg.Breakers.MinRetryConcurrency = rb.BudgetPercent, rb.MinRetryConcurrency
+	}
+	for _, h := range cc.Hosts {
+		if cc.Type == "strict_dns" {
+			continue // resolved at Start
+		}
+		ucfg.Hosts = append(ucfg.Hosts, upstream.HostConfig{Address: h.Address, Weight: h.Weight, Plaintext: h.Plaintext, Metadata: h.Metadata})
+	}
+	c, err := upstream.NewCluster(ucfg, s.tr)
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// listenerParts builds lc's listener filters and chain (nothing bound),
+// filling info's stats; stats already in info are kept (reload).
+func (s *Server) listenerParts(lc config.Listener, info *ListenerInfo) ([]network.ListenerFilter, network.ChainFactory, error) {
+	if s.cfg.Stats.Enabled && info.Conn == nil {
+		info.Conn = &network.ListenerStats{}
+	}
+	chain, err := s.chainFor(lc, info)
+	if err != nil {
+		return nil, nil, err
+	}
+	var filters []network.ListenerFilter
+	if t := lc.TLS; t != nil {
+		alpn := t.ALPN
+		if len(alpn) == 0 && lc.HTTP != nil {
+			alpn = listenerALPN(lc.HTTP.Codec) // what the codec speaks (RFC 7301)
+		}
+		f, err := s.tlsFilter(lc.Name, t, alpn, info)
+		if err != nil {
+			return nil, nil, err
+		}
+		filters = append(filters, f)
+	}
+	return filters, chain, nil
 }
 
 func (s *Server) tlsFilter(name string, t *config.ListenerTLS, alpn []string, info *ListenerInfo) (network.ListenerFilter, error) {
@@ -217,7 +258,11 @@ func (s *Server) tlsFilter(name string, t *config.ListenerTLS, alpn []string, in
 }
 
 // Infos describes the listeners for the admin API.
-func (s *Server) Infos() []*ListenerInfo { return s.infos }
+func (s *Server) Infos() []*ListenerInfo {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.infos
+}
 
 // Clusters is the cluster manager.
 func (s *Server) Clusters() *upstream.Manager { return s.clusters }
@@ -226,68 +271,17 @@ func (s *Server) Clusters() *upstream.Manager { return s.clusters }
 func (s *Server) Transport() transport.Transport { return s.tr }
 
 // Config is the effective config.
-func (s *Server) Config() *config.Config { return s.cfg }
+func (s *Server) Config() *config.Config {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.cfg
+}
 
 func (s *Server) chainFor(lc config.Listener, info *ListenerInfo) (network.ChainFactory, error) {
 	if h := lc.HTTP; h != nil {
-		var vhosts []router.VirtualHost
-		for _, vh := range s.cfg.Routes {
-			if len(h.VirtualHosts) > 0 && !contains(h.VirtualHosts, vh.Name) {
-				continue
-			}
-			rv := router.VirtualHost{Name: vh.Name, Domains: vh.Domains, HeaderOps: headerOps(vh.HeaderOps)}
-			for _, r := range vh.Routes {
-				rr := router.Route{Prefix: r.Prefix, Path: r.Path, Methods: r.Methods, Cluster: r.Cluster, Timeout: r.Timeout.D(),
-					PrefixRewrite: r.PrefixRewrite, ClusterHeader: r.ClusterHeader, HostRewrite: r.HostRewrite, HeaderOps: headerOps(r.HeaderOps),
-					Tunnel: routeTunnel(r.RouteTunnel)}
-				if r.IdleTimeout != nil {
-					rr.IdleTimeout, rr.IdleSet = r.IdleTimeout.D(), true
-				}
-				for _, m := range r.RequestMirrorPolicies {
-					rr.Mirrors = append(rr.Mirrors, router.Mirror{Cluster: m.Cluster, Percent: m.Percent})
-				}
-				if len(r.MetadataMatch) > 0 {
-					rr.Subset = upstream.SubsetKey(r.MetadataMatch)
-				}
-				for _, wc := range r.WeightedClusters {
-					rr.WeightedClusters = append(rr.WeightedClusters, router.WeightedCluster{Name: wc.Name, Weight: wc.Weight})
-				}
-				if d := r.DirectResponse; d != nil {
-					rr.Direct = &router.DirectResponse{Status: d.Status, Body: []byte(d.Body)}
-				}
-				if rd := r.Redirect; rd != nil {
-					rr.Redirect = &router.Redirect{Scheme: rd.SchemeRedirect, Host: rd.HostRedirect, Path: rd.PathRedirect,
-						PrefixRewrite: rd.PrefixRewrite, Code: rd.ResponseCode, StripQuery: rd.StripQuery}
-				}
-				if rw := r.RegexRewrite; rw != nil {
-					rr.RegexRewrite = &router.RegexRewrite{Pattern: regexp.MustCompile(rw.Pattern), Substitution: envoySubstitution(rw.Substitution)}
-				}
-				if rp := r.RetryPolicy; rp != nil {
-					rr.NumRetries, rr.RetriableStatusCodes = rp.NumRetries, rp.RetriableStatusCodes
-					rr.PerTryTimeout, rr.BackoffBase, rr.BackoffMax = rp.PerTryTimeout.D(), rp.BaseInterval.D(), rp.MaxInterval.D()
-					for _, on := range rp.RetryOn {
-						rr.RetryOn |= map[string]router.RetryOn{"connect-failure": router.RetryConnectFailure, "reset": router.RetryReset,
-							"5xx": router.Retry5xx, "gateway-error": router.RetryGatewayError, "retriable-status-codes": router.RetryRetriableStatusCodes}[on]
-					}
-				}
-				if r.Regex != "" {
-					rr.Regex = regexp.MustCompile(r.Regex) // validated at load
-				}
-				for _, m := range r.Headers {
-					rr.Headers = append(rr.Headers, router.HeaderMatcher{Name: m.Name, Value: valueMatcher(m), Present: m.Present, Invert: m.Invert})
-				}
-				for _, m := range r.QueryParameters {
-					rr.Query = append(rr.Query, router.QueryMatcher{Name: m.Name, Value: valueMatcher(m), Present: m.Present})
-				}
-				for _, hp := range r.HashPolicy {
-					rr.HashPolicy = append(rr.HashPolicy, router.HashPolicy{Header: hp.Header, Cookie: hp.Cookie, SourceIP: hp.SourceIP})
-				}
-				rv.Routes = append(rv.Routes, rr)
-			}
-			vhosts = append(vhosts, rv)
-		}
+		specs, _ := httpFilters(h)
 		hc := &proxy.HTTPConfig{
-			Router:   router.New(vhosts),
+			Router:   s.routerFor(h),
 			Clusters: s.clusters,
 			Server: stream.ServerOptions{
 				MaxRequestLine: h.MaxRequestLine, MaxHeaderBytes: h.MaxHeaderBytes, MaxHeaders: h.MaxHeaders,
@@ -307,16 +301,22 @@ func (s *Server) chainFor(lc config.Listener, info *ListenerInfo) (network.Chain
 			Tunnels: proxy.TunnelConfig{Upgrades: upgrades(h.UpgradeConfigs), IdleTimeout: h.TunnelIdleTimeout.D(),
 				Transport: s.tr, ConnectTimeout: 5 * time.Second},
 		}
+		hc.SetFilters(specs, h.PerRequestBufferLimit)
+		info.Filters = specs
 		var err error
 		if hc.Codecs, hc.Servers, hc.Detect, err = listenerCodecs(h, &hc.Server, info); err != nil {
 			return nil, fmt.Errorf("server: listener %q: %w", lc.Name, err)
 		}
-		info.Filter = "http_proxy"
+		info.Filter, info.router = "http_proxy", hc.Router
 		if s.cfg.Stats.Enabled {
-			hc.Stats = &proxy.HTTPStats{}
-			info.HTTP = hc.Stats
+			if info.HTTP == nil {
+				info.HTTP = &proxy.HTTPStats{}
+			}
+			hc.Stats = info.HTTP
 		}
-		if al := h.AccessLog; al != nil {
+		if al := h.AccessLog; al != nil && info.AccessLog != nil {
+			hc.AccessLog = info.AccessLog // the running one, kept by a reload
+		} else if al != nil {
 			format := al.Format
 			if format == "" {
 				format = accesslog.DefaultFormat
@@ -336,7 +336,7 @@ func (s *Server) chainFor(lc config.Listener, info *ListenerInfo) (network.Chain
 		}, nil
 	}
 	t := lc.TCP
-	cl := s.clusters.Get(t.Cluster)
+	cl := s.lookupCluster(t.Cluster)
 	tc := &proxy.TCPConfig{
 		Cluster:         cl,
 		Transport:       s.tr,
@@ -348,8 +348,10 @@ func (s *Server) chainFor(lc config.Listener, info *ListenerInfo) (network.Chain
 	}
 	info.Filter = "tcp_proxy"
 	if s.cfg.Stats.Enabled {
-		tc.Stats = &proxy.TCPStats{}
-		info.TCP = tc.Stats
+		if info.TCP == nil {
+			info.TCP = &proxy.TCPStats{}
+		}
+		tc.Stats = info.TCP
 	}
 	return func() ([]network.ReadFilter, []network.WriteFilter) {
 		return []network.ReadFilter{proxy.NewTCPFilter(tc)}, nil
@@ -429,29 +431,13 @@ func (s *Server) Start() error {
 		s.log.Info("demo upstream ready", "address", ln.Addr().String())
 	}
 	ctx, cancel := context.WithCancel(context.Background())
+	s.mu.Lock()
 	s.stopHealth = cancel
+	s.live.root = ctx
 	for _, cc := range s.cfg.Clusters {
-		s.clusters.Get(cc.Name).StartIdleSweep(ctx, cc.IdleTimeout.D())
-		if cc.Type == "strict_dns" {
-			d := upstream.DNS{Refresh: cc.DNSRefreshRate.D(), Resolver: cc.DNSResolver}
-			for _, h := range cc.Hosts {
-				d.Targets = append(d.Targets, upstream.HostConfig{Address: h.Address, Weight: h.Weight, Plaintext: h.Plaintext, Metadata: h.Metadata})
-			}
-			s.clusters.Get(cc.Name).StartDNS(ctx, d, 5*time.Second)
-		}
-		if cc.OutlierDetection != nil {
-			s.clusters.Get(cc.Name).StartOutlierDetection(ctx)
-		}
-		if hc := cc.HealthCheck; hc != nil {
-			st := &upstream.HealthStats{}
-			s.health[cc.Name] = st
-			s.clusters.Get(cc.Name).StartHealthChecks(ctx, upstream.HealthCheck{
-				Type: hc.Type, Path: hc.Path, Host: hc.Host, ExpectedStatuses: hc.ExpectedStatuses,
-				Interval: hc.Interval.D(), Jitter: hc.Jitter.D(), Timeout: hc.Timeout.D(),
-				HealthyThreshold: hc.HealthyThreshold, UnhealthyThreshold: hc.UnhealthyThreshold,
-			}, st)
-		}
+		s.startCluster(cc, s.clusters.Get(cc.Name), s.health)
 	}
+	s.mu.Unlock()
 	for _, l := range s.listeners {
 		l.Start()
 		s.log.Info("listener ready", "name", l.Name, "address", l.Addr().String())
@@ -465,13 +451,19 @@ func demoHandler(w http.ResponseWriter, r *http.Request) {
 }
 
 // Listeners returns the running listeners.
-func (s *Server) Listeners() []*network.Listener { return s.listeners }
+func (s *Server) Listeners() []*network.Listener {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.listeners
+}
 
 // Drain stops accepting, lets in-flight requests finish, and returns when
 // every connection is closed or ctx ends (then the rest are cut).
 func (s *Server) Drain(ctx context.Context) error {
-	waits := make([]<-chan struct{}, 0, len(s.listeners))
-	for _, l := range s.listeners {
+	s.stopApplying()
+	listeners := s.Listeners()
+	waits := make([]<-chan struct{}, 0, len(listeners))
+	for _, l := range listeners {
 		waits = append(waits, l.Drain())
 	}
 	var err error
@@ -494,20 +486,17 @@ func (s *Server) Close() {
 	if s.stopHealth != nil {
 		s.stopHealth()
 	}
-	for _, l := range s.listeners {
+	s.stopApplying()
+	s.mu.RLock()
+	listeners, infos := s.listeners, s.infos
+	s.mu.RUnlock()
+	for _, l := range listeners {
 		l.Close()
 	}
-	for _, info := range s.infos {
-		if info.AccessLog != nil {
-			info.AccessLog.Close()
-		}
-		if info.secure != nil {
-			info.secure.Close()
-		}
-		for _, b := range info.beside {
-			b.Close()
-		}
+	for _, info := range infos {
+		closeInfo(info)
 	}
+	s.closeRetired()
 	if s.clusters != nil {
 		s.clusters.Drain()
 	}

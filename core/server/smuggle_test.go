@@ -21,8 +21,8 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/net/http2"
-	"golang.org/x/net/http2/hpack"
+	"github.com/proxylab/proxylab/core/protocol/http2"
+	"github.com/proxylab/proxylab/core/protocol/http2/h2test"
 
 	"github.com/proxylab/proxylab/core/protocol"
 )
@@ -332,25 +332,21 @@ func exchangeH2(tb testing.TB, addr string, in []byte) {
 	}
 	defer c.Close()
 	go c.Write(in)
-	fr := http2.NewFramer(io.Discard, c)
+	fr := h2test.New(c)
+	fr.Timeout = quiet
 	for {
-		c.SetReadDeadline(time.Now().Add(quiet))
 		f, err := fr.ReadFrame()
 		if err != nil {
 			return
 		}
-		switch f := f.(type) {
-		case *http2.GoAwayFrame:
+		switch f.Type {
+		case http2.FrameGoAway:
 			return
-		case *http2.RSTStreamFrame:
+		case http2.FrameRSTStream:
 			if f.StreamID == 1 {
 				return
 			}
-		case *http2.DataFrame:
-			if f.StreamID == 1 && f.StreamEnded() {
-				return
-			}
-		case *http2.HeadersFrame:
+		case http2.FrameData, http2.FrameHeaders:
 			if f.StreamID == 1 && f.StreamEnded() {
 				return
 			}
@@ -401,25 +397,22 @@ func FuzzH1ToH1(f *testing.F) {
 func h2Input(method, scheme, authority, path, name, value string, body []byte, tname, tvalue string, extra []byte) []byte {
 	var out bytes.Buffer
 	out.WriteString(http2.ClientPreface)
-	fr := http2.NewFramer(&out, nil)
-	fr.AllowIllegalWrites = true
+	fr := &http2.Writer{W: &out}
 	fr.WriteSettings()
-	var hb bytes.Buffer
-	enc := hpack.NewEncoder(&hb)
+	enc := http2.NewEncoder()
+	var fields []http2.HeaderField
 	for _, f := range [][2]string{{":method", method}, {":scheme", scheme}, {":authority", authority}, {":path", path}, {name, value}} {
 		if f[0] != "" {
-			enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
+			fields = append(fields, http2.HeaderField{Name: f[0], Value: f[1]})
 		}
 	}
 	noBody := len(body) == 0 && tname == ""
-	fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: hb.Bytes(), EndHeaders: true, EndStream: noBody})
+	fr.WriteHeaders(http2.HeadersParam{StreamID: 1, BlockFragment: enc.Encode(fields), EndHeaders: true, EndStream: noBody})
 	if !noBody {
 		fr.WriteData(1, tname == "", body)
 	}
 	if tname != "" {
-		hb.Reset()
-		enc.WriteField(hpack.HeaderField{Name: tname, Value: tvalue})
-		fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: hb.Bytes(), EndHeaders: true, EndStream: true})
+		fr.WriteHeaders(http2.HeadersParam{StreamID: 1, BlockFragment: enc.Encode([]http2.HeaderField{{Name: tname, Value: tvalue}}), EndHeaders: true, EndStream: true})
 	}
 	out.Write(extra)
 	return out.Bytes()

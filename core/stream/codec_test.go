@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	h2p "github.com/proxylab/proxylab/core/protocol/http2"
 	"github.com/proxylab/proxylab/core/protocol/xprotocol/bolt"
 	"github.com/proxylab/proxylab/core/protocol/xprotocol/dubbo"
 	"github.com/proxylab/proxylab/core/stream"
@@ -32,9 +33,9 @@ func TestDetect(t *testing.T) {
 		want       string // codec name, "more" or "none"
 	}{
 		{"alpn h2 whatever the bytes", "h2", "GET / HTTP/1.1\r\n", "http2"},
-		{"alpn http/1.1 whatever the bytes", "http/1.1", h2s.ClientPreface, "http1"},
-		{"unknown alpn falls back to bytes", "spdy/3", h2s.ClientPreface, "http2"},
-		{"h2c preface", "", h2s.ClientPreface + "\x00\x00", "http2"},
+		{"alpn http/1.1 whatever the bytes", "http/1.1", h2p.ClientPreface, "http1"},
+		{"unknown alpn falls back to bytes", "spdy/3", h2p.ClientPreface, "http2"},
+		{"h2c preface", "", h2p.ClientPreface + "\x00\x00", "http2"},
 		{"prefix of the preface waits", "", "PRI * HTTP/2", "more"},
 		{"PRI that is not the preface", "", "PRI / HTTP/1.1\r\n\r\n", "http1"},
 		{"HTTP/1 request", "", "GET / HTTP/1.1\r\nHost: a\r\n\r\n", "http1"},

@@ -46,13 +46,17 @@ func (c *Cluster) StartHealthChecks(ctx context.Context, hc HealthCheck, st *Hea
 		go c.checkLoop(ctx, h, uint64(i), hc, st)
 	}
 	// Hosts added later (DNS) are checked too; removed ones stop.
-	c.onAdd = append(c.onAdd, func(h *Host) { go c.checkLoop(ctx, h, 0, hc, st) })
+	c.onAdd = slices.DeleteFunc(c.onAdd, func(a addHook) bool { return a.ctx.Err() != nil }) // stopped checkers
+	c.onAdd = append(c.onAdd, addHook{ctx, func(h *Host) { go c.checkLoop(ctx, h, 0, hc, st) }})
 }
 
 func (c *Cluster) checkLoop(ctx context.Context, h *Host, key uint64, hc HealthCheck, st *HealthStats) {
 	var ok, bad int
 	for {
 		err := check(ctx, h.Address, hc)
+		if ctx.Err() != nil {
+			return // stopped (reload): a cut check is no verdict
+		}
 		if st != nil {
 			st.Attempts.Inc(key)
 		}

@@ -107,10 +107,11 @@ type Describer interface{ Describe() string }
 // LBInfo is the cluster's policy name and, when the current balancer
 // describes itself, its settings: "maglev table_size=65537".
 func (c *Cluster) LBInfo() string {
-	if d, ok := c.lb.Load().lb.(Describer); ok {
-		return c.lbName + " " + d.Describe()
+	st := c.lb.Load()
+	if d, ok := st.lb.(Describer); ok {
+		return st.name + " " + d.Describe()
 	}
-	return c.lbName
+	return st.name
 }
 
 // LeastRequestOptions are least_request's lb_options (Envoy's

@@ -5,6 +5,7 @@ package upstream
 import (
 	"context"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -189,8 +190,8 @@ type Cluster struct {
 	tr      transport.Transport
 	cfg     ClusterConfig
 	hostsMu sync.Mutex // serialises host-set changes
-	onAdd   []func(*Host)
-	lbf     LBFactory // the policy with the cluster's options applied
+	onAdd   []addHook  // under hostsMu
+	lbf     LBFactory  // the policy with the cluster's options applied
 	lbName  string
 	lb      atomic.Pointer[lbState]
 	panicAt float64 // healthy share below which all hosts are used
@@ -243,7 +244,8 @@ func (c *Cluster) Choose(ctx *LBContext) *Host {
 type lbState struct {
 	lb      LoadBalancer
 	subsets map[string]LoadBalancer
-	panic   bool // too few healthy hosts: balancing over all of them
+	panic   bool   // too few healthy hosts: balancing over all of them
+	name    string // the policy's name
 }
 
 // PanicThreshold is Envoy's default: below 50% healthy hosts, traffic goes
@@ -262,7 +264,7 @@ func (c *Cluster) rebalance() {
 			healthy = append(healthy, h)
 		}
 	}
-	st := &lbState{}
+	st := &lbState{name: c.lbName}
 	if len(hosts) > 0 && float64(len(healthy))/float64(len(hosts)) < c.panicAt {
 		st.lb, st.panic = c.lbf(hosts), true
 		st.subsets = c.subsetLBs(hosts)
@@ -357,10 +359,14 @@ func (c *Cluster) newHost(hc HostConfig) *Host {
 	return h
 }
 
+// removedHostGrace is how long a removed host's pool keeps taking streams.
+const removedHostGrace = time.Second
+
 // SetHosts replaces the host set (DNS re-resolution): hosts that stay keep
 // their pools and state, new ones are added, and removed ones leave the
-// balancer at once while their pools drain — requests in flight on them
-// finish, idle connections close.
+// balancer at once while their pools drain (after removedHostGrace) —
+// requests in flight on them finish, idle connections close. A host whose
+// weight, metadata or TLS opt-out changed is replaced by a new one.
 func (c *Cluster) SetHosts(want []HostConfig) (added, removed int) {
 	c.hostsMu.Lock()
 	defer c.hostsMu.Unlock()
@@ -370,7 +376,7 @@ func (c *Cluster) SetHosts(want []HostConfig) (added, removed int) {
 	}
 	var next, fresh []*Host
 	for _, hc := range want {
-		if h, ok := old[hc.Address]; ok {
+		if h, ok := old[hc.Address]; ok && h.same(hc) {
 			next = append(next, h)
 			delete(old, hc.Address)
 			continue
@@ -385,14 +391,26 @@ func (c *Cluster) SetHosts(want []HostConfig) (added, removed int) {
 	c.rebalance()
 	for _, h := range old {
 		close(h.removed)
-		h.pool.Drain()
+		// A request that picked h just before the swap still opens its
+		// stream on h's pool: drain a moment later (a drained pool dials no
+		// more), so that request is served.
+		time.AfterFunc(removedHostGrace, h.pool.Drain)
 	}
 	for _, h := range fresh {
 		for _, f := range c.onAdd {
-			f(h)
+			if f.ctx.Err() == nil {
+				f.fn(h)
+			}
 		}
 	}
 	return len(fresh), len(old)
+}
+
+// same reports whether h is what hc describes (apart from its address, which
+// the caller matched): a changed weight, metadata or TLS opt-out makes a new
+// host, since balancers read those without locks.
+func (h *Host) same(hc HostConfig) bool {
+	return h.Weight == hc.Weight && maps.Equal(h.Metadata, hc.Metadata) && (h.TLS == nil) == (hc.Plaintext || h.cluster.cfg.TLS == nil)
 }
 
 // StartIdleSweep closes pooled connections past their idle timeout until
@@ -432,35 +450,47 @@ func (c *Cluster) Drain() {
 	}
 }
 
-// Manager owns the clusters by name.
+// Manager owns the clusters by name. The set is replaced whole (Set, hot
+// reload) while requests look clusters up: a lookup sees one set or the
+// other, and a request keeps the *Cluster it got until it ends.
 type Manager struct {
-	clusters map[string]*Cluster
+	clusters atomic.Pointer[map[string]*Cluster]
 }
 
 // NewManager returns a manager over clusters.
 func NewManager(clusters []*Cluster) *Manager {
-	m := &Manager{clusters: make(map[string]*Cluster, len(clusters))}
+	m := &Manager{}
+	set := make(map[string]*Cluster, len(clusters))
 	for _, c := range clusters {
-		m.clusters[c.Name] = c
+		set[c.Name] = c
 	}
+	m.clusters.Store(&set)
 	return m
 }
 
+// Set replaces the cluster set; the map is the manager's from then on and
+// must not be changed.
+func (m *Manager) Set(clusters map[string]*Cluster) { m.clusters.Store(&clusters) }
+
+// Map is the current set; it must not be changed (copy it for Set).
+func (m *Manager) Map() map[string]*Cluster { return *m.clusters.Load() }
+
 // Clusters lists the clusters (in no particular order).
 func (m *Manager) Clusters() []*Cluster {
-	out := make([]*Cluster, 0, len(m.clusters))
-	for _, c := range m.clusters {
+	set := m.Map()
+	out := make([]*Cluster, 0, len(set))
+	for _, c := range set {
 		out = append(out, c)
 	}
 	return out
 }
 
 // Get returns the named cluster or nil.
-func (m *Manager) Get(name string) *Cluster { return m.clusters[name] }
+func (m *Manager) Get(name string) *Cluster { return (*m.clusters.Load())[name] }
 
 // Drain winds down every cluster.
 func (m *Manager) Drain() {
-	for _, c := range m.clusters {
+	for _, c := range m.Map() {
 		c.Drain()
 	}
 }

@@ -430,7 +430,12 @@ type goTLS struct{ *tls.Conn }
 
 func (g goTLS) Negotiated() engineconn.Negotiated {
 	cs := g.ConnectionState()
-	return engineconn.Negotiated{ALPN: cs.NegotiatedProtocol, Version: tls.VersionName(cs.Version), Suite: tls.CipherSuiteName(cs.CipherSuite), Resumed: cs.DidResume}
+	ng := engineconn.Negotiated{ALPN: cs.NegotiatedProtocol, Version: tls.VersionName(cs.Version), Suite: tls.CipherSuiteName(cs.CipherSuite),
+		Resumed: cs.DidResume, ServerName: cs.ServerName}
+	if len(cs.VerifiedChains) > 0 && len(cs.VerifiedChains[0]) > 0 { // verified only: client_auth request may leave it unchecked
+		ng.PeerCertificate = cs.VerifiedChains[0][0]
+	}
+	return ng
 }
 
 // FailureReason names crypto/tls's handshake errors for metrics.

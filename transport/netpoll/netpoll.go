@@ -61,6 +61,9 @@ func (t *Transport) Close() error { return nil }
 
 // Listen binds address.
 func (t *Transport) Listen(network, address string) (transport.Listener, error) {
+	if fd, ok := transport.TakeInherited(t.opts, network, address); ok {
+		return t.adopt(fd, address)
+	}
 	l, err := (&net.ListenConfig{}).Listen(context.Background(), network, address)
 	if err != nil {
 		return nil, fmt.Errorf("netpoll: listen %s: %w", address, err)
@@ -128,6 +131,9 @@ func (l *listener) Start(accept func(transport.Conn)) {
 	}()
 }
 
+// errDetached ends the read loop of a connection handed over (Detach).
+var errDetached = errors.New("netpoll: detached")
+
 // iovs lends iovec arrays to writes, so a connection does not carry one.
 var iovs = sync.Pool{New: func() any { return new([writeq.MaxIov]unix.Iovec) }}
 
@@ -164,6 +170,11 @@ type conn struct {
 
 	closed  atomic.Bool
 	closeCh chan struct{}
+
+	// Hot upgrade (adopt_linux.go): bytes to deliver first, and the
+	// hand-over a Detach asked for.
+	prefix   *buffer.Buf
+	detachFn atomic.Pointer[func(int, error)]
 }
 
 var (
@@ -193,6 +204,10 @@ func (c *conn) setReadResult(b *buffer.Buf, n int, err error) { c.rbuf, c.rn, c.
 // doRead runs inside RawConn.Read; returning false parks until readable. The
 // buffer is taken only when a read may succeed and given back on EAGAIN.
 func (c *conn) doRead(fd uintptr) bool {
+	if c.detachFn.Load() != nil {
+		c.setReadResult(nil, 0, errDetached) // the socket is being handed over: read nothing more
+		return true
+	}
 	b := buffer.Get(c.readSize)
 	for {
 		n, err := unix.Read(int(fd), b.Free())
@@ -215,13 +230,20 @@ func (c *conn) doRead(fd uintptr) bool {
 
 func (c *conn) readLoop() {
 	var err error
-	for c.waitReadEnabled() {
+	if p := c.prefix; p != nil {
+		c.prefix = nil
+		c.h.OnData(c, p)
+	}
+	for c.waitReadEnabled() && c.detachFn.Load() == nil {
 		if rerr := c.rc.Read(c.readFn); rerr != nil {
 			err = rerr
 			break
 		}
 		b := c.rbuf
 		c.rbuf = nil
+		if c.rerr == errDetached {
+			break
+		}
 		if c.rerr != nil {
 			b.Release()
 			err = c.rerr
@@ -239,6 +261,10 @@ func (c *conn) readLoop() {
 	if c.closed.Load() {
 		err = nil // a local Close is not an error, but a failed write is
 	}
+	if done := c.detachFn.Load(); done != nil && !c.closed.Load() {
+		c.handOver(*done)
+		err = nil
+	}
 	c.Close()
 	c.wmu.Lock()
 	if err == nil {
@@ -252,6 +278,9 @@ func (c *conn) waitReadEnabled() bool {
 	for {
 		if c.closed.Load() {
 			return false
+		}
+		if c.detachFn.Load() != nil {
+			return true // the loop hands the socket over
 		}
 		c.rdMu.Lock()
 		n := c.rdCount

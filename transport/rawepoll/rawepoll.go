@@ -149,6 +149,7 @@ const (
 	taskAcceptRetry
 	taskRemoveListener
 	taskStop
+	taskDetach
 )
 
 type task struct {
@@ -157,6 +158,8 @@ type task struct {
 	h    transport.Handler
 	ls   *listener
 	done chan struct{}
+	// detach is taskDetach's hand-over callback (adopt.go).
+	detach func(int, error)
 }
 
 type loop struct {
@@ -224,6 +227,7 @@ func (l *loop) runTasks() bool {
 			if c.finalized {
 				c.h.OnClose(c, c.closeErr)
 			} else {
+				c.deliverPrefix()
 				c.doRead()
 			}
 		case taskClose:
@@ -259,6 +263,8 @@ func (l *loop) runTasks() bool {
 				delete(l.lsocks, tk.ls.fd)
 			}
 			close(tk.done)
+		case taskDetach:
+			tk.c.handOver(tk.detach)
 		case taskStop:
 			return false
 		}
@@ -334,6 +340,7 @@ type conn struct {
 	dialTimer  *time.Timer
 
 	rdDisabled atomic.Int32
+	prefix     *buffer.Buf // hot upgrade: delivered first (AdoptConn)
 
 	// Write side, guarded by wmu; the fd stays open while wmu is held and
 	// closed is false.
@@ -754,6 +761,9 @@ type listener struct {
 
 // Listen binds address with a non-blocking socket.
 func (t *Transport) Listen(network, address string) (transport.Listener, error) {
+	if fd, ok := transport.TakeInherited(t.opts, network, address); ok {
+		return t.adopt(fd, address)
+	}
 	ap, err := resolve(address)
 	if err != nil {
 		return nil, fmt.Errorf("rawepoll: listen %s: %w", address, err)

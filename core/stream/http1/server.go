@@ -59,6 +59,8 @@ type ServerConn struct {
 	draining         bool
 	lingering        bool
 	peerEOF          bool
+	migrating        bool // hot upgrade: hand over at the next boundary (migrate.go)
+	handing          bool // handed over: parse nothing more
 
 	timer     timer.Timer
 	tkind     timerKind
@@ -144,7 +146,7 @@ func (sc *ServerConn) dispatch() {
 		return
 	}
 	sc.dispatching = true
-	for sc.in.Len() > 0 && !sc.lingering && sc.tunnel() == nil {
+	for sc.in.Len() > 0 && !sc.lingering && !sc.handing && sc.tunnel() == nil {
 		p := sc.parser()
 		if p.Done() {
 			if sc.cur != nil {
@@ -308,10 +310,11 @@ func (sc *ServerConn) OnClose(*network.Conn, error) {
 	sc.releaseParser()
 }
 
-// Drain closes an idle connection now, a busy one after its response.
+// Drain closes an idle connection now, a busy one (a request begun, even
+// partly received) after its response.
 func (sc *ServerConn) Drain(*network.Conn) {
 	sc.draining = true
-	if sc.cur == nil {
+	if sc.cur == nil && !sc.requestPending() {
 		sc.c.Close()
 	}
 }
@@ -331,6 +334,9 @@ func (sc *ServerConn) onResponseComplete(s *serverStream) {
 	if sc.pipelineDisabled {
 		sc.pipelineDisabled = false
 		sc.c.ReadDisable(false)
+	}
+	if sc.migrating && sc.handOver() {
+		return
 	}
 	sc.dispatch()
 }

@@ -4,8 +4,7 @@ import (
 	"fmt"
 	"time"
 
-	"golang.org/x/net/http2"
-	"golang.org/x/net/http2/hpack"
+	"github.com/proxylab/proxylab/core/protocol/http2"
 
 	"github.com/proxylab/proxylab/core/protocol"
 	"github.com/proxylab/proxylab/core/stream"
@@ -59,7 +58,7 @@ type ClientConn struct {
 	tc   transport.Conn
 
 	nextID    uint32
-	encFields []hpack.HeaderField // encoding scratch
+	encFields []http2.HeaderField // encoding scratch
 }
 
 var (
@@ -200,7 +199,7 @@ func (cc *ClientConn) onStreamClosed(cs *clientStream) { cc.ReleaseLocked(&cs.re
 func (cc *ClientConn) onHeaders(id uint32, st *h2stream, end bool) error {
 	if st == nil {
 		if cc.isIdle(id) {
-			return &connError{http2.ErrCodeProtocol, "HEADERS on an idle stream"}
+			return &connError{Code: http2.ErrCodeProtocol, Reason: "HEADERS on an idle stream"}
 		}
 		return nil // a stream we reset: ignore (§5.4.2)
 	}
@@ -210,29 +209,12 @@ func (cc *ClientConn) onHeaders(id uint32, st *h2stream, end bool) error {
 		return nil
 	}
 	if cs.gotHead {
-		if !end {
-			cc.malformed(st, "trailers without END_STREAM")
-			return nil
-		}
-		why, dropped := trailerFields(cc.fields, &cs.evTrl)
-		cc.set.Stats.TrailerFieldsDropped.Add(uint64(dropped))
-		if why != "" {
-			cc.malformed(st, why)
-			return nil
-		}
-		if st.wantLen >= 0 && st.gotLen != st.wantLen {
-			cc.malformed(st, "DATA does not match content-length")
-			return nil
-		}
-		st.remoteDone = true
-		cs.ev |= evTrailers
-		cc.schedule(cs)
-		cc.maybeForget(st)
+		cc.onTrailers(st, cs, end)
 		return nil
 	}
 	var h protocol.Head
 	h.Headers.Fields = cs.headFields[:0]
-	if why := responseHead(cc.fields, &h); why != "" {
+	if why := http2.ResponseHead(cc.fields, &h); why != "" {
 		cc.malformed(st, why)
 		return nil
 	}
@@ -265,6 +247,29 @@ func (cc *ClientConn) onHeaders(id uint32, st *h2stream, end bool) error {
 	cc.schedule(cs)
 	cc.maybeForget(st)
 	return nil
+}
+
+// onTrailers takes a response's second header block: trailers, which
+// must end the stream (RFC 9113 §8.1).
+func (cc *ClientConn) onTrailers(st *h2stream, cs *clientStream, end bool) {
+	if !end {
+		cc.malformed(st, "trailers without END_STREAM")
+		return
+	}
+	why, dropped := http2.TrailerFields(cc.fields, &cs.evTrl)
+	cc.set.Stats.TrailerFieldsDropped.Add(uint64(dropped))
+	if why != "" {
+		cc.malformed(st, why)
+		return
+	}
+	if st.wantLen >= 0 && st.gotLen != st.wantLen {
+		cc.malformed(st, "DATA does not match content-length")
+		return
+	}
+	st.remoteDone = true
+	cs.ev |= evTrailers
+	cc.schedule(cs)
+	cc.maybeForget(st)
 }
 
 func (cc *ClientConn) onData(st *h2stream, p []byte, end bool) {
@@ -456,7 +461,7 @@ func (cs *clientStream) EncodeHead(h *stream.Head, end bool) {
 	cc.nextID += 2
 	cs.st = cc.newStream(id)
 	cs.st.owner = cs
-	cc.encFields = requestFields(cc.encFields[:0], h, cc.cset.Scheme)
+	cc.encFields = http2.RequestFields(cc.encFields[:0], h, cc.cset.Scheme)
 	cc.writeHeaders(cs.st, cc.encFields, end)
 	cs.scheduleFlush()
 }
@@ -486,7 +491,7 @@ func (cs *clientStream) EncodeTrailers(t *protocol.Headers) {
 	cc := cs.cc
 	cc.Mu.Lock()
 	if cc.streams[cs.st.id] == cs.st && !cs.st.localDone {
-		cc.encFields = trailerList(cc.encFields[:0], t)
+		cc.encFields = http2.TrailerList(cc.encFields[:0], t)
 		if len(cc.encFields) == 0 {
 			cc.sendData(cs.st, nil, true)
 		} else {

@@ -8,10 +8,9 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/net/http2"
-	"golang.org/x/net/http2/hpack"
-
 	"github.com/proxylab/proxylab/core/protocol"
+	"github.com/proxylab/proxylab/core/protocol/http2"
+	"github.com/proxylab/proxylab/core/protocol/http2/h2test"
 	"github.com/proxylab/proxylab/core/stream"
 	"github.com/proxylab/proxylab/core/stream/pool"
 	"github.com/proxylab/proxylab/transport"
@@ -26,7 +25,7 @@ type rawServer struct {
 	conns chan struct{}
 }
 
-func startRawServer(t *testing.T, serve func(fr *http2.Framer, enc func(end bool, id uint32, kv ...string))) *rawServer {
+func startRawServer(t *testing.T, serve func(fr *h2test.Conn, enc func(end bool, id uint32, kv ...string))) *rawServer {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -44,23 +43,17 @@ func startRawServer(t *testing.T, serve func(fr *http2.Framer, enc func(end bool
 			go func() {
 				defer c.Close()
 				c.SetDeadline(time.Now().Add(10 * time.Second))
-				pre := make([]byte, len(ClientPreface))
-				if _, err := c.Read(pre); err != nil || string(pre) != ClientPreface {
+				pre := make([]byte, len(http2.ClientPreface))
+				if _, err := c.Read(pre); err != nil || string(pre) != http2.ClientPreface {
 					return
 				}
-				fr := http2.NewFramer(c, c)
+				fr := h2test.New(c)
 				fr.WriteSettings()
 				var mu sync.Mutex
-				var hb bytes.Buffer
-				henc := hpack.NewEncoder(&hb)
 				enc := func(end bool, id uint32, kv ...string) {
 					mu.Lock()
 					defer mu.Unlock()
-					hb.Reset()
-					for i := 0; i < len(kv); i += 2 {
-						henc.WriteField(hpack.HeaderField{Name: kv[i], Value: kv[i+1]})
-					}
-					fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: hb.Bytes(), EndHeaders: true, EndStream: end})
+					fr.WriteHeaders(http2.HeadersParam{StreamID: id, BlockFragment: fr.Block(h2test.Fields(kv...)), EndHeaders: true, EndStream: end})
 				}
 				serve(fr, enc)
 			}()
@@ -141,17 +134,17 @@ func newTestPool(t *testing.T, addr string) *pool.Pool {
 
 // readRequests reads frames until n request HEADERS arrived; it returns
 // their stream ids.
-func readRequests(fr *http2.Framer, n int) []uint32 {
+func readRequests(fr *h2test.Conn, n int) []uint32 {
 	var ids []uint32
 	for len(ids) < n {
 		f, err := fr.ReadFrame()
 		if err != nil {
 			return ids
 		}
-		if h, ok := f.(*http2.HeadersFrame); ok {
-			ids = append(ids, h.StreamID)
-		}
-		if s, ok := f.(*http2.SettingsFrame); ok && !s.IsAck() {
+		switch {
+		case f.Type == http2.FrameHeaders:
+			ids = append(ids, f.StreamID)
+		case f.Type == http2.FrameSettings && !f.IsAck():
 			fr.WriteSettingsAck()
 		}
 	}
@@ -160,7 +153,7 @@ func readRequests(fr *http2.Framer, n int) []uint32 {
 
 func TestClientGoAwayRefusesLaterStreams(t *testing.T) {
 	var first sync.Once
-	srv := startRawServer(t, func(fr *http2.Framer, enc func(bool, uint32, ...string)) {
+	srv := startRawServer(t, func(fr *h2test.Conn, enc func(bool, uint32, ...string)) {
 		isFirst := false
 		first.Do(func() { isFirst = true })
 		if !isFirst { // later connections answer everything
@@ -204,31 +197,31 @@ func TestClientGoAwayRefusesLaterStreams(t *testing.T) {
 func TestClientResetsAndMalformedResponses(t *testing.T) {
 	cases := []struct {
 		name  string
-		reply func(fr *http2.Framer, enc func(bool, uint32, ...string), id uint32)
+		reply func(fr *h2test.Conn, enc func(bool, uint32, ...string), id uint32)
 		check func(err error) bool
 	}{
-		{"REFUSED_STREAM is retriable", func(fr *http2.Framer, _ func(bool, uint32, ...string), id uint32) {
+		{"REFUSED_STREAM is retriable", func(fr *h2test.Conn, _ func(bool, uint32, ...string), id uint32) {
 			fr.WriteRSTStream(id, http2.ErrCodeRefusedStream)
 		}, func(err error) bool { return errors.Is(err, stream.ErrRefused) }},
-		{"CANCEL stays a cancel", func(fr *http2.Framer, _ func(bool, uint32, ...string), id uint32) {
+		{"CANCEL stays a cancel", func(fr *h2test.Conn, _ func(bool, uint32, ...string), id uint32) {
 			fr.WriteRSTStream(id, http2.ErrCodeCancel)
 		}, func(err error) bool {
 			var se *StreamError
 			return errors.As(err, &se) && se.Code == http2.ErrCodeCancel && se.Remote
 		}},
-		{"uppercase response field is malformed", func(_ *http2.Framer, enc func(bool, uint32, ...string), id uint32) {
+		{"uppercase response field is malformed", func(_ *h2test.Conn, enc func(bool, uint32, ...string), id uint32) {
 			enc(true, id, ":status", "200", "X-Bad", "1")
 		}, func(err error) bool {
 			var pe *protocol.Error
 			return errors.As(err, &pe) && pe.Status == 502
 		}},
-		{"missing :status is malformed", func(_ *http2.Framer, enc func(bool, uint32, ...string), id uint32) {
+		{"missing :status is malformed", func(_ *h2test.Conn, enc func(bool, uint32, ...string), id uint32) {
 			enc(true, id, "x", "1")
 		}, func(err error) bool {
 			var pe *protocol.Error
 			return errors.As(err, &pe)
 		}},
-		{"DATA beyond content-length is malformed", func(fr *http2.Framer, enc func(bool, uint32, ...string), id uint32) {
+		{"DATA beyond content-length is malformed", func(fr *h2test.Conn, enc func(bool, uint32, ...string), id uint32) {
 			enc(false, id, ":status", "200", "content-length", "2")
 			fr.WriteData(id, true, []byte("toolong"))
 		}, func(err error) bool {
@@ -238,7 +231,7 @@ func TestClientResetsAndMalformedResponses(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			srv := startRawServer(t, func(fr *http2.Framer, enc func(bool, uint32, ...string)) {
+			srv := startRawServer(t, func(fr *h2test.Conn, enc func(bool, uint32, ...string)) {
 				ids := readRequests(fr, 1)
 				if len(ids) == 1 {
 					tc.reply(fr, enc, ids[0])
@@ -256,7 +249,7 @@ func TestClientResetsAndMalformedResponses(t *testing.T) {
 }
 
 func TestClientMultiplexesOnOneConnection(t *testing.T) {
-	srv := startRawServer(t, func(fr *http2.Framer, enc func(bool, uint32, ...string)) {
+	srv := startRawServer(t, func(fr *h2test.Conn, enc func(bool, uint32, ...string)) {
 		for _, id := range readRequests(fr, 20) {
 			enc(false, id, ":status", "200")
 			fr.WriteData(id, true, []byte("hi"))

@@ -1,6 +1,7 @@
 package http2
 
 import (
+	"github.com/proxylab/proxylab/core/protocol/http2"
 	"github.com/proxylab/proxylab/core/stream"
 	"github.com/proxylab/proxylab/transport"
 )
@@ -17,11 +18,11 @@ func (Codec) ALPN() []string  { return []string{"h2"} }
 
 // Detect matches the whole client preface and waits on a prefix of it.
 func (Codec) Detect(p []byte) stream.Match {
-	n := min(len(p), len(ClientPreface))
+	n := min(len(p), len(http2.ClientPreface))
 	switch {
-	case string(p[:n]) != ClientPreface[:n]:
+	case string(p[:n]) != http2.ClientPreface[:n]:
 		return stream.NoMatch
-	case n < len(ClientPreface):
+	case n < len(http2.ClientPreface):
 		return stream.NeedMore
 	}
 	return stream.Matched

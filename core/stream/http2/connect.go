@@ -5,9 +5,8 @@ import (
 	"encoding/base64"
 	"strings"
 
-	"golang.org/x/net/http2/hpack"
-
 	"github.com/proxylab/proxylab/core/protocol"
+	"github.com/proxylab/proxylab/core/protocol/http2"
 	"github.com/proxylab/proxylab/core/stream"
 )
 
@@ -23,11 +22,25 @@ import (
 // as 200 (a 101 from an HTTP/1.1 upstream, its Sec-WebSocket-Accept
 // dropped), and the stream's DATA are the tunnel's bytes.
 
-// connectHead finishes the head of a CONNECT whose fields requestHead
-// validated (pseudo.check): a plain CONNECT targets its authority; an
+// hostName is the name :authority is forwarded under (shared, read-only).
+var hostName = []byte("host")
+
+// requestHead maps a request's field list to a head (http2.RequestHead,
+// the wire rules) and finishes a CONNECT (connectHead, the tunnel rules);
+// it returns a reason when the request is malformed.
+func requestHead(fields []http2.HeaderField, h *protocol.Head) string {
+	var p http2.Pseudo
+	if why := http2.RequestHead(fields, h, &p); why != "" || p.Method != "CONNECT" {
+		return why
+	}
+	return connectHead(h, &p)
+}
+
+// connectHead finishes the head of a CONNECT whose fields
+// http2.RequestHead validated: a plain CONNECT targets its authority; an
 // extended one becomes GET :path with Upgrade: :protocol. It returns a
 // reason when the request is malformed.
-func connectHead(h *protocol.Head, p *pseudo) string {
+func connectHead(h *protocol.Head, p *http2.Pseudo) string {
 	if h.ContentLength >= 0 {
 		return "CONNECT with content-length"
 	}
@@ -40,20 +53,20 @@ func connectHead(h *protocol.Head, p *pseudo) string {
 			hasVersion = true
 		}
 	}
-	h.Headers.Append(hostName, bytesOf(p.authority)) // :authority wins (requestHead dropped host)
-	if !p.has[4] {
-		h.Target = bytesOf(p.authority)
+	h.Headers.Append(hostName, http2.BytesOf(p.Authority)) // :authority wins (requestHead dropped host)
+	if !p.Has[4] {
+		h.Target = http2.BytesOf(p.Authority)
 		return ""
 	}
-	if !protocol.ValidToken(p.protocol) {
+	if !protocol.ValidToken(p.Protocol) {
 		return "invalid :protocol"
 	}
-	if p.path[0] != '/' {
+	if p.Path[0] != '/' {
 		return "invalid :path"
 	}
-	h.Method, h.Upgrade = bytesOf("GET"), true
-	h.Headers.Append([]byte("upgrade"), bytesOf(p.protocol))
-	if strings.EqualFold(p.protocol, "websocket") {
+	h.Method, h.Upgrade = http2.BytesOf("GET"), true
+	h.Headers.Append([]byte("upgrade"), http2.BytesOf(p.Protocol))
+	if strings.EqualFold(p.Protocol, "websocket") {
 		if !hasKey {
 			h.Headers.Append([]byte("sec-websocket-key"), newWebSocketKey())
 		}
@@ -84,14 +97,14 @@ func (s *serverStream) tunnelOpens(h *stream.Head) bool {
 
 // tunnelResponseFields maps the response that opens a tunnel: 200 for a
 // 101, no Sec-WebSocket-Accept (RFC 8441 §5), no content-length.
-func tunnelResponseFields(dst []hpack.HeaderField, h *protocol.Head) []hpack.HeaderField {
+func tunnelResponseFields(dst []http2.HeaderField, h *protocol.Head) []http2.HeaderField {
 	status := h.Status
 	if status == 101 {
 		status = 200
 	}
-	dst = append(dst, hpack.HeaderField{Name: ":status", Value: statusString(status)})
+	dst = append(dst, http2.HeaderField{Name: ":status", Value: http2.StatusString(status)})
 	n := len(dst)
-	dst = appendRegular(dst, &h.Headers, false)
+	dst = http2.AppendRegular(dst, &h.Headers, false)
 	kept := dst[:n]
 	for _, f := range dst[n:] {
 		if f.Name != "sec-websocket-accept" && f.Name != "content-length" {

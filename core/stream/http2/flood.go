@@ -1,6 +1,6 @@
 package http2
 
-import "golang.org/x/net/http2"
+import "github.com/proxylab/proxylab/core/protocol/http2"
 
 // Flood bounds (see conn.ctlQueued, conn.empties): Go's x/net server
 // allows 10000 queued control frames; Envoy 1 consecutive empty frame,
@@ -18,10 +18,10 @@ func (c *conn) flooded() error {
 	switch {
 	case c.ctlQueued > maxQueuedControl && c.role.isServer():
 		c.set.Stats.ControlFloods.Add(1)
-		return &connError{http2.ErrCodeEnhanceYourCalm, "control frame flood: peer does not read the replies"}
+		return &connError{Code: http2.ErrCodeEnhanceYourCalm, Reason: "control frame flood: peer does not read the replies"}
 	case c.empties > maxEmptyFrames:
 		c.set.Stats.ControlFloods.Add(1)
-		return &connError{http2.ErrCodeEnhanceYourCalm, "flood of empty frames"}
+		return &connError{Code: http2.ErrCodeEnhanceYourCalm, Reason: "flood of empty frames"}
 	}
 	return nil
 }
@@ -29,15 +29,13 @@ func (c *conn) flooded() error {
 // countEmpty tracks runs of frames that carry nothing (CVE-2019-9518):
 // DATA without payload or END_STREAM, HEADERS/CONTINUATION fragments
 // without bytes that do not end the block.
-func (c *conn) countEmpty(f http2.Frame) {
+func (c *conn) countEmpty(f *http2.Frame) {
 	empty := false
-	switch f := f.(type) {
-	case *http2.DataFrame:
+	switch f.Type {
+	case http2.FrameData:
 		empty = f.Length == 0 && !f.StreamEnded()
-	case *http2.HeadersFrame:
-		empty = len(f.HeaderBlockFragment()) == 0 && !f.HeadersEnded()
-	case *http2.ContinuationFrame:
-		empty = len(f.HeaderBlockFragment()) == 0 && !f.HeadersEnded()
+	case http2.FrameHeaders, http2.FrameContinuation:
+		empty = len(f.Data) == 0 && !f.HeadersEnded()
 	}
 	if empty {
 		c.empties++

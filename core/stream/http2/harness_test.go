@@ -6,8 +6,8 @@ import (
 	"sync"
 	"testing"
 
-	"golang.org/x/net/http2"
-	"golang.org/x/net/http2/hpack"
+	"github.com/proxylab/proxylab/core/protocol/http2"
+	"github.com/proxylab/proxylab/core/protocol/http2/h2test"
 
 	"github.com/proxylab/proxylab/core/network"
 	"github.com/proxylab/proxylab/core/protocol"
@@ -155,12 +155,10 @@ type harness struct {
 	set *Settings
 
 	wbuf bytes.Buffer
-	fr   *http2.Framer // writes client frames into wbuf
-	henc *hpack.Encoder
-	hbuf bytes.Buffer
-	rfr  *http2.Framer // reads server frames
-	hdec *hpack.Decoder
-	rd   *bytes.Reader
+	fr   http2.Writer // writes client frames into wbuf
+	henc *http2.Encoder
+	rd   http2.Reader // reads server frames
+	hdec *http2.Decoder
 }
 
 func newHarness(t *testing.T, set Settings) *harness {
@@ -170,9 +168,10 @@ func newHarness(t *testing.T, set Settings) *harness {
 	h.sc = NewServerConn(h.set, h.app)
 	h.nc = network.NewConn(h.fc, []network.ReadFilter{h.sc}, nil)
 	h.nc.Start()
-	h.fr = http2.NewFramer(&h.wbuf, nil)
-	h.henc = hpack.NewEncoder(&h.hbuf)
-	h.hdec = hpack.NewDecoder(4096, nil)
+	h.fr.W = &h.wbuf
+	h.rd.MaxFrameSize = http2.MaxFrameLen
+	h.henc = http2.NewEncoder()
+	h.hdec = http2.NewDecoder(4096, 1<<20, 1<<20)
 	return h
 }
 
@@ -180,10 +179,10 @@ func newHarness(t *testing.T, set Settings) *harness {
 // SETTINGS, connection WINDOW_UPDATE and SETTINGS ACK.
 func (h *harness) handshake() {
 	h.t.Helper()
-	h.wbuf.WriteString(ClientPreface)
+	h.wbuf.WriteString(http2.ClientPreface)
 	h.fr.WriteSettings()
 	h.send()
-	sf := h.expect(http2.FrameSettings).(*http2.SettingsFrame)
+	sf := h.expect(http2.FrameSettings)
 	if sf.IsAck() {
 		h.t.Fatal("first server frame is a SETTINGS ACK")
 	}
@@ -192,7 +191,7 @@ func (h *harness) handshake() {
 		if f == nil {
 			h.t.Fatal("no SETTINGS ACK")
 		}
-		if sf, ok := f.(*http2.SettingsFrame); ok && sf.IsAck() {
+		if f.Type == http2.FrameSettings && f.IsAck() {
 			return
 		}
 	}
@@ -209,11 +208,7 @@ func (h *harness) send() {
 func (h *harness) sendBytes(p []byte) { h.nc.OnData(h.fc, buffer.From(p)) }
 
 func (h *harness) headers(id uint32, end bool, kv ...string) {
-	h.hbuf.Reset()
-	for i := 0; i < len(kv); i += 2 {
-		h.henc.WriteField(hpack.HeaderField{Name: kv[i], Value: kv[i+1]})
-	}
-	h.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: h.hbuf.Bytes(), EndStream: end, EndHeaders: true})
+	h.fr.WriteHeaders(http2.HeadersParam{StreamID: id, BlockFragment: h.henc.Encode(h2test.Fields(kv...)), EndStream: end, EndHeaders: true})
 	h.send()
 }
 
@@ -221,62 +216,53 @@ func (h *harness) get(id uint32, extra ...string) {
 	h.headers(id, true, append([]string{":method", "GET", ":scheme", "http", ":path", "/", ":authority", "example.com"}, extra...)...)
 }
 
-// next reads the next server frame, or nil when none is waiting.
-func (h *harness) next() http2.Frame {
+// next reads the next server frame (a copy), or nil when none is waiting.
+func (h *harness) next() *http2.Frame {
 	h.t.Helper()
 	h.fc.mu.Lock()
 	rest := h.fc.out.Bytes()[h.fc.readOff:]
 	h.fc.mu.Unlock()
-	if len(rest) < 9 {
+	if len(rest) < http2.FrameHeaderLen {
 		return nil
 	}
-	n := int(rest[0])<<16 | int(rest[1])<<8 | int(rest[2])
-	if len(rest) < 9+n {
-		h.t.Fatalf("partial frame written: %d of %d bytes", len(rest), 9+n)
-	}
-	frame := append([]byte(nil), rest[:9+n]...)
-	h.fc.readOff += 9 + n
-	fr := http2.NewFramer(nil, bytes.NewReader(frame))
-	fr.SetMaxReadFrameSize(1 << 24)
-	fr.AllowIllegalReads = true // frames are read one by one, order checked by the tests
-	f, err := fr.ReadFrame()
+	f, n, err := h.rd.ReadFrame(rest)
 	if err != nil {
 		h.t.Fatalf("server wrote an unreadable frame: %v", err)
 	}
-	return f
+	if n == 0 {
+		h.t.Fatalf("partial frame written: %d bytes", len(rest))
+	}
+	h.fc.readOff += n
+	return f.Clone()
 }
 
 // expect reads the next frame and checks its type.
-func (h *harness) expect(ft http2.FrameType) http2.Frame {
+func (h *harness) expect(ft http2.FrameType) *http2.Frame {
 	h.t.Helper()
 	f := h.next()
 	if f == nil {
 		h.t.Fatalf("expected a %v frame, got nothing", ft)
 	}
-	if f.Header().Type != ft {
+	if f.Type != ft {
 		h.t.Fatalf("expected a %v frame, got %v", ft, describe(f))
 	}
 	return f
 }
 
-func describe(f http2.Frame) string {
-	switch f := f.(type) {
-	case *http2.RSTStreamFrame:
-		return "RST_STREAM " + f.ErrCode.String()
-	case *http2.GoAwayFrame:
-		return "GOAWAY " + f.ErrCode.String() + " " + string(f.DebugData())
-	}
-	return f.Header().String()
+func describe(f *http2.Frame) string {
+	return (&h2test.Frame{Frame: f}).String()
 }
 
 // decode reads a HEADERS frame's fields.
-func (h *harness) decode(f http2.Frame) map[string]string {
+func (h *harness) decode(f *http2.Frame) map[string]string {
 	h.t.Helper()
-	hf := f.(*http2.HeadersFrame)
-	m := map[string]string{}
-	h.hdec.SetEmitFunc(func(f hpack.HeaderField) { m[f.Name] = f.Value })
-	if _, err := h.hdec.Write(hf.HeaderBlockFragment()); err != nil {
+	fields, _, err := h.hdec.Decode(f.Data)
+	if err != nil {
 		h.t.Fatal(err)
+	}
+	m := map[string]string{}
+	for _, f := range fields {
+		m[f.Name] = f.Value
 	}
 	return m
 }
@@ -284,25 +270,25 @@ func (h *harness) decode(f http2.Frame) map[string]string {
 // expectRST reads the next frame and checks it resets id with code.
 func (h *harness) expectRST(id uint32, code http2.ErrCode) {
 	h.t.Helper()
-	f := h.expect(http2.FrameRSTStream).(*http2.RSTStreamFrame)
+	f := h.expect(http2.FrameRSTStream)
 	if f.StreamID != id || f.ErrCode != code {
 		h.t.Fatalf("RST_STREAM on %d %v, want on %d %v", f.StreamID, f.ErrCode, id, code)
 	}
 }
 
 // expectGoAway reads frames up to a GOAWAY and checks its code.
-func (h *harness) expectGoAway(code http2.ErrCode) *http2.GoAwayFrame {
+func (h *harness) expectGoAway(code http2.ErrCode) *http2.Frame {
 	h.t.Helper()
 	for {
 		f := h.next()
 		if f == nil {
 			h.t.Fatalf("no GOAWAY %v", code)
 		}
-		if g, ok := f.(*http2.GoAwayFrame); ok {
-			if g.ErrCode != code {
-				h.t.Fatalf("GOAWAY %v (%s), want %v", g.ErrCode, g.DebugData(), code)
+		if f.Type == http2.FrameGoAway {
+			if f.ErrCode != code {
+				h.t.Fatalf("GOAWAY %v (%s), want %v", f.ErrCode, f.Data, code)
 			}
-			return g
+			return f
 		}
 	}
 }

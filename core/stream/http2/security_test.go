@@ -3,8 +3,7 @@ package http2
 import (
 	"testing"
 
-	"golang.org/x/net/http2"
-	"golang.org/x/net/http2/hpack"
+	"github.com/proxylab/proxylab/core/protocol/http2"
 
 	"github.com/proxylab/proxylab/core/protocol"
 )
@@ -22,7 +21,7 @@ func TestServerHeadersEndStreamReleasesStream(t *testing.T) {
 		h.nc.Lock() // as the proxy does: under the session, flushed at release
 		h.app.streams[i].enc.EncodeHead(&protocol.Head{Status: 204, ContentLength: -1}, true)
 		h.nc.Unlock()
-		f := h.expect(http2.FrameHeaders).(*http2.HeadersFrame)
+		f := h.expect(http2.FrameHeaders)
 		if !f.StreamEnded() || f.StreamID != id {
 			t.Fatalf("stream %d: %v", id, describe(f))
 		}
@@ -64,7 +63,7 @@ func TestServerControlFloodGoAway(t *testing.T) {
 // TestRequestHeadDoesNotAllocate: validating and mapping a request's
 // fields allocates nothing once the field slice has grown.
 func TestRequestHeadDoesNotAllocate(t *testing.T) {
-	fields := []hpack.HeaderField{
+	fields := []http2.HeaderField{
 		{Name: ":method", Value: "GET"}, {Name: ":scheme", Value: "https"},
 		{Name: ":authority", Value: "example.com:8443"}, {Name: ":path", Value: "/a/b?c=d"},
 		{Name: "user-agent", Value: "test/1.0"}, {Name: "accept", Value: "*/*"},

@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/net/http2"
-	"golang.org/x/net/http2/hpack"
+	"github.com/proxylab/proxylab/core/protocol/http2"
+	"github.com/proxylab/proxylab/core/protocol/http2/h2test"
 
 	"github.com/proxylab/proxylab/foundation/timer"
 )
@@ -21,9 +21,9 @@ func TestServerSimpleGet(t *testing.T) {
 	if m[":status"] != "200" || m["content-type"] != "text/plain" || m["content-length"] != "2" {
 		t.Fatalf("response head %v", m)
 	}
-	d := h.expect(http2.FrameData).(*http2.DataFrame)
-	if string(d.Data()) != "ok" || !d.StreamEnded() {
-		t.Fatalf("data %q end=%v", d.Data(), d.StreamEnded())
+	d := h.expect(http2.FrameData)
+	if string(d.Data) != "ok" || !d.StreamEnded() {
+		t.Fatalf("data %q end=%v", d.Data, d.StreamEnded())
 	}
 	s := h.app.streams[0]
 	if string(s.head.Method) != "GET" || string(s.head.Target) != "/" || string(s.head.Headers.Get("host")) != "example.com" {
@@ -49,12 +49,12 @@ func TestServerConnectionErrors(t *testing.T) {
 		{"RST_STREAM on an idle stream (§6.4)", Settings{}, func(h *harness) { h.fr.WriteRSTStream(9, http2.ErrCodeCancel); h.send() }, http2.ErrCodeProtocol},
 		{"WINDOW_UPDATE on an idle stream (§6.9)", Settings{}, func(h *harness) { h.fr.WriteWindowUpdate(9, 10); h.send() }, http2.ErrCodeProtocol},
 		{"PUSH_PROMISE from a client (§6.6)", Settings{}, func(h *harness) {
-			h.fr.WritePushPromise(http2.PushPromiseParam{StreamID: 1, PromiseID: 2, EndHeaders: true})
+			h.fr.WritePushPromise(1, 2, true, nil)
 			h.send()
 		}, http2.ErrCodeProtocol},
 		{"CONTINUATION without HEADERS (§6.10)", Settings{}, func(h *harness) { h.fr.WriteContinuation(1, true, nil); h.send() }, http2.ErrCodeProtocol},
 		{"HEADERS interleaved before CONTINUATION (§6.10)", Settings{}, func(h *harness) {
-			h.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: []byte{0x82}, EndHeaders: false})
+			h.fr.WriteHeaders(http2.HeadersParam{StreamID: 1, BlockFragment: []byte{0x82}, EndHeaders: false})
 			h.fr.WriteData(1, false, []byte("x"))
 			h.send()
 		}, http2.ErrCodeProtocol},
@@ -81,18 +81,18 @@ func TestServerConnectionErrors(t *testing.T) {
 			h.send()
 		}, http2.ErrCodeFrameSize},
 		{"invalid HPACK (§4.3)", Settings{}, func(h *harness) {
-			h.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: []byte{0xff, 0xff, 0xff, 0xff, 0x7f}, EndHeaders: true, EndStream: true})
+			h.fr.WriteHeaders(http2.HeadersParam{StreamID: 1, BlockFragment: []byte{0xff, 0xff, 0xff, 0xff, 0x7f}, EndHeaders: true, EndStream: true})
 			h.send()
 		}, http2.ErrCodeCompression},
 		{"CONTINUATION flood (CVE-2024-27316)", Settings{MaxHeaderListSize: 4096}, func(h *harness) {
-			h.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: []byte{0x82}, EndHeaders: false})
+			h.fr.WriteHeaders(http2.HeadersParam{StreamID: 1, BlockFragment: []byte{0x82}, EndHeaders: false})
 			for i := 0; i < 2000; i++ {
 				h.fr.WriteContinuation(1, false, []byte{0x40, 0x01, 'a', 0x01, 'b'})
 			}
 			h.send()
 		}, http2.ErrCodeEnhanceYourCalm},
 		{"empty CONTINUATION flood", Settings{MaxHeaderListSize: 4096}, func(h *harness) {
-			h.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: []byte{0x82}, EndHeaders: false})
+			h.fr.WriteHeaders(http2.HeadersParam{StreamID: 1, BlockFragment: []byte{0x82}, EndHeaders: false})
 			for i := 0; i < 5000; i++ {
 				h.fr.WriteContinuation(1, false, nil)
 			}
@@ -237,7 +237,7 @@ func TestServerHeaderListTooLarge(t *testing.T) {
 	}
 	// HPACK state stayed in step: the next request decodes fine.
 	h.get(3, "x-small", "b")
-	for f := h.next(); f == nil || f.Header().StreamID != 3 || f.Header().Type != http2.FrameData; f = h.next() {
+	for f := h.next(); f == nil || f.StreamID != 3 || f.Type != http2.FrameData; f = h.next() {
 		if f == nil {
 			t.Fatal("no response on stream 3")
 		}
@@ -253,15 +253,15 @@ func TestServerControlFrames(t *testing.T) {
 		h.handshake()
 		h.fr.WritePing(false, [8]byte{1, 2, 3, 4, 5, 6, 7, 8})
 		h.send()
-		p := h.expect(http2.FramePing).(*http2.PingFrame)
-		if !p.IsAck() || p.Data != [8]byte{1, 2, 3, 4, 5, 6, 7, 8} {
-			t.Fatalf("%v %v", p.IsAck(), p.Data)
+		p := h.expect(http2.FramePing)
+		if !p.IsAck() || p.PingData != [8]byte{1, 2, 3, 4, 5, 6, 7, 8} {
+			t.Fatalf("%v %v", p.IsAck(), p.PingData)
 		}
 	})
 	t.Run("unknown frame types and PRIORITY are ignored (§5.5)", func(t *testing.T) {
 		h := newHarness(t, Settings{})
 		h.handshake()
-		h.fr.WriteRawFrame(0xfa, 0, 1, []byte("whatever"))
+		h.fr.WriteRaw(0xfa, 0, 1, []byte("whatever"))
 		h.fr.WritePriority(1, http2.PriorityParam{StreamDep: 0, Weight: 10})
 		h.send()
 		h.get(1)
@@ -329,7 +329,7 @@ func TestServerControlFrames(t *testing.T) {
 func TestServerSendFlowControl(t *testing.T) {
 	h := newHarness(t, Settings{})
 	h.app.body = bytes.Repeat([]byte("z"), 100)
-	h.wbuf.WriteString(ClientPreface)
+	h.wbuf.WriteString(http2.ClientPreface)
 	h.fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 10})
 	h.send()
 	h.expect(http2.FrameSettings)
@@ -337,18 +337,18 @@ func TestServerSendFlowControl(t *testing.T) {
 	h.expect(http2.FrameSettings)
 	h.get(1)
 	h.expect(http2.FrameHeaders)
-	d := h.expect(http2.FrameData).(*http2.DataFrame)
-	if len(d.Data()) != 10 || d.StreamEnded() {
-		t.Fatalf("sent %d bytes with a 10-byte window", len(d.Data()))
+	d := h.expect(http2.FrameData)
+	if len(d.Data) != 10 || d.StreamEnded() {
+		t.Fatalf("sent %d bytes with a 10-byte window", len(d.Data))
 	}
 	if f := h.next(); f != nil {
 		t.Fatalf("sent beyond the window: %v", describe(f))
 	}
 	h.fr.WriteWindowUpdate(1, 90)
 	h.send()
-	d = h.expect(http2.FrameData).(*http2.DataFrame)
-	if len(d.Data()) != 90 || !d.StreamEnded() {
-		t.Fatalf("after WINDOW_UPDATE: %d bytes end=%v", len(d.Data()), d.StreamEnded())
+	d = h.expect(http2.FrameData)
+	if len(d.Data) != 90 || !d.StreamEnded() {
+		t.Fatalf("after WINDOW_UPDATE: %d bytes end=%v", len(d.Data), d.StreamEnded())
 	}
 }
 
@@ -367,16 +367,16 @@ func TestServerLargeHeadersUseContinuation(t *testing.T) {
 	h.nc.Lock()
 	s.enc.EncodeHead(headWith("x-big", string(big)), true)
 	h.nc.Unlock()
-	hf := h.expect(http2.FrameHeaders).(*http2.HeadersFrame)
-	block := append([]byte(nil), hf.HeaderBlockFragment()...)
+	hf := h.expect(http2.FrameHeaders)
+	block := append([]byte(nil), hf.Data...)
 	for !hf.HeadersEnded() {
-		c := h.expect(http2.FrameContinuation).(*http2.ContinuationFrame)
-		block = append(block, c.HeaderBlockFragment()...)
+		c := h.expect(http2.FrameContinuation)
+		block = append(block, c.Data...)
 		if c.HeadersEnded() {
 			break
 		}
 	}
-	fields, err := hpack.NewDecoder(4096, nil).DecodeFull(block)
+	fields, _, err := http2.NewDecoder(4096, 1<<20, 1<<20).Decode(block)
 	if err != nil || len(fields) < 2 || fields[1].Value != string(big) {
 		t.Fatalf("reassembled head: %v", err)
 	}
@@ -387,18 +387,14 @@ func TestServerLargeHeadersUseContinuation(t *testing.T) {
 // keep its stream table within the advertised limit.
 func FuzzServerFrames(f *testing.F) {
 	var b bytes.Buffer
-	fr := http2.NewFramer(&b, nil)
-	var hb bytes.Buffer
-	enc := hpack.NewEncoder(&hb)
-	for _, kv := range [][2]string{{":method", "POST"}, {":scheme", "http"}, {":path", "/"}, {":authority", "a"}, {"content-length", "3"}} {
-		enc.WriteField(hpack.HeaderField{Name: kv[0], Value: kv[1]})
-	}
-	fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: hb.Bytes(), EndHeaders: true})
+	fr := http2.Writer{W: &b}
+	block := http2.NewEncoder().Encode(h2test.Fields(":method", "POST", ":scheme", "http", ":path", "/", ":authority", "a", "content-length", "3"))
+	fr.WriteHeaders(http2.HeadersParam{StreamID: 1, BlockFragment: block, EndHeaders: true})
 	fr.WriteData(1, true, []byte("abc"))
 	f.Add(append([]byte(nil), b.Bytes()...))
 	b.Reset()
-	fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 3, BlockFragment: hb.Bytes()[:3], EndHeaders: false})
-	fr.WriteContinuation(3, true, hb.Bytes()[3:])
+	fr.WriteHeaders(http2.HeadersParam{StreamID: 3, BlockFragment: block[:3], EndHeaders: false})
+	fr.WriteContinuation(3, true, block[3:])
 	fr.WriteRSTStream(3, http2.ErrCodeCancel)
 	fr.WriteWindowUpdate(0, 100)
 	fr.WritePing(false, [8]byte{})
@@ -442,16 +438,13 @@ func TestServerHPACKBomb(t *testing.T) {
 	h := newHarness(t, Settings{MaxHeaderListSize: 16 << 10})
 	h.handshake()
 	var block bytes.Buffer
-	enc := hpack.NewEncoder(&block)
-	for _, kv := range [][2]string{{":method", "GET"}, {":scheme", "http"}, {":path", "/"}, {"x-bomb", strings.Repeat("b", 3000)}} {
-		enc.WriteField(hpack.HeaderField{Name: kv[0], Value: kv[1]})
-	}
+	block.Write(http2.NewEncoder().Encode(h2test.Fields(":method", "GET", ":scheme", "http", ":path", "/", "x-bomb", strings.Repeat("b", 3000))))
 	// 0xbe: indexed field 62, the newest dynamic-table entry (x-bomb).
 	block.Write(bytes.Repeat([]byte{0xbe}, 5000))
 	if block.Len() > 9000 {
 		t.Fatalf("block of %d bytes is not a bomb", block.Len())
 	}
-	h.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: block.Bytes(), EndHeaders: true, EndStream: true})
+	h.fr.WriteHeaders(http2.HeadersParam{StreamID: 1, BlockFragment: block.Bytes(), EndHeaders: true, EndStream: true})
 	h.send()
 	if m := h.decode(h.expect(http2.FrameHeaders)); m[":status"] != "431" {
 		t.Fatalf("%v", m)
@@ -472,11 +465,7 @@ func BenchmarkServerStream(b *testing.B) {
 	// Requests with the same fields encode to the same block once HPACK
 	// has indexed them: send the first encoding, then repeat the second.
 	encode := func() []byte {
-		h.hbuf.Reset()
-		for _, kv := range [][2]string{{":method", "GET"}, {":scheme", "http"}, {":path", "/bench"}, {":authority", "example.com"}, {"user-agent", "bench"}, {"accept", "*/*"}} {
-			h.henc.WriteField(hpack.HeaderField{Name: kv[0], Value: kv[1]})
-		}
-		return append([]byte(nil), h.hbuf.Bytes()...)
+		return bytes.Clone(h.henc.Encode(h2test.Fields(":method", "GET", ":scheme", "http", ":path", "/bench", ":authority", "example.com", "user-agent", "bench", "accept", "*/*")))
 	}
 	h.fr.WriteWindowUpdate(0, 1<<31-1-65535) // the client grants all it can
 	h.send()
@@ -485,10 +474,10 @@ func BenchmarkServerStream(b *testing.B) {
 	h.fc.mu.Unlock()
 	h.fc.readOff = 0
 	var frame bytes.Buffer
-	fr := http2.NewFramer(&frame, nil)
-	fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 3, BlockFragment: encode(), EndHeaders: true, EndStream: true})
+	fr := http2.Writer{W: &frame}
+	fr.WriteHeaders(http2.HeadersParam{StreamID: 3, BlockFragment: encode(), EndHeaders: true, EndStream: true})
 	h.sendBytes(frame.Bytes())
-	if f := h.next(); f == nil || f.Header().Type != http2.FrameHeaders {
+	if f := h.next(); f == nil || f.Type != http2.FrameHeaders {
 		b.Fatalf("warm-up request not answered: %v", f)
 	}
 	block := encode()
@@ -497,7 +486,7 @@ func BenchmarkServerStream(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		frame.Reset()
-		fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: block, EndHeaders: true, EndStream: true})
+		fr.WriteHeaders(http2.HeadersParam{StreamID: id, BlockFragment: block, EndHeaders: true, EndStream: true})
 		id += 2
 		h.sendBytes(frame.Bytes())
 		h.fc.mu.Lock()

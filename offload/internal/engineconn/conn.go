@@ -6,6 +6,7 @@ package engineconn
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"io"
 	"net"
@@ -36,6 +37,10 @@ type Protocol interface {
 type Negotiated struct {
 	ALPN, Version, Suite string
 	Resumed              bool
+	// ServerName is the SNI the client sent (server side); PeerCertificate
+	// the peer's verified leaf certificate, nil without one.
+	ServerName      string
+	PeerCertificate *x509.Certificate
 }
 
 // Conn runs a Protocol over a non-blocking transport.Conn.
@@ -96,6 +101,13 @@ type Conn struct {
 
 	disabled atomic.Int32
 	alpn     atomic.Value // string
+	peer     atomic.Pointer[peerInfo]
+}
+
+// peerInfo is what the handshake said about the peer, for L7 filters.
+type peerInfo struct {
+	sni  string
+	cert *x509.Certificate
 }
 
 const (
@@ -133,6 +145,24 @@ func (c *Conn) Loop() int {
 }
 func (c *Conn) RemoteAddr() net.Addr       { return c.inner.RemoteAddr() }
 func (c *Conn) NegotiatedProtocol() string { return c.alpn.Load().(string) }
+
+// ServerName is the SNI of an established server-side connection ("" before
+// the handshake or without one).
+func (c *Conn) ServerName() string {
+	if p := c.peer.Load(); p != nil {
+		return p.sni
+	}
+	return ""
+}
+
+// PeerCertificate is the peer's verified leaf certificate (nil before the
+// handshake or without one).
+func (c *Conn) PeerCertificate() *x509.Certificate {
+	if p := c.peer.Load(); p != nil {
+		return p.cert
+	}
+	return nil
+}
 
 func (c *Conn) Start(h transport.Handler) {
 	c.inner.Start(c.Attach(h))
@@ -220,6 +250,7 @@ func (c *Conn) finish(err error) {
 	c.mu.Unlock()
 	ng := c.proto.Negotiated()
 	c.alpn.Store(ng.ALPN)
+	c.peer.Store(&peerInfo{sni: ng.ServerName, cert: ng.PeerCertificate})
 	c.stats.Negotiated(c.id, ng.Version, ng.Suite, ng.Resumed)
 	// Established and the queued plaintext written in one step under wmu,
 	// so no Write can slip its bytes in ahead of what was queued (HTTP/2
