@@ -34,7 +34,7 @@ func ParseWith(data []byte, known Known, opts BuildOptions) (*Config, error) {
 	}
 	cfg := &Config{}
 	cfg.setDefaults()
-	d := &decoder{}
+	d := &decoder{k: known}
 	if root.Kind != 0 {
 		d.decode(&root, reflect.ValueOf(cfg).Elem(), "")
 	}
@@ -87,7 +87,7 @@ func Build(cfg *Config, known Known, opts BuildOptions) error {
 			cfg.Clusters[i].Protocol = known.DefaultProtocol
 		}
 	}
-	d := &decoder{}
+	d := &decoder{k: known}
 	d.resolveBuilt(cfg, known)
 	es := cfg.validate(known)
 	if opts.Dynamic {
@@ -163,7 +163,13 @@ func (d *decoder) resolveBuilt(c *Config, k Known) {
 			}
 		}
 	}
+	for i := range c.Listeners {
+		if h := c.Listeners[i].HTTP; h != nil {
+			d.defaultCodecOptions(reflect.ValueOf(h).Elem(), "listeners["+strconv.Itoa(i)+"].http_proxy")
+		}
+	}
 	for i := range c.Clusters {
+		d.defaultCodecOptions(reflect.ValueOf(&c.Clusters[i]).Elem(), "clusters["+strconv.Itoa(i)+"]")
 		t := c.Clusters[i].TLS
 		if t != nil && t.Engine == "" {
 			t.Engine = k.DefaultEngine

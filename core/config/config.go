@@ -149,9 +149,8 @@ type Codec struct {
 	// Carries is the request protocol its streams carry: a route may send
 	// a listener's requests to a cluster whose codec carries the same.
 	Carries string
-	// Options are the cluster option blocks (YAML keys) the codec reads;
-	// they are validated on the clusters speaking it.
-	Options []string
+	// Options are the option blocks the codec owns.
+	Options []CodecOption
 }
 
 // codec returns the codec registered as name.

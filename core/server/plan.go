@@ -60,7 +60,7 @@ type listenerSwap struct {
 func (p *plan) build() error {
 	s := p.s
 	p.b = &Server{cfg: p.cfg, tr: s.tr, log: s.log, timers: s.timers, clusters: s.clusters,
-		clusterTLS: cloneMap(s.clusterTLS), clusterH2: cloneMap(s.clusterH2), clusterRPC: cloneMap(s.clusterRPC), health: cloneMap(s.health)}
+		clusterTLS: cloneMap(s.clusterTLS), codecStats: cloneMap(s.codecStats), health: cloneMap(s.health)}
 	if err := p.buildClusters(); err != nil {
 		return err
 	}
@@ -104,8 +104,7 @@ func (p *plan) buildClusters() error {
 			p.gone, p.goneName = append(p.gone, c), append(p.goneName, name)
 			p.changedC[name] = true
 			delete(p.b.clusterTLS, name)
-			delete(p.b.clusterH2, name)
-			delete(p.b.clusterRPC, name)
+			delete(p.b.codecStats, name)
 			delete(p.b.health, name)
 			p.sum.ClustersRemoved++
 		}
@@ -351,7 +350,7 @@ func (p *plan) commit() {
 	}
 	s.mu.Lock()
 	s.cfg, s.infos, s.listeners = p.cfg, p.infos, listeners
-	s.clusterTLS, s.clusterH2, s.clusterRPC, s.health = p.b.clusterTLS, p.b.clusterH2, p.b.clusterRPC, p.b.health
+	s.clusterTLS, s.codecStats, s.health = p.b.clusterTLS, p.b.codecStats, p.b.health
 	s.mu.Unlock()
 	s.clusters.Set(p.clusters)
 	s.retire(r, p.cfg.DrainTimeout.D())

@@ -14,6 +14,7 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 
 	"github.com/proxylab/proxylab/core/config"
+	h2s "github.com/proxylab/proxylab/core/stream/http2"
 	"github.com/proxylab/proxylab/core/xds/xdstest"
 )
 
@@ -21,7 +22,7 @@ func testKnown() config.Known {
 	return config.Known{Transports: []string{"netpoll"}, DefaultTransport: "netpoll",
 		LBs: []string{"round_robin", "least_request", "random", "ring_hash", "maglev"}, DefaultLB: "round_robin",
 		Engines: []string{"gotls"}, DefaultEngine: "gotls", DefaultProtocol: "http1",
-		Codecs: []config.Codec{{Name: "http1", Carries: "http"}, {Name: "http2", Carries: "http", Options: []string{"http2_protocol_options"}}}}
+		Codecs: []config.Codec{{Name: "http1", Carries: "http"}, {Name: "http2", Carries: "http", Options: h2Options()}}}
 }
 
 // recorder is an Applier that keeps what it was given, for the client's
@@ -201,4 +202,13 @@ func TestClientDebounce(t *testing.T) {
 	} else {
 		t.Logf("60 pushes → %d Applies", n)
 	}
+}
+
+// h2Options describes the HTTP/2 codec's option blocks as the binary does.
+func h2Options() []config.CodecOption {
+	var out []config.CodecOption
+	for _, b := range (h2s.Codec{}).OptionBlocks() {
+		out = append(out, config.CodecOption{Key: b.Key, Listener: b.Listener, Decode: b.Decode})
+	}
+	return out
 }

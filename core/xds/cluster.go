@@ -142,7 +142,7 @@ func (t *tr) translateCluster(c *clusterv3.Cluster) *cluster {
 	t.healthChecks(cc, c.GetHealthChecks())
 	if c.GetHttp2ProtocolOptions() != nil {
 		cc.Protocol = "http2"
-		t.http2("http2_protocol_options", &cc.HTTP2, c.GetHttp2ProtocolOptions())
+		t.http2("http2_protocol_options", http2Options(&cc.Options), c.GetHttp2ProtocolOptions())
 	}
 	t.commonHTTP("common_http_protocol_options", cc, c.GetCommonHttpProtocolOptions())
 	for name, a := range c.GetTypedExtensionProtocolOptions() {
@@ -294,7 +294,7 @@ func (t *tr) upstreamHTTP(p string, cc *config.Cluster, po *httpv3.HttpProtocolO
 		switch {
 		case e.GetHttp2ProtocolOptions() != nil:
 			cc.Protocol = "http2"
-			t.http2(p+".explicit_http_config.http2_protocol_options", &cc.HTTP2, e.GetHttp2ProtocolOptions())
+			t.http2(p+".explicit_http_config.http2_protocol_options", http2Options(&cc.Options), e.GetHttp2ProtocolOptions())
 		case e.GetHttpProtocolOptions() != nil:
 			cc.Protocol = "http1"
 		default:

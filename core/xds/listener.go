@@ -9,6 +9,7 @@ import (
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 
 	"github.com/proxylab/proxylab/core/config"
+	h2s "github.com/proxylab/proxylab/core/stream/http2"
 )
 
 // listener is a translated Listener and what it waits for.
@@ -130,7 +131,7 @@ func (t *tr) httpProxy(p string, h *hcmv3.HttpConnectionManager, out *listener) 
 		}
 	}
 	if o := h.GetHttp2ProtocolOptions(); o != nil {
-		t.http2(p+".http2_protocol_options", &hp.HTTP2, o)
+		t.http2(p+".http2_protocol_options", http2Options(&hp.Options), o)
 	}
 	if d := h.GetStreamIdleTimeout(); d != nil {
 		hp.StreamIdleTimeout = t.duration(p+".stream_idle_timeout", d)
@@ -177,7 +178,22 @@ func (t *tr) httpProxy(p string, h *hcmv3.HttpConnectionManager, out *listener) 
 	out.cfg.HTTP = hp
 }
 
-func (t *tr) http2(p string, dst *config.HTTP2Options, o *corev3.Http2ProtocolOptions) {
+// http2Options is the HTTP/2 codec's block in opts, made with its defaults
+// when absent (the codec owns the type; config hands it over).
+func http2Options(opts *config.CodecOptions) *h2s.Options {
+	if *opts == nil {
+		*opts = config.CodecOptions{}
+	}
+	o, ok := (*opts)[h2s.OptionsKey].(*h2s.Options)
+	if !ok {
+		o = &h2s.Options{}
+		o.SetDefaults()
+		(*opts)[h2s.OptionsKey] = o
+	}
+	return o
+}
+
+func (t *tr) http2(p string, dst *h2s.Options, o *corev3.Http2ProtocolOptions) {
 	t.check(p, o, h2Fields)
 	setU32(&dst.MaxConcurrentStreams, o.GetMaxConcurrentStreams())
 	setU32(&dst.InitialStreamWindowSize, o.GetInitialStreamWindowSize())

@@ -22,6 +22,7 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/proxylab/proxylab/core/config"
+	h2s "github.com/proxylab/proxylab/core/stream/http2"
 )
 
 func mustAny(t testing.TB, m proto.Message) *anypb.Any {
@@ -287,7 +288,9 @@ func TestTranslateClusters(t *testing.T) {
 				UpstreamProtocolOptions: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_{ExplicitHttpConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig{
 					ProtocolConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions{Http2ProtocolOptions: &corev3.Http2ProtocolOptions{
 						MaxConcurrentStreams: wrapperspb.UInt32(50)}}}}})}
-		}), func(c *cluster) bool { return c.cfg.Protocol == "http2" && c.cfg.HTTP2.MaxConcurrentStreams == 50 }, ""},
+		}), func(c *cluster) bool {
+			return c.cfg.Protocol == "http2" && c.cfg.Options[h2s.OptionsKey].(*h2s.Options).MaxConcurrentStreams == 50
+		}, ""},
 		{"endpoint health status and weight", static(func(c *clusterv3.Cluster) {
 			c.LoadAssignment.Endpoints[0].LbEndpoints[0].HealthStatus = corev3.HealthStatus_UNHEALTHY
 			c.LoadAssignment.Endpoints[0].LbEndpoints[1].LoadBalancingWeight = wrapperspb.UInt32(5)

@@ -45,7 +45,17 @@ var (
 	_ transport.Conn          = (*conn)(nil)
 	_ transport.Splicer       = (*conn)(nil)
 	_ transport.SyscallConner = (*conn)(nil)
+	_ transport.Looper        = (*conn)(nil)
 )
+
+// Loop is the reactor loop the connection runs on (transport.Looper), so
+// the layers above keep per-loop state for it as for rawepoll's own.
+func (c *conn) Loop() int {
+	if l, ok := c.Conn.(transport.Looper); ok {
+		return l.Loop()
+	}
+	return -1
+}
 
 func (t *Transport) wrap(c transport.Conn) transport.Conn {
 	w := &conn{Conn: c, t: t}
