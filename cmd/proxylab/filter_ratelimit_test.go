@@ -28,6 +28,7 @@ import (
 type rlsServer struct {
 	rlsv3.UnimplementedRateLimitServiceServer
 	budget   int
+	gate     testGate     // holds calls while a test wants them pending
 	delay    atomic.Int64 // ns
 	calls    atomic.Int64
 	inFlight atomic.Int64
@@ -39,6 +40,7 @@ func (r *rlsServer) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLimitReq
 	r.calls.Add(1)
 	r.inFlight.Add(1)
 	defer r.inFlight.Add(-1)
+	r.gate.Wait()
 	if d := time.Duration(r.delay.Load()); d > 0 {
 		time.Sleep(d)
 	}
@@ -146,16 +148,16 @@ func TestGlobalRateLimitFilterFailureModes(t *testing.T) {
 	})
 }
 
-// TestGlobalRateLimitFilterDoesNotBlockTheLoop: 200 requests wait on an RLS
-// answering after 200ms; another connection's requests keep their latency.
+// TestGlobalRateLimitFilterDoesNotBlockTheLoop: 200 requests wait on calls
+// the RLS holds; another connection's requests keep their latency.
 func TestGlobalRateLimitFilterDoesNotBlockTheLoop(t *testing.T) {
 	forEachTransport(t, func(t *testing.T, tr string) {
 		r, addr := startRLSServer(t, 1<<30)
-		r.delay.Store(int64(200 * time.Millisecond))
+		r.gate.Hold()
 		up := startH2CUpstream(t, http.HandlerFunc(protoEcho))
 		p := startProxy(t, filterConfig(tr, rlFilter(addr, ""), strings.Replace(rlRoutes, "/free/", "/noauth/", 1), "http1", up.addr))
 		base := "http://" + p.addr("http")
-		probeLatencies(t, base, func(c *http.Client) (*http.Response, string) { return doGet(t, c, base+"/slow", "x-user", "u") }, r.inFlight.Load)
+		probeLatencies(t, base, func(c *http.Client) (*http.Response, string) { return doGet(t, c, base+"/slow", "x-user", "u") }, r.inFlight.Load, r.gate.Release)
 	})
 }
 
