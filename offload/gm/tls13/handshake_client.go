@@ -1,0 +1,255 @@
+package tls13
+
+import (
+	"bytes"
+	"crypto/hmac"
+	"net"
+
+	"github.com/emmansun/gmsm/ecdh"
+	"github.com/emmansun/gmsm/sm2"
+	"github.com/emmansun/gmsm/smx509"
+)
+
+func (c *Conn) clientHandshake() error {
+	cfg := c.cfg
+	ch := &clientHello{random: make([]byte, 32), sessionID: make([]byte, 32), suites: cfg.suites(),
+		versions: []uint16{version13}, alpn: cfg.NextProtos, keyShares: map[uint16][]byte{}}
+	if _, err := cfg.rand().Read(ch.random); err != nil {
+		return alert(alertInternalError)
+	}
+	cfg.rand().Read(ch.sessionID) // middlebox compatibility (RFC 8446 §D.4)
+	if n := cfg.ServerName; n != "" && net.ParseIP(n) == nil {
+		ch.serverName = n
+	}
+	eph, err := keyShare(cfg.rand())
+	if err != nil {
+		return err
+	}
+	if !cfg.noInitialShare {
+		ch.keyShares[groupCurveSM2] = eph.PublicKey().Bytes()
+	}
+	chMsg := handshakeMsg(msgClientHello, ch.marshal())
+	if err := c.writeHandshake(chMsg); err != nil {
+		return err
+	}
+	sh, shMsg, err := c.readServerHello(ch)
+	if err != nil {
+		return err
+	}
+	if sh.retry() {
+		if sh.group != groupCurveSM2 || len(ch.keyShares) != 0 && ch.keyShares[groupCurveSM2] != nil {
+			return alert(alertIllegalParameter) // a retry must change something (§4.1.4)
+		}
+		c.th.add(messageHash(chMsg), shMsg)
+		ch.keyShares[groupCurveSM2] = eph.PublicKey().Bytes()
+		ch.cookie = sh.cookie
+		chMsg = handshakeMsg(msgClientHello, ch.marshal())
+		if err := c.writeHandshake(chMsg); err != nil {
+			return err
+		}
+		hrrSuite := sh.suite
+		if sh, shMsg, err = c.readServerHello(ch); err != nil {
+			return err
+		}
+		if sh.retry() || sh.suite != hrrSuite {
+			return alert(alertIllegalParameter)
+		}
+		c.state.HelloRetried = true
+	}
+	if sh.group != groupCurveSM2 || sh.share == nil {
+		return alert(alertIllegalParameter)
+	}
+	c.th.add(chMsg, shMsg)
+	shared, err := sharedSecret(eph, sh.share)
+	if err != nil {
+		return err
+	}
+	return c.clientFlight(sh.suite, eph, shared)
+}
+
+// readServerHello reads a ServerHello or HelloRetryRequest and checks it
+// against what was offered: TLS 1.3 (a TLS 1.2 answer is a downgrade, its
+// sentinel an attack: RFC 8446 §4.1.3), an offered suite, the echoed
+// session ID.
+func (c *Conn) readServerHello(ch *clientHello) (*serverHello, []byte, error) {
+	msg, err := c.readHandshake()
+	if err != nil {
+		return nil, nil, err
+	}
+	if msg[0] != msgServerHello {
+		return nil, nil, alert(alertUnexpectedMessage)
+	}
+	sh, err := parseServerHello(msg[4:])
+	if err != nil {
+		return nil, nil, err
+	}
+	if sh.version != version13 {
+		if tail := sh.random[24:]; bytes.Equal(tail, downgrade12) || bytes.Equal(tail, downgrade11) {
+			return nil, nil, alert(alertIllegalParameter)
+		}
+		return nil, nil, alert(alertProtocolVersion)
+	}
+	if !has(ch.suites, sh.suite) || !bytes.Equal(sh.sessionID, ch.sessionID) {
+		return nil, nil, alert(alertIllegalParameter)
+	}
+	return sh, msg, nil
+}
+
+// clientFlight reads the server's encrypted flight, checks it and sends
+// the client's Finished.
+func (c *Conn) clientFlight(suite uint16, eph *ecdh.PrivateKey, shared []byte) error {
+	ks := newSchedule(nil)
+	ks.addShared(shared)
+	cHS, sHS := ks.handshakeSecrets(c.th.sum())
+	inHS, err := newHalf(suite, sHS)
+	if err != nil {
+		return alert(alertInternalError)
+	}
+	outHS, err := newHalf(suite, cHS)
+	if err != nil {
+		return alert(alertInternalError)
+	}
+	if err := c.setIn(inHS); err != nil {
+		return err
+	}
+	body, err := c.expect(msgEncryptedExtensions)
+	if err != nil {
+		return err
+	}
+	proto, err := c.parseEncryptedExtensions(body)
+	if err != nil {
+		return err
+	}
+	msg, err := c.readHandshake()
+	if err != nil {
+		return err
+	}
+	certRequested := msg[0] == msgCertificateRequest
+	if certRequested {
+		// Client certificates are not offered: an empty Certificate
+		// answers (§4.4.2); the server decides whether that will do.
+		c.th.add(msg)
+		if msg, err = c.readHandshake(); err != nil {
+			return err
+		}
+	}
+	if msg[0] != msgCertificate {
+		return alert(alertUnexpectedMessage)
+	}
+	c.th.add(msg)
+	certs, err := c.verifyServer(msg[4:])
+	if err != nil {
+		return err
+	}
+	th := c.th.sum()
+	if body, err = c.expect(msgCertificateVerify); err != nil {
+		return err
+	}
+	if err := verifyCertificateVerify(certs[0], body, true, th); err != nil {
+		return err
+	}
+	want := finishedMAC(sHS, c.th.sum())
+	if body, err = c.expect(msgFinished); err != nil {
+		return err
+	}
+	if !hmac.Equal(body, want) {
+		return alert(alertDecryptError)
+	}
+	cAP, sAP := ks.appSecrets(c.th.sum())
+	var flight []byte
+	if certRequested {
+		empty := handshakeMsg(msgCertificate, certificateMsg(nil))
+		c.th.add(empty)
+		flight = empty
+	}
+	flight = append(flight, finishedMsg(cHS, c.th.sum())...)
+	in, err := newHalf(suite, sAP)
+	if err != nil {
+		return alert(alertInternalError)
+	}
+	if err := c.setIn(in); err != nil {
+		return err
+	}
+	c.wmu.Lock()
+	c.out = outHS
+	c.wbuf = c.appendRecords(c.wbuf[:0], recordHandshake, flight)
+	_, err = c.raw.Write(c.wbuf)
+	if err == nil {
+		c.out, err = newHalf(suite, cAP)
+	}
+	c.wmu.Unlock()
+	if err != nil {
+		return err
+	}
+	c.state.CipherSuite, c.state.ALPN, c.state.PeerCertificates = suite, proto, certs
+	return nil
+}
+
+// parseEncryptedExtensions returns the ALPN protocol the server chose,
+// which must be one offered.
+func (c *Conn) parseEncryptedExtensions(body []byte) (string, error) {
+	r := reader{b: body}
+	exts := reader{b: r.vec16()}
+	if r.bad || len(r.b) != 0 {
+		return "", alert(alertDecodeError)
+	}
+	proto := ""
+	for len(exts.b) > 0 && !exts.bad {
+		typ := exts.u16()
+		x := reader{b: exts.vec16()}
+		if typ != extALPN {
+			continue
+		}
+		l := reader{b: x.vec16()}
+		p := l.vec8()
+		if l.bad || x.bad || len(l.b) != 0 || len(x.b) != 0 || len(p) == 0 {
+			return "", alert(alertDecodeError)
+		}
+		proto = string(p)
+		offered := false
+		for _, q := range c.cfg.NextProtos {
+			offered = offered || q == proto
+		}
+		if !offered {
+			return "", alert(alertIllegalParameter)
+		}
+	}
+	if exts.bad {
+		return "", alert(alertDecodeError)
+	}
+	return proto, nil
+}
+
+// verifyServer parses the server's chain and verifies it against the
+// roots and the server name; the leaf must hold an SM2 key.
+func (c *Conn) verifyServer(body []byte) ([]*smx509.Certificate, error) {
+	ders, err := parseCertificateMsg(body)
+	if err != nil {
+		return nil, err
+	}
+	if len(ders) == 0 {
+		return nil, alert(alertDecodeError)
+	}
+	certs := make([]*smx509.Certificate, len(ders))
+	for i, d := range ders {
+		if certs[i], err = smx509.ParseCertificate(d); err != nil {
+			return nil, alert(alertBadCertificate)
+		}
+	}
+	if !sm2.IsSM2PublicKey(certs[0].PublicKey) {
+		return nil, alert(alertBadCertificate)
+	}
+	if c.cfg.InsecureSkipVerify {
+		return certs, nil
+	}
+	inter := smx509.NewCertPool()
+	for _, x := range certs[1:] {
+		inter.AddCert(x)
+	}
+	opts := smx509.VerifyOptions{Roots: c.cfg.RootCAs, Intermediates: inter, DNSName: c.cfg.ServerName,
+		KeyUsages: []smx509.ExtKeyUsage{smx509.ExtKeyUsageServerAuth}}
+	if _, err := certs[0].Verify(opts); err != nil {
+		return nil, alert(alertBadCertificate)
+	}
+	return certs, nil
+}
