@@ -1,0 +1,165 @@
+package gm
+
+import (
+	"crypto"
+	"errors"
+	"fmt"
+
+	"github.com/emmansun/gmsm/sm2"
+	"github.com/emmansun/gmsm/smx509"
+
+	"github.com/proxylab/proxylab/offload"
+	"github.com/proxylab/proxylab/offload/gm/tls13"
+	"github.com/proxylab/proxylab/offload/internal/engineconn"
+	"github.com/proxylab/proxylab/transport"
+)
+
+// SM policies of a tls13_sm block: which TLS ClientHellos the TLS 1.3-SM
+// server takes from the listener's own engine.
+const (
+	// PolicySMPreferred: every ClientHello offering TLS 1.3 with an RFC
+	// 8998 suite, even when it offers standard suites too.
+	PolicySMPreferred = "sm_preferred"
+	// PolicyStandardPreferred: only ClientHellos offering nothing but SM
+	// suites; a client that can do both gets standard TLS.
+	PolicyStandardPreferred = "standard_preferred"
+	// PolicySMOnly: every TLS ClientHello (one without an SM suite fails
+	// with handshake_failure). TLCP records stay TLCP's.
+	PolicySMOnly = "sm_only"
+)
+
+// loadSMCert loads one single-certificate entry: an SM2 chain and its
+// key, usable as a crypto.Signer.
+func loadSMCert(certFile, keyFile string) (*tls13.Certificate, []string, error) {
+	chain, err := loadChain(certFile)
+	if err != nil {
+		return nil, nil, err
+	}
+	k, err := loadKey(keyFile)
+	if err != nil {
+		return nil, nil, err
+	}
+	signer, ok := k.(crypto.Signer)
+	if !ok {
+		return nil, nil, fmt.Errorf("gm: %s: the key cannot sign", keyFile)
+	}
+	leaf, err := smx509.ParseCertificate(chain[0])
+	if err != nil {
+		return nil, nil, fmt.Errorf("gm: %s: %w", certFile, err)
+	}
+	if !sm2.IsSM2PublicKey(leaf.PublicKey) {
+		return nil, nil, fmt.Errorf("gm: %s: not an SM2 certificate (sm2sig_sm3 needs one)", certFile)
+	}
+	return &tls13.Certificate{Chain: chain, Key: signer}, leaf.DNSNames, nil
+}
+
+// smServer terminates TLS 1.3-SM beside a listener's engine.
+type smServer struct {
+	cfg     *tls13.Config
+	policy  string
+	stats   *offload.Stats
+	hs      *engineconn.Handshakers
+	timeout offload.ServerConfig
+}
+
+// newSMServer loads the certificates (chosen by SNI, the first by
+// default). They are read once: a changed file takes a reload.
+func newSMServer(b *TLS13SM, listener *offload.ServerConfig) (*smServer, error) {
+	var certs offload.ByName[*tls13.Certificate]
+	for _, c := range b.Certificates {
+		cert, names, err := loadSMCert(c.CertFile, c.KeyFile)
+		if err != nil {
+			return nil, err
+		}
+		certs.Add(cert, names)
+	}
+	if len(b.Certificates) == 0 {
+		return nil, errors.New("gm: tls13_sm needs a certificate")
+	}
+	cfg := &tls13.Config{NextProtos: listener.ALPN, GetCertificate: certs.Pick}
+	return &smServer{cfg: cfg, policy: b.Policy, stats: listener.Stats, hs: engineconn.NewInlineHandshakers(),
+		timeout: offload.ServerConfig{HandshakeTimeout: listener.HandshakeTimeout}}, nil
+}
+
+func (s *smServer) Wrap(c transport.Conn) offload.Conn {
+	tc := engineconn.New(c, true, s.timeout.HandshakeTimeout, s.stats, s.hs)
+	tc.SetProtocol(smProtocol{tls13.Server(tc.Adapter(), s.cfg)})
+	return tc
+}
+
+func (s *smServer) Close() {}
+
+// Claims the TLS ClientHellos the policy gives to TLS 1.3-SM.
+func (s *smServer) Claims(first []byte) (match, needMore bool) {
+	if s.policy == PolicySMOnly {
+		if len(first) < 3 {
+			return false, len(first) > 0 && first[0] == 0x16
+		}
+		return first[0] == 0x16 && first[1] == 3, false
+	}
+	o, more, ok := tls13.PeekClientHello(first)
+	if more || !ok {
+		return false, more
+	}
+	if s.policy == PolicyStandardPreferred {
+		return o.SM && !o.Standard, false
+	}
+	return o.SM, false
+}
+
+var _ offload.Claimer = (*smServer)(nil)
+
+// smClient speaks TLS 1.3-SM to upstream hosts (a gm cluster with
+// min_version "1.3").
+type smClient struct {
+	cfg  offload.ClientConfig
+	base tls13.Config
+	hs   *engineconn.Handshakers
+}
+
+func newSMClient(cfg *offload.ClientConfig) (*smClient, error) {
+	cl := &smClient{cfg: *cfg, hs: engineconn.NewHandshakers()}
+	cl.base.InsecureSkipVerify = cfg.Insecure
+	cl.base.NextProtos = cfg.ALPN
+	if cfg.Cert != nil {
+		return nil, errors.New("gm: client certificates are not supported with TLS 1.3-SM (min_version 1.3) yet")
+	}
+	if cfg.CAFile != "" {
+		pool, err := loadPool(cfg.CAFile)
+		if err != nil {
+			return nil, err
+		}
+		cl.base.RootCAs = pool
+	} else if !cfg.Insecure {
+		return nil, errors.New("gm: a cluster needs ca_file (there are no system SM2 roots)")
+	}
+	return cl, nil
+}
+
+func (cl *smClient) Wrap(c transport.Conn, host string) offload.Conn {
+	t := cl.base
+	t.ServerName = cl.cfg.SNI
+	if t.ServerName == "" {
+		t.ServerName = hostOnly(host)
+	}
+	tc := engineconn.New(c, false, cl.cfg.ClientHandshakeTimeout(), cl.cfg.Stats, cl.hs)
+	tc.SetProtocol(smProtocol{tls13.Client(tc.Adapter(), &t)})
+	return tc
+}
+
+// smProtocol is a TLS 1.3-SM connection as an engineconn.Protocol.
+type smProtocol struct{ *tls13.Conn }
+
+func (p smProtocol) Negotiated() engineconn.Negotiated {
+	st := p.ConnectionState()
+	return engineconn.Negotiated{ALPN: st.ALPN, Version: "TLSv1.3", Suite: tls13.SuiteName(st.CipherSuite), ServerName: st.ServerName}
+}
+
+// FailureReason names alerts for metrics.
+func (smProtocol) FailureReason(err error) string {
+	var ae *tls13.AlertError
+	if errors.As(err, &ae) {
+		return fmt.Sprintf("alert_%d", ae.Code)
+	}
+	return ""
+}
