@@ -1,0 +1,154 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emmansun/gmsm/smx509"
+	"golang.org/x/net/http2"
+
+	"github.com/proxylab/proxylab/offload/gm/tlcp"
+	"github.com/proxylab/proxylab/offload/gm/tls13"
+)
+
+// sm13Dial opens a TLS 1.3-SM connection offering protos.
+func sm13Dial(addr string, pool *smx509.CertPool, protos ...string) (*tls13.Conn, error) {
+	raw, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	raw.SetDeadline(time.Now().Add(10 * time.Second))
+	c := tls13.Client(raw, &tls13.Config{RootCAs: pool, ServerName: "localhost", NextProtos: protos})
+	if err := c.Handshake(); err != nil {
+		raw.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// sm13Get sends one HTTP/1.1 request over TLS 1.3-SM.
+func sm13Get(addr string, pool *smx509.CertPool, path string) (*http.Response, string, error) {
+	c, err := sm13Dial(addr, pool, "http/1.1")
+	if err != nil {
+		return nil, "", err
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n", path)
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		return nil, "", err
+	}
+	b, err := io.ReadAll(resp.Body)
+	return resp, string(b), err
+}
+
+// sm13GetH2 sends one HTTP/2 request over TLS 1.3-SM (ALPN h2).
+func sm13GetH2(addr string, pool *smx509.CertPool, path string) (*http.Response, string, error) {
+	tr := &http2.Transport{DialTLSContext: func(ctx context.Context, network, a string, _ *tls.Config) (net.Conn, error) {
+		c, err := sm13Dial(addr, pool, "h2")
+		if err == nil && c.ConnectionState().ALPN != "h2" {
+			c.Close()
+			return nil, fmt.Errorf("ALPN %q", c.ConnectionState().ALPN)
+		}
+		return c, err
+	}}
+	defer tr.CloseIdleConnections()
+	resp, err := (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Get("https://localhost" + path)
+	if err != nil {
+		return nil, "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp, string(b), err
+}
+
+// TestTLS13SMTLSAndTLCPOnOnePort: one port serves TLS (gotls), TLCP and
+// TLS 1.3-SM, the ClientHello deciding; TLS 1.3-SM carries HTTP/1.1 and
+// HTTP/2 to our own test client and to a second proxy whose gm cluster
+// (min_version 1.3) calls the port with HTTP/1.1 and HTTP/2.
+func TestTLS13SMTLSAndTLCPOnOnePort(t *testing.T) {
+	dir, pool := gmCerts(t)
+	pk := newPKI(t)
+	sign, signKey := filepath.Join(dir, "server-sign.pem"), filepath.Join(dir, "server-sign-key.pem")
+	forEachTransport(t, func(t *testing.T, tr string) {
+		up := startUpstream(t, http.HandlerFunc(echoHandler))
+		p := startProxy(t, fmt.Sprintf(`transport: %[1]s
+listeners:
+  - name: web
+    address: 127.0.0.1:0
+    tls:
+      certificates: [{cert_file: %[2]q, key_file: %[3]q}]
+      tlcp:
+        certificates:
+          - {cert_file: %[4]q, key_file: %[5]q, enc_cert_file: %[6]q, enc_key_file: %[7]q}
+      tls13_sm:
+        certificates: [{cert_file: %[4]q, key_file: %[5]q}]
+    http_proxy: {}
+routes:
+  - {name: all, domains: ["*"], routes: [{prefix: /, cluster: up}]}
+clusters:
+  - {name: up, hosts: [{address: %[8]q}]}
+admin: {address: "127.0.0.1:0"}
+`, tr, pk.file("server.pem"), pk.file("server-key.pem"), sign, signKey,
+			filepath.Join(dir, "server-enc.pem"), filepath.Join(dir, "server-enc-key.pem"), up.addr))
+		web := p.addr("web")
+		check := func(what string, resp *http.Response, body, want string, err error) {
+			t.Helper()
+			if err != nil || resp.StatusCode != 200 || body != want || resp.Header.Get("X-Seen-XFP") != "https" {
+				t.Fatalf("%s: %v %q", what, err, body)
+			}
+		}
+		resp, body, err := sm13Get(web, pool, "/sm13")
+		check("TLS 1.3-SM HTTP/1.1", resp, body, "GET /sm13 0 ", err)
+		resp, body, err = sm13GetH2(web, pool, "/sm13h2")
+		check("TLS 1.3-SM HTTP/2", resp, body, "GET /sm13h2 0 ", err)
+		if resp.ProtoMajor != 2 {
+			t.Fatalf("HTTP/2 over TLS 1.3-SM answered %s", resp.Proto)
+		}
+		resp, body, err = tlcpGet(web, &tlcp.Config{RootCAs: pool, ServerName: "localhost"}, "/tlcp")
+		check("TLCP", resp, body, "GET /tlcp 0 ", err)
+		resp, body, err = tlsGet(t, web, &tls.Config{RootCAs: pk.pool, ServerName: "localhost"}, "/tls")
+		check("TLS", resp, body, "GET /tls 0 ", err)
+
+		// proxylab's own client engine: a second proxy calls the port over
+		// TLS 1.3-SM with both HTTP versions.
+		q := startProxy(t, fmt.Sprintf(`transport: %[1]s
+listeners:
+  - name: front
+    address: 127.0.0.1:0
+    http_proxy: {}
+routes:
+  - {name: h2, domains: ["*"], routes: [{prefix: /h2, cluster: sm2}, {prefix: /, cluster: sm1}]}
+clusters:
+  - {name: sm1, tls: {engine: gm, min_version: "1.3", ca_file: %[2]q, sni: localhost}, hosts: [{address: %[3]q}]}
+  - {name: sm2, protocol: http2, tls: {engine: gm, min_version: "1.3", ca_file: %[2]q, sni: localhost}, hosts: [{address: %[3]q}]}
+`, tr, filepath.Join(dir, "sm2-ca.pem"), web))
+		for _, path := range []string{"/chain1", "/h2chain"} {
+			res, err := (&http.Client{Timeout: 10 * time.Second}).Get("http://" + q.addr("front") + path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(res.Body)
+			res.Body.Close()
+			if res.StatusCode != 200 || string(b) != "GET "+path+" 0 " {
+				t.Fatalf("chain %s: %d %q", path, res.StatusCode, b)
+			}
+		}
+		// Every SM connection really was TLS 1.3-SM: two direct, two from
+		// the second proxy's clusters.
+		_, metrics := (adminClient{t: t, base: "http://" + p.adminAddr()}).do("GET", "/stats/prometheus")
+		if !strings.Contains(metrics, `suite="TLS_SM4_GCM_SM3"} 4`) {
+			t.Fatalf("listener suites:\n%s", grepLines(metrics, "tls_suites_total"))
+		}
+	})
+}
+
