@@ -1,0 +1,62 @@
+package gm
+
+import (
+	"crypto/tls"
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/proxylab/proxylab/offload/gm/tls13"
+)
+
+// firstFlight is what a client writes first (its ClientHello record).
+func firstFlight(t *testing.T, start func(net.Conn)) []byte {
+	t.Helper()
+	a, b := net.Pipe()
+	defer a.Close()
+	go func() { start(b); b.Close() }()
+	a.SetDeadline(time.Now().Add(5 * time.Second))
+	hdr := make([]byte, 5)
+	if _, err := io.ReadFull(a, hdr); err != nil {
+		t.Fatal(err)
+	}
+	body := make([]byte, int(hdr[3])<<8|int(hdr[4]))
+	if _, err := io.ReadFull(a, body); err != nil {
+		t.Fatal(err)
+	}
+	return append(hdr, body...)
+}
+
+// TestSMClaims: which ClientHellos each policy gives to TLS 1.3-SM.
+func TestSMClaims(t *testing.T) {
+	sm := firstFlight(t, func(c net.Conn) { tls13.Client(c, &tls13.Config{InsecureSkipVerify: true}).Handshake() })
+	mixed := firstFlight(t, func(c net.Conn) {
+		tls13.Client(c, &tls13.Config{InsecureSkipVerify: true, CipherSuites: []uint16{0x1301, tls13.TLS_SM4_GCM_SM3}}).Handshake()
+	})
+	std := firstFlight(t, func(c net.Conn) { tls.Client(c, &tls.Config{InsecureSkipVerify: true}).Handshake() })
+	tlcpHello := []byte{0x16, 0x01, 0x01, 0x00, 0x40}
+	for _, tc := range []struct {
+		policy         string
+		sm, mixed, std bool
+	}{
+		{PolicySMPreferred, true, true, false},
+		{PolicyStandardPreferred, true, false, false},
+		{PolicySMOnly, true, true, true},
+	} {
+		s := &smServer{policy: tc.policy}
+		for _, c := range []struct {
+			name  string
+			first []byte
+			want  bool
+		}{{"sm", sm, tc.sm}, {"mixed", mixed, tc.mixed}, {"standard", std, tc.std}, {"tlcp", tlcpHello, false}} {
+			if m, more := s.Claims(c.first); m != c.want || more {
+				t.Errorf("%s: %s hello: claimed %v (more %v), want %v", tc.policy, c.name, m, more, c.want)
+			}
+			// Any prefix of the record asks for more or does not match.
+			if m, more := s.Claims(c.first[:len(c.first)-1]); m && c.name != "tlcp" && tc.policy != PolicySMOnly || !more && !m && tc.policy != PolicySMOnly && c.name != "tlcp" {
+				t.Errorf("%s: %s hello cut short: claimed %v, more %v", tc.policy, c.name, m, more)
+			}
+		}
+	}
+}
