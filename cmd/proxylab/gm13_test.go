@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -148,6 +149,77 @@ clusters:
 		_, metrics := (adminClient{t: t, base: "http://" + p.adminAddr()}).do("GET", "/stats/prometheus")
 		if !strings.Contains(metrics, `suite="TLS_SM4_GCM_SM3"} 4`) {
 			t.Fatalf("listener suites:\n%s", grepLines(metrics, "tls_suites_total"))
+		}
+	})
+}
+
+// TestTLS13SMClientAuth: an SM-only port (engine gm for TLCP, tls13_sm
+// with policy sm_only) requiring client certificates: a second proxy's gm
+// cluster presents its SM2 certificate; a client without one is refused.
+func TestTLS13SMClientAuth(t *testing.T) {
+	dir, pool := gmCerts(t)
+	ca := filepath.Join(dir, "sm2-ca.pem")
+	forEachTransport(t, func(t *testing.T, tr string) {
+		up := startUpstream(t, http.HandlerFunc(echoHandler))
+		p := startProxy(t, fmt.Sprintf(`transport: %[1]s
+listeners:
+  - name: web
+    address: 127.0.0.1:0
+%[2]s      tls13_sm:
+        certificates: [{cert_file: %[3]q, key_file: %[4]q}]
+        policy: sm_only
+        client_auth: require
+        client_ca: %[5]q
+    http_proxy: {}
+routes:
+  - {name: all, domains: ["*"], routes: [{prefix: /, cluster: up}]}
+clusters:
+  - {name: up, hosts: [{address: %[6]q}]}
+`, tr, gmListenerTLS(dir, ""), filepath.Join(dir, "server-sign.pem"), filepath.Join(dir, "server-sign-key.pem"), ca, up.addr))
+		web := p.addr("web")
+		q := startProxy(t, fmt.Sprintf(`transport: %[1]s
+listeners:
+  - name: front
+    address: 127.0.0.1:0
+    http_proxy: {}
+routes:
+  - {name: all, domains: ["*"], routes: [{prefix: /, cluster: sm}]}
+clusters:
+  - name: sm
+    protocol: http2
+    tls:
+      engine: gm
+      min_version: "1.3"
+      ca_file: %[2]q
+      sni: localhost
+      client_cert: {cert_file: %[3]q, key_file: %[4]q, enc_cert_file: %[5]q, enc_key_file: %[6]q}
+    hosts: [{address: %[7]q}]
+`, tr, ca, filepath.Join(dir, "client-sign.pem"), filepath.Join(dir, "client-sign-key.pem"),
+			filepath.Join(dir, "client-enc.pem"), filepath.Join(dir, "client-enc-key.pem"), web))
+		res, err := (&http.Client{Timeout: 10 * time.Second}).Get("http://" + q.addr("front") + "/mutual")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode != 200 || string(b) != "GET /mutual 0 " {
+			t.Fatalf("with a client certificate: %d %q", res.StatusCode, b)
+		}
+		// Without one: certificate_required (116), read after our Finished.
+		c, err := sm13Dial(web, pool, "http/1.1")
+		if err == nil {
+			fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+			_, err = c.Read(make([]byte, 1))
+			c.Close()
+		}
+		var ae *tls13.AlertError
+		if !errors.As(err, &ae) || ae.Code != 116 {
+			t.Fatalf("without a client certificate: %v", err)
+		}
+		// TLCP still answers on the SM-only port.
+		resp, body, err := tlcpGet(web, &tlcp.Config{RootCAs: pool, ServerName: "localhost"}, "/tlcp")
+		if err != nil || resp.StatusCode != 200 || body != "GET /tlcp 0 " {
+			t.Fatalf("TLCP: %v %q", err, body)
 		}
 	})
 }

@@ -143,11 +143,13 @@ type TLS13SM struct {
 	// Certificates: SM2 certificates, chosen by SNI; the first by default.
 	Certificates []SMCert `yaml:"certificates"`
 	// Policy: sm_preferred, standard_preferred or sm_only.
-	Policy string `yaml:"policy"`
+	Policy     string `yaml:"policy"`
+	ClientAuth string `yaml:"client_auth"` // none or require
+	ClientCA   string `yaml:"client_ca,omitempty"`
 }
 
 // SetDefaults: SM clients get SM.
-func (t *TLS13SM) SetDefaults() { t.Policy = PolicySMPreferred }
+func (t *TLS13SM) SetDefaults() { t.Policy, t.ClientAuth = PolicySMPreferred, "none" }
 
 // Validate checks the entries and the policy.
 func (t *TLS13SM) Validate(path string) []error {
@@ -164,6 +166,13 @@ func (t *TLS13SM) Validate(path string) []error {
 	case PolicySMPreferred, PolicyStandardPreferred, PolicySMOnly:
 	default:
 		errs = append(errs, registry.Errorf(path+".policy", "unknown policy %q (sm_preferred, standard_preferred, sm_only)", t.Policy))
+	}
+	switch t.ClientAuth {
+	case "none":
+	case "require":
+		errs = append(errs, checkFile(t.ClientCA, path+".client_ca")...)
+	default:
+		errs = append(errs, registry.Errorf(path+".client_auth", "unknown policy %q (none, require)", t.ClientAuth))
 	}
 	return errs
 }

@@ -77,6 +77,13 @@ func newSMServer(b *TLS13SM, listener *offload.ServerConfig) (*smServer, error) 
 		return nil, errors.New("gm: tls13_sm needs a certificate")
 	}
 	cfg := &tls13.Config{NextProtos: listener.ALPN, GetCertificate: certs.Pick}
+	if b.ClientAuth == "require" {
+		pool, err := loadPool(b.ClientCA)
+		if err != nil {
+			return nil, err
+		}
+		cfg.ClientCAs = pool
+	}
 	return &smServer{cfg: cfg, policy: b.Policy, stats: listener.Stats, hs: engineconn.NewInlineHandshakers(),
 		timeout: offload.ServerConfig{HandshakeTimeout: listener.HandshakeTimeout}}, nil
 }
@@ -122,7 +129,12 @@ func newSMClient(cfg *offload.ClientConfig) (*smClient, error) {
 	cl.base.InsecureSkipVerify = cfg.Insecure
 	cl.base.NextProtos = cfg.ALPN
 	if cfg.Cert != nil {
-		return nil, errors.New("gm: client certificates are not supported with TLS 1.3-SM (min_version 1.3) yet")
+		// The entry's signing pair answers a CertificateRequest.
+		cert, _, err := loadSMCert(cfg.Cert.CertFile, cfg.Cert.KeyFile)
+		if err != nil {
+			return nil, err
+		}
+		cl.base.Certificate = cert
 	}
 	if cfg.CAFile != "" {
 		pool, err := loadPool(cfg.CAFile)
@@ -152,6 +164,7 @@ type smProtocol struct{ *tls13.Conn }
 
 func (p smProtocol) Negotiated() engineconn.Negotiated {
 	st := p.ConnectionState()
+	// No PeerCertificate: crypto/x509 does not parse SM2 keys (as TLCP).
 	return engineconn.Negotiated{ALPN: st.ALPN, Version: "TLSv1.3", Suite: tls13.SuiteName(st.CipherSuite), ServerName: st.ServerName}
 }
 

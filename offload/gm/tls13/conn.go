@@ -27,8 +27,9 @@ type Certificate struct {
 
 // Config configures one side. Shared between connections; not modified.
 type Config struct {
-	// Certificate serves (server); GetCertificate, when set, chooses it by
-	// the client's server_name ("" when none).
+	// Certificate serves (server) or answers a CertificateRequest
+	// (client); GetCertificate, when set on a server, chooses it by the
+	// client's server_name ("" when none).
 	Certificate    *Certificate
 	GetCertificate func(serverName string) *Certificate
 	// CipherSuites in preference order; empty: GCM, then CCM.
@@ -37,7 +38,10 @@ type Config struct {
 	// preference decides).
 	NextProtos []string
 	// RootCAs verify the server (client side).
-	RootCAs            *smx509.CertPool
+	RootCAs *smx509.CertPool
+	// ClientCAs, when set on a server, require a client certificate
+	// verified against them (client side: Certificate answers a request).
+	ClientCAs          *smx509.CertPool
 	ServerName         string
 	InsecureSkipVerify bool
 	Rand               io.Reader

@@ -126,8 +126,6 @@ func (c *Conn) clientFlight(suite uint16, eph *ecdh.PrivateKey, shared []byte) e
 	}
 	certRequested := msg[0] == msgCertificateRequest
 	if certRequested {
-		// Client certificates are not offered: an empty Certificate
-		// answers (§4.4.2); the server decides whether that will do.
 		c.th.add(msg)
 		if msg, err = c.readHandshake(); err != nil {
 			return err
@@ -158,9 +156,23 @@ func (c *Conn) clientFlight(suite uint16, eph *ecdh.PrivateKey, shared []byte) e
 	cAP, sAP := ks.appSecrets(c.th.sum())
 	var flight []byte
 	if certRequested {
-		empty := handshakeMsg(msgCertificate, certificateMsg(nil))
-		c.th.add(empty)
-		flight = empty
+		// Our certificate when configured (signed as a client), else an
+		// empty Certificate: the server decides whether that will do.
+		var chain [][]byte
+		if cfg := c.cfg; cfg.Certificate != nil {
+			chain = cfg.Certificate.Chain
+		}
+		cm := handshakeMsg(msgCertificate, certificateMsg(chain))
+		c.th.add(cm)
+		flight = cm
+		if chain != nil {
+			cv, err := certificateVerify(c.cfg.Certificate, c.cfg.rand(), false, c.th.sum())
+			if err != nil {
+				return err
+			}
+			c.th.add(cv)
+			flight = append(flight, cv...)
+		}
 	}
 	flight = append(flight, finishedMsg(cHS, c.th.sum())...)
 	in, err := newHalf(suite, sAP)
@@ -221,7 +233,7 @@ func (c *Conn) parseEncryptedExtensions(body []byte) (string, error) {
 }
 
 // verifyServer parses the server's chain and verifies it against the
-// roots and the server name; the leaf must hold an SM2 key.
+// roots and the server name.
 func (c *Conn) verifyServer(body []byte) ([]*smx509.Certificate, error) {
 	ders, err := parseCertificateMsg(body)
 	if err != nil {
@@ -230,8 +242,16 @@ func (c *Conn) verifyServer(body []byte) ([]*smx509.Certificate, error) {
 	if len(ders) == 0 {
 		return nil, alert(alertDecodeError)
 	}
+	return verifyChain(ders, !c.cfg.InsecureSkipVerify, c.cfg.RootCAs, c.cfg.ServerName, smx509.ExtKeyUsageServerAuth)
+}
+
+// verifyChain parses a peer's chain (leaf first, an SM2 key) and, when
+// verify, verifies it against roots (nil: the system's) for usage and
+// name (when given).
+func verifyChain(ders [][]byte, verify bool, roots *smx509.CertPool, name string, usage smx509.ExtKeyUsage) ([]*smx509.Certificate, error) {
 	certs := make([]*smx509.Certificate, len(ders))
 	for i, d := range ders {
+		var err error
 		if certs[i], err = smx509.ParseCertificate(d); err != nil {
 			return nil, alert(alertBadCertificate)
 		}
@@ -239,15 +259,14 @@ func (c *Conn) verifyServer(body []byte) ([]*smx509.Certificate, error) {
 	if !sm2.IsSM2PublicKey(certs[0].PublicKey) {
 		return nil, alert(alertBadCertificate)
 	}
-	if c.cfg.InsecureSkipVerify {
+	if !verify {
 		return certs, nil
 	}
 	inter := smx509.NewCertPool()
 	for _, x := range certs[1:] {
 		inter.AddCert(x)
 	}
-	opts := smx509.VerifyOptions{Roots: c.cfg.RootCAs, Intermediates: inter, DNSName: c.cfg.ServerName,
-		KeyUsages: []smx509.ExtKeyUsage{smx509.ExtKeyUsageServerAuth}}
+	opts := smx509.VerifyOptions{Roots: roots, Intermediates: inter, DNSName: name, KeyUsages: []smx509.ExtKeyUsage{usage}}
 	if _, err := certs[0].Verify(opts); err != nil {
 		return nil, alert(alertBadCertificate)
 	}

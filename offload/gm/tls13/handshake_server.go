@@ -2,8 +2,10 @@ package tls13
 
 import (
 	"crypto/hmac"
+	"encoding/binary"
 
 	"github.com/emmansun/gmsm/ecdh"
+	"github.com/emmansun/gmsm/smx509"
 )
 
 // negotiate checks a ClientHello against the configuration: TLS 1.3
@@ -136,8 +138,16 @@ func (c *Conn) serverFlight(ch *clientHello, suite uint16, cert *Certificate, pr
 		ee = appendExt(ee, extALPN, appendVec16(nil, appendVec8(nil, []byte(proto))))
 	}
 	flight := handshakeMsg(msgEncryptedExtensions, appendVec16(nil, ee))
+	c.th.add(flight)
+	if c.cfg.ClientCAs != nil {
+		// CertificateRequest (§4.3.2): empty context, sm2sig_sm3 only.
+		sa := appendExt(nil, extSignatureAlgs, appendVec16(nil, binary.BigEndian.AppendUint16(nil, sigSM2SM3)))
+		cr := handshakeMsg(msgCertificateRequest, appendVec16([]byte{0}, sa))
+		c.th.add(cr)
+		flight = append(flight, cr...)
+	}
 	certMsg := handshakeMsg(msgCertificate, certificateMsg(cert.Chain))
-	c.th.add(flight, certMsg)
+	c.th.add(certMsg)
 	flight = append(flight, certMsg...)
 	cv, err := certificateVerify(cert, c.cfg.rand(), true, c.th.sum())
 	if err != nil {
@@ -164,6 +174,11 @@ func (c *Conn) serverFlight(ch *clientHello, suite uint16, cert *Certificate, pr
 	if err := c.setIn(inHS); err != nil {
 		return err
 	}
+	if c.cfg.ClientCAs != nil {
+		if err := c.readClientCertificate(); err != nil {
+			return err
+		}
+	}
 	want := finishedMAC(cHS, c.th.sum())
 	body, err := c.expect(msgFinished)
 	if err != nil {
@@ -180,5 +195,35 @@ func (c *Conn) serverFlight(ch *clientHello, suite uint16, cert *Certificate, pr
 		return err
 	}
 	c.state.CipherSuite, c.state.ALPN, c.state.ServerName = suite, proto, ch.serverName
+	return nil
+}
+
+// readClientCertificate reads the client's Certificate and
+// CertificateVerify and verifies them against ClientCAs; an empty
+// Certificate is certificate_required (§4.4.2.4).
+func (c *Conn) readClientCertificate() error {
+	body, err := c.expect(msgCertificate)
+	if err != nil {
+		return err
+	}
+	ders, err := parseCertificateMsg(body)
+	if err != nil {
+		return err
+	}
+	if len(ders) == 0 {
+		return alert(alertCertificateRequired)
+	}
+	certs, err := verifyChain(ders, true, c.cfg.ClientCAs, "", smx509.ExtKeyUsageClientAuth)
+	if err != nil {
+		return err
+	}
+	th := c.th.sum()
+	if body, err = c.expect(msgCertificateVerify); err != nil {
+		return err
+	}
+	if err := verifyCertificateVerify(certs[0], body, false, th); err != nil {
+		return err
+	}
+	c.state.PeerCertificates = certs
 	return nil
 }

@@ -35,6 +35,7 @@ const (
 	alertProtocolVersion       = 70
 	alertInternalError         = 80
 	alertMissingExtension      = 109
+	alertCertificateRequired   = 116
 	alertNoApplicationProtocol = 120
 	alertUnsupportedExtension  = 110
 )

@@ -298,3 +298,56 @@ func (s *scriptConn) Read(b []byte) (int, error)  { return s.in.Read(b) }
 func (s *scriptConn) Write(b []byte) (int, error) { return len(b), nil }
 func (s *scriptConn) Close() error                { return nil }
 func (s *scriptConn) RemoteAddr() net.Addr        { return &net.TCPAddr{} }
+
+// issueClient makes an SM2 client certificate.
+func (p *testPKI) issueClient(t testing.TB) *Certificate {
+	t.Helper()
+	key, _ := sm2.GenerateKey(rand.Reader)
+	tmpl := &smx509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: "client"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), KeyUsage: smx509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []smx509.ExtKeyUsage{smx509.ExtKeyUsageClientAuth}}
+	der, err := smx509.CreateCertificate(rand.Reader, tmpl, p.cert, &key.PublicKey, p.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &Certificate{Chain: [][]byte{der}, Key: key}
+}
+
+func TestClientAuthentication(t *testing.T) {
+	pki := newPKI(t)
+	server := &Config{Certificate: pki.issue(t, "sm.test"), ClientCAs: pki.pool}
+	other := newPKI(t)
+	for _, suite := range []uint16{TLS_SM4_GCM_SM3, TLS_SM4_CCM_SM3} {
+		t.Run(SuiteName(suite), func(t *testing.T) {
+			s, c, serr, cerr := pair(t, server, &Config{RootCAs: pki.pool, ServerName: "sm.test", CipherSuites: []uint16{suite}, Certificate: pki.issueClient(t)})
+			if serr != nil || cerr != nil {
+				t.Fatalf("server %v, client %v", serr, cerr)
+			}
+			if len(s.ConnectionState().PeerCertificates) != 1 || s.ConnectionState().PeerCertificates[0].Subject.CommonName != "client" {
+				t.Fatalf("server state %+v", s.ConnectionState())
+			}
+			exchange(t, c, s, []byte("authenticated"))
+		})
+	}
+	for _, tc := range []struct {
+		name  string
+		cert  *Certificate
+		alert uint8
+	}{{"no certificate", nil, alertCertificateRequired}, {"unknown CA", other.issueClient(t), alertBadCertificate}} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, c, serr, cerr := pair(t, server, &Config{RootCAs: pki.pool, ServerName: "sm.test", Certificate: tc.cert})
+			var ae *AlertError
+			if !errors.As(serr, &ae) || ae.Code != tc.alert || ae.Remote {
+				t.Fatalf("server %v, want alert %d sent", serr, tc.alert)
+			}
+			// The client finished first; its next read gets the alert.
+			if cerr == nil {
+				c.SetReadDeadline(time.Now().Add(5 * time.Second))
+				_, err := c.Read(make([]byte, 1))
+				if !errors.As(err, &ae) || ae.Code != tc.alert || !ae.Remote {
+					t.Fatalf("client read %v, want alert %d received", err, tc.alert)
+				}
+			}
+		})
+	}
+}
