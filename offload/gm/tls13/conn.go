@@ -44,11 +44,20 @@ type Config struct {
 	ClientCAs          *smx509.CertPool
 	ServerName         string
 	InsecureSkipVerify bool
-	Rand               io.Reader
+	// TicketKeys, on a server, issue a session ticket after each full
+	// handshake and resume the sessions of the tickets clients offer
+	// (psk_dhe_ke: a fresh curveSM2 exchange each time). SessionCache, on
+	// a client, keeps the tickets received and offers them. nil: none.
+	TicketKeys   *TicketKeys
+	SessionCache *SessionCache
+	Rand         io.Reader
 
 	// noInitialShare makes a client send no key share at first, forcing a
 	// HelloRetryRequest (tests).
 	noInitialShare bool
+	// sessionByName keys a client's tickets by server name only (tests:
+	// each connection is to a new port).
+	sessionByName bool
 }
 
 func (c *Config) suites() []uint16 {
@@ -72,6 +81,7 @@ type ConnectionState struct {
 	ServerName       string
 	PeerCertificates []*smx509.Certificate
 	HelloRetried     bool
+	DidResume        bool
 }
 
 // Conn is a TLS 1.3-SM connection over a net.Conn. Read and Write may run
@@ -85,6 +95,9 @@ type Conn struct {
 	hsErr  error
 	th     *transcript
 	state  ConnectionState
+	// resumption is resumption_master_secret (client with a SessionCache:
+	// tickets received derive their PSK from it).
+	resumption []byte
 
 	rmu    sync.Mutex
 	in     *halfConn
@@ -352,11 +365,29 @@ func (c *Conn) postHandshake(p []byte) error {
 				c.wmu.Unlock()
 			}
 		case typ == msgNewSessionTicket && c.client:
+			if c.cfg.SessionCache == nil || c.resumption == nil {
+				break
+			}
+			sess, life, err := parseNewSessionTicket(body, c.state.CipherSuite, c.resumption, time.Now())
+			if err != nil {
+				return c.fail(alertDecodeError)
+			}
+			if life > 0 {
+				c.cfg.SessionCache.put(c.sessionKey(), sess)
+			}
 		default:
 			return c.fail(alertUnexpectedMessage)
 		}
 	}
 	return nil
+}
+
+// sessionKey names the server a client's tickets are for.
+func (c *Conn) sessionKey() string {
+	if c.cfg.sessionByName {
+		return c.cfg.ServerName
+	}
+	return c.cfg.ServerName + "|" + c.raw.RemoteAddr().String()
 }
 
 func (c *Conn) fail(code uint8) error {

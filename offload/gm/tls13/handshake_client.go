@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/hmac"
 	"net"
+	"time"
 
 	"github.com/emmansun/gmsm/ecdh"
 	"github.com/emmansun/gmsm/sm2"
@@ -28,7 +29,8 @@ func (c *Conn) clientHandshake() error {
 	if !cfg.noInitialShare {
 		ch.keyShares[groupCurveSM2] = eph.PublicKey().Bytes()
 	}
-	chMsg := handshakeMsg(msgClientHello, ch.marshal())
+	sess := cfg.SessionCache.take(c.sessionKey(), time.Now())
+	chMsg := c.hello(ch, sess)
 	if err := c.writeHandshake(chMsg); err != nil {
 		return err
 	}
@@ -43,7 +45,7 @@ func (c *Conn) clientHandshake() error {
 		c.th.add(messageHash(chMsg), shMsg)
 		ch.keyShares[groupCurveSM2] = eph.PublicKey().Bytes()
 		ch.cookie = sh.cookie
-		chMsg = handshakeMsg(msgClientHello, ch.marshal())
+		chMsg = c.hello(ch, sess)
 		if err := c.writeHandshake(chMsg); err != nil {
 			return err
 		}
@@ -56,7 +58,7 @@ func (c *Conn) clientHandshake() error {
 		}
 		c.state.HelloRetried = true
 	}
-	if sh.group != groupCurveSM2 || sh.share == nil {
+	if sh.group != groupCurveSM2 || sh.share == nil || sh.psk && sess == nil {
 		return alert(alertIllegalParameter)
 	}
 	c.th.add(chMsg, shMsg)
@@ -64,7 +66,26 @@ func (c *Conn) clientHandshake() error {
 	if err != nil {
 		return err
 	}
-	return c.clientFlight(sh.suite, eph, shared)
+	var psk []byte
+	if sh.psk {
+		psk = sess.psk
+	}
+	return c.clientFlight(sh.suite, eph, shared, psk)
+}
+
+// hello encodes the ClientHello, offering sess's ticket when there is one
+// (pre_shared_key last, its binder over the transcript so far and the
+// hello up to the binders: RFC 8446 §4.2.11.2).
+func (c *Conn) hello(ch *clientHello, sess *session) []byte {
+	if sess == nil {
+		return handshakeMsg(msgClientHello, ch.marshal())
+	}
+	age := uint32(time.Since(sess.created)/time.Millisecond) + sess.ageAdd
+	ch.pskTickets, ch.pskAges, ch.binders = [][]byte{sess.ticket}, []uint32{age}, [][]byte{make([]byte, hashLen)}
+	msg := handshakeMsg(msgClientHello, ch.marshal())
+	truncated := msg[:len(msg)-(2+1+hashLen)]
+	copy(msg[len(msg)-hashLen:], binder(sess.psk, c.th.sumWith(truncated)))
+	return msg
 }
 
 // readServerHello reads a ServerHello or HelloRetryRequest and checks it
@@ -97,8 +118,9 @@ func (c *Conn) readServerHello(ch *clientHello) (*serverHello, []byte, error) {
 
 // clientFlight reads the server's encrypted flight, checks it and sends
 // the client's Finished.
-func (c *Conn) clientFlight(suite uint16, eph *ecdh.PrivateKey, shared []byte) error {
-	ks := newSchedule(nil)
+func (c *Conn) clientFlight(suite uint16, eph *ecdh.PrivateKey, shared, psk []byte) error {
+	resumed := psk != nil
+	ks := newSchedule(psk)
 	ks.addShared(shared)
 	cHS, sHS := ks.handshakeSecrets(c.th.sum())
 	inHS, err := newHalf(suite, sHS)
@@ -119,6 +141,9 @@ func (c *Conn) clientFlight(suite uint16, eph *ecdh.PrivateKey, shared []byte) e
 	proto, err := c.parseEncryptedExtensions(body)
 	if err != nil {
 		return err
+	}
+	if resumed {
+		return c.clientFinish(ks, suite, sHS, cHS, outHS, proto, false, nil)
 	}
 	msg, err := c.readHandshake()
 	if err != nil {
@@ -146,8 +171,15 @@ func (c *Conn) clientFlight(suite uint16, eph *ecdh.PrivateKey, shared []byte) e
 	if err := verifyCertificateVerify(certs[0], body, true, th); err != nil {
 		return err
 	}
+	return c.clientFinish(ks, suite, sHS, cHS, outHS, proto, certRequested, certs)
+}
+
+// clientFinish checks the server's Finished, answers a certificate
+// request and sends the client's Finished.
+func (c *Conn) clientFinish(ks *schedule, suite uint16, sHS, cHS []byte, outHS *halfConn, proto string, certRequested bool, certs []*smx509.Certificate) error {
 	want := finishedMAC(sHS, c.th.sum())
-	if body, err = c.expect(msgFinished); err != nil {
+	body, err := c.expect(msgFinished)
+	if err != nil {
 		return err
 	}
 	if !hmac.Equal(body, want) {
@@ -174,7 +206,12 @@ func (c *Conn) clientFlight(suite uint16, eph *ecdh.PrivateKey, shared []byte) e
 			flight = append(flight, cv...)
 		}
 	}
-	flight = append(flight, finishedMsg(cHS, c.th.sum())...)
+	fin := finishedMsg(cHS, c.th.sum())
+	c.th.add(fin)
+	flight = append(flight, fin...)
+	if c.cfg.SessionCache != nil {
+		c.resumption = ks.resumptionSecret(c.th.sum())
+	}
 	in, err := newHalf(suite, sAP)
 	if err != nil {
 		return alert(alertInternalError)
@@ -193,7 +230,7 @@ func (c *Conn) clientFlight(suite uint16, eph *ecdh.PrivateKey, shared []byte) e
 	if err != nil {
 		return err
 	}
-	c.state.CipherSuite, c.state.ALPN, c.state.PeerCertificates = suite, proto, certs
+	c.state.CipherSuite, c.state.ALPN, c.state.PeerCertificates, c.state.DidResume = suite, proto, certs, certs == nil
 	return nil
 }
 

@@ -3,6 +3,7 @@ package tls13
 import (
 	"crypto/hmac"
 	"encoding/binary"
+	"time"
 
 	"github.com/emmansun/gmsm/ecdh"
 	"github.com/emmansun/gmsm/smx509"
@@ -90,6 +91,10 @@ func (c *Conn) serverHandshake() error {
 		}
 		c.state.HelloRetried = true
 	}
+	psk, err := c.acceptTicket(ch, msg)
+	if err != nil {
+		return err
+	}
 	c.th.add(msg)
 	cert := c.cfg.Certificate
 	if c.cfg.GetCertificate != nil {
@@ -110,19 +115,41 @@ func (c *Conn) serverHandshake() error {
 	if err != nil {
 		return err
 	}
-	return c.serverFlight(ch, suite, cert, proto, eph, shared)
+	return c.serverFlight(ch, suite, cert, proto, eph, shared, psk)
+}
+
+// acceptTicket returns the PSK of the first ticket offered when it opens
+// and its binder (over the transcript and the ClientHello up to the
+// binders) is right; nil for a full handshake. A bad binder on a ticket
+// that opened is decrypt_error (§4.2.11).
+func (c *Conn) acceptTicket(ch *clientHello, msg []byte) ([]byte, error) {
+	// Tickets carry no client identity: a server requiring client
+	// certificates neither issues nor accepts them.
+	if c.cfg.TicketKeys == nil || c.cfg.ClientCAs != nil || !ch.pskDHE || len(ch.pskTickets) == 0 {
+		return nil, nil
+	}
+	s, err := c.cfg.TicketKeys.open(ch.pskTickets[0], time.Now())
+	if err != nil {
+		return nil, nil
+	}
+	want := binder(s.psk, c.th.sumWith(msg[:len(msg)-ch.bindersLen]))
+	if !hmac.Equal(want, ch.binders[0]) {
+		return nil, alert(alertDecryptError)
+	}
+	return s.psk, nil
 }
 
 // serverFlight sends ServerHello and the encrypted flight, then reads
 // and checks the client's Finished.
-func (c *Conn) serverFlight(ch *clientHello, suite uint16, cert *Certificate, proto string, eph *ecdh.PrivateKey, shared []byte) error {
-	sh := &serverHello{random: make([]byte, 32), sessionID: ch.sessionID, suite: suite, group: groupCurveSM2, share: eph.PublicKey().Bytes()}
+func (c *Conn) serverFlight(ch *clientHello, suite uint16, cert *Certificate, proto string, eph *ecdh.PrivateKey, shared, psk []byte) error {
+	resumed := psk != nil
+	sh := &serverHello{random: make([]byte, 32), sessionID: ch.sessionID, suite: suite, group: groupCurveSM2, share: eph.PublicKey().Bytes(), psk: resumed}
 	if _, err := c.cfg.rand().Read(sh.random); err != nil {
 		return alert(alertInternalError)
 	}
 	shMsg := handshakeMsg(msgServerHello, sh.marshal())
 	c.th.add(shMsg)
-	ks := newSchedule(nil)
+	ks := newSchedule(psk)
 	ks.addShared(shared)
 	cHS, sHS := ks.handshakeSecrets(c.th.sum())
 	inHS, err := newHalf(suite, cHS)
@@ -139,24 +166,27 @@ func (c *Conn) serverFlight(ch *clientHello, suite uint16, cert *Certificate, pr
 	}
 	flight := handshakeMsg(msgEncryptedExtensions, appendVec16(nil, ee))
 	c.th.add(flight)
-	if c.cfg.ClientCAs != nil {
+	if c.cfg.ClientCAs != nil && !resumed {
 		// CertificateRequest (§4.3.2): empty context, sm2sig_sm3 only.
 		sa := appendExt(nil, extSignatureAlgs, appendVec16(nil, binary.BigEndian.AppendUint16(nil, sigSM2SM3)))
 		cr := handshakeMsg(msgCertificateRequest, appendVec16([]byte{0}, sa))
 		c.th.add(cr)
 		flight = append(flight, cr...)
 	}
-	certMsg := handshakeMsg(msgCertificate, certificateMsg(cert.Chain))
-	c.th.add(certMsg)
-	flight = append(flight, certMsg...)
-	cv, err := certificateVerify(cert, c.cfg.rand(), true, c.th.sum())
-	if err != nil {
-		return err
+	if !resumed {
+		certMsg := handshakeMsg(msgCertificate, certificateMsg(cert.Chain))
+		c.th.add(certMsg)
+		flight = append(flight, certMsg...)
+		cv, err := certificateVerify(cert, c.cfg.rand(), true, c.th.sum())
+		if err != nil {
+			return err
+		}
+		c.th.add(cv)
+		flight = append(flight, cv...)
 	}
-	c.th.add(cv)
 	fin := finishedMsg(sHS, c.th.sum())
 	c.th.add(fin)
-	flight = append(append(flight, cv...), fin...)
+	flight = append(flight, fin...)
 	cAP, sAP := ks.appSecrets(c.th.sum())
 
 	c.wmu.Lock()
@@ -174,7 +204,7 @@ func (c *Conn) serverFlight(ch *clientHello, suite uint16, cert *Certificate, pr
 	if err := c.setIn(inHS); err != nil {
 		return err
 	}
-	if c.cfg.ClientCAs != nil {
+	if c.cfg.ClientCAs != nil && !resumed {
 		if err := c.readClientCertificate(); err != nil {
 			return err
 		}
@@ -194,8 +224,15 @@ func (c *Conn) serverFlight(ch *clientHello, suite uint16, cert *Certificate, pr
 	if err := c.setIn(in); err != nil {
 		return err
 	}
-	c.state.CipherSuite, c.state.ALPN, c.state.ServerName = suite, proto, ch.serverName
-	return nil
+	c.state.CipherSuite, c.state.ALPN, c.state.ServerName, c.state.DidResume = suite, proto, ch.serverName, resumed
+	if c.cfg.TicketKeys == nil || c.cfg.ClientCAs != nil || resumed {
+		return nil
+	}
+	nst, err := newSessionTicket(c.cfg.TicketKeys, c.cfg.rand(), suite, ks.resumptionSecret(c.th.sum()), time.Now())
+	if err != nil {
+		return alert(alertInternalError)
+	}
+	return c.writeHandshake(nst)
 }
 
 // readClientCertificate reads the client's Certificate and

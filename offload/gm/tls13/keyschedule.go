@@ -2,6 +2,7 @@ package tls13
 
 import (
 	"crypto/hmac"
+	"encoding"
 	"encoding/binary"
 	"hash"
 
@@ -121,3 +122,19 @@ func (t *transcript) add(msgs ...[]byte) {
 }
 
 func (t *transcript) sum() []byte { return t.h.Sum(nil) }
+
+// sumWith is the hash of the transcript followed by extra, leaving the
+// transcript as it is (a PSK binder covers a truncated ClientHello).
+func (t *transcript) sumWith(extra []byte) []byte {
+	state, err := t.h.(encoding.BinaryMarshaler).MarshalBinary()
+	if err != nil {
+		panic("tls13: sm3 state: " + err.Error()) // gmsm's digest always marshals
+	}
+	h := sm3.New()
+	h.(encoding.BinaryUnmarshaler).UnmarshalBinary(state)
+	h.Write(extra)
+	return h.Sum(nil)
+}
+
+// binder is a PSK binder over the transcript hash th (RFC 8446 §4.2.11.2).
+func binder(psk, th []byte) []byte { return finishedMAC(newSchedule(psk).binderKey(), th) }

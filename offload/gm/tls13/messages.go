@@ -64,6 +64,8 @@ const (
 	extALPN              = 16
 	extSupportedVersions = 43
 	extCookie            = 44
+	extPreSharedKey      = 41
+	extPSKModes          = 45
 	extKeyShare          = 51
 )
 
@@ -167,6 +169,11 @@ type clientHello struct {
 	keyShares         map[uint16][]byte
 	alpn              []string
 	cookie            []byte
+	pskDHE            bool     // psk_key_exchange_modes has psk_dhe_ke
+	pskTickets        [][]byte // pre_shared_key identities
+	pskAges           []uint32 // their obfuscated ages
+	binders           [][]byte
+	bindersLen        int // bytes of the binders vector, length included
 }
 
 // parseClientHello decodes a ClientHello body; errors are decode_error
@@ -241,6 +248,30 @@ func parseClientHello(body []byte) (*clientHello, error) {
 			x.bad = x.bad || l.bad
 		case extCookie:
 			ch.cookie = x.vec16()
+		case extPSKModes:
+			for _, m := range x.vec8() {
+				ch.pskDHE = ch.pskDHE || m == 1
+			}
+		case extPreSharedKey:
+			if len(er.b) != 0 {
+				return nil, alert(alertIllegalParameter) // must come last (§4.2.11)
+			}
+			ids := reader{b: x.vec16()}
+			for len(ids.b) > 0 && !ids.bad {
+				ch.pskTickets = append(ch.pskTickets, ids.vec16())
+				age := ids.take(4)
+				if age != nil {
+					ch.pskAges = append(ch.pskAges, binary.BigEndian.Uint32(age))
+				}
+			}
+			ch.bindersLen = len(x.b)
+			bs := reader{b: x.vec16()}
+			for len(bs.b) > 0 && !bs.bad {
+				ch.binders = append(ch.binders, bs.vec8())
+			}
+			if ids.bad || bs.bad || len(ch.binders) != len(ch.pskTickets) || len(ch.pskTickets) == 0 {
+				return nil, alert(alertDecodeError)
+			}
 		default:
 			x.b = nil
 		}
@@ -291,6 +322,15 @@ func (ch *clientHello) marshal() []byte {
 		}
 		e = appendExt(e, extALPN, appendVec16(nil, l))
 	}
+	if len(ch.pskTickets) > 0 {
+		e = appendExt(e, extPSKModes, []byte{1, 1}) // psk_dhe_ke
+		var ids, bs []byte
+		for i, t := range ch.pskTickets {
+			ids = binary.BigEndian.AppendUint32(appendVec16(ids, t), ch.pskAges[i])
+			bs = appendVec8(bs, ch.binders[i])
+		}
+		e = appendExt(e, extPreSharedKey, appendVec16(appendVec16(nil, ids), bs))
+	}
 	return appendVec16(b, e)
 }
 
@@ -302,6 +342,7 @@ type serverHello struct {
 	group             uint16 // key_share's group (HRR: selected_group)
 	share             []byte // key_share's key, nil in an HRR
 	cookie            []byte
+	psk               bool // pre_shared_key: the first identity selected
 }
 
 func (sh *serverHello) retry() bool { return string(sh.random) == string(helloRetryRandom) }
@@ -320,6 +361,9 @@ func (sh *serverHello) marshal() []byte {
 	}
 	if len(sh.cookie) > 0 {
 		e = appendExt(e, extCookie, appendVec16(nil, sh.cookie))
+	}
+	if sh.psk {
+		e = appendExt(e, extPreSharedKey, []byte{0, 0})
 	}
 	return appendVec16(b, e)
 }
@@ -356,6 +400,11 @@ func parseServerHello(body []byte) (*serverHello, error) {
 			}
 		case extCookie:
 			sh.cookie = x.vec16()
+		case extPreSharedKey:
+			if x.u16() != 0 {
+				return nil, alert(alertIllegalParameter) // only one identity is offered
+			}
+			sh.psk = true
 		default:
 			return nil, alert(alertUnsupportedExtension)
 		}

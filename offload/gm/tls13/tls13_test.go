@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/x509/pkix"
 	"errors"
+	"fmt"
 	"io"
 	"math/big"
 	"net"
@@ -350,4 +351,64 @@ func TestClientAuthentication(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestResumption: a ticket from a full handshake resumes (no certificate
+// messages), with and without a HelloRetryRequest; a ticket of another
+// server's keys falls back to a full handshake; a wrong binder is
+// decrypt_error.
+func TestResumption(t *testing.T) {
+	pki := newPKI(t)
+	tk, _ := NewTicketKeys(bytes.Repeat([]byte{7}, 16))
+	server := &Config{Certificate: pki.issue(t, "sm.test"), TicketKeys: tk}
+	full := func(t *testing.T, ccfg *Config) {
+		t.Helper()
+		s, c, serr, cerr := pair(t, server, ccfg)
+		if serr != nil || cerr != nil || c.ConnectionState().DidResume {
+			t.Fatalf("first: %v %v %+v", serr, cerr, c.ConnectionState())
+		}
+		exchange(t, s, c, []byte("ticket ahead")) // the client reads the NewSessionTicket
+	}
+	// Each connection dials a new port: tickets are kept per server name
+	// and address, so the test keys the cache by name only.
+	for _, retry := range []bool{false, true} {
+		t.Run(fmt.Sprintf("retry=%v", retry), func(t *testing.T) {
+			cache := NewSessionCache(10)
+			ccfg := &Config{RootCAs: pki.pool, ServerName: "sm.test", SessionCache: cache, sessionByName: true}
+			full(t, ccfg)
+			ccfg.noInitialShare = retry
+			s, c, serr, cerr := pair(t, server, ccfg)
+			if serr != nil || cerr != nil {
+				t.Fatalf("resume: %v %v", serr, cerr)
+			}
+			if !s.ConnectionState().DidResume || !c.ConnectionState().DidResume || c.ConnectionState().HelloRetried != retry {
+				t.Fatalf("not resumed: server %+v client %+v", s.ConnectionState(), c.ConnectionState())
+			}
+			exchange(t, c, s, []byte("resumed"))
+		})
+	}
+	t.Run("other server's ticket", func(t *testing.T) {
+		cache := NewSessionCache(10)
+		ccfg := &Config{RootCAs: pki.pool, ServerName: "sm.test", SessionCache: cache, sessionByName: true}
+		full(t, ccfg)
+		tk2, _ := NewTicketKeys(bytes.Repeat([]byte{8}, 16))
+		other := &Config{Certificate: server.Certificate, TicketKeys: tk2}
+		s, c, serr, cerr := pair(t, other, ccfg)
+		if serr != nil || cerr != nil || s.ConnectionState().DidResume || c.ConnectionState().DidResume {
+			t.Fatalf("%v %v %+v", serr, cerr, c.ConnectionState())
+		}
+	})
+	t.Run("wrong binder", func(t *testing.T) {
+		cache := NewSessionCache(10)
+		ccfg := &Config{RootCAs: pki.pool, ServerName: "sm.test", SessionCache: cache, sessionByName: true}
+		full(t, ccfg)
+		for _, s := range cache.m {
+			s.psk = bytes.Repeat([]byte{1}, 32)
+		}
+		_, _, serr, _ := pair(t, server, ccfg)
+		var ae *AlertError
+		if !errors.As(serr, &ae) || ae.Code != alertDecryptError {
+			t.Fatalf("server %v", serr)
+		}
+	})
 }
