@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -110,6 +111,22 @@ admin: {address: "127.0.0.1:0"}
 		}
 		resp, body, err := sm13Get(web, pool, "/sm13")
 		check("TLS 1.3-SM HTTP/1.1", resp, body, "GET /sm13 0 ", err)
+		// A second connection resumes with the ticket the first received.
+		cache := tls13.NewSessionCache(4)
+		for i, want := range []bool{false, true} {
+			raw, err := net.DialTimeout("tcp", web, 5*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			raw.SetDeadline(time.Now().Add(10 * time.Second))
+			c := tls13.Client(raw, &tls13.Config{RootCAs: pool, ServerName: "localhost", NextProtos: []string{"http/1.1"}, SessionCache: cache})
+			fmt.Fprintf(c, "GET /resume%d HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n", i)
+			b, err := io.ReadAll(c)
+			c.Close()
+			if err != nil || !strings.Contains(string(b), "GET /resume") || c.ConnectionState().DidResume != want {
+				t.Fatalf("connection %d: resumed %v, want %v: %v %q", i, c.ConnectionState().DidResume, want, err, b)
+			}
+		}
 		resp, body, err = sm13GetH2(web, pool, "/sm13h2")
 		check("TLS 1.3-SM HTTP/2", resp, body, "GET /sm13h2 0 ", err)
 		if resp.ProtoMajor != 2 {
@@ -147,8 +164,8 @@ clusters:
 		// Every SM connection really was TLS 1.3-SM: two direct, two from
 		// the second proxy's clusters.
 		_, metrics := (adminClient{t: t, base: "http://" + p.adminAddr()}).do("GET", "/stats/prometheus")
-		if !strings.Contains(metrics, `suite="TLS_SM4_GCM_SM3"} 4`) {
-			t.Fatalf("listener suites:\n%s", grepLines(metrics, "tls_suites_total"))
+		if !strings.Contains(metrics, `suite="TLS_SM4_GCM_SM3"} 6`) || !regexp.MustCompile(`tls_resumptions_total\{name="web",side="listener"\} 1\b`).MatchString(metrics) {
+			t.Fatalf("listener suites:\n%s", grepLines(metrics, "tls_"))
 		}
 	})
 }

@@ -2,6 +2,7 @@ package gm
 
 import (
 	"crypto"
+	"crypto/rand"
 	"errors"
 	"fmt"
 
@@ -76,7 +77,17 @@ func newSMServer(b *TLS13SM, listener *offload.ServerConfig) (*smServer, error) 
 	if len(b.Certificates) == 0 {
 		return nil, errors.New("gm: tls13_sm needs a certificate")
 	}
-	cfg := &tls13.Config{NextProtos: listener.ALPN, GetCertificate: certs.Pick}
+	// Tickets under a random key per listener (not shared between
+	// instances, lost at restart: clients then do a full handshake).
+	key := make([]byte, 16)
+	if _, err := rand.Read(key); err != nil {
+		return nil, fmt.Errorf("gm: %w", err)
+	}
+	tk, err := tls13.NewTicketKeys(key)
+	if err != nil {
+		return nil, fmt.Errorf("gm: %w", err)
+	}
+	cfg := &tls13.Config{NextProtos: listener.ALPN, GetCertificate: certs.Pick, TicketKeys: tk}
 	if b.ClientAuth == "require" {
 		pool, err := loadPool(b.ClientCA)
 		if err != nil {
@@ -126,6 +137,7 @@ type smClient struct {
 
 func newSMClient(cfg *offload.ClientConfig) (*smClient, error) {
 	cl := &smClient{cfg: *cfg, hs: engineconn.NewHandshakers()}
+	cl.base.SessionCache = tls13.NewSessionCache(1024)
 	cl.base.InsecureSkipVerify = cfg.Insecure
 	cl.base.NextProtos = cfg.ALPN
 	if cfg.Cert != nil {
@@ -165,7 +177,7 @@ type smProtocol struct{ *tls13.Conn }
 func (p smProtocol) Negotiated() engineconn.Negotiated {
 	st := p.ConnectionState()
 	// No PeerCertificate: crypto/x509 does not parse SM2 keys (as TLCP).
-	return engineconn.Negotiated{ALPN: st.ALPN, Version: "TLSv1.3", Suite: tls13.SuiteName(st.CipherSuite), ServerName: st.ServerName}
+	return engineconn.Negotiated{ALPN: st.ALPN, Version: "TLSv1.3", Suite: tls13.SuiteName(st.CipherSuite), ServerName: st.ServerName, Resumed: st.DidResume}
 }
 
 // FailureReason names alerts for metrics.
