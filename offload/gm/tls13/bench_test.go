@@ -54,15 +54,35 @@ func handshakeLoop(b *testing.B, serve func(net.Conn), dial func(net.Conn) error
 	}
 }
 
-// BenchmarkFullHandshake: TLS 1.3-SM (SM4-GCM, curveSM2, sm2sig_sm3)
+// BenchmarkHandshake: TLS 1.3-SM (SM4-GCM, curveSM2, sm2sig_sm3)
 // against crypto/tls TLS 1.3 with ECDSA P-256 and AES-128-GCM (X25519 is
 // turned off: P-256 like for like), and TLCP's ECC_SM4_GCM_SM3.
-func BenchmarkFullHandshake(b *testing.B) {
+func BenchmarkHandshake(b *testing.B) {
 	b.Run("tls13-sm", func(b *testing.B) {
 		pki := newPKI(b)
 		server := &Config{Certificate: pki.issue(b, "sm.test")}
 		client := &Config{RootCAs: pki.pool, ServerName: "sm.test"}
 		handshakeLoop(b, func(c net.Conn) { Server(c, server).Handshake() }, func(c net.Conn) error { return Client(c, client).Handshake() })
+	})
+	b.Run("tls13-sm-resumed", func(b *testing.B) {
+		// Each client connection takes the ticket the previous one read.
+		pki := newPKI(b)
+		tk, _ := NewTicketKeys(make([]byte, 16))
+		server := &Config{Certificate: pki.issue(b, "sm.test"), TicketKeys: tk}
+		client := &Config{RootCAs: pki.pool, ServerName: "sm.test", SessionCache: NewSessionCache(4), sessionByName: true}
+		handshakeLoop(b, func(c net.Conn) {
+			s := Server(c, server)
+			if s.Handshake() == nil {
+				s.Write([]byte{0}) // behind the ticket
+			}
+		}, func(c net.Conn) error {
+			cc := Client(c, client)
+			if err := cc.Handshake(); err != nil {
+				return err
+			}
+			_, err := cc.Read(make([]byte, 1))
+			return err
+		})
 	})
 	b.Run("tlcp-ecc-sm4-gcm", func(b *testing.B) {
 		pki := newPKI(b)

@@ -63,3 +63,19 @@ func FuzzTLS13SMRecord(f *testing.F) {
 		}
 	})
 }
+
+// FuzzTLS13SMServerFlight answers a client's ClientHello with arbitrary
+// bytes (records as a server would send them): the client must fail with
+// an alert or an I/O error, never panic or complete.
+func FuzzTLS13SMServerFlight(f *testing.F) {
+	sh := &serverHello{random: make([]byte, 32), sessionID: make([]byte, 32), suite: TLS_SM4_GCM_SM3, group: groupCurveSM2, share: make([]byte, 65)}
+	f.Add((*halfConn)(nil).seal(nil, recordHandshake, handshakeMsg(msgServerHello, sh.marshal())))
+	hrr := &serverHello{random: helloRetryRandom, sessionID: make([]byte, 32), suite: TLS_SM4_GCM_SM3, group: groupCurveSM2}
+	f.Add((*halfConn)(nil).seal(nil, recordHandshake, handshakeMsg(msgServerHello, hrr.marshal())))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		c := Client(&scriptConn{in: bytes.NewReader(in)}, &Config{InsecureSkipVerify: true, NextProtos: []string{"h2"}})
+		if err := c.Handshake(); err == nil {
+			t.Fatal("a handshake completed against replayed bytes")
+		}
+	})
+}

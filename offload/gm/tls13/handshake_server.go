@@ -225,7 +225,9 @@ func (c *Conn) serverFlight(ch *clientHello, suite uint16, cert *Certificate, pr
 		return err
 	}
 	c.state.CipherSuite, c.state.ALPN, c.state.ServerName, c.state.DidResume = suite, proto, ch.serverName, resumed
-	if c.cfg.TicketKeys == nil || c.cfg.ClientCAs != nil || resumed {
+	// A ticket after every handshake, resumed ones included, so a client
+	// using each ticket once keeps resuming.
+	if c.cfg.TicketKeys == nil || c.cfg.ClientCAs != nil {
 		return nil
 	}
 	nst, err := newSessionTicket(c.cfg.TicketKeys, c.cfg.rand(), suite, ks.resumptionSecret(c.th.sum()), time.Now())
