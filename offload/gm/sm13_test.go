@@ -2,11 +2,13 @@ package gm
 
 import (
 	"crypto/tls"
+	"fmt"
 	"io"
 	"net"
 	"testing"
 	"time"
 
+	"github.com/proxylab/proxylab/offload"
 	"github.com/proxylab/proxylab/offload/gm/tls13"
 )
 
@@ -57,6 +59,20 @@ func TestSMClaims(t *testing.T) {
 			if m, more := s.Claims(c.first[:len(c.first)-1]); m && c.name != "tlcp" && tc.policy != PolicySMOnly || !more && !m && tc.policy != PolicySMOnly && c.name != "tlcp" {
 				t.Errorf("%s: %s hello cut short: claimed %v, more %v", tc.policy, c.name, m, more)
 			}
+		}
+	}
+}
+
+// A gm cluster's min_version picks TLCP ("") or TLS 1.3-SM ("1.3");
+// anything else is refused.
+func TestClientVersions(t *testing.T) {
+	for _, tc := range []struct {
+		v    string
+		want string // type of the client, "" for an error
+	}{{"", "*gm.client"}, {"1.3", "*gm.smClient"}, {"1.2", ""}} {
+		c, err := Engine{}.NewClient(&offload.ClientConfig{MinVersion: tc.v, Insecure: true})
+		if got := fmt.Sprintf("%T", c); tc.want == "" && err == nil || tc.want != "" && got != tc.want {
+			t.Errorf("min_version %q: %s, %v", tc.v, got, err)
 		}
 	}
 }
