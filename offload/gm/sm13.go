@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/emmansun/gmsm/sm2"
 	"github.com/emmansun/gmsm/smx509"
@@ -60,7 +61,7 @@ type smServer struct {
 	policy  string
 	stats   *offload.Stats
 	hs      *engineconn.Handshakers
-	timeout offload.ServerConfig
+	timeout time.Duration // the listener's handshake timeout
 }
 
 // newSMServer loads the certificates (chosen by SNI, the first by
@@ -96,11 +97,11 @@ func newSMServer(b *TLS13SM, listener *offload.ServerConfig) (*smServer, error) 
 		cfg.ClientCAs = pool
 	}
 	return &smServer{cfg: cfg, policy: b.Policy, stats: listener.Stats, hs: engineconn.NewInlineHandshakers(),
-		timeout: offload.ServerConfig{HandshakeTimeout: listener.HandshakeTimeout}}, nil
+		timeout: listener.HandshakeTimeout}, nil
 }
 
 func (s *smServer) Wrap(c transport.Conn) offload.Conn {
-	tc := engineconn.New(c, true, s.timeout.HandshakeTimeout, s.stats, s.hs)
+	tc := engineconn.New(c, true, s.timeout, s.stats, s.hs)
 	tc.SetProtocol(smProtocol{tls13.Server(tc.Adapter(), s.cfg)})
 	return tc
 }

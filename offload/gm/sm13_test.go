@@ -5,8 +5,11 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"testing"
 	"time"
+
+	"gopkg.in/yaml.v3"
 
 	"github.com/proxylab/proxylab/offload"
 	"github.com/proxylab/proxylab/offload/gm/tls13"
@@ -73,6 +76,21 @@ func TestClientVersions(t *testing.T) {
 		c, err := Engine{}.NewClient(&offload.ClientConfig{MinVersion: tc.v, Insecure: true})
 		if got := fmt.Sprintf("%T", c); tc.want == "" && err == nil || tc.want != "" && got != tc.want {
 			t.Errorf("min_version %q: %s, %v", tc.v, got, err)
+		}
+	}
+}
+
+// A tls13_sm block is refused with its field paths.
+func TestTLS13SMBlockValidation(t *testing.T) {
+	var node yaml.Node
+	if err := yaml.Unmarshal([]byte("certificates: [{cert_file: /nonexistent.pem, key_file: /nonexistent-key.pem}]\npolicy: sm_first\nclient_auth: require\n"), &node); err != nil {
+		t.Fatal(err)
+	}
+	_, errs := DecodeTLS13SM(node.Content[0], "listeners[0].tls.tls13_sm", "gotls")
+	got := fmt.Sprint(errs)
+	for _, want := range []string{"listeners[0].tls.tls13_sm.policy", "listeners[0].tls.tls13_sm.certificates[0].cert_file", "listeners[0].tls.tls13_sm.client_ca"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("errors %s lack %s", got, want)
 		}
 	}
 }

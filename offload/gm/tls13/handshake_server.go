@@ -123,6 +123,9 @@ func (c *Conn) serverHandshake() error {
 // binders) is right; nil for a full handshake. A bad binder on a ticket
 // that opened is decrypt_error (§4.2.11).
 func (c *Conn) acceptTicket(ch *clientHello, msg []byte) ([]byte, error) {
+	if len(ch.pskTickets) > 0 && !ch.pskModes {
+		return nil, alert(alertMissingExtension) // §4.2.9
+	}
 	// Tickets carry no client identity: a server requiring client
 	// certificates neither issues nor accepts them.
 	if c.cfg.TicketKeys == nil || c.cfg.ClientCAs != nil || !ch.pskDHE || len(ch.pskTickets) == 0 {

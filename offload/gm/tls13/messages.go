@@ -169,7 +169,8 @@ type clientHello struct {
 	keyShares         map[uint16][]byte
 	alpn              []string
 	cookie            []byte
-	pskDHE            bool     // psk_key_exchange_modes has psk_dhe_ke
+	pskModes          bool     // psk_key_exchange_modes present
+	pskDHE            bool     // it has psk_dhe_ke
 	pskTickets        [][]byte // pre_shared_key identities
 	pskAges           []uint32 // their obfuscated ages
 	binders           [][]byte
@@ -249,6 +250,7 @@ func parseClientHello(body []byte) (*clientHello, error) {
 		case extCookie:
 			ch.cookie = x.vec16()
 		case extPSKModes:
+			ch.pskModes = true
 			for _, m := range x.vec8() {
 				ch.pskDHE = ch.pskDHE || m == 1
 			}
