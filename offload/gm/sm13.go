@@ -5,6 +5,9 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emmansun/gmsm/sm2"
@@ -57,26 +60,53 @@ func loadSMCert(certFile, keyFile string) (*tls13.Certificate, []string, error) 
 
 // smServer terminates TLS 1.3-SM beside a listener's engine.
 type smServer struct {
+	block   TLS13SM
 	cfg     *tls13.Config
 	policy  string
 	stats   *offload.Stats
 	hs      *engineconn.Handshakers
 	timeout time.Duration // the listener's handshake timeout
+	every   time.Duration // certificate files are checked this often
+	certs   atomic.Pointer[smCerts]
+	stop    chan struct{}
+	once    sync.Once
 }
 
-// newSMServer loads the certificates (chosen by SNI, the first by
-// default). They are read once: a changed file takes a reload.
-func newSMServer(b *TLS13SM, listener *offload.ServerConfig) (*smServer, error) {
-	var certs offload.ByName[*tls13.Certificate]
+// smCerts are a block's certificates by SNI and the files' stamp.
+type smCerts struct {
+	offload.ByName[*tls13.Certificate]
+	stamp string
+}
+
+func (b *TLS13SM) paths() []string {
+	var p []string
+	for _, c := range b.Certificates {
+		p = append(p, c.CertFile, c.KeyFile)
+	}
+	return p
+}
+
+func loadSMCerts(b *TLS13SM) (*smCerts, error) {
+	if len(b.Certificates) == 0 {
+		return nil, errors.New("gm: tls13_sm needs a certificate")
+	}
+	cs := &smCerts{stamp: offload.FileStamp(b.paths()...)}
 	for _, c := range b.Certificates {
 		cert, names, err := loadSMCert(c.CertFile, c.KeyFile)
 		if err != nil {
 			return nil, err
 		}
-		certs.Add(cert, names)
+		cs.Add(cert, names)
 	}
-	if len(b.Certificates) == 0 {
-		return nil, errors.New("gm: tls13_sm needs a certificate")
+	return cs, nil
+}
+
+// newSMServer loads the certificates (chosen by SNI, the first by
+// default; re-read when their files change, every reload_interval).
+func newSMServer(b *TLS13SM, listener *offload.ServerConfig) (*smServer, error) {
+	cs, err := loadSMCerts(b)
+	if err != nil {
+		return nil, err
 	}
 	// Tickets under a random key per listener (not shared between
 	// instances, lost at restart: clients then do a full handshake).
@@ -88,16 +118,49 @@ func newSMServer(b *TLS13SM, listener *offload.ServerConfig) (*smServer, error) 
 	if err != nil {
 		return nil, fmt.Errorf("gm: %w", err)
 	}
-	cfg := &tls13.Config{NextProtos: listener.ALPN, GetCertificate: certs.Pick, TicketKeys: tk}
+	s := &smServer{block: *b, policy: b.Policy, stats: listener.Stats, hs: engineconn.NewInlineHandshakers(),
+		timeout: listener.HandshakeTimeout, every: listener.ReloadInterval, stop: make(chan struct{})}
+	s.certs.Store(cs)
+	s.cfg = &tls13.Config{NextProtos: listener.ALPN, TicketKeys: tk,
+		GetCertificate: func(name string) *tls13.Certificate { return s.certs.Load().Pick(name) }}
 	if b.ClientAuth == "require" {
-		pool, err := loadPool(b.ClientCA)
-		if err != nil {
+		if s.cfg.ClientCAs, err = loadPool(b.ClientCA); err != nil {
 			return nil, err
 		}
-		cfg.ClientCAs = pool
 	}
-	return &smServer{cfg: cfg, policy: b.Policy, stats: listener.Stats, hs: engineconn.NewInlineHandshakers(),
-		timeout: listener.HandshakeTimeout}, nil
+	if s.every <= 0 {
+		s.every = 5 * time.Second
+	}
+	go s.watch()
+	return s, nil
+}
+
+// watch reloads changed certificate files; a bad file is refused with a
+// log line and the certificates in use are kept.
+func (s *smServer) watch() {
+	tk := time.NewTicker(s.every)
+	defer tk.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-tk.C:
+			stamp := offload.FileStamp(s.block.paths()...)
+			if stamp == s.certs.Load().stamp {
+				continue
+			}
+			cs, err := loadSMCerts(&s.block)
+			if err != nil {
+				slog.Warn("gm: new tls13_sm certificate refused, keeping the current one", "err", err)
+				old := *s.certs.Load()
+				old.stamp = stamp
+				s.certs.Store(&old)
+				continue
+			}
+			s.certs.Store(cs)
+			slog.Info("gm: tls13_sm certificates reloaded", "entries", len(s.block.Certificates))
+		}
+	}
 }
 
 func (s *smServer) Wrap(c transport.Conn) offload.Conn {
@@ -106,7 +169,7 @@ func (s *smServer) Wrap(c transport.Conn) offload.Conn {
 	return tc
 }
 
-func (s *smServer) Close() {}
+func (s *smServer) Close() { s.once.Do(func() { close(s.stop) }) }
 
 // Claims the TLS ClientHellos the policy gives to TLS 1.3-SM.
 func (s *smServer) Claims(first []byte) (match, needMore bool) {

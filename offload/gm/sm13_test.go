@@ -1,14 +1,22 @@
 package gm
 
 import (
+	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
 	"io"
+	"math/big"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/emmansun/gmsm/sm2"
+	"github.com/emmansun/gmsm/smx509"
 	"gopkg.in/yaml.v3"
 
 	"github.com/proxylab/proxylab/offload"
@@ -92,5 +100,56 @@ func TestTLS13SMBlockValidation(t *testing.T) {
 		if !strings.Contains(got, want) {
 			t.Errorf("errors %s lack %s", got, want)
 		}
+	}
+}
+
+// writeSMCert writes a self-signed SM2 certificate for name and its key.
+func writeSMCert(t *testing.T, certFile, keyFile, name string) {
+	t.Helper()
+	key, _ := sm2.GenerateKey(rand.Reader)
+	tmpl := &smx509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: name}, DNSNames: []string{name},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), KeyUsage: smx509.KeyUsageDigitalSignature}
+	der, err := smx509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, _ := smx509.MarshalPKCS8PrivateKey(key)
+	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600)
+}
+
+// The tls13_sm certificates are re-read when their files change; a
+// broken file keeps the ones in use.
+func TestTLS13SMReload(t *testing.T) {
+	dir := t.TempDir()
+	cf, kf := filepath.Join(dir, "c.pem"), filepath.Join(dir, "k.pem")
+	writeSMCert(t, cf, kf, "one.test")
+	s, err := newSMServer(&TLS13SM{Certificates: []SMCert{{cf, kf}}, Policy: PolicySMPreferred, ClientAuth: "none"},
+		&offload.ServerConfig{ReloadInterval: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	name := func() string {
+		leaf, _ := smx509.ParseCertificate(s.cfg.GetCertificate("").Chain[0])
+		return leaf.Subject.CommonName
+	}
+	waitFor := func(want string) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); name() != want; time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("certificate %q, want %q", name(), want)
+			}
+		}
+	}
+	waitFor("one.test")
+	time.Sleep(30 * time.Millisecond) // a later mtime for the stamp
+	writeSMCert(t, cf, kf, "two.test")
+	waitFor("two.test")
+	time.Sleep(30 * time.Millisecond)
+	os.WriteFile(cf, []byte("broken"), 0o644)
+	time.Sleep(200 * time.Millisecond)
+	if name() != "two.test" {
+		t.Fatalf("a broken file replaced the certificate: %q", name())
 	}
 }
