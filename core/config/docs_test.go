@@ -22,9 +22,10 @@ import (
 // config.Blocks field), with the types they decode: a transport's top-level
 // block, the TLCP block of a listener's tls. Keep in step with the built-ins.
 var pluginBlocks = map[string]reflect.Type{
-	"sockmap": reflect.TypeOf(sockmap.Options{}),
-	"dpdk":    reflect.TypeOf(dpdk.Options{}),
-	"tlcp":    reflect.TypeOf(gm.TLCP{}),
+	"sockmap":  reflect.TypeOf(sockmap.Options{}),
+	"dpdk":     reflect.TypeOf(dpdk.Options{}),
+	"tlcp":     reflect.TypeOf(gm.TLCP{}),
+	"tls13_sm": reflect.TypeOf(gm.TLS13SM{}),
 }
 
 // codecBlocks are the option blocks codecs own in clusters and http_proxy
