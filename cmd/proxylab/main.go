@@ -213,6 +213,7 @@ func cmdRun(args []string, stderr io.Writer) (code int) {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
+	up.blockReloads(srv)
 	// Signals are watched before accepting, so a SIGTERM right after start
 	// is a graceful stop and never the default kill.
 	sigs := make(chan os.Signal, 2)

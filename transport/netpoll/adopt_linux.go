@@ -34,7 +34,7 @@ func (t *Transport) adopt(fd int, address string) (transport.Listener, error) {
 		l.Close()
 		return nil, fmt.Errorf("netpoll: adopt %s: not a TCP listener", address)
 	}
-	return &listener{l: tl, t: t}, nil
+	return &listener{l: tl, t: t, done: make(chan struct{})}, nil
 }
 
 // ListenerFD is the listening socket (transport.ListenerFDer).
