@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -265,6 +266,14 @@ func TestHotUpgradeFiveUnderLoad(t *testing.T) {
 				if code, body := getStatus(t, "http://"+next.addr("extra")+"/"); code != 200 || body != "ok" {
 					t.Errorf("the added listener answered %d %q", code, body)
 				}
+			}
+			if i == 0 {
+				// A reload of a process that handed over is refused, with
+				// the reason (the new process serves the config now).
+				gen1.cmd.Process.Signal(syscall.SIGHUP)
+				waitFor(t, 10*time.Second, "the old process refusing a reload", func() bool {
+					return strings.Contains(gen1.logs(), "reload refused") && strings.Contains(gen1.logs(), "handed over to a new one")
+				})
 			}
 			if old != gen1 { // gen1 keeps the long streams until the end
 				end := waitExit(t, old, 30*time.Second)
