@@ -202,7 +202,7 @@ func cmdRun(args []string, stderr io.Writer) (code int) {
 			return 1
 		}
 	}
-	tr, err := transport.New(cfg.Transport, transport.Options{Workers: cfg.Workers, CPUs: pinned, Config: cfg.Plugins[cfg.Transport], Inherited: up.inherited()})
+	tr, err := transport.New(cfg.Transport, transport.Options{Workers: cfg.Workers, CPUs: pinned, Config: cfg.Plugins[cfg.Transport], Inherited: up.inherited(), ReusePort: cfg.ReusePort})
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1

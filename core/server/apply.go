@@ -175,6 +175,7 @@ func needsRestart(old, cfg *config.Config) error {
 	add(old.Transport != cfg.Transport, "transport")
 	add(old.Workers != cfg.Workers, "workers")
 	add(old.CPUs != cfg.CPUs, "cpus")
+	add(old.ReusePort != cfg.ReusePort, "reuse_port")
 	add(!same(old.Plugins, cfg.Plugins), "transport options")
 	add(!equalAdmin(old.Admin, cfg.Admin), "admin")
 	add(!same(old.DemoUpstream, cfg.DemoUpstream), "demo_upstream")

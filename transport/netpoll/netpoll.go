@@ -64,7 +64,11 @@ func (t *Transport) Listen(network, address string) (transport.Listener, error) 
 	if fd, ok := transport.TakeInherited(t.opts, network, address); ok {
 		return t.adopt(fd, address)
 	}
-	l, err := (&net.ListenConfig{}).Listen(context.Background(), network, address)
+	lc := net.ListenConfig{}
+	if t.opts.ReusePort {
+		lc.Control = reusePort
+	}
+	l, err := lc.Listen(context.Background(), network, address)
 	if err != nil {
 		return nil, fmt.Errorf("netpoll: listen %s: %w", address, err)
 	}
