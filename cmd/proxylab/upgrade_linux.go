@@ -161,7 +161,11 @@ func (u *upgrader) serve(srv *server.Server, cfg *config.Config) error {
 			if err := srv.BlockApply("a hot upgrade hand-over is in progress"); err != nil {
 				return nil, nil, fmt.Errorf("a reload is being applied; retry the upgrade once it is done")
 			}
-			return u.offer(srv, srv.Config()) // the config in force: reloads change it
+			socks, fds, err := u.offer(srv, srv.Config()) // the config in force: reloads change it
+			if err != nil {
+				srv.BlockApply("")
+			}
+			return socks, fds, err
 		},
 		Release: func() { srv.BlockApply("") },
 		Commit: func(adopted map[string]bool, handoff func(string, int, []byte)) (moving, draining int) {
