@@ -206,7 +206,7 @@ func cmdRun(args []string, stderr io.Writer) (code int) {
 			return 1
 		}
 	}
-	tr, err := transport.New(cfg.Transport, transport.Options{Workers: cfg.Workers, CPUs: pinned, Config: cfg.Plugins[cfg.Transport], Inherited: up.inherited()})
+	tr, err := transport.New(cfg.Transport, transport.Options{Workers: cfg.Workers, CPUs: pinned, Config: cfg.Plugins[cfg.Transport], Inherited: up.inherited(), ReusePort: cfg.ReusePort})
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
@@ -217,6 +217,7 @@ func cmdRun(args []string, stderr io.Writer) (code int) {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
+	up.blockReloads(srv)
 	// Signals are watched before accepting, so a SIGTERM right after start
 	// is a graceful stop and never the default kill.
 	sigs := make(chan os.Signal, 2)

@@ -32,6 +32,9 @@ type Config struct {
 	CPUs string `yaml:"cpus"`
 	// DrainTimeout bounds a graceful stop (SIGTERM).
 	DrainTimeout Duration `yaml:"drain_timeout"`
+	// ReusePort binds listening sockets with SO_REUSEPORT, so several
+	// processes can share a port (transport.Options.ReusePort).
+	ReusePort bool `yaml:"reuse_port"`
 	// Plugins are the top-level blocks named after registered transports
 	// (each decoded by its transport, which owns its settings): the
 	// transport's Options.Config.

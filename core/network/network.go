@@ -278,7 +278,12 @@ func (c *Conn) OnClose(_ transport.Conn, err error) {
 	for _, cb := range c.events {
 		cb.OnClose(c, err)
 	}
+	var gone *migration // moving, but closed before its hand-over
+	if c.mig != nil && !c.mig.delivered {
+		gone = c.mig
+	}
 	c.Unlock()
+	gone.gaveUp(c)
 	if c.l != nil {
 		c.l.remove(c)
 	}
@@ -379,13 +384,15 @@ func (l *Listener) accept(tc transport.Conn) {
 	c := NewConn(tc, read, write)
 	c.l, c.gen = l, gen
 	l.mu.Lock()
-	if l.draining {
-		l.mu.Unlock()
-		tc.Close()
-		return
+	// Accepted after stop (a transport accept in flight, or a connection
+	// migrated here after this process itself handed over): served once,
+	// in drain mode, never refused; the drain waits for it.
+	late := l.draining
+	if late {
+		l.reopenLocked()
 	}
 	l.conns[c] = struct{}{}
-	stale := gen != l.gen // Update ran meanwhile: it runs an old chain
+	stale := late || gen != l.gen // Update ran meanwhile: it runs an old chain
 	l.mu.Unlock()
 	if st := l.Stats; st != nil {
 		c.stats = st
@@ -445,7 +452,19 @@ func (l *Listener) Drain() <-chan struct{} {
 	for _, c := range l.stop() {
 		c.drain()
 	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	return l.empty
+}
+
+// reopenLocked makes the drain wait again for a connection accepted after
+// stop found none left; l.mu held.
+func (l *Listener) reopenLocked() {
+	select {
+	case <-l.empty:
+		l.empty = make(chan struct{})
+	default:
+	}
 }
 
 // Close stops accepting and closes every connection at once.
