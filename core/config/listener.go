@@ -8,6 +8,8 @@ type Listener struct {
 	Address string `yaml:"address"`
 	// TLS, when set, secures the listener's connections.
 	TLS *ListenerTLS `yaml:"tls,omitempty"`
+	// ProxyProtocol, when set, reads a PROXY header first (sidecar.go).
+	ProxyProtocol *ListenerProxyProtocol `yaml:"proxy_protocol,omitempty"`
 	// Exactly one of the network filters.
 	HTTP *HTTPProxy `yaml:"http_proxy,omitempty"`
 	TCP  *TCPProxy  `yaml:"tcp_proxy,omitempty"`

@@ -413,6 +413,7 @@ func (c *Config) validate(k Known) Errors {
 		}
 	}
 	c.checkRouteProtocols(k, add)
+	c.checkProxyProtocol(add) // sidecar.go
 	return es
 }
 

@@ -27,6 +27,9 @@ type TCPConfig struct {
 	IdleTimeout time.Duration
 	Timers      *timer.Wheel
 	Stats       *TCPStats
+	// ProxyProtocol, 1 or 2, writes a PROXY header with the downstream's
+	// addresses first on each upstream connection (0: none).
+	ProxyProtocol int
 }
 
 // TCPStats are a tcp_proxy listener's upstream-side metrics (Envoy's
@@ -126,6 +129,13 @@ func (f *tcpFilter) onConnect(tc transport.Conn, err error) {
 		slog.Debug("tcp_proxy: upstream connect failed", "err", err)
 		f.c.Close()
 		return
+	}
+	if v := f.cfg.ProxyProtocol; v != 0 { // before TLS: the header is on the socket
+		var a [128]byte // a v1 line is at most 107 bytes, a v2 header we send 52
+		h := network.AppendProxyHeader(a[:0], v, f.c.RemoteAddr(), f.c.LocalAddr())
+		hb := buffer.Get(len(h))
+		hb.Append(h)
+		tc.Write(hb)
 	}
 	if h := f.upHost; h.TLS != nil {
 		tc = h.TLS.Wrap(tc, h.Address)

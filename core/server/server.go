@@ -72,6 +72,8 @@ type ListenerInfo struct {
 	RPC       map[string]*rpc.Stats // RPC events of an http_proxy listener, by codec
 	Engine    string
 	AccessLog *accesslog.Logger
+	// ProxyProtocol counts PROXY headers read (nil: none read, or no metrics).
+	ProxyProtocol *network.ProxyProtocolStats
 	// Filters is an http_proxy listener's http_filters chain.
 	Filters []proxy.FilterSpec
 	secure  offload.Server
@@ -212,6 +214,9 @@ func (s *Server) listenerParts(lc config.Listener, info *ListenerInfo) ([]networ
 		return nil, nil, err
 	}
 	var filters []network.ListenerFilter
+	if pp := lc.ProxyProtocol; pp != nil { // first: the header precedes TLS
+		filters = append(filters, s.proxyProtocolFilter(pp, info))
+	}
 	if t := lc.TLS; t != nil {
 		alpn := t.ALPN
 		if len(alpn) == 0 && lc.HTTP != nil {
@@ -352,6 +357,7 @@ func (s *Server) chainFor(lc config.Listener, info *ListenerInfo) (network.Chain
 		HighWatermark:   t.HighWatermark,
 		IdleTimeout:     t.IdleTimeout.D(),
 		Timers:          s.timers,
+		ProxyProtocol:   s.sendsProxyProtocol(t.Cluster),
 	}
 	info.Filter = "tcp_proxy"
 	if s.cfg.Stats.Enabled {
