@@ -93,7 +93,7 @@ func TestAppendProxyHeaderRoundTrip(t *testing.T) {
 		{tcp("192.0.2.1:1234"), tcp("198.51.100.7:80"), false},
 		{tcp("[2001:db8::1]:1"), tcp("[2001:db8::2]:65535"), false},
 		{tcp("[::ffff:192.0.2.1]:9"), tcp("192.0.2.2:10"), false}, // mapped: sent as TCP4
-		{tcp("192.0.2.1:1"), tcp("[2001:db8::2]:2"), true},         // mixed families: UNKNOWN / LOCAL
+		{tcp("192.0.2.1:1"), tcp("[2001:db8::2]:2"), true},        // mixed families: UNKNOWN / LOCAL
 		{&net.UnixAddr{Name: "/x"}, tcp("192.0.2.2:10"), true},
 	}
 	for _, v := range []int{1, 2} {
