@@ -10,6 +10,11 @@ type Listener struct {
 	TLS *ListenerTLS `yaml:"tls,omitempty"`
 	// ProxyProtocol, when set, reads a PROXY header first (sidecar.go).
 	ProxyProtocol *ListenerProxyProtocol `yaml:"proxy_protocol,omitempty"`
+	// OriginalDst reads where each connection was going before iptables
+	// REDIRECT (or, under TPROXY, its local address); Transparent sets
+	// IP_TRANSPARENT on the socket for TPROXY (sidecar.go).
+	OriginalDst bool `yaml:"original_dst,omitempty"`
+	Transparent bool `yaml:"transparent,omitempty"`
 	// Exactly one of the network filters.
 	HTTP *HTTPProxy `yaml:"http_proxy,omitempty"`
 	TCP  *TCPProxy  `yaml:"tcp_proxy,omitempty"`

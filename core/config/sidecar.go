@@ -97,3 +97,51 @@ func (c *Config) checkProxyProtocol(add func(string, string, ...any)) {
 		}
 	}
 }
+
+// TypeOriginalDst is the cluster type connecting to each downstream
+// connection's original destination (a listener with original_dst).
+const TypeOriginalDst = "original_dst"
+
+func (cl *Cluster) validateOriginalDst(p string, add func(string, string, ...any)) {
+	if len(cl.Hosts) > 0 {
+		add(p+".hosts", "an original_dst cluster has no hosts: it connects where each connection was going")
+	}
+	if cl.MaxHosts < 0 {
+		add(p+".max_hosts", "must be >= 0 (0: unlimited)")
+	}
+	if cl.TLS != nil || cl.HealthCheck != nil || cl.Subsets != nil {
+		add(p+".type", "an original_dst cluster takes no tls, health_check or lb_subset_config")
+	}
+}
+
+// checkOriginalDst: an original_dst cluster serves tcp_proxy listeners that
+// read the original destination.
+func (c *Config) checkOriginalDst(add func(string, string, ...any)) {
+	od := map[string]bool{}
+	for _, cl := range c.Clusters {
+		if cl.Type == TypeOriginalDst {
+			od[cl.Name] = true
+		}
+	}
+	for i, l := range c.Listeners {
+		if l.TCP != nil && od[l.TCP.Cluster] && !l.OriginalDst {
+			add(fmt.Sprintf("listeners[%d].tcp_proxy.cluster", i), "original_dst cluster %q needs original_dst: true on the listener", l.TCP.Cluster)
+		}
+		if l.Transparent && !l.OriginalDst {
+			add(fmt.Sprintf("listeners[%d].transparent", i), "needs original_dst: true (TPROXY keeps the destination as the local address)")
+		}
+	}
+	for i, vh := range c.Routes {
+		for j, r := range vh.Routes {
+			names := []string{r.Cluster}
+			for _, w := range r.WeightedClusters {
+				names = append(names, w.Name)
+			}
+			for _, n := range names {
+				if od[n] {
+					add(fmt.Sprintf("routes[%d].routes[%d]", i, j), "original_dst cluster %q serves tcp_proxy only", n)
+				}
+			}
+		}
+	}
+}

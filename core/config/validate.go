@@ -73,7 +73,7 @@ func (c *Config) validate(k Known) Errors {
 				add(p+"."+f.name, "must be >= 0 (0 means unlimited)")
 			}
 		}
-		if len(cl.Hosts) == 0 {
+		if len(cl.Hosts) == 0 && cl.Type != TypeOriginalDst {
 			add(p+".hosts", "at least one host is required")
 		}
 		if sc := cl.Subsets; sc != nil {
@@ -149,8 +149,10 @@ func (c *Config) validate(k Known) Errors {
 		}
 		switch cl.Type {
 		case "static", "strict_dns":
+		case TypeOriginalDst:
+			cl.validateOriginalDst(p, add) // sidecar.go
 		default:
-			add(p+".type", "unknown type %q (static, strict_dns)", cl.Type)
+			add(p+".type", "unknown type %q (static, strict_dns, original_dst)", cl.Type)
 		}
 		if cl.Type == "strict_dns" && cl.DNSRefreshRate <= 0 {
 			add(p+".dns_refresh_rate", "must be > 0")
@@ -414,6 +416,7 @@ func (c *Config) validate(k Known) Errors {
 	}
 	c.checkRouteProtocols(k, add)
 	c.checkProxyProtocol(add) // sidecar.go
+	c.checkOriginalDst(add)
 	return es
 }
 

@@ -235,6 +235,11 @@ func (p *plan) bind(lc config.Listener, ni *ListenerInfo) error {
 		return err
 	}
 	l, err := network.NewListener(lc.Name, p.s.tr, lc.Address, filters, chain)
+	if err == nil {
+		if err = transparent(lc, l); err != nil {
+			l.Close()
+		}
+	}
 	if err != nil {
 		closeInfo(unshared(ni, p.shares[ni]))
 		return fmt.Errorf("server: listener %q: %w", lc.Name, err)

@@ -74,6 +74,10 @@ type ListenerInfo struct {
 	AccessLog *accesslog.Logger
 	// ProxyProtocol counts PROXY headers read (nil: none read, or no metrics).
 	ProxyProtocol *network.ProxyProtocolStats
+	// OriginalDst: the original_dst filter's counts and the original_dst
+	// cluster a tcp_proxy listener sends to (sidecar.go), or nil.
+	OriginalDst        *network.OriginalDstStats
+	OriginalDstCluster *proxy.OriginalDst
 	// Filters is an http_proxy listener's http_filters chain.
 	Filters []proxy.FilterSpec
 	secure  offload.Server
@@ -127,6 +131,9 @@ func New(cfg *config.Config, tr transport.Transport, log *slog.Logger) (*Server,
 			return nil, err
 		}
 		l, err := network.NewListener(lc.Name, tr, lc.Address, filters, chain)
+		if err == nil {
+			err = transparent(lc, l) // sidecar.go
+		}
 		if err != nil {
 			s.Close()
 			return nil, fmt.Errorf("server: listener %q: %w", lc.Name, err)
@@ -216,6 +223,9 @@ func (s *Server) listenerParts(lc config.Listener, info *ListenerInfo) ([]networ
 	var filters []network.ListenerFilter
 	if pp := lc.ProxyProtocol; pp != nil { // first: the header precedes TLS
 		filters = append(filters, s.proxyProtocolFilter(pp, info))
+	}
+	if lc.OriginalDst {
+		filters = append(filters, s.originalDstFilter(info))
 	}
 	if t := lc.TLS; t != nil {
 		alpn := t.ALPN
@@ -358,6 +368,7 @@ func (s *Server) chainFor(lc config.Listener, info *ListenerInfo) (network.Chain
 		IdleTimeout:     t.IdleTimeout.D(),
 		Timers:          s.timers,
 		ProxyProtocol:   s.sendsProxyProtocol(t.Cluster),
+		OriginalDst:     s.originalDstCluster(t.Cluster, info),
 	}
 	info.Filter = "tcp_proxy"
 	if s.cfg.Stats.Enabled {
