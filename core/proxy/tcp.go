@@ -67,7 +67,7 @@ type tcpFilter struct {
 
 	attempts int
 	upHost   *upstream.Host
-	origDst  string // the original destination acquired (origdst.go)
+	origDst  string        // the original destination acquired (origdst.go)
 	pending  []*buffer.Buf // read before the upstream connected
 	eof      [2]bool       // side sent FIN
 	queued   [2]int        // bytes queued for writing to side
