@@ -333,3 +333,57 @@ func TestSidecarIntercept(t *testing.T) {
 		)
 	})
 }
+
+// TestSidecarLatency measures, in one run, a same-host call from the pod to
+// a service directly (its port excluded from interception) and intercepted
+// by iptables REDIRECT through proxylab: the round trip of a line on an
+// open connection, and a new connection with one round trip. It reports
+// medians and p99 (go test -v); it asserts only that every call answered.
+func TestSidecarLatency(t *testing.T) {
+	forEachTransport(t, func(t *testing.T, tr string) {
+		pod := newPod(t)
+		for _, port := range []int{8080, 8082} {
+			ln, err := net.Listen("tcp", fmt.Sprintf("%s:%d", pod.host, port))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { ln.Close() })
+			serveEcho(ln, "svc")
+		}
+		pod.intercept("EXCLUDE_OUT_PORTS=8082")
+		pod.startProxy(sidecarConfig(tr, 0))
+		const rtts, conns = 2000, 200
+		q := func(d []time.Duration, f float64) time.Duration {
+			slices.Sort(d)
+			return d[int(f*float64(len(d)-1))]
+		}
+		for _, c := range []struct{ name, addr string }{{"direct", pod.host + ":8082"}, {"intercepted", pod.host + ":8080"}} {
+			conn, err := pod.dial(c.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := bufio.NewReader(conn)
+			ask(t, conn, r, "warm")
+			rt := make([]time.Duration, 0, rtts)
+			for range rtts {
+				start := time.Now()
+				ask(t, conn, r, "ping")
+				rt = append(rt, time.Since(start))
+			}
+			conn.Close()
+			nc := make([]time.Duration, 0, conns)
+			for range conns {
+				start := time.Now()
+				conn, err := pod.dial(c.addr)
+				if err != nil {
+					t.Fatal(err)
+				}
+				ask(t, conn, bufio.NewReader(conn), "ping")
+				nc = append(nc, time.Since(start))
+				conn.Close()
+			}
+			t.Logf("%s %-11s round trip p50 %v p99 %v; new connection + round trip p50 %v p99 %v",
+				tr, c.name, q(rt, 0.5), q(rt, 0.99), q(nc, 0.5), q(nc, 0.99))
+		}
+	})
+}

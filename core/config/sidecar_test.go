@@ -52,3 +52,43 @@ clusters:
 		t.Fatalf("err = %v", err)
 	}
 }
+
+func TestOriginalDstValidation(t *testing.T) {
+	tests := []struct{ name, in, want string }{
+		{"ok", `
+listeners:
+  - {name: o, address: 0.0.0.0:15001, original_dst: true, tcp_proxy: {cluster: pt}}
+  - {name: i, address: 0.0.0.0:15006, original_dst: true, transparent: true, tcp_proxy: {cluster: pt}}
+clusters: [{name: pt, type: original_dst, max_hosts: 10}]`, ""},
+		{"hosts", `
+listeners: [{name: o, address: 0.0.0.0:15001, original_dst: true, tcp_proxy: {cluster: pt}}]
+clusters: [{name: pt, type: original_dst, hosts: [{address: 127.0.0.1:1}]}]`, "clusters[0].hosts: an original_dst cluster has no hosts"},
+		{"max_hosts", `
+listeners: [{name: o, address: 0.0.0.0:15001, original_dst: true, tcp_proxy: {cluster: pt}}]
+clusters: [{name: pt, type: original_dst, max_hosts: -1}]`, "clusters[0].max_hosts: must be >= 0"},
+		{"listener without original_dst", `
+listeners: [{name: o, address: 0.0.0.0:15001, tcp_proxy: {cluster: pt}}]
+clusters: [{name: pt, type: original_dst}]`, `listeners[0].tcp_proxy.cluster: original_dst cluster "pt" needs original_dst: true`},
+		{"transparent alone", `
+listeners: [{name: o, address: 0.0.0.0:15001, transparent: true, tcp_proxy: {cluster: c}}]
+clusters: [{name: c, hosts: [{address: 127.0.0.1:1}]}]`, "listeners[0].transparent: needs original_dst: true"},
+		{"http route", `
+listeners: [{name: h, address: 0.0.0.0:80, http_proxy: {}}]
+routes: [{name: v, domains: ['*'], routes: [{prefix: /, cluster: pt}]}]
+clusters: [{name: pt, type: original_dst}]`, `routes[0].routes[0]: original_dst cluster "pt" serves tcp_proxy only`},
+		{"unknown type", `
+listeners: [{name: o, address: 0.0.0.0:15001, tcp_proxy: {cluster: c}}]
+clusters: [{name: c, type: eds, hosts: [{address: 127.0.0.1:1}]}]`, `clusters[0].type: unknown type "eds" (static, strict_dns, original_dst)`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse([]byte(tt.in), known)
+			switch {
+			case tt.want == "" && err != nil:
+				t.Fatalf("refused: %v", err)
+			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+				t.Fatalf("err = %v, want %q", err, tt.want)
+			}
+		})
+	}
+}
