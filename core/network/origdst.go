@@ -104,6 +104,28 @@ func (c *dstConn) LocalAddr() net.Addr { return c.dst }
 // Unwrap is the connection underneath.
 func (c *dstConn) Unwrap() transport.Conn { return c.Conn }
 
+var _ transport.Splicer = (*dstConn)(nil)
+
+// errNoSplice: the connection underneath cannot forward in the kernel.
+var errNoSplice = errors.New("network: original destination: the transport does not splice")
+
+// Splice lets the transport join the socket underneath with peer (the
+// destination only changed what LocalAddr says).
+func (c *dstConn) Splice(peer transport.Conn) error {
+	if s, ok := c.Conn.(transport.Splicer); ok {
+		return s.Splice(peer)
+	}
+	return errNoSplice
+}
+
+// SplicedBytes is the connection underneath's (0 if it cannot splice).
+func (c *dstConn) SplicedBytes() uint64 {
+	if s, ok := c.Conn.(transport.Splicer); ok {
+		return s.SplicedBytes()
+	}
+	return 0
+}
+
 // errNoSocket: the connection has no kernel socket to ask (dpdk).
 var errNoSocket = errors.New("network: original destination: no kernel socket")
 
