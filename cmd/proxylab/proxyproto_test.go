@@ -294,3 +294,47 @@ clusters:
 		}
 	})
 }
+
+// TestProxyProtocolTLS: the PROXY header comes before the TLS handshake;
+// over HTTP/2 (ALPN h2) and HTTP/1.1 the upstream sees the header's client.
+func TestProxyProtocolTLS(t *testing.T) {
+	pk := newPKI(t)
+	forEachTransport(t, func(t *testing.T, tr string) {
+		up := xffUpstream(t)
+		cfg := strings.Replace(tlsListenerConfig(tr, pk, up.addr, ""), "    tls:\n", "    proxy_protocol: {trusted_sources: [127.0.0.0/8]}\n    tls:\n", 1)
+		p := startProxy(t, cfg)
+		for _, alpn := range []string{"h2", "http/1.1"} {
+			hdr := "PROXY TCP4 198.51.100.20 192.0.2.1 5555 443\r\n"
+			tcfg := &tls.Config{RootCAs: pk.pool, ServerName: "localhost", NextProtos: []string{alpn}}
+			rt := &http.Transport{ForceAttemptHTTP2: alpn == "h2", TLSClientConfig: tcfg,
+				DialTLSContext: func(ctx context.Context, network, a string) (net.Conn, error) {
+					nc, err := net.Dial("tcp", p.addr("web"))
+					if err != nil {
+						return nil, err
+					}
+					if _, err := io.WriteString(nc, hdr); err != nil {
+						return nil, err
+					}
+					tc := tls.Client(nc, tcfg)
+					return tc, tc.HandshakeContext(ctx)
+				}}
+			if alpn == "h2" {
+				if err := http2.ConfigureTransport(rt); err != nil {
+					t.Fatal(err)
+				}
+			}
+			c := &http.Client{Timeout: 10 * time.Second, Transport: rt}
+			resp, err := c.Get("https://localhost/tls")
+			if err != nil {
+				t.Fatalf("%s: %v", alpn, err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			rt.CloseIdleConnections()
+			wantMajor := map[string]int{"h2": 2, "http/1.1": 1}[alpn]
+			if resp.StatusCode != 200 || string(b) != "xff=198.51.100.20" || resp.ProtoMajor != wantMajor {
+				t.Fatalf("%s: %d %q proto %d", alpn, resp.StatusCode, b, resp.ProtoMajor)
+			}
+		}
+	})
+}
