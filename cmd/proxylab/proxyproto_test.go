@@ -153,16 +153,6 @@ func mustReq(t *testing.T, url string) *http.Request {
 	return r
 }
 
-// freePort is a loopback address free a moment ago (for haproxy's binds).
-func freePort(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 // startHAProxy runs haproxy in the foreground with cfg until the test ends,
 // and waits until bind accepts.
 func startHAProxy(t *testing.T, cfg, bind string) {
@@ -336,5 +326,37 @@ func TestProxyProtocolTLS(t *testing.T) {
 				t.Fatalf("%s: %d %q proto %d", alpn, resp.StatusCode, b, resp.ProtoMajor)
 			}
 		}
+	})
+}
+
+// TestProxyProtocolRBAC: listener filters after proxy_protocol (rbac) decide
+// on the client the header names, not on the peer that sent it.
+func TestProxyProtocolRBAC(t *testing.T) {
+	forEachTransport(t, func(t *testing.T, tr string) {
+		up := xffUpstream(t)
+		p := startProxy(t, fmt.Sprintf(`transport: %s
+listeners:
+  - name: web
+    address: 127.0.0.1:0
+    proxy_protocol: {trusted_sources: [127.0.0.0/8]}
+    listener_filters:
+      - name: rbac
+        typed_config:
+          rules: {action: ALLOW, policies: {doc: {permissions: [{any: true}], principals: [{source_ip: {address_prefix: 203.0.113.0, prefix_len: 24}}]}}}
+    http_proxy: {}
+routes:
+  - {name: all, domains: ["*"], routes: [{prefix: /, cluster: up}]}
+clusters:
+  - {name: up, hosts: [{address: %q}]}
+`, tr, up.addr))
+		c := dialRaw(t, p.addr("web"))
+		c.send("PROXY TCP4 203.0.113.9 192.0.2.80 40000 80\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n")
+		if resp, body := c.readResponse("GET"); resp.StatusCode != 200 || body != "xff=203.0.113.9" {
+			t.Fatalf("allowed client: %d %q", resp.StatusCode, body)
+		}
+		c.Close()
+		d := dialRaw(t, p.addr("web"))
+		d.send("PROXY TCP4 198.51.100.9 192.0.2.80 40000 80\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n")
+		d.expectClosed()
 	})
 }

@@ -114,7 +114,7 @@ type ListenerStats struct {
 
 // Conn is a downstream connection with its filter chains.
 type Conn struct {
-	mu  sync.Mutex
+	mu  SessionLock
 	tc  transport.Conn
 	id  uint64
 	l   *Listener
@@ -125,7 +125,6 @@ type Conn struct {
 	events     []ConnCallbacks
 	closed     bool
 	peerClosed bool // the peer sent FIN or reset before we closed
-	flushers   []Flusher
 	stats      *ListenerStats
 	mig        *migration // hot upgrade hand-over under way (migrate.go)
 	// gotData: a byte arrived; drainOnData: drainWhenActive came before
@@ -159,19 +158,16 @@ func (c *Conn) Lock() { c.mu.Lock() }
 // pool serves a waiting stream this way from under another session).
 func (c *Conn) TryLock() bool { return c.mu.TryLock() }
 
-// Unlock runs the deferred flushes, then releases the session lock.
-func (c *Conn) Unlock() {
-	for len(c.flushers) > 0 {
-		f := c.flushers[len(c.flushers)-1]
-		c.flushers[len(c.flushers)-1] = nil
-		c.flushers = c.flushers[:len(c.flushers)-1]
-		f.Flush()
-	}
-	c.mu.Unlock()
-}
+// Unlock runs the deferred flushes, releases the session lock, then runs
+// work posted meanwhile (SessionLock).
+func (c *Conn) Unlock() { c.mu.Unlock() }
 
 // DeferFlush queues f to run at Unlock. Call with the lock held.
-func (c *Conn) DeferFlush(f Flusher) { c.flushers = append(c.flushers, f) }
+func (c *Conn) DeferFlush(f Flusher) { c.mu.DeferFlush(f) }
+
+// Post runs f under the session without blocking the caller: now if the
+// session is free, else at its holder's Unlock (SessionLock.Post).
+func (c *Conn) Post(f Flusher) { c.mu.Post(f) }
 
 var _ Session = (*Conn)(nil)
 
@@ -321,8 +317,16 @@ func (c *Conn) drainLocked() {
 // that arrived with it leave in one vectored write.
 type Session interface {
 	sync.Locker
+	// TryLock takes the session if it is free, without blocking.
+	TryLock() bool
 	// DeferFlush arranges f.Flush to run before the lock is released.
+	// Call with the lock held.
 	DeferFlush(f Flusher)
+	// Post runs f under the session from any goroutine (one holding
+	// another session included) without blocking: now if the session is
+	// free, otherwise when its holder releases it. SessionLock implements
+	// the whole interface.
+	Post(f Flusher)
 }
 
 // Flusher writes what an encoder has queued.

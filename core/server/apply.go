@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"strings"
 	"sync"
@@ -97,6 +98,11 @@ func closeInfo(info *ListenerInfo) {
 	}
 	for _, b := range info.beside {
 		b.Close()
+	}
+	for _, f := range info.Filters {
+		if c, ok := f.Factory.(io.Closer); ok {
+			c.Close() // its listener stopped; a failed close changes nothing
+		}
 	}
 }
 

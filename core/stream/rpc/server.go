@@ -17,7 +17,9 @@ import (
 )
 
 // Stats count a codec's events on one side; safe for concurrent use.
+// Codec names the codec in the exported metrics.
 type Stats struct {
+	Codec                                                      string
 	Requests, Oneways, Heartbeats, BadFrames, UnknownResponses atomic.Uint64
 }
 
