@@ -134,6 +134,15 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		for _, st := range l.Codecs {
 			st.Collect(sideEmit(ch, "listener", l.Name))
 		}
+		if st := l.ProxyProtocol; st != nil {
+			st.Collect(sideEmit(ch, "listener", l.Name))
+		}
+		if st := l.OriginalDst; st != nil {
+			st.Collect(sideEmit(ch, "listener", l.Name))
+		}
+		if od := l.OriginalDstCluster; od != nil {
+			od.Collect(sideEmit(ch, "listener", l.Name))
+		}
 		for _, f := range l.Filters { // http filters export their own metrics
 			if c, ok := f.Factory.(stats.Collector); ok {
 				c.Collect(sideEmit(ch, "listener", l.Name))

@@ -26,6 +26,11 @@ type Cluster struct {
 	IdleTimeout Duration `yaml:"idle_timeout"`
 	// TLS, when set, secures connections to the hosts (each may opt out).
 	TLS *ClusterTLS `yaml:"tls,omitempty"`
+	// ProxyProtocol, when set, has tcp_proxy send a PROXY header (sidecar.go).
+	ProxyProtocol *ClusterProxyProtocol `yaml:"proxy_protocol,omitempty"`
+	// MaxHosts bounds the distinct destinations an original_dst cluster
+	// has connections to at once (sidecar.go).
+	MaxHosts int `yaml:"max_hosts"`
 	// HealthCheck, when set, checks every host actively; failing hosts get
 	// no traffic (unless fewer than half are healthy: panic mode).
 	HealthCheck *HealthCheck `yaml:"health_check,omitempty"`

@@ -175,7 +175,7 @@ clusters:
 		{"listener block checked on every listener", ", thrift_server: {max_frames: 0}", "",
 			"listeners[0].http_proxy.thrift_server.max_frames: must be >= 1"},
 		{"a listener block is no cluster key", "", ", thrift_server: {}",
-			"clusters[0].thrift_server: unknown field (known: name, type, dns_refresh_rate, dns_resolver, lb, lb_options, connect_timeout, max_connections, max_pending, max_requests_per_connection, idle_timeout, tls, health_check, lb_subset_config, outlier_detection, circuit_breakers, protocol, http2_protocol_options, thrift_options, hosts) (line 7)"},
+			"clusters[0].thrift_server: unknown field (known: name, type, dns_refresh_rate, dns_resolver, lb, lb_options, connect_timeout, max_connections, max_pending, max_requests_per_connection, idle_timeout, tls, proxy_protocol, max_hosts, health_check, lb_subset_config, outlier_detection, circuit_breakers, protocol, http2_protocol_options, thrift_options, hosts) (line 7)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg, err := Parse(doc(tc.listener, tc.cluster), k)

@@ -8,6 +8,13 @@ type Listener struct {
 	Address string `yaml:"address"`
 	// TLS, when set, secures the listener's connections.
 	TLS *ListenerTLS `yaml:"tls,omitempty"`
+	// ProxyProtocol, when set, reads a PROXY header first (sidecar.go).
+	ProxyProtocol *ListenerProxyProtocol `yaml:"proxy_protocol,omitempty"`
+	// OriginalDst reads where each connection was going before iptables
+	// REDIRECT (or, under TPROXY, its local address); Transparent sets
+	// IP_TRANSPARENT on the socket for TPROXY (sidecar.go).
+	OriginalDst bool `yaml:"original_dst,omitempty"`
+	Transparent bool `yaml:"transparent,omitempty"`
 	// ListenerFilters run on each accepted connection (listenerfilters.go).
 	ListenerFilters []ListenerFilter `yaml:"listener_filters,omitempty"`
 	// Exactly one of the network filters.

@@ -50,6 +50,8 @@ func (c *Config) validate(k Known) Errors {
 	c.validateRoutes(v)
 	c.validateListeners(v)
 	c.checkRouteProtocols(k, v.add)
+	c.checkProxyProtocol(v.add) // sidecar.go
+	c.checkOriginalDst(v.add)
 	return v.es
 }
 

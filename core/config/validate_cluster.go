@@ -47,7 +47,7 @@ func (cl *Cluster) validate(v *checker, p string) {
 			v.add(p+"."+f.name, "must be >= 0 (0 means unlimited)")
 		}
 	}
-	if len(cl.Hosts) == 0 {
+	if len(cl.Hosts) == 0 && cl.Type != TypeOriginalDst {
 		v.add(p+".hosts", "at least one host is required")
 	}
 	cl.validateSubsets(p, v.add)
@@ -156,8 +156,10 @@ func (cl *Cluster) validateHealthCheck(p string, add func(string, string, ...any
 func (cl *Cluster) validateHosts(p string, add func(string, string, ...any)) {
 	switch cl.Type {
 	case "static", "strict_dns":
+	case TypeOriginalDst:
+		cl.validateOriginalDst(p, add) // sidecar.go
 	default:
-		add(p+".type", "unknown type %q (static, strict_dns)", cl.Type)
+		add(p+".type", "unknown type %q (static, strict_dns, original_dst)", cl.Type)
 	}
 	if cl.Type == "strict_dns" && cl.DNSRefreshRate <= 0 {
 		add(p+".dns_refresh_rate", "must be > 0")

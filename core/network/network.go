@@ -76,6 +76,16 @@ type ListenerFilter interface {
 	OnAccept(tc transport.Conn) transport.Conn
 }
 
+// AsyncListenerFilter is a listener filter that must read before the
+// connection can go on (a PROXY header): it starts tc itself and calls
+// resume, from tc's event callbacks, with the connection to go on with; or
+// closes tc and never calls it. resume starts the returned connection, which
+// must then deliver the bytes it read past what it consumed.
+type AsyncListenerFilter interface {
+	ListenerFilter
+	OnAcceptAsync(tc transport.Conn, resume func(transport.Conn))
+}
+
 // BaseFilter implements ReadFilter and ConnCallbacks with no-ops (OnData
 // passes data on); embed it to override only what matters.
 type BaseFilter struct{}
@@ -372,7 +382,18 @@ func (l *Listener) accept(tc transport.Conn) {
 	l.mu.Lock()
 	filters, chain, gen := l.filters, l.chain, l.gen
 	l.mu.Unlock()
-	for _, f := range filters {
+	l.acceptFrom(filters, tc, chain, gen)
+}
+
+// acceptFrom runs filters on tc, then gives it its chain. A filter that
+// needs bytes first (AsyncListenerFilter) resumes the rest later.
+func (l *Listener) acceptFrom(filters []ListenerFilter, tc transport.Conn, chain ChainFactory, gen uint64) {
+	for i, f := range filters {
+		if af, ok := f.(AsyncListenerFilter); ok {
+			rest := filters[i+1:]
+			af.OnAcceptAsync(tc, func(next transport.Conn) { l.acceptFrom(rest, next, chain, gen) })
+			return
+		}
 		next := f.OnAccept(tc)
 		if next == nil {
 			tc.Close()

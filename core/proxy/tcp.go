@@ -27,6 +27,12 @@ type TCPConfig struct {
 	IdleTimeout time.Duration
 	Timers      *timer.Wheel
 	Stats       *TCPStats
+	// ProxyProtocol, 1 or 2, writes a PROXY header with the downstream's
+	// addresses first on each upstream connection (0: none).
+	ProxyProtocol int
+	// OriginalDst, when set, replaces Cluster: each connection goes to its
+	// downstream's original destination (origdst.go).
+	OriginalDst *OriginalDst
 }
 
 // TCPStats are a tcp_proxy listener's upstream-side metrics (Envoy's
@@ -61,6 +67,7 @@ type tcpFilter struct {
 
 	attempts int
 	upHost   *upstream.Host
+	origDst  string        // the original destination acquired (origdst.go)
 	pending  []*buffer.Buf // read before the upstream connected
 	eof      [2]bool       // side sent FIN
 	queued   [2]int        // bytes queued for writing to side
@@ -86,6 +93,10 @@ func (f *tcpFilter) OnNewConnection(c *network.Conn) network.FilterStatus {
 }
 
 func (f *tcpFilter) connect() {
+	if f.cfg.OriginalDst != nil {
+		f.connectOriginal()
+		return
+	}
 	h := f.cfg.Cluster.Choose(&upstream.LBContext{})
 	if h == nil {
 		slog.Debug("tcp_proxy: no upstream host", "cluster", f.cfg.Cluster.Name)
@@ -119,6 +130,12 @@ func (f *tcpFilter) onConnect(tc transport.Conn, err error) {
 		if st := f.cfg.Stats; st != nil {
 			st.UpstreamCxConnectFail.Inc(f.c.ID())
 		}
+		if od := f.cfg.OriginalDst; od != nil {
+			od.Stats.ConnectFail.Inc(f.c.ID())
+			slog.Debug("tcp_proxy: original destination unreachable: reset", "dst", f.origDst, "err", err)
+			f.c.Close()
+			return
+		}
 		if f.attempts < max(f.cfg.ConnectAttempts, 1) {
 			f.connect()
 			return
@@ -127,7 +144,14 @@ func (f *tcpFilter) onConnect(tc transport.Conn, err error) {
 		f.c.Close()
 		return
 	}
-	if h := f.upHost; h.TLS != nil {
+	if v := f.cfg.ProxyProtocol; v != 0 { // before TLS: the header is on the socket
+		var a [128]byte // a v1 line is at most 107 bytes, a v2 header we send 52
+		h := network.AppendProxyHeader(a[:0], v, f.c.RemoteAddr(), f.c.LocalAddr())
+		hb := buffer.Get(len(h))
+		hb.Append(h)
+		tc.Write(hb)
+	}
+	if h := f.upHost; h != nil && h.TLS != nil {
 		tc = h.TLS.Wrap(tc, h.Address)
 	}
 	f.u = tc
@@ -341,7 +365,31 @@ func (f *tcpFilter) OnClose(*network.Conn, error) {
 	}
 	f.pending = nil
 	f.stopIdle()
+	if f.origDst != "" {
+		f.cfg.OriginalDst.release(f.origDst)
+		f.origDst = ""
+	}
 	f.onClose(down)
+}
+
+// connectOriginal dials the downstream's original destination.
+func (f *tcpFilter) connectOriginal() {
+	od, dst := f.cfg.OriginalDst, f.c.LocalAddr().String()
+	if !od.acquire(dst, f.c.ID()) {
+		slog.Debug("tcp_proxy: original_dst max_hosts reached", "cluster", od.Name, "dst", dst)
+		f.c.Close()
+		return
+	}
+	f.origDst = dst
+	f.attempts++
+	if st := f.cfg.Stats; st != nil {
+		st.UpstreamCxTotal.Inc(f.c.ID())
+	}
+	if nd, ok := f.cfg.Transport.(transport.NearDialer); ok {
+		nd.DialNear(f.c.Transport(), "tcp", dst, f.cfg.ConnectTimeout, f.onConnect)
+		return
+	}
+	f.cfg.Transport.Dial("tcp", dst, f.cfg.ConnectTimeout, f.onConnect)
 }
 
 // tcpUpstream receives the upstream connection's events and runs them under

@@ -236,6 +236,11 @@ func (p *plan) bind(lc config.Listener, ni *ListenerInfo) error {
 		return err
 	}
 	l, err := network.NewListener(lc.Name, p.s.tr, lc.Address, filters, chain)
+	if err == nil {
+		if err = transparent(lc, l); err != nil {
+			l.Close()
+		}
+	}
 	if err != nil {
 		closeInfo(unshared(ni, p.shares[ni]))
 		return fmt.Errorf("server: listener %q: %w", lc.Name, err)
@@ -252,6 +257,7 @@ func (p *plan) bind(lc config.Listener, ni *ListenerInfo) error {
 // would interleave their buffers).
 func carryStats(info *ListenerInfo, prev, lc config.Listener) *ListenerInfo {
 	ni := &ListenerInfo{Name: lc.Name, Conn: info.Conn}
+	ni.ProxyProtocol, ni.OriginalDst, ni.OriginalDstCluster = info.ProxyProtocol, info.OriginalDst, info.OriginalDstCluster // sidecar.go
 	if lc.HTTP != nil {
 		ni.HTTP = info.HTTP
 		if prev.HTTP != nil && prev.HTTP.AccessLog != nil && lc.HTTP.AccessLog != nil && *prev.HTTP.AccessLog == *lc.HTTP.AccessLog {

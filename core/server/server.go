@@ -72,6 +72,12 @@ type ListenerInfo struct {
 	Codecs    []stats.Collector
 	Engine    string
 	AccessLog *accesslog.Logger
+	// ProxyProtocol counts PROXY headers read (nil: none read, or no metrics).
+	ProxyProtocol *network.ProxyProtocolStats
+	// OriginalDst: the original_dst filter's counts and the original_dst
+	// cluster a tcp_proxy listener sends to (sidecar.go), or nil.
+	OriginalDst        *network.OriginalDstStats
+	OriginalDstCluster *proxy.OriginalDst
 	// Filters is an http_proxy listener's http_filters chain.
 	Filters []proxy.FilterSpec
 	// ListenerFilters are the listener's configured listener_filters.
@@ -120,6 +126,9 @@ func New(cfg *config.Config, tr transport.Transport, log *slog.Logger) (*Server,
 			return nil, err
 		}
 		l, err := network.NewListener(lc.Name, tr, lc.Address, filters, chain)
+		if err == nil {
+			err = transparent(lc, l) // sidecar.go
+		}
 		if err != nil {
 			s.Close()
 			return nil, fmt.Errorf("server: listener %q: %w", lc.Name, err)
@@ -206,7 +215,14 @@ func (s *Server) listenerParts(lc config.Listener, info *ListenerInfo) ([]networ
 	if err != nil {
 		return nil, nil, err
 	}
-	filters := listenerFilters(lc, info) // before TLS: a refused connection costs no handshake
+	var filters []network.ListenerFilter
+	if pp := lc.ProxyProtocol; pp != nil { // first: the header precedes TLS, and the other filters see its client
+		filters = append(filters, s.proxyProtocolFilter(pp, info))
+	}
+	if lc.OriginalDst {
+		filters = append(filters, s.originalDstFilter(info))
+	}
+	filters = append(filters, listenerFilters(lc, info)...) // before TLS: a refused connection costs no handshake
 	if t := lc.TLS; t != nil {
 		alpn := t.ALPN
 		if len(alpn) == 0 && lc.HTTP != nil {
@@ -347,6 +363,8 @@ func (s *Server) chainFor(lc config.Listener, info *ListenerInfo) (network.Chain
 		HighWatermark:   t.HighWatermark,
 		IdleTimeout:     t.IdleTimeout.D(),
 		Timers:          s.timers,
+		ProxyProtocol:   s.sendsProxyProtocol(t.Cluster),
+		OriginalDst:     s.originalDstCluster(t.Cluster, info),
 	}
 	info.Filter = "tcp_proxy"
 	if s.cfg.Stats.Enabled {
