@@ -25,9 +25,12 @@ pkg-config --exists libdpdk 2>/dev/null || need+=(libdpdk-dev)
 have ethtool || need+=(ethtool)
 have ip || need+=(iproute2)
 have gcc || need+=(gcc) # cgo for -tags dpdk
+# Sidecar interception tests (TestSidecarIntercept: REDIRECT and TPROXY in a
+# namespace) and scripts/intercept.sh.
+have iptables || need+=(iptables)
 
 if [ ${#need[@]} -eq 0 ]; then
-  echo "install-deps: all present (haproxy nginx nginx-stream wrk curl h2load libdpdk-dev ethtool iproute2)"
+  echo "install-deps: all present (haproxy nginx nginx-stream wrk curl h2load libdpdk-dev ethtool iproute2 iptables)"
   exit 0
 fi
 if [ "$(id -u)" != 0 ]; then
