@@ -379,6 +379,9 @@ func (c *Config) validate(k Known) Errors {
 				add(hp+".max_request_line", "must not exceed max_header_bytes")
 			}
 			checkHeaderOps(h.HeaderOps, hp, add)
+			if h.Tracing != nil {
+				h.Tracing.validate(hp+".tracing", add)
+			}
 			if _, ok := k.codec(h.Codec); !ok && h.Codec != CodecAuto {
 				add(hp+".codec", "unknown codec %q (%s)", h.Codec, strings.Join(k.codecNames(CodecAuto), ", "))
 			}

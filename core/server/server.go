@@ -304,6 +304,7 @@ func (s *Server) chainFor(lc config.Listener, info *ListenerInfo) (network.Chain
 			StreamIdle:       h.StreamIdleTimeout.D(),
 			RequestTimeout:   h.RequestTimeout.D(),
 			HeaderOps:        headerOps(h.HeaderOps),
+			Identity:         identity(h),
 			Log:              s.log,
 			Tunnels: proxy.TunnelConfig{Upgrades: upgrades(h.UpgradeConfigs), IdleTimeout: h.TunnelIdleTimeout.D(),
 				Transport: s.tr, ConnectTimeout: 5 * time.Second},

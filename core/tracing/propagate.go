@@ -1,0 +1,137 @@
+package tracing
+
+import "github.com/proxylab/proxylab/core/protocol"
+
+// Header names (lookups are case-insensitive).
+const (
+	HdrTraceparent = "traceparent"
+	HdrTracestate  = "tracestate"
+	HdrB3          = "b3"
+	HdrB3TraceID   = "x-b3-traceid"
+	HdrB3SpanID    = "x-b3-spanid"
+	HdrB3Parent    = "x-b3-parentspanid"
+	HdrB3Sampled   = "x-b3-sampled"
+	HdrB3Flags     = "x-b3-flags"
+)
+
+// Names written upstream ([]byte: Headers.Append keeps them without a copy).
+var (
+	nTraceparent = []byte("traceparent")
+	nB3          = []byte("b3")
+	nB3TraceID   = []byte("x-b3-traceid")
+	nB3SpanID    = []byte("x-b3-spanid")
+	nB3Parent    = []byte("x-b3-parentspanid")
+	nB3Sampled   = []byte("x-b3-sampled")
+	nB3Flags     = []byte("x-b3-flags")
+)
+
+// Formats is a set of propagation formats, one bit per Format.
+type Formats uint8
+
+// Has reports whether f is in the set.
+func (s Formats) Has(f Format) bool { return s&(1<<f) != 0 }
+
+// Extract reads a request's trace context. Every format present is
+// checked: the malformed ones are reported (and Inject removes them, so
+// nothing broken is forwarded); the valid ones are kept in the set, and the
+// first valid one in the order traceparent, b3, X-B3-* is the context.
+// found is false when no valid context with ids arrived (a bare B3 sampling
+// decision is returned as a context with a zero TraceID).
+func Extract(hs *protocol.Headers) (c Context, valid, malformed Formats) {
+	if v := hs.Get(HdrTraceparent); v != nil {
+		if x, ok := ParseTraceparent(v); ok {
+			c, valid = x, valid|1<<W3C
+		} else {
+			malformed |= 1 << W3C
+		}
+	}
+	if v := hs.Get(HdrB3); v != nil {
+		if x, ok := ParseB3(v); ok {
+			if valid == 0 {
+				c = x
+			}
+			valid |= 1 << B3Single
+		} else {
+			malformed |= 1 << B3Single
+		}
+	}
+	m := B3Headers{TraceID: hs.Get(HdrB3TraceID), SpanID: hs.Get(HdrB3SpanID), Sampled: hs.Get(HdrB3Sampled), Flags: hs.Get(HdrB3Flags)}
+	if m.Present() {
+		if x, ok := ParseB3Multi(&m); ok {
+			if valid == 0 {
+				c = x
+			}
+			valid |= 1 << B3Multi
+		} else {
+			malformed |= 1 << B3Multi
+		}
+	}
+	return c, valid, malformed
+}
+
+// Scratch is storage for the header values Inject writes; it must outlive
+// the headers that alias it (the request's forwarding).
+type Scratch [192]byte
+
+// Inject removes every trace header of the formats in drop and writes c
+// upstream in every format of write (c's span as the sender, c's parent as
+// its parent). tracestate goes with traceparent: it is dropped when the
+// traceparent was malformed or is not written, kept as it came otherwise.
+func Inject(hs *protocol.Headers, c *Context, write, drop Formats, buf *Scratch) {
+	all := write | drop
+	if all.Has(W3C) {
+		hs.Del(HdrTraceparent)
+		if !write.Has(W3C) || drop.Has(W3C) {
+			hs.Del(HdrTracestate)
+		}
+	}
+	if all.Has(B3Single) {
+		hs.Del(HdrB3)
+	}
+	if all.Has(B3Multi) {
+		for _, n := range [...]string{HdrB3TraceID, HdrB3SpanID, HdrB3Parent, HdrB3Sampled, HdrB3Flags} {
+			hs.Del(n)
+		}
+	}
+	b := buf[:0]
+	put := func(name []byte, from int) {
+		hs.Append(name, b[from:len(b):len(b)])
+	}
+	if write.Has(W3C) {
+		n := len(b)
+		b = AppendTraceparent(b, c)
+		put(nTraceparent, n)
+	}
+	if write.Has(B3Single) {
+		n := len(b)
+		b = AppendB3(b, c)
+		put(nB3, n)
+	}
+	if write.Has(B3Multi) {
+		n := len(b)
+		b = appendTraceID(b, c, true)
+		put(nB3TraceID, n)
+		n = len(b)
+		b = appendHex(b, c.Span[:])
+		put(nB3SpanID, n)
+		if c.HasParent() {
+			n = len(b)
+			b = appendHex(b, c.Parent[:])
+			put(nB3Parent, n)
+		}
+		if c.Debug {
+			b = append(b, '1')
+			put(nB3Flags, len(b)-1)
+		} else {
+			b = append(b, "01"[b2i(c.Sampled)])
+			put(nB3Sampled, len(b)-1)
+		}
+	}
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
