@@ -46,7 +46,7 @@ type HTTPConfig struct {
 	HeaderOps router.HeaderOps
 	// Identity, when not nil: x-request-id and trace context (identity.go).
 	Identity *Identity
-	Log       *slog.Logger
+	Log      *slog.Logger
 	// Tunnels: upgrades and CONNECT (tunnel.go).
 	Tunnels TunnelConfig
 	// Filters is the listener's http_filters chain and FilterBufferLimit
