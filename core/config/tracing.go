@@ -1,5 +1,10 @@
 package config
 
+import (
+	"net"
+	"time"
+)
+
 // RequestID configures x-request-id on an http_proxy listener. Present
 // means on; the fields mirror Envoy's HttpConnectionManager knobs.
 type RequestID struct {
@@ -28,9 +33,31 @@ type Tracing struct {
 	// b3 (single header) or b3multi (X-B3-*). A continued trace is written
 	// in the formats it came in.
 	Format string `yaml:"format"`
+	// OTLP, when set, exports a span per sampled request and per upstream
+	// try to an OpenTelemetry collector.
+	OTLP *OTLP `yaml:"otlp,omitempty"`
 }
 
 func (t *Tracing) setDefaults() { t.RandomSampling, t.Format = 100, "w3c" }
+
+// OTLP is an OpenTelemetry collector reached over OTLP/gRPC (plaintext).
+type OTLP struct {
+	// Endpoint is the collector's host:port.
+	Endpoint    string `yaml:"endpoint"`
+	ServiceName string `yaml:"service_name"`
+	// Queue bounds the spans waiting for export (over it: dropped and
+	// counted, never blocking a request); Batch is the most sent at once,
+	// at least every FlushInterval; Timeout bounds one export call.
+	Queue         int      `yaml:"queue"`
+	Batch         int      `yaml:"batch"`
+	FlushInterval Duration `yaml:"flush_interval"`
+	Timeout       Duration `yaml:"timeout"`
+}
+
+func (o *OTLP) setDefaults() {
+	o.ServiceName, o.Queue, o.Batch = "proxylab", 4096, 512
+	o.FlushInterval, o.Timeout = Duration(time.Second), Duration(5*time.Second)
+}
 
 func (t *Tracing) validate(p string, add func(string, string, ...any)) {
 	if t.RandomSampling < 0 || t.RandomSampling > 100 {
@@ -40,5 +67,16 @@ func (t *Tracing) validate(p string, add func(string, string, ...any)) {
 	case "w3c", "b3", "b3multi":
 	default:
 		add(p+".format", "unknown format %q (w3c, b3, b3multi)", t.Format)
+	}
+	if o := t.OTLP; o != nil {
+		if _, _, err := net.SplitHostPort(o.Endpoint); err != nil {
+			add(p+".otlp.endpoint", "want host:port: %v", err)
+		}
+		if o.Queue <= 0 || o.Batch <= 0 || o.Batch > o.Queue {
+			add(p+".otlp", "queue and batch must be > 0, batch <= queue")
+		}
+		if o.FlushInterval <= 0 || o.Timeout <= 0 {
+			add(p+".otlp", "flush_interval and timeout must be > 0")
+		}
 	}
 }

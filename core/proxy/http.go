@@ -240,6 +240,9 @@ func (s *httpStream) finish() {
 	if s.tun != nil {
 		s.tun.end()
 	}
+	if s.ids.spans != nil {
+		s.endSpans()
+	}
 	s.record()
 	s.cm.disarm(s)
 	s.headSaved = false

@@ -19,6 +19,9 @@ type Identity struct {
 	Tracing   bool
 	Sampling  float64
 	NewFormat tracing.Format
+	// Spans, when not nil, gets a server span per sampled request and a
+	// client span per upstream try (spans.go).
+	Spans *tracing.Exporter
 }
 
 // identState is a stream's request id and trace context. It lives in the
@@ -27,8 +30,9 @@ type Identity struct {
 type identState struct {
 	reqID   [128]byte // the request id (kept or made), for the response
 	reqIDn  uint8
-	trace   tracing.Context
+	trace   tracing.Context // Span: this hop's server span
 	scratch tracing.Scratch
+	spans   *spanState // set while a sampled request's spans are recorded
 }
 
 var hdrXRequestID = []byte("x-request-id")
@@ -48,6 +52,9 @@ func (s *httpStream) identify(h *stream.Head, id *Identity) {
 	}
 	if id.Tracing {
 		s.traceContext(&h.Headers, id)
+		if s.ids.spans != nil {
+			s.spanRequest(h)
+		}
 	}
 }
 
@@ -94,7 +101,13 @@ func (s *httpStream) traceContext(hs *protocol.Headers, id *Identity) {
 		write, drop = 1<<id.NewFormat, drop|1<<tracing.W3C // a lone tracestate goes too
 	}
 	s.ids.trace = c
-	tracing.Inject(hs, &s.ids.trace, write, drop, &s.ids.scratch)
+	// Upstream sees the first try's span, a child of this hop's span.
+	up := c
+	up.Parent, up.Span = c.Span, tracing.NewSpanID()
+	tracing.Inject(hs, &up, write, drop, &s.ids.scratch)
+	if id.Spans != nil && c.Sampled {
+		s.startSpans(up.Span)
+	}
 }
 
 // identifyResponse returns the request id on a response when asked.

@@ -1,6 +1,8 @@
 package server
 
 import (
+	"log/slog"
+
 	"github.com/proxylab/proxylab/core/config"
 	"github.com/proxylab/proxylab/core/proxy"
 	"github.com/proxylab/proxylab/core/tracing"
@@ -8,9 +10,12 @@ import (
 
 // identity builds an http_proxy listener's request id and tracing settings
 // (nil when neither is configured: the proxy skips the step).
-func identity(h *config.HTTPProxy) *proxy.Identity {
+// A listener exporting spans gets its exporter from info (the running one,
+// carried over a reload when the otlp block is unchanged) or a new one, kept
+// in info.Spans for closeInfo.
+func identity(h *config.HTTPProxy, info *ListenerInfo, log *slog.Logger) (*proxy.Identity, error) {
 	if h.RequestID == nil && h.Tracing == nil {
-		return nil
+		return nil, nil
 	}
 	id := &proxy.Identity{}
 	if r := h.RequestID; r != nil {
@@ -19,6 +24,26 @@ func identity(h *config.HTTPProxy) *proxy.Identity {
 	if t := h.Tracing; t != nil {
 		id.Tracing, id.Sampling = true, t.RandomSampling/100
 		id.NewFormat, _ = tracing.ParseFormat(t.Format) // validated
+		if o := t.OTLP; o != nil {
+			if info.Spans == nil {
+				e, err := tracing.NewExporter(tracing.ExportOptions{Endpoint: o.Endpoint, Service: o.ServiceName,
+					Queue: o.Queue, Batch: o.Batch, Interval: o.FlushInterval.D(), Timeout: o.Timeout.D(), Log: log})
+				if err != nil {
+					return nil, err
+				}
+				info.Spans = e
+			}
+			id.Spans = info.Spans
+		}
 	}
-	return id
+	return id, nil
+}
+
+// sameOTLP: both listeners export spans to the same collector the same way
+// (a reload keeps the running exporter).
+func sameOTLP(a, b *config.HTTPProxy) bool {
+	if a == nil || b == nil || a.Tracing == nil || b.Tracing == nil || a.Tracing.OTLP == nil || b.Tracing.OTLP == nil {
+		return false
+	}
+	return *a.Tracing.OTLP == *b.Tracing.OTLP
 }

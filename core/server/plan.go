@@ -256,6 +256,9 @@ func carryStats(info *ListenerInfo, prev, lc config.Listener) *ListenerInfo {
 		if prev.HTTP != nil && prev.HTTP.AccessLog != nil && lc.HTTP.AccessLog != nil && *prev.HTTP.AccessLog == *lc.HTTP.AccessLog {
 			ni.AccessLog = info.AccessLog
 		}
+		if sameOTLP(prev.HTTP, lc.HTTP) {
+			ni.Spans = info.Spans
+		}
 	} else {
 		ni.TCP = info.TCP
 	}
@@ -265,11 +268,16 @@ func carryStats(info *ListenerInfo, prev, lc config.Listener) *ListenerInfo {
 // unshared is info without what other uses too: what may be closed with
 // info (closeInfo) while other lives.
 func unshared(info, other *ListenerInfo) *ListenerInfo {
-	if other == nil || info.AccessLog != other.AccessLog {
+	if other == nil || info.AccessLog != other.AccessLog && info.Spans != other.Spans {
 		return info
 	}
 	cp := *info
-	cp.AccessLog = nil
+	if cp.AccessLog == other.AccessLog {
+		cp.AccessLog = nil
+	}
+	if cp.Spans == other.Spans {
+		cp.Spans = nil
+	}
 	return &cp
 }
 

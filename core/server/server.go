@@ -24,6 +24,7 @@ import (
 	"github.com/proxylab/proxylab/core/stream"
 	h2s "github.com/proxylab/proxylab/core/stream/http2"
 	"github.com/proxylab/proxylab/core/stream/rpc"
+	"github.com/proxylab/proxylab/core/tracing"
 	"github.com/proxylab/proxylab/core/upstream"
 	"github.com/proxylab/proxylab/foundation/timer"
 	"github.com/proxylab/proxylab/offload"
@@ -72,6 +73,8 @@ type ListenerInfo struct {
 	RPC       map[string]*rpc.Stats // RPC events of an http_proxy listener, by codec
 	Engine    string
 	AccessLog *accesslog.Logger
+	// Spans is the listener's span exporter (tracing.otlp), closed with it.
+	Spans *tracing.Exporter
 	// Filters is an http_proxy listener's http_filters chain.
 	Filters []proxy.FilterSpec
 	secure  offload.Server
@@ -304,7 +307,6 @@ func (s *Server) chainFor(lc config.Listener, info *ListenerInfo) (network.Chain
 			StreamIdle:       h.StreamIdleTimeout.D(),
 			RequestTimeout:   h.RequestTimeout.D(),
 			HeaderOps:        headerOps(h.HeaderOps),
-			Identity:         identity(h),
 			Log:              s.log,
 			Tunnels: proxy.TunnelConfig{Upgrades: upgrades(h.UpgradeConfigs), IdleTimeout: h.TunnelIdleTimeout.D(),
 				Transport: s.tr, ConnectTimeout: 5 * time.Second},
@@ -312,6 +314,9 @@ func (s *Server) chainFor(lc config.Listener, info *ListenerInfo) (network.Chain
 		hc.SetFilters(specs, h.PerRequestBufferLimit)
 		info.Filters = specs
 		var err error
+		if hc.Identity, err = identity(h, info, s.log); err != nil {
+			return nil, fmt.Errorf("server: listener %q: %w", lc.Name, err)
+		}
 		if hc.Codecs, hc.Servers, hc.Detect, err = listenerCodecs(h, &hc.Server, info); err != nil {
 			return nil, fmt.Errorf("server: listener %q: %w", lc.Name, err)
 		}

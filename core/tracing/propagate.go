@@ -135,3 +135,46 @@ func b2i(b bool) int {
 	}
 	return 0
 }
+
+// SetSpan overwrites, in place, the span id of the trace headers Inject
+// wrote into hs (an owned copy: a retry's saved head), so each upstream try
+// names its own span. Values not of Inject's shape are left alone.
+func SetSpan(hs *protocol.Headers, span [8]byte) {
+	var hx [16]byte
+	appendHex(hx[:0], span[:])
+	for i := range hs.Fields {
+		f := &hs.Fields[i]
+		switch {
+		case equalName(f.Name, HdrTraceparent) && len(f.Value) == 55:
+			copy(f.Value[36:52], hx[:])
+		case equalName(f.Name, HdrB3) && len(f.Value) > 34:
+			for j, c := range f.Value {
+				if c == '-' {
+					if len(f.Value) >= j+17 {
+						copy(f.Value[j+1:j+17], hx[:])
+					}
+					break
+				}
+			}
+		case equalName(f.Name, HdrB3SpanID) && len(f.Value) == 16:
+			copy(f.Value, hx[:])
+		}
+	}
+}
+
+// equalName compares a header name to a lower-case one, ASCII case-folded.
+func equalName(b []byte, s string) bool {
+	if len(b) != len(s) {
+		return false
+	}
+	for i := range b {
+		c := b[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != s[i] {
+			return false
+		}
+	}
+	return true
+}
