@@ -91,7 +91,6 @@ func (s *httpStream) spanTryEnd() {
 // finishes; the stream's fields are final.
 func (s *httpStream) endSpans() {
 	sp := s.ids.spans
-	s.ids.spans = nil
 	if sp.tryOpen {
 		if sp.try.Status == 0 && s.respStarted {
 			sp.try.Status = s.status
@@ -114,5 +113,6 @@ func (s *httpStream) endSpans() {
 	if s.cluster != nil {
 		span.Cluster = s.cluster.Name
 	}
+	s.ids.spans = nil
 	cm.cfg.Identity.Spans.Submit(&span)
 }
