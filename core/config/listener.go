@@ -143,6 +143,8 @@ type TCPProxy struct {
 	// IdleTimeout closes both sides of a pair with no bytes either way for
 	// that long (Envoy's tcp_proxy idle_timeout, 1h by default; 0: off).
 	IdleTimeout Duration `yaml:"idle_timeout"`
+	// AccessLog, when set, writes one line per connection (tcp_accesslog.go).
+	AccessLog *AccessLog `yaml:"access_log,omitempty"`
 }
 
 func (t *TCPProxy) setDefaults() { t.HighWatermark, t.IdleTimeout = 256<<10, Duration(time.Hour) }

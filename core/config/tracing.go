@@ -1,6 +1,7 @@
 package config
 
 import (
+	"github.com/proxylab/proxylab/core/accesslog"
 	"net"
 	"time"
 )
@@ -77,6 +78,21 @@ func (t *Tracing) validate(p string, add func(string, string, ...any)) {
 		}
 		if o.FlushInterval <= 0 || o.Timeout <= 0 {
 			add(p+".otlp", "flush_interval and timeout must be > 0")
+		}
+	}
+}
+
+// checkAccessLog validates an access_log block at path p.
+func checkAccessLog(al *AccessLog, p string, add func(string, string, ...any)) {
+	if al.Path == "" {
+		add(p+".path", "required (stdout, stderr or a file)")
+	}
+	if al.Buffer <= 0 {
+		add(p+".buffer", "must be > 0")
+	}
+	if al.Format != "" {
+		if _, err := accesslog.ParseFormat(al.Format); err != nil {
+			add(p+".format", "%v", err)
 		}
 	}
 }

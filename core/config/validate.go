@@ -413,6 +413,9 @@ func (c *Config) validate(k Known) Errors {
 			if t.IdleTimeout < 0 {
 				add(tp+".idle_timeout", "must be >= 0 (0: off)")
 			}
+			if t.AccessLog != nil {
+				checkAccessLog(t.AccessLog, tp+".access_log", add)
+			}
 		}
 	}
 	c.checkRouteProtocols(k, add)

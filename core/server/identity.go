@@ -3,6 +3,7 @@ package server
 import (
 	"log/slog"
 
+	"github.com/proxylab/proxylab/core/accesslog"
 	"github.com/proxylab/proxylab/core/config"
 	"github.com/proxylab/proxylab/core/proxy"
 	"github.com/proxylab/proxylab/core/tracing"
@@ -46,4 +47,27 @@ func sameOTLP(a, b *config.HTTPProxy) bool {
 		return false
 	}
 	return *a.Tracing.OTLP == *b.Tracing.OTLP
+}
+
+// openAccessLog is a listener's access log: the running one (kept by a
+// reload, one writer per file) or a new one in format (the default when
+// the block has none), kept in info for closeInfo.
+func openAccessLog(al *config.AccessLog, def string, info *ListenerInfo) (*accesslog.Logger, error) {
+	if info.AccessLog != nil {
+		return info.AccessLog, nil
+	}
+	format := al.Format
+	if format == "" {
+		format = def
+	}
+	f, err := accesslog.ParseFormat(format)
+	if err != nil {
+		return nil, err
+	}
+	lg, err := accesslog.Open(al.Path, f, al.Buffer)
+	if err != nil {
+		return nil, err
+	}
+	info.AccessLog = lg
+	return lg, nil
 }

@@ -261,6 +261,9 @@ func carryStats(info *ListenerInfo, prev, lc config.Listener) *ListenerInfo {
 		}
 	} else {
 		ni.TCP = info.TCP
+		if prev.TCP != nil && prev.TCP.AccessLog != nil && lc.TCP.AccessLog != nil && *prev.TCP.AccessLog == *lc.TCP.AccessLog {
+			ni.AccessLog = info.AccessLog
+		}
 	}
 	return ni
 }

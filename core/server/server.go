@@ -360,6 +360,13 @@ func (s *Server) chainFor(lc config.Listener, info *ListenerInfo) (network.Chain
 		Timers:          s.timers,
 	}
 	info.Filter = "tcp_proxy"
+	if al := t.AccessLog; al != nil {
+		lg, err := openAccessLog(al, accesslog.TCPDefaultFormat, info)
+		if err != nil {
+			return nil, fmt.Errorf("server: listener %q: %w", lc.Name, err)
+		}
+		tc.AccessLog = lg
+	}
 	if s.cfg.Stats.Enabled {
 		if info.TCP == nil {
 			info.TCP = &proxy.TCPStats{}
