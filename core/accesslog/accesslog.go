@@ -138,7 +138,7 @@ type Entry struct {
 	UpstreamHost  string
 	Cluster       string
 	RemoteAddr    string
-	Termination   string // why a tcp_proxy connection ended
+	Termination   string   // why a tcp_proxy connection ended
 	Headers       [][]byte // values of Format.Headers, in order; nil if absent
 	arena         []byte
 }
