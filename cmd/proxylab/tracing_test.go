@@ -185,3 +185,57 @@ func TestTraceSamplingRatio(t *testing.T) {
 		}
 	})
 }
+
+// TestRequestIDHashPolicy: hash_policy on x-request-id sees the id the
+// edge generated (it is set before the hash is taken): the same id sent
+// again through a listener that keeps it reaches the same upstream.
+func TestRequestIDHashPolicy(t *testing.T) {
+	var ups []string
+	for i := 0; i < 3; i++ {
+		id := i
+		ups = append(ups, startUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			fmt.Fprintf(w, "upstream-%d", id)
+		})).addr)
+	}
+	forEachTransport(t, func(t *testing.T, tr string) {
+		p := startProxy(t, fmt.Sprintf(`transport: %s
+listeners:
+  - {name: edge, address: "127.0.0.1:0", http_proxy: {request_id: {always_set_response: true}}}
+  - {name: internal, address: "127.0.0.2:0", http_proxy: {request_id: {preserve_external: true}}}
+routes:
+  - name: all
+    domains: ["*"]
+    routes:
+      - {prefix: /, cluster: ring, hash_policy: [{header: x-request-id}]}
+clusters:
+  - {name: ring, lb: ring_hash, hosts: [{address: %q}, {address: %q}, {address: %q}]}
+`, tr, ups[0], ups[1], ups[2]))
+		get := func(listener, id string) (string, string) {
+			req, _ := http.NewRequest("GET", "http://"+p.addr(listener)+"/", nil)
+			if id != "" {
+				req.Header.Set("X-Request-Id", id)
+			}
+			resp, err := h1Client().Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			return string(b), resp.Header.Get("X-Request-Id")
+		}
+		used := map[string]bool{}
+		for i := 0; i < 30; i++ {
+			host, id := get("edge", "")
+			if !uuidV4.MatchString(id) {
+				t.Fatalf("edge id %q", id)
+			}
+			if again, _ := get("internal", id); again != host {
+				t.Fatalf("id %s: edge reached %s, the same id through internal %s", id, host, again)
+			}
+			used[host] = true
+		}
+		if len(used) < 2 {
+			t.Errorf("30 generated ids reached only %v", used)
+		}
+	})
+}
