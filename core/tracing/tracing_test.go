@@ -255,3 +255,27 @@ func FuzzB3(f *testing.F) {
 		}
 	})
 }
+
+// TestSetSpan: a retry's saved head gets the new try's span id in place,
+// in each format Inject wrote, and still parses.
+func TestSetSpan(t *testing.T) {
+	c := NewTrace(W3C, true)
+	c.Parent = NewSpanID()
+	h := hdrs("x-b3-spanid", "0000000000000001", "Other", "v")
+	var s Scratch
+	Inject(h, &c, 1<<W3C|1<<B3Single|1<<B3Multi, 0, &s)
+	// The saved head is a copy: give every value its own bytes.
+	for i := range h.Fields {
+		h.Fields[i].Value = append([]byte(nil), h.Fields[i].Value...)
+	}
+	span := [8]byte{0xde, 0xad, 0xbe, 0xef, 1, 2, 3, 4}
+	SetSpan(h, span)
+	tp, ok := ParseTraceparent(h.Get("traceparent"))
+	b3, ok2 := ParseB3(h.Get("b3"))
+	if !ok || !ok2 || tp.Parent != span || b3.Parent != span || tp.TraceID != c.TraceID || b3.TraceID != c.TraceID {
+		t.Fatalf("after SetSpan: %q", h.Fields)
+	}
+	if string(h.Get("x-b3-spanid")) != "deadbeef01020304" || string(h.Get("other")) != "v" {
+		t.Fatalf("after SetSpan: %q", h.Fields)
+	}
+}
