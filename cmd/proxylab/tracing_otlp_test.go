@@ -230,3 +230,74 @@ func startTraceGRPC(t *testing.T) string {
 	t.Cleanup(srv.Stop)
 	return ln.Addr().String()
 }
+
+// TestTracingSpanPerTry: a retried request gives one client span per try,
+// each named by the traceparent that try carried, with its resend count.
+func TestTracingSpanPerTry(t *testing.T) {
+	forEachTransport(t, func(t *testing.T, tr string) {
+		col := startCollector(t)
+		var mu sync.Mutex
+		var seen []string
+		up := startUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			mu.Lock()
+			seen = append(seen, r.Header.Get("Traceparent"))
+			n := len(seen)
+			mu.Unlock()
+			if n == 1 {
+				w.WriteHeader(503)
+			}
+		}))
+		p := startProxy(t, httpConfig(tr, []string{up.addr}, otlpBlock("edge", col.addr),
+			"retry_policy: {retry_on: [5xx], num_retries: 1, base_interval: 10ms, max_interval: 20ms}"))
+		resp, err := h1Client().Get("http://" + p.addr("http") + "/retry")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		if resp.StatusCode != 200 || len(seen) != 2 {
+			t.Fatalf("status %d after %d tries", resp.StatusCode, len(seen))
+		}
+		var tries [2][]string
+		for i, tp := range seen {
+			if tries[i] = traceparentRE.FindStringSubmatch(tp); tries[i] == nil {
+				t.Fatalf("try %d traceparent %q", i, tp)
+			}
+		}
+		if tries[0][1] != tries[1][1] || tries[0][2] == tries[1][2] {
+			t.Fatalf("tries carried %q and %q: want one trace, two spans", seen[0], seen[1])
+		}
+		var clients []*tracepb.Span
+		var server *tracepb.Span
+		waitFor(t, 10*time.Second, "3 spans", func() bool {
+			clients, server = clients[:0], nil
+			for _, s := range col.spans() {
+				switch {
+				case hex.EncodeToString(s.span.TraceId) != tries[0][1]:
+				case s.span.Kind == tracepb.Span_SPAN_KIND_CLIENT:
+					clients = append(clients, s.span)
+				default:
+					server = s.span
+				}
+			}
+			return len(clients) == 2 && server != nil
+		})
+		for _, c := range clients {
+			a := attrs(c)
+			i := 0
+			if hex.EncodeToString(c.SpanId) == tries[1][2] {
+				i = 1
+			} else if hex.EncodeToString(c.SpanId) != tries[0][2] {
+				t.Fatalf("client span %x was no try's", c.SpanId)
+			}
+			if a["http.request.resend_count"] != fmt.Sprint(i) || a["http.response.status_code"] != []string{"503", "200"}[i] ||
+				hex.EncodeToString(c.ParentSpanId) != hex.EncodeToString(server.SpanId) {
+				t.Errorf("try %d span %v", i, a)
+			}
+		}
+		if a := attrs(server); a["http.request.resend_count"] != "1" || a["http.response.status_code"] != "200" {
+			t.Errorf("server span %v", a)
+		}
+	})
+}
