@@ -279,3 +279,38 @@ func TestSetSpan(t *testing.T) {
 		t.Fatalf("after SetSpan: %q", h.Fields)
 	}
 }
+
+// BenchmarkContinueW3C: the per-request work of continuing a W3C trace
+// (read, new span ids, write back) on a typical header set.
+func BenchmarkContinueW3C(b *testing.B) {
+	base := hdrs("host", "example.com", "user-agent", "bench", "accept", "*/*",
+		"traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+	fields := make([]protocol.Field, 0, 16)
+	var s Scratch
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		h := protocol.Headers{Fields: append(fields[:0], base.Fields...)}
+		c, valid, bad := Extract(&h)
+		c.Span = NewSpanID()
+		up := c
+		up.Parent, up.Span = c.Span, NewSpanID()
+		Inject(&h, &up, valid, bad, &s)
+	}
+}
+
+// BenchmarkNewTraceAndRequestID: an edge request with no context: a
+// request id, a new trace and a sampling decision.
+func BenchmarkNewTraceAndRequestID(b *testing.B) {
+	base := hdrs("host", "example.com", "user-agent", "bench", "accept", "*/*")
+	fields := make([]protocol.Field, 0, 16)
+	var s Scratch
+	var id [RequestIDLen]byte
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		h := protocol.Headers{Fields: append(fields[:0], base.Fields...)}
+		NewRequestID(&id)
+		_, valid, bad := Extract(&h)
+		c := NewTrace(W3C, Sample(0.01))
+		Inject(&h, &c, valid|1<<W3C, bad, &s)
+	}
+}
