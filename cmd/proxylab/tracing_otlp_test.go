@@ -7,8 +7,10 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -300,4 +302,44 @@ func TestTracingSpanPerTry(t *testing.T) {
 			t.Errorf("server span %v", a)
 		}
 	})
+}
+
+// TestTracingReload: a reload that leaves the otlp block alone keeps the
+// running exporter (spans go on); one that changes it starts a new one.
+func TestTracingReload(t *testing.T) {
+	col := startCollector(t)
+	up := startUpstream(t, http.HandlerFunc(traceEcho))
+	cfg := func(service, header string) string {
+		return httpConfig(transports[0], []string{up.addr}, otlpBlock(service, col.addr)+"\nrequest_headers_to_add: [{name: x-v, value: "+header+"}]", "")
+	}
+	p := startProxy(t, cfg("one", "a"))
+	spanFrom := func(service string) {
+		t.Helper()
+		resp, err := h1Client().Get("http://" + p.addr("http") + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		m := traceparentRE.FindStringSubmatch(resp.Header.Get("X-Seen-Traceparent"))
+		if m == nil {
+			t.Fatalf("traceparent %q", resp.Header.Get("X-Seen-Traceparent"))
+		}
+		waitFor(t, 10*time.Second, "a span from "+service, func() bool {
+			for _, s := range col.spans() {
+				if hex.EncodeToString(s.span.TraceId) == m[1] && s.service == service {
+					return true
+				}
+			}
+			return false
+		})
+	}
+	spanFrom("one")
+	for i, step := range []struct{ service, header string }{{"one", "b"}, {"two", "b"}} {
+		if err := os.WriteFile(p.configPath(), []byte(cfg(step.service, step.header)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		p.cmd.Process.Signal(syscall.SIGHUP)
+		p.waitLog(`msg="config reloaded" trigger=SIGHUP`, i+1)
+		spanFrom(step.service)
+	}
 }
