@@ -36,7 +36,7 @@ func chainProxies(t *testing.T, tr string, edgeTracing string) (*proc, string) {
 	internal := startProxy(t, httpConfig(tr, []string{up.addr}, "request_id: {preserve_external: true}\ntracing: {}", ""))
 	logPath := filepath.Join(t.TempDir(), "access.log")
 	edge := startProxy(t, "admin: {address: 127.0.0.1:0}\n"+httpConfig(tr, []string{internal.addr("http")},
-		fmt.Sprintf("request_id: {always_set_response: true}\ntracing: %s\naccess_log: {path: %s, format: \"%%REQ(X-REQUEST-ID)%% %%RESPONSE_CODE%%\\n\"}", edgeTracing, logPath), ""))
+		fmt.Sprintf("request_id: {always_set_response: true}\ntracing: %s\naccess_log: {path: %s, format: \"%%REQ(X-REQUEST-ID)%% %%RESPONSE_CODE%% %%TRACE_ID%%\\n\"}", edgeTracing, logPath), ""))
 	return edge, logPath
 }
 
@@ -138,7 +138,7 @@ func TestRequestIDAndTraceContext(t *testing.T) {
 		})
 		b, _ := os.ReadFile(logPath)
 		for _, id := range ids {
-			if !strings.Contains(string(b), id+" 200\n") {
+			if !regexp.MustCompile(regexp.QuoteMeta(id) + ` 200 [0-9a-f]{32}\n`).Match(b) {
 				t.Fatalf("access log lacks %s:\n%s", id, b)
 			}
 		}

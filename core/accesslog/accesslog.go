@@ -6,6 +6,7 @@ package accesslog
 
 import (
 	"bufio"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"os"
@@ -39,6 +40,7 @@ const (
 	opUpstreamCluster
 	opRemoteAddr
 	opTermination
+	opTraceID
 )
 
 var operators = map[string]opKind{
@@ -46,6 +48,7 @@ var operators = map[string]opKind{
 	"RESPONSE_FLAGS": opResponseFlags, "BYTES_RECEIVED": opBytesReceived, "BYTES_SENT": opBytesSent,
 	"DURATION": opDuration, "UPSTREAM_HOST": opUpstreamHost, "UPSTREAM_CLUSTER": opUpstreamCluster,
 	"DOWNSTREAM_REMOTE_ADDRESS": opRemoteAddr, "CONNECTION_TERMINATION_DETAILS": opTermination,
+	"TRACE_ID": opTraceID,
 }
 
 type segment struct {
@@ -67,7 +70,8 @@ type Format struct {
 // %REQ(NAME)% (with :METHOD, :PATH, :AUTHORITY), %PROTOCOL%,
 // %RESPONSE_CODE%, %RESPONSE_FLAGS%, %BYTES_RECEIVED%, %BYTES_SENT%,
 // %DURATION% (ms), %UPSTREAM_HOST%, %UPSTREAM_CLUSTER%,
-// %DOWNSTREAM_REMOTE_ADDRESS%, %CONNECTION_TERMINATION_DETAILS% (tcp_proxy);
+// %DOWNSTREAM_REMOTE_ADDRESS%, %CONNECTION_TERMINATION_DETAILS% (tcp_proxy),
+// %TRACE_ID% (with tracing);
 // "%%" is a literal percent.
 func ParseFormat(s string) (*Format, error) {
 	f := &Format{}
@@ -139,6 +143,7 @@ type Entry struct {
 	Cluster       string
 	RemoteAddr    string
 	Termination   string   // why a tcp_proxy connection ended
+	TraceID       [16]byte // the request's trace (zero: none)
 	Headers       [][]byte // values of Format.Headers, in order; nil if absent
 	arena         []byte
 }
@@ -326,6 +331,12 @@ func (f *Format) Append(b []byte, e *Entry) []byte {
 			b = dash(b, []byte(e.RemoteAddr))
 		case opTermination:
 			b = dash(b, []byte(e.Termination))
+		case opTraceID:
+			if e.TraceID == [16]byte{} {
+				b = append(b, '-')
+				break
+			}
+			b = hex.AppendEncode(b, e.TraceID[:])
 		}
 	}
 	return b

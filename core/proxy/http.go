@@ -229,6 +229,7 @@ func (s *httpStream) record() {
 			cm.remoteStr = cm.conn.RemoteAddr().String()
 		}
 		e.RemoteAddr = cm.remoteStr
+		e.TraceID = s.ids.trace.TraceID
 		cm.cfg.AccessLog.Log(e)
 	}
 }
