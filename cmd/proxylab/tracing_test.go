@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net/http"
@@ -236,6 +237,36 @@ clusters:
 		}
 		if len(used) < 2 {
 			t.Errorf("30 generated ids reached only %v", used)
+		}
+	})
+}
+
+// TestTraceContextOverTLS: the same identity and trace continuation for
+// HTTP/2 over TLS (ALPN h2).
+func TestTraceContextOverTLS(t *testing.T) {
+	const trace, span = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+	forEachTransport(t, func(t *testing.T, tr string) {
+		pk := newPKI(t)
+		up := startUpstream(t, http.HandlerFunc(traceEcho))
+		p := startProxy(t, strings.Replace(tlsListenerConfig(tr, pk, up.addr, ""), "http_proxy: {}",
+			"http_proxy: {request_id: {always_set_response: true}, tracing: {}}", 1))
+		var protos http.Protocols
+		protos.SetHTTP2(true)
+		c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+			TLSClientConfig: &tls.Config{RootCAs: pk.pool, ServerName: "localhost"}, Protocols: &protos}}
+		req, _ := http.NewRequest("GET", "https://"+p.addr("web")+"/", nil)
+		req.Header.Set("Traceparent", "00-"+trace+"-"+span+"-01")
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		m := traceparentRE.FindStringSubmatch(resp.Header.Get("X-Seen-Traceparent"))
+		if resp.ProtoMajor != 2 || m == nil || m[1] != trace || m[2] == span || m[3] != "01" {
+			t.Fatalf("%s: upstream saw traceparent %q", resp.Proto, resp.Header.Get("X-Seen-Traceparent"))
+		}
+		if id := resp.Header.Get("X-Request-Id"); !uuidV4.MatchString(id) || resp.Header.Get("X-Seen-X-Request-Id") != id {
+			t.Fatalf("request id %q, upstream saw %q", id, resp.Header.Get("X-Seen-X-Request-Id"))
 		}
 	})
 }
