@@ -38,15 +38,42 @@ func (s Formats) Has(f Format) bool { return s&(1<<f) != 0 }
 // found is false when no valid context with ids arrived (a bare B3 sampling
 // decision is returned as a context with a zero TraceID).
 func Extract(hs *protocol.Headers) (c Context, valid, malformed Formats) {
-	if v := hs.Get(HdrTraceparent); v != nil {
-		if x, ok := ParseTraceparent(v); ok {
+	var tp, b3 []byte
+	var m B3Headers
+	for i := range hs.Fields { // one pass: most requests carry none of these
+		f := &hs.Fields[i]
+		switch len(f.Name) {
+		case 2:
+			if b3 == nil && equalName(f.Name, HdrB3) {
+				b3 = f.Value
+			}
+		case 10:
+			if m.Flags == nil && equalName(f.Name, HdrB3Flags) {
+				m.Flags = f.Value
+			}
+		case 11:
+			if tp == nil && equalName(f.Name, HdrTraceparent) {
+				tp = f.Value
+			} else if m.SpanID == nil && equalName(f.Name, HdrB3SpanID) {
+				m.SpanID = f.Value
+			}
+		case 12:
+			if m.TraceID == nil && equalName(f.Name, HdrB3TraceID) {
+				m.TraceID = f.Value
+			} else if m.Sampled == nil && equalName(f.Name, HdrB3Sampled) {
+				m.Sampled = f.Value
+			}
+		}
+	}
+	if tp != nil {
+		if x, ok := ParseTraceparent(tp); ok {
 			c, valid = x, valid|1<<W3C
 		} else {
 			malformed |= 1 << W3C
 		}
 	}
-	if v := hs.Get(HdrB3); v != nil {
-		if x, ok := ParseB3(v); ok {
+	if b3 != nil {
+		if x, ok := ParseB3(b3); ok {
 			if valid == 0 {
 				c = x
 			}
@@ -55,7 +82,6 @@ func Extract(hs *protocol.Headers) (c Context, valid, malformed Formats) {
 			malformed |= 1 << B3Single
 		}
 	}
-	m := B3Headers{TraceID: hs.Get(HdrB3TraceID), SpanID: hs.Get(HdrB3SpanID), Sampled: hs.Get(HdrB3Sampled), Flags: hs.Get(HdrB3Flags)}
 	if m.Present() {
 		if x, ok := ParseB3Multi(&m); ok {
 			if valid == 0 {
