@@ -6,6 +6,7 @@ package accesslog
 
 import (
 	"bufio"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"os"
@@ -18,6 +19,10 @@ import (
 
 // DefaultFormat is Envoy's default access log format.
 const DefaultFormat = `[%START_TIME%] "%REQ(:METHOD)% %REQ(:PATH)% %PROTOCOL%" %RESPONSE_CODE% %RESPONSE_FLAGS% %BYTES_RECEIVED% %BYTES_SENT% %DURATION% "%REQ(X-FORWARDED-FOR)%" "%REQ(USER-AGENT)%" "%REQ(:AUTHORITY)%" "%UPSTREAM_HOST%"` + "\n"
+
+// TCPDefaultFormat is a tcp_proxy listener's format when none is given: one
+// line per connection.
+const TCPDefaultFormat = `[%START_TIME%] %DOWNSTREAM_REMOTE_ADDRESS% %UPSTREAM_CLUSTER% %UPSTREAM_HOST% %BYTES_RECEIVED% %BYTES_SENT% %DURATION% %RESPONSE_FLAGS% %CONNECTION_TERMINATION_DETAILS%` + "\n"
 
 type opKind uint8
 
@@ -34,13 +39,16 @@ const (
 	opUpstreamHost
 	opUpstreamCluster
 	opRemoteAddr
+	opTermination
+	opTraceID
 )
 
 var operators = map[string]opKind{
 	"START_TIME": opStartTime, "PROTOCOL": opProtocol, "RESPONSE_CODE": opResponseCode,
 	"RESPONSE_FLAGS": opResponseFlags, "BYTES_RECEIVED": opBytesReceived, "BYTES_SENT": opBytesSent,
 	"DURATION": opDuration, "UPSTREAM_HOST": opUpstreamHost, "UPSTREAM_CLUSTER": opUpstreamCluster,
-	"DOWNSTREAM_REMOTE_ADDRESS": opRemoteAddr,
+	"DOWNSTREAM_REMOTE_ADDRESS": opRemoteAddr, "CONNECTION_TERMINATION_DETAILS": opTermination,
+	"TRACE_ID": opTraceID,
 }
 
 type segment struct {
@@ -62,7 +70,9 @@ type Format struct {
 // %REQ(NAME)% (with :METHOD, :PATH, :AUTHORITY), %PROTOCOL%,
 // %RESPONSE_CODE%, %RESPONSE_FLAGS%, %BYTES_RECEIVED%, %BYTES_SENT%,
 // %DURATION% (ms), %UPSTREAM_HOST%, %UPSTREAM_CLUSTER%,
-// %DOWNSTREAM_REMOTE_ADDRESS%; "%%" is a literal percent.
+// %DOWNSTREAM_REMOTE_ADDRESS%, %CONNECTION_TERMINATION_DETAILS% (tcp_proxy),
+// %TRACE_ID% (with tracing);
+// "%%" is a literal percent.
 func ParseFormat(s string) (*Format, error) {
 	f := &Format{}
 	var lit strings.Builder
@@ -132,6 +142,8 @@ type Entry struct {
 	UpstreamHost  string
 	Cluster       string
 	RemoteAddr    string
+	Termination   string   // why a tcp_proxy connection ended
+	TraceID       [16]byte // the request's trace (zero: none)
 	Headers       [][]byte // values of Format.Headers, in order; nil if absent
 	arena         []byte
 }
@@ -317,6 +329,14 @@ func (f *Format) Append(b []byte, e *Entry) []byte {
 			b = dash(b, []byte(e.Cluster))
 		case opRemoteAddr:
 			b = dash(b, []byte(e.RemoteAddr))
+		case opTermination:
+			b = dash(b, []byte(e.Termination))
+		case opTraceID:
+			if e.TraceID == [16]byte{} {
+				b = append(b, '-')
+				break
+			}
+			b = hex.AppendEncode(b, e.TraceID[:])
 		}
 	}
 	return b

@@ -91,3 +91,20 @@ func TestLogAfterCloseIsDropped(t *testing.T) {
 		t.Fatalf("written after close: %d", l.Written())
 	}
 }
+
+func TestFormatTCPAndTrace(t *testing.T) {
+	f, err := ParseFormat(TCPDefaultFormat + "%TRACE_ID%")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &Entry{Start: time.Date(2026, 11, 21, 6, 0, 0, 0, time.UTC), Flags: "UF", BytesReceived: 7, Cluster: "db",
+		RemoteAddr: "127.0.0.1:1", Termination: "upstream_connect_failed", TraceID: [16]byte{0xab, 15: 1}}
+	want := "[2026-11-21T06:00:00.000Z] 127.0.0.1:1 db - 7 0 0 UF upstream_connect_failed\nab000000000000000000000000000001\n"
+	if got := string(f.Append(nil, e)); got != want {
+		t.Fatalf("got  %q\nwant %q", got, want)
+	}
+	e.TraceID = [16]byte{}
+	if got := string(f.Append(nil, e)); !strings.HasSuffix(got, "\n-\n") {
+		t.Fatalf("no trace: %q", got)
+	}
+}

@@ -23,6 +23,8 @@ var (
 	dCxDestroy  = desc("listener_downstream_cx_destroy_total", "Downstream connections closed, by which side closed first.", "listener", "origin")
 	dCxRx       = desc("listener_downstream_cx_rx_bytes_total", "Bytes read from downstream connections.", "listener")
 	dCxTx       = desc("listener_downstream_cx_tx_bytes_total", "Bytes written to downstream connections.", "listener")
+	dTraceBad   = desc("http_trace_context_malformed_total", "Downstream HTTP requests whose traceparent or B3 headers were malformed: replaced by a fresh trace.", "listener")
+	dSpans      = desc("tracing_spans_total", "Spans by fate: exported to the collector, dropped (queue full), failed (export error).", "listener", "result")
 	dFilterFail = desc("http_filter_failures_total", "Downstream HTTP requests ended by an http filter's failure (a panic): 500.", "listener")
 	dRqTotal    = desc("http_downstream_rq_total", "Downstream HTTP requests.", "listener")
 	dRqActive   = desc("http_downstream_rq_active", "Downstream HTTP requests in flight.", "listener")
@@ -124,6 +126,12 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 			counter(ch, dRqIdleTO, st.RqIdleTimeout.Value(), l.Name)
 			counter(ch, dRqTO, st.RqTimeout.Value(), l.Name)
 			counter(ch, dFilterFail, st.FilterFailures.Value(), l.Name)
+			counter(ch, dTraceBad, st.TraceMalformed.Value(), l.Name)
+			if e := l.Spans; e != nil {
+				counter(ch, dSpans, e.Exported.Load(), l.Name, "exported")
+				counter(ch, dSpans, e.Dropped.Load(), l.Name, "dropped")
+				counter(ch, dSpans, e.Failed.Load(), l.Name, "failed")
+			}
 			counter(ch, dUpgrades, st.UpgradesWebSocket.Value(), l.Name, "websocket")
 			counter(ch, dUpgrades, st.UpgradesConnect.Value(), l.Name, "CONNECT")
 			counter(ch, dUpgrades, st.UpgradesOther.Value(), l.Name, "other")

@@ -97,6 +97,9 @@ type HTTPProxy struct {
 	RequestTimeout Duration `yaml:"request_timeout"`
 	// AccessLog, when set, writes one line per request.
 	AccessLog *AccessLog `yaml:"access_log,omitempty"`
+	// RequestID and Tracing: x-request-id and trace context (tracing.go).
+	RequestID *RequestID `yaml:"request_id,omitempty"`
+	Tracing   *Tracing   `yaml:"tracing,omitempty"`
 	// Codec: auto (HTTP/1.1, HTTP/2 by h2c preface or ALPN h2, or an RPC
 	// protocol by its first bytes), http1, http2 (Envoy's codec_type), or
 	// an RPC protocol's name (bolt, dubbo).
@@ -149,6 +152,8 @@ type TCPProxy struct {
 	// IdleTimeout closes both sides of a pair with no bytes either way for
 	// that long (Envoy's tcp_proxy idle_timeout, 1h by default; 0: off).
 	IdleTimeout Duration `yaml:"idle_timeout"`
+	// AccessLog, when set, writes one line per connection (tcp_accesslog.go).
+	AccessLog *AccessLog `yaml:"access_log,omitempty"`
 }
 
 func (t *TCPProxy) setDefaults() { t.HighWatermark, t.IdleTimeout = 256<<10, Duration(time.Hour) }

@@ -51,6 +51,9 @@ func (c *Config) validateListeners(v *checker) {
 			if t.IdleTimeout < 0 {
 				v.add(tp+".idle_timeout", "must be >= 0 (0: off)")
 			}
+			if t.AccessLog != nil {
+				checkAccessLog(t.AccessLog, tp+".access_log", v.add)
+			}
 		}
 	}
 }
@@ -113,6 +116,9 @@ func (h *HTTPProxy) validate(hp string, c *Config, v *checker) {
 		v.add(hp+".max_request_line", "must not exceed max_header_bytes")
 	}
 	checkHeaderOps(h.HeaderOps, hp, v.add)
+	if h.Tracing != nil {
+		h.Tracing.validate(hp+".tracing", v.add)
+	}
 	if _, ok := v.k.codec(h.Codec); !ok && h.Codec != CodecAuto {
 		v.add(hp+".codec", "unknown codec %q (%s)", h.Codec, strings.Join(v.k.codecNames(CodecAuto), ", "))
 	}

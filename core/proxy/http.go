@@ -44,7 +44,9 @@ type HTTPConfig struct {
 	AccessLog *accesslog.Logger
 	// HeaderOps apply to every request and response of the listener.
 	HeaderOps router.HeaderOps
-	Log       *slog.Logger
+	// Identity, when not nil: x-request-id and trace context (identity.go).
+	Identity *Identity
+	Log      *slog.Logger
 	// Tunnels: upgrades and CONNECT (tunnel.go).
 	Tunnels TunnelConfig
 	// Filters is the listener's http_filters chain and FilterBufferLimit
@@ -66,6 +68,9 @@ type HTTPStats struct {
 	RqIdleTimeout, RqTimeout stats.Counter
 	// FilterFailures counts streams ended because an http filter panicked.
 	FilterFailures stats.Counter
+	// TraceMalformed counts requests whose trace headers were malformed
+	// (replaced by a fresh trace).
+	TraceMalformed stats.Counter
 	TunnelStats
 }
 
@@ -139,6 +144,7 @@ type httpStream struct {
 	cluster *upstream.Cluster
 	upHost  *upstream.Host
 	tun     *tunnel // set for an accepted upgrade or CONNECT (tunnel.go)
+	ids     identState
 }
 
 // upstreamRequest is the httpStream's upstream half: pool callbacks and the
@@ -223,6 +229,7 @@ func (s *httpStream) record() {
 			cm.remoteStr = cm.conn.RemoteAddr().String()
 		}
 		e.RemoteAddr = cm.remoteStr
+		e.TraceID = s.ids.trace.TraceID
 		cm.cfg.AccessLog.Log(e)
 	}
 }
@@ -233,6 +240,9 @@ func (s *httpStream) finish() {
 	s.done = true
 	if s.tun != nil {
 		s.tun.end()
+	}
+	if s.ids.spans != nil {
+		s.endSpans()
 	}
 	s.record()
 	s.cm.disarm(s)

@@ -22,6 +22,9 @@ func (s *httpStream) DecodeHead(h *stream.Head, end bool) {
 
 // begin starts the request's access log entry and routes it.
 func (s *httpStream) begin(h *stream.Head) {
+	if id := s.cm.cfg.Identity; id != nil {
+		s.identify(h, id)
+	}
 	if al := s.cm.cfg.AccessLog; al != nil {
 		s.log = al.Get()
 		s.log.SetRequest(h.Method, h.Target, h.Headers.Get(hdrHosts), h.Major, h.Minor, h.Headers.Get, al.Format().Headers)
@@ -134,6 +137,9 @@ func (s *httpStream) headerOps(hs *protocol.Headers, request bool) {
 		} else {
 			router.Apply(hs, ops.ResponseRemove, ops.ResponseAdd)
 		}
+	}
+	if !request {
+		s.identifyResponse(hs)
 	}
 }
 

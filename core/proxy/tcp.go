@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/proxylab/proxylab/core/accesslog"
 	"github.com/proxylab/proxylab/core/network"
 	"github.com/proxylab/proxylab/core/upstream"
 	"github.com/proxylab/proxylab/foundation/buffer"
@@ -33,6 +34,8 @@ type TCPConfig struct {
 	// OriginalDst, when set, replaces Cluster: each connection goes to its
 	// downstream's original destination (origdst.go).
 	OriginalDst *OriginalDst
+	// AccessLog, when not nil, gets one entry per connection (tcplog.go).
+	AccessLog *accesslog.Logger
 }
 
 // TCPStats are a tcp_proxy listener's upstream-side metrics (Envoy's
@@ -83,10 +86,15 @@ type tcpFilter struct {
 	idleArmed   bool
 	lastIO      time.Time
 	splicedSeen uint64
+
+	log tcpLog
 }
 
 func (f *tcpFilter) OnNewConnection(c *network.Conn) network.FilterStatus {
 	f.c = c
+	if f.cfg.AccessLog != nil {
+		f.log.start = time.Now()
+	}
 	f.startIdle()
 	f.connect()
 	return network.StopIteration
@@ -100,6 +108,7 @@ func (f *tcpFilter) connect() {
 	h := f.cfg.Cluster.Choose(&upstream.LBContext{})
 	if h == nil {
 		slog.Debug("tcp_proxy: no upstream host", "cluster", f.cfg.Cluster.Name)
+		f.ended("UH", "no_healthy_upstream")
 		f.c.Close()
 		return
 	}
@@ -141,6 +150,7 @@ func (f *tcpFilter) onConnect(tc transport.Conn, err error) {
 			return
 		}
 		slog.Debug("tcp_proxy: upstream connect failed", "err", err)
+		f.ended("UF", "upstream_connect_failed")
 		f.c.Close()
 		return
 	}
@@ -228,11 +238,13 @@ func (f *tcpFilter) accountSpliced() {
 func (f *tcpFilter) write(side int, bufs ...*buffer.Buf) {
 	var q int
 	if side == up {
+		f.log.rx += int64(bufsLen(bufs))
 		if st := f.cfg.Stats; st != nil {
 			st.UpstreamTxBytes.Add(f.c.ID(), uint64(bufsLen(bufs)))
 		}
 		q, _ = f.u.Write(bufs...)
 	} else {
+		f.log.tx += int64(bufsLen(bufs))
 		if st := f.cfg.Stats; st != nil {
 			st.UpstreamRxBytes.Add(f.c.ID(), uint64(bufsLen(bufs)))
 		}
@@ -334,6 +346,12 @@ func (f *tcpFilter) closeSide(side int) {
 func (f *tcpFilter) onClose(side int) {
 	f.closed[side] = true
 	f.accountSpliced()
+	if side == down {
+		f.ended("", "downstream_closed")
+	} else {
+		f.ended("", "upstream_closed")
+	}
+	f.logClosed()
 	other := 1 - side
 	if f.closed[other] {
 		return

@@ -76,6 +76,7 @@ func (f *tcpFilter) Expire() {
 		st.IdleTimeout.Inc(f.c.ID())
 	}
 	slog.Debug("tcp_proxy: idle timeout, closing the pair", "idle", d)
+	f.ended("", "idle_timeout")
 	f.closeSide(up)
 	f.closeSide(down)
 }

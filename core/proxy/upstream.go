@@ -13,6 +13,9 @@ import (
 )
 
 func (s *httpStream) openUpstream(h *stream.Head) {
+	if s.ids.spans != nil {
+		s.spanTry()
+	}
 	s.up.cancel = s.host.HTTPPool().NewStream(&s.up, s.enc.Session(), &s.up)
 	switch {
 	case s.done: // the pool failed synchronously and replied
@@ -130,6 +133,9 @@ func (s *httpStream) sendElsewhere() {
 	next.ActiveRequests.Add(1)
 	next.RqTotal.Inc(s.cm.id)
 	s.host, s.upHost = next, next
+	if s.ids.spans != nil {
+		s.spanTry()
+	}
 	s.up = upstreamRequest{s: s}
 	s.up.cancel = next.HTTPPool().NewStream(&s.up, s.enc.Session(), &s.up)
 }
@@ -251,6 +257,7 @@ func (u *upstreamRequest) DecodeHead(h *stream.Head, end bool) {
 		return
 	}
 	s.cluster.ReportResponse(s.host, h.Status)
+	s.spanTryStatus(h)
 	if s.bodyless && s.route.RetriesStatus(h.Status) && s.retryAfterBackoff() {
 		return // this response is dropped; the retry's answers the client
 	}

@@ -94,6 +94,9 @@ func closeInfo(info *ListenerInfo) {
 	if info.AccessLog != nil {
 		info.AccessLog.Close()
 	}
+	if info.Spans != nil {
+		info.Spans.Close()
+	}
 	if info.secure != nil {
 		info.secure.Close()
 	}

@@ -263,8 +263,14 @@ func carryStats(info *ListenerInfo, prev, lc config.Listener) *ListenerInfo {
 		if prev.HTTP != nil && prev.HTTP.AccessLog != nil && lc.HTTP.AccessLog != nil && *prev.HTTP.AccessLog == *lc.HTTP.AccessLog {
 			ni.AccessLog = info.AccessLog
 		}
+		if sameOTLP(prev.HTTP, lc.HTTP) {
+			ni.Spans = info.Spans
+		}
 	} else {
 		ni.TCP = info.TCP
+		if prev.TCP != nil && prev.TCP.AccessLog != nil && lc.TCP.AccessLog != nil && *prev.TCP.AccessLog == *lc.TCP.AccessLog {
+			ni.AccessLog = info.AccessLog
+		}
 	}
 	return ni
 }
@@ -272,11 +278,16 @@ func carryStats(info *ListenerInfo, prev, lc config.Listener) *ListenerInfo {
 // unshared is info without what other uses too: what may be closed with
 // info (closeInfo) while other lives.
 func unshared(info, other *ListenerInfo) *ListenerInfo {
-	if other == nil || info.AccessLog != other.AccessLog {
+	if other == nil || info.AccessLog != other.AccessLog && info.Spans != other.Spans {
 		return info
 	}
 	cp := *info
-	cp.AccessLog = nil
+	if cp.AccessLog == other.AccessLog {
+		cp.AccessLog = nil
+	}
+	if cp.Spans == other.Spans {
+		cp.Spans = nil
+	}
 	return &cp
 }
 

@@ -22,6 +22,7 @@ import (
 	"github.com/proxylab/proxylab/core/proxy"
 	"github.com/proxylab/proxylab/core/router"
 	"github.com/proxylab/proxylab/core/stream"
+	"github.com/proxylab/proxylab/core/tracing"
 	"github.com/proxylab/proxylab/core/upstream"
 	"github.com/proxylab/proxylab/foundation/stats"
 	"github.com/proxylab/proxylab/foundation/timer"
@@ -78,6 +79,8 @@ type ListenerInfo struct {
 	// cluster a tcp_proxy listener sends to (sidecar.go), or nil.
 	OriginalDst        *network.OriginalDstStats
 	OriginalDstCluster *proxy.OriginalDst
+	// Spans is the listener's span exporter (tracing.otlp), closed with it.
+	Spans *tracing.Exporter
 	// Filters is an http_proxy listener's http_filters chain.
 	Filters []proxy.FilterSpec
 	// ListenerFilters are the listener's configured listener_filters.
@@ -322,6 +325,9 @@ func (s *Server) chainFor(lc config.Listener, info *ListenerInfo) (network.Chain
 		hc.SetFilters(specs, h.PerRequestBufferLimit)
 		info.Filters = specs
 		var err error
+		if hc.Identity, err = identity(h, info, s.log); err != nil {
+			return nil, fmt.Errorf("server: listener %q: %w", lc.Name, err)
+		}
 		if hc.Codecs, hc.Servers, hc.Detect, err = listenerCodecs(h, &hc.Server, info); err != nil {
 			return nil, fmt.Errorf("server: listener %q: %w", lc.Name, err)
 		}
@@ -367,6 +373,13 @@ func (s *Server) chainFor(lc config.Listener, info *ListenerInfo) (network.Chain
 		OriginalDst:     s.originalDstCluster(t.Cluster, info),
 	}
 	info.Filter = "tcp_proxy"
+	if al := t.AccessLog; al != nil {
+		lg, err := openAccessLog(al, accesslog.TCPDefaultFormat, info)
+		if err != nil {
+			return nil, fmt.Errorf("server: listener %q: %w", lc.Name, err)
+		}
+		tc.AccessLog = lg
+	}
 	if s.cfg.Stats.Enabled {
 		if info.TCP == nil {
 			info.TCP = &proxy.TCPStats{}
