@@ -139,7 +139,7 @@ func (c *Config) validate(k Known) Errors {
 			}
 			if c := t.ClientCert; c != nil {
 				checkFile(c.CertFile, p+".tls.client_cert.cert_file", add)
-				checkFile(c.KeyFile, p+".tls.client_cert.key_file", add)
+				checkKeyFile(c, p+".tls.client_cert.key_file", add)
 			}
 		}
 		if codec, ok := k.codec(cl.Protocol); !ok {
@@ -333,7 +333,7 @@ func (c *Config) validate(k Known) Errors {
 			}
 			for j, c := range t.Certificates {
 				checkFile(c.CertFile, fmt.Sprintf("%s.certificates[%d].cert_file", tp, j), add)
-				checkFile(c.KeyFile, fmt.Sprintf("%s.certificates[%d].key_file", tp, j), add)
+				checkKeyFile(&c, fmt.Sprintf("%s.certificates[%d].key_file", tp, j), add)
 			}
 			switch t.ClientAuth {
 			case "none", "request":

@@ -115,13 +115,13 @@ func inMemoryKey(k crypto.PrivateKey) bool {
 	return false
 }
 
-func loadCerts(files []offload.CertFiles) (*certSet, error) {
+func loadCerts(files []offload.CertFiles, st *offload.Stats) (*certSet, error) {
 	if len(files) == 0 {
-		return nil, errors.New("gotls: a listener needs at least one certificate")
+		return nil, errNoCert
 	}
 	cs := &certSet{stamp: offload.FileStamp(offload.Paths(files)...), inMemory: true}
 	for _, f := range files {
-		c, err := tls.LoadX509KeyPair(f.CertFile, f.KeyFile)
+		c, err := loadPair(f, st)
 		if err != nil {
 			return nil, fmt.Errorf("gotls: certificate %s: %w", f.CertFile, err)
 		}
@@ -154,7 +154,7 @@ type server struct {
 
 func (Engine) NewServer(cfg *offload.ServerConfig) (offload.Server, error) {
 	s := &server{cfg: *cfg, stop: make(chan struct{}), hs: engineconn.NewHandshakers(), ihs: engineconn.NewInlineHandshakers()}
-	cs, err := loadCerts(cfg.Certificates)
+	cs, err := loadCerts(cfg.Certificates, cfg.Stats)
 	if err != nil {
 		return nil, err
 	}
@@ -325,7 +325,7 @@ func (s *server) watch() {
 			return
 		case now := <-tk.C:
 			if offload.FileStamp(offload.Paths(s.cfg.Certificates)...) != s.certs.Load().stamp {
-				cs, err := loadCerts(s.cfg.Certificates)
+				cs, err := loadCerts(s.cfg.Certificates, s.cfg.Stats)
 				if err != nil {
 					slog.Warn("gotls: new certificate refused, keeping the current one", "err", err)
 					// Do not retry the same broken files every tick.
@@ -390,7 +390,7 @@ func (Engine) NewClient(cfg *offload.ClientConfig) (offload.Client, error) {
 		}
 	}
 	if cfg.Cert != nil {
-		c, err := tls.LoadX509KeyPair(cfg.Cert.CertFile, cfg.Cert.KeyFile)
+		c, err := loadPair(*cfg.Cert, cfg.Stats)
 		if err != nil {
 			return nil, fmt.Errorf("gotls: client certificate: %w", err)
 		}
