@@ -84,7 +84,7 @@ func loadPair(f offload.CertFiles, st *offload.Stats) (tls.Certificate, error) {
 	if !samePublic(leaf.PublicKey, key.Public()) {
 		return tls.Certificate{}, fmt.Errorf("gotls: the key %s does not match certificate %s", o.PKCS11, f.CertFile)
 	}
-	return tls.Certificate{Certificate: chain, PrivateKey: key, Leaf: leaf}, nil
+	return tls.Certificate{Certificate: chain, PrivateKey: key.PrivateKey(), Leaf: leaf}, nil
 }
 
 // readChain reads a PEM certificate chain, leaf first.

@@ -131,8 +131,21 @@ type Key struct {
 
 var (
 	_ crypto.Signer    = (*Key)(nil)
-	_ crypto.Decrypter = (*Key)(nil)
+	_ crypto.Decrypter = rsaKey{}
 )
+
+// PrivateKey is the key as crypto/tls takes it: a crypto.Signer, and a
+// crypto.Decrypter too for RSA keys only (crypto/tls offers RSA key
+// exchange to any key that decrypts).
+func (k *Key) PrivateKey() crypto.Signer {
+	if _, ok := k.pub.(*rsa.PublicKey); ok {
+		return rsaKey{k}
+	}
+	return k
+}
+
+// rsaKey is an RSA Key, which also decrypts.
+type rsaKey struct{ *Key }
 
 // Open logs into the token (or reuses its login) and finds the key; an
 // error says why (no module, no token, wrong PIN, no such key). count is
@@ -192,11 +205,8 @@ func (k *Key) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, 
 	return k.do(func(s crypto11.Signer) ([]byte, error) { return s.Sign(nil, digest, opts) })
 }
 
-// Decrypt decrypts with an RSA key (TLS 1.2 RSA key exchange).
-func (k *Key) Decrypt(_ io.Reader, msg []byte, opts crypto.DecrypterOpts) ([]byte, error) {
-	if _, ok := k.pub.(*rsa.PublicKey); !ok {
-		return nil, errors.New("pkcs11: decrypt needs an RSA key")
-	}
+// Decrypt decrypts in the token (TLS 1.2 RSA key exchange).
+func (k rsaKey) Decrypt(_ io.Reader, msg []byte, opts crypto.DecrypterOpts) ([]byte, error) {
 	return k.do(func(s crypto11.Signer) ([]byte, error) {
 		d, ok := s.(crypto.Decrypter)
 		if !ok {
