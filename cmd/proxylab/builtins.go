@@ -39,7 +39,7 @@ func registerBuiltins() {
 	stream.Register(h1s.Codec{})
 
 	offload.RegisterModule(gotls.Module) // pkcs11 keys
-	offload.RegisterModule(gm.Module) // TLCP: double certificates, and tlcp: beside TLS
+	offload.RegisterModule(gm.Module)    // TLCP: double certificates, and tlcp: beside TLS
 
 	transport.Register(netpoll.Name, netpoll.New)
 	registerPlatformBuiltins() // rawepoll on Linux

@@ -213,7 +213,7 @@ clusters:
 	const p = "listeners[0].tls.certificates[0]"
 	for _, tc := range []struct {
 		name, entry, want string
-		run              bool // refused by run (the token is asked), not by validate
+		run               bool // refused by run (the token is asked), not by validate
 	}{
 		{"missing module", fmt.Sprintf(`{cert_file: %q, pkcs11: {token_label: proxylab, key_label: ec, pin_file: %q}}`, cert, pin),
 			p + ".pkcs11.module: required", false},
