@@ -106,10 +106,11 @@ type certSet struct {
 }
 
 // inMemoryKey says whether k is a software key crypto/tls signs with at
-// CPU speed.
+// CPU speed, or one whose signatures suspend the handshake rather than
+// block (offload.AsyncSigner): either way the handshake may run inline.
 func inMemoryKey(k crypto.PrivateKey) bool {
 	switch k.(type) {
-	case *ecdsa.PrivateKey, *rsa.PrivateKey, ed25519.PrivateKey:
+	case *ecdsa.PrivateKey, *rsa.PrivateKey, ed25519.PrivateKey, offload.AsyncSigner:
 		return true
 	}
 	return false
@@ -185,7 +186,7 @@ func (Engine) NewServer(cfg *offload.ServerConfig) (offload.Server, error) {
 		CurvePreferences: curves, // nil keeps Go's default, post-quantum X25519MLKEM768 first
 		NextProtos:       cfg.ALPN,
 		GetCertificate: func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
-			return s.certs.Load().Pick(hello.ServerName), nil
+			return forHandshake(s.certs.Load().Pick(hello.ServerName), hello.Context()), nil
 		},
 	}
 	switch cfg.ClientAuth {

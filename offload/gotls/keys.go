@@ -1,12 +1,14 @@
 package gotls
 
 import (
+	"context"
 	"crypto"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"reflect"
 
@@ -14,6 +16,7 @@ import (
 
 	"github.com/proxylab/proxylab/foundation/registry"
 	"github.com/proxylab/proxylab/offload"
+	"github.com/proxylab/proxylab/offload/internal/engineconn"
 	"github.com/proxylab/proxylab/offload/pkcs11"
 )
 
@@ -124,3 +127,44 @@ func samePublic(a, b crypto.PublicKey) bool {
 }
 
 var errNoCert = errors.New("gotls: a listener needs at least one certificate")
+
+// forHandshake is c for one handshake: a key that signs asynchronously is
+// bound to the handshake's context, so its signature suspends that
+// handshake (engineconn.Await) instead of blocking the goroutine running
+// it. In-memory keys are returned as they are (no allocation).
+func forHandshake(c *tls.Certificate, ctx context.Context) *tls.Certificate {
+	k, ok := c.PrivateKey.(offload.AsyncSigner)
+	if !ok {
+		return c
+	}
+	cp := *c
+	if d, ok := k.(crypto.Decrypter); ok {
+		cp.PrivateKey = asyncRSAKey{asyncKey{k, ctx}, d}
+	} else {
+		cp.PrivateKey = asyncKey{k, ctx}
+	}
+	return &cp
+}
+
+// asyncKey signs through its AsyncSigner, suspending the handshake of ctx.
+type asyncKey struct {
+	k   offload.AsyncSigner
+	ctx context.Context
+}
+
+func (a asyncKey) Public() crypto.PublicKey { return a.k.Public() }
+
+func (a asyncKey) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+	return engineconn.Await(a.ctx, func(done func([]byte, error)) { a.k.SignAsync(digest, opts, done) })
+}
+
+// asyncRSAKey also decrypts (TLS 1.2 RSA key exchange, off by default in
+// crypto/tls): that operation blocks the goroutine running the handshake.
+type asyncRSAKey struct {
+	asyncKey
+	d crypto.Decrypter
+}
+
+func (a asyncRSAKey) Decrypt(r io.Reader, msg []byte, opts crypto.DecrypterOpts) ([]byte, error) {
+	return a.d.Decrypt(r, msg, opts)
+}

@@ -15,6 +15,8 @@ import (
 
 	"github.com/ThalesGroup/crypto11"
 	p11 "github.com/miekg/pkcs11"
+
+	"github.com/proxylab/proxylab/offload"
 )
 
 // Available reports whether this binary can use PKCS#11 (built with cgo).
@@ -38,6 +40,41 @@ type token struct {
 	gen     uint64 // bumped at each (re)connect: keys re-find their handle
 	broken  bool
 	lastTry time.Time
+
+	// Asynchronous operations (SignAsync) queue here for the token's
+	// workers, one per session (MaxSessions), started at the first one
+	// and kept for the process.
+	startWorkers sync.Once
+	jobs         chan func()
+}
+
+// maxQueued bounds the operations waiting for a token worker; beyond it
+// SignAsync fails at once (reason overloaded) rather than queue without
+// end behind a slow token.
+const maxQueued = 4096
+
+// submit queues job for a worker; false when the queue is full.
+func (t *token) submit(job func()) bool {
+	t.startWorkers.Do(func() {
+		n := t.o.MaxSessions
+		if n == 0 {
+			n = DefaultMaxSessions
+		}
+		t.jobs = make(chan func(), maxQueued)
+		for i := 0; i < n; i++ {
+			go func() {
+				for job := range t.jobs {
+					job()
+				}
+			}()
+		}
+	})
+	select {
+	case t.jobs <- job:
+		return true
+	default:
+		return false
+	}
 }
 
 var tokens = struct {
@@ -130,9 +167,19 @@ type Key struct {
 }
 
 var (
-	_ crypto.Signer    = (*Key)(nil)
-	_ crypto.Decrypter = rsaKey{}
+	_ offload.AsyncSigner = (*Key)(nil)
+	_ crypto.Decrypter    = rsaKey{}
 )
+
+// SignAsync signs on one of the token's workers and calls done there: the
+// handshake waiting for it holds no goroutine of its own, and at most
+// MaxSessions signatures run at once.
+func (k *Key) SignAsync(digest []byte, opts crypto.SignerOpts, done func([]byte, error)) {
+	if !k.tok.submit(func() { done(k.Sign(nil, digest, opts)) }) {
+		k.count("overloaded")
+		done(nil, &Error{Reason: "overloaded", Err: errors.New("pkcs11: too many signatures waiting for the token")})
+	}
+}
 
 // PrivateKey is the key as crypto/tls takes it: a crypto.Signer, and a
 // crypto.Decrypter too for RSA keys only (crypto/tls offers RSA key

@@ -88,6 +88,7 @@ type Conn struct {
 	hsErr    error
 	timedOut bool
 	co       *coro       // inline: the running handshake coroutine
+	key      *keyWait    // inline: the key operation it waits for (Await)
 	timer    *time.Timer // the handshake timeout
 	onHS     func(err error)
 
@@ -218,7 +219,7 @@ func (c *Conn) resume() {
 
 // handshakeOnWorker runs the whole handshake on a worker goroutine.
 func (c *Conn) handshakeOnWorker() {
-	err := c.proto.HandshakeContext(context.Background())
+	err := c.proto.HandshakeContext(connCtx{c})
 	c.dmu.Lock()
 	defer c.dmu.Unlock()
 	c.finish(err)
