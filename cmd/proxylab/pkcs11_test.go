@@ -18,6 +18,8 @@ import (
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/proxylab/proxylab/offload/ktls"
 )
 
 const softhsmModule = "/usr/lib/softhsm/libsofthsm2.so"
@@ -77,6 +79,9 @@ func sumOf(fams map[string]*dto.MetricFamily, name, label, value string) float64
 	return sum
 }
 
+// hostHasKTLS probes TCP_ULP "tls" as the proxy does.
+func hostHasKTLS() bool { return ktls.Supported() }
+
 func caPool(t *testing.T, file string) *x509.CertPool {
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(mustRead(t, file)) {
@@ -126,8 +131,19 @@ func TestPKCS11Listener(t *testing.T) {
 			}
 		}
 		a := adminClient{t: t, base: "http://" + px.adminAddr()}
-		if n := sumOf(a.scrape(), "proxylab_offload_pkcs11_errors_total", "", ""); n != 0 {
+		fams := a.scrape()
+		if n := sumOf(fams, "proxylab_offload_pkcs11_errors_total", "", ""); n != 0 {
 			t.Errorf("pkcs11 errors counted: %v", n)
+		}
+		// This host's kernel has no TLS ULP: every connection is counted
+		// unsupported, and the start says so once.
+		if !hostHasKTLS() {
+			if n := sumOf(fams, "proxylab_offload_ktls_total", "result", "unsupported"); n < 12 {
+				t.Errorf("ktls unsupported counted %v, want ≥12", n)
+			}
+			if strings.Count(px.logs(), "kTLS hand-off was not exercised") != 1 {
+				t.Errorf("want one log line saying kTLS was not exercised:\n%s", px.logs())
+			}
 		}
 	})
 }

@@ -22,6 +22,7 @@ import (
 
 	"github.com/proxylab/proxylab/offload"
 	"github.com/proxylab/proxylab/offload/internal/engineconn"
+	"github.com/proxylab/proxylab/offload/ktls"
 	"github.com/proxylab/proxylab/transport"
 )
 
@@ -160,6 +161,7 @@ func (Engine) NewServer(cfg *offload.ServerConfig) (offload.Server, error) {
 		return nil, err
 	}
 	s.certs.Store(cs)
+	ktls.Supported() // probed (and logged) once per process, at the first listener
 	minV, err := ParseVersion(cfg.MinVersion)
 	if err != nil {
 		return nil, err

@@ -16,6 +16,7 @@ import (
 
 	"github.com/proxylab/proxylab/foundation/buffer"
 	"github.com/proxylab/proxylab/offload"
+	"github.com/proxylab/proxylab/offload/ktls"
 	"github.com/proxylab/proxylab/transport"
 )
 
@@ -253,6 +254,7 @@ func (c *Conn) finish(err error) {
 	c.alpn.Store(ng.ALPN)
 	c.peer.Store(&peerInfo{sni: ng.ServerName, cert: ng.PeerCertificate})
 	c.stats.Negotiated(c.id, ng.Version, ng.Suite, ng.Resumed)
+	c.stats.Offload("ktls", "result", ktls.Outcome())
 	// Established and the queued plaintext written in one step under wmu,
 	// so no Write can slip its bytes in ahead of what was queued (HTTP/2
 	// frames from other streams would otherwise overtake the preface).
