@@ -15,6 +15,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	p11 "github.com/miekg/pkcs11"
 )
 
 const softhsmModule = "/usr/lib/softhsm/libsofthsm2.so"
@@ -155,4 +157,25 @@ func TestTokenLostAndBack(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	t.Logf("reasons %v", reasons)
+}
+
+func TestReasonFor(t *testing.T) {
+	for _, tc := range []struct {
+		rv        uint
+		reason    string
+		reconnect bool
+	}{
+		{p11.CKR_TOKEN_NOT_PRESENT, "token_not_present", true},
+		{p11.CKR_DEVICE_REMOVED, "token_not_present", true},
+		{p11.CKR_SESSION_HANDLE_INVALID, "session", true},
+		{p11.CKR_USER_NOT_LOGGED_IN, "login", true},
+		{p11.CKR_OBJECT_HANDLE_INVALID, "key_not_found", true},
+		{p11.CKR_DEVICE_ERROR, "device", true},
+		{p11.CKR_MECHANISM_INVALID, "sign_failed", false},
+	} {
+		e := classify(fmt.Errorf("wrapped: %w", p11.Error(tc.rv))).(*Error)
+		if e.Reason != tc.reason || e.reconnect() != tc.reconnect {
+			t.Errorf("%#x: %s reconnect=%v, want %s %v", tc.rv, e.Reason, e.reconnect(), tc.reason, tc.reconnect)
+		}
+	}
 }
