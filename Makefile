@@ -72,7 +72,7 @@ bench-go:
 # Whole-system comparison against haproxy and nginx on this host: the quick
 # scenario (results under results/<date>-<host>/quick/).
 bench: build deps
-	./bin/proxybench matrix -scenario bench/scenarios/quick.yaml
+	./bin/proxybench matrix -scenario bench/scenarios/quick.yaml $(if $(BASE),-base $(BASE))
 
 # What metrics and access logs cost, on vs off in one run.
 bench-overhead: build deps

@@ -192,6 +192,10 @@ type Options struct {
 	// Inherited, when set, supplies listening sockets taken over from the
 	// process being replaced (hot upgrade); Listen uses them first.
 	Inherited Inherited
+	// ReusePort binds new listening sockets with SO_REUSEPORT: processes
+	// that all set it share a port, the kernel spreading connections over
+	// them. An inherited socket keeps its place in that group.
+	ReusePort bool
 }
 
 // Factory builds a transport from options.

@@ -177,7 +177,10 @@ type Cell struct {
 // Tools locates the binaries a run needs.
 type Tools struct {
 	Proxylab, Proxybench string // built binaries
-	wrkDir               string // where Run writes the wrk scripts, one per request size
+	// Builds are other proxylab binaries by label: a system named
+	// proxylab-<transport>@<label> runs one (see AddBuild).
+	Builds map[string]string
+	wrkDir string // where Run writes the wrk scripts, one per request size
 }
 
 // Run measures the whole matrix, calling progress after each cell. Each
@@ -502,11 +505,18 @@ func profileCell(ctx context.Context, s *Scenario, tools Tools, sy *system, ph p
 
 func startSystem(name string, ph phase, addrs *runAddrs, pa *ports, s *Scenario, tools Tools, dir string) (*system, error) {
 	protocol := ph.proto
-	gen, transport := name, ""
-	if strings.HasPrefix(name, "proxylab") {
-		gen, transport = "proxylab", strings.TrimPrefix(strings.TrimPrefix(name, "proxylab"), "-")
+	sysName, build := splitBuild(name)
+	gen, transport := sysName, ""
+	proxylab := tools.Proxylab
+	if strings.HasPrefix(sysName, "proxylab") {
+		gen, transport = "proxylab", strings.TrimPrefix(strings.TrimPrefix(sysName, "proxylab"), "-")
 		if transport == "" {
 			transport = "netpoll"
+		}
+	}
+	if build != "" {
+		if proxylab = tools.Builds[build]; gen != "proxylab" || proxylab == "" {
+			return nil, fmt.Errorf("no proxylab build %q", build)
 		}
 	}
 	g, ok := peers.Generators[gen]
@@ -550,7 +560,7 @@ func startSystem(name string, ph phase, addrs *runAddrs, pa *ports, s *Scenario,
 	var argv []string
 	switch gen {
 	case "proxylab":
-		argv = []string{tools.Proxylab, "run", "-c", path, "--transport", transport, "--cpus", s.CPUs.Proxy, "--log-level", "warn"}
+		argv = []string{proxylab, "run", "-c", path, "--transport", transport, "--cpus", s.CPUs.Proxy, "--log-level", "warn"}
 	case "haproxy":
 		argv = []string{"haproxy", "-f", path, "-db"}
 	case "nginx":

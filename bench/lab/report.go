@@ -160,7 +160,15 @@ func Write(dir string, s *Scenario, m Machine, cells []Cell, profiles []Profile,
 	if err := os.WriteFile(filepath.Join(dir, "latency.svg"), []byte(LatencyChart(rows)), 0o644); err != nil {
 		return err
 	}
-	return os.WriteFile(filepath.Join(dir, "report.md"), []byte(Markdown(s, m, rows, profiles, skipped)), 0o644)
+	md := Markdown(s, m, rows, profiles, skipped)
+	var ab strings.Builder
+	writeAB(&ab, cells) // after the table, before the profiles
+	if i := strings.Index(md, "\n### CPU profile"); i >= 0 {
+		md = md[:i] + ab.String() + md[i:]
+	} else {
+		md += ab.String()
+	}
+	return os.WriteFile(filepath.Join(dir, "report.md"), []byte(md), 0o644)
 }
 
 // Markdown renders the report.

@@ -28,6 +28,7 @@ import (
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 
 const usage = `proxybench matrix -scenario FILE [-out DIR] [-proxylab BIN] [-proxy-cpus L] [-load-cpus L] [-upstream-cpus L]
+                  [-base GIT-REF [-base-first]]
 proxybench upstream [-listen ADDR] [-size BYTES] [-delay DURATION] [-grpc | -rpc bolt|dubbo | -tcp-echo]
 proxybench load -target HOST:PORT [-protocol http1|http2|tcp|bolt|dubbo|handshake] [-c N] [-d DURATION]
                 [-rate RPS] [-tls [-engine go|tlcp] [-tlcp-suite NAME] [-curves LIST] [-resume]]
@@ -138,6 +139,8 @@ func matrix(args []string, stdout, stderr io.Writer) int {
 	proxyCPUs := fs.String("proxy-cpus", "", "CPUs for the systems under test (overrides the scenario), e.g. 2-3")
 	loadCPUs := fs.String("load-cpus", "", "CPUs for the load generator, e.g. 4-7")
 	upCPUs := fs.String("upstream-cpus", "", "CPUs for the upstream, e.g. 8-9")
+	baseRef := fs.String("base", "", "also run proxylab built from this git ref (of the repository in the current directory) as proxylab-<transport>@<ref>, beside each proxylab system in every round")
+	baseFirst := fs.Bool("base-first", false, "with -base: the other build runs before the current one in each round (default after)")
 	basePort := fs.Int("base-port", 0, "first loopback port of the run (upstreams, then systems and admin APIs in turn); 0: the scenario's base_port, else free ports picked at run time")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -178,6 +181,16 @@ func matrix(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	defer os.RemoveAll(work)
+	if *baseRef != "" {
+		fmt.Fprintf(stderr, "building proxylab at %s …\n", *baseRef)
+		bin, err := lab.BuildRef(".", *baseRef, work)
+		if err != nil {
+			fmt.Fprintln(stderr, err)
+			return 1
+		}
+		tools.Builds = map[string]string{*baseRef: bin}
+		sc.AddBuild(*baseRef, *baseFirst)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	start := time.Now()

@@ -2,9 +2,14 @@ package main
 
 import (
 	"github.com/proxylab/proxylab/core/filter"
+	"github.com/proxylab/proxylab/core/filter/compressor"
 	"github.com/proxylab/proxylab/core/filter/cors"
+	"github.com/proxylab/proxylab/core/filter/extauthz"
 	"github.com/proxylab/proxylab/core/filter/fault"
 	"github.com/proxylab/proxylab/core/filter/localratelimit"
+	"github.com/proxylab/proxylab/core/filter/ratelimit"
+	"github.com/proxylab/proxylab/core/filter/rbac"
+	"github.com/proxylab/proxylab/core/network"
 	"github.com/proxylab/proxylab/core/protocol/xprotocol/bolt"
 	"github.com/proxylab/proxylab/core/protocol/xprotocol/dubbo"
 	"github.com/proxylab/proxylab/core/stream"
@@ -54,4 +59,9 @@ func registerBuiltins() {
 	filter.Register(fault.Module)
 	filter.Register(localratelimit.Module)
 	filter.Register(cors.Module)
+	filter.Register(rbac.Module)
+	network.RegisterListenerFilter(rbac.NetworkModule) // listener_filters: rbac at accept
+	filter.Register(ratelimit.Module)
+	filter.Register(extauthz.Module)
+	filter.Register(compressor.Module)
 }

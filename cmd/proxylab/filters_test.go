@@ -442,7 +442,7 @@ clusters:
 		t.Fatalf("validate accepted bad http_filters:\n%s", out)
 	}
 	for _, want := range []string{
-		`listeners[0].http_proxy.http_filters[0].name: unknown http filter "fualt" (known: cors, fault, local_ratelimit)`,
+		`listeners[0].http_proxy.http_filters[0].name: unknown http filter "fualt" (known: compressor, cors, ext_authz, fault, local_ratelimit, ratelimit, rbac)`,
 		"listeners[0].http_proxy.http_filters[1].typed_config.abort.http_status: must be 200-599",
 		"listeners[0].http_proxy.http_filters[2].typed_config.token_bucket.max_tokens: must be > 0",
 		`listeners[0].http_proxy.http_filters[4].name: filter "cors" listed twice`,

@@ -22,6 +22,7 @@ import (
 	"github.com/proxylab/proxylab/core/admin"
 	"github.com/proxylab/proxylab/core/config"
 	"github.com/proxylab/proxylab/core/filter"
+	"github.com/proxylab/proxylab/core/network"
 	"github.com/proxylab/proxylab/core/server"
 	"github.com/proxylab/proxylab/core/upstream"
 	"github.com/proxylab/proxylab/offload"
@@ -41,6 +42,7 @@ const usage = `proxylab — a Go L4/L7 proxy built as a performance lab
 usage:
   proxylab run [-c FILE] [--transport NAME] [--cpus LIST] [--workers N] [--log-level LEVEL] [--cpuprofile FILE]
                [--upgrade-socket PATH] [--upgrade-from PATH]   (hot upgrade: docs/operating.md)
+               [--xds ADDR [--xds-delta] [--node-id ID] [--node-cluster NAME]]   (FILE may be an Envoy v3 bootstrap)
   proxylab validate -c FILE
   proxylab certs [-dir DIR] [-hosts a,b] [-key ecdsa|rsa]   (a test CA and certificates)
   proxylab version
@@ -79,6 +81,7 @@ func known() config.Known {
 		Codecs: server.KnownCodecs(), DefaultProtocol: defaultProtocol,
 		DefaultLB: upstream.DefaultLB, LBOptions: upstream.DecodeLBOptions,
 		HTTPFilter: filter.DecodeConfig, HTTPFilterOverride: filter.DecodeOverride,
+		ListenerFilter:   network.DecodeListenerFilter,
 		DefaultTransport: defaultTransport, DefaultEngine: defaultEngine,
 		TransportOptions:  map[string]func(*yaml.Node, string, bool) (any, []error){},
 		EngineCertOptions: map[string]func(*yaml.Node, string) (any, []error){},
@@ -106,7 +109,7 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "proxylab validate: -c FILE is required")
 		return 2
 	}
-	if _, err := config.Load(*file, known()); err != nil {
+	if _, err := validateFile(*file); err != nil {
 		var es config.Errors
 		if errors.As(err, &es) {
 			for _, e := range es {
@@ -130,6 +133,7 @@ func cmdRun(args []string, stderr io.Writer) (code int) {
 	workers := fs.Int("workers", -1, "event-loop workers for reactor transports (0: one per CPU)")
 	levelFlag := fs.String("log-level", "info", "debug, info, warn or error")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+	xf := addXDSFlags(fs)
 	cgroup := fs.String("cgroup", "", "sockmap transport: the cgroup v2 directory to attach to (created and joined if missing), overriding the file")
 	var uf upgradeFlags
 	uf.register(fs)
@@ -153,7 +157,7 @@ func cmdRun(args []string, stderr io.Writer) (code int) {
 		return 1
 	}
 
-	cfg, err := config.Load(*file, known())
+	cfg, err := xf.load(*file, known())
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
@@ -202,7 +206,7 @@ func cmdRun(args []string, stderr io.Writer) (code int) {
 			return 1
 		}
 	}
-	tr, err := transport.New(cfg.Transport, transport.Options{Workers: cfg.Workers, CPUs: pinned, Config: cfg.Plugins[cfg.Transport], Inherited: up.inherited()})
+	tr, err := transport.New(cfg.Transport, transport.Options{Workers: cfg.Workers, CPUs: pinned, Config: cfg.Plugins[cfg.Transport], Inherited: up.inherited(), ReusePort: cfg.ReusePort})
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
@@ -213,6 +217,7 @@ func cmdRun(args []string, stderr io.Writer) (code int) {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
+	up.blockReloads(srv)
 	// Signals are watched before accepting, so a SIGTERM right after start
 	// is a graceful stop and never the default kill.
 	sigs := make(chan os.Signal, 2)
@@ -235,12 +240,21 @@ func cmdRun(args []string, stderr io.Writer) (code int) {
 		defer adm.Close()
 		up.withAdmin(adm)
 	}
+	xr, err := xf.prepare(cfg, srv, adm, log)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		srv.Close()
+		return 1
+	}
+	defer xr.cleanup()
 	if err := srv.Start(); err != nil {
 		fmt.Fprintln(stderr, err)
 		srv.Close()
 		return 1
 	}
+	xr.start()
 	rl := &reloader{file: *file, override: override, srv: srv, log: log}
+	xr.hook(rl, xf)
 	stopReload := rl.start(*watch)
 	defer stopReload()
 	if adm != nil {
@@ -269,8 +283,10 @@ func cmdRun(args []string, stderr io.Writer) (code int) {
 	select {
 	case sig = <-sigs:
 	case <-up.handedOver():
+		xr.stop() // the new process has the control plane now
 		return up.drain(srv, cfg, sigs)
 	}
+	xr.stop() // no config change while stopping
 	if sig == syscall.SIGINT {
 		log.Info("SIGINT: stopping now")
 		srv.Close()

@@ -23,11 +23,19 @@ type reloader struct {
 	override func(*config.Config)
 	srv      *server.Server
 	log      *slog.Logger
+	// Under --xds (xds.go): load allows a file without listeners, and
+	// rebase adds the control plane's resources before applying.
+	load   func(string, config.Known) (*config.Config, error)
+	rebase func(*config.Config, func(*config.Config) error) error
 }
 
 // reload loads and applies the file; trigger names the cause in the log.
 func (r *reloader) reload(trigger string) (server.Summary, error) {
-	cfg, err := config.Load(r.file, known())
+	load := config.Load
+	if r.load != nil {
+		load = r.load
+	}
+	cfg, err := load(r.file, known())
 	if err != nil {
 		r.srv.RejectReload()
 		var es config.Errors
@@ -41,7 +49,13 @@ func (r *reloader) reload(trigger string) (server.Summary, error) {
 		return server.Summary{}, err
 	}
 	r.override(cfg)
-	sum, err := r.srv.ApplySummary(cfg)
+	var sum server.Summary
+	apply := func(c *config.Config) (err error) { sum, err = r.srv.ApplySummary(c); return err }
+	if r.rebase != nil {
+		err = r.rebase(cfg, apply) // the file is the base of the xDS resources
+	} else {
+		err = apply(cfg)
+	}
 	if err != nil {
 		r.log.Error("reload refused", "trigger", trigger, "file", r.file, "error", err.Error())
 		return sum, err

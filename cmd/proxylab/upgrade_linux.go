@@ -43,12 +43,15 @@ type upgrader struct {
 	client *upgrade.Client
 	server *upgrade.Server
 	admin  *admin.Server
+	// received is closed once the connections the old process migrates
+	// here have all arrived (at once when there is no old process).
+	received chan struct{}
 }
 
 // newUpgrader wraps stderr so a failed takeover can tell the old process
 // why (the last thing this one printed).
 func newUpgrader(f upgradeFlags, stderr io.Writer) (*upgrader, io.Writer) {
-	u := &upgrader{flags: f, tail: &tailWriter{w: stderr}}
+	u := &upgrader{flags: f, tail: &tailWriter{w: stderr}, received: make(chan struct{})}
 	if u.flags.socket == "" {
 		u.flags.socket = u.flags.from
 	}
@@ -71,6 +74,14 @@ func (u *upgrader) takeOver(log *slog.Logger) error {
 	}
 	u.client = c
 	return nil
+}
+
+// blockReloads refuses reloads of a new process until it took over (a
+// reload then would race the sockets being adopted); serve lifts it.
+func (u *upgrader) blockReloads(srv *server.Server) {
+	if u.client != nil {
+		srv.BlockApply("taking over from the previous process (hot upgrade)")
+	}
 }
 
 // inherited is what the transport listens with.
@@ -131,13 +142,34 @@ func (u *upgrader) serve(srv *server.Server, cfg *config.Config) error {
 			}
 			return err
 		}
+		srv.BlockApply("") // blocked by blockReloads
 		if conns {
-			go u.client.ReceiveConns(func(name string, fd int, data []byte) error { return adoptConn(srv, ad, name, fd, data) })
+			go func() {
+				defer close(u.received)
+				u.client.ReceiveConns(func(name string, fd int, data []byte) error { return adoptConn(srv, ad, name, fd, data) })
+			}()
+		} else {
+			close(u.received)
 		}
+	} else {
+		close(u.received)
 	}
 	sc := upgrade.ServerConfig{Path: u.flags.socket, Version: version, Log: u.log, Stats: &u.stats,
-		Offer: func() ([]upgrade.Socket, []int, error) { return u.offer(srv, srv.Config()) }, // the config in force: reloads change it
+		Offer: func() ([]upgrade.Socket, []int, error) {
+			// No reload while the sockets are passed, nor after: the new
+			// process serves the config it was given.
+			if err := srv.BlockApply("a hot upgrade hand-over is in progress"); err != nil {
+				return nil, nil, fmt.Errorf("a reload is being applied; retry the upgrade once it is done")
+			}
+			socks, fds, err := u.offer(srv, srv.Config()) // the config in force: reloads change it
+			if err != nil {
+				srv.BlockApply("")
+			}
+			return socks, fds, err
+		},
+		Release: func() { srv.BlockApply("") },
 		Commit: func(adopted map[string]bool, handoff func(string, int, []byte)) (moving, draining int) {
+			srv.BlockApply("this process handed over to a new one (hot upgrade): reload the new process")
 			for _, l := range srv.Listeners() {
 				if handoff != nil && adopted[upgrade.SocketListener+"/"+l.Name] {
 					m, d := l.Migrate(handoff)
@@ -228,6 +260,12 @@ func (u *upgrader) drain(srv *server.Server, cfg *config.Config, sigs <-chan os.
 		case <-ctx.Done():
 		}
 	}()
+	// Connections still arriving from our own predecessor are served here
+	// in drain mode (network.Listener.accept): wait for the last of them.
+	select {
+	case <-u.received:
+	case <-ctx.Done():
+	}
 	if err := srv.Drain(ctx); err != nil {
 		u.log.Warn(err.Error())
 	}

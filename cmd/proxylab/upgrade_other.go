@@ -36,6 +36,7 @@ func (u *upgrader) takeOver(*slog.Logger) error {
 	return nil
 }
 
+func (u *upgrader) blockReloads(*server.Server)                                {}
 func (u *upgrader) inherited() transport.Inherited                             { return nil }
 func (u *upgrader) adminListener(string) net.Listener                          { return nil }
 func (u *upgrader) withAdmin(*admin.Server)                                    {}

@@ -38,6 +38,7 @@ type Server struct {
 	failing atomic.Bool // /healthcheck/fail was called
 	started atomic.Bool // all listeners accept
 	reload  atomic.Pointer[func() (string, error)]
+	dumps   []dumpSection // extra /config_dump sections (extra.go)
 }
 
 // SetReload makes POST /reload call f: its text answers 200, its error 400
@@ -179,6 +180,7 @@ func (a *Server) configDump(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/yaml")
 	w.Header().Set("X-Config-Hash", a.srv.ConfigHash())
 	w.Write(out)
+	a.writeDumps(w)
 }
 
 // statLine is one readable metric value.

@@ -77,7 +77,6 @@ var (
 	dOutOver    = desc("cluster_outlier_detection_ejections_overflow_total", "Ejections skipped because of max_ejection_percent.", "cluster")
 	dHostEject  = desc("cluster_host_ejected", "1 while outlier detection has the host ejected.", "cluster", "host")
 	dPanic      = desc("cluster_lb_panic", "1 when too few hosts are healthy and traffic goes to all of them.", "cluster")
-	dRPCEvents  = desc("rpc_events_total", "RPC protocol events (requests, heartbeats, bad frames) by side and codec.", "side", "name", "codec", "event")
 	dBufGets    = desc("buffer_pool_gets_total", "Buffers taken from the pool.")
 	dRlAttempts = desc("config_reload_attempts_total", "Config reloads asked for (SIGHUP, POST /reload, file watch, control plane).")
 	dRlSuccess  = desc("config_reload_success_total", "Config reloads applied.")
@@ -132,7 +131,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 			gauge(ch, dTunActive, float64(st.TunnelsActive.Value()), l.Name)
 			counter(ch, dTunIdle, st.TunnelIdleTimeouts.Value(), l.Name)
 		}
-		if st := l.HTTP2; st != nil {
+		for _, st := range l.Codecs {
 			st.Collect(sideEmit(ch, "listener", l.Name))
 		}
 		for _, f := range l.Filters { // http filters export their own metrics
@@ -140,8 +139,10 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 				c.Collect(sideEmit(ch, "listener", l.Name))
 			}
 		}
-		for codec, st := range l.RPC {
-			st.Each(func(event string, v uint64) { counter(ch, dRPCEvents, v, "listener", l.Name, codec, event) })
+		for _, f := range l.ListenerFilters { // so do listener filters (network rbac)
+			if c, ok := f.(stats.Collector); ok {
+				c.Collect(sideEmit(ch, "listener", l.Name))
+			}
 		}
 		if st := l.TCP; st != nil {
 			counter(ch, dTCPCx, st.UpstreamCxTotal.Value(), l.Name)
@@ -222,12 +223,8 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	for name, st := range c.srv.ClusterTLSStats() {
 		st.Collect(sideEmit(ch, "cluster", name))
 	}
-	for name, st := range c.srv.ClusterHTTP2Stats() {
+	for name, st := range c.srv.ClusterCodecStats() {
 		st.Collect(sideEmit(ch, "cluster", name))
-	}
-	for name, st := range c.srv.ClusterRPCStats() {
-		codec := c.srv.Config().ClusterByName(name).Protocol
-		st.Each(func(event string, v uint64) { counter(ch, dRPCEvents, v, "cluster", name, codec, event) })
 	}
 	tr := c.srv.Transport()
 	if r, ok := tr.(transport.StatsReporter); ok {

@@ -4,23 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"syscall"
-
-	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/proxylab/proxylab/foundation/stats"
 )
-
-// AddCollector exports c's metrics too (proxylab_<name>), e.g. the
-// process's hot upgrade counters. Call before Start.
-func (a *Server) AddCollector(c stats.Collector) { a.reg.MustRegister(pluginCollector{c}) }
-
-// pluginCollector is an unchecked Prometheus collector over a
-// stats.Collector: its metric names are the plugin's own.
-type pluginCollector struct{ c stats.Collector }
-
-func (pluginCollector) Describe(chan<- *prometheus.Desc) {}
-
-func (p pluginCollector) Collect(ch chan<- prometheus.Metric) { p.c.Collect(emitTo(ch)) }
 
 // ListenerFD is the admin listener's socket (a hot upgrade passes it on);
 // valid until Close.

@@ -68,7 +68,7 @@ func (d *decoder) addPluginErrors(path string, line int, errs []error) {
 
 // unknown refuses a key no plugin claimed, listing what is known there.
 func (d *decoder) unknown(b *Block, owner reflect.Type, plugins []string) {
-	known := append(fieldNames(owner), plugins...)
+	known := append(d.fieldNames(owner), plugins...)
 	d.fail(b.Path, b.Key, "unknown field (known: %s)", strings.Join(known, ", "))
 }
 
@@ -169,6 +169,7 @@ func (d *decoder) resolve(c *Config, k Known) {
 	}
 	d.resolveTop(c, k)
 	d.resolveHTTPFilters(c, k)
+	d.resolveListenerFilters(c, k)
 	for i := range c.Listeners {
 		t := c.Listeners[i].TLS
 		if t == nil {
@@ -183,7 +184,13 @@ func (d *decoder) resolve(c *Config, k Known) {
 			d.resolveCert(&t.Certificates[j], t.Engine, p+".certificates["+strconv.Itoa(j)+"]", k)
 		}
 	}
+	for i := range c.Listeners {
+		if h := c.Listeners[i].HTTP; h != nil {
+			d.defaultCodecOptions(reflect.ValueOf(h).Elem(), "listeners["+strconv.Itoa(i)+"].http_proxy")
+		}
+	}
 	for i := range c.Clusters {
+		d.defaultCodecOptions(reflect.ValueOf(&c.Clusters[i]).Elem(), "clusters["+strconv.Itoa(i)+"]")
 		t := c.Clusters[i].TLS
 		if t != nil && t.Engine == "" {
 			t.Engine = k.DefaultEngine

@@ -40,10 +40,11 @@ type Cluster struct {
 	// Protocol spoken to the hosts: http1, http2 (prior knowledge in
 	// cleartext, ALPN h2 over TLS), or an RPC protocol (bolt, dubbo);
 	// http2 and RPC multiplex requests per connection.
-	Protocol string       `yaml:"protocol"`
-	HTTP2    HTTP2Options `yaml:"http2_protocol_options"`
-	RPC      RPCOptions   `yaml:"rpc_protocol_options"`
-	Hosts    []Host       `yaml:"hosts"`
+	Protocol string `yaml:"protocol"`
+	// Options are the option blocks the codecs own (Known.Codecs), each
+	// decoded by its codec.
+	Options CodecOptions `yaml:"-"`
+	Hosts   []Host       `yaml:"hosts"`
 }
 
 // LBSubsets configures subset load balancing.
@@ -110,8 +111,6 @@ func (c *Cluster) setDefaults() {
 	c.Type, c.DNSRefreshRate = "static", Duration(5*time.Second)
 	c.IdleTimeout = Duration(time.Hour) // Envoy's default
 	// Protocol: Known.DefaultProtocol when unset (Parse), the binary's choice.
-	c.HTTP2.setDefaults()
-	c.RPC.setDefaults()
 	c.ConnectTimeout = Duration(5 * time.Second)
 	c.MaxConnections = 1024
 	c.MaxPending = 1024

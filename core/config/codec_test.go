@@ -10,14 +10,21 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/proxylab/proxylab/core/stream/rpc"
+	"github.com/proxylab/proxylab/foundation/registry"
 )
 
 // TestNoCodecNames: core/config names no codec; the binary's registry
 // tells it the names (Known.Codecs). String literals (not struct tags) of
-// the non-test sources must not be a codec's name.
+// the non-test sources must not be a codec's name. The same holds for the
+// layers above the codecs (and the registry itself): they ask a codec what
+// it can do (e.g. stream.Tunneller) instead of comparing its name.
 func TestNoCodecNames(t *testing.T) {
-	if bad := codecLiterals(t, "."); len(bad) > 0 {
-		t.Fatalf("codec names in core/config:\n%s", strings.Join(bad, "\n"))
+	for _, dir := range []string{".", "../proxy", "../router", "../upstream", "../server", "../admin", "../stream", "../stream/pool", "../network"} {
+		if bad := codecLiterals(t, dir); len(bad) > 0 {
+			t.Errorf("codec names in %s:\n%s", dir, strings.Join(bad, "\n"))
+		}
 	}
 }
 
@@ -72,7 +79,7 @@ func codecLiterals(t *testing.T, dir string) []string {
 // does not know are refused with the list it was given.
 func TestCodecsFromOutside(t *testing.T) {
 	k := known
-	k.Codecs = append([]Codec{{Name: "thrift", Carries: "thrift", Options: []string{"rpc_protocol_options"}}}, known.Codecs...)
+	k.Codecs = append([]Codec{{Name: "thrift", Carries: "thrift", Options: codecOptions(rpc.Codec{})}}, known.Codecs...)
 	doc := func(codec, protocol, extra string) []byte {
 		return []byte(`
 listeners:
@@ -117,5 +124,92 @@ clusters:
 	cfg, err := Parse([]byte(`{listeners: [{name: l, address: "127.0.0.1:9000", tcp_proxy: {cluster: c}}], clusters: [{name: c, hosts: [{address: "127.0.0.1:1"}]}]}`), k)
 	if err != nil || cfg.Clusters[0].Protocol != k.DefaultProtocol {
 		t.Fatalf("default protocol: %v %+v", err, cfg)
+	}
+}
+
+// thriftOptions is an option block of a codec core/config never heard of.
+type thriftOptions struct {
+	MaxFrames int `yaml:"max_frames"`
+}
+
+func (o *thriftOptions) SetDefaults() { o.MaxFrames = 8 }
+func (o *thriftOptions) Validate(p string) []error {
+	if o.MaxFrames < 1 {
+		return []error{registry.Errorf(p+".max_frames", "must be >= 1")}
+	}
+	return nil
+}
+
+// TestCodecOwnsOptions: a codec's option blocks are decoded by the codec
+// (defaults, unknown keys refused with their paths), checked where they
+// apply (a cluster block on the codec's clusters, a listener block on every
+// http_proxy), listed among the known keys and dumped in place.
+func TestCodecOwnsOptions(t *testing.T) {
+	k := known
+	k.Codecs = append([]Codec{{Name: "thrift", Carries: "thrift", Options: []CodecOption{
+		{Key: "thrift_options", Decode: registry.DecodeBlock[thriftOptions]},
+		{Key: "thrift_server", Listener: true, Decode: registry.DecodeBlock[thriftOptions]},
+	}}}, known.Codecs...)
+	doc := func(listener, cluster string) []byte {
+		return []byte(`
+listeners:
+  - {name: l, address: "127.0.0.1:9000", http_proxy: {codec: auto` + listener + `}}
+routes:
+  - {name: all, domains: ["*"], routes: [{prefix: /, cluster: c}]}
+clusters:
+  - {name: c, hosts: [{address: "127.0.0.1:1"}]` + cluster + `}
+`)
+	}
+	for _, tc := range []struct {
+		name, listener, cluster string
+		want                    string // "" means valid
+	}{
+		{"defaults", "", ", protocol: thrift", ""},
+		{"unknown key in the block", "", ", protocol: thrift, thrift_options: {frames: 1}",
+			"clusters[0].thrift_options.frames: unknown field (known: max_frames) (line 7)"},
+		{"bad type", "", ", thrift_options: {max_frames: many}",
+			`clusters[0].thrift_options.max_frames: expected a whole number, got "many" (line 7)`},
+		{"checked on its clusters", "", ", protocol: thrift, thrift_options: {max_frames: 0}",
+			"clusters[0].thrift_options.max_frames: must be >= 1"},
+		{"not on others'", "", ", protocol: http1, thrift_options: {max_frames: 0}", ""},
+		{"listener block checked on every listener", ", thrift_server: {max_frames: 0}", "",
+			"listeners[0].http_proxy.thrift_server.max_frames: must be >= 1"},
+		{"a listener block is no cluster key", "", ", thrift_server: {}",
+			"clusters[0].thrift_server: unknown field (known: name, type, dns_refresh_rate, dns_resolver, lb, lb_options, connect_timeout, max_connections, max_pending, max_requests_per_connection, idle_timeout, tls, health_check, lb_subset_config, outlier_detection, circuit_breakers, protocol, http2_protocol_options, thrift_options, hosts) (line 7)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := Parse(doc(tc.listener, tc.cluster), k)
+			if tc.want == "" {
+				if err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+				if o, ok := cfg.Clusters[0].Options["thrift_options"].(*thriftOptions); !ok || (tc.cluster == ", protocol: thrift" && o.MaxFrames != 8) {
+					t.Fatalf("cluster block: %#v", cfg.Clusters[0].Options)
+				}
+				if _, ok := cfg.Listeners[0].HTTP.Options["thrift_server"].(*thriftOptions); !ok {
+					t.Fatalf("listener block: %#v", cfg.Listeners[0].HTTP.Options)
+				}
+				return
+			}
+			var es Errors
+			if !errors.As(err, &es) || len(es) != 1 || es[0].Error() != tc.want {
+				t.Fatalf("errors:\n%v\nwant exactly %q", err, tc.want)
+			}
+		})
+	}
+	// The dump shows the blocks with their defaults where the file would
+	// have them: after protocol, after codec.
+	cfg, err := Parse(doc("", ", protocol: thrift"), k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := cfg.Dump()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"protocol: thrift\n      http2_protocol_options:", "reset_burst: 400\n      thrift_options:\n        max_frames: 8\n      hosts:", "reset_burst: 400\n        thrift_server:\n            max_frames: 8\n        tunnel_idle_timeout:"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("dump lacks %q:\n%s", want, out)
+		}
 	}
 }

@@ -7,7 +7,6 @@ import (
 	_ "embed"
 	"fmt"
 	"os"
-	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -33,6 +32,9 @@ type Config struct {
 	CPUs string `yaml:"cpus"`
 	// DrainTimeout bounds a graceful stop (SIGTERM).
 	DrainTimeout Duration `yaml:"drain_timeout"`
+	// ReusePort binds listening sockets with SO_REUSEPORT, so several
+	// processes can share a port (transport.Options.ReusePort).
+	ReusePort bool `yaml:"reuse_port"`
 	// Plugins are the top-level blocks named after registered transports
 	// (each decoded by its transport, which owns its settings): the
 	// transport's Options.Config.
@@ -138,6 +140,9 @@ type Known struct {
 	// Errors are registry.FieldErrors; unknown names are refused there.
 	HTTPFilter         func(name string, raw *yaml.Node, path string) (any, []error)
 	HTTPFilterOverride func(name string, raw *yaml.Node, path string) (disabled bool, cfg any, errs []error)
+	// ListenerFilter decodes a listener_filters entry's typed_config by the
+	// module registered as name (unknown names are refused there).
+	ListenerFilter func(name string, raw *yaml.Node, path string) (any, []error)
 }
 
 // Codec describes a registered L7 codec (the binary's stream.Codec) to
@@ -147,9 +152,8 @@ type Codec struct {
 	// Carries is the request protocol its streams carry: a route may send
 	// a listener's requests to a cluster whose codec carries the same.
 	Carries string
-	// Options are the cluster option blocks (YAML keys) the codec reads;
-	// they are validated on the clusters speaking it.
-	Options []string
+	// Options are the option blocks the codec owns.
+	Options []CodecOption
 }
 
 // codec returns the codec registered as name.
@@ -175,27 +179,7 @@ func (k Known) codecNames(extra ...string) []string {
 // Parse decodes and validates a config; the error is an Errors listing every
 // problem found.
 func Parse(data []byte, known Known) (*Config, error) {
-	var root yaml.Node
-	if err := yaml.Unmarshal(data, &root); err != nil {
-		return nil, Errors{{Path: "(file)", Msg: err.Error()}}
-	}
-	cfg := &Config{}
-	cfg.setDefaults()
-	d := &decoder{}
-	if root.Kind != 0 {
-		d.decode(&root, reflect.ValueOf(cfg).Elem(), "")
-	}
-	for i := range cfg.Clusters {
-		if cfg.Clusters[i].Protocol == "" {
-			cfg.Clusters[i].Protocol = known.DefaultProtocol
-		}
-	}
-	d.resolve(cfg, known)
-	d.errs = append(d.errs, cfg.validate(known)...)
-	if len(d.errs) > 0 {
-		return nil, d.errs
-	}
-	return cfg, nil
+	return ParseWith(data, known, BuildOptions{})
 }
 
 // Load reads and parses a file; an empty path means the embedded default.

@@ -9,6 +9,9 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/proxylab/proxylab/core/stream"
+	h2s "github.com/proxylab/proxylab/core/stream/http2"
+	"github.com/proxylab/proxylab/core/stream/rpc"
 	"github.com/proxylab/proxylab/transport/sockmap"
 )
 
@@ -16,10 +19,19 @@ import (
 // added where a test needs them).
 var known = Known{Transports: []string{"netpoll"}, DefaultTransport: "netpoll", DefaultEngine: "gotls", LBs: []string{"random", "round_robin"}, Engines: []string{"gotls"},
 	TransportOptions: map[string]func(*yaml.Node, string, bool) (any, []error){"sockmap": sockmap.DecodeOptions},
-	Codecs:           []Codec{{Name: "http2", Carries: "http", Options: []string{"http2_protocol_options"}}, {Name: "http1", Carries: "http"}}, DefaultProtocol: "http1"}
+	Codecs:           []Codec{{Name: "http2", Carries: "http", Options: codecOptions(h2s.Codec{})}, {Name: "http1", Carries: "http"}}, DefaultProtocol: "http1"}
 
 // rpcCodecs are the binary's RPC codecs, as it describes them.
-var rpcCodecs = []Codec{{Name: "bolt", Carries: "bolt", Options: []string{"rpc_protocol_options"}}, {Name: "dubbo", Carries: "dubbo", Options: []string{"rpc_protocol_options"}}}
+var rpcCodecs = []Codec{{Name: "bolt", Carries: "bolt", Options: codecOptions(rpc.Codec{})}, {Name: "dubbo", Carries: "dubbo", Options: codecOptions(rpc.Codec{})}}
+
+// codecOptions describes a codec's blocks as the binary does.
+func codecOptions(c stream.OptionBlocks) []CodecOption {
+	var out []CodecOption
+	for _, b := range c.OptionBlocks() {
+		out = append(out, CodecOption{Key: b.Key, Listener: b.Listener, Decode: b.Decode})
+	}
+	return out
+}
 
 func TestDefaultConfigIsValid(t *testing.T) {
 	cfg, err := Load("", known)
@@ -104,7 +116,7 @@ clusters:
 		}
 	}
 	// Decode errors carry the line number.
-	if !strings.Contains(got, `listeners[1].udp: unknown field (known: name, address, tls, http_proxy, tcp_proxy) (line 14)`) {
+	if !strings.Contains(got, `listeners[1].udp: unknown field (known: name, address, tls, listener_filters, http_proxy, tcp_proxy) (line 14)`) {
 		t.Errorf("unknown field error lacks line: %s", got)
 	}
 }

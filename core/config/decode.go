@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/proxylab/proxylab/foundation/registry"
 	"gopkg.in/yaml.v3"
 )
 
@@ -43,15 +44,14 @@ var (
 	nodeType     = reflect.TypeOf(yaml.Node{})
 )
 
-// Duration is a time.Duration written as "1.5s", "250ms", "2m".
-type Duration time.Duration
+// Duration is a time.Duration written as "1.5s", "250ms", "2m" (the one
+// type plugins' option blocks use too).
+type Duration = registry.Duration
 
-// D returns the value as a time.Duration.
-func (d Duration) D() time.Duration { return time.Duration(d) }
-
-func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
-
-type decoder struct{ errs Errors }
+type decoder struct {
+	k    Known
+	errs Errors
+}
 
 func (d *decoder) fail(path string, n *yaml.Node, format string, args ...any) {
 	line := 0
@@ -182,8 +182,11 @@ func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string) {
 		if idx == nil && keep(v, key, val, fpath) {
 			continue // a plugin's: resolved once the whole file is read
 		}
+		if idx == nil && d.decodeCodecOption(v, key, val, fpath) {
+			continue // a codec's
+		}
 		if idx == nil {
-			d.fail(fpath, key, "unknown field (known: %s)", strings.Join(fieldNames(t), ", "))
+			d.fail(fpath, key, "unknown field (known: %s)", strings.Join(d.fieldNames(t), ", "))
 			continue
 		}
 		d.decode(val, v.FieldByIndex(idx), fpath)
@@ -225,14 +228,17 @@ func fieldIndex(t reflect.Type, key string) []int {
 	return nil
 }
 
-func fieldNames(t reflect.Type) []string {
+// fieldNames lists t's keys, the codecs' blocks in their field's place.
+func (d *decoder) fieldNames(t reflect.Type) []string {
 	var out []string
 	for i := 0; i < t.NumField(); i++ {
 		f := t.Field(i)
 		switch {
+		case f.Type == codecOptionsType:
+			out = append(out, d.k.codecKeys(t)...)
 		case !f.IsExported() || yamlName(f) == "-" || f.Type == blocksType:
 		case inline(f):
-			out = append(out, fieldNames(f.Type)...)
+			out = append(out, d.fieldNames(f.Type)...)
 		default:
 			out = append(out, yamlName(f))
 		}

@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/proxylab/proxylab/core/config"
+	h2s "github.com/proxylab/proxylab/core/stream/http2"
+	"github.com/proxylab/proxylab/core/stream/rpc"
 	"github.com/proxylab/proxylab/core/upstream"
 	"github.com/proxylab/proxylab/offload/gm"
 	"github.com/proxylab/proxylab/offload/gotls"
@@ -21,10 +23,21 @@ import (
 // config.Blocks field), with the types they decode: a transport's top-level
 // block, the TLCP block of a listener's tls. Keep in step with the built-ins.
 var pluginBlocks = map[string]reflect.Type{
-	"sockmap": reflect.TypeOf(sockmap.Options{}),
-	"dpdk":    reflect.TypeOf(dpdk.Options{}),
-	"tlcp":    reflect.TypeOf(gm.TLCP{}),
+	"sockmap":  reflect.TypeOf(sockmap.Options{}),
+	"dpdk":     reflect.TypeOf(dpdk.Options{}),
+	"tlcp":     reflect.TypeOf(gm.TLCP{}),
+	"tls13_sm": reflect.TypeOf(gm.TLS13SM{}),
 }
+
+// codecBlocks are the option blocks codecs own in clusters and http_proxy
+// blocks (a config.CodecOptions field), with the types they decode. Keep in
+// step with the built-ins.
+var codecBlocks = map[string]reflect.Type{
+	h2s.OptionsKey: reflect.TypeOf(h2s.Options{}),
+	rpc.OptionsKey: reflect.TypeOf(rpc.Options{}),
+}
+
+var codecOptionsType = reflect.TypeOf(config.CodecOptions(nil))
 
 // pluginInline are types whose keys a plugin adds directly to a mapping of
 // core/config's (an engine's keys in a certificate entry).
@@ -94,6 +107,10 @@ func TestConfigReferenceCoversSchema(t *testing.T) {
 	for _, t := range pluginInline {
 		walkSchema(t, "(plugin) "+t.String(), map[reflect.Type]bool{}, &keys)
 	}
+	for name, t := range codecBlocks {
+		keys = append(keys, schemaKey{name, "(codec) " + name})
+		walkSchema(t, "(codec) "+name, map[reflect.Type]bool{}, &keys)
+	}
 	if len(keys) < 100 {
 		t.Fatalf("walked only %d keys: the walk is broken", len(keys))
 	}
@@ -155,6 +172,10 @@ func checkNode(t *testing.T, n *yaml.Node, typ reflect.Type, path string, lbKeys
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			key := n.Content[i].Value
 			f, ok := fieldFor(typ, key)
+			if ct, isCodec := codecBlocks[key]; !ok && isCodec && hasCodecOptions(typ) {
+				checkNode(t, n.Content[i+1], ct, path+"."+key, lbKeys)
+				continue
+			}
 			if !ok && hasBlocks(typ) {
 				if pt, isPlugin := pluginBlocks[key]; isPlugin {
 					checkNode(t, n.Content[i+1], pt, path+"."+key, lbKeys)
@@ -179,6 +200,16 @@ func checkNode(t *testing.T, n *yaml.Node, typ reflect.Type, path string, lbKeys
 func hasBlocks(t reflect.Type) bool {
 	for i := 0; i < t.NumField(); i++ {
 		if _, inline := yamlKey(t.Field(i)); inline && t.Field(i).Type.Kind() == reflect.Map {
+			return true
+		}
+	}
+	return false
+}
+
+// hasCodecOptions reports whether t holds codecs' option blocks.
+func hasCodecOptions(t reflect.Type) bool {
+	for i := 0; i < t.NumField(); i++ {
+		if t.Field(i).Type == codecOptionsType {
 			return true
 		}
 	}

@@ -1,7 +1,7 @@
 package config
 
 // keySourcer is implemented by engine certificate options that keep the
-// private key somewhere other than key_file (gotls: pkcs11).
+// private key somewhere other than key_file (a token, a key server).
 type keySourcer interface{ KeySource() string }
 
 // checkKeyFile checks an entry's key_file (at path): required and present,

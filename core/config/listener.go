@@ -8,6 +8,8 @@ type Listener struct {
 	Address string `yaml:"address"`
 	// TLS, when set, secures the listener's connections.
 	TLS *ListenerTLS `yaml:"tls,omitempty"`
+	// ListenerFilters run on each accepted connection (listenerfilters.go).
+	ListenerFilters []ListenerFilter `yaml:"listener_filters,omitempty"`
 	// Exactly one of the network filters.
 	HTTP *HTTPProxy `yaml:"http_proxy,omitempty"`
 	TCP  *TCPProxy  `yaml:"tcp_proxy,omitempty"`
@@ -92,8 +94,9 @@ type HTTPProxy struct {
 	// protocol by its first bytes), http1, http2 (Envoy's codec_type), or
 	// an RPC protocol's name (bolt, dubbo).
 	Codec string `yaml:"codec"` // CodecAuto or a Known codec's name
-	// HTTP2 tunes downstream HTTP/2 connections.
-	HTTP2 HTTP2Options `yaml:"http2_protocol_options"`
+	// Options are the option blocks the codecs own for their server sides
+	// (Known.Codecs), each decoded by its codec.
+	Options CodecOptions `yaml:"-"`
 	// Header changes for every request and response of the listener.
 	HeaderOps `yaml:",inline"`
 	// Upgrades (WebSocket), CONNECT, tunnel idle timeout (tunnel.go).
@@ -120,7 +123,6 @@ func (a *AccessLog) setDefaults() { a.Buffer = 4096 }
 
 func (h *HTTPProxy) setDefaults() {
 	h.Codec = CodecAuto
-	h.HTTP2.setDefaults()
 	h.HeaderReadTimeout = Duration(10 * time.Second)
 	h.IdleTimeout = Duration(60 * time.Second)
 	h.StreamIdleTimeout = Duration(5 * time.Minute)

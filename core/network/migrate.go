@@ -30,6 +30,8 @@ type Migrator interface {
 // Handoff receives a connection handed over: its listener's name, the
 // socket's descriptor and the bytes read but not handled, in order (both
 // now the receiver's). It runs on a transport goroutine and must not block.
+// fd is -1 (and data nil) when a connection Migrate counted as moving
+// closed instead: each moving connection reports exactly once.
 type Handoff func(listener string, fd int, data []byte)
 
 // migration is a connection's hand-over state; session lock held.
@@ -37,6 +39,7 @@ type migration struct {
 	to        Handoff
 	m         Migrator
 	detaching bool // Detach accepted: nothing more is written or parsed
+	delivered bool // to was called with the socket
 	retry     bool // Detach found writes queued: again at OnDrained
 	carry     buffer.Input
 }
@@ -129,8 +132,17 @@ func (c *Conn) handedOver(fd int, err error) {
 		data = append(data, mg.carry.Bytes()...)
 		mg.carry.Reset()
 	}
+	mg.delivered = true
 	c.Unlock()
 	mg.to(c.l.Name, fd, data)
+}
+
+// gaveUp, from OnClose without the lock, reports a moving connection that
+// closed before it was handed over (mg nil: none).
+func (mg *migration) gaveUp(c *Conn) {
+	if mg != nil && c.l != nil {
+		mg.to(c.l.Name, -1, nil)
+	}
 }
 
 // Adopt serves a connection handed over by another process as if it had

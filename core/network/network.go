@@ -104,7 +104,7 @@ type ListenerStats struct {
 
 // Conn is a downstream connection with its filter chains.
 type Conn struct {
-	mu  sync.Mutex
+	mu  SessionLock
 	tc  transport.Conn
 	id  uint64
 	l   *Listener
@@ -115,7 +115,6 @@ type Conn struct {
 	events     []ConnCallbacks
 	closed     bool
 	peerClosed bool // the peer sent FIN or reset before we closed
-	flushers   []Flusher
 	stats      *ListenerStats
 	mig        *migration // hot upgrade hand-over under way (migrate.go)
 	// gotData: a byte arrived; drainOnData: drainWhenActive came before
@@ -149,19 +148,16 @@ func (c *Conn) Lock() { c.mu.Lock() }
 // pool serves a waiting stream this way from under another session).
 func (c *Conn) TryLock() bool { return c.mu.TryLock() }
 
-// Unlock runs the deferred flushes, then releases the session lock.
-func (c *Conn) Unlock() {
-	for len(c.flushers) > 0 {
-		f := c.flushers[len(c.flushers)-1]
-		c.flushers[len(c.flushers)-1] = nil
-		c.flushers = c.flushers[:len(c.flushers)-1]
-		f.Flush()
-	}
-	c.mu.Unlock()
-}
+// Unlock runs the deferred flushes, releases the session lock, then runs
+// work posted meanwhile (SessionLock).
+func (c *Conn) Unlock() { c.mu.Unlock() }
 
 // DeferFlush queues f to run at Unlock. Call with the lock held.
-func (c *Conn) DeferFlush(f Flusher) { c.flushers = append(c.flushers, f) }
+func (c *Conn) DeferFlush(f Flusher) { c.mu.DeferFlush(f) }
+
+// Post runs f under the session without blocking the caller: now if the
+// session is free, else at its holder's Unlock (SessionLock.Post).
+func (c *Conn) Post(f Flusher) { c.mu.Post(f) }
 
 var _ Session = (*Conn)(nil)
 
@@ -282,7 +278,12 @@ func (c *Conn) OnClose(_ transport.Conn, err error) {
 	for _, cb := range c.events {
 		cb.OnClose(c, err)
 	}
+	var gone *migration // moving, but closed before its hand-over
+	if c.mig != nil && !c.mig.delivered {
+		gone = c.mig
+	}
 	c.Unlock()
+	gone.gaveUp(c)
 	if c.l != nil {
 		c.l.remove(c)
 	}
@@ -311,8 +312,16 @@ func (c *Conn) drainLocked() {
 // that arrived with it leave in one vectored write.
 type Session interface {
 	sync.Locker
+	// TryLock takes the session if it is free, without blocking.
+	TryLock() bool
 	// DeferFlush arranges f.Flush to run before the lock is released.
+	// Call with the lock held.
 	DeferFlush(f Flusher)
+	// Post runs f under the session from any goroutine (one holding
+	// another session included) without blocking: now if the session is
+	// free, otherwise when its holder releases it. SessionLock implements
+	// the whole interface.
+	Post(f Flusher)
 }
 
 // Flusher writes what an encoder has queued.
@@ -375,13 +384,15 @@ func (l *Listener) accept(tc transport.Conn) {
 	c := NewConn(tc, read, write)
 	c.l, c.gen = l, gen
 	l.mu.Lock()
-	if l.draining {
-		l.mu.Unlock()
-		tc.Close()
-		return
+	// Accepted after stop (a transport accept in flight, or a connection
+	// migrated here after this process itself handed over): served once,
+	// in drain mode, never refused; the drain waits for it.
+	late := l.draining
+	if late {
+		l.reopenLocked()
 	}
 	l.conns[c] = struct{}{}
-	stale := gen != l.gen // Update ran meanwhile: it runs an old chain
+	stale := late || gen != l.gen // Update ran meanwhile: it runs an old chain
 	l.mu.Unlock()
 	if st := l.Stats; st != nil {
 		c.stats = st
@@ -441,7 +452,19 @@ func (l *Listener) Drain() <-chan struct{} {
 	for _, c := range l.stop() {
 		c.drain()
 	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	return l.empty
+}
+
+// reopenLocked makes the drain wait again for a connection accepted after
+// stop found none left; l.mu held.
+func (l *Listener) reopenLocked() {
+	select {
+	case <-l.empty:
+		l.empty = make(chan struct{})
+	default:
+	}
 }
 
 // Close stops accepting and closes every connection at once.

@@ -114,6 +114,7 @@ var (
 	_ stream.ResponseEncoder = (*chain)(nil)
 	_ filter.Stream          = (*entry)(nil)
 	_ filter.Info            = (*entry)(nil)
+	_ filter.HeadStore       = (*entry)(nil)
 )
 
 func newChain(r *httpStream, enc stream.ResponseEncoder) *chain {

@@ -206,8 +206,8 @@ func chainProxyCodec(t *testing.T, codec stream.Codec, limit int, idle time.Dura
 	timers := timer.New(10 * time.Millisecond)
 	so := &stream.ServerOptions{MaxRequestLine: h1.DefaultLimits.MaxRequestLine, MaxHeaderBytes: h1.DefaultLimits.MaxHeaderBytes,
 		MaxHeaders: h1.DefaultLimits.MaxHeaders, HeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute, Linger: time.Second,
-		HighWatermark: 256 << 10, Timers: timers, Mux: stream.MuxOptions{MaxConcurrentStreams: 128, InitialStreamWindow: 256 << 10,
-			ConnWindow: 4 << 20, MaxHeaderListSize: 64 << 10, MaxResetsPerSecond: 100, ResetBurst: 400}}
+		HighWatermark: 256 << 10, Timers: timers, Blocks: map[string]any{h2s.OptionsKey: &h2s.Options{MaxConcurrentStreams: 128,
+			InitialStreamWindowSize: 256 << 10, InitialConnectionWindowSize: 4 << 20, MaxHeaderListSize: 64 << 10, MaxResetsPerSecond: 100, ResetBurst: 400}}}
 	st := &proxy.HTTPStats{}
 	hc := &proxy.HTTPConfig{
 		Router: router.New([]router.VirtualHost{{Name: "site", Domains: []string{"*"}, Routes: []router.Route{

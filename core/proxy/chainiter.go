@@ -438,3 +438,12 @@ func (c *chain) toCodecData(p []byte, end bool) {
 		c.finishAfter()
 	}
 }
+
+// RequestHead implements filter.HeadStore: the request head this entry
+// holds while its filter has the request stopped, nil when it holds none.
+func (e *entry) RequestHead() *protocol.Head {
+	if e.dh == nil || !e.dh.headPending {
+		return nil
+	}
+	return &e.dh.head
+}

@@ -7,7 +7,7 @@ var _ network.Migrator = (*httpFilter)(nil)
 // Migrate hands the connection over (hot upgrade) through its codec; one
 // whose protocol is not known yet moves at once with what it sent so far.
 // Codecs that cannot export their state (HTTP/2's HPACK tables and
-// settings, RPC) refuse and drain instead.
+// settings) refuse and drain instead.
 func (f *httpFilter) Migrate(c *network.Conn) bool {
 	if f.codec == nil {
 		f.idle.Stop()

@@ -121,9 +121,10 @@ func (s *httpStream) upgradeAllowed(typ []byte) bool {
 }
 
 // tunnelUpstreamOK checks a tunnel's upstream before the request is sent:
-// only HTTP/1.1 pools can carry one. It answers (false) otherwise.
+// only a codec saying so (stream.Tunneller; HTTP/1.1) can carry one. It
+// answers (false) otherwise.
 func (s *httpStream) tunnelUpstreamOK() bool {
-	if s.host.HTTPPool().Protocol() != "http1" {
+	if !s.cluster.CarriesTunnels() {
 		s.localReply(501, "", "upgrades and CONNECT are forwarded to HTTP/1.1 upstreams only")
 		return false
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"strings"
 	"sync"
@@ -42,7 +43,8 @@ type liveState struct {
 	pending map[string]*upstream.Cluster  // the clusters chains are built against, while planning
 	stats   ReloadStats
 	hash    hashCache
-	closed  bool // Drain or Close began: Apply refuses
+	closed  bool   // Drain or Close began: Apply refuses
+	blocked string // BlockApply's reason: Apply refuses with it
 }
 
 // stopApplying makes Apply refuse from now on, once one in progress ended.
@@ -98,6 +100,11 @@ func closeInfo(info *ListenerInfo) {
 	for _, b := range info.beside {
 		b.Close()
 	}
+	for _, f := range info.Filters {
+		if c, ok := f.Factory.(io.Closer); ok {
+			c.Close() // its listener stopped; a failed close changes nothing
+		}
+	}
 }
 
 // Summary says what an Apply changed.
@@ -140,6 +147,9 @@ func (s *Server) ApplySummary(cfg *config.Config) (sum Summary, err error) {
 		s.live.stats.Successes.Add(1)
 		s.live.stats.LastSuccess.Store(time.Now().UnixNano())
 	}()
+	if s.live.blocked != "" {
+		return sum, errors.New("server: apply: refused: " + s.live.blocked)
+	}
 	if s.live.root == nil || s.live.closed {
 		return sum, errors.New("server: apply: the server is not running (not started, draining or closed)")
 	}
@@ -171,6 +181,7 @@ func needsRestart(old, cfg *config.Config) error {
 	add(old.Transport != cfg.Transport, "transport")
 	add(old.Workers != cfg.Workers, "workers")
 	add(old.CPUs != cfg.CPUs, "cpus")
+	add(old.ReusePort != cfg.ReusePort, "reuse_port")
 	add(!same(old.Plugins, cfg.Plugins), "transport options")
 	add(!equalAdmin(old.Admin, cfg.Admin), "admin")
 	add(!same(old.DemoUpstream, cfg.DemoUpstream), "demo_upstream")

@@ -6,22 +6,12 @@ import (
 
 	"github.com/proxylab/proxylab/core/config"
 	"github.com/proxylab/proxylab/core/stream"
-	h2s "github.com/proxylab/proxylab/core/stream/http2"
-	"github.com/proxylab/proxylab/core/stream/rpc"
+	"github.com/proxylab/proxylab/foundation/stats"
 )
 
 // The codecs come from the stream-level registry (stream.Register in the
-// binary's built-ins); nothing here knows which codec speaks. Only the
-// metrics maps still sort a codec's Stats by type for the admin exporter.
-
-// muxOptions converts an http2_protocol_options block.
-func muxOptions(o config.HTTP2Options) stream.MuxOptions {
-	return stream.MuxOptions{
-		MaxConcurrentStreams: o.MaxConcurrentStreams, InitialStreamWindow: o.InitialStreamWindowSize,
-		ConnWindow: o.InitialConnectionWindowSize, MaxHeaderListSize: o.MaxHeaderListSize,
-		MaxResetsPerSecond: o.MaxResetsPerSecond, ResetBurst: o.ResetBurst,
-	}
-}
+// binary's built-ins); nothing here knows which codec speaks. A codec's
+// metrics reach the admin exporter through stats.Collector.
 
 // clusterCodec builds the client side of the cluster's codec.
 func (s *Server) clusterCodec(cc config.Cluster) (stream.Codec, stream.Client, error) {
@@ -32,14 +22,10 @@ func (s *Server) clusterCodec(cc config.Cluster) (stream.Codec, stream.Client, e
 	cli := codec.NewClient(&stream.ClientOptions{
 		ConnectTimeout: cc.ConnectTimeout.D(), IdleTimeout: cc.IdleTimeout.D(),
 		MaxConnections: cc.MaxConnections, MaxPending: cc.MaxPending, MaxRequestsPerConn: cc.MaxRequestsPerConnection,
-		HighWatermark: 256 << 10, Timers: s.timers, Mux: muxOptions(cc.HTTP2),
-		MaxInFlight: cc.RPC.MaxInFlight, HeartbeatInterval: cc.RPC.HeartbeatInterval.D(),
+		HighWatermark: 256 << 10, Timers: s.timers, Blocks: cc.Options,
 	})
-	switch st := cli.Stats().(type) {
-	case *h2s.Stats:
-		s.clusterH2[cc.Name] = st
-	case *rpc.Stats:
-		s.clusterRPC[cc.Name] = st
+	if st, ok := cli.Stats().(stats.Collector); ok {
+		s.codecStats[cc.Name] = st
 	}
 	return codec, cli, nil
 }
@@ -50,14 +36,10 @@ func (s *Server) clusterCodec(cc config.Cluster) (stream.Codec, stream.Client, e
 // for codec auto; else the one named.
 func listenerCodecs(h *config.HTTPProxy, o *stream.ServerOptions, info *ListenerInfo) (cs []stream.Codec, srvs []stream.Server, detect bool, err error) {
 	all := stream.Codecs()
-	info.RPC = map[string]*rpc.Stats{}
 	for _, c := range all {
 		srv := c.NewServer(o)
-		switch st := srv.Stats().(type) {
-		case *h2s.Stats:
-			info.HTTP2 = st
-		case *rpc.Stats:
-			info.RPC[c.Name()] = st
+		if st, ok := srv.Stats().(stats.Collector); ok {
+			info.Codecs = append(info.Codecs, st)
 		}
 		if h.Codec == config.CodecAuto || h.Codec == c.Name() {
 			cs, srvs = append(cs, c), append(srvs, srv)
@@ -92,8 +74,10 @@ func KnownCodecs() []config.Codec {
 	var out []config.Codec
 	for _, c := range stream.Codecs() {
 		kc := config.Codec{Name: c.Name(), Carries: c.Carries()}
-		if cb, ok := c.(stream.ConfigBlocks); ok {
-			kc.Options = cb.ConfigBlocks()
+		if ob, ok := c.(stream.OptionBlocks); ok {
+			for _, b := range ob.OptionBlocks() {
+				kc.Options = append(kc.Options, config.CodecOption{Key: b.Key, Listener: b.Listener, Decode: b.Decode})
+			}
 		}
 		out = append(out, kc)
 	}

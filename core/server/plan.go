@@ -38,8 +38,9 @@ type plan struct {
 	shares  map[*ListenerInfo]*ListenerInfo // a changed listener's new info → the running one it shares an access log with
 	bound   []*network.Listener
 	swaps   []listenerSwap
-	routers [][2]*router.Router // {running, new}
-	dropped []*ListenerInfo     // removed, or moved to a new address
+	routers [][2]*router.Router  // {running, new}
+	dropped []*ListenerInfo      // removed, or moved to a new address
+	kept    [][2]config.Listener // unchanged listeners: {running, new config's}
 }
 
 type lbChange struct {
@@ -59,7 +60,7 @@ type listenerSwap struct {
 func (p *plan) build() error {
 	s := p.s
 	p.b = &Server{cfg: p.cfg, tr: s.tr, log: s.log, timers: s.timers, clusters: s.clusters,
-		clusterTLS: cloneMap(s.clusterTLS), clusterH2: cloneMap(s.clusterH2), clusterRPC: cloneMap(s.clusterRPC), health: cloneMap(s.health)}
+		clusterTLS: cloneMap(s.clusterTLS), codecStats: cloneMap(s.codecStats), health: cloneMap(s.health)}
 	if err := p.buildClusters(); err != nil {
 		return err
 	}
@@ -103,8 +104,7 @@ func (p *plan) buildClusters() error {
 			p.gone, p.goneName = append(p.gone, c), append(p.goneName, name)
 			p.changedC[name] = true
 			delete(p.b.clusterTLS, name)
-			delete(p.b.clusterH2, name)
-			delete(p.b.clusterRPC, name)
+			delete(p.b.codecStats, name)
 			delete(p.b.health, name)
 			p.sum.ClustersRemoved++
 		}
@@ -166,6 +166,7 @@ func (p *plan) buildListeners() error {
 			p.sum.ListenersAdded++
 		case same(&prev, &lc):
 			p.infos = append(p.infos, info)
+			p.kept = append(p.kept, [2]config.Listener{prev, lc})
 			if err := p.keepListener(lc, info); err != nil {
 				return err
 			}
@@ -286,6 +287,11 @@ func (p *plan) abort() {
 	for _, c := range p.fresh {
 		c.Drain()
 	}
+	for _, k := range p.kept {
+		if k[0].HTTP != k[1].HTTP {
+			closeFactories(k[1].HTTP) // decoded for a config that does not run
+		}
+	}
 }
 
 // commit swaps the plan in. Order matters: the clusters routes may name
@@ -293,6 +299,9 @@ func (p *plan) abort() {
 // route or chain names them.
 func (p *plan) commit() {
 	s := p.s
+	for _, k := range p.kept {
+		keepFactories(k[0], k[1])
+	}
 	union := maps.Clone(p.clusters)
 	for _, c := range p.gone {
 		if _, ok := union[c.Name]; !ok {
@@ -341,7 +350,7 @@ func (p *plan) commit() {
 	}
 	s.mu.Lock()
 	s.cfg, s.infos, s.listeners = p.cfg, p.infos, listeners
-	s.clusterTLS, s.clusterH2, s.clusterRPC, s.health = p.b.clusterTLS, p.b.clusterH2, p.b.clusterRPC, p.b.health
+	s.clusterTLS, s.codecStats, s.health = p.b.clusterTLS, p.b.codecStats, p.b.health
 	s.mu.Unlock()
 	s.clusters.Set(p.clusters)
 	s.retire(r, p.cfg.DrainTimeout.D())

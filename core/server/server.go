@@ -22,9 +22,8 @@ import (
 	"github.com/proxylab/proxylab/core/proxy"
 	"github.com/proxylab/proxylab/core/router"
 	"github.com/proxylab/proxylab/core/stream"
-	h2s "github.com/proxylab/proxylab/core/stream/http2"
-	"github.com/proxylab/proxylab/core/stream/rpc"
 	"github.com/proxylab/proxylab/core/upstream"
+	"github.com/proxylab/proxylab/foundation/stats"
 	"github.com/proxylab/proxylab/foundation/timer"
 	"github.com/proxylab/proxylab/offload"
 	"github.com/proxylab/proxylab/transport"
@@ -44,8 +43,8 @@ type Server struct {
 	log        *slog.Logger
 	timers     *timer.Wheel
 	clusterTLS map[string]*offload.Stats
-	clusterH2  map[string]*h2s.Stats
-	clusterRPC map[string]*rpc.Stats
+	// codecStats are the clusters' codec metrics (codecs that count).
+	codecStats map[string]stats.Collector
 	health     map[string]*upstream.HealthStats
 	stopHealth context.CancelFunc
 	live       liveState // apply.go
@@ -64,35 +63,31 @@ type ListenerInfo struct {
 	Filter   string // "http_proxy" or "tcp_proxy"
 	Listener *network.Listener
 	// Stats are nil when metrics are disabled; HTTP or TCP by filter.
-	Conn      *network.ListenerStats
-	HTTP      *proxy.HTTPStats
-	TCP       *proxy.TCPStats
-	TLS       *offload.Stats        // nil without TLS
-	HTTP2     *h2s.Stats            // HTTP/2 events of an http_proxy listener
-	RPC       map[string]*rpc.Stats // RPC events of an http_proxy listener, by codec
+	Conn *network.ListenerStats
+	HTTP *proxy.HTTPStats
+	TCP  *proxy.TCPStats
+	TLS  *offload.Stats // nil without TLS
+	// Codecs are the metrics of an http_proxy listener's codecs (those
+	// that count), one per registered codec.
+	Codecs    []stats.Collector
 	Engine    string
 	AccessLog *accesslog.Logger
 	// Filters is an http_proxy listener's http_filters chain.
 	Filters []proxy.FilterSpec
-	secure  offload.Server
-	beside  []offload.Server
-	router  *router.Router // an http_proxy listener's, Set on a route change
-	filters []network.ListenerFilter
+	// ListenerFilters are the listener's configured listener_filters.
+	ListenerFilters []network.ListenerFilter
+	secure          offload.Server
+	beside          []offload.Server
+	router          *router.Router // an http_proxy listener's, Set on a route change
+	filters         []network.ListenerFilter
 }
 
-// ClusterRPCStats are the RPC events of clusters speaking an RPC protocol,
-// by name.
-func (s *Server) ClusterRPCStats() map[string]*rpc.Stats {
+// ClusterCodecStats are the metrics of the clusters' codecs (those that
+// count), by cluster name.
+func (s *Server) ClusterCodecStats() map[string]stats.Collector {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return s.clusterRPC
-}
-
-// ClusterHTTP2Stats are the HTTP/2 events of clusters speaking http2, by name.
-func (s *Server) ClusterHTTP2Stats() map[string]*h2s.Stats {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return s.clusterH2
+	return s.codecStats
 }
 
 // ClusterTLSStats are the handshake counts of clusters with TLS, by name.
@@ -105,7 +100,7 @@ func (s *Server) ClusterTLSStats() map[string]*offload.Stats {
 // New builds everything the config describes and binds the listeners (so a
 // port conflict fails here), without accepting yet.
 func New(cfg *config.Config, tr transport.Transport, log *slog.Logger) (*Server, error) {
-	s := &Server{cfg: cfg, tr: tr, log: log, timers: timer.New(10 * time.Millisecond), clusterTLS: map[string]*offload.Stats{}, clusterH2: map[string]*h2s.Stats{}, clusterRPC: map[string]*rpc.Stats{}, health: map[string]*upstream.HealthStats{}}
+	s := &Server{cfg: cfg, tr: tr, log: log, timers: timer.New(10 * time.Millisecond), clusterTLS: map[string]*offload.Stats{}, codecStats: map[string]stats.Collector{}, health: map[string]*upstream.HealthStats{}}
 	s.live.stats.started()
 	var clusters []*upstream.Cluster
 	for _, cc := range cfg.Clusters {
@@ -211,7 +206,7 @@ func (s *Server) listenerParts(lc config.Listener, info *ListenerInfo) ([]networ
 	if err != nil {
 		return nil, nil, err
 	}
-	var filters []network.ListenerFilter
+	filters := listenerFilters(lc, info) // before TLS: a refused connection costs no handshake
 	if t := lc.TLS; t != nil {
 		alpn := t.ALPN
 		if len(alpn) == 0 && lc.HTTP != nil {
@@ -297,7 +292,7 @@ func (s *Server) chainFor(lc config.Listener, info *ListenerInfo) (network.Chain
 				HighWatermark:         h.HighWatermark,
 				Linger:                2 * time.Second,
 				Timers:                s.timers,
-				Mux:                   muxOptions(h.HTTP2),
+				Blocks:                h.Options,
 				EnableConnectProtocol: extendedConnect(h),
 			},
 			MaxRequestBuffer: h.MaxRequestBuffer,

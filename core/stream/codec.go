@@ -6,6 +6,8 @@ import (
 	"sync"
 	"time"
 
+	"gopkg.in/yaml.v3"
+
 	"github.com/proxylab/proxylab/core/network"
 	"github.com/proxylab/proxylab/foundation/timer"
 	"github.com/proxylab/proxylab/transport"
@@ -81,6 +83,15 @@ type Client interface {
 	Stats() any
 }
 
+// Tunneller is implemented by a client side whose upstream connections can
+// carry the byte tunnel of an upgraded or CONNECT request (HTTP/1.1: the
+// connection itself becomes the tunnel after the upstream agrees). The
+// proxy answers 501 to a tunnel request for a cluster whose codec's client
+// side does not say so.
+type Tunneller interface {
+	CarriesTunnels() bool
+}
+
 // HostPool is what a host's connection pool offers, whatever the codec.
 type HostPool interface {
 	Pool
@@ -119,8 +130,10 @@ type ServerOptions struct {
 	HighWatermark int
 	// Timers is the shared wheel the connections' timeouts run on.
 	Timers *timer.Wheel
-	// Mux tunes multiplexed framing (http2_protocol_options).
-	Mux MuxOptions
+	// Blocks are the listener's codec option blocks by YAML key, as the
+	// owning codec's OptionBlock.Decode made them; a codec reads its own
+	// (absent: its built-in defaults).
+	Blocks map[string]any
 	// EnableConnectProtocol accepts extended CONNECT (RFC 8441).
 	EnableConnectProtocol bool
 }
@@ -135,20 +148,10 @@ type ClientOptions struct {
 	MaxConnections, MaxPending, MaxRequestsPerConn int
 	HighWatermark                                  int
 	Timers                                         *timer.Wheel
-	// Mux tunes multiplexed framing (http2_protocol_options).
-	Mux MuxOptions
-	// MaxInFlight bounds requests in flight on one connection of a
-	// frame-per-request codec; HeartbeatInterval probes quiet connections
-	// (rpc_protocol_options).
-	MaxInFlight       int
-	HeartbeatInterval time.Duration
-}
-
-// MuxOptions tune multiplexed framing (HTTP/2 SETTINGS and flood limits).
-type MuxOptions struct {
-	MaxConcurrentStreams, InitialStreamWindow, ConnWindow, MaxHeaderListSize int
-	// MaxResetsPerSecond and ResetBurst bound streams a peer cancels.
-	MaxResetsPerSecond, ResetBurst int
+	// Blocks are the cluster's codec option blocks by YAML key, as the
+	// owning codec's OptionBlock.Decode made them; a codec reads its own
+	// (absent: its built-in defaults).
+	Blocks map[string]any
 }
 
 // The registry: registration order is detection order.
@@ -218,9 +221,31 @@ func Detect(cs []Codec, alpn string, p []byte) (int, Match) {
 	return -1, NoMatch
 }
 
-// ConfigBlocks is implemented by a codec whose client side reads option
-// blocks of a cluster's config (their YAML keys), so validation checks
-// those blocks on the clusters speaking it.
-type ConfigBlocks interface {
-	ConfigBlocks() []string
+// OptionBlock is a config block a codec owns (typed, defaulted and checked
+// in the codec's package; core/config names none): a cluster's key, read by
+// the client side and checked on the clusters speaking the codec, or with
+// Listener a key of a listener's http_proxy block, read by the server side
+// and checked on every http_proxy listener (each builds every codec's
+// server side). Codecs may share a key (the RPC codecs do): they must then
+// declare the same type; the first registered decodes it.
+type OptionBlock struct {
+	Key      string
+	Listener bool
+	// Decode gives the block with its defaults and the file's fields (node
+	// nil: the defaults) and the decoding errors, unknown keys refused,
+	// paths under path (registry.DecodeBlock); it checks its values by
+	// implementing registry.Validator.
+	Decode func(node *yaml.Node, path string) (any, []error)
+}
+
+// OptionBlocks is implemented by a codec that owns config blocks.
+type OptionBlocks interface {
+	OptionBlocks() []OptionBlock
+}
+
+// Block returns the block key of blocks as a *T, or nil when it is absent
+// (or of another type): a codec's way to its own settings.
+func Block[T any](blocks map[string]any, key string) *T {
+	v, _ := blocks[key].(*T)
+	return v
 }

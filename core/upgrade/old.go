@@ -23,6 +23,9 @@ type ServerConfig struct {
 	// owned by their listeners. An error refuses the upgrade with it as the
 	// reason. Called from the upgrade goroutine.
 	Offer func() ([]Socket, []int, error)
+	// Release, when set, runs when an attempt whose Offer succeeded fails
+	// before the hand-over: this process serves on as before.
+	Release func()
 	// Commit runs once the new process serves: it stops accepting on every
 	// traffic listener (adopted or not: one the new config dropped is
 	// drained) and on the admin listener if adopted (keys "kind/name").
@@ -173,10 +176,13 @@ func (s *Server) handle(c *net.UnixConn) {
 		send(c, message{Kind: kindRefuse, Reason: reason}, nil)
 		return
 	}
-	failed := ""
+	failed, offered := "", false
 	fail := func(reason string) { failed = reason }
 	defer func() {
 		c.Close()
+		if offered && !s.over.Load() && s.cfg.Release != nil {
+			s.cfg.Release()
+		}
 		if !s.over.Load() {
 			s.busy.Store(false) // ready for the next attempt before it is reported
 		}
@@ -196,6 +202,7 @@ func (s *Server) handle(c *net.UnixConn) {
 		send(c, message{Kind: kindRefuse, Reason: err.Error()}, nil)
 		return
 	}
+	offered = true
 	log.Info("upgrade: new process connected, passing sockets", "sockets", len(socks))
 	if err := send(c, message{Kind: kindOffer, PID: os.Getpid(), Version: s.cfg.Version, Sockets: socks}, sfds); err != nil {
 		fail(err.Error())
@@ -243,7 +250,7 @@ func (s *Server) handle(c *net.UnixConn) {
 	log.Info("upgrade: handed over", "listeners_passed", listeners, "adopted", r.Adopted,
 		"connections_moving", moving, "connections_draining", draining)
 	close(s.done)
-	s.sendConns(c, log)
+	s.sendConns(c, log, moving)
 }
 
 // handoff queues a connection for the new process; it runs on transport
@@ -252,16 +259,24 @@ func (s *Server) handoff(listener string, fd int, data []byte) {
 	select {
 	case s.conns <- migrated{listener, fd, data}:
 	default:
-		closeAll([]int{fd})
-		s.cfg.Stats.Failures.Add(1)
+		if fd >= 0 {
+			closeAll([]int{fd})
+			s.cfg.Stats.Failures.Add(1)
+		}
 	}
 }
 
-// sendConns passes migrated connections on until Finish, then says done.
-func (s *Server) sendConns(c *net.UnixConn, log *slog.Logger) {
+// sendConns passes migrated connections on until the moving ones all
+// reported (handed over or closed) or Finish, then says done: the new
+// process need not wait for this one's drain to end.
+func (s *Server) sendConns(c *net.UnixConn, log *slog.Logger, moving int) {
 	defer close(s.finished)
 	broken := false
 	pass := func(m migrated) {
+		moving--
+		if m.fd < 0 {
+			return // closed before it could move
+		}
 		defer closeAll([]int{m.fd}) // sent: the new process has its own
 		if broken || len(m.data) > MaxCarry {
 			s.cfg.Stats.Failures.Add(1)
@@ -276,6 +291,10 @@ func (s *Server) sendConns(c *net.UnixConn, log *slog.Logger) {
 		s.cfg.Stats.ConnectionsMigrated.Add(1)
 	}
 	for {
+		if moving <= 0 {
+			send(c, message{Kind: kindDone}, nil)
+			return
+		}
 		select {
 		case m := <-s.conns:
 			pass(m)

@@ -135,6 +135,13 @@ type ClusterConfig struct {
 	Subsets *Subsets
 }
 
+// CarriesTunnels says whether the cluster's codec can carry an upgrade's or
+// a CONNECT's byte tunnel (stream.Tunneller).
+func (c *Cluster) CarriesTunnels() bool {
+	t, ok := c.cfg.Codec.(stream.Tunneller)
+	return ok && t.CarriesTunnels()
+}
+
 // Speaks is the request protocol the cluster carries (its codec's
 // stream.Codec.Carries).
 func (c *Cluster) Speaks() string { return c.cfg.Carries }

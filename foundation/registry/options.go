@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"reflect"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 )
@@ -42,14 +43,7 @@ type Validator interface{ Validate(path string) []error }
 // FieldError with its path under path. A nil node gives the defaults
 // (validated too). T is usually a struct with yaml tags.
 func Decode[T any](node *yaml.Node, path string) (*T, []error) {
-	v := new(T)
-	if d, ok := any(v).(Defaulter); ok {
-		d.SetDefaults()
-	}
-	var errs []error
-	if node != nil {
-		decodeValue(node, reflect.ValueOf(v).Elem(), path, &errs)
-	}
+	v, errs := DecodeFields[T](node, path)
 	if len(errs) > 0 {
 		return nil, errs
 	}
@@ -59,6 +53,54 @@ func Decode[T any](node *yaml.Node, path string) (*T, []error) {
 		}
 	}
 	return v, nil
+}
+
+// DecodeFields is Decode without Validate, for blocks checked later or only
+// where they apply: the value (never nil; a field that failed keeps its
+// default) and the decoding errors.
+func DecodeFields[T any](node *yaml.Node, path string) (*T, []error) {
+	v := new(T)
+	if d, ok := any(v).(Defaulter); ok {
+		d.SetDefaults()
+	}
+	var errs []error
+	if node != nil {
+		decodeValue(node, reflect.ValueOf(v).Elem(), path, &errs)
+	}
+	return v, errs
+}
+
+// DecodeBlock is DecodeFields as an untyped decoder (a *T), for the
+// registries that keep decoders of several types.
+func DecodeBlock[T any](node *yaml.Node, path string) (any, []error) {
+	v, errs := DecodeFields[T](node, path)
+	return v, errs
+}
+
+// Duration is a time.Duration written as "1.5s", "250ms", "2m"; negative
+// ones are refused.
+type Duration time.Duration
+
+// D returns the value as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
+
+var durationType = reflect.TypeOf(Duration(0))
+
+// decodeDuration sets v from a "5s"-style scalar.
+func decodeDuration(n *yaml.Node, v reflect.Value, path string, errs *[]error) {
+	var s string
+	if n.Kind != yaml.ScalarNode || n.Decode(&s) != nil {
+		fail(errs, path, n, "expected a duration like \"5s\"")
+		return
+	}
+	dur, err := time.ParseDuration(s)
+	if err != nil || dur < 0 {
+		fail(errs, path, n, "invalid duration %q (use e.g. 500ms, 5s, 1m)", s)
+		return
+	}
+	v.SetInt(int64(dur))
 }
 
 func fail(errs *[]error, path string, n *yaml.Node, format string, args ...any) {
@@ -75,6 +117,8 @@ func decodeValue(n *yaml.Node, v reflect.Value, path string, errs *[]error) {
 		n = n.Alias
 	}
 	switch {
+	case v.Type() == durationType:
+		decodeDuration(n, v, path, errs)
 	case v.Kind() == reflect.Pointer:
 		if n.Tag == "!!null" {
 			return

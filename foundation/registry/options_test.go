@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"gopkg.in/yaml.v3"
 )
@@ -82,6 +83,61 @@ func TestDecodeOptions(t *testing.T) {
 			}
 			if got != c.want {
 				t.Errorf("got  %s\nwant %s", got, c.want)
+			}
+		})
+	}
+}
+
+type durOpts struct {
+	Every Duration `yaml:"every"`
+	Count int      `yaml:"count"`
+}
+
+func (o *durOpts) SetDefaults() { o.Every = Duration(15 * time.Second) }
+
+func (o *durOpts) Validate(path string) []error {
+	if o.Count < 0 {
+		return []error{Errorf(path+".count", "must be >= 0")}
+	}
+	return nil
+}
+
+// TestDecodeFields: durations decode with core/config's messages, and
+// DecodeFields gives the value (failed fields keep their defaults) without
+// validating it.
+func TestDecodeFields(t *testing.T) {
+	for _, c := range []struct {
+		name, src string
+		want      string // the value, then the errors
+	}{
+		{"default", "", "15s"},
+		{"value", "every: 250ms", "250ms"},
+		{"zero", "every: 0s", "0s"},
+		{"not validated", "count: -1", "15s"},
+		{"bad", "every: soon", `15s|p.every: invalid duration "soon" (use e.g. 500ms, 5s, 1m) (line 1)`},
+		{"negative", "every: -1s", `15s|p.every: invalid duration "-1s" (use e.g. 500ms, 5s, 1m) (line 1)`},
+		{"not a scalar", "every: [1]", `15s|p.every: expected a duration like "5s" (line 1)`},
+		{"with a good field", "{every: x, count: 2}", `15s|p.every: invalid duration "x" (use e.g. 500ms, 5s, 1m) (line 1)`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var n *yaml.Node
+			if c.src != "" {
+				n = node(t, c.src)
+			}
+			v, errs := DecodeFields[durOpts](n, "p")
+			s := []string{v.Every.D().String()}
+			for _, e := range errs {
+				s = append(s, e.Error())
+			}
+			if got := strings.Join(s, "|"); got != c.want {
+				t.Errorf("got  %s\nwant %s", got, c.want)
+			}
+			if _, errs := Decode[durOpts](n, "p"); c.name == "not validated" && len(errs) != 1 {
+				t.Errorf("Decode validates: %v", errs)
+			}
+			out, err := yaml.Marshal(v)
+			if err != nil || !strings.Contains(string(out), "every: "+v.Every.D().String()) {
+				t.Errorf("marshal: %s %v", out, err)
 			}
 		})
 	}

@@ -265,7 +265,17 @@ type client struct {
 
 // NewClient loads the roots and, for client authentication, the double
 // certificates.
+//
+// min_version "1.3" makes the cluster speak TLS 1.3 with the SM suites
+// of RFC 8998 instead ("" is TLCP).
 func (Engine) NewClient(cfg *offload.ClientConfig) (offload.Client, error) {
+	switch cfg.MinVersion {
+	case "":
+	case "1.3":
+		return newSMClient(cfg)
+	default:
+		return nil, fmt.Errorf("gm: min_version %q: \"\" (TLCP) or 1.3 (TLS 1.3 with the SM suites of RFC 8998)", cfg.MinVersion)
+	}
 	cl := &client{cfg: *cfg, hs: engineconn.NewHandshakers()}
 	cl.base.SessionCache = tlcp.NewSessionCache(1024, time.Hour)
 	cl.base.InsecureSkipVerify = cfg.Insecure

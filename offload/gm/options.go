@@ -17,7 +17,7 @@ var Module = offload.Module{
 	Name:           Name,
 	New:            New,
 	CertOptions:    DecodeCertOptions,
-	ListenerBlocks: map[string]offload.ListenerBlockDecoder{"tlcp": DecodeTLCP},
+	ListenerBlocks: map[string]offload.ListenerBlockDecoder{"tlcp": DecodeTLCP, "tls13_sm": DecodeTLS13SM},
 }
 
 // CertOptions are a certificate entry's keys of the gm engine: TLCP's
@@ -129,3 +129,67 @@ func (t *TLCP) NewServer(listener *offload.ServerConfig) (offload.Server, error)
 }
 
 var _ offload.Beside = (*TLCP)(nil)
+
+// SMCert is one single SM2 certificate of a tls13_sm block.
+type SMCert struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+}
+
+// TLS13SM is a listener's `tls13_sm:` block: the port also serves TLS 1.3
+// with the SM suites of RFC 8998, told apart from the listener's own TLS
+// by the ClientHello under the policy.
+type TLS13SM struct {
+	// Certificates: SM2 certificates, chosen by SNI; the first by default.
+	Certificates []SMCert `yaml:"certificates"`
+	// Policy: sm_preferred, standard_preferred or sm_only.
+	Policy     string `yaml:"policy"`
+	ClientAuth string `yaml:"client_auth"` // none or require
+	ClientCA   string `yaml:"client_ca,omitempty"`
+}
+
+// SetDefaults: SM clients get SM.
+func (t *TLS13SM) SetDefaults() { t.Policy, t.ClientAuth = PolicySMPreferred, "none" }
+
+// Validate checks the entries and the policy.
+func (t *TLS13SM) Validate(path string) []error {
+	var errs []error
+	if len(t.Certificates) == 0 {
+		errs = append(errs, registry.Errorf(path+".certificates", "at least one certificate is required"))
+	}
+	for j, c := range t.Certificates {
+		p := fmt.Sprintf("%s.certificates[%d]", path, j)
+		errs = append(errs, checkFile(c.CertFile, p+".cert_file")...)
+		errs = append(errs, checkFile(c.KeyFile, p+".key_file")...)
+	}
+	switch t.Policy {
+	case PolicySMPreferred, PolicyStandardPreferred, PolicySMOnly:
+	default:
+		errs = append(errs, registry.Errorf(path+".policy", "unknown policy %q (sm_preferred, standard_preferred, sm_only)", t.Policy))
+	}
+	switch t.ClientAuth {
+	case "none":
+	case "require":
+		errs = append(errs, checkFile(t.ClientCA, path+".client_ca")...)
+	default:
+		errs = append(errs, registry.Errorf(path+".client_auth", "unknown policy %q (none, require)", t.ClientAuth))
+	}
+	return errs
+}
+
+// DecodeTLS13SM is the decoder of the listener block `tls13_sm`.
+func DecodeTLS13SM(node *yaml.Node, path, engine string) (any, []error) {
+	t, errs := registry.Decode[TLS13SM](node, path)
+	if errs != nil {
+		return nil, errs
+	}
+	return t, nil
+}
+
+// NewServer builds the TLS 1.3-SM server beside the listener's engine,
+// sharing its ALPN, handshake timeout and stats.
+func (t *TLS13SM) NewServer(listener *offload.ServerConfig) (offload.Server, error) {
+	return newSMServer(t, listener)
+}
+
+var _ offload.Beside = (*TLS13SM)(nil)

@@ -74,6 +74,9 @@ const (
 // New starts the EAL, the port and the stack, and the poll loop on an
 // lcore of its own.
 func New(opts transport.Options) (transport.Transport, error) {
+	if opts.ReusePort {
+		return nil, errors.New("dpdk: reuse_port: the NIC port is owned by one process")
+	}
 	o, _ := opts.Config.(*Options)
 	if o == nil {
 		o = &Options{}

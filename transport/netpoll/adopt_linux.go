@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -34,7 +35,7 @@ func (t *Transport) adopt(fd int, address string) (transport.Listener, error) {
 		l.Close()
 		return nil, fmt.Errorf("netpoll: adopt %s: not a TCP listener", address)
 	}
-	return &listener{l: tl, t: t}, nil
+	return &listener{l: tl, t: t, done: make(chan struct{})}, nil
 }
 
 // ListenerFD is the listening socket (transport.ListenerFDer).
@@ -115,4 +116,16 @@ func (t *Transport) AdoptConn(fd int, prefix *buffer.Buf) (transport.Conn, error
 	}
 	c.prefix = prefix
 	return c, nil
+}
+
+// reusePort sets SO_REUSEPORT before bind (Options.ReusePort).
+func reusePort(_, _ string, rc syscall.RawConn) error {
+	var serr error
+	if err := rc.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1) }); err != nil {
+		return err
+	}
+	if serr != nil {
+		return fmt.Errorf("SO_REUSEPORT: %w", serr)
+	}
+	return nil
 }

@@ -5,6 +5,7 @@ package netpoll
 import (
 	"fmt"
 	"os"
+	"syscall"
 
 	"github.com/proxylab/proxylab/transport"
 )
@@ -18,4 +19,9 @@ func (t *Transport) adopt(fd int, address string) (transport.Listener, error) {
 // handOver is unreachable: Detach exists on Linux only.
 func (c *conn) handOver(done func(int, error)) {
 	done(-1, fmt.Errorf("netpoll: hot upgrade is supported on Linux only"))
+}
+
+// reusePort refuses: reuse_port is Linux only here.
+func reusePort(_, _ string, _ syscall.RawConn) error {
+	return fmt.Errorf("reuse_port is supported on Linux only")
 }

@@ -64,11 +64,15 @@ func (t *Transport) Listen(network, address string) (transport.Listener, error) 
 	if fd, ok := transport.TakeInherited(t.opts, network, address); ok {
 		return t.adopt(fd, address)
 	}
-	l, err := (&net.ListenConfig{}).Listen(context.Background(), network, address)
+	lc := net.ListenConfig{}
+	if t.opts.ReusePort {
+		lc.Control = reusePort
+	}
+	l, err := lc.Listen(context.Background(), network, address)
 	if err != nil {
 		return nil, fmt.Errorf("netpoll: listen %s: %w", address, err)
 	}
-	return &listener{l: l.(*net.TCPListener), t: t}, nil
+	return &listener{l: l.(*net.TCPListener), t: t, done: make(chan struct{})}, nil
 }
 
 // Dial connects in a new goroutine and reports through done.
@@ -93,20 +97,31 @@ func (t *Transport) Dial(network, address string, timeout time.Duration, done fu
 }
 
 type listener struct {
-	l      *net.TCPListener
-	t      *Transport
-	closed atomic.Bool
+	l       *net.TCPListener
+	t       *Transport
+	closed  atomic.Bool
+	started atomic.Bool
+	done    chan struct{} // closed when the accept goroutine returned
 }
 
 func (l *listener) Addr() net.Addr { return l.l.Addr() }
 
+// Close stops accepting; it returns once the accept goroutine ended, so
+// no connection is handed to accept after it (hot upgrade: one accepted
+// meanwhile is served, not dropped). Not from inside accept.
 func (l *listener) Close() error {
 	l.closed.Store(true)
-	return l.l.Close()
+	err := l.l.Close()
+	if l.started.Load() {
+		<-l.done
+	}
+	return err
 }
 
 func (l *listener) Start(accept func(transport.Conn)) {
+	l.started.Store(true)
 	go func() {
+		defer close(l.done)
 		var backoff time.Duration
 		for {
 			c, err := l.l.AcceptTCP()

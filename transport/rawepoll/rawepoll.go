@@ -774,6 +774,12 @@ func (t *Transport) Listen(network, address string) (transport.Listener, error) 
 		return nil, fmt.Errorf("rawepoll: listen %s: %w", address, err)
 	}
 	unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
+	if t.opts.ReusePort {
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEPORT, 1); err != nil {
+			unix.Close(fd)
+			return nil, fmt.Errorf("rawepoll: listen %s: SO_REUSEPORT: %w", address, err)
+		}
+	}
 	if err := unix.Bind(fd, sa); err != nil {
 		unix.Close(fd)
 		return nil, fmt.Errorf("rawepoll: listen %s: %w", address, err)

@@ -45,7 +45,17 @@ var (
 	_ transport.Conn          = (*conn)(nil)
 	_ transport.Splicer       = (*conn)(nil)
 	_ transport.SyscallConner = (*conn)(nil)
+	_ transport.Looper        = (*conn)(nil)
 )
+
+// Loop is the reactor loop the connection runs on (transport.Looper), so
+// the layers above keep per-loop state for it as for rawepoll's own.
+func (c *conn) Loop() int {
+	if l, ok := c.Conn.(transport.Looper); ok {
+		return l.Loop()
+	}
+	return -1
+}
 
 func (t *Transport) wrap(c transport.Conn) transport.Conn {
 	w := &conn{Conn: c, t: t}
@@ -199,6 +209,10 @@ func (e *fallbackError) Error() string { return e.reason + ": " + e.err.Error() 
 // buffer's start and loses bytes at the end. It runs on the pair's event
 // loop (NearDialer), so nothing else reads either socket meanwhile.
 func (t *Transport) join(a, b *conn, fa, fb int) (uint64, uint64, error) {
+	if !t.useMaps() {
+		return 0, 0, &fallbackError{"closed", transport.ErrClosed}
+	}
+	defer t.doneMaps()
 	for _, d := range []struct {
 		from, to *conn
 		ffd, tfd int
@@ -349,7 +363,12 @@ func (c *conn) SplicedBytes() uint64 {
 		return c.sp.final + c.moved
 	}
 	var p sockmapPeer
-	if c.t.objs.SplicePeers.Lookup(c.sp.cookie, &p) != nil {
+	if !c.t.useMaps() {
+		return c.moved
+	}
+	err := c.t.objs.SplicePeers.Lookup(c.sp.cookie, &p)
+	c.t.doneMaps()
+	if err != nil {
 		return c.moved
 	}
 	return p.Bytes + c.moved
@@ -363,11 +382,15 @@ func (c *conn) unsplice() {
 	if c.sp == nil || c.sp.stopped {
 		return
 	}
+	c.sp.stopped = true
+	if !c.t.useMaps() {
+		return
+	}
+	defer c.t.doneMaps()
 	var p sockmapPeer
 	if c.t.objs.SplicePeers.Lookup(c.sp.cookie, &p) == nil {
 		c.sp.final = p.Bytes
 	}
-	c.sp.stopped = true
 	c.t.objs.SplicePeers.Delete(c.sp.cookie)
 }
 
@@ -435,7 +458,12 @@ func (c *conn) flushed() (bool, error) {
 		var pp sockmapPeer
 		var received uint64
 		err := peer.withFD(func(fd int) error {
-			if err := c.t.objs.SplicePeers.Lookup(sp.peerCookie, &pp); err != nil {
+			if !c.t.useMaps() {
+				return transport.ErrClosed
+			}
+			err := c.t.objs.SplicePeers.Lookup(sp.peerCookie, &pp)
+			c.t.doneMaps()
+			if err != nil {
 				return err
 			}
 			ti, err := unix.GetsockoptTCPInfo(fd, unix.IPPROTO_TCP, unix.TCP_INFO)

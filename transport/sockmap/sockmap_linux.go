@@ -50,7 +50,25 @@ type Transport struct {
 	mu        sync.Mutex
 	fallbacks map[string]uint64
 	closeOnce sync.Once
+
+	// objsMu guards the maps' lifetime: map operations hold it for
+	// reading (useMaps), Close for writing, so none races their close.
+	objsMu     sync.RWMutex
+	objsClosed bool
 }
+
+// useMaps takes the BPF maps for reading; false (and nothing to release)
+// once the transport closed them.
+func (t *Transport) useMaps() bool {
+	t.objsMu.RLock()
+	if t.objsClosed {
+		t.objsMu.RUnlock()
+		return false
+	}
+	return true
+}
+
+func (t *Transport) doneMaps() { t.objsMu.RUnlock() }
 
 var (
 	_ transport.Transport     = (*Transport)(nil)
@@ -157,7 +175,10 @@ func (t *Transport) detach() {
 		unpinAll(t.pinDir)
 		os.RemoveAll(t.pinDir)
 	}
+	t.objsMu.Lock()
+	t.objsClosed = true
 	t.objs.Close()
+	t.objsMu.Unlock()
 }
 
 func (t *Transport) Name() string { return Name }
@@ -245,7 +266,12 @@ const (
 // counter sums a per-CPU counter.
 func (t *Transport) counter(slot uint32) uint64 {
 	var per []uint64
-	if err := t.objs.Counters.Lookup(slot, &per); err != nil {
+	if !t.useMaps() {
+		return 0
+	}
+	err := t.objs.Counters.Lookup(slot, &per)
+	t.doneMaps()
+	if err != nil {
 		return 0
 	}
 	var n uint64

@@ -341,3 +341,63 @@ type echoHandler struct{ transport.NopHandler }
 
 func (echoHandler) OnData(c transport.Conn, b *buffer.Buf) { c.Write(b) }
 func (echoHandler) OnReadEOF(c transport.Conn)             { c.CloseWrite() }
+
+// TestConnsReportTheirLoop: accepted and dialled connections report the
+// reactor loop they run on (transport.Looper), as rawepoll's do, and a
+// connection dialled near another runs on that one's loop; so per-loop
+// upstream pools apply on sockmap too.
+func TestConnsReportTheirLoop(t *testing.T) {
+	tr := newTransport(t, &Options{Cgroup: testCgroup(t)})
+	ln, err := tr.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	type result struct {
+		down, near, plain int
+		err               error
+	}
+	results := make(chan result, 8)
+	target := echoServer(t)
+	loop := func(c transport.Conn) int {
+		l, ok := c.(transport.Looper)
+		if !ok {
+			return -2
+		}
+		return l.Loop()
+	}
+	ln.Start(func(down transport.Conn) {
+		tr.DialNear(down, "tcp", target, 5*time.Second, func(near transport.Conn, err error) {
+			if err != nil {
+				results <- result{err: err}
+				return
+			}
+			tr.Dial("tcp", target, 5*time.Second, func(plain transport.Conn, err error) {
+				results <- result{loop(down), loop(near), loop(plain), err}
+				down.Close()
+				near.Close()
+				if plain != nil {
+					plain.Close()
+				}
+			})
+		})
+	})
+	for i := range 4 {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		select {
+		case r := <-results:
+			if r.err != nil {
+				t.Fatal(r.err)
+			}
+			if r.down < 0 || r.down > 1 || r.plain < 0 || r.plain > 1 || r.near != r.down {
+				t.Fatalf("connection %d: loops down %d, near %d, plain %d (want 0 or 1, near = down)", i, r.down, r.near, r.plain)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("no connection")
+		}
+	}
+}

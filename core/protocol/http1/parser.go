@@ -277,10 +277,14 @@ func (p *Parser) parseHead(in []byte) (int, error) {
 		return 0, err
 	}
 	p.scanned = 0
+	// The body is framed by what was parsed, whatever the callback does to
+	// the head it is lent (a stream filter rewriting Content-Length or
+	// chunking for its own output must not change how these bytes read).
+	fr := framing{status: p.head.Status, chunked: p.head.Chunked, length: p.head.ContentLength}
 	if err := p.cb.OnHead(&p.head); err != nil {
 		return end, err
 	}
-	p.startBody()
+	p.startBody(fr)
 	if p.st == stDone {
 		if err := p.cb.OnComplete(); err != nil {
 			return end, err
@@ -540,21 +544,27 @@ func parseContentLength(v []byte) (int64, bool) {
 	return n, true
 }
 
-func (p *Parser) startBody() {
-	h := &p.head
-	if p.resp && (p.NoBody || h.Status < 200 || h.Status == 204 || h.Status == 304) {
+// framing is what decides how a message's body is read.
+type framing struct {
+	status  int
+	chunked bool
+	length  int64
+}
+
+func (p *Parser) startBody(fr framing) {
+	if p.resp && (p.NoBody || fr.status < 200 || fr.status == 204 || fr.status == 304) {
 		p.st = stDone
 		return
 	}
 	switch {
-	case h.Chunked:
+	case fr.chunked:
 		p.st = stChunkSize
-	case h.ContentLength > 0:
-		p.st, p.remain = stBodyLength, h.ContentLength
-	case h.ContentLength == 0 || !p.resp:
+	case fr.length > 0:
+		p.st, p.remain = stBodyLength, fr.length
+	case fr.length == 0 || !p.resp:
 		p.st = stDone
 	default:
-		h.Close = true
+		p.head.Close = true
 		p.st = stUntilClose
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/proxylab/proxylab/core/network"
 	"github.com/proxylab/proxylab/core/protocol"
 	h1 "github.com/proxylab/proxylab/core/protocol/http1"
 	"github.com/proxylab/proxylab/core/stream"
@@ -81,21 +82,7 @@ func (u *rawUpstream) snapshot() (string, int, []*http.Request) {
 }
 
 // testSession is a session like network.Conn's: flushes run at Unlock.
-type testSession struct {
-	mu       sync.Mutex
-	flushers []stream.Flusher
-}
-
-func (s *testSession) Lock() { s.mu.Lock() }
-func (s *testSession) Unlock() {
-	for len(s.flushers) > 0 {
-		f := s.flushers[0]
-		s.flushers = s.flushers[1:]
-		f.Flush()
-	}
-	s.mu.Unlock()
-}
-func (s *testSession) DeferFlush(f stream.Flusher) { s.flushers = append(s.flushers, f) }
+type testSession struct{ network.SessionLock }
 
 // exchange is one upstream request: it sends head (and body, trailers) when
 // the pool is ready and records the response.

@@ -58,6 +58,12 @@ type client struct{ set ClientSettings }
 func (c *client) ALPN() []string { return nil }
 func (c *client) Stats() any     { return nil }
 
+// CarriesTunnels: an HTTP/1.1 connection becomes an upgrade's or a
+// CONNECT's tunnel.
+func (c *client) CarriesTunnels() bool { return true }
+
+var _ stream.Tunneller = (*client)(nil)
+
 func (c *client) NewPool(tr transport.Transport, addr string, h stream.HostOptions) stream.HostPool {
 	set := c.set
 	set.ClusterConns, set.ClusterPending, set.Wrap = h.ClusterConns, h.ClusterPending, h.Wrap

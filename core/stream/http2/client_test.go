@@ -74,21 +74,7 @@ type recorder struct {
 }
 
 // testSession is a session like network.Conn's: flushes run at Unlock.
-type testSession struct {
-	mu       sync.Mutex
-	flushers []stream.Flusher
-}
-
-func (s *testSession) Lock() { s.mu.Lock() }
-func (s *testSession) Unlock() {
-	for len(s.flushers) > 0 {
-		f := s.flushers[0]
-		s.flushers = s.flushers[1:]
-		f.Flush()
-	}
-	s.mu.Unlock()
-}
-func (s *testSession) DeferFlush(f stream.Flusher) { s.flushers = append(s.flushers, f) }
+type testSession struct{ sessionLock }
 
 func newRecorder() *recorder { return &recorder{sess: &testSession{}, done: make(chan error, 1)} }
 

@@ -28,26 +28,15 @@ func (Codec) Detect(p []byte) stream.Match {
 	return stream.Matched
 }
 
-// settings turns the neutral options into protocol settings (defaults
-// applied, Stats allocated).
-func settings(m stream.MuxOptions, s Settings) *Settings {
-	s.MaxConcurrentStreams = uint32(m.MaxConcurrentStreams)
-	s.InitialStreamWindow = int32(m.InitialStreamWindow)
-	s.ConnWindow = int32(m.ConnWindow)
-	s.MaxHeaderListSize = uint32(m.MaxHeaderListSize)
-	s.ResetBurst, s.ResetRate = m.ResetBurst, float64(m.MaxResetsPerSecond)
-	return s.Prepare()
-}
-
 // NewServer prepares the listener's HTTP/2 settings once.
 func (Codec) NewServer(o *stream.ServerOptions) stream.Server {
-	return &server{set: settings(o.Mux, Settings{IdleTimeout: o.IdleTimeout, Timers: o.Timers, EnableConnectProtocol: o.EnableConnectProtocol})}
+	return &server{set: settings(stream.Block[Options](o.Blocks, OptionsKey), Settings{IdleTimeout: o.IdleTimeout, Timers: o.Timers, EnableConnectProtocol: o.EnableConnectProtocol})}
 }
 
 // NewClient prepares the cluster's HTTP/2 settings once.
 func (Codec) NewClient(o *stream.ClientOptions) stream.Client {
 	return &client{set: ClientSettings{
-		H2:                 settings(o.Mux, Settings{IdleTimeout: o.IdleTimeout, Timers: o.Timers}),
+		H2:                 settings(stream.Block[Options](o.Blocks, OptionsKey), Settings{IdleTimeout: o.IdleTimeout, Timers: o.Timers}),
 		ConnectTimeout:     o.ConnectTimeout,
 		MaxConnections:     o.MaxConnections,
 		MaxPending:         o.MaxPending,
@@ -77,6 +66,3 @@ func (c *client) NewPool(tr transport.Transport, addr string, h stream.HostOptio
 	}
 	return NewPool(tr, addr, &set)
 }
-
-// ConfigBlocks: a cluster's HTTP/2 settings.
-func (Codec) ConfigBlocks() []string { return []string{"http2_protocol_options"} }

@@ -149,7 +149,8 @@ func (b *Base) KickLocked(s stream.Session) {
 	}
 }
 
-// kick serves a pool's waiters at the end of a session's event.
+// kick serves a pool's waiters at the end of a session's event, or when a
+// busy session a waiter belongs to is released (Session.Post).
 type kick struct {
 	p *Pool
 	s stream.Session

@@ -3,12 +3,15 @@ package pool
 import (
 	"bufio"
 	"net"
+	"regexp"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/proxylab/proxylab/core/network"
 	"github.com/proxylab/proxylab/core/protocol"
 	"github.com/proxylab/proxylab/core/stream"
 	"github.com/proxylab/proxylab/foundation/buffer"
@@ -281,23 +284,8 @@ func (lp *linePool) requestIn(s stream.Session, name string) *lineResult {
 }
 
 // flushSession is a session as network.Conn is one: deferred flushes run
-// at Unlock, and it can be tried without blocking.
-type flushSession struct {
-	mu       sync.Mutex
-	flushers []stream.Flusher
-}
-
-func (s *flushSession) Lock()         { s.mu.Lock() }
-func (s *flushSession) TryLock() bool { return s.mu.TryLock() }
-func (s *flushSession) Unlock() {
-	for len(s.flushers) > 0 {
-		f := s.flushers[len(s.flushers)-1]
-		s.flushers = s.flushers[:len(s.flushers)-1]
-		f.Flush()
-	}
-	s.mu.Unlock()
-}
-func (s *flushSession) DeferFlush(f stream.Flusher) { s.flushers = append(s.flushers, f) }
+// at Unlock, it can be tried without blocking and takes posted work.
+type flushSession struct{ network.SessionLock }
 
 func TestLoopbackCapacityAndOrder(t *testing.T) {
 	cases := []struct {
@@ -584,11 +572,38 @@ func TestLoopbackSlotFreedUnderSession(t *testing.T) {
 				if tc.waiter != "busy" {
 					t.Fatal("not served by the time the resetting session unlocked")
 				}
+				// The busy session got the waiter (Session.Post): no
+				// goroutine waits for it, and its holder serves it when
+				// releasing it, before Unlock returns.
+				if g := poolGoroutines(); g != "" {
+					t.Fatalf("a goroutine was started for the busy session's waiter:\n%s", g)
+				}
 				sw.Unlock()
-				b.waitReady(t)
+				select {
+				case <-b.ready:
+				default:
+					t.Fatal("not served by the time its own session unlocked")
+				}
 			}
 			up.answer(1)
 			b.waitDone(t)
 		})
 	}
+}
+
+// poolFrame is a frame of the pool's own code (not of the tests' helpers).
+var poolFrame = regexp.MustCompile(`core/stream/pool\.\(\*(Pool|waiter|Base)\)`)
+
+// poolGoroutines lists the goroutines other than the caller running (or
+// about to run) the pool's code.
+func poolGoroutines() string {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	var out []string
+	for i, g := range strings.Split(string(buf), "\n\n") {
+		if i > 0 && poolFrame.MatchString(g) {
+			out = append(out, g)
+		}
+	}
+	return strings.Join(out, "\n\n")
 }

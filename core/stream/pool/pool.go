@@ -8,13 +8,17 @@
 //
 // Lock order: a downstream session, then Pool.mu, then a Conn's own lock. A
 // Conn's transport events take only its own lock and release it before
-// taking any session; from under its lock a Conn may call SlotFreed (or
-// flag a freed slot in Base) and nothing else of the pool.
+// taking any session; from under its lock a Conn may flag a freed slot in
+// Base and call nothing else of the pool.
 //
-// Waiters are served without a goroutine on the path where a connection's
-// own event frees the slot (a response ended): the codec's event handler
+// Waiters are served without starting a goroutine. Where a connection's
+// own event frees the slot (a response ended), the codec's event handler
 // calls Base.Deliver once it holds no lock, and Deliver hands the slot to
-// the oldest waiter under that waiter's session.
+// the oldest waiter under that waiter's session. Where a stream ends under
+// a downstream session (a reset, a request's last byte), the slot is
+// offered when that session unlocks (Base.KickLocked, Pool.ServeFrom); a
+// waiter of another session that is busy then is handed to it
+// (Session.Post) and served when its holder releases it.
 package pool
 
 import (
@@ -145,11 +149,36 @@ func (w *waiter) Cancel() {
 
 func (w *waiter) fail(f stream.PoolFailure, err error) {
 	w.sess.Lock()
+	w.failLocked(f, err)
+	w.sess.Unlock()
+}
+
+// failLocked reports the failure unless the request went away; under the
+// waiter's session.
+func (w *waiter) failLocked(f stream.PoolFailure, err error) {
 	if !w.cancelled {
 		w.cb.OnPoolFailure(f, err)
 	}
-	w.sess.Unlock()
 }
+
+// failFrom fails the waiter from under session held without blocking on
+// another: at once when it is held's own, else handed to its session.
+func (w *waiter) failFrom(held stream.Session, f stream.PoolFailure, err error) {
+	if w.sess == held {
+		w.failLocked(f, err)
+		return
+	}
+	w.sess.Post(&failure{w: w, f: f, err: err})
+}
+
+// failure is a waiter's failure posted to its session.
+type failure struct {
+	w   *waiter
+	f   stream.PoolFailure
+	err error
+}
+
+func (x *failure) Flush() { x.w.failLocked(x.f, x.err) }
 
 // NewStream implements stream.Pool.
 func (p *Pool) NewStream(dec stream.ResponseDecoder, sess stream.Session, cb stream.PoolCallbacks) stream.Cancellable {
@@ -448,24 +477,13 @@ func (p *Pool) ServeWaiters() {
 // lock.
 func (p *Pool) Waiting() bool { return p.nwaiters.Load() > 0 }
 
-// SlotFreed tells the pool a stream ended on a connection where the caller
-// knows nothing of the sessions involved: a waiter may take the slot, on a
-// new goroutine. The codecs do not use it (Base.Deliver, Base.KickLocked).
-func (p *Pool) SlotFreed() {
-	if p.nwaiters.Load() > 0 {
-		go p.ServeWaiters()
-	}
-}
-
-// TryLocker is a session that can be taken without blocking
-// (network.Conn).
-type TryLocker interface{ TryLock() bool }
-
 // ServeFrom serves waiters from under session held (a deferred flush at
 // the end of its event): a waiter of the same session is served at once;
 // one of another session only if that session is free now (never blocking
 // on it: two sessions are never waited for together). A waiter whose
-// session is busy is served on a goroutine, the one case left.
+// session is busy is handed to that session (Session.Post): its holder
+// serves the waiters when it releases it, on its own goroutine. No
+// goroutine is started either way.
 func (p *Pool) ServeFrom(held stream.Session) {
 	for {
 		p.mu.Lock()
@@ -475,13 +493,10 @@ func (p *Pool) ServeFrom(held stream.Session) {
 		}
 		w := p.waiters[0]
 		other := w.sess != held
-		if other {
-			tl, ok := w.sess.(TryLocker)
-			if !ok || !tl.TryLock() {
-				p.mu.Unlock()
-				go p.ServeWaiters()
-				return
-			}
+		if other && !w.sess.TryLock() {
+			p.mu.Unlock()
+			w.sess.Post(&kick{p: p, s: w.sess})
+			return
 		}
 		c := p.freeLocked()
 		if c == nil {
@@ -491,7 +506,7 @@ func (p *Pool) ServeFrom(held stream.Session) {
 				w.sess.Unlock()
 			}
 			if starved != nil {
-				go starved.fail(stream.CxOverflow, p.cxOverflow())
+				starved.failFrom(held, stream.CxOverflow, p.cxOverflow())
 			}
 			return
 		}

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/proxylab/proxylab/core/network"
 	"github.com/proxylab/proxylab/core/protocol"
 	"github.com/proxylab/proxylab/core/stream"
 	"github.com/proxylab/proxylab/foundation/buffer"
@@ -86,8 +87,9 @@ func (c *fakeConn) Retire()                                   { c.mu.Lock(); c.r
 func (c *fakeConn) Idle() bool                                { c.mu.Lock(); defer c.mu.Unlock(); return c.used == 0 }
 func (c *fakeConn) CloseIfIdle(time.Time, time.Duration) bool { return false }
 
-// free ends one stream on c and tells the pool.
-func (c *fakeConn) free(p *Pool) { c.mu.Lock(); c.used--; c.mu.Unlock(); p.SlotFreed() }
+// free ends one stream on c and serves the waiters, as a connection event
+// does (Base.Deliver), holding no lock.
+func (c *fakeConn) free(p *Pool) { c.mu.Lock(); c.used--; c.mu.Unlock(); p.ServeWaiters() }
 
 type nopEncoder struct{}
 
@@ -97,9 +99,7 @@ func (nopEncoder) EncodeTrailers(*protocol.Headers) {}
 func (nopEncoder) Reset()                           {}
 func (nopEncoder) ReadDisable(bool)                 {}
 
-type session struct{ sync.Mutex }
-
-func (*session) DeferFlush(stream.Flusher) {}
+type session struct{ network.SessionLock }
 
 // result records a pool callback.
 type result struct {

@@ -30,16 +30,21 @@ func (c Codec) Detect(p []byte) stream.Match {
 
 // NewServer: the listener's connections of this codec share one Stats.
 func (c Codec) NewServer(*stream.ServerOptions) stream.Server {
-	return &server{set: ServerSettings{Codec: c.Wire, Stats: &Stats{}}}
+	return &server{set: ServerSettings{Codec: c.Wire, Stats: &Stats{Codec: c.Wire.Name()}}}
 }
 
 // NewClient: the cluster's pools share the settings' Stats.
+// Without an rpc_protocol_options block the settings' own defaults apply
+// (1024 in flight, no heartbeat).
 func (c Codec) NewClient(o *stream.ClientOptions) stream.Client {
-	return &client{set: ClientSettings{
+	set := ClientSettings{
 		Codec: c.Wire, ConnectTimeout: o.ConnectTimeout, MaxConnections: o.MaxConnections,
-		MaxPending: o.MaxPending, MaxInFlight: o.MaxInFlight, IdleTimeout: o.IdleTimeout,
-		HeartbeatInterval: o.HeartbeatInterval, Stats: &Stats{},
-	}}
+		MaxPending: o.MaxPending, IdleTimeout: o.IdleTimeout, Stats: &Stats{Codec: c.Wire.Name()},
+	}
+	if opt := stream.Block[Options](o.Blocks, OptionsKey); opt != nil {
+		set.MaxInFlight, set.HeartbeatInterval = opt.MaxInFlight, opt.HeartbeatInterval.D()
+	}
+	return &client{set: set}
 }
 
 type server struct{ set ServerSettings }
@@ -60,6 +65,3 @@ func (c *client) NewPool(tr transport.Transport, addr string, h stream.HostOptio
 	set.ClusterConns, set.ClusterPending, set.Wrap = h.ClusterConns, h.ClusterPending, h.Wrap
 	return NewPool(tr, addr, &set)
 }
-
-// ConfigBlocks: a cluster's RPC settings.
-func (Codec) ConfigBlocks() []string { return []string{"rpc_protocol_options"} }

@@ -17,7 +17,9 @@ import (
 )
 
 // Stats count a codec's events on one side; safe for concurrent use.
+// Codec names the codec in the exported metrics.
 type Stats struct {
+	Codec                                                      string
 	Requests, Oneways, Heartbeats, BadFrames, UnknownResponses atomic.Uint64
 }
 
@@ -57,6 +59,8 @@ type ServerConn struct {
 	inFlight    int
 	paused      bool
 	draining    bool
+	migrating   bool // hot upgrade: hand over once nothing is in flight (migrate.go)
+	handing     bool // HandOver called
 	flushQueued bool
 	streams     map[*serverStream]struct{}
 }
@@ -90,6 +94,9 @@ func (sc *ServerConn) OnNewConnection(c *network.Conn) network.FilterStatus {
 
 func (sc *ServerConn) OnData(_ *network.Conn, b *buffer.Buf) network.FilterStatus {
 	sc.in.Add(b)
+	if sc.migrating {
+		return network.StopIteration // the next process parses it
+	}
 	codec := sc.set.Codec
 	for sc.in.Len() > 0 && !sc.c.Closed() {
 		n, err := codec.Decode(sc.in.Bytes(), &sc.f)
@@ -180,6 +187,9 @@ func (sc *ServerConn) scheduleFlush() {
 func (sc *ServerConn) Flush() {
 	sc.flushQueued = false
 	sc.out.WriteTo(sc.c)
+	if sc.migrating {
+		sc.handOver()
+	}
 }
 
 func (sc *ServerConn) OnReadEOF(*network.Conn) { sc.c.Close() }
@@ -229,6 +239,9 @@ func (s *serverStream) finish() {
 	}
 	if !sc.c.Closed() {
 		sc.maybePause()
+		if sc.migrating && sc.inFlight == 0 {
+			sc.scheduleFlush() // Flush hands over, after this answer
+		}
 		if sc.draining && sc.inFlight == 0 {
 			sc.Flush()
 			sc.c.CloseWrite()

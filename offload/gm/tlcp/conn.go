@@ -85,6 +85,26 @@ func (c *Config) suites() []uint16 {
 	return supported
 }
 
+// offerable are the suites a client offers: the configured ones it can
+// complete. The ECDHE suites need the client's double certificates (the SM2
+// key agreement uses its encryption key, and the server then requires its
+// signing certificate), so a client without them leaves them out: a server
+// preferring ECDHE would otherwise pick one and fail the handshake although
+// an ECC suite is shared.
+func (c *Config) offerable() []uint16 {
+	all := c.suites()
+	if c.SignCert != nil && ecdhKey(c.EncCert) != nil {
+		return all
+	}
+	out := make([]uint16, 0, len(all))
+	for _, s := range all {
+		if st, ok := suites[s]; ok && !st.ecdhe {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
 // Conn is a TLCP connection over a net.Conn: Handshake, then Read and
 // Write application data. Read and Write may run concurrently with each
 // other.

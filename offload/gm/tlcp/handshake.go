@@ -571,8 +571,12 @@ func (c *Conn) clientHandshake() error {
 	} else {
 		ch = append(ch, 0)
 	}
+	offered := cfg.offerable()
+	if len(offered) == 0 {
+		return &AlertError{Code: AlertHandshakeFailure}
+	}
 	var suitesRaw []byte
-	for _, s := range cfg.suites() {
+	for _, s := range offered {
 		suitesRaw = binary.BigEndian.AppendUint16(suitesRaw, s)
 	}
 	ch = appendVec16(ch, suitesRaw)
@@ -610,7 +614,7 @@ func (c *Conn) clientHandshake() error {
 	if version != VersionTLCP {
 		return &AlertError{Code: AlertProtocolVersion}
 	}
-	if !slices.Contains(cfg.suites(), chosen) || !slices.Contains(supported, chosen) || comp != 0 {
+	if !slices.Contains(offered, chosen) || !slices.Contains(supported, chosen) || comp != 0 {
 		return &AlertError{Code: AlertIllegalParameter}
 	}
 	if old != nil && len(sid) > 0 && bytes.Equal(sid, old.id) {

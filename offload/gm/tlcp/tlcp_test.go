@@ -356,6 +356,14 @@ func TestECDHESuites(t *testing.T) {
 			t.Fatalf("client %v", cerr)
 		}
 	})
+	t.Run("a client without a certificate offers only ECC to a server preferring ECDHE", func(t *testing.T) {
+		prefer := *server
+		prefer.CipherSuites = []uint16{ECDHE_SM4_GCM_SM3, ECDHE_SM4_CBC_SM3, ECC_SM4_GCM_SM3, ECC_SM4_CBC_SM3}
+		_, c, serr, cerr := pair(t, &prefer, &Config{RootCAs: pki.pool, ServerName: "gm.test"})
+		if serr != nil || cerr != nil || c.ConnectionState().CipherSuite != ECC_SM4_GCM_SM3 {
+			t.Fatalf("server %v, client %v, suite %s", serr, cerr, SuiteName(c.ConnectionState().CipherSuite))
+		}
+	})
 	t.Run("a server that cannot verify clients does not pick ECDHE", func(t *testing.T) {
 		noCA := &Config{SignCert: server.SignCert, EncCert: server.EncCert}
 		_, c, serr, cerr := pair(t, noCA, &Config{RootCAs: pki.pool, ServerName: "gm.test", CipherSuites: []uint16{ECDHE_SM4_GCM_SM3, ECC_SM4_GCM_SM3}, SignCert: cs, EncCert: ce})

@@ -237,7 +237,9 @@ func (c *Conn) finish(err error) {
 	if err != nil {
 		c.state, c.hsErr = failed, err
 		c.mu.Unlock()
-		c.stats.Failed(c.failureReason(err))
+		reason := c.failureReason(err)
+		c.stats.Failed(reason)
+		c.logFailure(reason, err)
 		if c.onHS != nil {
 			c.mu.Lock()
 			if c.timedOut {
@@ -274,6 +276,19 @@ func (c *Conn) finish(err error) {
 	if !c.gone {
 		c.deliver()
 	}
+}
+
+// logFailure logs a failed handshake with its peer, reason (the alert,
+// for the engines that name them) and error, rate-limited per pool.
+func (c *Conn) logFailure(reason string, err error) {
+	side, peer := "client", ""
+	if c.server {
+		side = "server"
+	}
+	if a := c.inner.RemoteAddr(); a != nil {
+		peer = a.String()
+	}
+	c.hs.fails.log(side, peer, reason, err)
 }
 
 // failureReason names a handshake failure for metrics: the protocol's own

@@ -29,6 +29,8 @@ type Handshakers struct {
 
 	mu   sync.Mutex
 	idle []*coro
+
+	fails failLog // failed handshakes of the pool's connections
 }
 
 // idleFor is how long an idle worker waits for the next handshake.

@@ -187,9 +187,12 @@ func (Codec) Decode(p []byte, f *xprotocol.Frame) (int, error) {
 }
 
 // decodeHeaders reads the header map and fills the routing fields from
-// SOFARPC's keys.
+// SOFARPC's keys. A routing field is added only when the wire has no field
+// of that name already: a wire "service" is the routing field itself (one
+// value for routing and for header matchers, not "svc,svc").
 func decodeHeaders(h []byte, f *xprotocol.Frame) error {
 	var service, method []byte
+	var wireService, wireMethod bool
 	for len(h) > 0 {
 		var k, v []byte
 		var ok bool
@@ -207,12 +210,14 @@ func decodeHeaders(h []byte, f *xprotocol.Frame) error {
 		case "sofa_head_method_name":
 			method = v
 		}
+		wireService = wireService || string(k) == xprotocol.FieldService
+		wireMethod = wireMethod || string(k) == xprotocol.FieldMethod
 		f.Headers.Append(k, v)
 	}
-	if service != nil {
+	if service != nil && !wireService {
 		f.Headers.Append([]byte(xprotocol.FieldService), service)
 	}
-	if method != nil {
+	if method != nil && !wireMethod {
 		f.Headers.Append([]byte(xprotocol.FieldMethod), method)
 	}
 	return nil

@@ -58,6 +58,17 @@ func TestDecodeFrames(t *testing.T) {
 			if got := string(f.Headers.Get(xprotocol.FieldMethod)); got != tc.method {
 				t.Fatalf("method %q", got)
 			}
+			for _, name := range []string{xprotocol.FieldService, xprotocol.FieldMethod} {
+				n := 0
+				for _, fl := range f.Headers.Fields {
+					if string(fl.Name) == name {
+						n++
+					}
+				}
+				if n > 1 {
+					t.Fatalf("%d %q fields: a matcher would see them joined", n, name)
+				}
+			}
 			// The ID is rewritten in place, CRC kept valid.
 			raw := append([]byte(nil), tc.frame...)
 			c.SetID(raw, 0xdeadbeef)
