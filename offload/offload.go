@@ -135,6 +135,39 @@ type Stats struct {
 	failures                map[string]uint64
 	versions                map[string]uint64
 	suites                  map[string]uint64
+	offload                 map[offloadKey]uint64
+}
+
+// offloadKey is one offload_* counter: its metric, label and value.
+type offloadKey struct{ metric, label, value string }
+
+// Offload counts one event of an offload backend: metric
+// offload_<metric>_total{label=value} (e.g. pkcs11_errors, reason,
+// token_not_present).
+func (s *Stats) Offload(metric, label, value string) {
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	if s.offload == nil {
+		s.offload = map[offloadKey]uint64{}
+	}
+	s.offload[offloadKey{metric, label, value}]++
+	s.mu.Unlock()
+}
+
+// OffloadCount is one offload_* count (tests and the admin page).
+func (s *Stats) OffloadCount(metric, label, value string) uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.offload[offloadKey{metric, label, value}]
+}
+
+// offloadHelp words the offload metrics.
+var offloadHelp = map[string]string{
+	"pkcs11_errors": "Failed PKCS#11 private-key operations by reason.",
+	"remote_signer": "Remote signing requests by result.",
+	"ktls":          "Kernel TLS hand-offs by result.",
 }
 
 // Failed counts a failed handshake by reason.
@@ -182,6 +215,15 @@ func (s *Stats) Collect(emit stats.Emit) {
 	}
 	for k, v := range suites {
 		emit("tls_suites_total", "Completed TLS handshakes by cipher suite.", stats.CounterKind, float64(v), stats.Label{Name: "suite", Value: k})
+	}
+	s.mu.Lock()
+	off := make(map[offloadKey]uint64, len(s.offload))
+	for k, v := range s.offload {
+		off[k] = v
+	}
+	s.mu.Unlock()
+	for k, v := range off {
+		emit("offload_"+k.metric+"_total", offloadHelp[k.metric], stats.CounterKind, float64(v), stats.Label{Name: k.label, Value: k.value})
 	}
 }
 

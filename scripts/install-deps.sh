@@ -24,13 +24,17 @@ have pkg-config || need+=(pkg-config)
 pkg-config --exists libdpdk 2>/dev/null || need+=(libdpdk-dev)
 have ethtool || need+=(ethtool)
 have ip || need+=(iproute2)
-have gcc || need+=(gcc) # cgo for -tags dpdk
+have gcc || need+=(gcc) # cgo for -tags dpdk and PKCS#11 keys
 # Sidecar interception tests (TestSidecarIntercept: REDIRECT and TPROXY in a
 # namespace) and scripts/intercept.sh.
 have iptables || need+=(iptables)
+# PKCS#11 keys (offload/pkcs11): SoftHSM2 as the test token, openssl for
+# scripts/softhsm-init.sh's keys and certificates.
+[ -f /usr/lib/softhsm/libsofthsm2.so ] || need+=(softhsm2)
+have openssl || need+=(openssl)
 
 if [ ${#need[@]} -eq 0 ]; then
-  echo "install-deps: all present (haproxy nginx nginx-stream wrk curl h2load libdpdk-dev ethtool iproute2 iptables)"
+  echo "install-deps: all present (haproxy nginx nginx-stream wrk curl h2load libdpdk-dev ethtool iproute2 softhsm2 openssl iptables)"
   exit 0
 fi
 if [ "$(id -u)" != 0 ]; then

@@ -43,8 +43,8 @@ func registerBuiltins() {
 	stream.Register(rpc.Codec{Wire: dubbo.Codec{}})
 	stream.Register(h1s.Codec{})
 
-	offload.Register(gotls.Name, gotls.New)
-	offload.RegisterModule(gm.Module) // TLCP: double certificates, and tlcp: beside TLS
+	offload.RegisterModule(gotls.Module) // pkcs11 keys
+	offload.RegisterModule(gm.Module)    // TLCP: double certificates, and tlcp: beside TLS
 
 	transport.Register(netpoll.Name, netpoll.New)
 	registerPlatformBuiltins() // rawepoll on Linux

@@ -13,6 +13,7 @@ import (
 	"github.com/proxylab/proxylab/core/stream/rpc"
 	"github.com/proxylab/proxylab/core/upstream"
 	"github.com/proxylab/proxylab/offload/gm"
+	"github.com/proxylab/proxylab/offload/gotls"
 	"github.com/proxylab/proxylab/transport/dpdk"
 	"github.com/proxylab/proxylab/transport/sockmap"
 	"gopkg.in/yaml.v3"
@@ -40,7 +41,7 @@ var codecOptionsType = reflect.TypeOf(config.CodecOptions(nil))
 
 // pluginInline are types whose keys a plugin adds directly to a mapping of
 // core/config's (an engine's keys in a certificate entry).
-var pluginInline = []reflect.Type{reflect.TypeOf(gm.CertOptions{})}
+var pluginInline = []reflect.Type{reflect.TypeOf(gm.CertOptions{}), reflect.TypeOf(gotls.CertOptions{})}
 
 // schemaKey is one yaml key of the config schema and where it sits.
 type schemaKey struct{ key, path string }

@@ -63,7 +63,7 @@ func (cl *Cluster) validate(v *checker, p string) {
 		}
 		if c := t.ClientCert; c != nil {
 			checkFile(c.CertFile, p+".tls.client_cert.cert_file", v.add)
-			checkFile(c.KeyFile, p+".tls.client_cert.key_file", v.add)
+			checkKeyFile(c, p+".tls.client_cert.key_file", v.add)
 		}
 	}
 	if codec, ok := k.codec(cl.Protocol); !ok {

@@ -68,7 +68,7 @@ func (t *ListenerTLS) validate(tp string, v *checker) {
 	}
 	for j, c := range t.Certificates {
 		checkFile(c.CertFile, fmt.Sprintf("%s.certificates[%d].cert_file", tp, j), v.add)
-		checkFile(c.KeyFile, fmt.Sprintf("%s.certificates[%d].key_file", tp, j), v.add)
+		checkKeyFile(&c, fmt.Sprintf("%s.certificates[%d].key_file", tp, j), v.add)
 	}
 	switch t.ClientAuth {
 	case "none", "request":

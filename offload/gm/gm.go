@@ -22,6 +22,7 @@ import (
 	"github.com/proxylab/proxylab/offload"
 	"github.com/proxylab/proxylab/offload/gm/tlcp"
 	"github.com/proxylab/proxylab/offload/internal/engineconn"
+	"github.com/proxylab/proxylab/offload/ktls"
 	"github.com/proxylab/proxylab/transport"
 )
 
@@ -174,6 +175,7 @@ func (Engine) NewServer(cfg *offload.ServerConfig) (offload.Server, error) {
 	}
 	s := &server{cfg: *cfg, hs: engineconn.NewInlineHandshakers(), timeout: cfg.HandshakeTimeout, stop: make(chan struct{})}
 	s.certs.Store(cs)
+	ktls.Supported() // probed (and logged) once per process; TLCP records cannot go to the kernel (see ktls)
 	// Sessions resume by ID for an hour (TLCP has no tickets).
 	t := &tlcp.Config{SessionCache: tlcp.NewSessionCache(20000, time.Hour)}
 	t.GetCertificates = func(name string) (*tlcp.Certificate, *tlcp.Certificate) {

@@ -22,6 +22,7 @@ import (
 
 	"github.com/proxylab/proxylab/offload"
 	"github.com/proxylab/proxylab/offload/internal/engineconn"
+	"github.com/proxylab/proxylab/offload/ktls"
 	"github.com/proxylab/proxylab/transport"
 )
 
@@ -106,22 +107,23 @@ type certSet struct {
 }
 
 // inMemoryKey says whether k is a software key crypto/tls signs with at
-// CPU speed.
+// CPU speed, or one whose signatures suspend the handshake rather than
+// block (offload.AsyncSigner): either way the handshake may run inline.
 func inMemoryKey(k crypto.PrivateKey) bool {
 	switch k.(type) {
-	case *ecdsa.PrivateKey, *rsa.PrivateKey, ed25519.PrivateKey:
+	case *ecdsa.PrivateKey, *rsa.PrivateKey, ed25519.PrivateKey, offload.AsyncSigner:
 		return true
 	}
 	return false
 }
 
-func loadCerts(files []offload.CertFiles) (*certSet, error) {
+func loadCerts(files []offload.CertFiles, st *offload.Stats) (*certSet, error) {
 	if len(files) == 0 {
-		return nil, errors.New("gotls: a listener needs at least one certificate")
+		return nil, errNoCert
 	}
 	cs := &certSet{stamp: offload.FileStamp(offload.Paths(files)...), inMemory: true}
 	for _, f := range files {
-		c, err := tls.LoadX509KeyPair(f.CertFile, f.KeyFile)
+		c, err := loadPair(f, st)
 		if err != nil {
 			return nil, fmt.Errorf("gotls: certificate %s: %w", f.CertFile, err)
 		}
@@ -154,11 +156,12 @@ type server struct {
 
 func (Engine) NewServer(cfg *offload.ServerConfig) (offload.Server, error) {
 	s := &server{cfg: *cfg, stop: make(chan struct{}), hs: engineconn.NewHandshakers(), ihs: engineconn.NewInlineHandshakers()}
-	cs, err := loadCerts(cfg.Certificates)
+	cs, err := loadCerts(cfg.Certificates, cfg.Stats)
 	if err != nil {
 		return nil, err
 	}
 	s.certs.Store(cs)
+	ktls.Supported() // probed (and logged) once per process, at the first listener
 	minV, err := ParseVersion(cfg.MinVersion)
 	if err != nil {
 		return nil, err
@@ -185,7 +188,7 @@ func (Engine) NewServer(cfg *offload.ServerConfig) (offload.Server, error) {
 		CurvePreferences: curves, // nil keeps Go's default, post-quantum X25519MLKEM768 first
 		NextProtos:       cfg.ALPN,
 		GetCertificate: func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
-			return s.certs.Load().Pick(hello.ServerName), nil
+			return forHandshake(s.certs.Load().Pick(hello.ServerName), hello.Context()), nil
 		},
 	}
 	switch cfg.ClientAuth {
@@ -325,7 +328,7 @@ func (s *server) watch() {
 			return
 		case now := <-tk.C:
 			if offload.FileStamp(offload.Paths(s.cfg.Certificates)...) != s.certs.Load().stamp {
-				cs, err := loadCerts(s.cfg.Certificates)
+				cs, err := loadCerts(s.cfg.Certificates, s.cfg.Stats)
 				if err != nil {
 					slog.Warn("gotls: new certificate refused, keeping the current one", "err", err)
 					// Do not retry the same broken files every tick.
@@ -390,7 +393,7 @@ func (Engine) NewClient(cfg *offload.ClientConfig) (offload.Client, error) {
 		}
 	}
 	if cfg.Cert != nil {
-		c, err := tls.LoadX509KeyPair(cfg.Cert.CertFile, cfg.Cert.KeyFile)
+		c, err := loadPair(*cfg.Cert, cfg.Stats)
 		if err != nil {
 			return nil, fmt.Errorf("gotls: client certificate: %w", err)
 		}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/proxylab/proxylab/foundation/buffer"
 	"github.com/proxylab/proxylab/offload"
+	"github.com/proxylab/proxylab/offload/ktls"
 	"github.com/proxylab/proxylab/transport"
 )
 
@@ -88,6 +89,7 @@ type Conn struct {
 	hsErr    error
 	timedOut bool
 	co       *coro       // inline: the running handshake coroutine
+	key      *keyWait    // inline: the key operation it waits for (Await)
 	timer    *time.Timer // the handshake timeout
 	onHS     func(err error)
 
@@ -218,7 +220,7 @@ func (c *Conn) resume() {
 
 // handshakeOnWorker runs the whole handshake on a worker goroutine.
 func (c *Conn) handshakeOnWorker() {
-	err := c.proto.HandshakeContext(context.Background())
+	err := c.proto.HandshakeContext(connCtx{c})
 	c.dmu.Lock()
 	defer c.dmu.Unlock()
 	c.finish(err)
@@ -254,6 +256,7 @@ func (c *Conn) finish(err error) {
 	c.alpn.Store(ng.ALPN)
 	c.peer.Store(&peerInfo{sni: ng.ServerName, cert: ng.PeerCertificate})
 	c.stats.Negotiated(c.id, ng.Version, ng.Suite, ng.Resumed)
+	c.stats.Offload("ktls", "result", ktls.Outcome())
 	// Established and the queued plaintext written in one step under wmu,
 	// so no Write can slip its bytes in ahead of what was queued (HTTP/2
 	// frames from other streams would otherwise overtake the preface).

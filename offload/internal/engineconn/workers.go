@@ -1,7 +1,6 @@
 package engineconn
 
 import (
-	"context"
 	"iter"
 	"sync"
 	"time"
@@ -78,6 +77,7 @@ type step uint8
 
 const (
 	stepInput step = iota // waiting for ciphertext
+	stepKey               // waiting for an asynchronous key operation (Await)
 	stepDone              // HandshakeContext returned; coro.err is its result
 )
 
@@ -107,7 +107,7 @@ func (w *Handshakers) get(c *Conn) *coro {
 	co.next, co.stop = iter.Pull(func(yield func(step) bool) {
 		co.yield = yield
 		for {
-			co.err = co.c.proto.HandshakeContext(context.Background())
+			co.err = co.c.proto.HandshakeContext(connCtx{co.c})
 			if !yield(stepDone) {
 				return
 			}
