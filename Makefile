@@ -44,7 +44,7 @@ vet:
 test: deps vet
 	# One package at a time: the integration suites and the benchmark-matrix
 	# test each load both cores, and their timing assertions must not compete.
-	$(GO) test -p 1 -count=1 -timeout 20m $(PKGS)
+	$(GO) test -p 1 -count=1 -timeout 45m $(PKGS)
 	$(MAKE) test-dpdk
 	$(MAKE) race
 	$(MAKE) fuzz
@@ -59,7 +59,7 @@ test-dpdk:
 # The integration suite against a race-detector build of the binary.
 race:
 	$(GO) build -race -o bin/proxylab-race ./cmd/proxylab
-	PROXYLAB_BIN=$(CURDIR)/bin/proxylab-race $(GO) test -count=1 -short -timeout 25m ./cmd/proxylab/
+	PROXYLAB_BIN=$(CURDIR)/bin/proxylab-race $(GO) test -count=1 -short -timeout 45m ./cmd/proxylab/
 	$(GO) test -race -count=1 -timeout 10m ./core/... ./transport/... ./offload/... ./bench/upstream ./bench/loadgen
 
 fuzz:
