@@ -29,6 +29,32 @@ type FilterOverride struct {
 	Config   any
 }
 
+// decodeNamed decodes one `{name, typed_config}` entry at p by the module
+// registered as name (dec: the binary's decoders of that kind); nil when the
+// entry is refused (no name, listed twice, none of that kind in this
+// binary) or its config does not decode, the errors recorded with paths.
+func (d *decoder) decodeNamed(p, name string, raw *yaml.Node, seen map[string]bool, dec func(string, *yaml.Node, string) (any, []error), kind string) any {
+	switch {
+	case name == "":
+		d.errs = append(d.errs, FieldError{Path: p + ".name", Msg: "required"})
+		return nil
+	case seen[name]:
+		d.errs = append(d.errs, FieldError{Path: p + ".name", Msg: fmt.Sprintf("filter %q listed twice", name)})
+		return nil
+	case dec == nil:
+		d.errs = append(d.errs, FieldError{Path: p + ".name", Msg: "this binary has no " + kind})
+		return nil
+	}
+	seen[name] = true
+	line := 0
+	if raw != nil {
+		line = raw.Line
+	}
+	v, errs := dec(name, raw, p)
+	d.addPluginErrors(p, line, errs)
+	return v
+}
+
 // resolveHTTPFilters decodes every http_filters entry and every override by
 // the filter that owns it.
 func (d *decoder) resolveHTTPFilters(c *Config, k Known) {
@@ -41,25 +67,7 @@ func (d *decoder) resolveHTTPFilters(c *Config, k Known) {
 		for j := range h.HTTPFilters {
 			f := &h.HTTPFilters[j]
 			p := "listeners[" + strconv.Itoa(i) + "].http_proxy.http_filters[" + strconv.Itoa(j) + "]"
-			switch {
-			case f.Name == "":
-				d.errs = append(d.errs, FieldError{Path: p + ".name", Msg: "required"})
-				continue
-			case seen[f.Name]:
-				d.errs = append(d.errs, FieldError{Path: p + ".name", Msg: fmt.Sprintf("filter %q listed twice", f.Name)})
-				continue
-			case k.HTTPFilter == nil:
-				d.errs = append(d.errs, FieldError{Path: p + ".name", Msg: "this binary has no http filters"})
-				continue
-			}
-			seen[f.Name] = true
-			line := 0
-			if f.TypedConfig != nil {
-				line = f.TypedConfig.Line
-			}
-			fac, errs := k.HTTPFilter(f.Name, f.TypedConfig, p)
-			d.addPluginErrors(p, line, errs)
-			f.Factory = fac
+			f.Factory = d.decodeNamed(p, f.Name, f.TypedConfig, seen, k.HTTPFilter, "http filters")
 		}
 	}
 	for i := range c.Routes {

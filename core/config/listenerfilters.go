@@ -1,7 +1,6 @@
 package config
 
 import (
-	"fmt"
 	"strconv"
 
 	"gopkg.in/yaml.v3"
@@ -25,25 +24,7 @@ func (d *decoder) resolveListenerFilters(c *Config, k Known) {
 		for j := range c.Listeners[i].ListenerFilters {
 			f := &c.Listeners[i].ListenerFilters[j]
 			p := "listeners[" + strconv.Itoa(i) + "].listener_filters[" + strconv.Itoa(j) + "]"
-			switch {
-			case f.Name == "":
-				d.errs = append(d.errs, FieldError{Path: p + ".name", Msg: "required"})
-				continue
-			case seen[f.Name]:
-				d.errs = append(d.errs, FieldError{Path: p + ".name", Msg: fmt.Sprintf("filter %q listed twice", f.Name)})
-				continue
-			case k.ListenerFilter == nil:
-				d.errs = append(d.errs, FieldError{Path: p + ".name", Msg: "this binary has no listener filters"})
-				continue
-			}
-			seen[f.Name] = true
-			line := 0
-			if f.TypedConfig != nil {
-				line = f.TypedConfig.Line
-			}
-			lf, errs := k.ListenerFilter(f.Name, f.TypedConfig, p)
-			d.addPluginErrors(p, line, errs)
-			f.Filter = lf
+			f.Filter = d.decodeNamed(p, f.Name, f.TypedConfig, seen, k.ListenerFilter, "listener filters")
 		}
 	}
 }
