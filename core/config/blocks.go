@@ -123,8 +123,24 @@ func (d *decoder) resolveCert(c *CertFiles, engine, path string, k Known) {
 		}
 	}
 	val, errs := dec(node, path)
-	d.addPluginErrors(path, 0, errs)
+	d.addPluginErrors(path, 0, withCertKeys(errs, path))
 	c.EngineOptions = val
+}
+
+// withCertKeys names the entry's own keys (cert_file, key_file) beside the
+// engine's in an "unknown field" error about the entry itself: the user
+// wrote one mapping, and the list should say all it may hold.
+func withCertKeys(errs []error, path string) []error {
+	const unknown = "unknown field (known: "
+	for i, err := range errs {
+		var fe registry.FieldError
+		if !errors.As(err, &fe) || !strings.HasPrefix(fe.Msg, unknown) || strings.Contains(strings.TrimPrefix(fe.Path, path+"."), ".") {
+			continue
+		}
+		fe.Msg = unknown + "cert_file, key_file, " + strings.TrimPrefix(fe.Msg, unknown)
+		errs[i] = fe
+	}
+	return errs
 }
 
 // resolveListenerTLS hands the unknown keys of a listener's tls block to
