@@ -165,8 +165,16 @@ func testClientADS(t *testing.T, delta bool) {
 	if c.Stats().reconnects.Load() == 0 {
 		t.Fatal("reconnect not counted")
 	}
-	if v := c.Stats().of(EndpointType).Version(); !delta && v != "v4" {
-		t.Fatalf("EDS version after catch-up: %q", v)
+	// The version is recorded with the ACK, which may come just after the
+	// config was applied.
+	for deadline := time.Now().Add(10 * time.Second); !delta; time.Sleep(10 * time.Millisecond) {
+		v := c.Stats().of(EndpointType).Version()
+		if v == "v4" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("EDS version after catch-up: %q", v)
+		}
 	}
 
 	// Resources removed: the listener goes away.
