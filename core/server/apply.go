@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"maps"
 	"strings"
 	"sync"
@@ -104,9 +103,7 @@ func closeInfo(info *ListenerInfo) {
 		b.Close()
 	}
 	for _, f := range info.Filters {
-		if c, ok := f.Factory.(io.Closer); ok {
-			c.Close() // its listener stopped; a failed close changes nothing
-		}
+		closeFactory(f.Name, f.Factory) // its listener stopped
 	}
 }
 

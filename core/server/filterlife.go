@@ -18,10 +18,16 @@ func closeFactories(h *config.HTTPProxy) {
 		return
 	}
 	for _, f := range h.HTTPFilters {
-		if c, ok := f.Factory.(io.Closer); ok {
-			if err := c.Close(); err != nil {
-				slog.Debug("server: closing a filter", "filter", f.Name, "error", err)
-			}
+		closeFactory(f.Name, f.Factory)
+	}
+}
+
+// closeFactory closes a filter factory that holds resources; a failed
+// close changes nothing for the listener, which no longer runs it.
+func closeFactory(name string, f any) {
+	if c, ok := f.(io.Closer); ok {
+		if err := c.Close(); err != nil {
+			slog.Debug("server: closing a filter", "filter", name, "error", err)
 		}
 	}
 }
